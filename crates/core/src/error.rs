@@ -1,0 +1,108 @@
+//! The one error type of labelgan.
+//!
+//! Every crate returns this type so that the traits compose (a factory can call a
+//! user's `Generator` and our `PixelLabeler` with one `?`). Each variant names the
+//! thing that is wrong: the file, the tensor key, the shapes.
+
+use std::path::PathBuf;
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in labelgan, each naming its cause.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A tensor operation failed (candle's own error).
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+
+    /// A file exists but its contents cannot be understood.
+    #[error("{}: {msg}", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        msg: String,
+    },
+
+    /// A weight file lacks a tensor the model needs.
+    #[error("{}: missing tensor `{key}`{}", file.display(), expected_shape(expected))]
+    MissingKey {
+        /// The weight file.
+        file: PathBuf,
+        /// The state-dict key.
+        key: String,
+        /// The shape the model expected, when known.
+        expected: Option<Vec<usize>>,
+    },
+
+    /// A tensor has the wrong shape.
+    #[error("{}: tensor `{key}` has shape {found:?}, expected {expected:?}", file.display())]
+    ShapeMismatch {
+        /// The weight file (or a description of the source, e.g. `argument`).
+        file: PathBuf,
+        /// The tensor's name.
+        key: String,
+        /// The shape the model expected.
+        expected: Vec<usize>,
+        /// The shape that was found.
+        found: Vec<usize>,
+    },
+
+    /// An argument or input tensor is invalid (wrong shape, NaN, out of range, ...).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
+    /// Any other error, from a crate outside labelgan or a user's implementation.
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+fn expected_shape(s: &Option<Vec<usize>>) -> String {
+    match s {
+        Some(s) => format!(" (expected shape {s:?})"),
+        None => String::new(),
+    }
+}
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    /// An [`Error::Format`] for `path`.
+    pub fn format(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::Format { path: path.into(), msg: msg.into() }
+    }
+
+    /// An [`Error::InvalidInput`].
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::InvalidInput(msg.into())
+    }
+}
+
+/// Fails with [`Error::InvalidInput`] if `t` holds a NaN or an infinity.
+pub fn ensure_finite(t: &candle_core::Tensor, what: &str) -> Result<()> {
+    let bad = t
+        .to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?
+        .iter()
+        .position(|v| !v.is_finite());
+    match bad {
+        Some(i) => Err(Error::invalid(format!(
+            "{what} holds a non-finite value at flat index {i}"
+        ))),
+        None => Ok(()),
+    }
+}

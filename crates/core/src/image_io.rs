@@ -1,0 +1,113 @@
+//! Images in and out: tensors to 8-bit PNGs, contact sheets, atomic file writes.
+//!
+//! Conversion follows the official StyleGAN2-ADA `generate.py`:
+//! `u8 = clamp(x * 127.5 + 128, 0, 255)` truncated toward zero, so our PNGs of the same
+//! raw output are byte-identical to theirs.
+
+use std::path::Path;
+
+use candle_core::{DType, Tensor};
+use image::{DynamicImage, GenericImage, ImageBuffer, Luma, Rgb};
+
+use crate::io::write_atomic;
+use crate::{Error, Result};
+
+/// Converts a batch `[N, C, H, W]` in about [-1, 1] (C = 1 or 3) to 8-bit images.
+pub fn tensor_to_images(images: &Tensor) -> Result<Vec<DynamicImage>> {
+    let (n, c, h, w) = images
+        .dims4()
+        .map_err(|_| Error::invalid(format!("images must be [N,C,H,W], got {:?}", images.dims())))?;
+    if c != 1 && c != 3 {
+        return Err(Error::invalid(format!("images must have 1 or 3 channels, got {c}")));
+    }
+    let u8s = images
+        .to_dtype(DType::F32)?
+        .affine(127.5, 128.0)?
+        .clamp(0f32, 255f32)?
+        .permute((0, 2, 3, 1))?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let per = h * w * c;
+    let out = (0..n)
+        .map(|i| {
+            let px: Vec<u8> = u8s[i * per..(i + 1) * per].iter().map(|&v| v as u8).collect();
+            if c == 3 {
+                DynamicImage::ImageRgb8(ImageBuffer::<Rgb<u8>, _>::from_raw(w as u32, h as u32, px).expect("size checked"))
+            } else {
+                DynamicImage::ImageLuma8(ImageBuffer::<Luma<u8>, _>::from_raw(w as u32, h as u32, px).expect("size checked"))
+            }
+        })
+        .collect();
+    Ok(out)
+}
+
+/// Encodes `img` as PNG and writes it atomically to `path`.
+pub fn save_png(img: &DynamicImage, path: &Path) -> Result<()> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut buf, image::ImageFormat::Png)
+        .map_err(|e| Error::format(path, format!("PNG encoding failed: {e}")))?;
+    write_atomic(path, buf.get_ref())
+}
+
+/// Reads a PNG (or any format the `image` crate knows), naming the file on failure.
+pub fn load_image(path: &Path) -> Result<DynamicImage> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    image::load_from_memory(&bytes).map_err(|e| Error::format(path, format!("not a readable image: {e}")))
+}
+
+/// Lays `images` out on a grid with `columns` columns and `pad` pixels of white between
+/// cells. Cells are the size of the largest image.
+pub fn contact_sheet(images: &[DynamicImage], columns: usize, pad: u32) -> Result<DynamicImage> {
+    if images.is_empty() || columns == 0 {
+        return Err(Error::invalid("a contact sheet needs at least one image and one column"));
+    }
+    let cw = images.iter().map(|i| i.width()).max().unwrap_or(1);
+    let ch = images.iter().map(|i| i.height()).max().unwrap_or(1);
+    let cols = columns.min(images.len()) as u32;
+    let rows = images.len().div_ceil(columns) as u32;
+    let mut sheet = image::RgbImage::from_pixel(
+        cols * cw + (cols + 1) * pad,
+        rows * ch + (rows + 1) * pad,
+        Rgb([255, 255, 255]),
+    );
+    for (k, img) in images.iter().enumerate() {
+        let (r, c) = ((k / columns) as u32, (k % columns) as u32);
+        let rgb = img.to_rgb8();
+        sheet
+            .copy_from(&rgb, pad + c * (cw + pad), pad + r * (ch + pad))
+            .map_err(|e| Error::invalid(format!("contact sheet: {e}")))?;
+    }
+    Ok(DynamicImage::ImageRgb8(sheet))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn conversion_matches_official_rounding() {
+        // -1 -> 0.5 -> 0, 0 -> 128, 1 -> 255.5 -> 255, 0.5 -> 191.75 -> 191.
+        let t = Tensor::new(&[-1f32, 0.0, 1.0, 0.5], &Device::Cpu).unwrap().reshape((1, 1, 2, 2)).unwrap();
+        let img = &tensor_to_images(&t).unwrap()[0];
+        assert_eq!(img.to_luma8().into_raw(), vec![0, 128, 255, 191]);
+    }
+
+    #[test]
+    fn sheet_and_atomic_write() {
+        let dir = std::env::temp_dir().join(format!("lg-core-io-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let t = Tensor::zeros((5, 3, 4, 6), DType::F32, &Device::Cpu).unwrap();
+        let imgs = tensor_to_images(&t).unwrap();
+        let sheet = contact_sheet(&imgs, 2, 1).unwrap();
+        assert_eq!((sheet.width(), sheet.height()), (2 * 6 + 3, 3 * 4 + 4));
+        let p = dir.join("a.png");
+        save_png(&sheet, &p).unwrap();
+        assert_eq!(load_image(&p).unwrap().width(), 15);
+        let bad = dir.join("bad.png");
+        std::fs::write(&bad, b"not a png").unwrap();
+        let err = load_image(&bad).unwrap_err().to_string();
+        assert!(err.contains("bad.png"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,148 @@
+//! Files: atomic writes and safetensors with metadata.
+//!
+//! Every file labelgan writes goes through [`write_atomic`], so that a crash, a kill or a
+//! full disk leaves either the old file or the new one, never half of one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::safetensors::Load;
+use candle_core::{Device, Tensor};
+
+use crate::{Error, Result};
+
+/// Writes `bytes` to `path` atomically: a temporary file beside it, synced, then
+/// renamed over `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_path(path);
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    res.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".tmp{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// The tensors and string metadata of one safetensors file, remembering its path so
+/// that every error names it.
+#[derive(Debug, Clone)]
+pub struct TensorFile {
+    /// Where the tensors came from.
+    pub path: PathBuf,
+    /// Tensors by name, in the file's dtype.
+    pub tensors: HashMap<String, Tensor>,
+    /// The `__metadata__` map (empty when absent).
+    pub metadata: HashMap<String, String>,
+}
+
+impl TensorFile {
+    /// Reads `path` onto `device`.
+    pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let not_st = |e: safetensors::SafeTensorError| Error::format(path, format!("not a valid safetensors file: {e}"));
+        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(not_st)?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(not_st)?;
+        let mut tensors = HashMap::new();
+        for (name, view) in st.tensors() {
+            let t = view
+                .load(device)
+                .map_err(|e| Error::format(path, format!("tensor `{name}`: {e}")))?;
+            tensors.insert(name, t);
+        }
+        let metadata = meta.metadata().clone().unwrap_or_default();
+        Ok(Self { path: path.to_path_buf(), tensors, metadata })
+    }
+
+    /// The tensor `key`, or [`Error::MissingKey`].
+    pub fn get(&self, key: &str) -> Result<&Tensor> {
+        self.tensors.get(key).ok_or_else(|| Error::MissingKey {
+            file: self.path.clone(),
+            key: key.to_string(),
+            expected: None,
+        })
+    }
+
+    /// The tensor `key` as f32 with exactly `shape`, or an error naming the key and
+    /// both shapes.
+    pub fn get_shaped(&self, key: &str, shape: &[usize]) -> Result<Tensor> {
+        let t = self.tensors.get(key).ok_or_else(|| Error::MissingKey {
+            file: self.path.clone(),
+            key: key.to_string(),
+            expected: Some(shape.to_vec()),
+        })?;
+        if t.dims() != shape {
+            return Err(Error::ShapeMismatch {
+                file: self.path.clone(),
+                key: key.to_string(),
+                expected: shape.to_vec(),
+                found: t.dims().to_vec(),
+            });
+        }
+        Ok(t.to_dtype(candle_core::DType::F32)?)
+    }
+
+    /// Whether `key` is present.
+    pub fn contains(&self, key: &str) -> bool {
+        self.tensors.contains_key(key)
+    }
+
+    /// The shape of `key`, if present.
+    pub fn shape(&self, key: &str) -> Option<&[usize]> {
+        self.tensors.get(key).map(|t| t.dims())
+    }
+}
+
+/// Writes `tensors` (and `metadata`) as one safetensors file, atomically.
+pub fn save_safetensors(
+    path: impl AsRef<Path>,
+    tensors: &BTreeMap<String, Tensor>,
+    metadata: Option<HashMap<String, String>>,
+) -> Result<()> {
+    let path = path.as_ref();
+    let contiguous: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(k, t)| Ok((k.clone(), t.contiguous()?)))
+        .collect::<Result<_>>()?;
+    let bytes = safetensors::serialize(contiguous.iter().map(|(k, t)| (k.as_str(), t)), metadata)
+        .map_err(|e| Error::format(path, format!("safetensors serialization failed: {e}")))?;
+    write_atomic(path, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_named_errors() {
+        let dir = std::env::temp_dir().join(format!("lg-core-st-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("a.safetensors");
+        let mut m = BTreeMap::new();
+        m.insert("x".to_string(), Tensor::arange(0f32, 6.0, &Device::Cpu).unwrap().reshape((2, 3)).unwrap());
+        let meta = HashMap::from([("k".to_string(), "v".to_string())]);
+        save_safetensors(&p, &m, Some(meta)).unwrap();
+        let f = TensorFile::load(&p, &Device::Cpu).unwrap();
+        assert_eq!(f.metadata["k"], "v");
+        assert_eq!(f.get_shaped("x", &[2, 3]).unwrap().to_vec2::<f32>().unwrap()[1], vec![3.0, 4.0, 5.0]);
+        let e = f.get_shaped("x", &[3, 2]).unwrap_err().to_string();
+        assert!(e.contains("`x`") && e.contains("[2, 3]") && e.contains("[3, 2]"), "{e}");
+        let e = f.get_shaped("y", &[1]).unwrap_err().to_string();
+        assert!(e.contains("missing tensor `y`") && e.contains("a.safetensors"), "{e}");
+        std::fs::write(dir.join("bad.safetensors"), b"garbage!garbage").unwrap();
+        let e = TensorFile::load(dir.join("bad.safetensors"), &Device::Cpu).unwrap_err().to_string();
+        assert!(e.contains("bad.safetensors"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,36 @@
+//! labelgan-core: the traits every labelgan crate speaks and the types they share.
+//!
+//! A GAN-based label factory has three moving parts, each a small trait here so that a
+//! user can plug in their own:
+//! - [`Generator`]: latents to images plus per-layer feature maps ([`FeatureTaps`]);
+//! - [`Inverter`]: images back to latents (HandsOff's first step);
+//! - [`PixelLabeler`]: feature maps to per-pixel labels with an uncertainty.
+//!
+//! Conventions (see `docs/architecture.md`): tensors are NCHW f32, images in [-1, 1],
+//! every random draw takes an explicit seed, library code returns [`Error`] instead of
+//! panicking on bad input.
+//!
+//! References: Xu et al., "HandsOff: Labeled Dataset Generation With No Additional
+//! Human Annotations", CVPR 2023; Zhang et al., "DatasetGAN: Efficient Labeled Data
+//! Factory with Minimal Human Effort", CVPR 2021.
+
+pub mod error;
+pub mod image_io;
+pub mod io;
+pub mod labels;
+pub mod noise;
+pub mod rng;
+pub mod taps;
+pub mod traits;
+pub mod truncation;
+
+pub use error::{Error, Result, ensure_finite};
+pub use labels::{LabelKind, Labels, Prediction};
+pub use noise::NoiseMode;
+pub use rng::SplitMix64;
+pub use taps::{FeatureTaps, Tap, TapSpec};
+pub use traits::{Generator, GeneratorSpec, Inverter, PixelLabeler, Synthesis};
+pub use truncation::Truncation;
+
+/// Re-exported so that downstream crates name the same candle types.
+pub use candle_core;
