@@ -1,1 +1,61 @@
-fn main() {}
+//! `labelgan`: the command-line face of labelgan.
+//!
+//! Every failure prints one line, `error: ...`, naming the file, key or argument at
+//! fault, and exits non-zero (2 for bad arguments, 1 for everything else).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod device;
+mod generate;
+
+/// Labelled training data from a pretrained StyleGAN2 (HandsOff, DatasetGAN).
+#[derive(Parser)]
+#[command(name = "labelgan", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate images (and their latents) from a StyleGAN2 generator.
+    Generate(generate::GenerateArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{}", one_line(&e.to_string()));
+            return ExitCode::from(2);
+        }
+    };
+    let res = match cli.command {
+        Command::Generate(a) => generate::run(a),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e.to_string()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// clap's messages span several lines (error, details, usage, hint): keep the part
+/// before the usage, joined into one line.
+fn one_line(msg: &str) -> String {
+    msg.lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}

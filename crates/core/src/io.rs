@@ -104,20 +104,80 @@ impl TensorFile {
     }
 }
 
-/// Writes `tensors` (and `metadata`) as one safetensors file, atomically.
+/// Writes `tensors` (and `metadata`) as one safetensors file, atomically. The bytes
+/// depend only on the contents: tensors and metadata keys are written in sorted order
+/// (the `safetensors` crate writes metadata in hash order, which breaks "same seed,
+/// same bytes").
 pub fn save_safetensors(
     path: impl AsRef<Path>,
     tensors: &BTreeMap<String, Tensor>,
-    metadata: Option<HashMap<String, String>>,
+    metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
     let path = path.as_ref();
-    let contiguous: Vec<(String, Tensor)> = tensors
-        .iter()
-        .map(|(k, t)| Ok((k.clone(), t.contiguous()?)))
-        .collect::<Result<_>>()?;
-    let bytes = safetensors::serialize(contiguous.iter().map(|(k, t)| (k.as_str(), t)), metadata)
-        .map_err(|e| Error::format(path, format!("safetensors serialization failed: {e}")))?;
+    let bytes = serialize_safetensors(tensors, metadata)
+        .map_err(|e| Error::format(path, format!("cannot serialize: {e}")))?;
     write_atomic(path, &bytes)
+}
+
+/// The safetensors encoding of `tensors` and `metadata` (little-endian data, header
+/// padded with spaces to a multiple of 8).
+pub fn serialize_safetensors(
+    tensors: &BTreeMap<String, Tensor>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
+    use candle_core::DType;
+    let mut header = serde_json::Map::new();
+    if !metadata.is_empty() {
+        header.insert("__metadata__".into(), serde_json::to_value(metadata).map_err(|e| Error::invalid(e.to_string()))?);
+    }
+    let mut data: Vec<u8> = Vec::new();
+    for (name, t) in tensors {
+        let t = t.to_device(&Device::Cpu)?.flatten_all()?;
+        let start = data.len();
+        let dtype = match t.dtype() {
+            DType::F32 => {
+                data.extend(t.to_vec1::<f32>()?.iter().flat_map(|v| v.to_le_bytes()));
+                "F32"
+            }
+            DType::F16 => {
+                data.extend(t.to_vec1::<half::f16>()?.iter().flat_map(|v| v.to_le_bytes()));
+                "F16"
+            }
+            DType::BF16 => {
+                data.extend(t.to_vec1::<half::bf16>()?.iter().flat_map(|v| v.to_le_bytes()));
+                "BF16"
+            }
+            DType::F64 => {
+                data.extend(t.to_vec1::<f64>()?.iter().flat_map(|v| v.to_le_bytes()));
+                "F64"
+            }
+            DType::U8 => {
+                data.extend(t.to_vec1::<u8>()?);
+                "U8"
+            }
+            DType::U32 => {
+                data.extend(t.to_vec1::<u32>()?.iter().flat_map(|v| v.to_le_bytes()));
+                "U32"
+            }
+            DType::I64 => {
+                data.extend(t.to_vec1::<i64>()?.iter().flat_map(|v| v.to_le_bytes()));
+                "I64"
+            }
+            d => return Err(Error::invalid(format!("tensor `{name}`: dtype {d:?} cannot be saved"))),
+        };
+        let shape: Vec<usize> = tensors[name].dims().to_vec();
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [start, data.len()]}),
+        );
+    }
+    let mut h = serde_json::to_vec(&serde_json::Value::Object(header)).map_err(|e| Error::invalid(e.to_string()))?;
+    h.resize(h.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + h.len() + data.len());
+    out.extend((h.len() as u64).to_le_bytes());
+    out.extend(h);
+    out.extend(data);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -131,10 +191,17 @@ mod tests {
         let p = dir.join("a.safetensors");
         let mut m = BTreeMap::new();
         m.insert("x".to_string(), Tensor::arange(0f32, 6.0, &Device::Cpu).unwrap().reshape((2, 3)).unwrap());
-        let meta = HashMap::from([("k".to_string(), "v".to_string())]);
-        save_safetensors(&p, &m, Some(meta)).unwrap();
+        m.insert("h".to_string(), Tensor::new(&[1.5f32, -2.0], &Device::Cpu).unwrap().to_dtype(candle_core::DType::F16).unwrap());
+        let meta = BTreeMap::from([("k".to_string(), "v".to_string()), ("a".to_string(), "b".to_string())]);
+        save_safetensors(&p, &m, &meta).unwrap();
+        // Deterministic bytes, readable by the reference reader.
+        assert_eq!(serialize_safetensors(&m, &meta).unwrap(), std::fs::read(&p).unwrap());
+        let bytes = std::fs::read(&p).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(st.tensor("h").unwrap().dtype(), safetensors::Dtype::F16);
         let f = TensorFile::load(&p, &Device::Cpu).unwrap();
         assert_eq!(f.metadata["k"], "v");
+        assert_eq!(f.get_shaped("h", &[2]).unwrap().to_vec1::<f32>().unwrap(), vec![1.5, -2.0]);
         assert_eq!(f.get_shaped("x", &[2, 3]).unwrap().to_vec2::<f32>().unwrap()[1], vec![3.0, 4.0, 5.0]);
         let e = f.get_shaped("x", &[3, 2]).unwrap_err().to_string();
         assert!(e.contains("`x`") && e.contains("[2, 3]") && e.contains("[3, 2]"), "{e}");

@@ -1,7 +1,7 @@
 //! The StyleGAN2 generator: mapping + synthesis behind the [`Generator`] trait, loaded
 //! from official weights or initialised at random (for benchmarks and training).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
@@ -89,7 +89,7 @@ impl StyleGan2 {
     /// deterministic in `seed`.
     pub fn random(config: &GeneratorConfig, seed: u64, device: &Device) -> Result<Self> {
         let tensors = random_state_dict(config, seed, device)?;
-        let metadata = HashMap::from([("init_kwargs".to_string(), config.init_kwargs())]);
+        let metadata = [("init_kwargs".to_string(), config.init_kwargs())].into();
         let file = TensorFile {
             path: "<random init>".into(),
             tensors: tensors.into_iter().collect(),
@@ -140,8 +140,8 @@ impl StyleGan2 {
     /// Saves the official layout with `init_kwargs` metadata (atomic write), so the
     /// file loads exactly like a converted official checkpoint.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let meta = HashMap::from([("init_kwargs".to_string(), self.init_kwargs())]);
-        save_safetensors(path, &self.state_dict(), Some(meta))
+        let meta = BTreeMap::from([("init_kwargs".to_string(), self.init_kwargs())]);
+        save_safetensors(path, &self.state_dict(), &meta)
     }
 
     /// The `init_kwargs` JSON describing this generator (channel_base and channel_max

@@ -2,7 +2,6 @@
 //! save/load round trip that reproduces outputs bit for bit, determinism of random
 //! noise, conditional models.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
@@ -116,7 +115,8 @@ fn f16_weights_load() {
         .map(|(k, t)| (k.clone(), t.to_dtype(candle_core::DType::F16).unwrap()))
         .collect();
     let p = tmp("half.safetensors");
-    save_safetensors(&p, &half, Some(HashMap::from([("init_kwargs".to_string(), file.metadata["init_kwargs"].clone())]))).unwrap();
+    let meta = std::collections::BTreeMap::from([("init_kwargs".to_string(), file.metadata["init_kwargs"].clone())]);
+    save_safetensors(&p, &half, &meta).unwrap();
     let g = StyleGan2::load(&p, &Device::Cpu).unwrap();
     let img = g.image(&g.map(&g.sample_z(1, 0).unwrap(), None, Truncation::NONE).unwrap(), NoiseMode::Const).unwrap();
     assert_eq!(img.dims(), &[1, 3, 32, 32]);

@@ -1,0 +1,224 @@
+//! `labelgan generate`: latents in (or sampled from a seed), images and ws out.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use clap::{Args, ValueEnum};
+use labelgan_core::image_io::{contact_sheet, save_png, tensor_to_images};
+use labelgan_core::io::{TensorFile, save_safetensors};
+use labelgan_core::{Error, Generator, NoiseMode, Result, Truncation};
+use labelgan_stylegan::StyleGan2;
+
+use crate::device::DeviceArg;
+
+/// Images shown on the contact sheet at most.
+const SHEET_MAX: usize = 64;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum NoiseArg {
+    /// The generator's stored noise buffers (reproducible).
+    Const,
+    /// Fresh Gaussian noise from `--noise-seed` (default: `--seed`).
+    Random,
+    /// No noise.
+    None,
+}
+
+/// Generate images from a StyleGAN2 generator.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["latents", "count"])))]
+pub struct GenerateArgs {
+    /// Generator weights (official G_ema layout, safetensors).
+    #[arg(long, value_name = "G.safetensors")]
+    weights: PathBuf,
+    /// Latents to render: `z` [N, z_dim] (plus `c` [N, c_dim] for a conditional
+    /// model) or `ws` [N, num_ws, w_dim] (mapping and truncation skipped).
+    #[arg(long, value_name = "IN.safetensors", conflicts_with_all = ["count", "seed"])]
+    latents: Option<PathBuf>,
+    /// Number of images to sample from `--seed`.
+    #[arg(long, value_name = "N", requires = "seed")]
+    count: Option<usize>,
+    /// Seed of the sampled latents.
+    #[arg(long, value_name = "S")]
+    seed: Option<u64>,
+    /// Write `ws` [N, num_ws, w_dim] and `img` [N, C, H, W] (raw f32 output) here.
+    #[arg(long, value_name = "OUT.safetensors", required_unless_present = "png_dir")]
+    out: Option<PathBuf>,
+    /// Truncation psi (1 = none).
+    #[arg(long, value_name = "P", default_value_t = 1.0)]
+    truncation_psi: f64,
+    /// Truncate only the first K ws.
+    #[arg(long, value_name = "K")]
+    truncation_cutoff: Option<usize>,
+    /// Noise inputs.
+    #[arg(long, value_enum, default_value_t = NoiseArg::Const)]
+    noise: NoiseArg,
+    /// Seed of `--noise random` (default: `--seed`, or 0).
+    #[arg(long, value_name = "S")]
+    noise_seed: Option<u64>,
+    /// Also write 8-bit PNGs and a contact sheet into this folder.
+    #[arg(long, value_name = "DIR")]
+    png_dir: Option<PathBuf>,
+    /// Images per forward pass.
+    #[arg(long, value_name = "B", default_value_t = 8)]
+    batch_size: usize,
+    /// Compute device.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+}
+
+/// What to render: sampled z, given z (and c), or given ws.
+enum Source {
+    Z { z: Tensor, c: Option<Tensor> },
+    Ws(Tensor),
+}
+
+impl Source {
+    fn len(&self) -> usize {
+        match self {
+            Source::Z { z, .. } => z.dims()[0],
+            Source::Ws(ws) => ws.dims()[0],
+        }
+    }
+}
+
+fn read_latents(path: &Path, g: &StyleGan2, device: &Device) -> Result<Source> {
+    let f = TensorFile::load(path, device)?;
+    let spec = g.spec();
+    let f32 = |t: &Tensor| t.to_dtype(candle_core::DType::F32);
+    if let Some(ws) = f.tensors.get("ws") {
+        if f.contains("z") {
+            return Err(Error::format(path, "holds both `z` and `ws`: keep one"));
+        }
+        let n = ws.dims().first().copied().unwrap_or(0);
+        let ws = f.get_shaped("ws", &[n, spec.num_ws, spec.w_dim])?;
+        return Ok(Source::Ws(ws));
+    }
+    let z = f.tensors.get("z").ok_or_else(|| {
+        let msg = format!(
+            "holds neither `z` [N, {}] nor `ws` [N, {}, {}] (found: {})",
+            spec.z_dim,
+            spec.num_ws,
+            spec.w_dim,
+            f.tensors.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+        Error::format(path, msg)
+    })?;
+    let n = z.dims().first().copied().unwrap_or(0);
+    let z = f.get_shaped("z", &[n, spec.z_dim])?;
+    let c = match (spec.c_dim, f.tensors.get("c")) {
+        (0, None) => None,
+        (0, Some(_)) => return Err(Error::format(path, "holds `c`, but the generator is unconditional")),
+        (d, Some(_)) => Some(f.get_shaped("c", &[n, d])?),
+        (d, None) => {
+            return Err(Error::MissingKey { file: path.into(), key: "c".into(), expected: Some(vec![n, d]) });
+        }
+    };
+    Ok(Source::Z { z: f32(&z)?, c: c.map(|c| f32(&c)).transpose()? })
+}
+
+pub fn run(a: GenerateArgs) -> Result<()> {
+    if a.batch_size == 0 {
+        return Err(Error::invalid("--batch-size must be at least 1"));
+    }
+    if !a.truncation_psi.is_finite() {
+        return Err(Error::invalid(format!("--truncation-psi must be a finite number, got {}", a.truncation_psi)));
+    }
+    let device = a.device.open()?;
+    let g = StyleGan2::load(&a.weights, &device)?;
+    let spec = g.spec().clone();
+    let truncation = Truncation { psi: a.truncation_psi, cutoff: a.truncation_cutoff };
+    if let Some(k) = a.truncation_cutoff {
+        if k > spec.num_ws {
+            return Err(Error::invalid(format!("--truncation-cutoff {k} exceeds the generator's {} ws", spec.num_ws)));
+        }
+    }
+    let source = match (&a.latents, a.count) {
+        (Some(p), _) => read_latents(p, &g, &device)?,
+        (None, Some(0)) => return Err(Error::invalid("--count must be at least 1")),
+        (None, Some(n)) => {
+            if spec.c_dim > 0 {
+                return Err(Error::invalid(format!(
+                    "the generator is conditional (c_dim {}): pass --latents with `z` and `c`",
+                    spec.c_dim
+                )));
+            }
+            Source::Z { z: g.sample_z(n, a.seed.unwrap_or(0))?, c: None }
+        }
+        (None, None) => return Err(Error::invalid("give --latents or --count")),
+    };
+    if matches!(source, Source::Ws(_)) && !truncation.is_identity() {
+        eprintln!("note: the latents are ws, so mapping and truncation are skipped");
+    }
+    let noise = match a.noise {
+        NoiseArg::Const => NoiseMode::Const,
+        NoiseArg::None => NoiseMode::None,
+        NoiseArg::Random => NoiseMode::Random(a.noise_seed.or(a.seed).unwrap_or(0)),
+    };
+    if let Some(dir) = &a.png_dir {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let n = source.len();
+    let (mut all_ws, mut all_img, mut sheet) = (Vec::new(), Vec::new(), Vec::new());
+    let start = Instant::now();
+    for b0 in (0..n).step_by(a.batch_size) {
+        let len = a.batch_size.min(n - b0);
+        let ws = match &source {
+            Source::Z { z, c } => {
+                let c = c.as_ref().map(|c| c.narrow(0, b0, len)).transpose()?;
+                g.map(&z.narrow(0, b0, len)?, c.as_ref(), truncation)?
+            }
+            Source::Ws(ws) => ws.narrow(0, b0, len)?,
+        };
+        // A distinct noise draw per batch (the same for the same --batch-size).
+        let noise = match noise {
+            NoiseMode::Random(s) => NoiseMode::Random(labelgan_core::SplitMix64::derive(s, b0 as u64).next_u64()),
+            m => m,
+        };
+        let img = g.image(&ws, noise)?.to_device(&Device::Cpu)?;
+        if let Some(dir) = &a.png_dir {
+            for (k, im) in tensor_to_images(&img)?.into_iter().enumerate() {
+                save_png(&im, &dir.join(format!("{:06}.png", b0 + k)))?;
+                if sheet.len() < SHEET_MAX {
+                    sheet.push(im);
+                }
+            }
+        }
+        if a.out.is_some() {
+            all_ws.push(ws.to_device(&Device::Cpu)?);
+            all_img.push(img);
+        }
+        let done = b0 + len;
+        if n > a.batch_size {
+            let rate = done as f64 / start.elapsed().as_secs_f64();
+            eprintln!("generated {done}/{n} images ({rate:.2} img/s, eta {:.0} s)", (n - done) as f64 / rate);
+        }
+    }
+    if let Some(dir) = &a.png_dir {
+        let cols = (sheet.len() as f64).sqrt().ceil() as usize;
+        save_png(&contact_sheet(&sheet, cols, 2)?, &dir.join("contact_sheet.png"))?;
+    }
+    if let Some(out) = &a.out {
+        let mut m = BTreeMap::new();
+        m.insert("ws".to_string(), Tensor::cat(&all_ws, 0)?);
+        m.insert("img".to_string(), Tensor::cat(&all_img, 0)?);
+        let meta = BTreeMap::from([
+            ("generator".to_string(), a.weights.display().to_string()),
+            ("truncation_psi".to_string(), a.truncation_psi.to_string()),
+            ("truncation_cutoff".to_string(), format!("{:?}", a.truncation_cutoff)),
+            ("noise".to_string(), format!("{noise:?}")),
+        ]);
+        save_safetensors(out, &m, &meta)?;
+    }
+    eprintln!(
+        "wrote {n} images ({}x{}) in {:.2} s{}{}",
+        spec.resolution,
+        spec.resolution,
+        start.elapsed().as_secs_f64(),
+        a.out.as_ref().map(|p| format!(", latents and images to {}", p.display())).unwrap_or_default(),
+        a.png_dir.as_ref().map(|p| format!(", PNGs to {}", p.display())).unwrap_or_default(),
+    );
+    Ok(())
+}
