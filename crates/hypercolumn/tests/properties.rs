@@ -1,0 +1,101 @@
+//! Property tests over random tap shapes: the sparse rows equal the dense rows, and the
+//! factored projection equals `dense · W + b` (relative 1e-5), both upsampling modes,
+//! on the CPU fast path and the device-generic path.
+
+use candle_core::{DType, Device, Tensor};
+use labelgan_core::{FeatureTaps, SplitMix64, Tap};
+use labelgan_hypercolumn::{FactoredProjection, Upsample, dense, sparse};
+
+fn random_taps(rng: &mut SplitMix64, target: usize) -> FeatureTaps {
+    let n = 1 + rng.below(2) as usize;
+    let mut taps = FeatureTaps::new();
+    let count = 1 + rng.below(5) as usize;
+    for i in 0..count {
+        // Resolutions below, at and (rarely) above the target, not only powers of two.
+        let r = match rng.below(4) {
+            0 => target,
+            1 => 1 + rng.below(target as u64) as usize,
+            2 => (target / 2).max(1),
+            _ => target + 1 + rng.below(3) as usize,
+        };
+        let c = 1 + rng.below(9) as usize;
+        let t = rng.normal_tensor(&[n, c, r, r], &Device::Cpu).unwrap();
+        let t = if i % 2 == 0 { t.to_dtype(DType::F16).unwrap() } else { t };
+        taps.push(Tap::new(format!("tap{i}"), t).unwrap()).unwrap();
+    }
+    taps
+}
+
+fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-6);
+    diff / scale
+}
+
+#[test]
+fn sparse_rows_equal_dense_rows() {
+    let mut rng = SplitMix64::new(1);
+    for case in 0..40 {
+        let target = 2 + rng.below(20) as usize;
+        let taps = random_taps(&mut rng, target);
+        let mode = if case % 2 == 0 { Upsample::Bilinear } else { Upsample::Nearest };
+        let d = dense(&taps, target, mode).unwrap();
+        let image = rng.below(taps.batch() as u64) as usize;
+        let pixels: Vec<u32> = (0..1 + rng.below(50)).map(|_| rng.below((target * target) as u64) as u32).collect();
+        let s = sparse(&taps, image, &pixels, target, mode).unwrap();
+        let idx = Tensor::new(pixels.as_slice(), &Device::Cpu).unwrap();
+        let want = d.get(image).unwrap().index_select(&idx, 0).unwrap();
+        let e = rel_err(&s, &want);
+        assert!(e < 1e-5, "case {case}: relative error {e}");
+    }
+}
+
+#[test]
+fn factored_projection_equals_dense_times_w() {
+    let mut rng = SplitMix64::new(2);
+    for case in 0..40 {
+        let target = 2 + rng.below(24) as usize;
+        let taps = random_taps(&mut rng, target);
+        let mode = if case % 2 == 0 { Upsample::Bilinear } else { Upsample::Nearest };
+        let d = dense(&taps, target, mode).unwrap();
+        let k = 1 + rng.below(40) as usize;
+        let w = rng.normal_tensor(&[taps.total_channels(), k], &Device::Cpu).unwrap();
+        let b = rng.normal_tensor(&[k], &Device::Cpu).unwrap();
+        let image = rng.below(taps.batch() as u64) as usize;
+        let want = d.get(image).unwrap().matmul(&w).unwrap().broadcast_add(&b).unwrap();
+        let mut p = FactoredProjection::new(&w, Some(&b), &taps.specs()).unwrap();
+        // Odd tile sizes exercise the sliding window of source rows.
+        let tile = 1 + rng.below((target * target) as u64) as usize;
+        let mut tiles = vec![];
+        p.for_each_tile(&taps, image, target, mode, tile, |_, t| {
+            tiles.push(t);
+            Ok(())
+        })
+        .unwrap();
+        let got = Tensor::cat(&tiles, 0).unwrap();
+        let e = rel_err(&got, &want);
+        assert!(e < 1e-5, "case {case} (cpu, tile {tile}): relative error {e}");
+        p.force_generic = true;
+        let e = rel_err(&p.project(&taps, image, target, mode).unwrap(), &want);
+        assert!(e < 1e-5, "case {case} (generic): relative error {e}");
+    }
+}
+
+#[test]
+fn bad_inputs_are_named() {
+    let mut rng = SplitMix64::new(3);
+    let taps = random_taps(&mut rng, 8);
+    let e = sparse(&taps, 0, &[64], 8, Upsample::Bilinear).unwrap_err().to_string();
+    assert!(e.contains("pixel 64"), "{e}");
+    let e = sparse(&taps, 9, &[0], 8, Upsample::Bilinear).unwrap_err().to_string();
+    assert!(e.contains("image 9"), "{e}");
+    let w = Tensor::zeros((taps.total_channels() + 1, 3), DType::F32, &Device::Cpu).unwrap();
+    assert!(FactoredProjection::new(&w, None, &taps.specs()).is_err());
+    let w = Tensor::zeros((taps.total_channels(), 3), DType::F32, &Device::Cpu).unwrap();
+    let other = random_taps(&mut SplitMix64::new(99), 8);
+    let p = FactoredProjection::new(&w, None, &taps.specs()).unwrap();
+    if other.specs() != taps.specs() {
+        assert!(p.project(&other, 0, 8, Upsample::Bilinear).unwrap_err().to_string().contains("do not match"));
+    }
+}
