@@ -71,7 +71,8 @@ impl StyleGan2 {
             l
         }).collect(), ..probe };
         let w_dim = mapping.w_dim();
-        let synthesis = SynthesisNetwork::load(file, resolution, w_dim, img_channels, kwargs.conv_clamp)?;
+        let mut synthesis = SynthesisNetwork::load(file, resolution, w_dim, img_channels, kwargs.conv_clamp)?;
+        synthesis.freeze()?;
         let spec = GeneratorSpec {
             z_dim: mapping.z_dim,
             c_dim: mapping.c_dim,

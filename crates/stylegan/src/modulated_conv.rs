@@ -15,7 +15,7 @@ use labelgan_core::io::TensorFile;
 use labelgan_core::{NoiseMode, Result, SplitMix64};
 
 use crate::fc::{FullyConnected, lrelu_gain};
-use crate::upfirdn::upsample_conv2d;
+use crate::upfirdn::{upsample_conv2d, upsample_conv2d_with, upsample_kernels};
 
 /// A synthesis layer (`SynthesisLayer`): modulated 3x3 conv (upsampling for conv0),
 /// noise, bias, `lrelu * sqrt(2)`, clamp.
@@ -35,6 +35,8 @@ pub struct SynthesisLayer {
     pub resample_filter: Tensor,
     /// Upsample by 2 (conv0).
     pub up: bool,
+    /// Phase kernels of the upsampling conv, precomputed by [`SynthesisLayer::freeze`].
+    frozen_kernels: Option<Tensor>,
     /// Output resolution.
     pub resolution: usize,
     /// Clamp bound.
@@ -61,9 +63,25 @@ impl SynthesisLayer {
             noise_const: file.get_shaped(&k("noise_const"), &[resolution, resolution])?,
             resample_filter: file.get_shaped(&k("resample_filter"), &[4, 4])?,
             up,
+            frozen_kernels: None,
             resolution,
             conv_clamp,
         })
+    }
+
+    /// Declares the weights fixed (inference): the upsampling conv's phase kernels are
+    /// computed now and reused by every forward pass. Call [`SynthesisLayer::thaw`]
+    /// before changing the weights.
+    pub fn freeze(&mut self) -> Result<()> {
+        if self.up {
+            self.frozen_kernels = Some(upsample_kernels(&self.weight, &self.resample_filter)?);
+        }
+        Ok(())
+    }
+
+    /// Drops precomputed kernels: forward passes derive them from the weights again.
+    pub fn thaw(&mut self) {
+        self.frozen_kernels = None;
     }
 
     /// Output channels.
@@ -80,7 +98,10 @@ impl SynthesisLayer {
         let (n, i) = s.dims2()?;
         let x = x.broadcast_mul(&s.reshape((n, i, 1, 1))?)?;
         let x = if self.up {
-            upsample_conv2d(&x, &self.weight, &self.resample_filter)?
+            match &self.frozen_kernels {
+                Some(k) => upsample_conv2d_with(&x, k)?,
+                None => upsample_conv2d(&x, &self.weight, &self.resample_filter)?,
+            }
         } else {
             x.conv2d(&self.weight, 1, 1, 1, 1)?
         };

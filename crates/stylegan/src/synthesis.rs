@@ -89,6 +89,16 @@ impl Synthesis {
         Ok(Self { blocks, w_dim, num_ws: crate::config::num_ws(resolution) })
     }
 
+    /// Precomputes weight-derived kernels for inference (see [`SynthesisLayer::freeze`]).
+    pub fn freeze(&mut self) -> Result<()> {
+        for b in &mut self.blocks {
+            if let Some(c0) = &mut b.conv0 {
+                c0.freeze()?;
+            }
+        }
+        Ok(())
+    }
+
     /// The taps [`Synthesis::forward`] returns, in order.
     pub fn tap_specs(&self, img_channels: usize) -> Vec<TapSpec> {
         let mut out = Vec::new();

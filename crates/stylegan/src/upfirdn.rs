@@ -22,15 +22,6 @@ use candle_core::{DType, Tensor};
 
 use labelgan_core::{Error, Result};
 
-/// The 6x6 composite kernel `K[o,i] = corr(pad(g, 2), W[o,i])` of a 3x3 weight and a
-/// 4x4 filter (already flipped and scaled).
-fn composite_kernel(weight: &Tensor, g: &Tensor) -> Result<Tensor> {
-    let (o, i, _, _) = weight.dims4()?;
-    let gpad = g.pad_with_zeros(0, 2, 2)?.pad_with_zeros(1, 2, 2)?.reshape((1, 1, 8, 8))?;
-    let k = gpad.conv2d(&weight.reshape((o * i, 1, 3, 3))?, 0, 1, 1, 1)?; // [1, O*I, 6, 6]
-    Ok(k.reshape((o, i, 6, 6))?)
-}
-
 /// `4 * flip(f)`: the correlation kernel equal to upfirdn2d's gain-4 convolution.
 fn filter_kernel(filter: &Tensor) -> Result<Tensor> {
     if filter.dims() != [4, 4] {
@@ -39,19 +30,38 @@ fn filter_kernel(filter: &Tensor) -> Result<Tensor> {
     Ok(filter.flip(&[0, 1])?.affine(4.0, 0.0)?)
 }
 
-/// Splits a 6x6 composite kernel `[O, I, 6, 6]` into the four phase kernels, stacked
-/// as `[4*O, I, 3, 3]` in (row phase, column phase, o) order.
-fn phase_kernels(k: &Tensor) -> Result<Tensor> {
-    let (o, i, _, _) = k.dims4()?;
-    let k = k.reshape((o, i, 3, 2, 3, 2))?; // tap t = 2a + s
-    let mut phases = Vec::with_capacity(4);
+/// The matrix `M [9, 36]` with `M[(ky,kx), (phase, a, b)] = g[ty+ky-2, tx+kx-2]` for
+/// the taps `t = 2a + 1 - r` of each output phase `(ry, rx)`: a 3x3 weight `W[o,i]`
+/// flattened to 9 values times `M` gives the four phase kernels of `W (*) g`.
+fn phase_matrix(g: &Tensor) -> Result<Tensor> {
+    let gv = g.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?; // [4*4]
+    let gat = |y: isize, x: isize| if (0..4).contains(&y) && (0..4).contains(&x) { gv[(y * 4 + x) as usize] } else { 0.0 };
+    let mut m = vec![0f32; 9 * 36];
     for ry in 0..2 {
         for rx in 0..2 {
-            // Output phase r uses taps with s = 1 - r.
-            phases.push(k.narrow(3, 1 - ry, 1)?.narrow(5, 1 - rx, 1)?.reshape((o, i, 3, 3))?);
+            for a in 0..3 {
+                for b in 0..3 {
+                    let (ty, tx) = ((2 * a + 1 - ry) as isize, (2 * b + 1 - rx) as isize);
+                    let col = ((ry * 2 + rx) * 3 + a) * 3 + b;
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            m[(ky * 3 + kx) * 36 + col] = gat(ty + ky as isize - 2, tx + kx as isize - 2);
+                        }
+                    }
+                }
+            }
         }
     }
-    Ok(Tensor::cat(&phases, 0)?)
+    Ok(Tensor::from_vec(m, (9, 36), g.device())?)
+}
+
+/// The four phase kernels of `weight [O, I, 3, 3]` composed with the filter kernel
+/// `g [4, 4]`, stacked as `[4*O, I, 3, 3]` in (row phase, column phase, o) order. One
+/// `[O*I, 9] x [9, 36]` matmul: cheap, and differentiable in `weight`.
+fn phase_kernels(weight: &Tensor, g: &Tensor) -> Result<Tensor> {
+    let (o, i, _, _) = weight.dims4()?;
+    let k = weight.reshape((o * i, 9))?.matmul(&phase_matrix(g)?)?; // [O*I, 36]
+    Ok(k.reshape((o, i, 4, 3, 3))?.permute((2, 0, 1, 3, 4))?.reshape((4 * o, i, 3, 3))?)
 }
 
 /// Interleaves `[N, 4*O, H, W]` in (ry, rx, o) channel order into `[N, O, 2H, 2W]`.
@@ -63,27 +73,36 @@ fn interleave(y: &Tensor, o: usize) -> Result<Tensor> {
 /// The official conv0 upsampling: `upfirdn2d(conv_transpose2d(x, W^T, stride 2), f,
 /// pad 1, gain 4)`, for `x [N, I, H, W]`, `weight [O, I, 3, 3]`, `filter [4, 4]`.
 pub fn upsample_conv2d(x: &Tensor, weight: &Tensor, filter: &Tensor) -> Result<Tensor> {
-    let (o, i, kh, kw) = weight.dims4()?;
-    if (kh, kw) != (3, 3) || x.dim(1)? != i {
-        return Err(Error::invalid(format!(
-            "upsample_conv2d needs a 3x3 weight matching the input channels, got weight {:?} for input {:?}",
-            weight.dims(),
-            x.dims()
-        )));
+    upsample_conv2d_with(x, &upsample_kernels(weight, filter)?)
+}
+
+/// The `[4*O, I, 3, 3]` phase kernels of [`upsample_conv2d`] for `weight` and
+/// `filter`; compute once and reuse with [`upsample_conv2d_with`] while the weight is
+/// fixed (inference).
+pub fn upsample_kernels(weight: &Tensor, filter: &Tensor) -> Result<Tensor> {
+    let (_, _, kh, kw) = weight.dims4()?;
+    if (kh, kw) != (3, 3) {
+        return Err(Error::invalid(format!("upsampling conv needs a 3x3 weight, got {:?}", weight.dims())));
     }
-    let k = phase_kernels(&composite_kernel(weight, &filter_kernel(filter)?)?)?;
-    interleave(&x.conv2d(&k, 1, 1, 1, 1)?, o)
+    phase_kernels(weight, &filter_kernel(filter)?)
+}
+
+/// [`upsample_conv2d`] with precomputed phase kernels `[4*O, I, 3, 3]`.
+pub fn upsample_conv2d_with(x: &Tensor, kernels: &Tensor) -> Result<Tensor> {
+    let (o4, i, _, _) = kernels.dims4()?;
+    if x.dim(1)? != i {
+        return Err(Error::invalid(format!("upsampling conv expects {i} input channels, got input {:?}", x.dims())));
+    }
+    interleave(&x.conv2d(kernels, 1, 1, 1, 1)?, o4 / 4)
 }
 
 /// The official `upsample2d` of the image path: zero-insert x2, pad [2,1,2,1],
 /// depthwise filter `4f`. `x [N, C, H, W] -> [N, C, 2H, 2W]`.
 pub fn upsample2d(x: &Tensor, filter: &Tensor) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
-    let g = filter_kernel(filter)?; // [4,4]
-    // The composite of a centred 3x3 delta with g is g padded by one: build the four
-    // phase kernels directly from it.
-    let k = g.pad_with_zeros(0, 1, 1)?.pad_with_zeros(1, 1, 1)?.reshape((1, 1, 6, 6))?;
-    let k = phase_kernels(&k)?; // [4, 1, 3, 3]
+    // The image path is the conv path with a centred 3x3 delta as the weight.
+    let delta = Tensor::from_vec(vec![0f32, 0., 0., 0., 1., 0., 0., 0., 0.], (1, 1, 3, 3), x.device())?;
+    let k = phase_kernels(&delta, &filter_kernel(filter)?)?; // [4, 1, 3, 3]
     let y = x.reshape((n * c, 1, h, w))?.conv2d(&k, 1, 1, 1, 1)?;
     interleave(&y, 1)?.reshape((n, c, 2 * h, 2 * w)).map_err(Into::into)
 }

@@ -172,3 +172,19 @@ fn truncation_cutoff_only_touches_the_first_layers() {
     let head = (full.narrow(1, 0, 3).unwrap() - cut.narrow(1, 0, 3).unwrap()).unwrap().abs().unwrap().sum_all().unwrap();
     assert!(head.to_scalar::<f32>().unwrap() > 0.0);
 }
+
+#[test]
+fn frozen_kernels_give_the_same_images_as_derived_ones() {
+    let g = StyleGan2::load(fixture(), &Device::Cpu).unwrap();
+    let mut thawed = g.clone();
+    for b in &mut thawed.synthesis.blocks {
+        if let Some(c0) = &mut b.conv0 {
+            c0.thaw();
+        }
+    }
+    let ws = g.map(&g.sample_z(2, 1).unwrap(), None, Truncation::NONE).unwrap();
+    let a = g.image(&ws, NoiseMode::Const).unwrap();
+    let b = thawed.image(&ws, NoiseMode::Const).unwrap();
+    let e = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert_eq!(e, 0.0);
+}
