@@ -30,6 +30,8 @@ pub struct FactoredProjection {
     pub weights: Vec<Tensor>,
     /// `b` `[K]`, f32.
     pub bias: Tensor,
+    /// Apply ReLU to the output (fused into the bias pass).
+    pub relu: bool,
     /// Use the device-generic candle path even on the CPU (for tests).
     #[doc(hidden)]
     pub force_generic: bool,
@@ -56,7 +58,7 @@ impl FactoredProjection {
             Some(b) => return Err(Error::invalid(format!("bias must be [{k}], got {:?}", b.dims()))),
             None => Tensor::zeros(k, DType::F32, w.device())?,
         };
-        Ok(Self { specs: specs.to_vec(), weights, bias, force_generic: false })
+        Ok(Self { specs: specs.to_vec(), weights, bias, relu: false, force_generic: false })
     }
 
     /// Output width K.
@@ -91,6 +93,7 @@ impl FactoredProjection {
         let dev = taps.iter().next().map(|t| t.tensor.device().clone()).unwrap_or(Device::Cpu);
         if dev.is_cpu() && !self.force_generic {
             let mut cpu = CpuProjector::new(self, taps, image, target, mode)?;
+            cpu.relu = self.relu;
             for y0 in (0..target).step_by(rows) {
                 let y1 = (y0 + rows).min(target);
                 let data = cpu.tile(y0..y1);
@@ -100,7 +103,8 @@ impl FactoredProjection {
             let g = GenericProjector::new(self, taps, image, target, mode)?;
             for y0 in (0..target).step_by(rows) {
                 let y1 = (y0 + rows).min(target);
-                f(y0..y1, g.tile(y0..y1)?)?;
+                let t = g.tile(y0..y1)?;
+                f(y0..y1, if self.relu { t.relu()? } else { t })?;
             }
         }
         Ok(())
@@ -215,6 +219,7 @@ impl Group {
 }
 
 struct CpuProjector {
+    relu: bool,
     k: usize,
     target: usize,
     bias: Vec<f32>,
@@ -242,7 +247,7 @@ impl CpuProjector {
             }
         }
         let cols_by_r = groups.iter().map(|g| g.interp.clone()).collect();
-        Ok(Self { k, target, bias: cpu_f32(&p.bias)?, full, groups, cols_by_r })
+        Ok(Self { relu: false, k, target, bias: cpu_f32(&p.bias)?, full, groups, cols_by_r })
     }
 
     fn tile(&mut self, ys: Range<usize>) -> Vec<f32> {
@@ -291,8 +296,14 @@ impl CpuProjector {
                 }
             });
         }
-        for px_row in acc.chunks_mut(k) {
-            px_row.iter_mut().zip(&self.bias).for_each(|(d, &b)| *d += b);
+        if self.relu {
+            for px_row in acc.chunks_mut(k) {
+                px_row.iter_mut().zip(&self.bias).for_each(|(d, &b)| *d = (*d + b).max(0.0));
+            }
+        } else {
+            for px_row in acc.chunks_mut(k) {
+                px_row.iter_mut().zip(&self.bias).for_each(|(d, &b)| *d += b);
+            }
         }
         acc
     }

@@ -79,6 +79,14 @@ fn factored_projection_equals_dense_times_w() {
         p.force_generic = true;
         let e = rel_err(&p.project(&taps, image, target, mode).unwrap(), &want);
         assert!(e < 1e-5, "case {case} (generic): relative error {e}");
+        // Fused ReLU, both paths.
+        p.relu = true;
+        let want_relu = want.relu().unwrap();
+        let e = rel_err(&p.project(&taps, image, target, mode).unwrap(), &want_relu);
+        assert!(e < 1e-5, "case {case} (generic relu): relative error {e}");
+        p.force_generic = false;
+        let e = rel_err(&p.project(&taps, image, target, mode).unwrap(), &want_relu);
+        assert!(e < 1e-5, "case {case} (cpu relu): relative error {e}");
     }
 }
 

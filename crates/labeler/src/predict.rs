@@ -1,0 +1,207 @@
+//! Inference: the factored first layer of all members in one projection, BatchNorm
+//! folded into the next linear layers, vote or mean, uncertainty and image score.
+//!
+//! Folding: `BN(r) W + b = r (diag(s) W) + ((β - μ s) W + b)` with
+//! `s = γ / sqrt(σ² + ε)`, so inference is three linear maps and two ReLUs.
+
+use candle_core::{D, DType, Device, Tensor};
+
+use labelgan_core::{Error, FeatureTaps, LabelKind, Labels, PixelLabeler, Prediction, Result};
+use labelgan_hypercolumn::FactoredProjection;
+
+use crate::config::Head;
+use crate::ensemble::{BN_EPS, Ensemble};
+
+/// One image's prediction, on the CPU.
+#[derive(Debug, Clone)]
+pub struct ImagePrediction {
+    /// Output resolution T.
+    pub resolution: usize,
+    /// Segmentation: class per pixel (`T*T`), majority vote (ties to the smaller class).
+    pub classes: Option<Vec<u32>>,
+    /// Regression heads: member mean per pixel and output, `[T*T, C]` row-major.
+    pub values: Option<Vec<f32>>,
+    /// Keypoints: (x, y) of the arg-max of each mean heatmap.
+    pub keypoints: Option<Vec<(f32, f32)>>,
+    /// Per-pixel uncertainty (`T*T`): Jensen-Shannon divergence or member variance.
+    pub uncertainty: Vec<f32>,
+    /// Mean of the 10 % most uncertain pixels.
+    pub score: f32,
+}
+
+/// Inference-ready weights: all members' first layers as one factored projection with
+/// fused ReLU, BatchNorm folded into the later layers. Build once with
+/// [`Ensemble::prepare`], label many images.
+pub struct Prepared {
+    proj: FactoredProjection,
+    /// Per member: (W2' [h1,h2], b2' [1,h2], W3' [h2,C], b3' [1,C]).
+    members: Vec<(Tensor, Tensor, Tensor, Tensor)>,
+    h1: usize,
+}
+
+/// `(s, t)` with `BN(x) = x * s + t` in eval mode, each `[M, h]`.
+fn bn_affine(e: &Ensemble, prefix: &str) -> Result<(Tensor, Tensor)> {
+    let s = e.param(&format!("{prefix}.weight"))?.broadcast_div(&(e.param(&format!("{prefix}.running_var"))? + BN_EPS)?.sqrt()?)?;
+    let t = (e.param(&format!("{prefix}.bias"))? - (e.param(&format!("{prefix}.running_mean"))? * &s)?)?;
+    Ok((s, t))
+}
+
+impl Ensemble {
+    /// Inference weights on `device` (see [`Prepared`]).
+    pub fn prepare(&self, device: &Device) -> Result<Prepared> {
+        let (m, d, h1) = self.param("w1")?.dims3()?;
+        let w1 = self.param("w1")?.permute((1, 0, 2))?.reshape((d, m * h1))?;
+        let b1 = self.param("b1")?.reshape(m * h1)?;
+        let mut proj = FactoredProjection::new(&w1.to_device(device)?, Some(&b1.to_device(device)?), &self.taps)?;
+        proj.relu = true;
+        let (s1, t1) = bn_affine(self, "bn1")?;
+        let (s2, t2) = bn_affine(self, "bn2")?;
+        let (w2, b2, w3, b3) = (self.param("w2")?, self.param("b2")?, self.param("w3")?, self.param("b3")?);
+        let mut members = Vec::with_capacity(m);
+        for k in 0..m {
+            let fold = |w: &Tensor, b: &Tensor, s: &Tensor, t: &Tensor| -> Result<(Tensor, Tensor)> {
+                let (w, b, s, t) = (w.get(k)?, b.get(k)?, s.get(k)?, t.get(k)?);
+                let wf = w.broadcast_mul(&s.unsqueeze(1)?)?;
+                let bf = (t.unsqueeze(0)?.matmul(&w)? + b.unsqueeze(0)?)?;
+                Ok((wf.to_device(device)?, bf.to_device(device)?))
+            };
+            let (w2f, b2f) = fold(w2, b2, &s1, &t1)?;
+            let (w3f, b3f) = fold(w3, b3, &s2, &t2)?;
+            members.push((w2f, b2f, w3f, b3f));
+        }
+        Ok(Prepared { proj, members, h1 })
+    }
+
+    /// Labels image `image` of `taps` (which must match [`Ensemble::taps`]).
+    pub fn predict_image(&self, taps: &FeatureTaps, image: usize) -> Result<ImagePrediction> {
+        let device = taps.iter().next().map(|t| t.tensor.device().clone()).unwrap_or(Device::Cpu);
+        let folded = self.prepare(&device)?;
+        self.predict_prepared(&folded, taps, image)
+    }
+
+    /// Labels image `image` with weights from [`Ensemble::prepare`].
+    pub fn predict_prepared(&self, f: &Prepared, taps: &FeatureTaps, image: usize) -> Result<ImagePrediction> {
+        let t = self.config.resolution;
+        let c = self.config.head.outputs();
+        let seg = matches!(self.config.head, Head::Segmentation { .. });
+        let mut classes = Vec::with_capacity(if seg { t * t } else { 0 });
+        let mut values = Vec::with_capacity(if seg { 0 } else { t * t * c });
+        let mut uncertainty = Vec::with_capacity(t * t);
+        f.proj.for_each_tile(taps, image, t, self.config.upsample(), self.config.tile_pixels, |_, h| {
+            // h: [px, M*h1] after bias and ReLU.
+            let outs = f
+                .members
+                .iter()
+                .enumerate()
+                .map(|(k, (w2, b2, w3, b3))| -> Result<Tensor> {
+                    let x = h.narrow(1, k * f.h1, f.h1)?;
+                    let z = x.matmul(w2)?.broadcast_add(b2)?.relu()?;
+                    Ok(z.matmul(w3)?.broadcast_add(b3)?)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let out = Tensor::stack(&outs, 0)?; // [M, px, C]
+            if seg {
+                let (cls, js) = vote_and_js(&out, c)?;
+                classes.extend(cls);
+                uncertainty.extend(js);
+            } else {
+                let mean = out.mean(0)?; // [px, C]
+                let var = out.broadcast_sub(&mean)?.sqr()?.mean(0)?.mean(D::Minus1)?; // [px]
+                values.extend(mean.flatten_all()?.to_vec1::<f32>()?);
+                uncertainty.extend(var.to_vec1::<f32>()?);
+            }
+            Ok(())
+        })?;
+        let keypoints = match self.config.head {
+            Head::Keypoints { count, .. } => Some(
+                (0..count)
+                    .map(|k| {
+                        let best = (0..t * t).max_by(|&a, &b| values[a * count + k].total_cmp(&values[b * count + k])).unwrap_or(0);
+                        ((best % t) as f32, (best / t) as f32)
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        };
+        Ok(ImagePrediction {
+            resolution: t,
+            score: top_decile_mean(&uncertainty),
+            classes: seg.then_some(classes),
+            values: (!seg).then_some(values),
+            keypoints,
+            uncertainty,
+        })
+    }
+}
+
+/// Majority vote over members (ties to the smaller class) and the Jensen-Shannon
+/// divergence `H(mean p) - mean H(p)` per pixel, for logits `[M, px, C]`.
+pub fn vote_and_js(logits: &Tensor, c: usize) -> Result<(Vec<u32>, Vec<f32>)> {
+    let (m, px, _) = logits.dims3()?;
+    let p = candle_nn::ops::softmax_last_dim(&logits.to_dtype(DType::F32)?)?;
+    let ent = |p: &Tensor| -> Result<Tensor> { Ok(p.mul(&(p + 1e-12)?.log()?)?.sum(D::Minus1)?.neg()?) };
+    let js = (ent(&p.mean(0)?)? - ent(&p)?.mean(0)?)?.to_vec1::<f32>()?;
+    let arg = p.argmax(D::Minus1)?.flatten_all()?.to_vec1::<u32>()?; // [M*px]
+    let mut counts = vec![0u16; c];
+    let mut out = Vec::with_capacity(px);
+    for i in 0..px {
+        counts.iter_mut().for_each(|x| *x = 0);
+        for k in 0..m {
+            counts[arg[k * px + i] as usize] += 1;
+        }
+        let mut best = 0;
+        for (cls, &n) in counts.iter().enumerate() {
+            if n > counts[best] {
+                best = cls;
+            }
+        }
+        out.push(best as u32);
+    }
+    Ok((out, js))
+}
+
+/// Mean of the largest 10 % of `u` (at least one value); 0 for an empty slice.
+pub fn top_decile_mean(u: &[f32]) -> f32 {
+    if u.is_empty() {
+        return 0.0;
+    }
+    let k = (u.len() / 10).max(1);
+    let mut v = u.to_vec();
+    v.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+    v[..k].iter().sum::<f32>() / k as f32
+}
+
+impl PixelLabeler for Ensemble {
+    fn kind(&self) -> &LabelKind {
+        &self.kind
+    }
+
+    fn predict(&self, taps: &FeatureTaps) -> Result<Prediction> {
+        let n = taps.batch();
+        if n == 0 {
+            return Err(Error::invalid("no images to label"));
+        }
+        let device = taps.iter().next().map(|t| t.tensor.device().clone()).unwrap_or(Device::Cpu);
+        let folded = self.prepare(&device)?;
+        let t = self.config.resolution;
+        let preds = (0..n).map(|i| self.predict_prepared(&folded, taps, i)).collect::<Result<Vec<_>>>()?;
+        let unc: Vec<f32> = preds.iter().flat_map(|p| p.uncertainty.iter().copied()).collect();
+        let uncertainty = Tensor::from_vec(unc, (n, t, t), &device)?;
+        let score = Tensor::from_vec(preds.iter().map(|p| p.score).collect::<Vec<_>>(), n, &device)?;
+        let labels = match self.config.head {
+            Head::Segmentation { .. } => {
+                let v: Vec<u32> = preds.iter().flat_map(|p| p.classes.clone().unwrap_or_default()).collect();
+                Labels::Segmentation(Tensor::from_vec(v, (n, t, t), &device)?)
+            }
+            Head::Keypoints { count, .. } => {
+                let v: Vec<f32> = preds.iter().flat_map(|p| p.keypoints.clone().unwrap_or_default()).flat_map(|(x, y)| [x, y]).collect();
+                Labels::Keypoints(Tensor::from_vec(v, (n, count, 2), &device)?)
+            }
+            Head::Depth => {
+                let v: Vec<f32> = preds.iter().flat_map(|p| p.values.clone().unwrap_or_default()).collect();
+                Labels::Depth(Tensor::from_vec(v, (n, 1, t, t), &device)?)
+            }
+        };
+        Ok(Prediction { labels, uncertainty, score })
+    }
+}
