@@ -9,11 +9,17 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("generator");
     group.sample_size(10);
     for (res, base, batch) in [(64usize, 16384usize, 4usize), (256, 16384, 1)] {
-        let cfg = GeneratorConfig { img_resolution: res, channel_base: base, ..Default::default() };
+        let cfg = GeneratorConfig {
+            img_resolution: res,
+            channel_base: base,
+            ..Default::default()
+        };
         let g = StyleGan2::random(&cfg, 0, &dev).expect("random generator");
         let z = g.sample_z(batch, 0).expect("z");
         let ws = g.map(&z, None, Truncation::NONE).expect("map");
-        group.bench_function(format!("map/b{batch}"), |b| b.iter(|| g.map(&z, None, Truncation::NONE).expect("map")));
+        group.bench_function(format!("map/b{batch}"), |b| {
+            b.iter(|| g.map(&z, None, Truncation::NONE).expect("map"))
+        });
         group.bench_function(format!("synthesize_taps/{res}px/cb{base}/b{batch}"), |b| {
             b.iter(|| g.synthesize(&ws, NoiseMode::Const).expect("synthesize"))
         });

@@ -40,7 +40,11 @@ fn main() -> labelgan::core::Result<()> {
         "metal" => Device::new_metal(0)?,
         d => return Err(Error::invalid(format!("unknown device `{d}`"))),
     };
-    let config = GeneratorConfig { img_resolution: a.resolution, channel_base: a.channel_base, ..Default::default() };
+    let config = GeneratorConfig {
+        img_resolution: a.resolution,
+        channel_base: a.channel_base,
+        ..Default::default()
+    };
     let g = StyleGan2::random(&config, 0, &device)?;
     let z = g.sample_z(a.batch, 1)?;
     let run = || -> labelgan::core::Result<f64> {
@@ -52,7 +56,9 @@ fn main() -> labelgan::core::Result<()> {
         Ok(t.elapsed().as_secs_f64())
     };
     run()?;
-    let mut ts = (0..a.repeats.max(1)).map(|_| run()).collect::<labelgan::core::Result<Vec<_>>>()?;
+    let mut ts = (0..a.repeats.max(1))
+        .map(|_| run())
+        .collect::<labelgan::core::Result<Vec<_>>>()?;
     ts.sort_by(f64::total_cmp);
     let s = ts[ts.len() / 2] / a.batch as f64;
     println!(

@@ -18,6 +18,8 @@
 //! ```
 
 pub use labelgan_core as core;
+pub use labelgan_hypercolumn as hypercolumn;
+pub use labelgan_labeler as labeler;
 pub use labelgan_stylegan as stylegan;
 
 /// The types most programs need.
@@ -27,5 +29,7 @@ pub mod prelude {
         Error, FeatureTaps, Generator, GeneratorSpec, Inverter, LabelKind, Labels, NoiseMode, PixelLabeler, Prediction,
         Result, Synthesis, Tap, TapSpec, Truncation,
     };
+    pub use labelgan_hypercolumn::Upsample;
+    pub use labelgan_labeler::{Ensemble, Head, LabelerConfig, PixelTargets};
     pub use labelgan_stylegan::{GeneratorConfig, StyleGan2};
 }

@@ -113,10 +113,17 @@ fn read_latents(path: &Path, g: &StyleGan2, device: &Device) -> Result<Source> {
         (0, Some(_)) => return Err(Error::format(path, "holds `c`, but the generator is unconditional")),
         (d, Some(_)) => Some(f.get_shaped("c", &[n, d])?),
         (d, None) => {
-            return Err(Error::MissingKey { file: path.into(), key: "c".into(), expected: Some(vec![n, d]) });
+            return Err(Error::MissingKey {
+                file: path.into(),
+                key: "c".into(),
+                expected: Some(vec![n, d]),
+            });
         }
     };
-    Ok(Source::Z { z: f32(&z)?, c: c.map(|c| f32(&c)).transpose()? })
+    Ok(Source::Z {
+        z: f32(&z)?,
+        c: c.map(|c| f32(&c)).transpose()?,
+    })
 }
 
 pub fn run(a: GenerateArgs) -> Result<()> {
@@ -124,15 +131,24 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         return Err(Error::invalid("--batch-size must be at least 1"));
     }
     if !a.truncation_psi.is_finite() {
-        return Err(Error::invalid(format!("--truncation-psi must be a finite number, got {}", a.truncation_psi)));
+        return Err(Error::invalid(format!(
+            "--truncation-psi must be a finite number, got {}",
+            a.truncation_psi
+        )));
     }
     let device = a.device.open()?;
     let g = StyleGan2::load(&a.weights, &device)?;
     let spec = g.spec().clone();
-    let truncation = Truncation { psi: a.truncation_psi, cutoff: a.truncation_cutoff };
+    let truncation = Truncation {
+        psi: a.truncation_psi,
+        cutoff: a.truncation_cutoff,
+    };
     if let Some(k) = a.truncation_cutoff {
         if k > spec.num_ws {
-            return Err(Error::invalid(format!("--truncation-cutoff {k} exceeds the generator's {} ws", spec.num_ws)));
+            return Err(Error::invalid(format!(
+                "--truncation-cutoff {k} exceeds the generator's {} ws",
+                spec.num_ws
+            )));
         }
     }
     let source = match (&a.latents, a.count) {
@@ -145,7 +161,10 @@ pub fn run(a: GenerateArgs) -> Result<()> {
                     spec.c_dim
                 )));
             }
-            Source::Z { z: g.sample_z(n, a.seed.unwrap_or(0))?, c: None }
+            Source::Z {
+                z: g.sample_z(n, a.seed.unwrap_or(0))?,
+                c: None,
+            }
         }
         (None, None) => return Err(Error::invalid("give --latents or --count")),
     };
@@ -193,7 +212,10 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         let done = b0 + len;
         if n > a.batch_size {
             let rate = done as f64 / start.elapsed().as_secs_f64();
-            eprintln!("generated {done}/{n} images ({rate:.2} img/s, eta {:.0} s)", (n - done) as f64 / rate);
+            eprintln!(
+                "generated {done}/{n} images ({rate:.2} img/s, eta {:.0} s)",
+                (n - done) as f64 / rate
+            );
         }
     }
     if let Some(dir) = &a.png_dir {
@@ -217,8 +239,14 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         spec.resolution,
         spec.resolution,
         start.elapsed().as_secs_f64(),
-        a.out.as_ref().map(|p| format!(", latents and images to {}", p.display())).unwrap_or_default(),
-        a.png_dir.as_ref().map(|p| format!(", PNGs to {}", p.display())).unwrap_or_default(),
+        a.out
+            .as_ref()
+            .map(|p| format!(", latents and images to {}", p.display()))
+            .unwrap_or_default(),
+        a.png_dir
+            .as_ref()
+            .map(|p| format!(", PNGs to {}", p.display()))
+            .unwrap_or_default(),
     );
     Ok(())
 }

@@ -9,7 +9,9 @@ use candle_core::{Device, Tensor};
 use labelgan_core::io::TensorFile;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/stylegan2").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/stylegan2")
+        .join(name)
 }
 
 fn weights() -> String {
@@ -23,12 +25,19 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn labelgan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_labelgan")).args(args).output().expect("run labelgan")
+    Command::new(env!("CARGO_BIN_EXE_labelgan"))
+        .args(args)
+        .output()
+        .expect("run labelgan")
 }
 
 fn ok(args: &[&str]) {
     let o = labelgan(args);
-    assert!(o.status.success(), "labelgan {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "labelgan {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// Runs a failing command; returns its stderr, checked to be exactly one line.
@@ -46,7 +55,16 @@ fn load(p: &Path) -> TensorFile {
 
 fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 #[test]
@@ -55,21 +73,52 @@ fn reproduces_the_reference_cases_from_z() {
     let io_path = fixture("sg2_res32_io.safetensors").display().to_string();
     // case0: psi 1, const noise (the defaults).
     let out = tmp("case0.safetensors");
-    ok(&["generate", "--weights", &weights(), "--latents", &io_path, "--out", out.to_str().unwrap(), "--batch-size", "3"]);
+    ok(&[
+        "generate",
+        "--weights",
+        &weights(),
+        "--latents",
+        &io_path,
+        "--out",
+        out.to_str().unwrap(),
+        "--batch-size",
+        "3",
+    ]);
     let got = load(&out);
     assert!(max_abs(got.get("ws").unwrap(), io.get("case0.ws").unwrap()) < 1e-4);
     assert!(max_abs(got.get("img").unwrap(), io.get("case0.img").unwrap()) < 1e-4);
     // case2: psi 0.5, cutoff 4, no noise.
     let out2 = tmp("case2.safetensors");
     ok(&[
-        "generate", "--weights", &weights(), "--latents", &io_path, "--out", out2.to_str().unwrap(),
-        "--truncation-psi", "0.5", "--truncation-cutoff", "4", "--noise", "none",
+        "generate",
+        "--weights",
+        &weights(),
+        "--latents",
+        &io_path,
+        "--out",
+        out2.to_str().unwrap(),
+        "--truncation-psi",
+        "0.5",
+        "--truncation-cutoff",
+        "4",
+        "--noise",
+        "none",
     ]);
     let got2 = load(&out2);
     assert!(max_abs(got2.get("img").unwrap(), io.get("case2.img").unwrap()) < 1e-4);
     // Feeding the output back (it holds ws) renders the same images.
     let again = tmp("again.safetensors");
-    ok(&["generate", "--weights", &weights(), "--latents", out2.to_str().unwrap(), "--out", again.to_str().unwrap(), "--noise", "none"]);
+    ok(&[
+        "generate",
+        "--weights",
+        &weights(),
+        "--latents",
+        out2.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+        "--noise",
+        "none",
+    ]);
     assert_eq!(max_abs(load(&again).get("img").unwrap(), got2.get("img").unwrap()), 0.0);
 }
 
@@ -77,7 +126,21 @@ fn reproduces_the_reference_cases_from_z() {
 fn seeds_pngs_and_contact_sheet() {
     let dir = tmp("pngs");
     let out5 = tmp("s5.safetensors");
-    ok(&["generate", "--weights", &weights(), "--count", "5", "--seed", "3", "--png-dir", dir.to_str().unwrap(), "--out", out5.to_str().unwrap(), "--batch-size", "2"]);
+    ok(&[
+        "generate",
+        "--weights",
+        &weights(),
+        "--count",
+        "5",
+        "--seed",
+        "3",
+        "--png-dir",
+        dir.to_str().unwrap(),
+        "--out",
+        out5.to_str().unwrap(),
+        "--batch-size",
+        "2",
+    ]);
     for i in 0..5 {
         assert!(dir.join(format!("{i:06}.png")).exists());
     }
@@ -86,22 +149,58 @@ fn seeds_pngs_and_contact_sheet() {
     // The PNG is the official 8-bit conversion of the raw output.
     let img = load(&out5).get("img").unwrap().clone();
     let png = image::open(dir.join("000004.png")).unwrap().to_rgb8();
-    let raw = img.get(4).unwrap().permute((1, 2, 0)).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let want: Vec<u8> = raw.iter().map(|v| (v * 127.5 + 128.0).clamp(0.0, 255.0) as u8).collect();
+    let raw = img
+        .get(4)
+        .unwrap()
+        .permute((1, 2, 0))
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let want: Vec<u8> = raw
+        .iter()
+        .map(|v| (v * 127.5 + 128.0).clamp(0.0, 255.0) as u8)
+        .collect();
     assert_eq!(png.into_raw(), want);
     // A smaller count with the same seed renders the same latents (a prefix; batch
     // composition changes float rounding only).
     let out3 = tmp("s3.safetensors");
-    ok(&["generate", "--weights", &weights(), "--count", "3", "--seed", "3", "--out", out3.to_str().unwrap()]);
+    ok(&[
+        "generate",
+        "--weights",
+        &weights(),
+        "--count",
+        "3",
+        "--seed",
+        "3",
+        "--out",
+        out3.to_str().unwrap(),
+    ]);
     let a = load(&out3).get("img").unwrap().clone();
     assert!(max_abs(&a, &img.narrow(0, 0, 3).unwrap()) < 1e-4);
     // Random noise: deterministic in its seed.
     let r1 = tmp("r1.safetensors");
     let r2 = tmp("r2.safetensors");
     for r in [&r1, &r2] {
-        ok(&["generate", "--weights", &weights(), "--count", "2", "--seed", "1", "--noise", "random", "--out", r.to_str().unwrap()]);
+        ok(&[
+            "generate",
+            "--weights",
+            &weights(),
+            "--count",
+            "2",
+            "--seed",
+            "1",
+            "--noise",
+            "random",
+            "--out",
+            r.to_str().unwrap(),
+        ]);
     }
-    assert!(std::fs::read(&r1).unwrap() == std::fs::read(&r2).unwrap(), "same seed, different bytes");
+    assert!(
+        std::fs::read(&r1).unwrap() == std::fs::read(&r2).unwrap(),
+        "same seed, different bytes"
+    );
 }
 
 #[test]
@@ -112,20 +211,129 @@ fn bad_input_gets_one_clear_line() {
     // Arguments (exit 2).
     assert!(fails(&["generate", "--weights", &w, "--count", "2", "--seed", "1"], 2).contains("--out"));
     assert!(fails(&["generate", "--weights", &w, "--out", o], 2).contains("--latents"));
-    assert!(fails(&["generate", "--weights", &w, "--count", "2", "--seed", "1", "--out", o, "--noise", "loud"], 2).contains("loud"));
+    assert!(
+        fails(
+            &[
+                "generate",
+                "--weights",
+                &w,
+                "--count",
+                "2",
+                "--seed",
+                "1",
+                "--out",
+                o,
+                "--noise",
+                "loud"
+            ],
+            2
+        )
+        .contains("loud")
+    );
     // Files and values (exit 1).
-    assert!(fails(&["generate", "--weights", "/no/such/G.safetensors", "--count", "1", "--seed", "1", "--out", o], 1).contains("/no/such/G.safetensors"));
+    assert!(
+        fails(
+            &[
+                "generate",
+                "--weights",
+                "/no/such/G.safetensors",
+                "--count",
+                "1",
+                "--seed",
+                "1",
+                "--out",
+                o
+            ],
+            1
+        )
+        .contains("/no/such/G.safetensors")
+    );
     let corrupt = tmp("corrupt.safetensors");
     std::fs::write(&corrupt, b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}").unwrap();
-    assert!(fails(&["generate", "--weights", corrupt.to_str().unwrap(), "--count", "1", "--seed", "1", "--out", o], 1).contains("corrupt.safetensors"));
+    assert!(
+        fails(
+            &[
+                "generate",
+                "--weights",
+                corrupt.to_str().unwrap(),
+                "--count",
+                "1",
+                "--seed",
+                "1",
+                "--out",
+                o
+            ],
+            1
+        )
+        .contains("corrupt.safetensors")
+    );
     let wrong = tmp("wrong_z.safetensors");
     let mut m = std::collections::BTreeMap::new();
-    m.insert("z".to_string(), Tensor::zeros((2, 63), candle_core::DType::F32, &Device::Cpu).unwrap());
+    m.insert(
+        "z".to_string(),
+        Tensor::zeros((2, 63), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
     labelgan_core::io::save_safetensors(&wrong, &m, &Default::default()).unwrap();
-    let e = fails(&["generate", "--weights", &w, "--latents", wrong.to_str().unwrap(), "--out", o], 1);
-    assert!(e.contains("`z`") && e.contains("[2, 63]") && e.contains("[2, 64]"), "{e}");
-    assert!(fails(&["generate", "--weights", &w, "--count", "0", "--seed", "1", "--out", o], 1).contains("--count"));
-    assert!(fails(&["generate", "--weights", &w, "--count", "1", "--seed", "1", "--out", o, "--truncation-psi", "NaN"], 1).contains("psi"));
-    assert!(fails(&["generate", "--weights", &w, "--count", "1", "--seed", "1", "--out", o, "--truncation-cutoff", "99"], 1).contains("99"));
+    let e = fails(
+        &[
+            "generate",
+            "--weights",
+            &w,
+            "--latents",
+            wrong.to_str().unwrap(),
+            "--out",
+            o,
+        ],
+        1,
+    );
+    assert!(
+        e.contains("`z`") && e.contains("[2, 63]") && e.contains("[2, 64]"),
+        "{e}"
+    );
+    assert!(
+        fails(
+            &["generate", "--weights", &w, "--count", "0", "--seed", "1", "--out", o],
+            1
+        )
+        .contains("--count")
+    );
+    assert!(
+        fails(
+            &[
+                "generate",
+                "--weights",
+                &w,
+                "--count",
+                "1",
+                "--seed",
+                "1",
+                "--out",
+                o,
+                "--truncation-psi",
+                "NaN"
+            ],
+            1
+        )
+        .contains("psi")
+    );
+    assert!(
+        fails(
+            &[
+                "generate",
+                "--weights",
+                &w,
+                "--count",
+                "1",
+                "--seed",
+                "1",
+                "--out",
+                o,
+                "--truncation-cutoff",
+                "99"
+            ],
+            1
+        )
+        .contains("99")
+    );
     assert!(!out.exists(), "a failed run must not leave an output file");
 }

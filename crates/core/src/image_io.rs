@@ -32,9 +32,13 @@ pub fn tensor_to_images(images: &Tensor) -> Result<Vec<DynamicImage>> {
         .map(|i| {
             let px: Vec<u8> = u8s[i * per..(i + 1) * per].iter().map(|&v| v as u8).collect();
             if c == 3 {
-                DynamicImage::ImageRgb8(ImageBuffer::<Rgb<u8>, _>::from_raw(w as u32, h as u32, px).expect("size checked"))
+                DynamicImage::ImageRgb8(
+                    ImageBuffer::<Rgb<u8>, _>::from_raw(w as u32, h as u32, px).expect("size checked"),
+                )
             } else {
-                DynamicImage::ImageLuma8(ImageBuffer::<Luma<u8>, _>::from_raw(w as u32, h as u32, px).expect("size checked"))
+                DynamicImage::ImageLuma8(
+                    ImageBuffer::<Luma<u8>, _>::from_raw(w as u32, h as u32, px).expect("size checked"),
+                )
             }
         })
         .collect();
@@ -59,7 +63,9 @@ pub fn load_image(path: &Path) -> Result<DynamicImage> {
 /// cells. Cells are the size of the largest image.
 pub fn contact_sheet(images: &[DynamicImage], columns: usize, pad: u32) -> Result<DynamicImage> {
     if images.is_empty() || columns == 0 {
-        return Err(Error::invalid("a contact sheet needs at least one image and one column"));
+        return Err(Error::invalid(
+            "a contact sheet needs at least one image and one column",
+        ));
     }
     let cw = images.iter().map(|i| i.width()).max().unwrap_or(1);
     let ch = images.iter().map(|i| i.height()).max().unwrap_or(1);
@@ -88,7 +94,10 @@ mod tests {
     #[test]
     fn conversion_matches_official_rounding() {
         // -1 -> 0.5 -> 0, 0 -> 128, 1 -> 255.5 -> 255, 0.5 -> 191.75 -> 191.
-        let t = Tensor::new(&[-1f32, 0.0, 1.0, 0.5], &Device::Cpu).unwrap().reshape((1, 1, 2, 2)).unwrap();
+        let t = Tensor::new(&[-1f32, 0.0, 1.0, 0.5], &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 2, 2))
+            .unwrap();
         let img = &tensor_to_images(&t).unwrap()[0];
         assert_eq!(img.to_luma8().into_raw(), vec![0, 128, 255, 191]);
     }

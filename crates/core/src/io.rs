@@ -51,7 +51,8 @@ impl TensorFile {
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let not_st = |e: safetensors::SafeTensorError| Error::format(path, format!("not a valid safetensors file: {e}"));
+        let not_st =
+            |e: safetensors::SafeTensorError| Error::format(path, format!("not a valid safetensors file: {e}"));
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(not_st)?;
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(not_st)?;
         let mut tensors = HashMap::new();
@@ -62,7 +63,11 @@ impl TensorFile {
             tensors.insert(name, t);
         }
         let metadata = meta.metadata().clone().unwrap_or_default();
-        Ok(Self { path: path.to_path_buf(), tensors, metadata })
+        Ok(Self {
+            path: path.to_path_buf(),
+            tensors,
+            metadata,
+        })
     }
 
     /// The tensor `key`, or [`Error::MissingKey`].
@@ -114,8 +119,8 @@ pub fn save_safetensors(
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
     let path = path.as_ref();
-    let bytes = serialize_safetensors(tensors, metadata)
-        .map_err(|e| Error::format(path, format!("cannot serialize: {e}")))?;
+    let bytes =
+        serialize_safetensors(tensors, metadata).map_err(|e| Error::format(path, format!("cannot serialize: {e}")))?;
     write_atomic(path, &bytes)
 }
 
@@ -128,7 +133,10 @@ pub fn serialize_safetensors(
     use candle_core::DType;
     let mut header = serde_json::Map::new();
     if !metadata.is_empty() {
-        header.insert("__metadata__".into(), serde_json::to_value(metadata).map_err(|e| Error::invalid(e.to_string()))?);
+        header.insert(
+            "__metadata__".into(),
+            serde_json::to_value(metadata).map_err(|e| Error::invalid(e.to_string()))?,
+        );
     }
     let mut data: Vec<u8> = Vec::new();
     for (name, t) in tensors {
@@ -190,8 +198,20 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("a.safetensors");
         let mut m = BTreeMap::new();
-        m.insert("x".to_string(), Tensor::arange(0f32, 6.0, &Device::Cpu).unwrap().reshape((2, 3)).unwrap());
-        m.insert("h".to_string(), Tensor::new(&[1.5f32, -2.0], &Device::Cpu).unwrap().to_dtype(candle_core::DType::F16).unwrap());
+        m.insert(
+            "x".to_string(),
+            Tensor::arange(0f32, 6.0, &Device::Cpu)
+                .unwrap()
+                .reshape((2, 3))
+                .unwrap(),
+        );
+        m.insert(
+            "h".to_string(),
+            Tensor::new(&[1.5f32, -2.0], &Device::Cpu)
+                .unwrap()
+                .to_dtype(candle_core::DType::F16)
+                .unwrap(),
+        );
         let meta = BTreeMap::from([("k".to_string(), "v".to_string()), ("a".to_string(), "b".to_string())]);
         save_safetensors(&p, &m, &meta).unwrap();
         // Deterministic bytes, readable by the reference reader.
@@ -201,14 +221,22 @@ mod tests {
         assert_eq!(st.tensor("h").unwrap().dtype(), safetensors::Dtype::F16);
         let f = TensorFile::load(&p, &Device::Cpu).unwrap();
         assert_eq!(f.metadata["k"], "v");
-        assert_eq!(f.get_shaped("h", &[2]).unwrap().to_vec1::<f32>().unwrap(), vec![1.5, -2.0]);
-        assert_eq!(f.get_shaped("x", &[2, 3]).unwrap().to_vec2::<f32>().unwrap()[1], vec![3.0, 4.0, 5.0]);
+        assert_eq!(
+            f.get_shaped("h", &[2]).unwrap().to_vec1::<f32>().unwrap(),
+            vec![1.5, -2.0]
+        );
+        assert_eq!(
+            f.get_shaped("x", &[2, 3]).unwrap().to_vec2::<f32>().unwrap()[1],
+            vec![3.0, 4.0, 5.0]
+        );
         let e = f.get_shaped("x", &[3, 2]).unwrap_err().to_string();
         assert!(e.contains("`x`") && e.contains("[2, 3]") && e.contains("[3, 2]"), "{e}");
         let e = f.get_shaped("y", &[1]).unwrap_err().to_string();
         assert!(e.contains("missing tensor `y`") && e.contains("a.safetensors"), "{e}");
         std::fs::write(dir.join("bad.safetensors"), b"garbage!garbage").unwrap();
-        let e = TensorFile::load(dir.join("bad.safetensors"), &Device::Cpu).unwrap_err().to_string();
+        let e = TensorFile::load(dir.join("bad.safetensors"), &Device::Cpu)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bad.safetensors"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

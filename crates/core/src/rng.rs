@@ -16,7 +16,10 @@ pub struct SplitMix64 {
 impl SplitMix64 {
     /// A stream seeded with `seed`.
     pub fn new(seed: u64) -> Self {
-        Self { state: seed, spare: None }
+        Self {
+            state: seed,
+            spare: None,
+        }
     }
 
     /// A stream for sub-task `index` of `seed`, independent of the others.

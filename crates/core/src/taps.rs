@@ -41,18 +41,27 @@ impl Tap {
     /// A tap from a NCHW tensor; fails unless it is 4-D and square.
     pub fn new(name: impl Into<String>, tensor: Tensor) -> Result<Self> {
         let name = name.into();
-        let (_, c, h, w) = tensor.dims4().map_err(|_| {
-            Error::invalid(format!("tap `{name}` must be NCHW, got shape {:?}", tensor.dims()))
-        })?;
+        let (_, c, h, w) = tensor
+            .dims4()
+            .map_err(|_| Error::invalid(format!("tap `{name}` must be NCHW, got shape {:?}", tensor.dims())))?;
         if h != w {
             return Err(Error::invalid(format!("tap `{name}` is {h}x{w}, expected square")));
         }
-        Ok(Self { name, resolution: h, channels: c, tensor })
+        Ok(Self {
+            name,
+            resolution: h,
+            channels: c,
+            tensor,
+        })
     }
 
     /// The spec of this tap.
     pub fn spec(&self) -> TapSpec {
-        TapSpec { name: self.name.clone(), resolution: self.resolution, channels: self.channels }
+        TapSpec {
+            name: self.name.clone(),
+            resolution: self.resolution,
+            channels: self.channels,
+        }
     }
 }
 
@@ -123,7 +132,9 @@ impl FeatureTaps {
 
     /// The taps whose name satisfies `keep`, in order (no tensor is copied).
     pub fn filter(&self, mut keep: impl FnMut(&str) -> bool) -> FeatureTaps {
-        FeatureTaps { taps: self.taps.iter().filter(|t| keep(&t.name)).cloned().collect() }
+        FeatureTaps {
+            taps: self.taps.iter().filter(|t| keep(&t.name)).cloned().collect(),
+        }
     }
 
     /// The convolution taps only (`conv0`/`conv1`, not `torgb`): the layers DatasetGAN
@@ -137,7 +148,12 @@ impl FeatureTaps {
         let taps = self
             .taps
             .iter()
-            .map(|t| Ok(Tap { tensor: t.tensor.narrow(0, start, len)?, ..t.clone() }))
+            .map(|t| {
+                Ok(Tap {
+                    tensor: t.tensor.narrow(0, start, len)?,
+                    ..t.clone()
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(FeatureTaps { taps })
     }

@@ -17,7 +17,10 @@ pub fn dense(taps: &FeatureTaps, target: usize, mode: Upsample) -> Result<Tensor
         let dev = tap.tensor.device();
         let a = AxisInterp::new(r, target, mode).matrix(r, dev)?; // [T, r]
         let x = tap.tensor.to_dtype(DType::F32)?.reshape((n * c, r, r))?;
-        let up = a.broadcast_left(n * c)?.matmul(&x)?.matmul(&a.t()?.broadcast_left(n * c)?)?; // [NC, T, T]
+        let up = a
+            .broadcast_left(n * c)?
+            .matmul(&x)?
+            .matmul(&a.t()?.broadcast_left(n * c)?)?; // [NC, T, T]
         cols.push(up.reshape((n, c, target * target))?);
     }
     Ok(Tensor::cat(&cols, 1)?.transpose(1, 2)?.contiguous()?)

@@ -44,7 +44,9 @@ impl FactoredProjection {
         let (d, k) = w.dims2()?;
         let total: usize = specs.iter().map(|s| s.channels).sum();
         if d != total {
-            return Err(Error::invalid(format!("projection has {d} input rows but the taps have {total} channels")));
+            return Err(Error::invalid(format!(
+                "projection has {d} input rows but the taps have {total} channels"
+            )));
         }
         let w = w.to_dtype(DType::F32)?;
         let mut weights = Vec::with_capacity(specs.len());
@@ -58,7 +60,13 @@ impl FactoredProjection {
             Some(b) => return Err(Error::invalid(format!("bias must be [{k}], got {:?}", b.dims()))),
             None => Tensor::zeros(k, DType::F32, w.device())?,
         };
-        Ok(Self { specs: specs.to_vec(), weights, bias, relu: false, force_generic: false })
+        Ok(Self {
+            specs: specs.to_vec(),
+            weights,
+            bias,
+            relu: false,
+            force_generic: false,
+        })
     }
 
     /// Output width K.
@@ -90,14 +98,21 @@ impl FactoredProjection {
     ) -> Result<()> {
         self.check(taps, image)?;
         let rows = (tile_pixels / target).clamp(1, target);
-        let dev = taps.iter().next().map(|t| t.tensor.device().clone()).unwrap_or(Device::Cpu);
+        let dev = taps
+            .iter()
+            .next()
+            .map(|t| t.tensor.device().clone())
+            .unwrap_or(Device::Cpu);
         if dev.is_cpu() && !self.force_generic {
             let mut cpu = CpuProjector::new(self, taps, image, target, mode)?;
             cpu.relu = self.relu;
             for y0 in (0..target).step_by(rows) {
                 let y1 = (y0 + rows).min(target);
                 let data = cpu.tile(y0..y1);
-                f(y0..y1, Tensor::from_vec(data, ((y1 - y0) * target, self.out_dim()), &Device::Cpu)?)?;
+                f(
+                    y0..y1,
+                    Tensor::from_vec(data, ((y1 - y0) * target, self.out_dim()), &Device::Cpu)?,
+                )?;
             }
         } else {
             let g = GenericProjector::new(self, taps, image, target, mode)?;
@@ -113,7 +128,12 @@ impl FactoredProjection {
     fn check(&self, taps: &FeatureTaps, image: usize) -> Result<()> {
         let specs = taps.specs();
         if specs != self.specs {
-            let names = |s: &[TapSpec]| s.iter().map(|t| format!("{}({}@{})", t.name, t.channels, t.resolution)).collect::<Vec<_>>().join(", ");
+            let names = |s: &[TapSpec]| {
+                s.iter()
+                    .map(|t| format!("{}({}@{})", t.name, t.channels, t.resolution))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             return Err(Error::invalid(format!(
                 "taps do not match the projection: expected [{}], got [{}]",
                 names(&self.specs),
@@ -121,7 +141,10 @@ impl FactoredProjection {
             )));
         }
         if image >= taps.batch() {
-            return Err(Error::invalid(format!("image {image} out of range: the taps hold {} images", taps.batch())));
+            return Err(Error::invalid(format!(
+                "image {image} out of range: the taps hold {} images",
+                taps.batch()
+            )));
         }
         Ok(())
     }
@@ -129,7 +152,14 @@ impl FactoredProjection {
 
 /// `[D, K]` projection applied to image `image`'s hypercolumn: convenience for
 /// [`FactoredProjection::project`].
-pub fn project(taps: &FeatureTaps, image: usize, w: &Tensor, b: Option<&Tensor>, target: usize, mode: Upsample) -> Result<Tensor> {
+pub fn project(
+    taps: &FeatureTaps,
+    image: usize,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    target: usize,
+    mode: Upsample,
+) -> Result<Tensor> {
     FactoredProjection::new(w, b, &taps.specs())?.project(taps, image, target, mode)
 }
 
@@ -140,7 +170,11 @@ fn cpu_f32(t: &Tensor) -> Result<Vec<f32>> {
 
 /// Runs `f` on the f32 contents of a contiguous CPU tensor without copying.
 fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-    let t = if t.dtype() == DType::F32 && t.is_contiguous() { t.clone() } else { t.to_dtype(DType::F32)?.contiguous()? };
+    let t = if t.dtype() == DType::F32 && t.is_contiguous() {
+        t.clone()
+    } else {
+        t.to_dtype(DType::F32)?.contiguous()?
+    };
     let (storage, layout) = t.storage_and_layout();
     match &*storage {
         Storage::Cpu(s) => {
@@ -154,7 +188,17 @@ fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
 
 /// `dst[i, j] (+)= Σ_c lhs[i*lrs + c*lcs] * rhs[c*K + j]`, `dst` row-major `[m, K]`.
 #[allow(clippy::too_many_arguments)]
-fn sgemm(m: usize, n: usize, k: usize, dst: &mut [f32], accumulate: bool, lhs: &[f32], lrs: usize, lcs: usize, rhs: &[f32]) {
+fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    lrs: usize,
+    lcs: usize,
+    rhs: &[f32],
+) {
     if m == 0 || n == 0 || k == 0 {
         return;
     }
@@ -162,15 +206,33 @@ fn sgemm(m: usize, n: usize, k: usize, dst: &mut [f32], accumulate: bool, lhs: &
     assert!((m - 1) * lrs + (k - 1) * lcs < lhs.len(), "gemm lhs out of bounds");
     assert!(k * n <= rhs.len(), "gemm rhs out of bounds");
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    let par = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
     // SAFETY: the asserts above bound every index gemm reads or writes.
     unsafe {
         gemm::gemm(
-            m, n, k,
-            dst.as_mut_ptr(), 1, n as isize, accumulate,
-            lhs.as_ptr(), lcs as isize, lrs as isize,
-            rhs.as_ptr(), 1, n as isize,
-            1.0, 1.0, false, false, false, par,
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lcs as isize,
+            lrs as isize,
+            rhs.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
         );
     }
 }
@@ -243,11 +305,26 @@ impl CpuProjector {
             } else if let Some(g) = groups.iter_mut().find(|g| g.r == r) {
                 g.taps.push(entry);
             } else {
-                groups.push(Group { r, taps: vec![entry], interp: AxisInterp::new(r, target, mode), lo: 0, hi: 0, rows: vec![] });
+                groups.push(Group {
+                    r,
+                    taps: vec![entry],
+                    interp: AxisInterp::new(r, target, mode),
+                    lo: 0,
+                    hi: 0,
+                    rows: vec![],
+                });
             }
         }
         let cols_by_r = groups.iter().map(|g| g.interp.clone()).collect();
-        Ok(Self { relu: false, k, target, bias: cpu_f32(&p.bias)?, full, groups, cols_by_r })
+        Ok(Self {
+            relu: false,
+            k,
+            target,
+            bias: cpu_f32(&p.bias)?,
+            full,
+            groups,
+            cols_by_r,
+        })
     }
 
     fn tile(&mut self, ys: Range<usize>) -> Vec<f32> {
@@ -257,54 +334,67 @@ impl CpuProjector {
         for (i, (x, w, c)) in self.full.iter().enumerate() {
             sgemm(px, k, *c, &mut acc, i > 0, &x[ys.start * t..], 1, t * t, w);
         }
-        for (g, cols) in self.groups.iter_mut().zip(&self.cols_by_r) {
-            let a = ys.clone().map(|y| g.interp.i0[y]).min().unwrap_or(0);
-            let b = ys.clone().map(|y| g.interp.i1[y]).max().unwrap_or(0) + 1;
-            g.ensure(a, b, k);
-            let g: &Group = g;
-            let rowlen = g.r * k;
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(ys.len());
-            let per = ys.len().div_ceil(threads);
-            std::thread::scope(|s| {
-                for (ci, chunk) in acc.chunks_mut(per * t * k).enumerate() {
-                    let y_start = ys.start + ci * per;
-                    s.spawn(move || {
-                        let mut rowbuf = vec![0f32; rowlen];
-                        for (dy, out_row) in chunk.chunks_mut(t * k).enumerate() {
-                            let y = y_start + dy;
+        for g in self.groups.iter_mut() {
+            let lo = ys.clone().map(|y| g.interp.i0[y]).min().unwrap_or(0);
+            let hi = ys.clone().map(|y| g.interp.i1[y]).max().unwrap_or(0) + 1;
+            g.ensure(lo, hi, k);
+        }
+        // One fused pass per output row: vertical interpolation of every group into a
+        // row buffer, then per pixel the sum of all groups' horizontal interpolations,
+        // the bias and the ReLU, while the pixel's K values are in L1.
+        let groups: &[Group] = &self.groups;
+        let cols: &[AxisInterp] = &self.cols_by_r;
+        let (bias, relu) = (&self.bias[..], self.relu);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(ys.len())
+            .max(1);
+        let per = ys.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            for (ci, chunk) in acc.chunks_mut(per * t * k).enumerate() {
+                let y_start = ys.start + ci * per;
+                s.spawn(move || {
+                    let mut rowbufs: Vec<Vec<f32>> = groups.iter().map(|g| vec![0f32; g.r * k]).collect();
+                    for (dy, out_row) in chunk.chunks_mut(t * k).enumerate() {
+                        let y = y_start + dy;
+                        for (g, rowbuf) in groups.iter().zip(rowbufs.iter_mut()) {
+                            let rowlen = g.r * k;
                             let (i0, i1, w0, w1) = (g.interp.i0[y], g.interp.i1[y], g.interp.w0[y], g.interp.w1[y]);
                             let r0 = &g.rows[(i0 - g.lo) * rowlen..(i0 - g.lo + 1) * rowlen];
                             if w1 == 0.0 {
                                 rowbuf.iter_mut().zip(r0).for_each(|(d, &a)| *d = w0 * a);
                             } else {
                                 let r1 = &g.rows[(i1 - g.lo) * rowlen..(i1 - g.lo + 1) * rowlen];
-                                rowbuf.iter_mut().zip(r0.iter().zip(r1)).for_each(|(d, (&a, &b))| *d = w0 * a + w1 * b);
+                                rowbuf
+                                    .iter_mut()
+                                    .zip(r0.iter().zip(r1))
+                                    .for_each(|(d, (&a, &b))| *d = w0 * a + w1 * b);
                             }
-                            for x in 0..t {
-                                let dst = &mut out_row[x * k..(x + 1) * k];
-                                let (j0, j1, v0, v1) = (cols.i0[x], cols.i1[x], cols.w0[x], cols.w1[x]);
+                        }
+                        for x in 0..t {
+                            let dst = &mut out_row[x * k..(x + 1) * k];
+                            for (rowbuf, c) in rowbufs.iter().zip(cols) {
+                                let (j0, j1, v0, v1) = (c.i0[x], c.i1[x], c.w0[x], c.w1[x]);
                                 let s0 = &rowbuf[j0 * k..(j0 + 1) * k];
                                 if v1 == 0.0 {
                                     dst.iter_mut().zip(s0).for_each(|(d, &a)| *d += v0 * a);
                                 } else {
                                     let s1 = &rowbuf[j1 * k..(j1 + 1) * k];
-                                    dst.iter_mut().zip(s0.iter().zip(s1)).for_each(|(d, (&a, &b))| *d += v0 * a + v1 * b);
+                                    dst.iter_mut()
+                                        .zip(s0.iter().zip(s1))
+                                        .for_each(|(d, (&a, &b))| *d += v0 * a + v1 * b);
                                 }
                             }
+                            if relu {
+                                dst.iter_mut().zip(bias).for_each(|(d, &b)| *d = (*d + b).max(0.0));
+                            } else {
+                                dst.iter_mut().zip(bias).for_each(|(d, &b)| *d += b);
+                            }
                         }
-                    });
-                }
-            });
-        }
-        if self.relu {
-            for px_row in acc.chunks_mut(k) {
-                px_row.iter_mut().zip(&self.bias).for_each(|(d, &b)| *d = (*d + b).max(0.0));
+                    }
+                });
             }
-        } else {
-            for px_row in acc.chunks_mut(k) {
-                px_row.iter_mut().zip(&self.bias).for_each(|(d, &b)| *d += b);
-            }
-        }
+        });
         acc
     }
 }
@@ -326,13 +416,26 @@ impl GenericProjector {
         for (tap, w) in taps.iter().zip(&p.weights) {
             let r = tap.resolution;
             let dev = tap.tensor.device();
-            let x = tap.tensor.get(image)?.to_dtype(DType::F32)?.reshape((tap.channels, r * r))?;
+            let x = tap
+                .tensor
+                .get(image)?
+                .to_dtype(DType::F32)?
+                .reshape((tap.channels, r * r))?;
             let proj = x.t()?.matmul(&w.to_device(dev)?)?.reshape((r, r * k))?;
             let a = AxisInterp::new(r, target, mode).matrix(r, dev)?;
             parts.push((proj, a.clone(), a, r));
         }
-        let dev = taps.iter().next().map(|t| t.tensor.device().clone()).unwrap_or(Device::Cpu);
-        Ok(Self { target, bias: p.bias.to_device(&dev)?, parts, k })
+        let dev = taps
+            .iter()
+            .next()
+            .map(|t| t.tensor.device().clone())
+            .unwrap_or(Device::Cpu);
+        Ok(Self {
+            target,
+            bias: p.bias.to_device(&dev)?,
+            parts,
+            k,
+        })
     }
 
     fn tile(&self, ys: Range<usize>) -> Result<Tensor> {

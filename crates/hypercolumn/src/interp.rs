@@ -41,7 +41,12 @@ impl AxisInterp {
     /// Weights for resizing `src` samples to `dst`.
     pub fn new(src: usize, dst: usize, mode: Upsample) -> Self {
         let scale = src as f32 / dst as f32;
-        let mut a = AxisInterp { i0: vec![], i1: vec![], w0: vec![], w1: vec![] };
+        let mut a = AxisInterp {
+            i0: vec![],
+            i1: vec![],
+            w0: vec![],
+            w1: vec![],
+        };
         for d in 0..dst {
             match mode {
                 Upsample::Nearest => {
@@ -97,7 +102,9 @@ mod tests {
         // F.interpolate(arange(4), size=8, mode='bilinear', align_corners=False)
         // = [0, .25, .75, 1.25, 1.75, 2.25, 2.75, 3].
         let a = AxisInterp::new(4, 8, Upsample::Bilinear);
-        let v: Vec<f32> = (0..8).map(|d| a.w0[d] * a.i0[d] as f32 + a.w1[d] * a.i1[d] as f32).collect();
+        let v: Vec<f32> = (0..8)
+            .map(|d| a.w0[d] * a.i0[d] as f32 + a.w1[d] * a.i1[d] as f32)
+            .collect();
         assert_eq!(v, vec![0.0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3.0]);
         // Nearest 3 -> 7: floor(d * 3/7) = [0,0,0,1,1,2,2].
         let n = AxisInterp::new(3, 7, Upsample::Nearest);

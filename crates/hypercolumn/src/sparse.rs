@@ -15,10 +15,14 @@ use crate::interp::{AxisInterp, Upsample};
 pub fn sparse(taps: &FeatureTaps, image: usize, pixels: &[u32], target: usize, mode: Upsample) -> Result<Tensor> {
     let n = taps.batch();
     if image >= n {
-        return Err(Error::invalid(format!("image {image} out of range: the taps hold {n} images")));
+        return Err(Error::invalid(format!(
+            "image {image} out of range: the taps hold {n} images"
+        )));
     }
     if let Some(&p) = pixels.iter().find(|&&p| p as usize >= target * target) {
-        return Err(Error::invalid(format!("pixel {p} out of range for a {target}x{target} image")));
+        return Err(Error::invalid(format!(
+            "pixel {p} out of range for a {target}x{target} image"
+        )));
     }
     let np = pixels.len();
     let mut cols = Vec::with_capacity(taps.len());

@@ -28,8 +28,22 @@ fn random_taps(rng: &mut SplitMix64, target: usize) -> FeatureTaps {
 
 fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
-    let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-    let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-6);
+    let diff = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let scale = b
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+        .max(1e-6);
     diff / scale
 }
 
@@ -39,10 +53,16 @@ fn sparse_rows_equal_dense_rows() {
     for case in 0..40 {
         let target = 2 + rng.below(20) as usize;
         let taps = random_taps(&mut rng, target);
-        let mode = if case % 2 == 0 { Upsample::Bilinear } else { Upsample::Nearest };
+        let mode = if case % 2 == 0 {
+            Upsample::Bilinear
+        } else {
+            Upsample::Nearest
+        };
         let d = dense(&taps, target, mode).unwrap();
         let image = rng.below(taps.batch() as u64) as usize;
-        let pixels: Vec<u32> = (0..1 + rng.below(50)).map(|_| rng.below((target * target) as u64) as u32).collect();
+        let pixels: Vec<u32> = (0..1 + rng.below(50))
+            .map(|_| rng.below((target * target) as u64) as u32)
+            .collect();
         let s = sparse(&taps, image, &pixels, target, mode).unwrap();
         let idx = Tensor::new(pixels.as_slice(), &Device::Cpu).unwrap();
         let want = d.get(image).unwrap().index_select(&idx, 0).unwrap();
@@ -57,7 +77,11 @@ fn factored_projection_equals_dense_times_w() {
     for case in 0..40 {
         let target = 2 + rng.below(24) as usize;
         let taps = random_taps(&mut rng, target);
-        let mode = if case % 2 == 0 { Upsample::Bilinear } else { Upsample::Nearest };
+        let mode = if case % 2 == 0 {
+            Upsample::Bilinear
+        } else {
+            Upsample::Nearest
+        };
         let d = dense(&taps, target, mode).unwrap();
         let k = 1 + rng.below(40) as usize;
         let w = rng.normal_tensor(&[taps.total_channels(), k], &Device::Cpu).unwrap();
@@ -104,6 +128,11 @@ fn bad_inputs_are_named() {
     let other = random_taps(&mut SplitMix64::new(99), 8);
     let p = FactoredProjection::new(&w, None, &taps.specs()).unwrap();
     if other.specs() != taps.specs() {
-        assert!(p.project(&other, 0, 8, Upsample::Bilinear).unwrap_err().to_string().contains("do not match"));
+        assert!(
+            p.project(&other, 0, 8, Upsample::Bilinear)
+                .unwrap_err()
+                .to_string()
+                .contains("do not match")
+        );
     }
 }

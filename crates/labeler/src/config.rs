@@ -102,11 +102,19 @@ impl LabelerConfig {
 
     /// `(h1, h2)`.
     pub fn hidden_sizes(&self) -> (usize, usize) {
-        self.hidden.unwrap_or(if self.head.outputs() < 32 { (256, 32) } else { (256, 128) })
+        self.hidden.unwrap_or(if self.head.outputs() < 32 {
+            (256, 32)
+        } else {
+            (256, 128)
+        })
     }
 
     /// The upsampling mode.
     pub fn upsample(&self) -> labelgan_hypercolumn::Upsample {
-        if self.bilinear { labelgan_hypercolumn::Upsample::Bilinear } else { labelgan_hypercolumn::Upsample::Nearest }
+        if self.bilinear {
+            labelgan_hypercolumn::Upsample::Bilinear
+        } else {
+            labelgan_hypercolumn::Upsample::Nearest
+        }
     }
 }

@@ -18,9 +18,20 @@ pub const BN_EPS: f64 = 1e-5;
 /// `bn2.*` (`weight`, `bias`, `running_mean`, `running_var`) `[M,h]`, `w2 [M,h1,h2]`,
 /// `b2 [M,h2]`, `w3 [M,h2,C]`, `b3 [M,C]`.
 pub const PARAM_NAMES: [&str; 14] = [
-    "w1", "b1", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var",
-    "w2", "b2", "bn2.weight", "bn2.bias", "bn2.running_mean", "bn2.running_var",
-    "w3", "b3",
+    "w1",
+    "b1",
+    "bn1.weight",
+    "bn1.bias",
+    "bn1.running_mean",
+    "bn1.running_var",
+    "w2",
+    "b2",
+    "bn2.weight",
+    "bn2.bias",
+    "bn2.running_mean",
+    "bn2.running_var",
+    "w3",
+    "b3",
 ];
 
 #[derive(Serialize, Deserialize)]
@@ -63,15 +74,23 @@ impl Ensemble {
         let mut per_member: BTreeMap<&str, Vec<Vec<f32>>> = BTreeMap::new();
         for k in 0..m {
             let mut rng = SplitMix64::derive(config.seed, k as u64);
-            let mut normal = |n: usize, mean: f32| -> Vec<f32> { (0..n).map(|_| mean + 0.02 * rng.normal() as f32).collect() };
+            let mut normal =
+                |n: usize, mean: f32| -> Vec<f32> { (0..n).map(|_| mean + 0.02 * rng.normal() as f32).collect() };
             let shapes: [(&str, usize, f32, bool); 14] = [
-                ("w1", d * h1, 0.0, true), ("b1", h1, 0.0, false),
-                ("bn1.weight", h1, 1.0, true), ("bn1.bias", h1, 0.0, false),
-                ("bn1.running_mean", h1, 0.0, false), ("bn1.running_var", h1, 1.0, false),
-                ("w2", h1 * h2, 0.0, true), ("b2", h2, 0.0, false),
-                ("bn2.weight", h2, 1.0, true), ("bn2.bias", h2, 0.0, false),
-                ("bn2.running_mean", h2, 0.0, false), ("bn2.running_var", h2, 1.0, false),
-                ("w3", h2 * c, 0.0, true), ("b3", c, 0.0, false),
+                ("w1", d * h1, 0.0, true),
+                ("b1", h1, 0.0, false),
+                ("bn1.weight", h1, 1.0, true),
+                ("bn1.bias", h1, 0.0, false),
+                ("bn1.running_mean", h1, 0.0, false),
+                ("bn1.running_var", h1, 1.0, false),
+                ("w2", h1 * h2, 0.0, true),
+                ("b2", h2, 0.0, false),
+                ("bn2.weight", h2, 1.0, true),
+                ("bn2.bias", h2, 0.0, false),
+                ("bn2.running_mean", h2, 0.0, false),
+                ("bn2.running_var", h2, 1.0, false),
+                ("w3", h2 * c, 0.0, true),
+                ("b3", c, 0.0, false),
             ];
             for (name, n, v, random) in shapes {
                 let vals = if random { normal(n, v) } else { vec![v; n] };
@@ -93,7 +112,12 @@ impl Ensemble {
             let flat: Vec<f32> = vals.into_iter().flatten().collect();
             params.insert(name.to_string(), Tensor::from_vec(flat, shape_of(name), device)?);
         }
-        Ok(Self { config: config.clone(), taps: taps.to_vec(), params, kind: config.head.kind() })
+        Ok(Self {
+            config: config.clone(),
+            taps: taps.to_vec(),
+            params,
+            kind: config.head.kind(),
+        })
     }
 
     /// Hypercolumn depth D.
@@ -103,7 +127,9 @@ impl Ensemble {
 
     /// A parameter by name.
     pub fn param(&self, name: &str) -> Result<&Tensor> {
-        self.params.get(name).ok_or_else(|| Error::invalid(format!("labeler has no parameter `{name}`")))
+        self.params
+            .get(name)
+            .ok_or_else(|| Error::invalid(format!("labeler has no parameter `{name}`")))
     }
 
     /// Saves the parameters and, in the metadata `labelgan_labeler`, the config and tap
@@ -111,10 +137,22 @@ impl Ensemble {
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let saved = Saved {
             config: self.config.clone(),
-            taps: self.taps.iter().map(|t| SavedTap { name: t.name.clone(), resolution: t.resolution, channels: t.channels }).collect(),
+            taps: self
+                .taps
+                .iter()
+                .map(|t| SavedTap {
+                    name: t.name.clone(),
+                    resolution: t.resolution,
+                    channels: t.channels,
+                })
+                .collect(),
         };
         let json = serde_json::to_string(&saved).map_err(|e| Error::invalid(e.to_string()))?;
-        save_safetensors(path, &self.params, &BTreeMap::from([("labelgan_labeler".to_string(), json)]))
+        save_safetensors(
+            path,
+            &self.params,
+            &BTreeMap::from([("labelgan_labeler".to_string(), json)]),
+        )
     }
 
     /// Loads a file written by [`Ensemble::save`], checking every shape.
@@ -124,10 +162,17 @@ impl Ensemble {
             .metadata
             .get("labelgan_labeler")
             .ok_or_else(|| Error::format(&file.path, "no `labelgan_labeler` metadata: not a labeler file"))?;
-        let saved: Saved =
-            serde_json::from_str(json).map_err(|e| Error::format(&file.path, format!("metadata `labelgan_labeler`: {e}")))?;
-        let taps: Vec<TapSpec> =
-            saved.taps.into_iter().map(|t| TapSpec { name: t.name, resolution: t.resolution, channels: t.channels }).collect();
+        let saved: Saved = serde_json::from_str(json)
+            .map_err(|e| Error::format(&file.path, format!("metadata `labelgan_labeler`: {e}")))?;
+        let taps: Vec<TapSpec> = saved
+            .taps
+            .into_iter()
+            .map(|t| TapSpec {
+                name: t.name,
+                resolution: t.resolution,
+                channels: t.channels,
+            })
+            .collect();
         let shapes = Self::init(&saved.config, &taps, &Device::Cpu)?;
         let mut params = BTreeMap::new();
         for name in PARAM_NAMES {
@@ -137,6 +182,11 @@ impl Ensemble {
         for (name, t) in &params {
             labelgan_core::ensure_finite(t, &format!("{}: `{name}`", file.path.display()))?;
         }
-        Ok(Self { kind: saved.config.head.kind(), config: saved.config, taps, params })
+        Ok(Self {
+            kind: saved.config.head.kind(),
+            config: saved.config,
+            taps,
+            params,
+        })
     }
 }

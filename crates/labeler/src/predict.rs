@@ -41,7 +41,9 @@ pub struct Prepared {
 
 /// `(s, t)` with `BN(x) = x * s + t` in eval mode, each `[M, h]`.
 fn bn_affine(e: &Ensemble, prefix: &str) -> Result<(Tensor, Tensor)> {
-    let s = e.param(&format!("{prefix}.weight"))?.broadcast_div(&(e.param(&format!("{prefix}.running_var"))? + BN_EPS)?.sqrt()?)?;
+    let s = e
+        .param(&format!("{prefix}.weight"))?
+        .broadcast_div(&(e.param(&format!("{prefix}.running_var"))? + BN_EPS)?.sqrt()?)?;
     let t = (e.param(&format!("{prefix}.bias"))? - (e.param(&format!("{prefix}.running_mean"))? * &s)?)?;
     Ok((s, t))
 }
@@ -56,7 +58,12 @@ impl Ensemble {
         proj.relu = true;
         let (s1, t1) = bn_affine(self, "bn1")?;
         let (s2, t2) = bn_affine(self, "bn2")?;
-        let (w2, b2, w3, b3) = (self.param("w2")?, self.param("b2")?, self.param("w3")?, self.param("b3")?);
+        let (w2, b2, w3, b3) = (
+            self.param("w2")?,
+            self.param("b2")?,
+            self.param("w3")?,
+            self.param("b3")?,
+        );
         let mut members = Vec::with_capacity(m);
         for k in 0..m {
             let fold = |w: &Tensor, b: &Tensor, s: &Tensor, t: &Tensor| -> Result<(Tensor, Tensor)> {
@@ -74,7 +81,11 @@ impl Ensemble {
 
     /// Labels image `image` of `taps` (which must match [`Ensemble::taps`]).
     pub fn predict_image(&self, taps: &FeatureTaps, image: usize) -> Result<ImagePrediction> {
-        let device = taps.iter().next().map(|t| t.tensor.device().clone()).unwrap_or(Device::Cpu);
+        let device = taps
+            .iter()
+            .next()
+            .map(|t| t.tensor.device().clone())
+            .unwrap_or(Device::Cpu);
         let folded = self.prepare(&device)?;
         self.predict_prepared(&folded, taps, image)
     }
@@ -87,36 +98,45 @@ impl Ensemble {
         let mut classes = Vec::with_capacity(if seg { t * t } else { 0 });
         let mut values = Vec::with_capacity(if seg { 0 } else { t * t * c });
         let mut uncertainty = Vec::with_capacity(t * t);
-        f.proj.for_each_tile(taps, image, t, self.config.upsample(), self.config.tile_pixels, |_, h| {
-            // h: [px, M*h1] after bias and ReLU.
-            let outs = f
-                .members
-                .iter()
-                .enumerate()
-                .map(|(k, (w2, b2, w3, b3))| -> Result<Tensor> {
-                    let x = h.narrow(1, k * f.h1, f.h1)?;
-                    let z = x.matmul(w2)?.broadcast_add(b2)?.relu()?;
-                    Ok(z.matmul(w3)?.broadcast_add(b3)?)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let out = Tensor::stack(&outs, 0)?; // [M, px, C]
-            if seg {
-                let (cls, js) = vote_and_js(&out, c)?;
-                classes.extend(cls);
-                uncertainty.extend(js);
-            } else {
-                let mean = out.mean(0)?; // [px, C]
-                let var = out.broadcast_sub(&mean)?.sqr()?.mean(0)?.mean(D::Minus1)?; // [px]
-                values.extend(mean.flatten_all()?.to_vec1::<f32>()?);
-                uncertainty.extend(var.to_vec1::<f32>()?);
-            }
-            Ok(())
-        })?;
+        f.proj.for_each_tile(
+            taps,
+            image,
+            t,
+            self.config.upsample(),
+            self.config.tile_pixels,
+            |_, h| {
+                // h: [px, M*h1] after bias and ReLU.
+                let outs = f
+                    .members
+                    .iter()
+                    .enumerate()
+                    .map(|(k, (w2, b2, w3, b3))| -> Result<Tensor> {
+                        let x = h.narrow(1, k * f.h1, f.h1)?;
+                        let z = x.matmul(w2)?.broadcast_add(b2)?.relu()?;
+                        Ok(z.matmul(w3)?.broadcast_add(b3)?)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let out = Tensor::stack(&outs, 0)?; // [M, px, C]
+                if seg {
+                    let (cls, js) = vote_and_js(&out, c)?;
+                    classes.extend(cls);
+                    uncertainty.extend(js);
+                } else {
+                    let mean = out.mean(0)?; // [px, C]
+                    let var = out.broadcast_sub(&mean)?.sqr()?.mean(0)?.mean(D::Minus1)?; // [px]
+                    values.extend(mean.flatten_all()?.to_vec1::<f32>()?);
+                    uncertainty.extend(var.to_vec1::<f32>()?);
+                }
+                Ok(())
+            },
+        )?;
         let keypoints = match self.config.head {
             Head::Keypoints { count, .. } => Some(
                 (0..count)
                     .map(|k| {
-                        let best = (0..t * t).max_by(|&a, &b| values[a * count + k].total_cmp(&values[b * count + k])).unwrap_or(0);
+                        let best = (0..t * t)
+                            .max_by(|&a, &b| values[a * count + k].total_cmp(&values[b * count + k]))
+                            .unwrap_or(0);
                         ((best % t) as f32, (best / t) as f32)
                     })
                     .collect(),
@@ -181,27 +201,47 @@ impl PixelLabeler for Ensemble {
         if n == 0 {
             return Err(Error::invalid("no images to label"));
         }
-        let device = taps.iter().next().map(|t| t.tensor.device().clone()).unwrap_or(Device::Cpu);
+        let device = taps
+            .iter()
+            .next()
+            .map(|t| t.tensor.device().clone())
+            .unwrap_or(Device::Cpu);
         let folded = self.prepare(&device)?;
         let t = self.config.resolution;
-        let preds = (0..n).map(|i| self.predict_prepared(&folded, taps, i)).collect::<Result<Vec<_>>>()?;
+        let preds = (0..n)
+            .map(|i| self.predict_prepared(&folded, taps, i))
+            .collect::<Result<Vec<_>>>()?;
         let unc: Vec<f32> = preds.iter().flat_map(|p| p.uncertainty.iter().copied()).collect();
         let uncertainty = Tensor::from_vec(unc, (n, t, t), &device)?;
         let score = Tensor::from_vec(preds.iter().map(|p| p.score).collect::<Vec<_>>(), n, &device)?;
         let labels = match self.config.head {
             Head::Segmentation { .. } => {
-                let v: Vec<u32> = preds.iter().flat_map(|p| p.classes.clone().unwrap_or_default()).collect();
+                let v: Vec<u32> = preds
+                    .iter()
+                    .flat_map(|p| p.classes.clone().unwrap_or_default())
+                    .collect();
                 Labels::Segmentation(Tensor::from_vec(v, (n, t, t), &device)?)
             }
             Head::Keypoints { count, .. } => {
-                let v: Vec<f32> = preds.iter().flat_map(|p| p.keypoints.clone().unwrap_or_default()).flat_map(|(x, y)| [x, y]).collect();
+                let v: Vec<f32> = preds
+                    .iter()
+                    .flat_map(|p| p.keypoints.clone().unwrap_or_default())
+                    .flat_map(|(x, y)| [x, y])
+                    .collect();
                 Labels::Keypoints(Tensor::from_vec(v, (n, count, 2), &device)?)
             }
             Head::Depth => {
-                let v: Vec<f32> = preds.iter().flat_map(|p| p.values.clone().unwrap_or_default()).collect();
+                let v: Vec<f32> = preds
+                    .iter()
+                    .flat_map(|p| p.values.clone().unwrap_or_default())
+                    .collect();
                 Labels::Depth(Tensor::from_vec(v, (n, 1, t, t), &device)?)
             }
         };
-        Ok(Prediction { labels, uncertainty, score })
+        Ok(Prediction {
+            labels,
+            uncertainty,
+            score,
+        })
     }
 }

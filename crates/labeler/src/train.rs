@@ -54,7 +54,10 @@ impl TapSource for InMemoryTaps {
         self.0.len()
     }
     fn taps(&self, i: usize) -> Result<FeatureTaps> {
-        self.0.get(i).cloned().ok_or_else(|| Error::invalid(format!("no image {i}")))
+        self.0
+            .get(i)
+            .cloned()
+            .ok_or_else(|| Error::invalid(format!("no image {i}")))
     }
 }
 
@@ -139,15 +142,20 @@ fn sample_pixels(cfg: &LabelerConfig, t: &PixelTargets, rng: &mut SplitMix64) ->
             }
         }
         PixelTargets::Keypoints(kps) => {
-            let r = 3.0 * match cfg.head {
-                Head::Keypoints { sigma, .. } => sigma,
-                _ => 1.0,
-            };
+            let r = 3.0
+                * match cfg.head {
+                    Head::Keypoints { sigma, .. } => sigma,
+                    _ => 1.0,
+                };
             let res = cfg.resolution as f32;
             for i in 0..want / 2 {
                 let (x, y) = kps[i % kps.len().max(1)];
-                let px = (x + (2.0 * rng.uniform() as f32 - 1.0) * r).round().clamp(0.0, res - 1.0) as u32;
-                let py = (y + (2.0 * rng.uniform() as f32 - 1.0) * r).round().clamp(0.0, res - 1.0) as u32;
+                let px = (x + (2.0 * rng.uniform() as f32 - 1.0) * r)
+                    .round()
+                    .clamp(0.0, res - 1.0) as u32;
+                let py = (y + (2.0 * rng.uniform() as f32 - 1.0) * r)
+                    .round()
+                    .clamp(0.0, res - 1.0) as u32;
                 pick.push(py * cfg.resolution as u32 + px);
             }
         }
@@ -168,8 +176,16 @@ fn sample_pixels(cfg: &LabelerConfig, t: &PixelTargets, rng: &mut SplitMix64) ->
 fn targets_for(cfg: &LabelerConfig, t: &PixelTargets, pixels: &[u32], dev: &Device) -> Result<Tensor> {
     let res = cfg.resolution;
     Ok(match t {
-        PixelTargets::Segmentation(c) => Tensor::from_vec(pixels.iter().map(|&p| c[p as usize]).collect::<Vec<_>>(), pixels.len(), dev)?,
-        PixelTargets::Depth(d) => Tensor::from_vec(pixels.iter().map(|&p| d[p as usize]).collect::<Vec<_>>(), (pixels.len(), 1), dev)?,
+        PixelTargets::Segmentation(c) => Tensor::from_vec(
+            pixels.iter().map(|&p| c[p as usize]).collect::<Vec<_>>(),
+            pixels.len(),
+            dev,
+        )?,
+        PixelTargets::Depth(d) => Tensor::from_vec(
+            pixels.iter().map(|&p| d[p as usize]).collect::<Vec<_>>(),
+            (pixels.len(), 1),
+            dev,
+        )?,
         PixelTargets::Keypoints(kps) => {
             let sigma = match cfg.head {
                 Head::Keypoints { sigma, .. } => sigma,
@@ -193,7 +209,9 @@ fn check_targets(cfg: &LabelerConfig, targets: &[PixelTargets]) -> Result<()> {
         let ok = match (t, &cfg.head) {
             (PixelTargets::Segmentation(v), Head::Segmentation { .. }) => v.len() == n,
             (PixelTargets::Depth(v), Head::Depth) => v.len() == n && v.iter().all(|x| x.is_finite()),
-            (PixelTargets::Keypoints(v), Head::Keypoints { count, .. }) => v.len() == *count && v.iter().all(|(x, y)| x.is_finite() && y.is_finite()),
+            (PixelTargets::Keypoints(v), Head::Keypoints { count, .. }) => {
+                v.len() == *count && v.iter().all(|(x, y)| x.is_finite() && y.is_finite())
+            }
             _ => false,
         };
         if !ok {
@@ -214,7 +232,11 @@ struct State {
 
 impl State {
     fn get(&self, name: &str) -> &Tensor {
-        self.vars.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_tensor()).expect("known parameter")
+        self.vars
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_tensor())
+            .expect("known parameter")
     }
     fn running(&self, name: &str) -> &Tensor {
         &self.running.iter().find(|(n, _)| n == name).expect("known buffer").1
@@ -228,21 +250,30 @@ fn bn_train(x: &Tensor, g: &Tensor, b: &Tensor) -> Result<(Tensor, Tensor, Tenso
     let mu = x.mean_keepdim(1)?;
     let xc = x.broadcast_sub(&mu)?;
     let var = xc.sqr()?.mean_keepdim(1)?;
-    let y = xc.broadcast_div(&(var.clone() + BN_EPS)?.sqrt()?)?.broadcast_mul(&g.unsqueeze(1)?)?.broadcast_add(&b.unsqueeze(1)?)?;
+    let y = xc
+        .broadcast_div(&(var.clone() + BN_EPS)?.sqrt()?)?
+        .broadcast_mul(&g.unsqueeze(1)?)?
+        .broadcast_add(&b.unsqueeze(1)?)?;
     let unbiased = (var * (n / (n - 1.0).max(1.0)))?;
     Ok((y, mu.squeeze(1)?, unbiased.squeeze(1)?))
 }
 
 fn bn_eval(x: &Tensor, s: &State, p: &str) -> Result<Tensor> {
-    let scale = s.get(&format!("{p}.weight")).broadcast_div(&(s.running(&format!("{p}.running_var")) + BN_EPS)?.sqrt()?)?;
+    let scale = s
+        .get(&format!("{p}.weight"))
+        .broadcast_div(&(s.running(&format!("{p}.running_var")) + BN_EPS)?.sqrt()?)?;
     let shift = (s.get(&format!("{p}.bias")) - s.running(&format!("{p}.running_mean")).mul(&scale)?)?;
-    Ok(x.broadcast_mul(&scale.unsqueeze(1)?)?.broadcast_add(&shift.unsqueeze(1)?)?)
+    Ok(x.broadcast_mul(&scale.unsqueeze(1)?)?
+        .broadcast_add(&shift.unsqueeze(1)?)?)
 }
 
 /// Forward `[M, B, D] -> [M, B, C]`; in training mode also the BN batch statistics.
 fn forward(s: &State, x: &Tensor, train: bool) -> Result<(Tensor, Vec<(String, Tensor)>)> {
     let mut stats = vec![];
-    let h = x.matmul(s.get("w1"))?.broadcast_add(&s.get("b1").unsqueeze(1)?)?.relu()?;
+    let h = x
+        .matmul(s.get("w1"))?
+        .broadcast_add(&s.get("b1").unsqueeze(1)?)?
+        .relu()?;
     let h = if train {
         let (y, mu, var) = bn_train(&h, s.get("bn1.weight"), s.get("bn1.bias"))?;
         stats.push(("bn1".to_string(), Tensor::stack(&[mu, var], 0)?));
@@ -250,7 +281,10 @@ fn forward(s: &State, x: &Tensor, train: bool) -> Result<(Tensor, Vec<(String, T
     } else {
         bn_eval(&h, s, "bn1")?
     };
-    let h = h.matmul(s.get("w2"))?.broadcast_add(&s.get("b2").unsqueeze(1)?)?.relu()?;
+    let h = h
+        .matmul(s.get("w2"))?
+        .broadcast_add(&s.get("b2").unsqueeze(1)?)?
+        .relu()?;
     let h = if train {
         let (y, mu, var) = bn_train(&h, s.get("bn2.weight"), s.get("bn2.bias"))?;
         stats.push(("bn2".to_string(), Tensor::stack(&[mu, var], 0)?));
@@ -267,7 +301,10 @@ fn member_loss(head: &Head, out: &Tensor, y: &Tensor) -> Result<Tensor> {
     Ok(match head {
         Head::Segmentation { .. } => {
             let logp = candle_nn::ops::log_softmax(out, D::Minus1)?;
-            logp.gather(&y.unsqueeze(D::Minus1)?, D::Minus1)?.squeeze(D::Minus1)?.mean(1)?.neg()?
+            logp.gather(&y.unsqueeze(D::Minus1)?, D::Minus1)?
+                .squeeze(D::Minus1)?
+                .mean(1)?
+                .neg()?
         }
         _ => (out - y)?.sqr()?.mean(D::Minus1)?.mean(1)?,
     })
@@ -283,23 +320,37 @@ pub fn fit(
 ) -> Result<(Ensemble, TrainReport)> {
     let start = std::time::Instant::now();
     if source.len() != targets.len() || targets.is_empty() {
-        return Err(Error::invalid(format!("{} tap images but {} targets", source.len(), targets.len())));
+        return Err(Error::invalid(format!(
+            "{} tap images but {} targets",
+            source.len(),
+            targets.len()
+        )));
     }
     check_targets(config, targets)?;
     let first = source.taps(0)?;
     let specs: Vec<TapSpec> = first.specs();
-    let dev = first.iter().next().map(|t| t.tensor.device().clone()).unwrap_or(Device::Cpu);
+    let dev = first
+        .iter()
+        .next()
+        .map(|t| t.tensor.device().clone())
+        .unwrap_or(Device::Cpu);
     let d: usize = specs.iter().map(|t| t.channels).sum();
     let init = Ensemble::init(config, &specs, &dev)?;
     let m = config.members;
     let mut rng = SplitMix64::derive(config.seed, 0xDA7A);
-    let splits = targets.iter().map(|t| sample_pixels(config, t, &mut rng)).collect::<Result<Vec<_>>>()?;
+    let splits = targets
+        .iter()
+        .map(|t| sample_pixels(config, t, &mut rng))
+        .collect::<Result<Vec<_>>>()?;
     let train_pixels: usize = splits.iter().map(|s| s.train.len()).sum();
     let mode = config.upsample();
     let t = config.resolution;
 
     let is_running = |n: &str| n.contains("running");
-    let mut state = State { vars: vec![], running: vec![] };
+    let mut state = State {
+        vars: vec![],
+        running: vec![],
+    };
     for name in PARAM_NAMES {
         let p = init.param(name)?.clone();
         if is_running(name) {
@@ -308,7 +359,11 @@ pub fn fit(
             state.vars.push((name.to_string(), Var::from_tensor(&p)?));
         }
     }
-    let params = candle_nn::ParamsAdamW { lr: config.lr, weight_decay: 0.0, ..Default::default() };
+    let params = candle_nn::ParamsAdamW {
+        lr: config.lr,
+        weight_decay: 0.0,
+        ..Default::default()
+    };
     let mut opt = candle_nn::AdamW::new(state.vars.iter().map(|(_, v)| v.clone()).collect(), params)?;
 
     // Held-out rows, gathered once (f16) with their targets.
@@ -326,8 +381,11 @@ pub fn fit(
     let group = (config.feature_budget_mb * (1 << 20) / per_image_bytes.max(1)).max(1);
     let mut best = vec![f32::INFINITY; m];
     let mut best_epoch = vec![0usize; m];
-    let mut best_params: Vec<(String, Tensor)> =
-        state.vars.iter().map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?))).collect::<Result<_>>()?;
+    let mut best_params: Vec<(String, Tensor)> = state
+        .vars
+        .iter()
+        .map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?)))
+        .collect::<Result<_>>()?;
     best_params.extend(state.running.iter().map(|(n, t)| (n.clone(), t.clone())));
     let mut epochs = 0;
     for epoch in 0..config.max_epochs {
@@ -367,7 +425,11 @@ pub fn fit(
                 let idx = Tensor::from_vec(idx, m * b, &dev)?;
                 let xb = x.index_select(&idx, 0)?.reshape((m, b, d))?;
                 let yb = y.index_select(&idx, 0)?;
-                let yb = if yb.rank() == 1 { yb.reshape((m, b))? } else { yb.reshape((m, b, ()))? };
+                let yb = if yb.rank() == 1 {
+                    yb.reshape((m, b))?
+                } else {
+                    yb.reshape((m, b, ()))?
+                };
                 let (out, stats) = forward(&state, &xb, true)?;
                 let loss = member_loss(&config.head, &out, &yb)?.sum_all()?;
                 opt.backward_step(&loss)?;
@@ -398,9 +460,18 @@ pub fn fit(
         let nh = held_x.dim(0)?;
         for c0 in (0..nh).step_by(4096) {
             let len = 4096.min(nh - c0);
-            let xb = held_x.narrow(0, c0, len)?.to_dtype(DType::F32)?.unsqueeze(0)?.broadcast_as((m, len, d))?.contiguous()?;
+            let xb = held_x
+                .narrow(0, c0, len)?
+                .to_dtype(DType::F32)?
+                .unsqueeze(0)?
+                .broadcast_as((m, len, d))?
+                .contiguous()?;
             let yb = held_y.narrow(0, c0, len)?.unsqueeze(0)?;
-            let yb = if yb.rank() == 2 { yb.broadcast_as((m, len))?.contiguous()? } else { yb.broadcast_as((m, len, held_y.dim(1)?))?.contiguous()? };
+            let yb = if yb.rank() == 2 {
+                yb.broadcast_as((m, len))?.contiguous()?
+            } else {
+                yb.broadcast_as((m, len, held_y.dim(1)?))?.contiguous()?
+            };
             let (out, _) = forward(&state, &xb, false)?;
             let l = member_loss(&config.head, &out, &yb)?.to_vec1::<f32>()?;
             for k in 0..m {
@@ -409,13 +480,19 @@ pub fn fit(
         }
         let improved: Vec<bool> = (0..m).map(|k| val[k] < best[k]).collect();
         if improved.iter().any(|&x| x) {
-            let mask = Tensor::from_vec(improved.iter().map(|&x| if x { 1f32 } else { 0.0 }).collect::<Vec<_>>(), m, &dev)?;
+            let mask = Tensor::from_vec(
+                improved.iter().map(|&x| if x { 1f32 } else { 0.0 }).collect::<Vec<_>>(),
+                m,
+                &dev,
+            )?;
             for (name, bp) in best_params.iter_mut() {
                 let cur = match state.vars.iter().find(|(n, _)| n == name) {
                     Some((_, v)) => v.as_tensor().detach(),
                     None => state.running(name).clone(),
                 };
-                let shape: Vec<usize> = std::iter::once(m).chain(std::iter::repeat_n(1, cur.rank() - 1)).collect();
+                let shape: Vec<usize> = std::iter::once(m)
+                    .chain(std::iter::repeat_n(1, cur.rank() - 1))
+                    .collect();
                 let mk = mask.reshape(shape)?;
                 *bp = (cur.broadcast_mul(&mk)? + bp.broadcast_mul(&(1.0 - &mk)?)?)?;
             }
@@ -439,6 +516,12 @@ pub fn fit(
     for (name, t) in best_params {
         ens.params.insert(name, t);
     }
-    let report = TrainReport { epochs, best_val_loss: best, best_epoch, train_pixels, seconds: start.elapsed().as_secs_f64() };
+    let report = TrainReport {
+        epochs,
+        best_val_loss: best,
+        best_epoch,
+        train_pixels,
+        seconds: start.elapsed().as_secs_f64(),
+    };
     Ok((ens, report))
 }

@@ -9,7 +9,8 @@ use labelgan_labeler::{Ensemble, Head, InMemoryTaps, LabelerConfig, PixelTargets
 fn taps(rng: &mut SplitMix64, n: usize) -> FeatureTaps {
     let mut t = FeatureTaps::new();
     for (i, (c, r)) in [(6, 4), (5, 8), (4, 8), (3, 16)].into_iter().enumerate() {
-        t.push(Tap::new(format!("l{i}"), rng.normal_tensor(&[n, c, r, r], &Device::Cpu).unwrap()).unwrap()).unwrap();
+        t.push(Tap::new(format!("l{i}"), rng.normal_tensor(&[n, c, r, r], &Device::Cpu).unwrap()).unwrap())
+            .unwrap();
     }
     t
 }
@@ -29,26 +30,61 @@ fn randomize(e: &mut Ensemble, rng: &mut SplitMix64) {
 
 /// The published computation: full hypercolumn, then every member's MLP in eval mode.
 fn dense_outputs(e: &Ensemble, taps: &FeatureTaps) -> Tensor {
-    let x = dense(taps, e.config.resolution, Upsample::Bilinear).unwrap().get(0).unwrap(); // [P, D]
+    let x = dense(taps, e.config.resolution, Upsample::Bilinear)
+        .unwrap()
+        .get(0)
+        .unwrap(); // [P, D]
     let p = |n: &str| e.param(n).unwrap().clone();
     let bn = |h: Tensor, pre: &str, k: usize| {
-        let (g, b, m, v) = (p(&format!("{pre}.weight")).get(k).unwrap(), p(&format!("{pre}.bias")).get(k).unwrap(), p(&format!("{pre}.running_mean")).get(k).unwrap(), p(&format!("{pre}.running_var")).get(k).unwrap());
-        h.broadcast_sub(&m).unwrap().broadcast_div(&(v + 1e-5).unwrap().sqrt().unwrap()).unwrap().broadcast_mul(&g).unwrap().broadcast_add(&b).unwrap()
+        let (g, b, m, v) = (
+            p(&format!("{pre}.weight")).get(k).unwrap(),
+            p(&format!("{pre}.bias")).get(k).unwrap(),
+            p(&format!("{pre}.running_mean")).get(k).unwrap(),
+            p(&format!("{pre}.running_var")).get(k).unwrap(),
+        );
+        h.broadcast_sub(&m)
+            .unwrap()
+            .broadcast_div(&(v + 1e-5).unwrap().sqrt().unwrap())
+            .unwrap()
+            .broadcast_mul(&g)
+            .unwrap()
+            .broadcast_add(&b)
+            .unwrap()
     };
     let outs: Vec<Tensor> = (0..e.config.members)
         .map(|k| {
-            let h = x.matmul(&p("w1").get(k).unwrap()).unwrap().broadcast_add(&p("b1").get(k).unwrap()).unwrap().relu().unwrap();
+            let h = x
+                .matmul(&p("w1").get(k).unwrap())
+                .unwrap()
+                .broadcast_add(&p("b1").get(k).unwrap())
+                .unwrap()
+                .relu()
+                .unwrap();
             let h = bn(h, "bn1", k);
-            let h = h.matmul(&p("w2").get(k).unwrap()).unwrap().broadcast_add(&p("b2").get(k).unwrap()).unwrap().relu().unwrap();
+            let h = h
+                .matmul(&p("w2").get(k).unwrap())
+                .unwrap()
+                .broadcast_add(&p("b2").get(k).unwrap())
+                .unwrap()
+                .relu()
+                .unwrap();
             let h = bn(h, "bn2", k);
-            h.matmul(&p("w3").get(k).unwrap()).unwrap().broadcast_add(&p("b3").get(k).unwrap()).unwrap()
+            h.matmul(&p("w3").get(k).unwrap())
+                .unwrap()
+                .broadcast_add(&p("b3").get(k).unwrap())
+                .unwrap()
         })
         .collect();
     Tensor::stack(&outs, 0).unwrap() // [M, P, C]
 }
 
 fn small(head: Head) -> LabelerConfig {
-    LabelerConfig { members: 4, hidden: Some((16, 8)), tile_pixels: 37, ..LabelerConfig::new(head, 16) }
+    LabelerConfig {
+        members: 4,
+        hidden: Some((16, 8)),
+        tile_pixels: 37,
+        ..LabelerConfig::new(head, 16)
+    }
 }
 
 #[test]
@@ -61,7 +97,12 @@ fn segmentation_equals_the_dense_path() {
     let logits = dense_outputs(&e, &t);
     let (cls, js) = labelgan_labeler::predict::vote_and_js(&logits, 5).unwrap();
     assert_eq!(got.classes.as_ref().unwrap(), &cls, "labels differ from the dense path");
-    let max_js = got.uncertainty.iter().zip(&js).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let max_js = got
+        .uncertainty
+        .iter()
+        .zip(&js)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
     assert!(max_js < 1e-4, "JS differs by {max_js}");
     assert!(js.iter().any(|&v| v > 1e-3), "members should disagree somewhere");
     // JS is H(mean) - mean H: non-negative, at most ln(C).
@@ -69,7 +110,9 @@ fn segmentation_equals_the_dense_path() {
     assert!((got.score - labelgan_labeler::predict::top_decile_mean(&js)).abs() < 1e-4);
     // The trait path agrees.
     let pred = e.predict(&t).unwrap();
-    let Labels::Segmentation(l) = pred.labels else { panic!("kind") };
+    let Labels::Segmentation(l) = pred.labels else {
+        panic!("kind")
+    };
     assert_eq!(l.flatten_all().unwrap().to_vec1::<u32>().unwrap(), cls);
 }
 
@@ -83,9 +126,31 @@ fn depth_and_keypoints_equal_the_dense_path() {
         let got = e.predict_image(&t, 0).unwrap();
         let out = dense_outputs(&e, &t);
         let mean = out.mean(0).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let var = out.broadcast_sub(&out.mean(0).unwrap()).unwrap().sqr().unwrap().mean(0).unwrap().mean(D::Minus1).unwrap().to_vec1::<f32>().unwrap();
-        let dm = got.values.as_ref().unwrap().iter().zip(&mean).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        let dv = got.uncertainty.iter().zip(&var).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let var = out
+            .broadcast_sub(&out.mean(0).unwrap())
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .mean(0)
+            .unwrap()
+            .mean(D::Minus1)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let dm = got
+            .values
+            .as_ref()
+            .unwrap()
+            .iter()
+            .zip(&mean)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        let dv = got
+            .uncertainty
+            .iter()
+            .zip(&var)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         assert!(dm < 1e-4 && dv < 1e-4, "{head:?}: mean {dm}, variance {dv}");
     }
 }
@@ -99,8 +164,31 @@ fn learns_a_pixel_task_and_round_trips() {
     let mut targets = vec![];
     for _ in 0..6 {
         let t = taps(&mut rng, 1);
-        let hi = t.get("l3").unwrap().tensor.get(0).unwrap().get(0).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        targets.push(PixelTargets::Segmentation(hi.iter().map(|&v| if v < -0.4 { 0 } else if v < 0.4 { 1 } else { 2 }).collect()));
+        let hi = t
+            .get("l3")
+            .unwrap()
+            .tensor
+            .get(0)
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        targets.push(PixelTargets::Segmentation(
+            hi.iter()
+                .map(|&v| {
+                    if v < -0.4 {
+                        0
+                    } else if v < 0.4 {
+                        1
+                    } else {
+                        2
+                    }
+                })
+                .collect(),
+        ));
         batches.push(t);
     }
     let cfg = LabelerConfig {
@@ -119,8 +207,18 @@ fn learns_a_pixel_task_and_round_trips() {
     assert!(lines > 0 && report.epochs > 1);
     let test = &batches[5];
     let pred = ens.predict_image(test, 0).unwrap();
-    let PixelTargets::Segmentation(truth) = &targets[5] else { unreachable!() };
-    let acc = pred.classes.as_ref().unwrap().iter().zip(truth).filter(|(a, b)| a == b).count() as f32 / truth.len() as f32;
+    let PixelTargets::Segmentation(truth) = &targets[5] else {
+        unreachable!()
+    };
+    let acc = pred
+        .classes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .zip(truth)
+        .filter(|(a, b)| a == b)
+        .count() as f32
+        / truth.len() as f32;
     assert!(acc > 0.85, "held-out image accuracy {acc}");
 
     let dir = std::env::temp_dir().join(format!("lg-labeler-{}", std::process::id()));
@@ -139,13 +237,38 @@ fn regression_heads_train() {
     let batches: Vec<FeatureTaps> = (0..3).map(|_| taps(&mut rng, 1)).collect();
     let depth: Vec<PixelTargets> = batches
         .iter()
-        .map(|t| PixelTargets::Depth(t.get("l3").unwrap().tensor.get(0).unwrap().get(1).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .map(|t| {
+            PixelTargets::Depth(
+                t.get("l3")
+                    .unwrap()
+                    .tensor
+                    .get(0)
+                    .unwrap()
+                    .get(1)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap(),
+            )
+        })
         .collect();
-    let cfg = LabelerConfig { members: 2, hidden: Some((16, 8)), pixels_per_image: 100, max_epochs: 4, ..LabelerConfig::new(Head::Depth, 16) };
+    let cfg = LabelerConfig {
+        members: 2,
+        hidden: Some((16, 8)),
+        pixels_per_image: 100,
+        max_epochs: 4,
+        ..LabelerConfig::new(Head::Depth, 16)
+    };
     let (_, r) = fit(&cfg, &InMemoryTaps::from_batches(&batches).unwrap(), &depth, |_| {}).unwrap();
     assert!(r.best_val_loss.iter().all(|l| l.is_finite()));
-    let kps: Vec<PixelTargets> = (0..3).map(|i| PixelTargets::Keypoints(vec![(3.0 + i as f32, 4.0), (10.0, 12.0)])).collect();
-    let cfg = LabelerConfig { head: Head::Keypoints { count: 2, sigma: 1.5 }, ..cfg };
+    let kps: Vec<PixelTargets> = (0..3)
+        .map(|i| PixelTargets::Keypoints(vec![(3.0 + i as f32, 4.0), (10.0, 12.0)]))
+        .collect();
+    let cfg = LabelerConfig {
+        head: Head::Keypoints { count: 2, sigma: 1.5 },
+        ..cfg
+    };
     let (e, _) = fit(&cfg, &InMemoryTaps::from_batches(&batches).unwrap(), &kps, |_| {}).unwrap();
     assert_eq!(e.predict_image(&batches[0], 0).unwrap().keypoints.unwrap().len(), 2);
 }
@@ -156,9 +279,13 @@ fn bad_input_is_named() {
     let t = taps(&mut rng, 1);
     let cfg = small(Head::Segmentation { classes: 3 });
     let src = InMemoryTaps::from_batches(std::slice::from_ref(&t)).unwrap();
-    let e = fit(&cfg, &src, &[PixelTargets::Segmentation(vec![7; 256])], |_| {}).unwrap_err().to_string();
+    let e = fit(&cfg, &src, &[PixelTargets::Segmentation(vec![7; 256])], |_| {})
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("class 7"), "{e}");
-    let e = fit(&cfg, &src, &[PixelTargets::Depth(vec![0.0; 256])], |_| {}).unwrap_err().to_string();
+    let e = fit(&cfg, &src, &[PixelTargets::Depth(vec![0.0; 256])], |_| {})
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("image 0"), "{e}");
     let e = fit(&cfg, &src, &[], |_| {}).unwrap_err().to_string();
     assert!(e.contains("targets"), "{e}");
@@ -166,7 +293,8 @@ fn bad_input_is_named() {
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join("nan.safetensors");
     let mut ens = Ensemble::init(&cfg, &t.specs(), &Device::Cpu).unwrap();
-    ens.params.insert("b3".into(), Tensor::full(f32::NAN, (4, 3), &Device::Cpu).unwrap());
+    ens.params
+        .insert("b3".into(), Tensor::full(f32::NAN, (4, 3), &Device::Cpu).unwrap());
     ens.save(&p).unwrap();
     let e = Ensemble::load(&p, &Device::Cpu).unwrap_err().to_string();
     assert!(e.contains("b3") && e.contains("non-finite"), "{e}");

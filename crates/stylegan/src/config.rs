@@ -75,10 +75,14 @@ impl GeneratorConfig {
     pub fn validate(&self) -> Result<()> {
         let r = self.img_resolution;
         if !(4..=1024).contains(&r) || !r.is_power_of_two() {
-            return Err(Error::invalid(format!("img_resolution must be a power of two in 4..=1024, got {r}")));
+            return Err(Error::invalid(format!(
+                "img_resolution must be a power of two in 4..=1024, got {r}"
+            )));
         }
         if self.z_dim == 0 || self.w_dim == 0 || self.mapping_layers == 0 || self.img_channels == 0 {
-            return Err(Error::invalid("z_dim, w_dim, mapping_layers and img_channels must be positive"));
+            return Err(Error::invalid(
+                "z_dim, w_dim, mapping_layers and img_channels must be positive",
+            ));
         }
         if let Some(r) = self.block_resolutions().into_iter().find(|&r| self.channels(r) == 0) {
             return Err(Error::invalid(format!(
@@ -130,34 +134,35 @@ impl RuntimeKwargs {
     /// Reads `init_kwargs` from the file's metadata; defaults where absent. The
     /// integer settings found there must agree with `check` (inferred from shapes).
     pub fn from_file(file: &TensorFile, check: &[(&str, usize)]) -> Result<Self> {
-        let mut out = RuntimeKwargs { mapping_lr_multiplier: 0.01, conv_clamp: None };
+        let mut out = RuntimeKwargs {
+            mapping_lr_multiplier: 0.01,
+            conv_clamp: None,
+        };
         let Some(text) = file.metadata.get("init_kwargs") else {
             return Ok(out);
         };
         let bad = |msg: String| Error::format(&file.path, format!("metadata `init_kwargs`: {msg}"));
         let v: Value = serde_json::from_str(text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
         if let Some(lr) = v.pointer("/mapping_kwargs/lr_multiplier") {
-            out.mapping_lr_multiplier = lr
-                .as_f64()
-                .filter(|x| x.is_finite() && *x > 0.0)
-                .ok_or_else(|| bad(format!("mapping_kwargs.lr_multiplier must be a positive number, got {lr}")))?;
+            out.mapping_lr_multiplier = lr.as_f64().filter(|x| x.is_finite() && *x > 0.0).ok_or_else(|| {
+                bad(format!(
+                    "mapping_kwargs.lr_multiplier must be a positive number, got {lr}"
+                ))
+            })?;
         }
         if let Some(c) = v.pointer("/synthesis_kwargs/conv_clamp") {
-            out.conv_clamp = match c {
-                Value::Null => None,
-                c => Some(
-                    c.as_f64()
-                        .filter(|x| x.is_finite() && *x > 0.0)
-                        .ok_or_else(|| bad(format!("synthesis_kwargs.conv_clamp must be null or positive, got {c}")))?,
-                ),
-            };
+            out.conv_clamp =
+                match c {
+                    Value::Null => None,
+                    c => Some(c.as_f64().filter(|x| x.is_finite() && *x > 0.0).ok_or_else(|| {
+                        bad(format!("synthesis_kwargs.conv_clamp must be null or positive, got {c}"))
+                    })?),
+                };
         }
         for (key, inferred) in check {
             if let Some(x) = v.get(*key).and_then(Value::as_u64) {
                 if x as usize != *inferred {
-                    return Err(bad(format!(
-                        "says {key} = {x}, but the tensor shapes give {inferred}"
-                    )));
+                    return Err(bad(format!("says {key} = {x}, but the tensor shapes give {inferred}")));
                 }
             }
         }
@@ -173,11 +178,33 @@ mod tests {
     fn shapes_of_the_paper_configs() {
         let c = GeneratorConfig::default();
         assert_eq!(c.num_ws(), 14);
-        let convs: usize = c.block_resolutions().iter().map(|&r| if r == 4 { 1 } else { 2 } * c.channels(r)).sum();
-        assert_eq!(convs, 4480, "spec: 4480 hypercolumn channels at 256 px, channel_base 16384");
-        let c = GeneratorConfig { img_resolution: 512, channel_base: 32768, ..c };
-        let convs: usize = c.block_resolutions().iter().map(|&r| if r == 4 { 1 } else { 2 } * c.channels(r)).sum();
+        let convs: usize = c
+            .block_resolutions()
+            .iter()
+            .map(|&r| if r == 4 { 1 } else { 2 } * c.channels(r))
+            .sum();
+        assert_eq!(
+            convs, 4480,
+            "spec: 4480 hypercolumn channels at 256 px, channel_base 16384"
+        );
+        let c = GeneratorConfig {
+            img_resolution: 512,
+            channel_base: 32768,
+            ..c
+        };
+        let convs: usize = c
+            .block_resolutions()
+            .iter()
+            .map(|&r| if r == 4 { 1 } else { 2 } * c.channels(r))
+            .sum();
         assert_eq!(convs, 5504);
-        assert!(GeneratorConfig { img_resolution: 48, ..Default::default() }.validate().is_err());
+        assert!(
+            GeneratorConfig {
+                img_resolution: 48,
+                ..Default::default()
+            }
+            .validate()
+            .is_err()
+        );
     }
 }

@@ -33,7 +33,14 @@ pub struct FullyConnected {
 
 impl FullyConnected {
     /// Reads `{prefix}.weight` `[out, in]` and `{prefix}.bias` `[out]`.
-    pub fn load(file: &TensorFile, prefix: &str, out: usize, inp: usize, lr_multiplier: f64, lrelu: bool) -> Result<Self> {
+    pub fn load(
+        file: &TensorFile,
+        prefix: &str,
+        out: usize,
+        inp: usize,
+        lr_multiplier: f64,
+        lrelu: bool,
+    ) -> Result<Self> {
         Ok(Self {
             weight: file.get_shaped(&format!("{prefix}.weight"), &[out, inp])?,
             bias: file.get_shaped(&format!("{prefix}.bias"), &[out])?,

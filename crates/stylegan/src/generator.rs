@@ -53,7 +53,12 @@ impl StyleGan2 {
             })?;
         let img_channels = match file.get("synthesis.b4.torgb.weight")?.dims() {
             [c, _, 1, 1] => *c,
-            d => return Err(Error::format(&file.path, format!("`synthesis.b4.torgb.weight` must be [C, I, 1, 1], found {d:?}"))),
+            d => {
+                return Err(Error::format(
+                    &file.path,
+                    format!("`synthesis.b4.torgb.weight` must be [C, I, 1, 1], found {d:?}"),
+                ));
+            }
         };
         let num_ws = crate::config::num_ws(resolution);
         // Shapes first (they need no kwargs), then check kwargs against them.
@@ -66,10 +71,17 @@ impl StyleGan2 {
             ("img_channels", img_channels),
         ];
         let kwargs = RuntimeKwargs::from_file(file, &check)?;
-        let mapping = Mapping { layers: probe.layers.into_iter().map(|mut l| {
-            l.lr_multiplier = kwargs.mapping_lr_multiplier;
-            l
-        }).collect(), ..probe };
+        let mapping = Mapping {
+            layers: probe
+                .layers
+                .into_iter()
+                .map(|mut l| {
+                    l.lr_multiplier = kwargs.mapping_lr_multiplier;
+                    l
+                })
+                .collect(),
+            ..probe
+        };
         let w_dim = mapping.w_dim();
         let mut synthesis = SynthesisNetwork::load(file, resolution, w_dim, img_channels, kwargs.conv_clamp)?;
         synthesis.freeze()?;
@@ -82,7 +94,13 @@ impl StyleGan2 {
             img_channels,
             taps: synthesis.tap_specs(img_channels),
         };
-        Ok(Self { mapping, synthesis, spec, kwargs, device })
+        Ok(Self {
+            mapping,
+            synthesis,
+            spec,
+            kwargs,
+            device,
+        })
     }
 
     /// A randomly initialised generator, as the official constructor would make it
@@ -148,8 +166,12 @@ impl StyleGan2 {
     /// The `init_kwargs` JSON describing this generator (channel_base and channel_max
     /// are recovered from the widths).
     pub fn init_kwargs(&self) -> String {
-        let widths: Vec<(usize, usize)> =
-            self.synthesis.blocks.iter().map(|b| (b.resolution, b.conv1.out_channels())).collect();
+        let widths: Vec<(usize, usize)> = self
+            .synthesis
+            .blocks
+            .iter()
+            .map(|b| (b.resolution, b.conv1.out_channels()))
+            .collect();
         let channel_max = widths.iter().map(|w| w.1).max().unwrap_or(0);
         let channel_base = widths.iter().map(|&(r, c)| r * c).max().unwrap_or(0);
         GeneratorConfig {
@@ -208,7 +230,8 @@ fn random_state_dict(c: &GeneratorConfig, seed: u64, dev: &Device) -> Result<BTr
     c.validate()?;
     let mut rng = SplitMix64::new(seed);
     let mut m = BTreeMap::new();
-    let mut randn = |shape: &[usize], scale: f64| -> Result<Tensor> { Ok(rng.normal_tensor(shape, dev)?.affine(scale, 0.0)?) };
+    let mut randn =
+        |shape: &[usize], scale: f64| -> Result<Tensor> { Ok(rng.normal_tensor(shape, dev)?.affine(scale, 0.0)?) };
     let full = |shape: &[usize], v: f64| -> Result<Tensor> { Ok(Tensor::full(v as f32, shape, dev)?) };
     let embed = if c.c_dim > 0 { c.w_dim } else { 0 };
     if c.c_dim > 0 {
@@ -217,7 +240,10 @@ fn random_state_dict(c: &GeneratorConfig, seed: u64, dev: &Device) -> Result<BTr
     }
     let mut inp = c.z_dim + embed;
     for i in 0..c.mapping_layers {
-        m.insert(format!("mapping.fc{i}.weight"), randn(&[c.w_dim, inp], 1.0 / c.mapping_lr_multiplier)?);
+        m.insert(
+            format!("mapping.fc{i}.weight"),
+            randn(&[c.w_dim, inp], 1.0 / c.mapping_lr_multiplier)?,
+        );
         m.insert(format!("mapping.fc{i}.bias"), full(&[c.w_dim], 0.0)?);
         inp = c.w_dim;
     }
@@ -231,7 +257,11 @@ fn random_state_dict(c: &GeneratorConfig, seed: u64, dev: &Device) -> Result<BTr
             m.insert(format!("{p}.const"), randn(&[out, 4, 4], 1.0)?);
         }
         m.insert(format!("{p}.resample_filter"), filter.clone());
-        let convs: &[(&str, usize)] = if r == 4 { &[("conv1", out)] } else { &[("conv0", in_ch), ("conv1", out)] };
+        let convs: &[(&str, usize)] = if r == 4 {
+            &[("conv1", out)]
+        } else {
+            &[("conv0", in_ch), ("conv1", out)]
+        };
         for &(name, i) in convs {
             let q = format!("{p}.{name}");
             m.insert(format!("{q}.affine.weight"), randn(&[i, c.w_dim], 1.0)?);

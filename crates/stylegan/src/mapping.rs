@@ -57,7 +57,10 @@ impl Mapping {
         let embed = match shape("mapping.embed.weight") {
             Some(s) if s.len() == 2 => Some(FullyConnected::load(file, "mapping.embed", s[0], s[1], 1.0, false)?),
             Some(s) => {
-                return Err(Error::format(&file.path, format!("`mapping.embed.weight` must be 2-D, found {s:?}")));
+                return Err(Error::format(
+                    &file.path,
+                    format!("`mapping.embed.weight` must be 2-D, found {s:?}"),
+                ));
             }
             None => None,
         };
@@ -67,7 +70,9 @@ impl Mapping {
         if fc0.len() != 2 || fc0[1] <= embed_features {
             return Err(Error::format(
                 &file.path,
-                format!("`mapping.fc0.weight` has shape {fc0:?}, which leaves no room for z after {embed_features} embedding features"),
+                format!(
+                    "`mapping.fc0.weight` has shape {fc0:?}, which leaves no room for z after {embed_features} embedding features"
+                ),
             ));
         }
         let z_dim = fc0[1] - embed_features;
@@ -75,7 +80,14 @@ impl Mapping {
         let mut inp = fc0[1];
         while let Some(s) = shape(&format!("mapping.fc{}.weight", layers.len())) {
             let out = s[0];
-            layers.push(FullyConnected::load(file, &format!("mapping.fc{}", layers.len()), out, inp, lr_multiplier, true)?);
+            layers.push(FullyConnected::load(
+                file,
+                &format!("mapping.fc{}", layers.len()),
+                out,
+                inp,
+                lr_multiplier,
+                true,
+            )?);
             inp = out;
         }
         if inp != w_dim {
@@ -87,7 +99,14 @@ impl Mapping {
             });
         }
         let w_avg = file.get_shaped("mapping.w_avg", &[w_dim])?;
-        Ok(Self { layers, embed, w_avg, z_dim, c_dim, num_ws })
+        Ok(Self {
+            layers,
+            embed,
+            w_avg,
+            z_dim,
+            c_dim,
+            num_ws,
+        })
     }
 
     /// w dimension.
@@ -106,13 +125,20 @@ impl Mapping {
         match (&self.embed, c) {
             (Some(embed), Some(c)) => {
                 if c.dims() != [n, self.c_dim] {
-                    return Err(Error::invalid(format!("c must be [{n}, {}], got {:?}", self.c_dim, c.dims())));
+                    return Err(Error::invalid(format!(
+                        "c must be [{n}, {}], got {:?}",
+                        self.c_dim,
+                        c.dims()
+                    )));
                 }
                 let y = normalize_2nd_moment(&embed.forward(&c.to_dtype(candle_core::DType::F32)?)?)?;
                 x = Tensor::cat(&[&x, &y], 1)?;
             }
             (Some(_), None) => {
-                return Err(Error::invalid(format!("this generator is conditional: pass c [N, {}]", self.c_dim)));
+                return Err(Error::invalid(format!(
+                    "this generator is conditional: pass c [N, {}]",
+                    self.c_dim
+                )));
             }
             (None, Some(_)) => return Err(Error::invalid("this generator is unconditional: it takes no c")),
             (None, None) => {}
@@ -120,7 +146,10 @@ impl Mapping {
         for fc in &self.layers {
             x = fc.forward(&x)?;
         }
-        let ws = x.unsqueeze(1)?.broadcast_as((n, self.num_ws, self.w_dim()))?.contiguous()?;
+        let ws = x
+            .unsqueeze(1)?
+            .broadcast_as((n, self.num_ws, self.w_dim()))?
+            .contiguous()?;
         self.truncate(&ws, truncation)
     }
 
@@ -134,7 +163,9 @@ impl Mapping {
         }
         let cut = t.cutoff.unwrap_or(self.num_ws).min(self.num_ws);
         let lerp = |x: &Tensor| -> Result<Tensor> {
-            Ok(x.broadcast_sub(&self.w_avg)?.affine(t.psi, 0.0)?.broadcast_add(&self.w_avg)?)
+            Ok(x.broadcast_sub(&self.w_avg)?
+                .affine(t.psi, 0.0)?
+                .broadcast_add(&self.w_avg)?)
         };
         if cut == self.num_ws {
             return lerp(ws);

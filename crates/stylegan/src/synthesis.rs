@@ -46,10 +46,19 @@ pub struct Synthesis {
 
 impl Synthesis {
     /// Reads `synthesis.*`; widths come from the shapes, blocks from 4 to `resolution`.
-    pub fn load(file: &TensorFile, resolution: usize, w_dim: usize, img_channels: usize, conv_clamp: Option<f64>) -> Result<Self> {
+    pub fn load(
+        file: &TensorFile,
+        resolution: usize,
+        w_dim: usize,
+        img_channels: usize,
+        conv_clamp: Option<f64>,
+    ) -> Result<Self> {
         let c4 = file.get("synthesis.b4.const")?.dims().to_vec();
         if c4.len() != 3 || c4[1..] != [4, 4] {
-            return Err(Error::format(&file.path, format!("`synthesis.b4.const` must be [C, 4, 4], found {c4:?}")));
+            return Err(Error::format(
+                &file.path,
+                format!("`synthesis.b4.const` must be [C, 4, 4], found {c4:?}"),
+            ));
         }
         let mut blocks = Vec::new();
         let mut ch = c4[0];
@@ -76,7 +85,14 @@ impl Synthesis {
                 let b = Block {
                     resolution: r,
                     constant: None,
-                    conv0: Some(SynthesisLayer::load(file, &format!("{p}.conv0"), (w_dim, ch, out), r, true, conv_clamp)?),
+                    conv0: Some(SynthesisLayer::load(
+                        file,
+                        &format!("{p}.conv0"),
+                        (w_dim, ch, out),
+                        r,
+                        true,
+                        conv_clamp,
+                    )?),
                     conv1: SynthesisLayer::load(file, &format!("{p}.conv1"), (w_dim, out, out), r, false, conv_clamp)?,
                     torgb: ToRgb::load(file, &format!("{p}.torgb"), (w_dim, out, img_channels), conv_clamp)?,
                     resample_filter: file.get_shaped(&format!("{p}.resample_filter"), &[4, 4])?,
@@ -86,7 +102,11 @@ impl Synthesis {
             };
             blocks.push(block);
         }
-        Ok(Self { blocks, w_dim, num_ws: crate::config::num_ws(resolution) })
+        Ok(Self {
+            blocks,
+            w_dim,
+            num_ws: crate::config::num_ws(resolution),
+        })
     }
 
     /// Precomputes weight-derived kernels for inference (see [`SynthesisLayer::freeze`]).
@@ -104,7 +124,11 @@ impl Synthesis {
         let mut out = Vec::new();
         for b in &self.blocks {
             let r = b.resolution;
-            let spec = |n: &str, c| TapSpec { name: format!("synthesis.b{r}.{n}"), resolution: r, channels: c };
+            let spec = |n: &str, c| TapSpec {
+                name: format!("synthesis.b{r}.{n}"),
+                resolution: r,
+                channels: c,
+            };
             if let Some(c0) = &b.conv0 {
                 out.push(spec("conv0", c0.out_channels()));
             }
@@ -119,7 +143,10 @@ impl Synthesis {
         let n = match ws.dims() {
             [n, k, d] if *k == self.num_ws && *d == self.w_dim => *n,
             d => {
-                return Err(Error::invalid(format!("ws must be [N, {}, {}], got {d:?}", self.num_ws, self.w_dim)));
+                return Err(Error::invalid(format!(
+                    "ws must be [N, {}, {}], got {d:?}",
+                    self.num_ws, self.w_dim
+                )));
             }
         };
         labelgan_core::ensure_finite(ws, "ws")?;

@@ -25,7 +25,10 @@ use labelgan_core::{Error, Result};
 /// `4 * flip(f)`: the correlation kernel equal to upfirdn2d's gain-4 convolution.
 fn filter_kernel(filter: &Tensor) -> Result<Tensor> {
     if filter.dims() != [4, 4] {
-        return Err(Error::invalid(format!("resample filter must be [4, 4], got {:?}", filter.dims())));
+        return Err(Error::invalid(format!(
+            "resample filter must be [4, 4], got {:?}",
+            filter.dims()
+        )));
     }
     Ok(filter.flip(&[0, 1])?.affine(4.0, 0.0)?)
 }
@@ -35,7 +38,13 @@ fn filter_kernel(filter: &Tensor) -> Result<Tensor> {
 /// flattened to 9 values times `M` gives the four phase kernels of `W (*) g`.
 fn phase_matrix(g: &Tensor) -> Result<Tensor> {
     let gv = g.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?; // [4*4]
-    let gat = |y: isize, x: isize| if (0..4).contains(&y) && (0..4).contains(&x) { gv[(y * 4 + x) as usize] } else { 0.0 };
+    let gat = |y: isize, x: isize| {
+        if (0..4).contains(&y) && (0..4).contains(&x) {
+            gv[(y * 4 + x) as usize]
+        } else {
+            0.0
+        }
+    };
     let mut m = vec![0f32; 9 * 36];
     for ry in 0..2 {
         for rx in 0..2 {
@@ -61,13 +70,17 @@ fn phase_matrix(g: &Tensor) -> Result<Tensor> {
 fn phase_kernels(weight: &Tensor, g: &Tensor) -> Result<Tensor> {
     let (o, i, _, _) = weight.dims4()?;
     let k = weight.reshape((o * i, 9))?.matmul(&phase_matrix(g)?)?; // [O*I, 36]
-    Ok(k.reshape((o, i, 4, 3, 3))?.permute((2, 0, 1, 3, 4))?.reshape((4 * o, i, 3, 3))?)
+    Ok(k.reshape((o, i, 4, 3, 3))?
+        .permute((2, 0, 1, 3, 4))?
+        .reshape((4 * o, i, 3, 3))?)
 }
 
 /// Interleaves `[N, 4*O, H, W]` in (ry, rx, o) channel order into `[N, O, 2H, 2W]`.
 fn interleave(y: &Tensor, o: usize) -> Result<Tensor> {
     let (n, _, h, w) = y.dims4()?;
-    Ok(y.reshape((n, 2, 2, o, h, w))?.permute((0, 3, 4, 1, 5, 2))?.reshape((n, o, 2 * h, 2 * w))?)
+    Ok(y.reshape((n, 2, 2, o, h, w))?
+        .permute((0, 3, 4, 1, 5, 2))?
+        .reshape((n, o, 2 * h, 2 * w))?)
 }
 
 /// The official conv0 upsampling: `upfirdn2d(conv_transpose2d(x, W^T, stride 2), f,
@@ -82,7 +95,10 @@ pub fn upsample_conv2d(x: &Tensor, weight: &Tensor, filter: &Tensor) -> Result<T
 pub fn upsample_kernels(weight: &Tensor, filter: &Tensor) -> Result<Tensor> {
     let (_, _, kh, kw) = weight.dims4()?;
     if (kh, kw) != (3, 3) {
-        return Err(Error::invalid(format!("upsampling conv needs a 3x3 weight, got {:?}", weight.dims())));
+        return Err(Error::invalid(format!(
+            "upsampling conv needs a 3x3 weight, got {:?}",
+            weight.dims()
+        )));
     }
     phase_kernels(weight, &filter_kernel(filter)?)
 }
@@ -91,7 +107,10 @@ pub fn upsample_kernels(weight: &Tensor, filter: &Tensor) -> Result<Tensor> {
 pub fn upsample_conv2d_with(x: &Tensor, kernels: &Tensor) -> Result<Tensor> {
     let (o4, i, _, _) = kernels.dims4()?;
     if x.dim(1)? != i {
-        return Err(Error::invalid(format!("upsampling conv expects {i} input channels, got input {:?}", x.dims())));
+        return Err(Error::invalid(format!(
+            "upsampling conv expects {i} input channels, got input {:?}",
+            x.dims()
+        )));
     }
     interleave(&x.conv2d(kernels, 1, 1, 1, 1)?, o4 / 4)
 }
@@ -110,7 +129,10 @@ pub fn upsample2d(x: &Tensor, filter: &Tensor) -> Result<Tensor> {
 /// The FIR filter of the official code: `outer([1,3,3,1], [1,3,3,1]) / 64`.
 pub fn default_filter(device: &candle_core::Device) -> Result<Tensor> {
     let f = Tensor::new(&[1f32, 3., 3., 1.], device)?;
-    Ok(f.reshape((4, 1))?.matmul(&f.reshape((1, 4))?)?.affine(1.0 / 64.0, 0.0)?.to_dtype(DType::F32)?)
+    Ok(f.reshape((4, 1))?
+        .matmul(&f.reshape((1, 4))?)?
+        .affine(1.0 / 64.0, 0.0)?
+        .to_dtype(DType::F32)?)
 }
 
 #[cfg(test)]
@@ -122,13 +144,21 @@ mod tests {
     /// The official two steps, literally: zero-padded transposed conv, then an explicit
     /// depthwise upfirdn2d (pad, convolve with the flipped filter, gain).
     fn reference_upsample_conv(x: &Tensor, w: &Tensor, f: &Tensor) -> Tensor {
-        let y = x.conv_transpose2d(&w.transpose(0, 1).unwrap().contiguous().unwrap(), 0, 0, 2, 1).unwrap();
+        let y = x
+            .conv_transpose2d(&w.transpose(0, 1).unwrap().contiguous().unwrap(), 0, 0, 2, 1)
+            .unwrap();
         fir(&y, f, 1, 1)
     }
 
     fn fir(y: &Tensor, f: &Tensor, p0: usize, p1: usize) -> Tensor {
         let (n, c, h, w) = y.dims4().unwrap();
-        let g = f.flip(&[0, 1]).unwrap().affine(4.0, 0.0).unwrap().reshape((1, 1, 4, 4)).unwrap();
+        let g = f
+            .flip(&[0, 1])
+            .unwrap()
+            .affine(4.0, 0.0)
+            .unwrap()
+            .reshape((1, 1, 4, 4))
+            .unwrap();
         let yp = y.reshape((n * c, 1, h, w)).unwrap();
         let yp = yp.pad_with_zeros(2, p0, p1).unwrap().pad_with_zeros(3, p0, p1).unwrap();
         let z = yp.conv2d(&g, 0, 1, 1, 1).unwrap();
@@ -141,11 +171,23 @@ mod tests {
         let z = x.zeros_like().unwrap();
         let a = Tensor::stack(&[x, &z], 4).unwrap().reshape((n, c, h, 2 * w)).unwrap();
         let za = a.zeros_like().unwrap();
-        Tensor::stack(&[&a, &za], 3).unwrap().reshape((n, c, 2 * h, 2 * w)).unwrap()
+        Tensor::stack(&[&a, &za], 3)
+            .unwrap()
+            .reshape((n, c, 2 * h, 2 * w))
+            .unwrap()
     }
 
     fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
     }
 
     fn randn(r: &mut SplitMix64, s: &[usize]) -> Tensor {

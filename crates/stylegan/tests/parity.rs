@@ -10,12 +10,23 @@ use labelgan_core::{Generator, NoiseMode, Truncation};
 use labelgan_stylegan::StyleGan2;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/stylegan2").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/stylegan2")
+        .join(name)
 }
 
 fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 struct Case {
@@ -57,13 +68,19 @@ fn ws_images_and_taps_match_the_official_generator() {
         eprintln!("case{k}.img max abs error {e:.2e}");
         assert!(e < 1e-4, "case{k}.img: max abs error {e}");
         if k == 0 {
-            let names: Vec<&String> =
-                io.tensors.keys().filter(|n| n.starts_with("case0.tap.")).collect();
-            assert_eq!(names.len(), 11, "the fixture has 11 taps (b4: conv1, torgb; b8..b32: conv0, conv1, torgb)");
+            let names: Vec<&String> = io.tensors.keys().filter(|n| n.starts_with("case0.tap.")).collect();
+            assert_eq!(
+                names.len(),
+                11,
+                "the fixture has 11 taps (b4: conv1, torgb; b8..b32: conv0, conv1, torgb)"
+            );
             assert_eq!(out.taps.len(), 11, "we return the same 11 taps");
             for name in names {
                 let tap_name = name.trim_start_matches("case0.tap.");
-                let tap = out.taps.get(tap_name).unwrap_or_else(|| panic!("missing tap {tap_name}"));
+                let tap = out
+                    .taps
+                    .get(tap_name)
+                    .unwrap_or_else(|| panic!("missing tap {tap_name}"));
                 let e = max_abs(&tap.tensor, io.get(name).unwrap());
                 eprintln!("case0 {tap_name} max abs error {e:.2e}");
                 assert!(e < 1e-4, "{tap_name}: max abs error {e}");
@@ -82,5 +99,13 @@ fn tap_specs_describe_the_returned_taps() {
     let out = g.synthesize(&ws, NoiseMode::Const).unwrap();
     assert_eq!(out.taps.specs(), g.spec().taps);
     let names: Vec<String> = g.spec().taps.iter().map(|t| t.name.clone()).collect();
-    assert_eq!(&names[..4], ["synthesis.b4.conv1", "synthesis.b4.torgb", "synthesis.b8.conv0", "synthesis.b8.conv1"]);
+    assert_eq!(
+        &names[..4],
+        [
+            "synthesis.b4.conv1",
+            "synthesis.b4.torgb",
+            "synthesis.b8.conv0",
+            "synthesis.b8.conv1"
+        ]
+    );
 }

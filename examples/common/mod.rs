@@ -1,0 +1,41 @@
+//! Helpers shared by the measurement examples.
+
+#![allow(dead_code)]
+
+use labelgan::prelude::*;
+
+/// Peak resident set size of this process in MB (Linux `VmHWM`; 0 elsewhere).
+pub fn peak_rss_mb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
+}
+
+/// The conv-layer tap shapes of a StyleGAN2 generator: `b4.conv1`, then `conv0` and
+/// `conv1` of every later block, `C(r) = min(channel_base / r, 512)`.
+pub fn stylegan_tap_shapes(resolution: usize, channel_base: usize) -> Vec<(String, usize, usize)> {
+    let mut out = vec![("synthesis.b4.conv1".to_string(), 4, (channel_base / 4).min(512))];
+    let mut r = 8;
+    while r <= resolution {
+        let c = (channel_base / r).min(512);
+        out.push((format!("synthesis.b{r}.conv0"), r, c));
+        out.push((format!("synthesis.b{r}.conv1"), r, c));
+        r *= 2;
+    }
+    out
+}
+
+/// Random N(0, 1) taps of those shapes (batch 1).
+pub fn random_taps(resolution: usize, channel_base: usize, seed: u64) -> labelgan::core::Result<FeatureTaps> {
+    let mut rng = labelgan::core::SplitMix64::new(seed);
+    let mut taps = FeatureTaps::new();
+    for (name, r, c) in stylegan_tap_shapes(resolution, channel_base) {
+        taps.push(Tap::new(name, rng.normal_tensor(&[1, c, r, r], &Device::Cpu)?)?)?;
+    }
+    Ok(taps)
+}

@@ -1,0 +1,58 @@
+//! Labels one image the way DatasetGAN/HandsOff users do, with labelgan's factored
+//! path: random taps of StyleGAN2 shapes (b4.conv1 plus conv0 and conv1 of every later
+//! block), a 10-member ensemble, 8 classes, majority vote and image score. The same
+//! workload as the published method's anchor script, for a side-by-side run.
+//!
+//! ```text
+//! cargo run --release --example label_speed -- --resolution 256 --channel-base 16384
+//! {"resolution":256,"channel_base":16384,"dim":4480,"s_per_image":...,"peak_rss_mb":...}
+//! ```
+//! Seconds are the median of 3 timed runs after a warm-up, as in the anchor.
+
+mod common;
+
+use std::time::Instant;
+
+use clap::Parser;
+use labelgan::prelude::*;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value_t = 256)]
+    resolution: usize,
+    #[arg(long, default_value_t = 16384)]
+    channel_base: usize,
+    /// Timed runs (median reported).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+}
+
+fn main() -> labelgan::core::Result<()> {
+    let a = Args::parse();
+    let taps = common::random_taps(a.resolution, a.channel_base, 0)?;
+    let cfg = LabelerConfig::new(Head::Segmentation { classes: 8 }, a.resolution);
+    let ens = Ensemble::init(&cfg, &taps.specs(), &Device::Cpu)?;
+    let prepared = ens.prepare(&Device::Cpu)?;
+    let label = || -> labelgan::core::Result<f64> {
+        let t = Instant::now();
+        let p = ens.predict_prepared(&prepared, &taps, 0)?;
+        std::hint::black_box((p.classes, p.score));
+        Ok(t.elapsed().as_secs_f64())
+    };
+    label()?;
+    let mut ts = (0..a.repeats.max(1))
+        .map(|_| label())
+        .collect::<labelgan::core::Result<Vec<_>>>()?;
+    ts.sort_by(f64::total_cmp);
+    println!(
+        "{}",
+        serde_json::json!({
+            "resolution": a.resolution,
+            "channel_base": a.channel_base,
+            "dim": taps.total_channels(),
+            "s_per_image": (ts[ts.len() / 2] * 1000.0).round() / 1000.0,
+            "peak_rss_mb": common::peak_rss_mb(),
+        })
+    );
+    Ok(())
+}
