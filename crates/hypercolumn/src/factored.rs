@@ -19,6 +19,7 @@ use candle_core::{DType, Device, Storage, Tensor};
 use labelgan_core::{Error, FeatureTaps, Result, TapSpec};
 
 use crate::interp::{AxisInterp, Upsample};
+use crate::linalg::sgemm;
 
 /// A linear map `D -> K` over a hypercolumn, split by tap, applied without
 /// materialising the hypercolumn.
@@ -125,6 +126,31 @@ impl FactoredProjection {
         Ok(())
     }
 
+    /// CPU-only variant of [`FactoredProjection::for_each_tile`] that lends each tile
+    /// as a row-major `[rows.len() * target, K]` slice, without wrapping it in a tensor.
+    pub fn for_each_cpu_tile(
+        &self,
+        taps: &FeatureTaps,
+        image: usize,
+        target: usize,
+        mode: Upsample,
+        tile_pixels: usize,
+        mut f: impl FnMut(Range<usize>, &[f32]) -> Result<()>,
+    ) -> Result<()> {
+        self.check(taps, image)?;
+        if taps.iter().any(|t| !t.tensor.device().is_cpu()) {
+            return Err(Error::invalid("for_each_cpu_tile needs CPU taps"));
+        }
+        let rows = (tile_pixels / target).clamp(1, target);
+        let mut cpu = CpuProjector::new(self, taps, image, target, mode)?;
+        cpu.relu = self.relu;
+        for y0 in (0..target).step_by(rows) {
+            let y1 = (y0 + rows).min(target);
+            f(y0..y1, &cpu.tile(y0..y1))?;
+        }
+        Ok(())
+    }
+
     fn check(&self, taps: &FeatureTaps, image: usize) -> Result<()> {
         let specs = taps.specs();
         if specs != self.specs {
@@ -183,57 +209,6 @@ fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
             Ok(f(&all[start..start + layout.shape().elem_count()]))
         }
         _ => Err(Error::invalid("expected a CPU tensor")),
-    }
-}
-
-/// `dst[i, j] (+)= Σ_c lhs[i*lrs + c*lcs] * rhs[c*K + j]`, `dst` row-major `[m, K]`.
-#[allow(clippy::too_many_arguments)]
-fn sgemm(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    accumulate: bool,
-    lhs: &[f32],
-    lrs: usize,
-    lcs: usize,
-    rhs: &[f32],
-) {
-    if m == 0 || n == 0 || k == 0 {
-        return;
-    }
-    assert!(dst.len() >= m * n, "gemm dst too small");
-    assert!((m - 1) * lrs + (k - 1) * lcs < lhs.len(), "gemm lhs out of bounds");
-    assert!(k * n <= rhs.len(), "gemm rhs out of bounds");
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let par = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the asserts above bound every index gemm reads or writes.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lcs as isize,
-            lrs as isize,
-            rhs.as_ptr(),
-            1,
-            n as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
     }
 }
 

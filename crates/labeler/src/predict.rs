@@ -8,6 +8,7 @@ use candle_core::{D, DType, Device, Tensor};
 
 use labelgan_core::{Error, FeatureTaps, LabelKind, Labels, PixelLabeler, Prediction, Result};
 use labelgan_hypercolumn::FactoredProjection;
+use labelgan_hypercolumn::linalg::sgemm;
 
 use crate::config::Head;
 use crate::ensemble::{BN_EPS, Ensemble};
@@ -34,6 +35,8 @@ pub struct ImagePrediction {
 /// [`Ensemble::prepare`], label many images.
 pub struct Prepared {
     proj: FactoredProjection,
+    /// CPU copies of `members` (W2', b2', W3', b3'), for the CPU path.
+    cpu: Option<Vec<[Vec<f32>; 4]>>,
     /// Per member: (W2' [h1,h2], b2' [1,h2], W3' [h2,C], b3' [1,C]).
     members: Vec<(Tensor, Tensor, Tensor, Tensor)>,
     h1: usize,
@@ -76,7 +79,18 @@ impl Ensemble {
             let (w3f, b3f) = fold(w3, b3, &s2, &t2)?;
             members.push((w2f, b2f, w3f, b3f));
         }
-        Ok(Prepared { proj, members, h1 })
+        let cpu = if device.is_cpu() {
+            let v = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
+            Some(
+                members
+                    .iter()
+                    .map(|(a, b, c, d)| Ok([v(a)?, v(b)?, v(c)?, v(d)?]))
+                    .collect::<Result<Vec<_>>>()?,
+            )
+        } else {
+            None
+        };
+        Ok(Prepared { proj, cpu, members, h1 })
     }
 
     /// Labels image `image` of `taps` (which must match [`Ensemble::taps`]).
@@ -98,38 +112,72 @@ impl Ensemble {
         let mut classes = Vec::with_capacity(if seg { t * t } else { 0 });
         let mut values = Vec::with_capacity(if seg { 0 } else { t * t * c });
         let mut uncertainty = Vec::with_capacity(t * t);
-        f.proj.for_each_tile(
-            taps,
-            image,
-            t,
-            self.config.upsample(),
-            self.config.tile_pixels,
-            |_, h| {
-                // h: [px, M*h1] after bias and ReLU.
-                let outs = f
-                    .members
-                    .iter()
-                    .enumerate()
-                    .map(|(k, (w2, b2, w3, b3))| -> Result<Tensor> {
-                        let x = h.narrow(1, k * f.h1, f.h1)?;
-                        let z = x.matmul(w2)?.broadcast_add(b2)?.relu()?;
-                        Ok(z.matmul(w3)?.broadcast_add(b3)?)
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                let out = Tensor::stack(&outs, 0)?; // [M, px, C]
-                if seg {
-                    let (cls, js) = vote_and_js(&out, c)?;
-                    classes.extend(cls);
-                    uncertainty.extend(js);
-                } else {
-                    let mean = out.mean(0)?; // [px, C]
-                    let var = out.broadcast_sub(&mean)?.sqr()?.mean(0)?.mean(D::Minus1)?; // [px]
-                    values.extend(mean.flatten_all()?.to_vec1::<f32>()?);
-                    uncertainty.extend(var.to_vec1::<f32>()?);
-                }
-                Ok(())
-            },
-        )?;
+        if let Some(cpu) = &f.cpu {
+            let (m, h1) = (cpu.len(), f.h1);
+            let h2 = cpu.first().map_or(0, |w| w[1].len());
+            f.proj.for_each_cpu_tile(
+                taps,
+                image,
+                t,
+                self.config.upsample(),
+                self.config.tile_pixels,
+                |_, h| {
+                    let px = h.len() / (m * h1);
+                    let mut z = vec![0f32; px * h2];
+                    let mut out = vec![0f32; m * px * c]; // [M, px, C]
+                    for (k, [w2, b2, w3, b3]) in cpu.iter().enumerate() {
+                        sgemm(px, h2, h1, &mut z, false, &h[k * h1..], m * h1, 1, w2);
+                        for row in z.chunks_mut(h2) {
+                            row.iter_mut().zip(b2).for_each(|(v, &b)| *v = (*v + b).max(0.0));
+                        }
+                        let o = &mut out[k * px * c..(k + 1) * px * c];
+                        sgemm(px, c, h2, o, false, &z, h2, 1, w3);
+                        for row in o.chunks_mut(c) {
+                            row.iter_mut().zip(b3).for_each(|(v, &b)| *v += b);
+                        }
+                    }
+                    if seg {
+                        cpu_vote_and_js(&out, m, px, c, &mut classes, &mut uncertainty);
+                    } else {
+                        cpu_mean_and_var(&out, m, px, c, &mut values, &mut uncertainty);
+                    }
+                    Ok(())
+                },
+            )?;
+        } else {
+            f.proj.for_each_tile(
+                taps,
+                image,
+                t,
+                self.config.upsample(),
+                self.config.tile_pixels,
+                |_, h| {
+                    // h: [px, M*h1] after bias and ReLU.
+                    let outs = f
+                        .members
+                        .iter()
+                        .enumerate()
+                        .map(|(k, (w2, b2, w3, b3))| -> Result<Tensor> {
+                            let x = h.narrow(1, k * f.h1, f.h1)?;
+                            let z = x.matmul(w2)?.broadcast_add(b2)?.relu()?;
+                            Ok(z.matmul(w3)?.broadcast_add(b3)?)
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    let out = Tensor::stack(&outs, 0)?; // [M, px, C]
+                    if seg {
+                        let (cls, js) = vote_and_js(&out, c)?;
+                        classes.extend(cls);
+                        uncertainty.extend(js);
+                    } else {
+                        let mean = out.mean(0)?; // [px, C]
+                        let var = out.broadcast_sub(&mean)?.sqr()?.mean(0)?.mean(D::Minus1)?; // [px]
+                        values.extend(mean.flatten_all()?.to_vec1::<f32>()?);
+                        uncertainty.extend(var.to_vec1::<f32>()?);
+                    }
+                    Ok(())
+                },
+            )?;
+        }
         let keypoints = match self.config.head {
             Head::Keypoints { count, .. } => Some(
                 (0..count)
@@ -151,6 +199,59 @@ impl Ensemble {
             keypoints,
             uncertainty,
         })
+    }
+}
+
+/// CPU version of [`vote_and_js`] over logits `[M, px, C]`, appending per pixel.
+fn cpu_vote_and_js(out: &[f32], m: usize, px: usize, c: usize, classes: &mut Vec<u32>, js: &mut Vec<f32>) {
+    let mut p = vec![0f32; c];
+    let mut mean = vec![0f32; c];
+    let mut votes = vec![0u16; c];
+    for i in 0..px {
+        mean.iter_mut().for_each(|v| *v = 0.0);
+        votes.iter_mut().for_each(|v| *v = 0);
+        let mut mean_h = 0f32;
+        for k in 0..m {
+            let l = &out[(k * px + i) * c..(k * px + i + 1) * c];
+            let mx = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for (q, &v) in p.iter_mut().zip(l) {
+                *q = (v - mx).exp();
+                sum += *q;
+            }
+            let mut best = 0;
+            for j in 0..c {
+                p[j] /= sum;
+                mean[j] += p[j] / m as f32;
+                mean_h -= p[j] * (p[j] + 1e-12).ln() / m as f32;
+                if p[j] > p[best] {
+                    best = j;
+                }
+            }
+            votes[best] += 1;
+        }
+        let h_mean: f32 = -mean.iter().map(|&q| q * (q + 1e-12).ln()).sum::<f32>();
+        let mut best = 0;
+        for j in 0..c {
+            if votes[j] > votes[best] {
+                best = j;
+            }
+        }
+        classes.push(best as u32);
+        js.push(h_mean - mean_h);
+    }
+}
+
+/// Member mean `[px, C]` and variance (averaged over C) of outputs `[M, px, C]`.
+fn cpu_mean_and_var(out: &[f32], m: usize, px: usize, c: usize, values: &mut Vec<f32>, var: &mut Vec<f32>) {
+    for i in 0..px {
+        let mut v = 0f32;
+        for j in 0..c {
+            let mean = (0..m).map(|k| out[(k * px + i) * c + j]).sum::<f32>() / m as f32;
+            v += (0..m).map(|k| (out[(k * px + i) * c + j] - mean).powi(2)).sum::<f32>() / m as f32;
+            values.push(mean);
+        }
+        var.push(v / c as f32);
     }
 }
 

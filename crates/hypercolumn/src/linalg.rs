@@ -1,0 +1,56 @@
+//! A safe, bounds-checked wrapper over the `gemm` crate for strided f32 matrices.
+
+/// `dst[i, j] (+)= Σ_c lhs[i*lrs + c*lcs] * rhs[c*n + j]` for `i < m`, `j < n`, `c < k`;
+/// `dst` row-major `[m, n]`, `rhs` row-major `[k, n]`. Accumulates when `accumulate`.
+///
+/// # Panics
+/// If a stride or length would take gemm out of the slices (a caller bug).
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    lrs: usize,
+    lcs: usize,
+    rhs: &[f32],
+) {
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    assert!(dst.len() >= m * n, "gemm dst too small");
+    assert!((m - 1) * lrs + (k - 1) * lcs < lhs.len(), "gemm lhs out of bounds");
+    assert!(k * n <= rhs.len(), "gemm rhs out of bounds");
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let par = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserts above bound every index gemm reads or writes.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lcs as isize,
+            lrs as isize,
+            rhs.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
