@@ -21,14 +21,26 @@ use labelgan_core::{Error, FeatureTaps, Result, TapSpec};
 use crate::interp::{AxisInterp, Upsample};
 use crate::linalg::sgemm;
 
-/// A linear map `D -> K` over a hypercolumn, split by tap, applied without
-/// materialising the hypercolumn.
+/// The taps of one resolution and their rows of `W`, stacked: `w [C, K]` with the
+/// taps' channels in tap order.
+#[derive(Debug, Clone)]
+pub struct ResolutionGroup {
+    /// Resolution of these taps.
+    pub resolution: usize,
+    /// Indices of the taps (in `specs` order).
+    pub taps: Vec<usize>,
+    /// Their weight rows, `[Σ C_t, K]`, f32, contiguous.
+    pub w: Tensor,
+}
+
+/// A linear map `D -> K` over a hypercolumn, grouped by tap resolution, applied
+/// without materialising the hypercolumn.
 #[derive(Debug, Clone)]
 pub struct FactoredProjection {
     /// The taps it expects, in order.
     pub specs: Vec<TapSpec>,
-    /// `W_t` `[C_t, K]` per tap, f32.
-    pub weights: Vec<Tensor>,
+    /// Weight rows grouped by resolution (order of first appearance).
+    pub groups: Vec<ResolutionGroup>,
     /// `b` `[K]`, f32.
     pub bias: Tensor,
     /// Apply ReLU to the output (fused into the bias pass).
@@ -39,8 +51,8 @@ pub struct FactoredProjection {
 }
 
 impl FactoredProjection {
-    /// Splits `w` `[D, K]` by the channels of `specs` (D must be their sum); `bias`
-    /// `[K]` defaults to zero.
+    /// Splits `w` `[D, K]` by the channels of `specs` (D must be their sum) and stacks
+    /// the rows of taps that share a resolution; `bias` `[K]` defaults to zero.
     pub fn new(w: &Tensor, bias: Option<&Tensor>, specs: &[TapSpec]) -> Result<Self> {
         let (d, k) = w.dims2()?;
         let total: usize = specs.iter().map(|s| s.channels).sum();
@@ -50,20 +62,39 @@ impl FactoredProjection {
             )));
         }
         let w = w.to_dtype(DType::F32)?;
-        let mut weights = Vec::with_capacity(specs.len());
+        let mut offsets = Vec::with_capacity(specs.len());
         let mut off = 0;
         for s in specs {
-            weights.push(w.narrow(0, off, s.channels)?.contiguous()?);
+            offsets.push(off);
             off += s.channels;
         }
+        let mut groups: Vec<ResolutionGroup> = Vec::new();
+        let mut members: Vec<(usize, Vec<usize>)> = Vec::new();
+        for (i, s) in specs.iter().enumerate() {
+            match members.iter_mut().find(|(r, _)| *r == s.resolution) {
+                Some((_, v)) => v.push(i),
+                None => members.push((s.resolution, vec![i])),
+            }
+        }
+        for (r, idx) in members {
+            let parts = idx
+                .iter()
+                .map(|&i| w.narrow(0, offsets[i], specs[i].channels))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            groups.push(ResolutionGroup {
+                resolution: r,
+                taps: idx,
+                w: Tensor::cat(&parts, 0)?.contiguous()?,
+            });
+        }
         let bias = match bias {
-            Some(b) if b.dims() == [k] => b.to_dtype(DType::F32)?,
+            Some(b) if b.dims() == [k] => b.to_dtype(DType::F32)?.to_device(w.device())?,
             Some(b) => return Err(Error::invalid(format!("bias must be [{k}], got {:?}", b.dims()))),
             None => Tensor::zeros(k, DType::F32, w.device())?,
         };
         Ok(Self {
             specs: specs.to_vec(),
-            weights,
+            groups,
             bias,
             relu: false,
             force_generic: false,
@@ -98,36 +129,29 @@ impl FactoredProjection {
         mut f: impl FnMut(Range<usize>, Tensor) -> Result<()>,
     ) -> Result<()> {
         self.check(taps, image)?;
-        let rows = (tile_pixels / target).clamp(1, target);
-        let dev = taps
-            .iter()
-            .next()
-            .map(|t| t.tensor.device().clone())
-            .unwrap_or(Device::Cpu);
-        if dev.is_cpu() && !self.force_generic {
-            let mut cpu = CpuProjector::new(self, taps, image, target, mode)?;
-            cpu.relu = self.relu;
-            for y0 in (0..target).step_by(rows) {
-                let y1 = (y0 + rows).min(target);
-                let data = cpu.tile(y0..y1);
+        let on_cpu = taps.iter().all(|t| t.tensor.device().is_cpu()) && self.bias.device().is_cpu();
+        if on_cpu && !self.force_generic {
+            let k = self.out_dim();
+            return self.for_each_cpu_tile(taps, image, target, mode, tile_pixels, |rows, data| {
                 f(
-                    y0..y1,
-                    Tensor::from_vec(data, ((y1 - y0) * target, self.out_dim()), &Device::Cpu)?,
-                )?;
-            }
-        } else {
-            let g = GenericProjector::new(self, taps, image, target, mode)?;
-            for y0 in (0..target).step_by(rows) {
-                let y1 = (y0 + rows).min(target);
-                let t = g.tile(y0..y1)?;
-                f(y0..y1, if self.relu { t.relu()? } else { t })?;
-            }
+                    rows.clone(),
+                    Tensor::from_slice(data, (rows.len() * target, k), &Device::Cpu)?,
+                )
+            });
+        }
+        let rows = (tile_pixels / target).clamp(1, target);
+        let g = GenericProjector::new(self, taps, image, target, mode)?;
+        for y0 in (0..target).step_by(rows) {
+            let y1 = (y0 + rows).min(target);
+            let t = g.tile(y0..y1)?;
+            f(y0..y1, if self.relu { t.relu()? } else { t })?;
         }
         Ok(())
     }
 
     /// CPU-only variant of [`FactoredProjection::for_each_tile`] that lends each tile
-    /// as a row-major `[rows.len() * target, K]` slice, without wrapping it in a tensor.
+    /// as a row-major `[rows.len() * target, K]` slice. The taps' storage is read in
+    /// place (f32 contiguous taps are not copied).
     pub fn for_each_cpu_tile(
         &self,
         taps: &FeatureTaps,
@@ -138,15 +162,23 @@ impl FactoredProjection {
         mut f: impl FnMut(Range<usize>, &[f32]) -> Result<()>,
     ) -> Result<()> {
         self.check(taps, image)?;
-        if taps.iter().any(|t| !t.tensor.device().is_cpu()) {
-            return Err(Error::invalid("for_each_cpu_tile needs CPU taps"));
-        }
+        let tensors = taps
+            .iter()
+            .map(|t| Ok(t.tensor.get(image)?.to_dtype(DType::F32)?.contiguous()?))
+            .collect::<Result<Vec<Tensor>>>()?;
+        let tap_guards = tensors.iter().map(CpuSlice::new).collect::<Result<Vec<_>>>()?;
+        let w_guards = self
+            .groups
+            .iter()
+            .map(|g| CpuSlice::new(&g.w))
+            .collect::<Result<Vec<_>>>()?;
+        let bias = self.bias.to_vec1::<f32>()?;
+        let tap_slices: Vec<&[f32]> = tap_guards.iter().map(CpuSlice::slice).collect::<Result<_>>()?;
+        let mut cpu = CpuProjector::new(self, &tap_slices, &w_guards, bias, target, mode)?;
         let rows = (tile_pixels / target).clamp(1, target);
-        let mut cpu = CpuProjector::new(self, taps, image, target, mode)?;
-        cpu.relu = self.relu;
         for y0 in (0..target).step_by(rows) {
             let y1 = (y0 + rows).min(target);
-            f(y0..y1, &cpu.tile(y0..y1))?;
+            f(y0..y1, &cpu.tile(y0..y1)?)?;
         }
         Ok(())
     }
@@ -189,34 +221,68 @@ pub fn project(
     FactoredProjection::new(w, b, &taps.specs())?.project(taps, image, target, mode)
 }
 
-/// Contiguous f32 CPU copy-free view of a tensor, or a converted copy.
-fn cpu_f32(t: &Tensor) -> Result<Vec<f32>> {
-    Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+/// A read guard on a contiguous f32 CPU tensor's storage.
+struct CpuSlice<'a> {
+    guard: Box<dyn std::ops::Deref<Target = Storage> + 'a>,
+    start: usize,
+    len: usize,
 }
 
-/// Runs `f` on the f32 contents of a contiguous CPU tensor without copying.
-fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-    let t = if t.dtype() == DType::F32 && t.is_contiguous() {
-        t.clone()
-    } else {
-        t.to_dtype(DType::F32)?.contiguous()?
-    };
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        Storage::Cpu(s) => {
-            let all = s.as_slice::<f32>()?;
-            let start = layout.start_offset();
-            Ok(f(&all[start..start + layout.shape().elem_count()]))
+impl<'a> CpuSlice<'a> {
+    fn new(t: &'a Tensor) -> Result<Self> {
+        if t.dtype() != DType::F32 || !t.is_contiguous() {
+            return Err(Error::invalid("internal: expected a contiguous f32 tensor"));
         }
-        _ => Err(Error::invalid("expected a CPU tensor")),
+        let (guard, layout) = t.storage_and_layout();
+        Ok(Self {
+            start: layout.start_offset(),
+            len: layout.shape().elem_count(),
+            guard: Box::new(guard),
+        })
+    }
+
+    fn slice(&self) -> Result<&[f32]> {
+        match &**self.guard {
+            Storage::Cpu(s) => Ok(&s.as_slice::<f32>()?[self.start..self.start + self.len]),
+            _ => Err(Error::invalid(
+                "expected CPU tensors (use for_each_tile on other devices)",
+            )),
+        }
     }
 }
 
-/// One resolution's taps, with a window of projected source rows.
-struct Group {
+/// One resolution's taps (borrowed, channel-major `[C_t, r*r]` each) and weights.
+struct Stack<'a> {
     r: usize,
-    /// (tap data `[C, r*r]`, its weights `[C, K]`, C).
-    taps: Vec<(Vec<f32>, Vec<f32>, usize)>,
+    c: usize,
+    parts: Vec<(&'a [f32], usize)>,
+    w: &'a [f32],
+}
+
+impl Stack<'_> {
+    /// `dst [(b-a)*r, K] = x[source rows a..b] · w`: the rows' pixels are gathered
+    /// pixel-major into a small buffer so the GEMM sees one `k = C` product.
+    fn project_rows(&self, a: usize, b: usize, k: usize, dst: &mut [f32], lhs: &mut Vec<f32>) {
+        let (n, px0, px) = (self.r * self.r, a * self.r, (b - a) * self.r);
+        lhs.clear();
+        lhs.resize(px * self.c, 0.0);
+        let mut off = 0;
+        for &(data, ct) in &self.parts {
+            for ch in 0..ct {
+                let src = &data[ch * n + px0..ch * n + px0 + px];
+                for (p, &v) in src.iter().enumerate() {
+                    lhs[p * self.c + off + ch] = v;
+                }
+            }
+            off += ct;
+        }
+        sgemm(px, k, self.c, dst, false, lhs, self.c, 1, self.w);
+    }
+}
+
+/// One lower resolution, with a window of projected source rows.
+struct Group<'a> {
+    stack: Stack<'a>,
     interp: AxisInterp,
     /// Projected source rows `lo..hi`, each `[r, K]`.
     lo: usize,
@@ -224,13 +290,17 @@ struct Group {
     rows: Vec<f32>,
 }
 
-impl Group {
+impl Group<'_> {
+    fn r(&self) -> usize {
+        self.stack.r
+    }
+
     /// Projected source rows `a..b` (computed, or reused from the previous window).
-    fn ensure(&mut self, a: usize, b: usize, k: usize) {
-        let row = self.r * k;
+    fn ensure(&mut self, a: usize, b: usize, k: usize, lhs: &mut Vec<f32>) {
+        let row = self.r() * k;
         let mut out = vec![0f32; (b - a) * row];
-        let mut missing = vec![];
         let (ka, kb) = (a.max(self.lo), b.min(self.hi));
+        let mut missing = vec![];
         if ka < kb {
             out[(ka - a) * row..(kb - a) * row].copy_from_slice(&self.rows[(ka - self.lo) * row..(kb - self.lo) * row]);
             if a < ka {
@@ -243,11 +313,8 @@ impl Group {
             missing.push(a..b);
         }
         for m in missing {
-            let dst = &mut out[(m.start - a) * row..(m.end - a) * row];
-            for (i, (x, w, c)) in self.taps.iter().enumerate() {
-                let lhs = &x[m.start * self.r..];
-                sgemm(m.len() * self.r, k, *c, dst, i > 0, lhs, 1, self.r * self.r, w);
-            }
+            self.stack
+                .project_rows(m.start, m.end, k, &mut out[(m.start - a) * row..(m.end - a) * row], lhs);
         }
         self.lo = a;
         self.hi = b;
@@ -255,70 +322,77 @@ impl Group {
     }
 }
 
-struct CpuProjector {
+struct CpuProjector<'a> {
     relu: bool,
     k: usize,
     target: usize,
     bias: Vec<f32>,
-    /// Taps at the output resolution: (data `[C, T*T]`, weights, C).
-    full: Vec<(Vec<f32>, Vec<f32>, usize)>,
-    groups: Vec<Group>,
-    cols_by_r: Vec<AxisInterp>,
+    /// Taps at the output resolution.
+    full: Option<Stack<'a>>,
+    groups: Vec<Group<'a>>,
+    lhs: Vec<f32>,
 }
 
-impl CpuProjector {
-    fn new(p: &FactoredProjection, taps: &FeatureTaps, image: usize, target: usize, mode: Upsample) -> Result<Self> {
-        let k = p.out_dim();
-        let mut full = Vec::new();
-        let mut groups: Vec<Group> = Vec::new();
-        for (tap, w) in taps.iter().zip(&p.weights) {
-            let x = with_slice(&tap.tensor.get(image)?, |s| s.to_vec())?;
-            let entry = (x, cpu_f32(w)?, tap.channels);
-            let r = tap.resolution;
-            if r == target {
-                full.push(entry);
-            } else if let Some(g) = groups.iter_mut().find(|g| g.r == r) {
-                g.taps.push(entry);
+impl<'a> CpuProjector<'a> {
+    fn new(
+        p: &FactoredProjection,
+        taps: &[&'a [f32]],
+        weights: &'a [CpuSlice<'a>],
+        bias: Vec<f32>,
+        target: usize,
+        mode: Upsample,
+    ) -> Result<Self> {
+        let mut full = None;
+        let mut groups = Vec::new();
+        for (g, w) in p.groups.iter().zip(weights) {
+            let parts: Vec<(&[f32], usize)> = g.taps.iter().map(|&i| (taps[i], p.specs[i].channels)).collect();
+            let c = parts.iter().map(|x| x.1).sum();
+            let stack = Stack {
+                r: g.resolution,
+                c,
+                parts,
+                w: w.slice()?,
+            };
+            if g.resolution == target {
+                full = Some(stack);
             } else {
+                let interp = AxisInterp::new(g.resolution, target, mode);
                 groups.push(Group {
-                    r,
-                    taps: vec![entry],
-                    interp: AxisInterp::new(r, target, mode),
+                    stack,
+                    interp,
                     lo: 0,
                     hi: 0,
                     rows: vec![],
                 });
             }
         }
-        let cols_by_r = groups.iter().map(|g| g.interp.clone()).collect();
         Ok(Self {
-            relu: false,
-            k,
+            relu: p.relu,
+            k: p.out_dim(),
             target,
-            bias: cpu_f32(&p.bias)?,
+            bias,
             full,
             groups,
-            cols_by_r,
+            lhs: vec![],
         })
     }
 
-    fn tile(&mut self, ys: Range<usize>) -> Vec<f32> {
+    fn tile(&mut self, ys: Range<usize>) -> Result<Vec<f32>> {
         let (k, t) = (self.k, self.target);
         let px = ys.len() * t;
         let mut acc = vec![0f32; px * k];
-        for (i, (x, w, c)) in self.full.iter().enumerate() {
-            sgemm(px, k, *c, &mut acc, i > 0, &x[ys.start * t..], 1, t * t, w);
+        if let Some(full) = &self.full {
+            full.project_rows(ys.start, ys.end, k, &mut acc, &mut self.lhs);
         }
         for g in self.groups.iter_mut() {
             let lo = ys.clone().map(|y| g.interp.i0[y]).min().unwrap_or(0);
             let hi = ys.clone().map(|y| g.interp.i1[y]).max().unwrap_or(0) + 1;
-            g.ensure(lo, hi, k);
+            g.ensure(lo, hi, k, &mut self.lhs);
         }
         // One fused pass per output row: vertical interpolation of every group into a
         // row buffer, then per pixel the sum of all groups' horizontal interpolations,
         // the bias and the ReLU, while the pixel's K values are in L1.
         let groups: &[Group] = &self.groups;
-        let cols: &[AxisInterp] = &self.cols_by_r;
         let (bias, relu) = (&self.bias[..], self.relu);
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
@@ -329,11 +403,11 @@ impl CpuProjector {
             for (ci, chunk) in acc.chunks_mut(per * t * k).enumerate() {
                 let y_start = ys.start + ci * per;
                 s.spawn(move || {
-                    let mut rowbufs: Vec<Vec<f32>> = groups.iter().map(|g| vec![0f32; g.r * k]).collect();
+                    let mut rowbufs: Vec<Vec<f32>> = groups.iter().map(|g| vec![0f32; g.r() * k]).collect();
                     for (dy, out_row) in chunk.chunks_mut(t * k).enumerate() {
                         let y = y_start + dy;
                         for (g, rowbuf) in groups.iter().zip(rowbufs.iter_mut()) {
-                            let rowlen = g.r * k;
+                            let rowlen = g.r() * k;
                             let (i0, i1, w0, w1) = (g.interp.i0[y], g.interp.i1[y], g.interp.w0[y], g.interp.w1[y]);
                             let r0 = &g.rows[(i0 - g.lo) * rowlen..(i0 - g.lo + 1) * rowlen];
                             if w1 == 0.0 {
@@ -348,7 +422,8 @@ impl CpuProjector {
                         }
                         for x in 0..t {
                             let dst = &mut out_row[x * k..(x + 1) * k];
-                            for (rowbuf, c) in rowbufs.iter().zip(cols) {
+                            for (rowbuf, g) in rowbufs.iter().zip(groups) {
+                                let c = &g.interp;
                                 let (j0, j1, v0, v1) = (c.i0[x], c.i1[x], c.w0[x], c.w1[x]);
                                 let s0 = &rowbuf[j0 * k..(j0 + 1) * k];
                                 if v1 == 0.0 {
@@ -370,7 +445,7 @@ impl CpuProjector {
                 });
             }
         });
-        acc
+        Ok(acc)
     }
 }
 
@@ -378,33 +453,34 @@ impl CpuProjector {
 struct GenericProjector {
     target: usize,
     bias: Tensor,
-    /// Per tap: projection at native resolution `[r, r*K]`, row interpolation `[T, r]`,
-    /// column interpolation `[T, r]`.
-    parts: Vec<(Tensor, Tensor, Tensor, usize)>,
+    /// Per resolution: projection at native resolution `[r, r*K]`, interpolation `[T, r]`.
+    parts: Vec<(Tensor, Tensor, usize)>,
     k: usize,
 }
 
 impl GenericProjector {
     fn new(p: &FactoredProjection, taps: &FeatureTaps, image: usize, target: usize, mode: Upsample) -> Result<Self> {
         let k = p.out_dim();
+        let all: Vec<&labelgan_core::Tap> = taps.iter().collect();
+        let dev = all.first().map(|t| t.tensor.device().clone()).unwrap_or(Device::Cpu);
         let mut parts = Vec::new();
-        for (tap, w) in taps.iter().zip(&p.weights) {
-            let r = tap.resolution;
-            let dev = tap.tensor.device();
-            let x = tap
-                .tensor
-                .get(image)?
-                .to_dtype(DType::F32)?
-                .reshape((tap.channels, r * r))?;
-            let proj = x.t()?.matmul(&w.to_device(dev)?)?.reshape((r, r * k))?;
-            let a = AxisInterp::new(r, target, mode).matrix(r, dev)?;
-            parts.push((proj, a.clone(), a, r));
+        for g in &p.groups {
+            let r = g.resolution;
+            let xs = g
+                .taps
+                .iter()
+                .map(|&i| {
+                    Ok(all[i]
+                        .tensor
+                        .get(image)?
+                        .to_dtype(DType::F32)?
+                        .reshape((all[i].channels, r * r))?)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let x = Tensor::cat(&xs, 0)?; // [C, r*r]
+            let proj = x.t()?.matmul(&g.w.to_device(&dev)?)?.reshape((r, r * k))?;
+            parts.push((proj, AxisInterp::new(r, target, mode).matrix(r, &dev)?, r));
         }
-        let dev = taps
-            .iter()
-            .next()
-            .map(|t| t.tensor.device().clone())
-            .unwrap_or(Device::Cpu);
         Ok(Self {
             target,
             bias: p.bias.to_device(&dev)?,
@@ -416,11 +492,11 @@ impl GenericProjector {
     fn tile(&self, ys: Range<usize>) -> Result<Tensor> {
         let (t, k, n) = (self.target, self.k, ys.len());
         let mut acc: Option<Tensor> = None;
-        for (proj, ah, aw, r) in &self.parts {
-            let rows = ah.narrow(0, ys.start, n)?.matmul(proj)?.reshape((n, *r, k))?; // [n, r, K]
-            let up = aw.broadcast_left(n)?.matmul(&rows)?; // [n, T, K]
+        for (proj, a, r) in &self.parts {
+            let rows = a.narrow(0, ys.start, n)?.matmul(proj)?.reshape((n, *r, k))?; // [n, r, K]
+            let up = a.broadcast_left(n)?.matmul(&rows)?; // [n, T, K]
             acc = Some(match acc {
-                Some(a) => (a + up)?,
+                Some(x) => (x + up)?,
                 None => up,
             });
         }

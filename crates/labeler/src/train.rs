@@ -366,17 +366,10 @@ pub fn fit(
     };
     let mut opt = candle_nn::AdamW::new(state.vars.iter().map(|(_, v)| v.clone()).collect(), params)?;
 
-    // Held-out rows, gathered once (f16) with their targets.
-    let mut held_x = vec![];
-    let mut held_y = vec![];
-    for (i, s) in splits.iter().enumerate() {
-        let taps = source.taps(i)?;
-        held_x.push(sparse(&taps, 0, &s.held, t, mode)?.to_dtype(DType::F16)?);
-        held_y.push(targets_for(config, &targets[i], &s.held, &dev)?);
-    }
-    let held_x = Tensor::cat(&held_x, 0)?;
-    let held_y = Tensor::cat(&held_y, 0)?;
-
+    // Held-out rows (f16) and targets, gathered during the first epoch from the same
+    // taps as the training rows: one tap generation per image per epoch.
+    let mut held_parts: Vec<Option<(Tensor, Tensor)>> = vec![None; targets.len()];
+    let (mut held_x, mut held_y) = (Tensor::zeros(0, DType::F16, &dev)?, Tensor::zeros(0, DType::U32, &dev)?);
     let per_image_bytes = splits.iter().map(|s| s.train.len()).max().unwrap_or(1) * d * 4;
     let group = (config.feature_budget_mb * (1 << 20) / per_image_bytes.max(1)).max(1);
     let mut best = vec![f32::INFINITY; m];
@@ -402,6 +395,10 @@ pub fn fit(
             let mut ys = vec![];
             for &i in chunk {
                 let taps = source.taps(i)?;
+                if held_parts[i].is_none() {
+                    let hx = sparse(&taps, 0, &splits[i].held, t, mode)?.to_dtype(DType::F16)?;
+                    held_parts[i] = Some((hx, targets_for(config, &targets[i], &splits[i].held, &dev)?));
+                }
                 xs.push(sparse(&taps, 0, &splits[i].train, t, mode)?);
                 ys.push(targets_for(config, &targets[i], &splits[i].train, &dev)?);
             }
@@ -454,6 +451,11 @@ pub fn fit(
                 loss_sum / steps.max(1) as f64,
                 (steps * b * m) as f64 / start.elapsed().as_secs_f64()
             ));
+        }
+        if epoch == 0 {
+            let (hx, hy): (Vec<Tensor>, Vec<Tensor>) = held_parts.iter_mut().filter_map(Option::take).unzip();
+            held_x = Tensor::cat(&hx, 0)?;
+            held_y = Tensor::cat(&hy, 0)?;
         }
         // Held-out loss per member (eval-mode BN), in chunks.
         let mut val = vec![0f32; m];
