@@ -33,3 +33,8 @@ pub mod prelude {
     pub use labelgan_labeler::{Ensemble, Head, LabelerConfig, PixelTargets};
     pub use labelgan_stylegan::{GeneratorConfig, StyleGan2};
 }
+
+/// The README's Rust examples, compiled as doctests so that they keep up with the API.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -178,7 +178,7 @@ impl FactoredProjection {
         let rows = (tile_pixels / target).clamp(1, target);
         for y0 in (0..target).step_by(rows) {
             let y1 = (y0 + rows).min(target);
-            f(y0..y1, &cpu.tile(y0..y1)?)?;
+            f(y0..y1, cpu.tile(y0..y1)?)?;
         }
         Ok(())
     }
@@ -288,6 +288,9 @@ struct Group<'a> {
     lo: usize,
     hi: usize,
     rows: Vec<f32>,
+    /// The previous window's buffer, reused (fresh allocations of this size cost a page
+    /// fault per 4 KB).
+    spare: Vec<f32>,
 }
 
 impl Group<'_> {
@@ -298,7 +301,8 @@ impl Group<'_> {
     /// Projected source rows `a..b` (computed, or reused from the previous window).
     fn ensure(&mut self, a: usize, b: usize, k: usize, lhs: &mut Vec<f32>) {
         let row = self.r() * k;
-        let mut out = vec![0f32; (b - a) * row];
+        let mut out = std::mem::take(&mut self.spare);
+        out.resize((b - a) * row, 0.0);
         let (ka, kb) = (a.max(self.lo), b.min(self.hi));
         let mut missing = vec![];
         if ka < kb {
@@ -318,7 +322,7 @@ impl Group<'_> {
         }
         self.lo = a;
         self.hi = b;
-        self.rows = out;
+        self.spare = std::mem::replace(&mut self.rows, out);
     }
 }
 
@@ -331,6 +335,8 @@ struct CpuProjector<'a> {
     full: Option<Stack<'a>>,
     groups: Vec<Group<'a>>,
     lhs: Vec<f32>,
+    /// The output tile, reused across tiles.
+    acc: Vec<f32>,
 }
 
 impl<'a> CpuProjector<'a> {
@@ -363,6 +369,7 @@ impl<'a> CpuProjector<'a> {
                     lo: 0,
                     hi: 0,
                     rows: vec![],
+                    spare: vec![],
                 });
             }
         }
@@ -374,24 +381,30 @@ impl<'a> CpuProjector<'a> {
             full,
             groups,
             lhs: vec![],
+            acc: vec![],
         })
     }
 
-    fn tile(&mut self, ys: Range<usize>) -> Result<Vec<f32>> {
+    fn tile(&mut self, ys: Range<usize>) -> Result<&[f32]> {
         let (k, t) = (self.k, self.target);
         let px = ys.len() * t;
-        let mut acc = vec![0f32; px * k];
-        if let Some(full) = &self.full {
-            full.project_rows(ys.start, ys.end, k, &mut acc, &mut self.lhs);
+        let mut acc = std::mem::take(&mut self.acc);
+        acc.resize(px * k, 0.0);
+        match &self.full {
+            // Overwrites the tile (gemm without reading dst).
+            Some(full) => full.project_rows(ys.start, ys.end, k, &mut acc, &mut self.lhs),
+            None => acc.iter_mut().for_each(|v| *v = 0.0),
         }
         for g in self.groups.iter_mut() {
             let lo = ys.clone().map(|y| g.interp.i0[y]).min().unwrap_or(0);
             let hi = ys.clone().map(|y| g.interp.i1[y]).max().unwrap_or(0) + 1;
             g.ensure(lo, hi, k, &mut self.lhs);
         }
-        // One fused pass per output row: vertical interpolation of every group into a
-        // row buffer, then per pixel the sum of all groups' horizontal interpolations,
-        // the bias and the ReLU, while the pixel's K values are in L1.
+        // One fused pass per output row and chunk of KC outputs: vertical interpolation
+        // of every group into a row buffer (`[r, KC]`, L2-resident), then per pixel the
+        // sum of all groups' horizontal interpolations, the bias and the ReLU, while
+        // the pixel's KC values are in L1.
+        const KC: usize = 256;
         let groups: &[Group] = &self.groups;
         let (bias, relu) = (&self.bias[..], self.relu);
         let threads = std::thread::available_parallelism()
@@ -403,49 +416,58 @@ impl<'a> CpuProjector<'a> {
             for (ci, chunk) in acc.chunks_mut(per * t * k).enumerate() {
                 let y_start = ys.start + ci * per;
                 s.spawn(move || {
-                    let mut rowbufs: Vec<Vec<f32>> = groups.iter().map(|g| vec![0f32; g.r() * k]).collect();
+                    let mut rowbufs: Vec<Vec<f32>> = groups.iter().map(|g| vec![0f32; g.r() * KC]).collect();
                     for (dy, out_row) in chunk.chunks_mut(t * k).enumerate() {
                         let y = y_start + dy;
-                        for (g, rowbuf) in groups.iter().zip(rowbufs.iter_mut()) {
-                            let rowlen = g.r() * k;
-                            let (i0, i1, w0, w1) = (g.interp.i0[y], g.interp.i1[y], g.interp.w0[y], g.interp.w1[y]);
-                            let r0 = &g.rows[(i0 - g.lo) * rowlen..(i0 - g.lo + 1) * rowlen];
-                            if w1 == 0.0 {
-                                rowbuf.iter_mut().zip(r0).for_each(|(d, &a)| *d = w0 * a);
-                            } else {
+                        for k0 in (0..k).step_by(KC) {
+                            let kc = KC.min(k - k0);
+                            for (g, rowbuf) in groups.iter().zip(rowbufs.iter_mut()) {
+                                let rowlen = g.r() * k;
+                                let (i0, i1, w0, w1) = (g.interp.i0[y], g.interp.i1[y], g.interp.w0[y], g.interp.w1[y]);
+                                let r0 = &g.rows[(i0 - g.lo) * rowlen..(i0 - g.lo + 1) * rowlen];
                                 let r1 = &g.rows[(i1 - g.lo) * rowlen..(i1 - g.lo + 1) * rowlen];
-                                rowbuf
-                                    .iter_mut()
-                                    .zip(r0.iter().zip(r1))
-                                    .for_each(|(d, (&a, &b))| *d = w0 * a + w1 * b);
-                            }
-                        }
-                        for x in 0..t {
-                            let dst = &mut out_row[x * k..(x + 1) * k];
-                            for (rowbuf, g) in rowbufs.iter().zip(groups) {
-                                let c = &g.interp;
-                                let (j0, j1, v0, v1) = (c.i0[x], c.i1[x], c.w0[x], c.w1[x]);
-                                let s0 = &rowbuf[j0 * k..(j0 + 1) * k];
-                                if v1 == 0.0 {
-                                    dst.iter_mut().zip(s0).for_each(|(d, &a)| *d += v0 * a);
-                                } else {
-                                    let s1 = &rowbuf[j1 * k..(j1 + 1) * k];
-                                    dst.iter_mut()
-                                        .zip(s0.iter().zip(s1))
-                                        .for_each(|(d, (&a, &b))| *d += v0 * a + v1 * b);
+                                for j in 0..g.r() {
+                                    let d = &mut rowbuf[j * kc..(j + 1) * kc];
+                                    let a0 = &r0[j * k + k0..j * k + k0 + kc];
+                                    if w1 == 0.0 {
+                                        d.iter_mut().zip(a0).for_each(|(d, &a)| *d = w0 * a);
+                                    } else {
+                                        let a1 = &r1[j * k + k0..j * k + k0 + kc];
+                                        d.iter_mut()
+                                            .zip(a0.iter().zip(a1))
+                                            .for_each(|(d, (&a, &b))| *d = w0 * a + w1 * b);
+                                    }
                                 }
                             }
-                            if relu {
-                                dst.iter_mut().zip(bias).for_each(|(d, &b)| *d = (*d + b).max(0.0));
-                            } else {
-                                dst.iter_mut().zip(bias).for_each(|(d, &b)| *d += b);
+                            for x in 0..t {
+                                let dst = &mut out_row[x * k + k0..x * k + k0 + kc];
+                                for (rowbuf, g) in rowbufs.iter().zip(groups) {
+                                    let c = &g.interp;
+                                    let (j0, j1, v0, v1) = (c.i0[x], c.i1[x], c.w0[x], c.w1[x]);
+                                    let s0 = &rowbuf[j0 * kc..(j0 + 1) * kc];
+                                    if v1 == 0.0 {
+                                        dst.iter_mut().zip(s0).for_each(|(d, &a)| *d += v0 * a);
+                                    } else {
+                                        let s1 = &rowbuf[j1 * kc..(j1 + 1) * kc];
+                                        dst.iter_mut()
+                                            .zip(s0.iter().zip(s1))
+                                            .for_each(|(d, (&a, &b))| *d += v0 * a + v1 * b);
+                                    }
+                                }
+                                let bias = &bias[k0..k0 + kc];
+                                if relu {
+                                    dst.iter_mut().zip(bias).for_each(|(d, &b)| *d = (*d + b).max(0.0));
+                                } else {
+                                    dst.iter_mut().zip(bias).for_each(|(d, &b)| *d += b);
+                                }
                             }
                         }
                     }
                 });
             }
         });
-        Ok(acc)
+        self.acc = acc;
+        Ok(&self.acc[..px * k])
     }
 }
 

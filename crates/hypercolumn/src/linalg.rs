@@ -17,13 +17,31 @@ pub fn sgemm(
     lcs: usize,
     rhs: &[f32],
 ) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    sgemm_threads(threads, m, n, k, dst, accumulate, lhs, lrs, lcs, rhs)
+}
+
+/// [`sgemm`] on at most `threads` threads (1: on the calling thread only, for callers
+/// that parallelise themselves).
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_threads(
+    threads: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    lrs: usize,
+    lcs: usize,
+    rhs: &[f32],
+) {
     if m == 0 || n == 0 || k == 0 {
         return;
     }
     assert!(dst.len() >= m * n, "gemm dst too small");
     assert!((m - 1) * lrs + (k - 1) * lcs < lhs.len(), "gemm lhs out of bounds");
     assert!(k * n <= rhs.len(), "gemm rhs out of bounds");
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let par = if threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {

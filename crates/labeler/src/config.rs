@@ -96,7 +96,7 @@ impl LabelerConfig {
             pixels_per_image: 20_000,
             holdout: 0.1,
             feature_budget_mb: 1024,
-            tile_pixels: 4096,
+            tile_pixels: 1024,
         }
     }
 

@@ -8,7 +8,7 @@ use candle_core::{D, DType, Device, Tensor};
 
 use labelgan_core::{Error, FeatureTaps, LabelKind, Labels, PixelLabeler, Prediction, Result};
 use labelgan_hypercolumn::FactoredProjection;
-use labelgan_hypercolumn::linalg::sgemm;
+use labelgan_hypercolumn::linalg::sgemm_threads;
 
 use crate::config::Head;
 use crate::ensemble::{BN_EPS, Ensemble};
@@ -123,23 +123,29 @@ impl Ensemble {
                 self.config.tile_pixels,
                 |_, h| {
                     let px = h.len() / (m * h1);
-                    let mut z = vec![0f32; px * h2];
-                    let mut out = vec![0f32; m * px * c]; // [M, px, C]
-                    for (k, [w2, b2, w3, b3]) in cpu.iter().enumerate() {
-                        sgemm(px, h2, h1, &mut z, false, &h[k * h1..], m * h1, 1, w2);
-                        for row in z.chunks_mut(h2) {
-                            row.iter_mut().zip(b2).for_each(|(v, &b)| *v = (*v + b).max(0.0));
-                        }
-                        let o = &mut out[k * px * c..(k + 1) * px * c];
-                        sgemm(px, c, h2, o, false, &z, h2, 1, w3);
-                        for row in o.chunks_mut(c) {
-                            row.iter_mut().zip(b3).for_each(|(v, &b)| *v += b);
-                        }
-                    }
-                    if seg {
-                        cpu_vote_and_js(&out, m, px, c, &mut classes, &mut uncertainty);
-                    } else {
-                        cpu_mean_and_var(&out, m, px, c, &mut values, &mut uncertainty);
+                    let threads = std::thread::available_parallelism()
+                        .map_or(1, |n| n.get())
+                        .min(px)
+                        .max(1);
+                    let per = px.div_ceil(threads);
+                    // Each thread takes a run of pixels through every member and the vote.
+                    let parts: Vec<(Vec<u32>, Vec<f32>, Vec<f32>)> = std::thread::scope(|sc| {
+                        let handles: Vec<_> = (0..threads)
+                            .map(|ti| {
+                                let (p0, p1) = ((ti * per).min(px), ((ti + 1) * per).min(px));
+                                let h = &h[p0 * m * h1..p1 * m * h1];
+                                sc.spawn(move || member_tail(cpu, h, m, h1, h2, c, seg))
+                            })
+                            .collect();
+                        handles
+                            .into_iter()
+                            .map(|j| j.join().expect("labeler worker panicked"))
+                            .collect()
+                    });
+                    for (cls, vals, unc) in parts {
+                        classes.extend(cls);
+                        values.extend(vals);
+                        uncertainty.extend(unc);
                     }
                     Ok(())
                 },
@@ -202,7 +208,42 @@ impl Ensemble {
     }
 }
 
-/// CPU version of [`vote_and_js`] over logits `[M, px, C]`, appending per pixel.
+/// Layers 2 and 3 of every member and the vote (or mean) for pixels `h [px, M*h1]`, on
+/// the calling thread. Returns (classes, values, uncertainty).
+fn member_tail(
+    cpu: &[[Vec<f32>; 4]],
+    h: &[f32],
+    m: usize,
+    h1: usize,
+    h2: usize,
+    c: usize,
+    seg: bool,
+) -> (Vec<u32>, Vec<f32>, Vec<f32>) {
+    let px = h.len() / (m * h1);
+    let mut z = vec![0f32; px * h2];
+    let mut out = vec![0f32; m * px * c]; // [M, px, C]
+    for (k, [w2, b2, w3, b3]) in cpu.iter().enumerate() {
+        sgemm_threads(1, px, h2, h1, &mut z, false, &h[k * h1..], m * h1, 1, w2);
+        for row in z.chunks_mut(h2) {
+            row.iter_mut().zip(b2).for_each(|(v, &b)| *v = (*v + b).max(0.0));
+        }
+        let o = &mut out[k * px * c..(k + 1) * px * c];
+        sgemm_threads(1, px, c, h2, o, false, &z, h2, 1, w3);
+        for row in o.chunks_mut(c) {
+            row.iter_mut().zip(b3).for_each(|(v, &b)| *v += b);
+        }
+    }
+    let (mut classes, mut values, mut unc) = (vec![], vec![], vec![]);
+    if seg {
+        cpu_vote_and_js(&out, m, px, c, &mut classes, &mut unc);
+    } else {
+        cpu_mean_and_var(&out, m, px, c, &mut values, &mut unc);
+    }
+    (classes, values, unc)
+}
+
+/// CPU version of [`vote_and_js`] over logits `[M, px, C]`, appending per pixel. A
+/// member's entropy uses `ln p_j = (l_j - max) - ln S`: one logarithm per member.
 fn cpu_vote_and_js(out: &[f32], m: usize, px: usize, c: usize, classes: &mut Vec<u32>, js: &mut Vec<f32>) {
     let mut p = vec![0f32; c];
     let mut mean = vec![0f32; c];
@@ -219,15 +260,18 @@ fn cpu_vote_and_js(out: &[f32], m: usize, px: usize, c: usize, classes: &mut Vec
                 *q = (v - mx).exp();
                 sum += *q;
             }
+            let ln_s = sum.ln();
             let mut best = 0;
+            let mut h = 0f32;
             for j in 0..c {
                 p[j] /= sum;
                 mean[j] += p[j] / m as f32;
-                mean_h -= p[j] * (p[j] + 1e-12).ln() / m as f32;
+                h -= p[j] * (l[j] - mx - ln_s);
                 if p[j] > p[best] {
                     best = j;
                 }
             }
+            mean_h += h / m as f32;
             votes[best] += 1;
         }
         let h_mean: f32 = -mean.iter().map(|&q| q * (q + 1e-12).ln()).sum::<f32>();
