@@ -8,6 +8,10 @@ use std::process::{Command, Output};
 use candle_core::{Device, Tensor};
 use labelgan_core::io::TensorFile;
 
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    labelgan_core::max_abs_diff(a, b).unwrap()
+}
+
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures/stylegan2")
@@ -53,20 +57,6 @@ fn load(p: &Path) -> TensorFile {
     TensorFile::load(p, &Device::Cpu).unwrap()
 }
 
-fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
 #[test]
 fn reproduces_the_reference_cases_from_z() {
     let io = load(&fixture("sg2_res32_io.safetensors"));
@@ -85,8 +75,8 @@ fn reproduces_the_reference_cases_from_z() {
         "3",
     ]);
     let got = load(&out);
-    assert!(max_abs(got.get("ws").unwrap(), io.get("case0.ws").unwrap()) < 1e-4);
-    assert!(max_abs(got.get("img").unwrap(), io.get("case0.img").unwrap()) < 1e-4);
+    assert!(max_abs_diff(got.get("ws").unwrap(), io.get("case0.ws").unwrap()) < 1e-4);
+    assert!(max_abs_diff(got.get("img").unwrap(), io.get("case0.img").unwrap()) < 1e-4);
     // case2: psi 0.5, cutoff 4, no noise.
     let out2 = tmp("case2.safetensors");
     ok(&[
@@ -105,7 +95,7 @@ fn reproduces_the_reference_cases_from_z() {
         "none",
     ]);
     let got2 = load(&out2);
-    assert!(max_abs(got2.get("img").unwrap(), io.get("case2.img").unwrap()) < 1e-4);
+    assert!(max_abs_diff(got2.get("img").unwrap(), io.get("case2.img").unwrap()) < 1e-4);
     // Feeding the output back (it holds ws) renders the same images.
     let again = tmp("again.safetensors");
     ok(&[
@@ -119,7 +109,10 @@ fn reproduces_the_reference_cases_from_z() {
         "--noise",
         "none",
     ]);
-    assert_eq!(max_abs(load(&again).get("img").unwrap(), got2.get("img").unwrap()), 0.0);
+    assert_eq!(
+        max_abs_diff(load(&again).get("img").unwrap(), got2.get("img").unwrap()),
+        0.0
+    );
 }
 
 #[test]
@@ -178,7 +171,7 @@ fn seeds_pngs_and_contact_sheet() {
         out3.to_str().unwrap(),
     ]);
     let a = load(&out3).get("img").unwrap().clone();
-    assert!(max_abs(&a, &img.narrow(0, 0, 3).unwrap()) < 1e-4);
+    assert!(max_abs_diff(&a, &img.narrow(0, 0, 3).unwrap()) < 1e-4);
     // Random noise: deterministic in its seed.
     let r1 = tmp("r1.safetensors");
     let r2 = tmp("r2.safetensors");

@@ -112,3 +112,17 @@ pub fn ensure_finite(t: &candle_core::Tensor, what: &str) -> Result<()> {
         None => Ok(()),
     }
 }
+
+/// Largest absolute elementwise difference of two tensors of the same shape (f32); the
+/// measure parity tests use.
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> Result<f32> {
+    if a.dims() != b.dims() {
+        return Err(Error::invalid(format!(
+            "cannot compare shapes {:?} and {:?}",
+            a.dims(),
+            b.dims()
+        )));
+    }
+    let d = (a.to_dtype(candle_core::DType::F32)? - b.to_dtype(candle_core::DType::F32)?)?;
+    Ok(d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
+}

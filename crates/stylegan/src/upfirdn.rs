@@ -141,6 +141,10 @@ mod tests {
     use candle_core::Device;
     use labelgan_core::SplitMix64;
 
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        labelgan_core::max_abs_diff(a, b).unwrap()
+    }
+
     /// The official two steps, literally: zero-padded transposed conv, then an explicit
     /// depthwise upfirdn2d (pad, convolve with the flipped filter, gain).
     fn reference_upsample_conv(x: &Tensor, w: &Tensor, f: &Tensor) -> Tensor {
@@ -177,19 +181,6 @@ mod tests {
             .unwrap()
     }
 
-    fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
-
     fn randn(r: &mut SplitMix64, s: &[usize]) -> Tensor {
         r.normal_tensor(s, &Device::Cpu).unwrap()
     }
@@ -205,7 +196,7 @@ mod tests {
                 let got = upsample_conv2d(&x, &wt, &f).unwrap();
                 let want = reference_upsample_conv(&x, &wt, &f);
                 assert_eq!(got.dims(), &[2, 5, 2 * h, 2 * w]);
-                assert!(max_abs(&got, &want) < 1e-4, "{}", max_abs(&got, &want));
+                assert!(max_abs_diff(&got, &want) < 1e-4, "{}", max_abs_diff(&got, &want));
             }
         }
     }
@@ -218,7 +209,7 @@ mod tests {
             let got = upsample2d(&x, &f).unwrap();
             let want = fir(&zero_insert(&x), &f, 2, 1);
             assert_eq!(got.dims(), want.dims());
-            assert!(max_abs(&got, &want) < 1e-5, "{}", max_abs(&got, &want));
+            assert!(max_abs_diff(&got, &want) < 1e-5, "{}", max_abs_diff(&got, &want));
         }
     }
 }

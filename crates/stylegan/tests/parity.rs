@@ -9,24 +9,14 @@ use labelgan_core::io::TensorFile;
 use labelgan_core::{Generator, NoiseMode, Truncation};
 use labelgan_stylegan::StyleGan2;
 
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    labelgan_core::max_abs_diff(a, b).unwrap()
+}
+
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures/stylegan2")
         .join(name)
-}
-
-fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 struct Case {
@@ -60,11 +50,11 @@ fn ws_images_and_taps_match_the_official_generator() {
     for k in 0..3 {
         let c = case(&io, k);
         let ws = g.map(z, None, c.truncation).unwrap();
-        let e = max_abs(&ws, io.get(&format!("case{k}.ws")).unwrap());
+        let e = max_abs_diff(&ws, io.get(&format!("case{k}.ws")).unwrap());
         eprintln!("case{k}.ws max abs error {e:.2e}");
         assert!(e < 1e-4, "case{k}.ws: max abs error {e}");
         let out = g.synthesize(&ws, c.noise).unwrap();
-        let e = max_abs(&out.image, io.get(&format!("case{k}.img")).unwrap());
+        let e = max_abs_diff(&out.image, io.get(&format!("case{k}.img")).unwrap());
         eprintln!("case{k}.img max abs error {e:.2e}");
         assert!(e < 1e-4, "case{k}.img: max abs error {e}");
         if k == 0 {
@@ -81,12 +71,12 @@ fn ws_images_and_taps_match_the_official_generator() {
                     .taps
                     .get(tap_name)
                     .unwrap_or_else(|| panic!("missing tap {tap_name}"));
-                let e = max_abs(&tap.tensor, io.get(name).unwrap());
+                let e = max_abs_diff(&tap.tensor, io.get(name).unwrap());
                 eprintln!("case0 {tap_name} max abs error {e:.2e}");
                 assert!(e < 1e-4, "{tap_name}: max abs error {e}");
             }
             // image-only path computes the same picture.
-            let e = max_abs(&g.image(&ws, c.noise).unwrap(), &out.image);
+            let e = max_abs_diff(&g.image(&ws, c.noise).unwrap(), &out.image);
             assert!(e == 0.0, "image() differs from synthesize(): {e}");
         }
     }
