@@ -8,7 +8,7 @@
 //! ```
 //! Reports the median of `--repeats` timed runs after one warm-up run.
 
-use std::time::Instant;
+mod common;
 
 use clap::Parser;
 use labelgan::prelude::*;
@@ -47,20 +47,13 @@ fn main() -> labelgan::core::Result<()> {
     };
     let g = StyleGan2::random(&config, 0, &device)?;
     let z = g.sample_z(a.batch, 1)?;
-    let run = || -> labelgan::core::Result<f64> {
-        let t = Instant::now();
+    let s = common::median_seconds(a.repeats, || {
         let ws = g.map(&z, None, Truncation::NONE)?;
         let out = g.synthesize(&ws, NoiseMode::Const)?;
         device.synchronize()?;
         std::hint::black_box(out);
-        Ok(t.elapsed().as_secs_f64())
-    };
-    run()?;
-    let mut ts = (0..a.repeats.max(1))
-        .map(|_| run())
-        .collect::<labelgan::core::Result<Vec<_>>>()?;
-    ts.sort_by(f64::total_cmp);
-    let s = ts[ts.len() / 2] / a.batch as f64;
+        Ok(())
+    })? / a.batch as f64;
     println!(
         "{}",
         serde_json::json!({"resolution": a.resolution, "channel_base": a.channel_base, "batch": a.batch, "s_per_image": (s * 1e4).round() / 1e4})

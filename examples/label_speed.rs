@@ -11,8 +11,6 @@
 
 mod common;
 
-use std::time::Instant;
-
 use clap::Parser;
 use labelgan::prelude::*;
 
@@ -33,24 +31,18 @@ fn main() -> labelgan::core::Result<()> {
     let cfg = LabelerConfig::new(Head::Segmentation { classes: 8 }, a.resolution);
     let ens = Ensemble::init(&cfg, &taps.specs(), &Device::Cpu)?;
     let prepared = ens.prepare(&Device::Cpu)?;
-    let label = || -> labelgan::core::Result<f64> {
-        let t = Instant::now();
+    let s = common::median_seconds(a.repeats, || {
         let p = ens.predict_prepared(&prepared, &taps, 0)?;
         std::hint::black_box((p.classes, p.score));
-        Ok(t.elapsed().as_secs_f64())
-    };
-    label()?;
-    let mut ts = (0..a.repeats.max(1))
-        .map(|_| label())
-        .collect::<labelgan::core::Result<Vec<_>>>()?;
-    ts.sort_by(f64::total_cmp);
+        Ok(())
+    })?;
     println!(
         "{}",
         serde_json::json!({
             "resolution": a.resolution,
             "channel_base": a.channel_base,
             "dim": taps.total_channels(),
-            "s_per_image": (ts[ts.len() / 2] * 1000.0).round() / 1000.0,
+            "s_per_image": (s * 1000.0).round() / 1000.0,
             "peak_rss_mb": common::peak_rss_mb(),
         })
     );

@@ -39,3 +39,20 @@ pub fn random_taps(resolution: usize, channel_base: usize, seed: u64) -> labelga
     }
     Ok(taps)
 }
+
+/// Median seconds of `repeats` (at least 1) timed calls of `f`, after one untimed
+/// warm-up call.
+pub fn median_seconds(
+    repeats: usize,
+    mut f: impl FnMut() -> labelgan::core::Result<()>,
+) -> labelgan::core::Result<f64> {
+    f()?;
+    let mut ts = Vec::new();
+    for _ in 0..repeats.max(1) {
+        let t = std::time::Instant::now();
+        f()?;
+        ts.push(t.elapsed().as_secs_f64());
+    }
+    ts.sort_by(f64::total_cmp);
+    Ok(ts[ts.len() / 2])
+}

@@ -48,6 +48,13 @@ impl SplitMix64 {
         ((self.next_u64() as u128 * n as u128) >> 64) as u64
     }
 
+    /// Shuffles `v` in place (Fisher-Yates).
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, self.below(i as u64 + 1) as usize);
+        }
+    }
+
     /// Standard normal.
     pub fn normal(&mut self) -> f64 {
         if let Some(v) = self.spare.take() {
@@ -89,6 +96,18 @@ mod tests {
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64;
         assert!(mean.abs() < 0.01, "mean {mean}");
         assert!((var - 1.0).abs() < 0.01, "var {var}");
+    }
+
+    #[test]
+    fn shuffle_is_a_seeded_permutation() {
+        let mut a: Vec<u32> = (0..100).collect();
+        SplitMix64::new(4).shuffle(&mut a);
+        let mut b: Vec<u32> = (0..100).collect();
+        SplitMix64::new(4).shuffle(&mut b);
+        assert_eq!(a, b);
+        assert_ne!(a, (0..100).collect::<Vec<_>>());
+        a.sort();
+        assert_eq!(a, (0..100).collect::<Vec<_>>());
     }
 
     #[test]

@@ -139,12 +139,10 @@ impl FactoredProjection {
                 )
             });
         }
-        let rows = (tile_pixels / target).clamp(1, target);
         let g = GenericProjector::new(self, taps, image, target, mode)?;
-        for y0 in (0..target).step_by(rows) {
-            let y1 = (y0 + rows).min(target);
-            let t = g.tile(y0..y1)?;
-            f(y0..y1, if self.relu { t.relu()? } else { t })?;
+        for ys in row_tiles(target, tile_pixels) {
+            let t = g.tile(ys.clone())?;
+            f(ys, if self.relu { t.relu()? } else { t })?;
         }
         Ok(())
     }
@@ -175,10 +173,8 @@ impl FactoredProjection {
         let bias = self.bias.to_vec1::<f32>()?;
         let tap_slices: Vec<&[f32]> = tap_guards.iter().map(CpuSlice::slice).collect::<Result<_>>()?;
         let mut cpu = CpuProjector::new(self, &tap_slices, &w_guards, bias, target, mode)?;
-        let rows = (tile_pixels / target).clamp(1, target);
-        for y0 in (0..target).step_by(rows) {
-            let y1 = (y0 + rows).min(target);
-            f(y0..y1, cpu.tile(y0..y1)?)?;
+        for ys in row_tiles(target, tile_pixels) {
+            f(ys.clone(), cpu.tile(ys)?)?;
         }
         Ok(())
     }
@@ -219,6 +215,12 @@ pub fn project(
     mode: Upsample,
 ) -> Result<Tensor> {
     FactoredProjection::new(w, b, &taps.specs())?.project(taps, image, target, mode)
+}
+
+/// Consecutive ranges of whole output rows, about `tile_pixels` pixels each.
+fn row_tiles(target: usize, tile_pixels: usize) -> impl Iterator<Item = Range<usize>> {
+    let rows = (tile_pixels / target).clamp(1, target.max(1));
+    (0..target).step_by(rows).map(move |y0| y0..(y0 + rows).min(target))
 }
 
 /// A read guard on a contiguous f32 CPU tensor's storage.

@@ -164,9 +164,7 @@ fn sample_pixels(cfg: &LabelerConfig, t: &PixelTargets, rng: &mut SplitMix64) ->
     while pick.len() < want {
         pick.push(rng.below(n as u64) as u32);
     }
-    for i in (1..pick.len()).rev() {
-        pick.swap(i, rng.below(i as u64 + 1) as usize);
-    }
+    rng.shuffle(&mut pick);
     let held = ((pick.len() as f32 * cfg.holdout).round() as usize).clamp(1, pick.len() - 1);
     let train = pick.split_off(held);
     Ok(Split { train, held: pick })
@@ -384,9 +382,7 @@ pub fn fit(
     for epoch in 0..config.max_epochs {
         epochs = epoch + 1;
         let mut order: Vec<usize> = (0..targets.len()).collect();
-        for i in (1..order.len()).rev() {
-            order.swap(i, rng.below(i as u64 + 1) as usize);
-        }
+        rng.shuffle(&mut order);
         let mut seen = 0;
         let mut loss_sum = 0f64;
         let mut steps = 0usize;
@@ -411,9 +407,7 @@ pub fn fit(
             let perms: Vec<Vec<u32>> = (0..m)
                 .map(|_| {
                     let mut p: Vec<u32> = (0..n as u32).collect();
-                    for i in (1..p.len()).rev() {
-                        p.swap(i, rng.below(i as u64 + 1) as usize);
-                    }
+                    rng.shuffle(&mut p);
                     p
                 })
                 .collect();
