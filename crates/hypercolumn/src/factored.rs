@@ -48,6 +48,10 @@ pub struct FactoredProjection {
     /// Use the device-generic candle path even on the CPU (for tests).
     #[doc(hidden)]
     pub force_generic: bool,
+    /// CPU path: source pixels projected per GEMM at least (the weights are packed
+    /// once per GEMM, so small GEMMs waste time; larger windows cost memory).
+    #[doc(hidden)]
+    pub chunk_pixels: usize,
 }
 
 impl FactoredProjection {
@@ -98,6 +102,7 @@ impl FactoredProjection {
             bias,
             relu: false,
             force_generic: false,
+            chunk_pixels: 1024,
         })
     }
 
@@ -262,23 +267,25 @@ struct Stack<'a> {
 }
 
 impl Stack<'_> {
-    /// `dst [(b-a)*r, K] = x[source rows a..b] · w`: the rows' pixels are gathered
-    /// pixel-major into a small buffer so the GEMM sees one `k = C` product.
+    /// `dst [(b-a)*r, K] = x[source rows a..b] · w`. The taps are channel-major, so the
+    /// rows' pixels are a column-major `[px, C]` matrix: read in place for one tap,
+    /// or copied channel by channel (contiguous runs) when several taps share `r`.
     fn project_rows(&self, a: usize, b: usize, k: usize, dst: &mut [f32], lhs: &mut Vec<f32>) {
         let (n, px0, px) = (self.r * self.r, a * self.r, (b - a) * self.r);
+        if let [(data, _)] = self.parts[..] {
+            sgemm(px, k, self.c, dst, false, &data[px0..], 1, n, self.w);
+            return;
+        }
         lhs.clear();
         lhs.resize(px * self.c, 0.0);
         let mut off = 0;
         for &(data, ct) in &self.parts {
             for ch in 0..ct {
-                let src = &data[ch * n + px0..ch * n + px0 + px];
-                for (p, &v) in src.iter().enumerate() {
-                    lhs[p * self.c + off + ch] = v;
-                }
+                lhs[(off + ch) * px..(off + ch + 1) * px].copy_from_slice(&data[ch * n + px0..ch * n + px0 + px]);
             }
             off += ct;
         }
-        sgemm(px, k, self.c, dst, false, lhs, self.c, 1, self.w);
+        sgemm(px, k, self.c, dst, false, lhs, 1, px, self.w);
     }
 }
 
@@ -290,9 +297,6 @@ struct Group<'a> {
     lo: usize,
     hi: usize,
     rows: Vec<f32>,
-    /// The previous window's buffer, reused (fresh allocations of this size cost a page
-    /// fault per 4 KB).
-    spare: Vec<f32>,
 }
 
 impl Group<'_> {
@@ -300,36 +304,34 @@ impl Group<'_> {
         self.stack.r
     }
 
-    /// Projected source rows `a..b` (computed, or reused from the previous window).
-    fn ensure(&mut self, a: usize, b: usize, k: usize, lhs: &mut Vec<f32>) {
+    /// Makes source rows `a..b` available (requests move down the image). Missing rows
+    /// are projected at least `chunk` at a time, so every GEMM has enough pixels to
+    /// amortise packing the weights.
+    fn ensure(&mut self, a: usize, b: usize, k: usize, chunk: usize, lhs: &mut Vec<f32>) {
+        if a >= self.lo && b <= self.hi {
+            return;
+        }
+        if a < self.lo || a >= self.hi {
+            // Nothing to keep.
+            self.lo = a;
+            self.hi = a;
+        }
         let row = self.r() * k;
-        let mut out = std::mem::take(&mut self.spare);
-        out.resize((b - a) * row, 0.0);
-        let (ka, kb) = (a.max(self.lo), b.min(self.hi));
-        let mut missing = vec![];
-        if ka < kb {
-            out[(ka - a) * row..(kb - a) * row].copy_from_slice(&self.rows[(ka - self.lo) * row..(kb - self.lo) * row]);
-            if a < ka {
-                missing.push(a..ka);
-            }
-            if kb < b {
-                missing.push(kb..b);
-            }
-        } else {
-            missing.push(a..b);
-        }
-        for m in missing {
-            self.stack
-                .project_rows(m.start, m.end, k, &mut out[(m.start - a) * row..(m.end - a) * row], lhs);
-        }
+        let end = b.max(self.hi + chunk).min(self.r());
+        // Keep rows a..hi (moved to the front), project hi..end after them.
+        self.rows.copy_within((a - self.lo) * row..(self.hi - self.lo) * row, 0);
+        self.rows.resize((end - a) * row, 0.0);
+        let start = self.hi;
+        self.stack
+            .project_rows(start, end, k, &mut self.rows[(start - a) * row..], lhs);
         self.lo = a;
-        self.hi = b;
-        self.spare = std::mem::replace(&mut self.rows, out);
+        self.hi = end;
     }
 }
 
 struct CpuProjector<'a> {
     relu: bool,
+    chunk_pixels: usize,
     k: usize,
     target: usize,
     bias: Vec<f32>,
@@ -371,12 +373,12 @@ impl<'a> CpuProjector<'a> {
                     lo: 0,
                     hi: 0,
                     rows: vec![],
-                    spare: vec![],
                 });
             }
         }
         Ok(Self {
             relu: p.relu,
+            chunk_pixels: p.chunk_pixels,
             k: p.out_dim(),
             target,
             bias,
@@ -400,13 +402,9 @@ impl<'a> CpuProjector<'a> {
         for g in self.groups.iter_mut() {
             let lo = ys.clone().map(|y| g.interp.i0[y]).min().unwrap_or(0);
             let hi = ys.clone().map(|y| g.interp.i1[y]).max().unwrap_or(0) + 1;
-            g.ensure(lo, hi, k, &mut self.lhs);
+            let chunk = self.chunk_pixels.div_ceil(g.r()).max(1);
+            g.ensure(lo, hi, k, chunk, &mut self.lhs);
         }
-        // One fused pass per output row and chunk of KC outputs: vertical interpolation
-        // of every group into a row buffer (`[r, KC]`, L2-resident), then per pixel the
-        // sum of all groups' horizontal interpolations, the bias and the ReLU, while
-        // the pixel's KC values are in L1.
-        const KC: usize = 256;
         let groups: &[Group] = &self.groups;
         let (bias, relu) = (&self.bias[..], self.relu);
         let threads = std::thread::available_parallelism()
@@ -417,59 +415,130 @@ impl<'a> CpuProjector<'a> {
         std::thread::scope(|s| {
             for (ci, chunk) in acc.chunks_mut(per * t * k).enumerate() {
                 let y_start = ys.start + ci * per;
-                s.spawn(move || {
-                    let mut rowbufs: Vec<Vec<f32>> = groups.iter().map(|g| vec![0f32; g.r() * KC]).collect();
-                    for (dy, out_row) in chunk.chunks_mut(t * k).enumerate() {
-                        let y = y_start + dy;
-                        for k0 in (0..k).step_by(KC) {
-                            let kc = KC.min(k - k0);
-                            for (g, rowbuf) in groups.iter().zip(rowbufs.iter_mut()) {
-                                let rowlen = g.r() * k;
-                                let (i0, i1, w0, w1) = (g.interp.i0[y], g.interp.i1[y], g.interp.w0[y], g.interp.w1[y]);
-                                let r0 = &g.rows[(i0 - g.lo) * rowlen..(i0 - g.lo + 1) * rowlen];
-                                let r1 = &g.rows[(i1 - g.lo) * rowlen..(i1 - g.lo + 1) * rowlen];
-                                for j in 0..g.r() {
-                                    let d = &mut rowbuf[j * kc..(j + 1) * kc];
-                                    let a0 = &r0[j * k + k0..j * k + k0 + kc];
-                                    if w1 == 0.0 {
-                                        d.iter_mut().zip(a0).for_each(|(d, &a)| *d = w0 * a);
-                                    } else {
-                                        let a1 = &r1[j * k + k0..j * k + k0 + kc];
-                                        d.iter_mut()
-                                            .zip(a0.iter().zip(a1))
-                                            .for_each(|(d, (&a, &b))| *d = w0 * a + w1 * b);
-                                    }
-                                }
-                            }
-                            for x in 0..t {
-                                let dst = &mut out_row[x * k + k0..x * k + k0 + kc];
-                                for (rowbuf, g) in rowbufs.iter().zip(groups) {
-                                    let c = &g.interp;
-                                    let (j0, j1, v0, v1) = (c.i0[x], c.i1[x], c.w0[x], c.w1[x]);
-                                    let s0 = &rowbuf[j0 * kc..(j0 + 1) * kc];
-                                    if v1 == 0.0 {
-                                        dst.iter_mut().zip(s0).for_each(|(d, &a)| *d += v0 * a);
-                                    } else {
-                                        let s1 = &rowbuf[j1 * kc..(j1 + 1) * kc];
-                                        dst.iter_mut()
-                                            .zip(s0.iter().zip(s1))
-                                            .for_each(|(d, (&a, &b))| *d += v0 * a + v1 * b);
-                                    }
-                                }
-                                let bias = &bias[k0..k0 + kc];
-                                if relu {
-                                    dst.iter_mut().zip(bias).for_each(|(d, &b)| *d = (*d + b).max(0.0));
-                                } else {
-                                    dst.iter_mut().zip(bias).for_each(|(d, &b)| *d += b);
-                                }
-                            }
-                        }
-                    }
-                });
+                s.spawn(move || fuse_rows(groups, bias, relu, t, k, y_start, chunk));
             }
         });
         self.acc = acc;
         Ok(&self.acc[..px * k])
+    }
+}
+
+/// Outputs per chunk of the fused pass: one pixel's chunk stays in L1 across groups.
+const KC: usize = 256;
+
+/// The fused upsample-sum-bias-activation pass for output rows `y_start..` (one
+/// `[t, k]` row per `t * k` of `out`), on the calling thread, with AVX2+FMA where the
+/// CPU has it.
+fn fuse_rows(groups: &[Group], bias: &[f32], relu: bool, t: usize, k: usize, y_start: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports the enabled features (checked above).
+        unsafe { fuse_rows_avx2(groups, bias, relu, t, k, y_start, out) };
+        return;
+    }
+    // aarch64's baseline has fused multiply-add; elsewhere plain mul + add.
+    fuse_rows_body::<{ cfg!(target_arch = "aarch64") }>(groups, bias, relu, t, k, y_start, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fuse_rows_avx2(
+    groups: &[Group],
+    bias: &[f32],
+    relu: bool,
+    t: usize,
+    k: usize,
+    y_start: usize,
+    out: &mut [f32],
+) {
+    fuse_rows_body::<true>(groups, bias, relu, t, k, y_start, out)
+}
+
+/// `a * b + c`, fused when `F` (only where that is a single instruction).
+#[inline(always)]
+fn fmadd<const F: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if F { a.mul_add(b, c) } else { a * b + c }
+}
+
+/// Per output row and chunk of KC outputs: vertical interpolation of every group into
+/// a row buffer (`[r, KC]`, L2-resident), then per pixel the sum of all groups'
+/// horizontal interpolations, the bias and the activation, 16 lanes at a time held in
+/// registers across all groups.
+#[inline(always)]
+fn fuse_rows_body<const F: bool>(
+    groups: &[Group],
+    bias: &[f32],
+    relu: bool,
+    t: usize,
+    k: usize,
+    y_start: usize,
+    out: &mut [f32],
+) {
+    const L: usize = 16;
+    let mut rowbufs: Vec<Vec<f32>> = groups.iter().map(|g| vec![0f32; g.r() * KC]).collect();
+    for (dy, out_row) in out.chunks_mut(t * k).enumerate() {
+        let y = y_start + dy;
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            for (g, rowbuf) in groups.iter().zip(rowbufs.iter_mut()) {
+                let rowlen = g.r() * k;
+                let (i0, i1, w0, w1) = (g.interp.i0[y], g.interp.i1[y], g.interp.w0[y], g.interp.w1[y]);
+                let r0 = &g.rows[(i0 - g.lo) * rowlen..(i0 - g.lo + 1) * rowlen];
+                let r1 = &g.rows[(i1 - g.lo) * rowlen..(i1 - g.lo + 1) * rowlen];
+                for j in 0..g.r() {
+                    let d = &mut rowbuf[j * kc..(j + 1) * kc];
+                    let a0 = &r0[j * k + k0..j * k + k0 + kc];
+                    let a1 = &r1[j * k + k0..j * k + k0 + kc];
+                    d.iter_mut()
+                        .zip(a0.iter().zip(a1))
+                        .for_each(|(d, (&a, &b))| *d = fmadd::<F>(w0, a, w1 * b));
+                }
+            }
+            let bias = &bias[k0..k0 + kc];
+            let body = kc - kc % L;
+            let mut srcs = Vec::with_capacity(groups.len());
+            for x in 0..t {
+                srcs.clear();
+                srcs.extend(rowbufs.iter().zip(groups).map(|(rowbuf, g)| {
+                    let c = &g.interp;
+                    let (j0, j1) = (c.i0[x], c.i1[x]);
+                    (
+                        &rowbuf[j0 * kc..(j0 + 1) * kc],
+                        &rowbuf[j1 * kc..(j1 + 1) * kc],
+                        c.w0[x],
+                        c.w1[x],
+                    )
+                }));
+                let dst = &mut out_row[x * k + k0..x * k + k0 + kc];
+                for c in (0..body).step_by(L) {
+                    let d: &mut [f32; L] = (&mut dst[c..c + L]).try_into().expect("16 lanes");
+                    let mut acc = *d;
+                    for &(s0, s1, v0, v1) in &srcs {
+                        let s0: &[f32; L] = s0[c..c + L].try_into().expect("16 lanes");
+                        let s1: &[f32; L] = s1[c..c + L].try_into().expect("16 lanes");
+                        for l in 0..L {
+                            acc[l] = fmadd::<F>(v0, s0[l], fmadd::<F>(v1, s1[l], acc[l]));
+                        }
+                    }
+                    let b: &[f32; L] = bias[c..c + L].try_into().expect("16 lanes");
+                    for l in 0..L {
+                        acc[l] += b[l];
+                        if relu {
+                            acc[l] = acc[l].max(0.0);
+                        }
+                    }
+                    *d = acc;
+                }
+                for c in body..kc {
+                    let mut v = dst[c];
+                    for &(s0, s1, v0, v1) in &srcs {
+                        v = fmadd::<F>(v0, s0[c], fmadd::<F>(v1, s1[c], v));
+                    }
+                    v += bias[c];
+                    dst[c] = if relu { v.max(0.0) } else { v };
+                }
+            }
+        }
     }
 }
 

@@ -89,8 +89,9 @@ fn factored_projection_equals_dense_times_w() {
         let image = rng.below(taps.batch() as u64) as usize;
         let want = d.get(image).unwrap().matmul(&w).unwrap().broadcast_add(&b).unwrap();
         let mut p = FactoredProjection::new(&w, Some(&b), &taps.specs()).unwrap();
-        // Odd tile sizes exercise the sliding window of source rows.
+        // Odd tile and chunk sizes exercise the sliding window of source rows.
         let tile = 1 + rng.below((target * target) as u64) as usize;
+        p.chunk_pixels = 1 + rng.below((target * target) as u64) as usize;
         let mut tiles = vec![];
         p.for_each_tile(&taps, image, target, mode, tile, |_, t| {
             tiles.push(t);
@@ -99,7 +100,11 @@ fn factored_projection_equals_dense_times_w() {
         .unwrap();
         let got = Tensor::cat(&tiles, 0).unwrap();
         let e = rel_err(&got, &want);
-        assert!(e < 1e-5, "case {case} (cpu, tile {tile}): relative error {e}");
+        assert!(
+            e < 1e-5,
+            "case {case} (cpu, tile {tile}, chunk {}): relative error {e}",
+            p.chunk_pixels
+        );
         p.force_generic = true;
         let e = rel_err(&p.project(&taps, image, target, mode).unwrap(), &want);
         assert!(e < 1e-5, "case {case} (generic): relative error {e}");

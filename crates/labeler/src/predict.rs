@@ -209,8 +209,22 @@ impl Ensemble {
 }
 
 /// Layers 2 and 3 of every member and the vote (or mean) for pixels `h [px, M*h1]`, on
-/// the calling thread. Returns (classes, values, uncertainty).
-fn member_tail(
+/// the calling thread, with AVX2+FMA code where the CPU has it. Returns (classes,
+/// values, uncertainty).
+type TailOut = (Vec<u32>, Vec<f32>, Vec<f32>);
+
+fn member_tail(cpu: &[[Vec<f32>; 4]], h: &[f32], m: usize, h1: usize, h2: usize, c: usize, seg: bool) -> TailOut {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports the enabled features (checked above).
+        return unsafe { member_tail_avx2(cpu, h, m, h1, h2, c, seg) };
+    }
+    member_tail_body(cpu, h, m, h1, h2, c, seg)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn member_tail_avx2(
     cpu: &[[Vec<f32>; 4]],
     h: &[f32],
     m: usize,
@@ -218,7 +232,12 @@ fn member_tail(
     h2: usize,
     c: usize,
     seg: bool,
-) -> (Vec<u32>, Vec<f32>, Vec<f32>) {
+) -> TailOut {
+    member_tail_body(cpu, h, m, h1, h2, c, seg)
+}
+
+#[inline(always)]
+fn member_tail_body(cpu: &[[Vec<f32>; 4]], h: &[f32], m: usize, h1: usize, h2: usize, c: usize, seg: bool) -> TailOut {
     let px = h.len() / (m * h1);
     let mut z = vec![0f32; px * h2];
     let mut out = vec![0f32; m * px * c]; // [M, px, C]
@@ -244,6 +263,7 @@ fn member_tail(
 
 /// CPU version of [`vote_and_js`] over logits `[M, px, C]`, appending per pixel. A
 /// member's entropy uses `ln p_j = (l_j - max) - ln S`: one logarithm per member.
+#[inline(always)]
 fn cpu_vote_and_js(out: &[f32], m: usize, px: usize, c: usize, classes: &mut Vec<u32>, js: &mut Vec<f32>) {
     let mut p = vec![0f32; c];
     let mut mean = vec![0f32; c];
@@ -287,6 +307,7 @@ fn cpu_vote_and_js(out: &[f32], m: usize, px: usize, c: usize, classes: &mut Vec
 }
 
 /// Member mean `[px, C]` and variance (averaged over C) of outputs `[M, px, C]`.
+#[inline(always)]
 fn cpu_mean_and_var(out: &[f32], m: usize, px: usize, c: usize, values: &mut Vec<f32>, var: &mut Vec<f32>) {
     for i in 0..px {
         let mut v = 0f32;
