@@ -21,6 +21,7 @@ pub use labelgan_core as core;
 pub use labelgan_hypercolumn as hypercolumn;
 pub use labelgan_labeler as labeler;
 pub use labelgan_stylegan as stylegan;
+pub use labelgan_toyworld as toyworld;
 
 /// The types most programs need.
 pub mod prelude {

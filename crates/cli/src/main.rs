@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod device;
 mod generate;
+mod toyworld;
 
 /// Labelled training data from a pretrained StyleGAN2 (HandsOff, DatasetGAN).
 #[derive(Parser)]
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Generate images (and their latents) from a StyleGAN2 generator.
     Generate(generate::GenerateArgs),
+    /// Render procedural toy faces with exact segmentation, keypoints and depth.
+    Toyworld(toyworld::ToyworldArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
     };
     let res = match cli.command {
         Command::Generate(a) => generate::run(a),
+        Command::Toyworld(a) => toyworld::run(a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

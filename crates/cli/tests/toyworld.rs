@@ -1,0 +1,86 @@
+//! `labelgan toyworld` end to end: matching files in every folder, 16-bit depth,
+//! keypoints JSON, the contact sheet, same seed same bytes, and one-line errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lg-toy-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn labelgan(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_labelgan"))
+        .args(args)
+        .output()
+        .expect("run labelgan")
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn writes_a_labelled_folder_deterministically() {
+    let (a, b) = (tmp("a"), tmp("b"));
+    for out in [&a, &b] {
+        let o = labelgan(&["toyworld", "--count", "5", "--seed", "9", "--out", out.to_str().unwrap(), "--resolution", "48"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let names = files(&a.join("images"));
+    assert_eq!(names, ["00000.png", "00001.png", "00002.png", "00003.png", "00004.png"]);
+    assert_eq!(files(&a.join("masks")), names);
+    assert_eq!(files(&a.join("depth")), names);
+    for sub in ["images", "masks", "depth"] {
+        for n in &names {
+            let (x, y) = (std::fs::read(a.join(sub).join(n)).unwrap(), std::fs::read(b.join(sub).join(n)).unwrap());
+            assert_eq!(x, y, "{sub}/{n} differs between two runs with the same seed");
+        }
+    }
+    let img = image::open(a.join("images/00003.png")).unwrap();
+    assert_eq!((img.width(), img.height()), (48, 48));
+    assert!(matches!(img, image::DynamicImage::ImageRgb8(_)));
+    let mask = image::open(a.join("masks/00003.png")).unwrap().to_luma8();
+    assert!(mask.pixels().all(|p| p.0[0] < 8));
+    assert!(mask.pixels().any(|p| p.0[0] == 1), "the mask has skin");
+    let depth = image::open(a.join("depth/00003.png")).unwrap();
+    assert!(matches!(depth, image::DynamicImage::ImageLuma16(_)), "depth is 16-bit");
+    let depth = depth.to_luma16();
+    assert!(depth.pixels().any(|p| p.0[0] == 65535) && depth.pixels().any(|p| p.0[0] < 40000));
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("keypoints.json")).unwrap()).unwrap();
+    assert_eq!(meta["images"].as_array().unwrap().len(), 5);
+    assert_eq!(meta["images"][2]["file"], "00002.png");
+    assert_eq!(meta["images"][2]["keypoints"].as_array().unwrap().len(), 5);
+    assert_eq!(meta["keypoint_names"][2], "nose_tip");
+    assert_eq!(meta["classes"][3], "left_eye");
+    assert!(a.join("contact_sheet.png").exists());
+}
+
+#[test]
+fn bad_arguments_fail_with_one_line() {
+    let out = tmp("bad");
+    let o = labelgan(&["toyworld", "--count", "2", "--out", out.to_str().unwrap(), "--resolution", "16"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("16") && err.contains("32"), "{err}");
+    let o = labelgan(&["toyworld", "--count", "2"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--out"));
+    let o = labelgan(&["toyworld", "--count", "0", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    // A file where the folder should be.
+    let blocker = tmp("blocker");
+    std::fs::write(&blocker, b"x").unwrap();
+    let o = labelgan(&["toyworld", "--count", "1", "--out", blocker.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("blocker"), "{err}");
+}

@@ -1,0 +1,192 @@
+//! Writing toyworld folders, and batches as tensors for training.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use image::{DynamicImage, GrayImage, ImageBuffer, Luma, Rgb, RgbImage};
+use serde_json::json;
+
+use labelgan_core::image_io::{contact_sheet, save_png};
+use labelgan_core::io::write_atomic;
+use labelgan_core::{Error, Result};
+
+use crate::render::{CLASSES, FAR, KEYPOINTS, ToyFace};
+use crate::{check_resolution, sample};
+
+/// Display colours of the classes (background black).
+pub const PALETTE: [[u8; 3]; 8] = [
+    [0, 0, 0],
+    [230, 180, 140],
+    [120, 70, 30],
+    [40, 120, 240],
+    [240, 200, 40],
+    [150, 60, 170],
+    [40, 190, 90],
+    [220, 40, 50],
+];
+
+/// A class-id mask as an RGB picture.
+pub fn colorize_mask(mask: &[u8], resolution: usize) -> RgbImage {
+    let r = resolution as u32;
+    ImageBuffer::from_fn(r, r, |x, y| {
+        Rgb(PALETTE[mask[(y * r + x) as usize] as usize % PALETTE.len()])
+    })
+}
+
+/// Depth in [0, 1] to 16-bit values (`round(d * 65535)`).
+pub fn depth_to_u16(depth: &[f32]) -> Vec<u16> {
+    depth
+        .iter()
+        .map(|&d| (d.clamp(0.0, 1.0) * 65535.0).round() as u16)
+        .collect()
+}
+
+/// Images `start..start + count` of stream `seed` as a `[count, 3, R, R]` f32 tensor in
+/// [-1, 1] (`u8 / 127.5 - 1`), rendered on all cores.
+pub fn batch_tensor(seed: u64, start: u64, count: usize, resolution: usize, device: &Device) -> Result<Tensor> {
+    check_resolution(resolution)?;
+    let faces = render_range(seed, start, count, resolution);
+    let r2 = resolution * resolution;
+    let mut data = vec![0f32; count * 3 * r2];
+    for (i, f) in faces.iter().enumerate() {
+        for p in 0..r2 {
+            for c in 0..3 {
+                data[(i * 3 + c) * r2 + p] = f.rgb[p * 3 + c] as f32 / 127.5 - 1.0;
+            }
+        }
+    }
+    Ok(Tensor::from_vec(data, (count, 3, resolution, resolution), device)?)
+}
+
+/// Renders images `start..start + count` on all cores, in order.
+fn render_range(seed: u64, start: u64, count: usize, resolution: usize) -> Vec<ToyFace> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(count)
+        .max(1);
+    let per = count.div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (a, b) = ((t * per).min(count), ((t + 1) * per).min(count));
+                s.spawn(move || {
+                    (a..b)
+                        .map(|i| sample(seed, start + i as u64, resolution))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("toyworld render thread panicked"))
+            .collect()
+    })
+}
+
+/// What [`write_dataset`] wrote.
+#[derive(Debug, Clone)]
+pub struct DatasetSummary {
+    pub images: usize,
+    pub resolution: usize,
+    pub out: PathBuf,
+    /// Pixel share of each class over the dataset.
+    pub class_share: [f64; 8],
+}
+
+fn create_dir(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))
+}
+
+/// Writes `count` toy faces of stream `seed` to `out`: `images/NNNNN.png` (RGB),
+/// `masks/NNNNN.png` (8-bit class ids), `depth/NNNNN.png` (16-bit, `round(d * 65535)`),
+/// `keypoints.json`, and `contact_sheet.png` (image, mask, depth of the first 16).
+/// Every file is written atomically. `progress(done, count)` is called as it goes.
+pub fn write_dataset(
+    out: &Path,
+    seed: u64,
+    count: usize,
+    resolution: usize,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<DatasetSummary> {
+    check_resolution(resolution)?;
+    if count == 0 {
+        return Err(Error::invalid("--count must be at least 1"));
+    }
+    for sub in ["images", "masks", "depth"] {
+        create_dir(&out.join(sub))?;
+    }
+    let width = 5.max(count.saturating_sub(1).to_string().len());
+    let mut entries = Vec::with_capacity(count);
+    let mut sheet = Vec::new();
+    let mut class_pixels = [0u64; 8];
+    const BLOCK: usize = 64;
+    for start in (0..count).step_by(BLOCK) {
+        let n = BLOCK.min(count - start);
+        for (j, f) in render_range(seed, start as u64, n, resolution).into_iter().enumerate() {
+            let i = start + j;
+            let name = format!("{i:0width$}.png");
+            let r = resolution as u32;
+            let rgb = DynamicImage::ImageRgb8(RgbImage::from_raw(r, r, f.rgb.clone()).expect("size"));
+            save_png(&rgb, &out.join("images").join(&name))?;
+            let mask = GrayImage::from_raw(r, r, f.mask.clone()).expect("size");
+            save_png(&DynamicImage::ImageLuma8(mask), &out.join("masks").join(&name))?;
+            let depth: ImageBuffer<Luma<u16>, Vec<u16>> =
+                ImageBuffer::from_raw(r, r, depth_to_u16(&f.depth)).expect("size");
+            save_png(&DynamicImage::ImageLuma16(depth), &out.join("depth").join(&name))?;
+            for &c in &f.mask {
+                class_pixels[c as usize] += 1;
+            }
+            entries.push(json!({
+                "file": name,
+                "index": i,
+                "keypoints": f.keypoints,
+                "visible": f.visible,
+            }));
+            if sheet.len() < 48 {
+                sheet.extend(sheet_cells(&f));
+            }
+            progress(i + 1, count);
+        }
+    }
+    let meta = json!({
+        "seed": seed,
+        "resolution": resolution,
+        "classes": CLASSES,
+        "keypoint_names": KEYPOINTS,
+        "coordinates": "pixels, x right and y down, pixel centres at integers",
+        "depth": format!("16-bit PNG: round(65535 * distance / {FAR}); background 65535"),
+        "images": entries,
+    });
+    let text = serde_json::to_string_pretty(&meta).map_err(|e| Error::invalid(e.to_string()))?;
+    write_atomic(&out.join("keypoints.json"), text.as_bytes())?;
+    save_png(&contact_sheet(&sheet, 6, 2)?, &out.join("contact_sheet.png"))?;
+    let total: u64 = class_pixels.iter().sum();
+    Ok(DatasetSummary {
+        images: count,
+        resolution,
+        out: out.to_path_buf(),
+        class_share: class_pixels.map(|c| c as f64 / total.max(1) as f64),
+    })
+}
+
+/// Image with keypoints marked, coloured mask, depth: each at least 128 pixels wide.
+fn sheet_cells(f: &ToyFace) -> [DynamicImage; 3] {
+    let r = f.resolution as u32;
+    let zoom = 128u32.div_ceil(r).max(1);
+    let up = |img: DynamicImage| img.resize(r * zoom, r * zoom, image::imageops::FilterType::Nearest);
+    let mut rgb = RgbImage::from_raw(r, r, f.rgb.clone()).expect("size");
+    for (k, p) in f.keypoints.iter().enumerate() {
+        let (x, y) = (p[0].round() as i64, p[1].round() as i64);
+        if x >= 0 && y >= 0 && (x as u32) < r && (y as u32) < r && f.visible[k] {
+            rgb.put_pixel(x as u32, y as u32, Rgb([255, 255, 0]));
+        }
+    }
+    let depth = GrayImage::from_fn(r, r, |x, y| {
+        Luma([(255.0 * (1.0 - f.depth[(y * r + x) as usize]).clamp(0.0, 1.0)) as u8])
+    });
+    [
+        up(DynamicImage::ImageRgb8(rgb)),
+        up(DynamicImage::ImageRgb8(colorize_mask(&f.mask, f.resolution))),
+        up(DynamicImage::ImageLuma8(depth)).to_rgb8().into(),
+    ]
+}
