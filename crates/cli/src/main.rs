@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod device;
 mod generate;
 mod toyworld;
+mod train_gan;
 
 /// Labelled training data from a pretrained StyleGAN2 (HandsOff, DatasetGAN).
 #[derive(Parser)]
@@ -25,9 +26,17 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Render procedural toy faces with exact segmentation, keypoints and depth.
     Toyworld(toyworld::ToyworldArgs),
+    /// Train a StyleGAN2 on a folder of images or on toyworld (resumable).
+    TrainGan(train_gan::TrainGanArgs),
 }
 
 fn main() -> ExitCode {
+    // GAN training's R1 penalty needs second-order gradients, which candle builds only
+    // with this variable set before any thread's first backward pass.
+    if std::env::var_os("CANDLE_GRAD_DO_NOT_DETACH").is_none() {
+        // SAFETY: nothing else runs yet (no threads have been started).
+        unsafe { std::env::set_var("CANDLE_GRAD_DO_NOT_DETACH", "1") };
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) if !e.use_stderr() => {
@@ -43,6 +52,7 @@ fn main() -> ExitCode {
     let res = match cli.command {
         Command::Generate(a) => generate::run(a),
         Command::Toyworld(a) => toyworld::run(a),
+        Command::TrainGan(a) => train_gan::run(a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -30,7 +30,17 @@ fn files(dir: &Path) -> Vec<String> {
 fn writes_a_labelled_folder_deterministically() {
     let (a, b) = (tmp("a"), tmp("b"));
     for out in [&a, &b] {
-        let o = labelgan(&["toyworld", "--count", "5", "--seed", "9", "--out", out.to_str().unwrap(), "--resolution", "48"]);
+        let o = labelgan(&[
+            "toyworld",
+            "--count",
+            "5",
+            "--seed",
+            "9",
+            "--out",
+            out.to_str().unwrap(),
+            "--resolution",
+            "48",
+        ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
     let names = files(&a.join("images"));
@@ -39,7 +49,10 @@ fn writes_a_labelled_folder_deterministically() {
     assert_eq!(files(&a.join("depth")), names);
     for sub in ["images", "masks", "depth"] {
         for n in &names {
-            let (x, y) = (std::fs::read(a.join(sub).join(n)).unwrap(), std::fs::read(b.join(sub).join(n)).unwrap());
+            let (x, y) = (
+                std::fs::read(a.join(sub).join(n)).unwrap(),
+                std::fs::read(b.join(sub).join(n)).unwrap(),
+            );
             assert_eq!(x, y, "{sub}/{n} differs between two runs with the same seed");
         }
     }
@@ -66,7 +79,15 @@ fn writes_a_labelled_folder_deterministically() {
 #[test]
 fn bad_arguments_fail_with_one_line() {
     let out = tmp("bad");
-    let o = labelgan(&["toyworld", "--count", "2", "--out", out.to_str().unwrap(), "--resolution", "16"]);
+    let o = labelgan(&[
+        "toyworld",
+        "--count",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+        "--resolution",
+        "16",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");

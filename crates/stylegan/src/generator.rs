@@ -200,6 +200,12 @@ impl StyleGan2 {
         Ok(self.synthesis.forward(ws, noise, false)?.0)
     }
 
+    /// Drops the kernels precomputed at load, so that forward passes follow weights
+    /// that change (training; see [`crate::train`]).
+    pub fn thaw(&mut self) {
+        self.synthesis.thaw();
+    }
+
     /// Mapping lr multiplier and conv_clamp in use.
     pub fn runtime_kwargs(&self) -> RuntimeKwargs {
         self.kwargs

@@ -22,13 +22,17 @@
 //! Data", NeurIPS 2020.
 
 pub mod config;
+pub mod discriminator;
 pub mod fc;
 pub mod generator;
 pub mod mapping;
 pub mod modulated_conv;
 pub mod synthesis;
+pub mod train;
 pub mod upfirdn;
 
 pub use config::GeneratorConfig;
+pub use discriminator::{Discriminator, DiscriminatorConfig};
 pub use generator::StyleGan2;
 pub use labelgan_core::{Error, Result};
+pub use train::{GanConfig, ImageSource, StepLosses, Trainer};

@@ -119,6 +119,15 @@ impl Synthesis {
         Ok(())
     }
 
+    /// Drops precomputed kernels (see [`SynthesisLayer::thaw`]): for training.
+    pub fn thaw(&mut self) {
+        for b in &mut self.blocks {
+            if let Some(c0) = &mut b.conv0 {
+                c0.thaw();
+            }
+        }
+    }
+
     /// The taps [`Synthesis::forward`] returns, in order.
     pub fn tap_specs(&self, img_channels: usize) -> Vec<TapSpec> {
         let mut out = Vec::new();

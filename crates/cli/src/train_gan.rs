@@ -1,0 +1,220 @@
+//! `labelgan train-gan`: train a StyleGAN2 on a folder of images or on toyworld,
+//! with checkpoints, resume, progress, sample grids and a log.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use clap::Args;
+use labelgan_core::image_io::{contact_sheet, load_image, save_png, tensor_to_images};
+use labelgan_core::{Error, Generator, NoiseMode, Result, Truncation};
+use labelgan_stylegan::{GanConfig, ImageSource, Trainer};
+
+use crate::device::DeviceArg;
+
+/// Train a StyleGAN2 generator (and discriminator) from scratch, or resume.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("data_source").required(true).args(["data", "toyworld"])))]
+pub struct TrainGanArgs {
+    /// Folder of training images (PNG/JPEG, all `--resolution` square).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Train on a fresh stream of toyworld faces instead.
+    #[arg(long)]
+    toyworld: bool,
+    /// Seed of the toyworld stream.
+    #[arg(long, default_value_t = 1000)]
+    toyworld_seed: u64,
+    /// Image size (power of two).
+    #[arg(long)]
+    resolution: usize,
+    /// Output folder: checkpoint.safetensors (resumed if present), generator.safetensors
+    /// (G_ema, official layout), samples.png, log.jsonl.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Train until this many thousand real images have been shown to D.
+    #[arg(long, default_value_t = 100.0)]
+    kimg: f64,
+    /// Minibatch size (a multiple of 4).
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    #[arg(long, default_value_t = 4096)]
+    channel_base: usize,
+    #[arg(long, default_value_t = 128)]
+    channel_max: usize,
+    #[arg(long, default_value_t = 256)]
+    z_dim: usize,
+    #[arg(long, default_value_t = 256)]
+    w_dim: usize,
+    #[arg(long, default_value_t = 4)]
+    mapping_layers: usize,
+    /// R1 weight (default: 0.0002 * resolution^2 / batch).
+    #[arg(long)]
+    r1_gamma: Option<f64>,
+    #[arg(long, default_value_t = 0.0025)]
+    lr: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Checkpoint, generator and samples every this many kimg (and every 10 minutes).
+    #[arg(long, default_value_t = 2.0)]
+    snapshot_kimg: f64,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+}
+
+fn load_folder(dir: &Path, resolution: usize) -> Result<Tensor> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::invalid(format!("{} holds no PNG or JPEG images", dir.display())));
+    }
+    let r = resolution;
+    let mut data = Vec::with_capacity(files.len() * 3 * r * r);
+    for f in &files {
+        let img = load_image(f)?.to_rgb8();
+        if (img.width() as usize, img.height() as usize) != (r, r) {
+            return Err(Error::format(
+                f,
+                format!("is {}x{}, expected {r}x{r} (--resolution)", img.width(), img.height()),
+            ));
+        }
+        for c in 0..3 {
+            data.extend(img.pixels().map(|p| p.0[c] as f32 / 127.5 - 1.0));
+        }
+    }
+    Ok(Tensor::from_vec(data, (files.len(), 3, r, r), &Device::Cpu)?)
+}
+
+fn snapshot(t: &Trainer, out: &Path) -> Result<()> {
+    t.save_checkpoint(out.join("checkpoint.safetensors"))?;
+    let g = t.generator_ema()?;
+    g.save(out.join("generator.safetensors"))?;
+    let ws = g.map(&g.sample_z(64, 0)?, None, Truncation::NONE)?;
+    let imgs = tensor_to_images(&g.image(&ws, NoiseMode::Const)?)?;
+    save_png(&contact_sheet(&imgs, 8, 2)?, &out.join("samples.png"))
+}
+
+pub fn run(a: TrainGanArgs) -> Result<()> {
+    let device = a.device.open()?;
+    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
+    let ck = a.out.join("checkpoint.safetensors");
+    let mut t = if ck.exists() {
+        let t = Trainer::load_checkpoint(&ck, &device)?;
+        eprintln!(
+            "resuming {} at step {} ({:.1} kimg); architecture and seed come from the checkpoint",
+            ck.display(),
+            t.step,
+            t.nimg as f64 / 1000.0
+        );
+        t
+    } else {
+        let mut cfg = GanConfig {
+            batch: a.batch,
+            z_dim: a.z_dim,
+            w_dim: a.w_dim,
+            mapping_layers: a.mapping_layers,
+            channel_base: a.channel_base,
+            channel_max: a.channel_max,
+            d_channel_base: a.channel_base,
+            d_channel_max: a.channel_max,
+            g_lr: a.lr,
+            d_lr: a.lr,
+            seed: a.seed,
+            ..GanConfig::small(a.resolution)
+        };
+        cfg.r1_gamma = a
+            .r1_gamma
+            .unwrap_or(0.0002 * (a.resolution * a.resolution) as f64 / a.batch as f64);
+        cfg.ema_kimg = a.batch as f64 * 10.0 / 32.0;
+        Trainer::new(cfg, &device)?
+    };
+    if t.config.resolution != a.resolution {
+        return Err(Error::invalid(format!(
+            "the checkpoint in {} is for {} px, not --resolution {}",
+            a.out.display(),
+            t.config.resolution,
+            a.resolution
+        )));
+    }
+    let source = if a.toyworld {
+        let (seed, r) = (a.toyworld_seed, a.resolution);
+        labelgan_toyworld::check_resolution(r)?;
+        ImageSource::Stream(Box::new(move |start, n| {
+            labelgan_toyworld::batch_tensor(seed, start, n, r, &Device::Cpu)
+        }))
+    } else {
+        let dir = a.data.as_ref().expect("clap requires --data or --toyworld");
+        ImageSource::Images(load_folder(dir, a.resolution)?)
+    };
+    let target = (a.kimg * 1000.0) as u64;
+    let snap_every = ((a.snapshot_kimg * 1000.0) as u64).max(1);
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(a.out.join("log.jsonl"))
+        .map_err(|e| Error::io(a.out.join("log.jsonl"), e))?;
+    let start = Instant::now();
+    let (start_nimg, mut last_print, mut last_snap) = (t.nimg, Instant::now(), Instant::now());
+    let mut next_snap = (t.nimg / snap_every + 1) * snap_every;
+    let mut acc = (0f64, 0f64, 0f64, 0f64, 0usize);
+    let mut r1 = None;
+    while t.nimg < target {
+        let l = t.step(&source)?;
+        acc = (
+            acc.0 + l.g as f64,
+            acc.1 + l.d as f64,
+            acc.2 + l.real_score as f64,
+            acc.3 + l.fake_score as f64,
+            acc.4 + 1,
+        );
+        r1 = l.r1.or(r1);
+        let done = t.nimg >= target;
+        if last_print.elapsed().as_secs_f64() >= 10.0 || done {
+            let k = acc.4.max(1) as f64;
+            let rate = (t.nimg - start_nimg) as f64 / start.elapsed().as_secs_f64().max(1e-9);
+            let line = serde_json::json!({
+                "step": t.step, "kimg": t.nimg as f64 / 1000.0, "loss_g": acc.0 / k, "loss_d": acc.1 / k,
+                "real_score": acc.2 / k, "fake_score": acc.3 / k, "r1": r1, "img_per_s": rate,
+                "seconds": start.elapsed().as_secs_f64(),
+            });
+            eprintln!(
+                "kimg {:7.2}/{:.0} | step {} | G {:.3} | D {:.3} | D(x) {:+.2} D(G(z)) {:+.2} | R1 {} | {:.1} img/s | ETA {:.0} min",
+                t.nimg as f64 / 1000.0,
+                a.kimg,
+                t.step,
+                acc.0 / k,
+                acc.1 / k,
+                acc.2 / k,
+                acc.3 / k,
+                r1.map_or("-".into(), |v| format!("{v:.4}")),
+                rate,
+                (target.saturating_sub(t.nimg)) as f64 / rate.max(1e-9) / 60.0
+            );
+            writeln!(log, "{line}").map_err(|e| Error::io(a.out.join("log.jsonl"), e))?;
+            acc = (0.0, 0.0, 0.0, 0.0, 0);
+            last_print = Instant::now();
+        }
+        if t.nimg >= next_snap || done || last_snap.elapsed().as_secs_f64() >= 600.0 {
+            snapshot(&t, &a.out)?;
+            next_snap = (t.nimg / snap_every + 1) * snap_every;
+            last_snap = Instant::now();
+        }
+    }
+    snapshot(&t, &a.out)?;
+    println!(
+        "trained to {:.1} kimg ({} steps); generator: {}",
+        t.nimg as f64 / 1000.0,
+        t.step,
+        a.out.join("generator.safetensors").display()
+    );
+    Ok(())
+}

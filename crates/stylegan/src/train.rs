@@ -1,0 +1,544 @@
+//! StyleGAN2 training: non-saturating logistic loss, lazy R1 penalty, generator EMA,
+//! w_avg tracking, style mixing; checkpoint and resume; deterministic by seed.
+//!
+//! One step (a minibatch of `batch` images):
+//! 1. G: `softplus(-D(G(z)))`, with style mixing and random noise; Adam on G.
+//! 2. D: `softplus(D(G(z))) + softplus(-D(x))`; every `r1_interval` steps also
+//!    `r1_interval * gamma / 2 * |grad_x D(x)|^2` (lazy regularisation, with Adam's lr
+//!    and betas adjusted as in the paper); Adam on D.
+//! 3. `G_ema <- G + (G_ema - G) * beta`, `beta = 0.5^(batch / ema_nimg)`, with the
+//!    official ramp-up `ema_nimg = min(ema_nimg, nimg * rampup)`.
+//!
+//! The R1 penalty is a gradient of a gradient. candle builds the graph of gradients
+//! only when `CANDLE_GRAD_DO_NOT_DETACH=1` is set in the environment before the first
+//! backward pass of the thread (see `CANDLE_NOTES.md`); [`Trainer::new`] refuses R1
+//! without it rather than silently training with a wrong penalty. The `labelgan`
+//! binary sets it at start-up.
+//!
+//! Every random draw of step `s` comes from `SplitMix64::derive(seed, s)`, so a run
+//! resumed from a checkpoint continues exactly as the uninterrupted run would.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+use labelgan_core::io::{TensorFile, save_safetensors};
+use labelgan_core::{Error, NoiseMode, Result, SplitMix64, Truncation};
+
+use crate::config::GeneratorConfig;
+use crate::discriminator::{Discriminator, DiscriminatorConfig};
+use crate::generator::StyleGan2;
+
+/// Everything that defines a training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GanConfig {
+    pub resolution: usize,
+    pub img_channels: usize,
+    pub z_dim: usize,
+    pub w_dim: usize,
+    pub mapping_layers: usize,
+    /// Generator widths: `min(channel_base / r, channel_max)`.
+    pub channel_base: usize,
+    pub channel_max: usize,
+    /// Discriminator widths (default: the generator's).
+    pub d_channel_base: usize,
+    pub d_channel_max: usize,
+    pub batch: usize,
+    pub g_lr: f64,
+    pub d_lr: f64,
+    /// Adam betas (the paper: 0, 0.99).
+    pub betas: (f64, f64),
+    /// R1 weight; 0 turns the penalty off.
+    pub r1_gamma: f64,
+    pub r1_interval: usize,
+    /// EMA half-life in thousands of images, and its ramp-up (None: no ramp-up).
+    pub ema_kimg: f64,
+    pub ema_rampup: Option<f64>,
+    pub style_mixing: f64,
+    pub w_avg_beta: f64,
+    pub mapping_lr_multiplier: f64,
+    pub seed: u64,
+}
+
+impl GanConfig {
+    /// Defaults for a small CPU run at `resolution`: the StyleGAN2-ADA `auto` rules
+    /// for gamma (`0.0002 r^2 / batch`) and EMA (`batch * 10 / 32` kimg), 4 mapping
+    /// layers, 256-d latents.
+    pub fn small(resolution: usize) -> Self {
+        let batch = 16;
+        Self {
+            resolution,
+            img_channels: 3,
+            z_dim: 256,
+            w_dim: 256,
+            mapping_layers: 4,
+            channel_base: 4096,
+            channel_max: 128,
+            d_channel_base: 4096,
+            d_channel_max: 128,
+            batch,
+            g_lr: 0.0025,
+            d_lr: 0.0025,
+            betas: (0.0, 0.99),
+            r1_gamma: 0.0002 * (resolution * resolution) as f64 / batch as f64,
+            r1_interval: 16,
+            ema_kimg: batch as f64 * 10.0 / 32.0,
+            ema_rampup: Some(0.05),
+            style_mixing: 0.9,
+            w_avg_beta: 0.995,
+            mapping_lr_multiplier: 0.01,
+            seed: 0,
+        }
+    }
+
+    /// The generator's architecture.
+    pub fn generator(&self) -> GeneratorConfig {
+        GeneratorConfig {
+            z_dim: self.z_dim,
+            c_dim: 0,
+            w_dim: self.w_dim,
+            img_resolution: self.resolution,
+            img_channels: self.img_channels,
+            mapping_layers: self.mapping_layers,
+            mapping_lr_multiplier: self.mapping_lr_multiplier,
+            channel_base: self.channel_base,
+            channel_max: self.channel_max,
+            conv_clamp: None,
+        }
+    }
+
+    /// The discriminator's architecture.
+    pub fn discriminator(&self) -> DiscriminatorConfig {
+        DiscriminatorConfig {
+            resolution: self.resolution,
+            img_channels: self.img_channels,
+            channel_base: self.d_channel_base,
+            channel_max: self.d_channel_max,
+            mbstd_group: 4,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.generator().validate()?;
+        if self.batch == 0 || self.batch % self.discriminator().mbstd_group.min(self.batch) != 0 {
+            return Err(Error::invalid(format!(
+                "batch must be a positive multiple of 4 (minibatch-std groups), got {}",
+                self.batch
+            )));
+        }
+        if self.r1_interval == 0 {
+            return Err(Error::invalid("r1_interval must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Where real images come from.
+pub enum ImageSource {
+    /// A fixed set `[M, C, R, R]` in [-1, 1], sampled with replacement.
+    Images(Tensor),
+    /// A stream of fresh images: `f(start, count)` returns images `start..start+count`
+    /// (for example the toyworld renderer).
+    Stream(Box<dyn Fn(u64, usize) -> Result<Tensor> + Send>),
+}
+
+impl ImageSource {
+    fn batch(&self, step: u64, n: usize, rng: &mut SplitMix64, device: &Device) -> Result<Tensor> {
+        match self {
+            ImageSource::Images(t) => {
+                let m = t.dim(0)?;
+                let idx: Vec<u32> = (0..n).map(|_| rng.below(m as u64) as u32).collect();
+                Ok(t.index_select(&Tensor::new(idx, t.device())?, 0)?.to_device(device)?)
+            }
+            ImageSource::Stream(f) => Ok(f(step * n as u64, n)?.to_device(device)?),
+        }
+    }
+}
+
+/// `ln(1 + e^x)`, stable for large |x|.
+pub fn softplus(x: &Tensor) -> Result<Tensor> {
+    Ok((x.relu()? + ((x.abs()?.neg()?.exp()? + 1.0)?.log()?))?)
+}
+
+/// Adam with the bias correction of the paper, on named [`Var`]s; its state is
+/// saved in checkpoints.
+pub struct Adam {
+    pub lr: f64,
+    pub betas: (f64, f64),
+    pub eps: f64,
+    pub step: u64,
+    m: BTreeMap<String, Tensor>,
+    v: BTreeMap<String, Tensor>,
+}
+
+impl Adam {
+    pub fn new(lr: f64, betas: (f64, f64)) -> Self {
+        Self {
+            lr,
+            betas,
+            eps: 1e-8,
+            step: 0,
+            m: BTreeMap::new(),
+            v: BTreeMap::new(),
+        }
+    }
+
+    /// One update of every var in `params` that has a gradient in `grads`.
+    pub fn update(&mut self, params: &BTreeMap<String, Var>, grads: &candle_core::backprop::GradStore) -> Result<()> {
+        self.step += 1;
+        let (b1, b2) = self.betas;
+        let t = self.step as i32;
+        let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+        for (name, var) in params {
+            let Some(g) = grads.get(var) else { continue };
+            let g = g.detach();
+            let m = match self.m.get(name) {
+                Some(m) => ((m * b1)? + (&g * (1.0 - b1))?)?,
+                None => (&g * (1.0 - b1))?,
+            };
+            let v = match self.v.get(name) {
+                Some(v) => ((v * b2)? + (g.sqr()? * (1.0 - b2))?)?,
+                None => (g.sqr()? * (1.0 - b2))?,
+            };
+            let denom = ((&v / c2)?.sqrt()? + self.eps)?;
+            let upd = ((&m / c1)? / denom)?;
+            var.set(&(var.as_tensor().detach() - (upd * self.lr)?)?)?;
+            self.m.insert(name.clone(), m);
+            self.v.insert(name.clone(), v);
+        }
+        Ok(())
+    }
+
+    fn save_into(&self, prefix: &str, out: &mut BTreeMap<String, Tensor>) {
+        for (k, t) in &self.m {
+            out.insert(format!("{prefix}.m.{k}"), t.clone());
+        }
+        for (k, t) in &self.v {
+            out.insert(format!("{prefix}.v.{k}"), t.clone());
+        }
+    }
+
+    fn load_from(&mut self, prefix: &str, file: &TensorFile, step: u64) {
+        for (k, t) in &file.tensors {
+            if let Some(name) = k.strip_prefix(&format!("{prefix}.m.")) {
+                self.m.insert(name.to_string(), t.clone());
+            } else if let Some(name) = k.strip_prefix(&format!("{prefix}.v.")) {
+                self.v.insert(name.to_string(), t.clone());
+            }
+        }
+        self.step = step;
+    }
+}
+
+/// Losses of one step.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StepLosses {
+    /// `softplus(-D(G(z)))`.
+    pub g: f32,
+    /// `softplus(D(G(z))) + softplus(-D(x))`.
+    pub d: f32,
+    /// Mean `D(x)` and `D(G(z))` (the gap says how well D separates them).
+    pub real_score: f32,
+    pub fake_score: f32,
+    /// The R1 penalty `gamma/2 |grad|^2` (mean), on steps that compute it.
+    pub r1: Option<f32>,
+}
+
+/// Buffers that are not trained (copied to G_ema as they are).
+fn is_buffer(name: &str) -> bool {
+    name.ends_with("noise_const") || name.ends_with("resample_filter") || name == "mapping.w_avg"
+}
+
+/// A training run in memory.
+pub struct Trainer {
+    pub config: GanConfig,
+    /// The generator being trained; its parameters are `g_params`.
+    pub g: StyleGan2,
+    g_params: BTreeMap<String, Var>,
+    pub d: Discriminator,
+    /// EMA of the generator's parameters (and its buffers), by official name.
+    ema: BTreeMap<String, Tensor>,
+    opt_g: Adam,
+    opt_d: Adam,
+    /// Steps done and images shown to D.
+    pub step: u64,
+    pub nimg: u64,
+    device: Device,
+}
+
+fn generator_from(tensors: &BTreeMap<String, Tensor>, kwargs: String) -> Result<StyleGan2> {
+    let file = TensorFile {
+        path: "<training>".into(),
+        tensors: tensors.clone().into_iter().collect(),
+        metadata: [("init_kwargs".to_string(), kwargs)].into(),
+    };
+    let mut g = StyleGan2::from_file(&file)?;
+    g.thaw();
+    Ok(g)
+}
+
+impl Trainer {
+    /// A fresh run: official initialisation from `config.seed`.
+    pub fn new(config: GanConfig, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let g0 = StyleGan2::random(&config.generator(), config.seed, device)?;
+        let d = Discriminator::new(config.discriminator(), config.seed ^ 0xD15C, device)?;
+        Self::assemble(config, g0.state_dict(), None, d, 0, 0, device)
+    }
+
+    fn assemble(
+        config: GanConfig,
+        g_state: BTreeMap<String, Tensor>,
+        ema: Option<BTreeMap<String, Tensor>>,
+        d: Discriminator,
+        step: u64,
+        nimg: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        if config.r1_gamma > 0.0
+            && std::env::var("CANDLE_GRAD_DO_NOT_DETACH").map_or(true, |v| v.is_empty() || v == "0")
+        {
+            return Err(Error::invalid(
+                "the R1 penalty needs second-order gradients: set CANDLE_GRAD_DO_NOT_DETACH=1 in the \
+                 environment before starting (the labelgan binary does this), or set r1_gamma to 0",
+            ));
+        }
+        let kwargs = config.generator().init_kwargs();
+        let mut g_params = BTreeMap::new();
+        let mut tensors = BTreeMap::new();
+        for (k, t) in &g_state {
+            let t = t.to_dtype(DType::F32)?.to_device(device)?;
+            if is_buffer(k) {
+                tensors.insert(k.clone(), t);
+            } else {
+                let v = Var::from_tensor(&t)?;
+                tensors.insert(k.clone(), v.as_tensor().clone());
+                g_params.insert(k.clone(), v);
+            }
+        }
+        let g = generator_from(&tensors, kwargs)?;
+        let ema = match ema {
+            Some(e) => e,
+            None => g_state
+                .iter()
+                .map(|(k, t)| Ok((k.clone(), t.to_dtype(DType::F32)?.to_device(device)?.copy()?)))
+                .collect::<Result<_>>()?,
+        };
+        // Lazy regularisation: D's Adam sees fewer, larger steps (paper, Appendix B).
+        let mb = config.r1_interval as f64 / (config.r1_interval as f64 + 1.0);
+        let (lr_d, betas_d) = if config.r1_gamma > 0.0 {
+            (config.d_lr * mb, (config.betas.0.powf(mb), config.betas.1.powf(mb)))
+        } else {
+            (config.d_lr, config.betas)
+        };
+        Ok(Self {
+            opt_g: Adam::new(config.g_lr, config.betas),
+            opt_d: Adam::new(lr_d, betas_d),
+            config,
+            g,
+            g_params,
+            d,
+            ema,
+            step,
+            nimg,
+            device: device.clone(),
+        })
+    }
+
+    /// ws for `z` with style mixing (probability `style_mixing`, one cutoff per batch),
+    /// and the batch mean of the un-mixed w for w_avg tracking.
+    fn mapped(&self, rng: &mut SplitMix64) -> Result<(Tensor, Tensor)> {
+        let n = self.config.batch;
+        let z = rng.normal_tensor(&[n, self.config.z_dim], &self.device)?;
+        let ws = self.g.mapping.forward(&z, None, Truncation::NONE)?;
+        let w_mean = ws.narrow(1, 0, 1)?.squeeze(1)?.mean(0)?.detach();
+        let num_ws = ws.dim(1)?;
+        if rng.uniform() < self.config.style_mixing {
+            let cutoff = 1 + rng.below(num_ws as u64 - 1) as usize;
+            let z2 = rng.normal_tensor(&[n, self.config.z_dim], &self.device)?;
+            let ws2 = self.g.mapping.forward(&z2, None, Truncation::NONE)?;
+            let mixed = Tensor::cat(&[ws.narrow(1, 0, cutoff)?, ws2.narrow(1, cutoff, num_ws - cutoff)?], 1)?;
+            return Ok((mixed, w_mean));
+        }
+        Ok((ws, w_mean))
+    }
+
+    /// One training step on reals from `source`.
+    pub fn step(&mut self, source: &ImageSource) -> Result<StepLosses> {
+        let mut rng = SplitMix64::derive(self.config.seed, self.step);
+        let n = self.config.batch;
+        let mut out = StepLosses::default();
+        // Generator.
+        let (ws, w_mean) = self.mapped(&mut rng)?;
+        let fake = self.g.image(&ws, NoiseMode::Random(rng.next_u64()))?;
+        let loss_g = softplus(&self.d.forward(&fake)?.neg()?)?.mean_all()?;
+        out.g = loss_g.to_scalar::<f32>()?;
+        let grads = loss_g.backward()?;
+        self.opt_g.update(&self.g_params, &grads)?;
+        drop(grads);
+        // w_avg tracks the mapping's output.
+        let beta = self.config.w_avg_beta;
+        let w_avg = &self.g.mapping.w_avg;
+        self.g.mapping.w_avg = (((&w_mean - w_avg)? * (1.0 - beta))? + w_avg)?;
+        // Discriminator.
+        let (ws, _) = self.mapped(&mut rng)?;
+        let fake = self.g.image(&ws, NoiseMode::Random(rng.next_u64()))?.detach();
+        let real = source.batch(self.step, n, &mut rng, &self.device)?;
+        if real.dims()
+            != [
+                n,
+                self.config.img_channels,
+                self.config.resolution,
+                self.config.resolution,
+            ]
+        {
+            return Err(Error::invalid(format!(
+                "real images must be [{n}, {}, {r}, {r}], got {:?}",
+                self.config.img_channels,
+                real.dims(),
+                r = self.config.resolution
+            )));
+        }
+        let fake_logits = self.d.forward(&fake)?;
+        let real_logits = self.d.forward(&real)?;
+        let loss_d = (softplus(&fake_logits)?.mean_all()? + softplus(&real_logits.neg()?)?.mean_all()?)?;
+        out.d = loss_d.to_scalar::<f32>()?;
+        out.real_score = real_logits.mean_all()?.to_scalar::<f32>()?;
+        out.fake_score = fake_logits.mean_all()?.to_scalar::<f32>()?;
+        let regularize = self.config.r1_gamma > 0.0 && self.step % self.config.r1_interval as u64 == 0;
+        let total = if regularize {
+            let penalty = self.r1_penalty(&real)?;
+            out.r1 = Some(penalty.to_scalar::<f32>()?);
+            (loss_d + (penalty * self.config.r1_interval as f64)?)?
+        } else {
+            loss_d
+        };
+        let grads = total.backward()?;
+        self.opt_d.update(&self.d.params, &grads)?;
+        drop(grads);
+        self.step += 1;
+        self.nimg += n as u64;
+        self.update_ema()?;
+        Ok(out)
+    }
+
+    /// `gamma / 2 * mean_i |grad_x D(x_i)|^2`, differentiable with respect to D's
+    /// parameters (needs `CANDLE_GRAD_DO_NOT_DETACH=1`).
+    pub fn r1_penalty(&self, real: &Tensor) -> Result<Tensor> {
+        r1_penalty(&self.d, real, self.config.r1_gamma)
+    }
+
+    fn update_ema(&mut self) -> Result<()> {
+        let c = &self.config;
+        let mut ema_nimg = c.ema_kimg * 1000.0;
+        if let Some(r) = c.ema_rampup {
+            ema_nimg = ema_nimg.min(self.nimg as f64 * r);
+        }
+        let beta = 0.5f64.powf(c.batch as f64 / ema_nimg.max(1e-8));
+        for (k, v) in &self.g_params {
+            let cur = v.as_tensor().detach();
+            let e = self
+                .ema
+                .get(k)
+                .ok_or_else(|| Error::invalid(format!("internal: no EMA of `{k}`")))?;
+            let next = ((e - &cur)? * beta + &cur)?;
+            self.ema.insert(k.clone(), next);
+        }
+        self.ema.insert("mapping.w_avg".into(), self.g.mapping.w_avg.copy()?);
+        Ok(())
+    }
+
+    /// The EMA generator (what gets shipped), ready for inference.
+    pub fn generator_ema(&self) -> Result<StyleGan2> {
+        let file = TensorFile {
+            path: "<G_ema>".into(),
+            tensors: self.ema.clone().into_iter().collect(),
+            metadata: [("init_kwargs".to_string(), self.config.generator().init_kwargs())].into(),
+        };
+        StyleGan2::from_file(&file)
+    }
+
+    /// Writes everything needed to resume (atomically).
+    pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> Result<()> {
+        let mut t = BTreeMap::new();
+        for (k, v) in &self.g_params {
+            t.insert(format!("G.{k}"), v.as_tensor().clone());
+        }
+        t.insert("G.mapping.w_avg".into(), self.g.mapping.w_avg.clone());
+        for (k, v) in self.g.state_dict() {
+            if is_buffer(&k) && k != "mapping.w_avg" {
+                t.insert(format!("G.{k}"), v);
+            }
+        }
+        for (k, v) in &self.ema {
+            t.insert(format!("G_ema.{k}"), v.clone());
+        }
+        for (k, v) in self.d.tensors() {
+            t.insert(format!("D.{k}"), v);
+        }
+        self.opt_g.save_into("adam_g", &mut t);
+        self.opt_d.save_into("adam_d", &mut t);
+        let config = serde_json::to_string(&self.config).map_err(|e| Error::invalid(e.to_string()))?;
+        let meta = BTreeMap::from([
+            ("labelgan_gan_checkpoint".to_string(), "1".to_string()),
+            ("config".to_string(), config),
+            ("step".to_string(), self.step.to_string()),
+            ("nimg".to_string(), self.nimg.to_string()),
+            ("adam_g_step".to_string(), self.opt_g.step.to_string()),
+            ("adam_d_step".to_string(), self.opt_d.step.to_string()),
+        ]);
+        save_safetensors(path, &t, &meta)
+    }
+
+    /// Resumes from [`Trainer::save_checkpoint`]'s file.
+    pub fn load_checkpoint(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let path = path.as_ref();
+        let file = TensorFile::load(path, device)?;
+        let meta = |k: &str| -> Result<&String> {
+            file.metadata
+                .get(k)
+                .ok_or_else(|| Error::format(path, format!("not a labelgan GAN checkpoint (no `{k}` metadata)")))
+        };
+        meta("labelgan_gan_checkpoint")?;
+        let config: GanConfig = serde_json::from_str(meta("config")?)
+            .map_err(|e| Error::format(path, format!("bad `config` metadata: {e}")))?;
+        let num = |k: &str| -> Result<u64> {
+            meta(k)?
+                .parse()
+                .map_err(|_| Error::format(path, format!("metadata `{k}` is not a number")))
+        };
+        let take = |prefix: &str| -> BTreeMap<String, Tensor> {
+            file.tensors
+                .iter()
+                .filter_map(|(k, t)| k.strip_prefix(prefix).map(|n| (n.to_string(), t.clone())))
+                .collect()
+        };
+        let d = Discriminator::from_tensors(config.discriminator(), &take("D."), device)?;
+        let mut tr = Self::assemble(
+            config,
+            take("G."),
+            Some(take("G_ema.")),
+            d,
+            num("step")?,
+            num("nimg")?,
+            device,
+        )?;
+        tr.opt_g.load_from("adam_g", &file, num("adam_g_step")?);
+        tr.opt_d.load_from("adam_d", &file, num("adam_d_step")?);
+        Ok(tr)
+    }
+}
+
+/// `gamma / 2 * mean_i |grad_x D(x_i)|^2` for discriminator `d` at `real`.
+pub fn r1_penalty(d: &Discriminator, real: &Tensor, gamma: f64) -> Result<Tensor> {
+    let x = Var::from_tensor(&real.detach())?;
+    let logits = d.forward(x.as_tensor())?;
+    let grads = logits.sum_all()?.backward()?;
+    let g = grads
+        .get(&x)
+        .ok_or_else(|| Error::invalid("internal: no gradient with respect to the real images"))?;
+    let n = real.dim(0)?;
+    Ok((g.sqr()?.reshape((n, ()))?.sum(1)?.mean_all()? * (gamma / 2.0))?)
+}
