@@ -51,9 +51,9 @@ pub struct Discriminator {
     pub config: DiscriminatorConfig,
     /// Parameters by official name.
     pub params: BTreeMap<String, Var>,
-    /// Per block resolution r: the skip's blur + stride 2 `[r/2, r]` and conv1's blur
-    /// (pad 2) `[r+1, r]`.
-    resample: BTreeMap<usize, (Tensor, Tensor)>,
+    /// Per block resolution r: the skip's blur + stride 2 `[r/2, r]`, conv1's blur
+    /// (pad 2) `[r+1, r]`, and the even-index selection `[r/2, r-1]` after conv1.
+    resample: BTreeMap<usize, (Tensor, Tensor, Tensor)>,
 }
 
 /// `[N, C, H, W]` blurred with the separable `[1,3,3,1]` filter (normalised), padded by
@@ -155,16 +155,21 @@ impl Discriminator {
         config: &DiscriminatorConfig,
         dtype: DType,
         device: &Device,
-    ) -> Result<BTreeMap<usize, (Tensor, Tensor)>> {
+    ) -> Result<BTreeMap<usize, (Tensor, Tensor, Tensor)>> {
         config
             .blocks()
             .into_iter()
             .map(|r| {
+                let mut pick = vec![0f32; (r / 2) * (r - 1)];
+                for j in 0..r / 2 {
+                    pick[j * (r - 1) + 2 * j] = 1.0;
+                }
                 Ok((
                     r,
                     (
                         resample_matrix(r, 1, 2, device)?.to_dtype(dtype)?,
                         resample_matrix(r, 2, 1, device)?.to_dtype(dtype)?,
+                        Tensor::from_vec(pick, (r / 2, r - 1), device)?.to_dtype(dtype)?,
                     ),
                 ))
             })
@@ -209,12 +214,13 @@ impl Discriminator {
             .clone())
     }
 
-    /// Equalized-lr conv: `weight / sqrt(fan_in)`, then bias, optional lrelu with gain.
-    fn conv(&self, x: &Tensor, name: &str, pad: usize, stride: usize, act: bool, gain: f64) -> Result<Tensor> {
+    /// Equalized-lr conv (stride 1): `weight / sqrt(fan_in)`, then bias, optional lrelu
+    /// with gain.
+    fn conv(&self, x: &Tensor, name: &str, pad: usize, act: bool, gain: f64) -> Result<Tensor> {
         let w = self.p(&format!("{name}.weight"))?;
         let (o, i, kh, kw) = w.dims4()?;
         let w = w.affine(1.0 / ((i * kh * kw) as f64).sqrt(), 0.0)?;
-        let mut y = x.conv2d(&w, pad, stride, 1, 1)?;
+        let mut y = crate::conv::conv2d(x, &w, pad)?;
         if self.params.contains_key(&format!("{name}.bias")) {
             y = y.broadcast_add(&self.p(&format!("{name}.bias"))?.reshape((1, o, 1, 1))?)?;
         }
@@ -274,21 +280,23 @@ impl Discriminator {
         for (i, &r) in self.config.blocks().iter().enumerate() {
             let p = format!("b{r}");
             let h = if i == 0 {
-                self.conv(img, &format!("{p}.fromrgb"), 0, 1, true, 1.0)?
+                self.conv(img, &format!("{p}.fromrgb"), 0, true, 1.0)?
             } else {
                 x.take().ok_or_else(|| Error::invalid("internal: no block input"))?
             };
-            let (down, blur) = &self.resample[&r];
+            let (down, blur, pick) = &self.resample[&r];
             // Skip: blur (pad 1), keep every other pixel, 1x1 conv.
-            let y = self.conv(&resample2d(&h, down, down)?, &format!("{p}.skip"), 0, 1, false, half)?;
-            let h = self.conv(&h, &format!("{p}.conv0"), 1, 1, true, 1.0)?;
-            // conv1: blur (pad 2) then 3x3 stride 2.
-            let h = self.conv(&resample2d(&h, blur, blur)?, &format!("{p}.conv1"), 0, 2, true, half)?;
+            let y = self.conv(&resample2d(&h, down, down)?, &format!("{p}.skip"), 0, false, half)?;
+            let h = self.conv(&h, &format!("{p}.conv0"), 1, true, 1.0)?;
+            // conv1: blur (pad 2), 3x3 conv, keep every other output (= stride 2; the
+            // stride-1 conv costs 4x but its gradients take candle's fast paths).
+            let h = self.conv(&resample2d(&h, blur, blur)?, &format!("{p}.conv1"), 0, false, 1.0)?;
+            let h = lrelu_gain(&resample2d(&h, pick, pick)?)?.affine(half, 0.0)?;
             x = Some((y + h)?);
         }
         let x = x.ok_or_else(|| Error::invalid("internal: discriminator has no blocks"))?;
         let x = self.mbstd(&x)?;
-        let x = self.conv(&x, "b4.conv", 1, 1, true, 1.0)?;
+        let x = self.conv(&x, "b4.conv", 1, true, 1.0)?;
         let x = self.fc(&x.flatten_from(1)?, "b4.fc", true)?;
         Ok(self.fc(&x, "b4.out", false)?.squeeze(1)?)
     }

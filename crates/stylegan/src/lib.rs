@@ -22,6 +22,7 @@
 //! Data", NeurIPS 2020.
 
 pub mod config;
+pub mod conv;
 pub mod discriminator;
 pub mod fc;
 pub mod generator;

@@ -17,6 +17,7 @@ fn main() {
     unsafe { std::env::set_var("CANDLE_GRAD_DO_NOT_DETACH", "1") };
     let tests: &[(&str, fn())] = &[
         ("softplus_is_stable", softplus_is_stable),
+        ("fast_conv_gradients_equal_candles", fast_conv_gradients_equal_candles),
         (
             "resampling_matrices_match_the_filters",
             resampling_matrices_match_the_filters,
@@ -324,4 +325,31 @@ fn resampling_matrices_match_the_filters() {
     let idx = Tensor::new(&[0u32, 2, 4, 6], &dev).unwrap();
     let want = want.index_select(&idx, 2).unwrap().index_select(&idx, 3).unwrap();
     assert!(labelgan_core::max_abs_diff(&got, &want).unwrap() < 1e-6);
+}
+
+/// The training convolution: same output as candle's conv2d, same gradients.
+fn fast_conv_gradients_equal_candles() {
+    use candle_core::Var;
+    let dev = Device::Cpu;
+    let mut rng = SplitMix64::new(5);
+    for (k, pad) in [(3, 1), (3, 0), (1, 0), (3, 2)] {
+        let x = Var::from_tensor(&rng.normal_tensor(&[2, 3, 7, 6], &dev).unwrap()).unwrap();
+        let w = Var::from_tensor(&rng.normal_tensor(&[4, 3, k, k], &dev).unwrap()).unwrap();
+        let probe = rng
+            .normal_tensor(&[2, 4, 7 + 2 * pad + 1 - k, 6 + 2 * pad + 1 - k], &dev)
+            .unwrap();
+        let ours = labelgan_stylegan::conv::conv2d(x.as_tensor(), w.as_tensor(), pad).unwrap();
+        let theirs = x.as_tensor().conv2d(w.as_tensor(), pad, 1, 1, 1).unwrap();
+        assert_eq!(
+            labelgan_core::max_abs_diff(&ours, &theirs).unwrap(),
+            0.0,
+            "k {k} pad {pad}: forward"
+        );
+        let g1 = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+        for (v, what) in [(&x, "input"), (&w, "weight")] {
+            let e = labelgan_core::max_abs_diff(g1.get(v).unwrap(), g2.get(v).unwrap()).unwrap();
+            assert!(e < 1e-4, "k {k} pad {pad}: {what} gradient differs by {e}");
+        }
+    }
 }

@@ -30,20 +30,36 @@ fn keypoints_fall_on_their_classes() {
             (-d..=d).any(|dy| {
                 (-d..=d).any(|dx| {
                     let (xx, yy) = (x + dx, y + dy);
-                    xx >= 0 && yy >= 0 && (xx as usize) < r && (yy as usize) < r && f.mask[yy as usize * r + xx as usize] == c
+                    xx >= 0
+                        && yy >= 0
+                        && (xx as usize) < r
+                        && (yy as usize) < r
+                        && f.mask[yy as usize * r + xx as usize] == c
                 })
             })
         };
-        assert!(f.visible.iter().all(|&v| v), "face {i}: every keypoint is visible at these yaws");
+        assert!(
+            f.visible.iter().all(|&v| v),
+            "face {i}: every keypoint is visible at these yaws"
+        );
         eyes_ok += usize::from(class_at(f.keypoints[0]) == 3 && class_at(f.keypoints[1]) == 4);
         nose_ok += usize::from(near(f.keypoints[2], 6, 1));
         mouth_ok += usize::from(near(f.keypoints[3], 7, 1) && near(f.keypoints[4], 7, 1));
         // Left eye is left of the right eye in the image for these rolls.
         assert!(f.keypoints[0][0] < f.keypoints[1][0], "face {i}: eyes swapped");
     }
-    assert!(eyes_ok >= n as usize * 95 / 100, "eye centres on eye pixels: {eyes_ok}/{n}");
-    assert!(nose_ok >= n as usize * 95 / 100, "nose tips on nose pixels: {nose_ok}/{n}");
-    assert!(mouth_ok >= n as usize * 95 / 100, "mouth corners at mouth pixels: {mouth_ok}/{n}");
+    assert!(
+        eyes_ok >= n as usize * 95 / 100,
+        "eye centres on eye pixels: {eyes_ok}/{n}"
+    );
+    assert!(
+        nose_ok >= n as usize * 95 / 100,
+        "nose tips on nose pixels: {nose_ok}/{n}"
+    );
+    assert!(
+        mouth_ok >= n as usize * 95 / 100,
+        "mouth corners at mouth pixels: {mouth_ok}/{n}"
+    );
 }
 
 #[test]
@@ -67,8 +83,16 @@ fn depth_agrees_with_the_mask() {
         }
         let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len().max(1) as f32;
         assert!(!nose.is_empty(), "face {i} has no nose pixels");
-        assert!(mean(&nose) < mean(&skin), "face {i}: the nose should be nearer than the skin on average");
-        let far = f.mask.iter().zip(&f.depth).filter(|(c, d)| **c == 0 && **d == 1.0).count();
+        assert!(
+            mean(&nose) < mean(&skin),
+            "face {i}: the nose should be nearer than the skin on average"
+        );
+        let far = f
+            .mask
+            .iter()
+            .zip(&f.depth)
+            .filter(|(c, d)| **c == 0 && **d == 1.0)
+            .count();
         assert!(far > 0, "face {i}: some background is at the far plane");
     }
 }
@@ -84,7 +108,10 @@ fn the_stream_varies_what_a_gan_must_learn() {
     }
     assert!(seen.iter().all(|&s| s), "every class appears: {seen:?} ({CLASSES:?})");
     for style in [HairStyle::Short, HairStyle::Long, HairStyle::Bangs, HairStyle::Bald] {
-        assert!(faces.iter().any(|f| f.face.hair_style == style), "no {style:?} hair in 200 faces");
+        assert!(
+            faces.iter().any(|f| f.face.hair_style == style),
+            "no {style:?} hair in 200 faces"
+        );
     }
     assert!(faces.iter().any(|f| f.face.mouth_open) && faces.iter().any(|f| !f.face.mouth_open));
     // Yaw moves the features: in the head's frame (roll undone), the protruding nose
@@ -101,13 +128,18 @@ fn the_stream_varies_what_a_gan_must_learn() {
         })
         .count();
     let turned = faces.iter().filter(|f| f.face.yaw.abs() > 0.25).count();
-    assert!(agree * 10 >= turned * 9, "nose follows yaw in {agree}/{turned} turned faces");
+    assert!(
+        agree * 10 >= turned * 9,
+        "nose follows yaw in {agree}/{turned} turned faces"
+    );
     // Not all the same colour.
     let means: Vec<f64> = faces
         .iter()
         .map(|f| f.rgb.iter().map(|&v| v as f64).sum::<f64>() / f.rgb.len() as f64)
         .collect();
-    let (lo, hi) = means.iter().fold((f64::MAX, f64::MIN), |(a, b), &m| (a.min(m), b.max(m)));
+    let (lo, hi) = means
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), &m| (a.min(m), b.max(m)));
     assert!(hi - lo > 30.0, "mean brightness spans only {lo:.0}..{hi:.0}");
 }
 
@@ -136,7 +168,10 @@ fn images_are_anti_aliased() {
         e / (32.0 * 32.0 * 3.0)
     };
     let (aa, point) = (err(&render_with(&face, 32, 4)), err(&render_with(&face, 32, 1)));
-    assert!(aa < 0.5 * point, "supersampled error {aa:.2} vs point-sampled {point:.2}");
+    assert!(
+        aa < 0.5 * point,
+        "supersampled error {aa:.2} vs point-sampled {point:.2}"
+    );
     let f = sample(6, 0, 64);
     let t = batch_tensor(6, 0, 2, 64, &candle_core::Device::Cpu).unwrap();
     assert_eq!(t.dims(), &[2, 3, 64, 64]);
