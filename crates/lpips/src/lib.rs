@@ -1,0 +1,406 @@
+//! # labelgan-lpips
+//!
+//! The LPIPS perceptual distance (Zhang et al., CVPR 2018) exactly as the `lpips` 0.1.4
+//! package computes it (`../shared/specs/lpips.md`): version-0.1 scaling, the taps of
+//! VGG16, AlexNet or SqueezeNet 1.1, unit normalisation over channels, squared
+//! differences, learned 1x1 "lin" weights, spatial mean (or, for the spatial map,
+//! bilinear upsampling to the input size), summed over taps.
+//!
+//! One safetensors file holds everything under the package's own names
+//! (`scaling_layer.shift`, `net.slice1.0.weight`, ..., `lin0.model.1.weight`); the
+//! backbone is recognised from the keys (or the metadata `net`). Without `lin*` weights
+//! the taps are weighted uniformly (each tap's channel mean), for backbones that have
+//! no learned ones.
+//!
+//! Every op has a correct gradient with respect to the images (max-pooling included:
+//! see [`pool`]), so `distance` is a differentiable loss.
+
+pub mod pool;
+
+use std::path::Path;
+
+use candle_core::{D, DType, Device, Tensor};
+
+use labelgan_core::io::TensorFile;
+use labelgan_core::{Error, Result};
+
+use crate::pool::{max_pool2d, spatial_mean};
+
+/// The backbones of the `lpips` package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Net {
+    Vgg,
+    Alex,
+    Squeeze,
+}
+
+impl Net {
+    /// Channels of each tap.
+    pub fn channels(self) -> &'static [usize] {
+        match self {
+            Net::Vgg => &[64, 128, 256, 512, 512],
+            Net::Alex => &[64, 192, 384, 256, 256],
+            Net::Squeeze => &[64, 128, 256, 384, 384, 512, 512],
+        }
+    }
+
+    /// The package's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Net::Vgg => "vgg",
+            Net::Alex => "alex",
+            Net::Squeeze => "squeeze",
+        }
+    }
+
+    fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "vgg" | "vgg16" => Some(Net::Vgg),
+            "alex" | "alexnet" => Some(Net::Alex),
+            "squeeze" | "squeezenet" | "squeezenet1_1" => Some(Net::Squeeze),
+            _ => None,
+        }
+    }
+}
+
+/// How the per-tap squared differences are weighted.
+#[derive(Debug, Clone)]
+pub enum Weighting {
+    /// The learned lin layers `[C]` per tap (`lpips=True`).
+    Learned(Vec<Tensor>),
+    /// Every channel 1/C: each tap's channel mean.
+    Uniform,
+    /// Plain sum over channels (`lpips=False` in the package).
+    Sum,
+}
+
+/// A loaded LPIPS model.
+#[derive(Debug, Clone)]
+pub struct Lpips {
+    pub net: Net,
+    pub weighting: Weighting,
+    shift: Tensor,
+    scale: Tensor,
+    file: TensorFile,
+}
+
+/// `[N, C, H, W] / (sqrt(sum_c f^2) + 1e-10)`.
+fn normalize(f: &Tensor) -> Result<Tensor> {
+    let norm = (f.sqr()?.sum_keepdim(1)?.sqrt()? + 1e-10)?;
+    Ok(f.broadcast_div(&norm)?)
+}
+
+/// PyTorch's bilinear resize (align_corners=False) as `A_h x A_wᵀ` (differentiable).
+fn resize_bilinear(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
+    let (n, c, ih, iw) = x.dims4()?;
+    let mat = |out: usize, inp: usize| -> Result<Tensor> {
+        let mut m = vec![0f32; out * inp];
+        let scale = inp as f64 / out as f64;
+        for o in 0..out {
+            let src = ((o as f64 + 0.5) * scale - 0.5).max(0.0);
+            let i0 = (src.floor() as usize).min(inp - 1);
+            let i1 = (i0 + 1).min(inp - 1);
+            let l = (src - i0 as f64) as f32;
+            m[o * inp + i0] += 1.0 - l;
+            m[o * inp + i1] += l;
+        }
+        Ok(Tensor::from_vec(m, (out, inp), x.device())?.to_dtype(x.dtype())?)
+    };
+    let (ah, aw) = (mat(h, ih)?, mat(w, iw)?);
+    let y = x.reshape((n * c * ih, iw))?.matmul(&aw.t()?)?; // [N*C*ih, w]
+    let y = y
+        .reshape((n * c, ih, w))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((n * c * w, ih))?;
+    let y = y.matmul(&ah.t()?)?; // [N*C*w, h]
+    Ok(y.reshape((n * c, w, h))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((n, c, h, w))?)
+}
+
+impl Lpips {
+    /// Loads a model written by `tools/convert_lpips.py` (or any file with the canonical
+    /// names).
+    pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        Self::from_file(TensorFile::load(path, device)?)
+    }
+
+    /// Builds the model from tensors already read.
+    pub fn from_file(file: TensorFile) -> Result<Self> {
+        let net = match file.metadata.get("net") {
+            Some(n) => Net::from_name(n)
+                .ok_or_else(|| Error::format(&file.path, format!("unknown LPIPS net `{n}` in metadata")))?,
+            None => {
+                if file.contains("net.slice2.3.squeeze.weight") {
+                    Net::Squeeze
+                } else if file.shape("net.slice1.0.weight") == Some(&[64, 3, 11, 11]) {
+                    Net::Alex
+                } else if file.contains("net.slice1.2.weight") {
+                    Net::Vgg
+                } else {
+                    return Err(Error::format(
+                        &file.path,
+                        "not an LPIPS model: no VGG16, AlexNet or SqueezeNet keys (`net.slice1.0.weight`, ...)",
+                    ));
+                }
+            }
+        };
+        let shift = file.get_shaped("scaling_layer.shift", &[1, 3, 1, 1])?;
+        let scale = file.get_shaped("scaling_layer.scale", &[1, 3, 1, 1])?;
+        let weighting = if file.contains("lin0.model.1.weight") {
+            Weighting::Learned(
+                net.channels()
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &c)| file.get_shaped(&format!("lin{k}.model.1.weight"), &[1, c, 1, 1]))
+                    .collect::<Result<_>>()?,
+            )
+        } else {
+            Weighting::Uniform
+        };
+        let m = Self {
+            net,
+            weighting,
+            shift,
+            scale,
+            file,
+        };
+        m.check()?;
+        Ok(m)
+    }
+
+    /// Every backbone weight present with its shape.
+    fn check(&self) -> Result<()> {
+        for (name, shape) in self.backbone_shapes() {
+            self.file.get_shaped(&name, &shape)?;
+        }
+        Ok(())
+    }
+
+    fn backbone_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let mut v = vec![];
+        let mut conv = |slice: usize, idx: &str, o: usize, i: usize, k: usize| {
+            v.push((format!("net.slice{slice}.{idx}.weight"), vec![o, i, k, k]));
+            v.push((format!("net.slice{slice}.{idx}.bias"), vec![o]));
+        };
+        match self.net {
+            Net::Vgg => {
+                for (s, idx, o, i) in VGG_CONVS {
+                    conv(*s, &idx.to_string(), *o, *i, 3);
+                }
+            }
+            Net::Alex => {
+                for (s, idx, o, i, k) in ALEX_CONVS {
+                    conv(*s, &idx.to_string(), *o, *i, *k);
+                }
+            }
+            Net::Squeeze => {
+                conv(1, "0", 64, 3, 3);
+                for (s, idx, i, sq, e) in FIRES {
+                    conv(*s, &format!("{idx}.squeeze"), *sq, *i, 1);
+                    conv(*s, &format!("{idx}.expand1x1"), *e, *sq, 1);
+                    conv(*s, &format!("{idx}.expand3x3"), *e, *sq, 3);
+                }
+            }
+        }
+        v
+    }
+
+    fn conv(&self, x: &Tensor, name: &str, stride: usize, pad: usize, relu: bool) -> Result<Tensor> {
+        let w = self.file.get(&format!("{name}.weight"))?.to_dtype(x.dtype())?;
+        let b = self.file.get(&format!("{name}.bias"))?.to_dtype(x.dtype())?;
+        let y = x
+            .conv2d(&w, pad, stride, 1, 1)?
+            .broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?;
+        Ok(if relu { y.relu()? } else { y })
+    }
+
+    fn fire(&self, x: &Tensor, name: &str) -> Result<Tensor> {
+        let s = self.conv(x, &format!("{name}.squeeze"), 1, 0, true)?;
+        let e1 = self.conv(&s, &format!("{name}.expand1x1"), 1, 0, true)?;
+        let e3 = self.conv(&s, &format!("{name}.expand3x3"), 1, 1, true)?;
+        Ok(Tensor::cat(&[e1, e3], 1)?)
+    }
+
+    /// The backbone's taps for images `[N, 3, H, W]` in [-1, 1] (after scaling).
+    pub fn taps(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let (_, c, _, _) = x
+            .dims4()
+            .map_err(|_| Error::invalid(format!("images must be [N, 3, H, W], got {:?}", x.dims())))?;
+        if c != 3 {
+            return Err(Error::invalid(format!(
+                "images must have 3 channels, got {:?}",
+                x.dims()
+            )));
+        }
+        let x = x
+            .broadcast_sub(&self.shift.to_dtype(x.dtype())?)?
+            .broadcast_div(&self.scale.to_dtype(x.dtype())?)?;
+        let mut taps = vec![];
+        match self.net {
+            Net::Vgg => {
+                let mut h = x;
+                let mut slice = 1;
+                for (s, idx, _, _) in VGG_CONVS {
+                    if *s != slice {
+                        taps.push(h.clone());
+                        h = max_pool2d(&h, 2, 2, false)?;
+                        slice = *s;
+                    }
+                    h = self.conv(&h, &format!("net.slice{s}.{idx}"), 1, 1, true)?;
+                }
+                taps.push(h);
+            }
+            Net::Alex => {
+                let h = self.conv(&x, "net.slice1.0", 4, 2, true)?;
+                taps.push(h.clone());
+                let h = self.conv(&max_pool2d(&h, 3, 2, false)?, "net.slice2.3", 1, 2, true)?;
+                taps.push(h.clone());
+                let h = self.conv(&max_pool2d(&h, 3, 2, false)?, "net.slice3.6", 1, 1, true)?;
+                taps.push(h.clone());
+                let h = self.conv(&h, "net.slice4.8", 1, 1, true)?;
+                taps.push(h.clone());
+                let h = self.conv(&h, "net.slice5.10", 1, 1, true)?;
+                taps.push(h);
+            }
+            Net::Squeeze => {
+                let h = self.conv(&x, "net.slice1.0", 2, 0, true)?;
+                taps.push(h.clone());
+                let mut h = max_pool2d(&h, 3, 2, true)?;
+                h = self.fire(&h, "net.slice2.3")?;
+                h = self.fire(&h, "net.slice2.4")?;
+                taps.push(h.clone());
+                h = max_pool2d(&h, 3, 2, true)?;
+                h = self.fire(&h, "net.slice3.6")?;
+                h = self.fire(&h, "net.slice3.7")?;
+                taps.push(h.clone());
+                h = max_pool2d(&h, 3, 2, true)?;
+                h = self.fire(&h, "net.slice4.9")?;
+                taps.push(h.clone());
+                h = self.fire(&h, "net.slice5.10")?;
+                taps.push(h.clone());
+                h = self.fire(&h, "net.slice6.11")?;
+                taps.push(h.clone());
+                h = self.fire(&h, "net.slice7.12")?;
+                taps.push(h);
+            }
+        }
+        Ok(taps)
+    }
+
+    /// Per-tap weighted maps `[N, 1, h_k, w_k]`.
+    fn tap_maps(&self, x0: &Tensor, x1: &Tensor) -> Result<Vec<Tensor>> {
+        if x0.dims() != x1.dims() {
+            return Err(Error::invalid(format!(
+                "LPIPS compares images of one shape, got {:?} and {:?}",
+                x0.dims(),
+                x1.dims()
+            )));
+        }
+        let (t0, t1) = (self.taps(x0)?, self.taps(x1)?);
+        t0.iter()
+            .zip(&t1)
+            .enumerate()
+            .map(|(k, (a, b))| {
+                let d = (normalize(a)? - normalize(b)?)?.sqr()?;
+                Ok(match &self.weighting {
+                    Weighting::Learned(lins) => d.conv2d(&lins[k].to_dtype(d.dtype())?, 0, 1, 1, 1)?,
+                    Weighting::Uniform => d.mean_keepdim(1)?,
+                    Weighting::Sum => d.sum_keepdim(1)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The distance `[N]` between images `x0`, `x1` `[N, 3, H, W]` in [-1, 1].
+    pub fn distance(&self, x0: &Tensor, x1: &Tensor) -> Result<Tensor> {
+        let mut total: Option<Tensor> = None;
+        for m in self.tap_maps(x0, x1)? {
+            let v = spatial_mean(&m)?;
+            total = Some(match total {
+                Some(t) => (t + v)?,
+                None => v,
+            });
+        }
+        let t = total.ok_or_else(|| Error::invalid("LPIPS has no taps"))?;
+        Ok(t.flatten_from(1)?.squeeze(D::Minus1)?)
+    }
+
+    /// The spatial map `[N, 1, H, W]`: each tap's map upsampled bilinearly to the input
+    /// size, summed (`spatial=True`).
+    pub fn spatial(&self, x0: &Tensor, x1: &Tensor) -> Result<Tensor> {
+        let (_, _, h, w) = x0.dims4()?;
+        let mut total: Option<Tensor> = None;
+        for m in self.tap_maps(x0, x1)? {
+            let v = resize_bilinear(&m, h, w)?;
+            total = Some(match total {
+                Some(t) => (t + v)?,
+                None => v,
+            });
+        }
+        total.ok_or_else(|| Error::invalid("LPIPS has no taps"))
+    }
+
+    /// Weights cast to `dtype` (f64 for finite-difference checks).
+    pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        let mut file = self.file.clone();
+        for t in file.tensors.values_mut() {
+            *t = t.to_dtype(dtype)?;
+        }
+        let weighting = match &self.weighting {
+            Weighting::Learned(l) => Weighting::Learned(
+                l.iter()
+                    .map(|t| t.to_dtype(dtype))
+                    .collect::<candle_core::Result<_>>()?,
+            ),
+            w => w.clone(),
+        };
+        Ok(Self {
+            net: self.net,
+            weighting,
+            shift: self.shift.to_dtype(dtype)?,
+            scale: self.scale.to_dtype(dtype)?,
+            file,
+        })
+    }
+}
+
+/// VGG16 convs: (slice, torchvision index, out, in).
+const VGG_CONVS: &[(usize, usize, usize, usize)] = &[
+    (1, 0, 64, 3),
+    (1, 2, 64, 64),
+    (2, 5, 128, 64),
+    (2, 7, 128, 128),
+    (3, 10, 256, 128),
+    (3, 12, 256, 256),
+    (3, 14, 256, 256),
+    (4, 17, 512, 256),
+    (4, 19, 512, 512),
+    (4, 21, 512, 512),
+    (5, 24, 512, 512),
+    (5, 26, 512, 512),
+    (5, 28, 512, 512),
+];
+
+/// AlexNet convs: (slice, index, out, in, kernel).
+const ALEX_CONVS: &[(usize, usize, usize, usize, usize)] = &[
+    (1, 0, 64, 3, 11),
+    (2, 3, 192, 64, 5),
+    (3, 6, 384, 192, 3),
+    (4, 8, 256, 384, 3),
+    (5, 10, 256, 256, 3),
+];
+
+/// SqueezeNet 1.1 fire modules: (slice, index, in, squeeze, expand).
+const FIRES: &[(usize, usize, usize, usize, usize)] = &[
+    (2, 3, 64, 16, 64),
+    (2, 4, 128, 16, 64),
+    (3, 6, 128, 32, 128),
+    (3, 7, 256, 32, 128),
+    (4, 9, 256, 48, 192),
+    (5, 10, 384, 48, 192),
+    (6, 11, 384, 64, 256),
+    (7, 12, 512, 64, 256),
+];

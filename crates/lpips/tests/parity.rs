@@ -1,0 +1,184 @@
+//! Parity with the `lpips` 0.1.4 package on the reference fixtures: the deterministic
+//! weights of `detfill.py`, ported here, give the same distances and spatial maps.
+
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor};
+use labelgan_core::io::TensorFile;
+use labelgan_lpips::{Lpips, Net};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/lpips")
+        .join(name)
+}
+
+fn fnv1a64(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in s.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// `detfill.py`'s `fill`: splitmix64 over a counter, uniform(-bound, bound) in f32.
+fn fill(key: &str, n: usize, base_seed: u64, bound: f64) -> Vec<f32> {
+    let seed = fnv1a64(key) ^ base_seed;
+    (1..=n as u64)
+        .map(|i| {
+            let mut z = seed.wrapping_add(i.wrapping_mul(0x9E3779B97F4A7C15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+            z ^= z >> 31;
+            let u = (z >> 40) as f64 / (1u64 << 24) as f64;
+            ((2.0 * u - 1.0) * bound) as f32
+        })
+        .collect()
+}
+
+fn bound_for(key: &str, shape: &[usize]) -> f64 {
+    if key.ends_with(".bias") {
+        return 0.1;
+    }
+    if shape.len() == 4 && shape[0] == 1 && key.starts_with("lin") {
+        return 1.0;
+    }
+    let fan_in: usize = shape[1..].iter().product();
+    (6.0 / fan_in as f64).sqrt()
+}
+
+/// The model of the fixture for `net`, and its io tensors.
+fn model(net: &str) -> (Lpips, TensorFile) {
+    let io = TensorFile::load(fixture(&format!("lpips_{net}_io.safetensors")), &Device::Cpu).unwrap();
+    let base: u64 = io.metadata["base_seed"].parse().unwrap();
+    let shapes: serde_json::Value = serde_json::from_str(&io.metadata["shapes"]).unwrap();
+    let mut tensors = std::collections::HashMap::new();
+    for (key, shape) in shapes.as_object().unwrap() {
+        let shape: Vec<usize> = shape
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
+        let n = shape.iter().product::<usize>().max(1);
+        let mut v = fill(key, n, base, bound_for(key, &shape));
+        if key.starts_with("lin") {
+            v.iter_mut().for_each(|x| *x = x.abs());
+        }
+        tensors.insert(key.clone(), Tensor::from_vec(v, shape, &Device::Cpu).unwrap());
+    }
+    let dev = Device::Cpu;
+    tensors.insert(
+        "scaling_layer.shift".into(),
+        Tensor::new(&[-0.030f32, -0.088, -0.188], &dev)
+            .unwrap()
+            .reshape((1, 3, 1, 1))
+            .unwrap(),
+    );
+    tensors.insert(
+        "scaling_layer.scale".into(),
+        Tensor::new(&[0.458f32, 0.448, 0.450], &dev)
+            .unwrap()
+            .reshape((1, 3, 1, 1))
+            .unwrap(),
+    );
+    let file = TensorFile {
+        path: format!("<detfill {net}>").into(),
+        tensors,
+        metadata: Default::default(),
+    };
+    (Lpips::from_file(file).unwrap(), io)
+}
+
+#[test]
+fn detfill_port_matches_python_values() {
+    // Values printed by detfill.py's `fill` (numpy).
+    assert_eq!(
+        fill("net.slice1.0.bias", 3, 1000, 0.1),
+        [-0.06227995f32, -0.028875804, 0.0053606154]
+    );
+    assert_eq!(fill("lin2.model.1.weight", 2, 1001, 1.0), [0.2755556f32, 0.3313682]);
+}
+
+#[test]
+fn distances_and_spatial_maps_match_the_package() {
+    for (net, want_net) in [("vgg", Net::Vgg), ("alex", Net::Alex), ("squeeze", Net::Squeeze)] {
+        let (m, io) = model(net);
+        assert_eq!(m.net, want_net, "{net}: backbone recognised from the keys");
+        let (x0, x1) = (io.get("x0").unwrap(), io.get("x1").unwrap());
+        let d = m.distance(x0, x1).unwrap();
+        let e = labelgan_core::max_abs_diff(&d, io.get("distance").unwrap()).unwrap();
+        assert!(e < 1e-5, "{net}: distance off by {e}: {d}");
+        let s = m.spatial(x0, x1).unwrap();
+        let e = labelgan_core::max_abs_diff(&s, io.get("spatial").unwrap()).unwrap();
+        assert!(e < 1e-5, "{net}: spatial map off by {e}");
+        // f64 agrees too (used by the gradient checks).
+        let d64 = m
+            .to_dtype(DType::F64)
+            .unwrap()
+            .distance(&x0.to_dtype(DType::F64).unwrap(), &x1.to_dtype(DType::F64).unwrap())
+            .unwrap();
+        let e = labelgan_core::max_abs_diff(&d64.to_dtype(DType::F32).unwrap(), &d).unwrap();
+        assert!(e < 1e-5, "{net}: f64 vs f32 {e}");
+    }
+}
+
+/// d distance / d x0 by autograd against central differences (f64), for every net:
+/// this goes through the max-pools, whose built-in backward is wrong in candle.
+#[test]
+fn gradients_match_finite_differences() {
+    use candle_core::Var;
+    use labelgan_core::SplitMix64;
+    for (net, size) in [("vgg", 32), ("alex", 64), ("squeeze", 48)] {
+        let (m, _) = model(net);
+        let m = m.to_dtype(DType::F64).unwrap();
+        let mut rng = SplitMix64::new(7);
+        let x0 = rng
+            .normal_tensor(&[1, 3, size, size], &Device::Cpu)
+            .unwrap()
+            .tanh()
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap();
+        let x1 = rng
+            .normal_tensor(&[1, 3, size, size], &Device::Cpu)
+            .unwrap()
+            .tanh()
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap();
+        let v = Var::from_tensor(&x0).unwrap();
+        let grads = m
+            .distance(v.as_tensor(), &x1)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g = grads.get(&v).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let flat = x0.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let at = |i: usize, delta: f64| {
+            let mut p = flat.clone();
+            p[i] += delta;
+            let x = Tensor::from_vec(p, x0.dims(), &Device::Cpu).unwrap();
+            m.distance(&x, &x1)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
+        };
+        let scale = g.iter().fold(0f64, |a, &b| a.max(b.abs()));
+        for _ in 0..6 {
+            let i = rng.below(flat.len() as u64) as usize;
+            let eps = 1e-5;
+            let fd = (at(i, eps) - at(i, -eps)) / (2.0 * eps);
+            let err = (fd - g[i]).abs() / scale;
+            assert!(
+                err < 1e-5,
+                "{net} pixel {i}: autograd {} vs finite differences {fd} (scale {scale})",
+                g[i]
+            );
+        }
+    }
+}
