@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod device;
 mod generate;
+mod lpips;
 mod toyworld;
 mod train_gan;
 
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Generate images (and their latents) from a StyleGAN2 generator.
     Generate(generate::GenerateArgs),
+    /// LPIPS perceptual distance between images, folders or tensor pairs.
+    Lpips(lpips::LpipsArgs),
     /// Render procedural toy faces with exact segmentation, keypoints and depth.
     Toyworld(toyworld::ToyworldArgs),
     /// Train a StyleGAN2 on a folder of images or on toyworld (resumable).
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
     let res = match cli.command {
         Command::Generate(a) => generate::run(a),
         Command::Toyworld(a) => toyworld::run(a),
+        Command::Lpips(a) => lpips::run(a),
         Command::TrainGan(a) => train_gan::run(a),
     };
     match res {

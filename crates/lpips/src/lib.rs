@@ -15,6 +15,8 @@
 //! Every op has a correct gradient with respect to the images (max-pooling included:
 //! see [`pool`]), so `distance` is a differentiable loss.
 
+#[doc(hidden)]
+pub mod detfill;
 pub mod pool;
 
 use std::path::Path;

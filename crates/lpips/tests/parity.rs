@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
 use labelgan_core::io::TensorFile;
+use labelgan_lpips::detfill::fill;
 use labelgan_lpips::{Lpips, Net};
 
 fn fixture(name: &str) -> PathBuf {
@@ -13,75 +14,27 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn fnv1a64(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in s.bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
-    }
-    h
-}
-
-/// `detfill.py`'s `fill`: splitmix64 over a counter, uniform(-bound, bound) in f32.
-fn fill(key: &str, n: usize, base_seed: u64, bound: f64) -> Vec<f32> {
-    let seed = fnv1a64(key) ^ base_seed;
-    (1..=n as u64)
-        .map(|i| {
-            let mut z = seed.wrapping_add(i.wrapping_mul(0x9E3779B97F4A7C15));
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
-            z ^= z >> 31;
-            let u = (z >> 40) as f64 / (1u64 << 24) as f64;
-            ((2.0 * u - 1.0) * bound) as f32
-        })
-        .collect()
-}
-
-fn bound_for(key: &str, shape: &[usize]) -> f64 {
-    if key.ends_with(".bias") {
-        return 0.1;
-    }
-    if shape.len() == 4 && shape[0] == 1 && key.starts_with("lin") {
-        return 1.0;
-    }
-    let fan_in: usize = shape[1..].iter().product();
-    (6.0 / fan_in as f64).sqrt()
-}
-
 /// The model of the fixture for `net`, and its io tensors.
 fn model(net: &str) -> (Lpips, TensorFile) {
     let io = TensorFile::load(fixture(&format!("lpips_{net}_io.safetensors")), &Device::Cpu).unwrap();
     let base: u64 = io.metadata["base_seed"].parse().unwrap();
     let shapes: serde_json::Value = serde_json::from_str(&io.metadata["shapes"]).unwrap();
-    let mut tensors = std::collections::HashMap::new();
-    for (key, shape) in shapes.as_object().unwrap() {
-        let shape: Vec<usize> = shape
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as usize)
-            .collect();
-        let n = shape.iter().product::<usize>().max(1);
-        let mut v = fill(key, n, base, bound_for(key, &shape));
-        if key.starts_with("lin") {
-            v.iter_mut().for_each(|x| *x = x.abs());
-        }
-        tensors.insert(key.clone(), Tensor::from_vec(v, shape, &Device::Cpu).unwrap());
-    }
-    let dev = Device::Cpu;
-    tensors.insert(
-        "scaling_layer.shift".into(),
-        Tensor::new(&[-0.030f32, -0.088, -0.188], &dev)
-            .unwrap()
-            .reshape((1, 3, 1, 1))
-            .unwrap(),
-    );
-    tensors.insert(
-        "scaling_layer.scale".into(),
-        Tensor::new(&[0.458f32, 0.448, 0.450], &dev)
-            .unwrap()
-            .reshape((1, 3, 1, 1))
-            .unwrap(),
-    );
+    let shapes: Vec<(String, Vec<usize>)> = shapes
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_u64().unwrap() as usize)
+                    .collect(),
+            )
+        })
+        .collect();
+    let tensors = labelgan_lpips::detfill::model_tensors(&shapes, base, &Device::Cpu).unwrap();
     let file = TensorFile {
         path: format!("<detfill {net}>").into(),
         tensors,
