@@ -14,6 +14,7 @@
 //! Human Annotations", CVPR 2023; Zhang et al., "DatasetGAN: Efficient Labeled Data
 //! Factory with Minimal Human Effort", CVPR 2021.
 
+pub mod conv;
 pub mod error;
 pub mod image_io;
 pub mod io;

@@ -220,7 +220,7 @@ impl Discriminator {
         let w = self.p(&format!("{name}.weight"))?;
         let (o, i, kh, kw) = w.dims4()?;
         let w = w.affine(1.0 / ((i * kh * kw) as f64).sqrt(), 0.0)?;
-        let mut y = crate::conv::conv2d(x, &w, pad)?;
+        let mut y = labelgan_core::conv::conv2d(x, &w, pad)?;
         if self.params.contains_key(&format!("{name}.bias")) {
             y = y.broadcast_add(&self.p(&format!("{name}.bias"))?.reshape((1, o, 1, 1))?)?;
         }

@@ -22,7 +22,6 @@
 //! Data", NeurIPS 2020.
 
 pub mod config;
-pub mod conv;
 pub mod discriminator;
 pub mod fc;
 pub mod generator;
@@ -35,5 +34,5 @@ pub mod upfirdn;
 pub use config::GeneratorConfig;
 pub use discriminator::{Discriminator, DiscriminatorConfig};
 pub use generator::StyleGan2;
-pub use labelgan_core::{Error, Result};
+pub use labelgan_core::{Error, Result, conv};
 pub use train::{GanConfig, ImageSource, StepLosses, Trainer};

@@ -327,7 +327,8 @@ fn resampling_matrices_match_the_filters() {
     assert!(labelgan_core::max_abs_diff(&got, &want).unwrap() < 1e-6);
 }
 
-/// The training convolution: same output as candle's conv2d, same gradients.
+/// The training convolution: candle's conv2d output (up to summation order), same
+/// gradients.
 fn fast_conv_gradients_equal_candles() {
     use candle_core::Var;
     let dev = Device::Cpu;
@@ -340,11 +341,8 @@ fn fast_conv_gradients_equal_candles() {
             .unwrap();
         let ours = labelgan_stylegan::conv::conv2d(x.as_tensor(), w.as_tensor(), pad).unwrap();
         let theirs = x.as_tensor().conv2d(w.as_tensor(), pad, 1, 1, 1).unwrap();
-        assert_eq!(
-            labelgan_core::max_abs_diff(&ours, &theirs).unwrap(),
-            0.0,
-            "k {k} pad {pad}: forward"
-        );
+        let e = labelgan_core::max_abs_diff(&ours, &theirs).unwrap();
+        assert!(e < 1e-5, "k {k} pad {pad}: forward differs by {e}");
         let g1 = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
         let g2 = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
         for (v, what) in [(&x, "input"), (&w, "weight")] {

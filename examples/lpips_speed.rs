@@ -1,0 +1,65 @@
+//! LPIPS-VGG forward + backward with respect to the input image, batch 1, with random
+//! (deterministic) weights: the counterpart of `tools/lpips_speed.py` (PyTorch, the
+//! `lpips` package). Prints one JSON line with the median of `--repeats` runs.
+//!
+//! ```text
+//! cargo run --release --example lpips_speed -- --size 256
+//! ```
+
+mod common;
+
+use clap::Parser;
+use labelgan::core::io::TensorFile;
+use labelgan::lpips::Lpips;
+use labelgan::prelude::*;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value_t = 256)]
+    size: usize,
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+}
+
+fn main() -> labelgan::core::Result<()> {
+    let a = Args::parse();
+    let dev = Device::Cpu;
+    // The VGG weight shapes of the reference fixture, filled deterministically.
+    let io = TensorFile::load("tests/fixtures/lpips/lpips_vgg_io.safetensors", &dev)?;
+    let shapes: serde_json::Value =
+        serde_json::from_str(&io.metadata["shapes"]).map_err(|e| labelgan::core::Error::invalid(e.to_string()))?;
+    let shapes: Vec<(String, Vec<usize>)> = shapes
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            let s = v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|x| x.as_u64())
+                .map(|x| x as usize);
+            (k.clone(), s.collect())
+        })
+        .collect();
+    let tensors = labelgan::lpips::detfill::model_tensors(&shapes, 1000, &dev)?;
+    let m = Lpips::from_file(TensorFile {
+        path: "<random vgg>".into(),
+        tensors,
+        metadata: Default::default(),
+    })?;
+    let mut rng = labelgan::core::SplitMix64::new(0);
+    let x0 = rng.normal_tensor(&[1, 3, a.size, a.size], &dev)?.tanh()?;
+    let x1 = rng.normal_tensor(&[1, 3, a.size, a.size], &dev)?.tanh()?;
+    let s = common::median_seconds(a.repeats, || {
+        let v = candle_core::Var::from_tensor(&x0)?;
+        let grads = m.distance(v.as_tensor(), &x1)?.sum_all()?.backward()?;
+        std::hint::black_box(grads.get(&v).map(|g| g.dims().to_vec()));
+        Ok(())
+    })?;
+    println!(
+        "{}",
+        serde_json::json!({"impl": "labelgan", "size": a.size, "s_fwd_bwd": (s * 1e4).round() / 1e4, "peak_rss_mb": common::peak_rss_mb()})
+    );
+    Ok(())
+}

@@ -1,0 +1,36 @@
+"""LPIPS-VGG forward + backward with respect to the input, 256x256, batch 1, in PyTorch
+with the `lpips` package (random backbone: pnet_rand=True, so nothing is downloaded;
+the lin weights ship inside the package). The counterpart of
+`cargo run --release --example lpips_speed`. Prints one JSON line.
+
+    pip install torch lpips
+    python tools/lpips_speed.py [--threads 2] [--size 256]
+"""
+import argparse, json, time
+import torch, lpips
+
+p = argparse.ArgumentParser()
+p.add_argument("--threads", type=int, default=2)
+p.add_argument("--size", type=int, default=256)
+p.add_argument("--repeats", type=int, default=5)
+a = p.parse_args()
+torch.set_num_threads(a.threads)
+torch.manual_seed(0)
+m = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False).eval()
+x0 = torch.rand(1, 3, a.size, a.size) * 2 - 1
+x1 = torch.rand(1, 3, a.size, a.size) * 2 - 1
+
+def step():
+    x = x0.clone().requires_grad_(True)
+    m(x, x1).sum().backward()
+    return x.grad
+
+step()
+ts = []
+for _ in range(a.repeats):
+    t = time.perf_counter()
+    step()
+    ts.append(time.perf_counter() - t)
+ts.sort()
+print(json.dumps({"impl": "pytorch-lpips", "size": a.size, "threads": torch.get_num_threads(),
+                  "s_fwd_bwd": round(ts[len(ts) // 2], 4)}))
