@@ -26,23 +26,7 @@ fn main() -> labelgan::core::Result<()> {
     let dev = Device::Cpu;
     // The VGG weight shapes of the reference fixture, filled deterministically.
     let io = TensorFile::load("tests/fixtures/lpips/lpips_vgg_io.safetensors", &dev)?;
-    let shapes: serde_json::Value =
-        serde_json::from_str(&io.metadata["shapes"]).map_err(|e| labelgan::core::Error::invalid(e.to_string()))?;
-    let shapes: Vec<(String, Vec<usize>)> = shapes
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| {
-            let s = v
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|x| x.as_u64())
-                .map(|x| x as usize);
-            (k.clone(), s.collect())
-        })
-        .collect();
-    let tensors = labelgan::lpips::detfill::model_tensors(&shapes, 1000, &dev)?;
+    let tensors = labelgan::lpips::detfill::fixture_model(&io, &dev)?;
     let m = Lpips::from_file(TensorFile {
         path: "<random vgg>".into(),
         tensors,

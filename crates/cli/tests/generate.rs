@@ -2,8 +2,10 @@
 //! outputs from the reference latents, writes PNGs and contact sheets, reads its own
 //! output back, and fails with one clear line on bad input.
 
+mod common;
+
+use common::labelgan;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use candle_core::{Device, Tensor};
 use labelgan_core::io::TensorFile;
@@ -23,16 +25,7 @@ fn weights() -> String {
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lg-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
-}
-
-fn labelgan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_labelgan"))
-        .args(args)
-        .output()
-        .expect("run labelgan")
+    common::tmp_in("cli", name)
 }
 
 fn ok(args: &[&str]) {

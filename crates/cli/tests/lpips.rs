@@ -2,25 +2,18 @@
 //! tensor pairs reproduce the package's distances, PNG pairs and folders print one
 //! distance per line, spatial maps are written, and bad input fails with one line.
 
+mod common;
+
+use common::labelgan;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
 use candle_core::Device;
 use labelgan_core::image_io::{save_png, tensor_to_images};
 use labelgan_core::io::{TensorFile, save_safetensors};
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lg-lpips-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
-}
-
-fn labelgan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_labelgan"))
-        .args(args)
-        .output()
-        .expect("run labelgan")
+    common::tmp_in("lpips", name)
 }
 
 fn fixture() -> PathBuf {
@@ -30,23 +23,7 @@ fn fixture() -> PathBuf {
 /// Writes the fixture's SqueezeNet model (detfill weights) and returns its path.
 fn weights() -> PathBuf {
     let io = TensorFile::load(fixture(), &Device::Cpu).unwrap();
-    let shapes: serde_json::Value = serde_json::from_str(&io.metadata["shapes"]).unwrap();
-    let shapes: Vec<(String, Vec<usize>)> = shapes
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                v.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.as_u64().unwrap() as usize)
-                    .collect(),
-            )
-        })
-        .collect();
-    let t = labelgan_lpips::detfill::model_tensors(&shapes, 1002, &Device::Cpu).unwrap();
+    let t = labelgan_lpips::detfill::fixture_model(&io, &Device::Cpu).unwrap();
     let path = tmp("squeeze.safetensors");
     save_safetensors(&path, &t.into_iter().collect(), &BTreeMap::new()).unwrap();
     path

@@ -1,20 +1,13 @@
 //! `labelgan toyworld` end to end: matching files in every folder, 16-bit depth,
 //! keypoints JSON, the contact sheet, same seed same bytes, and one-line errors.
 
+mod common;
+
+use common::labelgan;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lg-toy-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
-}
-
-fn labelgan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_labelgan"))
-        .args(args)
-        .output()
-        .expect("run labelgan")
+    common::tmp_in("toy", name)
 }
 
 fn files(dir: &Path) -> Vec<String> {

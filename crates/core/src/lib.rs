@@ -20,6 +20,7 @@ pub mod image_io;
 pub mod io;
 pub mod labels;
 pub mod noise;
+pub mod resample;
 pub mod rng;
 pub mod taps;
 pub mod traits;

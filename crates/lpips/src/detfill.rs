@@ -67,3 +67,24 @@ pub fn model_tensors(
     );
     Ok(t)
 }
+
+/// The tensors of the model a fixture io file describes (its metadata `shapes` and
+/// `base_seed`), filled as the fixtures were.
+pub fn fixture_model(
+    io: &labelgan_core::io::TensorFile,
+    device: &candle_core::Device,
+) -> labelgan_core::Result<std::collections::HashMap<String, candle_core::Tensor>> {
+    use labelgan_core::Error;
+    let meta = |k: &str| {
+        io.metadata
+            .get(k)
+            .ok_or_else(|| Error::format(&io.path, format!("no `{k}` metadata")))
+    };
+    let base: u64 = meta("base_seed")?
+        .parse()
+        .map_err(|_| Error::format(&io.path, "`base_seed` is not a number"))?;
+    let shapes: std::collections::BTreeMap<String, Vec<usize>> =
+        serde_json::from_str(meta("shapes")?).map_err(|e| Error::format(&io.path, format!("bad `shapes`: {e}")))?;
+    let shapes: Vec<(String, Vec<usize>)> = shapes.into_iter().collect();
+    Ok(model_tensors(&shapes, base, device)?)
+}

@@ -92,34 +92,13 @@ fn normalize(f: &Tensor) -> Result<Tensor> {
     Ok(f.broadcast_div(&norm)?)
 }
 
-/// PyTorch's bilinear resize (align_corners=False) as `A_h x A_wᵀ` (differentiable).
+/// PyTorch's bilinear resize (align_corners=False), differentiable.
 fn resize_bilinear(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
-    let (n, c, ih, iw) = x.dims4()?;
-    let mat = |out: usize, inp: usize| -> Result<Tensor> {
-        let mut m = vec![0f32; out * inp];
-        let scale = inp as f64 / out as f64;
-        for o in 0..out {
-            let src = ((o as f64 + 0.5) * scale - 0.5).max(0.0);
-            let i0 = (src.floor() as usize).min(inp - 1);
-            let i1 = (i0 + 1).min(inp - 1);
-            let l = (src - i0 as f64) as f32;
-            m[o * inp + i0] += 1.0 - l;
-            m[o * inp + i1] += l;
-        }
-        Ok(Tensor::from_vec(m, (out, inp), x.device())?.to_dtype(x.dtype())?)
+    let (_, _, ih, iw) = x.dims4()?;
+    let m = |out, inp| -> Result<Tensor> {
+        Ok(labelgan_core::resample::bilinear_matrix(out, inp, x.device())?.to_dtype(x.dtype())?)
     };
-    let (ah, aw) = (mat(h, ih)?, mat(w, iw)?);
-    let y = x.reshape((n * c * ih, iw))?.matmul(&aw.t()?)?; // [N*C*ih, w]
-    let y = y
-        .reshape((n * c, ih, w))?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape((n * c * w, ih))?;
-    let y = y.matmul(&ah.t()?)?; // [N*C*w, h]
-    Ok(y.reshape((n * c, w, h))?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape((n, c, h, w))?)
+    labelgan_core::resample::separable2d(x, &m(h, ih)?, &m(w, iw)?)
 }
 
 impl Lpips {

@@ -17,24 +17,7 @@ fn fixture(name: &str) -> PathBuf {
 /// The model of the fixture for `net`, and its io tensors.
 fn model(net: &str) -> (Lpips, TensorFile) {
     let io = TensorFile::load(fixture(&format!("lpips_{net}_io.safetensors")), &Device::Cpu).unwrap();
-    let base: u64 = io.metadata["base_seed"].parse().unwrap();
-    let shapes: serde_json::Value = serde_json::from_str(&io.metadata["shapes"]).unwrap();
-    let shapes: Vec<(String, Vec<usize>)> = shapes
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                v.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.as_u64().unwrap() as usize)
-                    .collect(),
-            )
-        })
-        .collect();
-    let tensors = labelgan_lpips::detfill::model_tensors(&shapes, base, &Device::Cpu).unwrap();
+    let tensors = labelgan_lpips::detfill::fixture_model(&io, &Device::Cpu).unwrap();
     let file = TensorFile {
         path: format!("<detfill {net}>").into(),
         tensors,
@@ -86,20 +69,11 @@ fn gradients_match_finite_differences() {
         let (m, _) = model(net);
         let m = m.to_dtype(DType::F64).unwrap();
         let mut rng = SplitMix64::new(7);
-        let x0 = rng
-            .normal_tensor(&[1, 3, size, size], &Device::Cpu)
-            .unwrap()
-            .tanh()
-            .unwrap()
-            .to_dtype(DType::F64)
-            .unwrap();
-        let x1 = rng
-            .normal_tensor(&[1, 3, size, size], &Device::Cpu)
-            .unwrap()
-            .tanh()
-            .unwrap()
-            .to_dtype(DType::F64)
-            .unwrap();
+        let mut image = || {
+            let t = rng.normal_tensor(&[1, 3, size, size], &Device::Cpu).unwrap();
+            t.tanh().unwrap().to_dtype(DType::F64).unwrap()
+        };
+        let (x0, x1) = (image(), image());
         let v = Var::from_tensor(&x0).unwrap();
         let grads = m
             .distance(v.as_tensor(), &x1)
