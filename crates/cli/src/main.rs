@@ -35,10 +35,12 @@ enum Command {
 
 fn main() -> ExitCode {
     // GAN training's R1 penalty needs second-order gradients, which candle builds only
-    // with this variable set before any thread's first backward pass.
-    if std::env::var_os("CANDLE_GRAD_DO_NOT_DETACH").is_none() {
-        // SAFETY: nothing else runs yet (no threads have been started).
-        unsafe { std::env::set_var("CANDLE_GRAD_DO_NOT_DETACH", "1") };
+    // for threads that start with CANDLE_GRAD_DO_NOT_DETACH set; this keeps plain
+    // backward passes on this thread lean and lets the R1 thread keep its graph.
+    // SAFETY: first thing in main: no other thread exists yet.
+    if let Err(e) = unsafe { labelgan_stylegan::train::prepare_r1_environment() } {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
     }
     let cli = match Cli::try_parse() {
         Ok(c) => c,

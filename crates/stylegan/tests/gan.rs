@@ -27,6 +27,10 @@ fn main() {
             r1_gradient_matches_finite_differences,
         ),
         (
+            "r1_by_groups_equals_the_whole_batch",
+            r1_by_groups_equals_the_whole_batch,
+        ),
+        (
             "minibatch_std_matches_a_direct_computation",
             minibatch_std_matches_a_direct_computation,
         ),
@@ -349,5 +353,36 @@ fn fast_conv_gradients_equal_candles() {
             let e = labelgan_core::max_abs_diff(g1.get(v).unwrap(), g2.get(v).unwrap()).unwrap();
             assert!(e < 1e-4, "k {k} pad {pad}: {what} gradient differs by {e}");
         }
+    }
+}
+
+/// R1 computed one minibatch-std group at a time equals the whole batch at once.
+fn r1_by_groups_equals_the_whole_batch() {
+    use labelgan_stylegan::train::r1_gradients;
+    let dev = Device::Cpu;
+    let d = Discriminator::new(tiny_d(8), 5, &dev).unwrap();
+    let real = SplitMix64::new(6).normal_tensor(&[8, 3, 8, 8], &dev).unwrap();
+    let full = r1_penalty(&d, &real, 0.3).unwrap();
+    let grads = (&full * 2.0).unwrap().backward().unwrap();
+    let (value, by_group) = r1_gradients(&d, &real, 0.3, 2.0).unwrap();
+    let v = full.to_scalar::<f32>().unwrap();
+    assert!((value - v).abs() <= 1e-5 * v.abs().max(1e-6), "{value} vs {v}");
+    for (name, var) in &d.params {
+        let Some(a) = grads.get(var) else {
+            // Parameters R1 does not depend on (the output bias).
+            assert!(!by_group.contains_key(name), "{name}");
+            continue;
+        };
+        let b = &by_group[name];
+        let scale = a
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            .max(1e-12);
+        let e = labelgan_core::max_abs_diff(a, b).unwrap() / scale;
+        assert!(e < 1e-3, "{name}: relative difference {e}");
     }
 }
