@@ -4,6 +4,7 @@
 
 use candle_core::{DType, Tensor};
 
+use labelgan_core::resample::separable2d;
 use labelgan_core::{FeatureTaps, Result};
 
 use crate::interp::{AxisInterp, Upsample};
@@ -16,11 +17,7 @@ pub fn dense(taps: &FeatureTaps, target: usize, mode: Upsample) -> Result<Tensor
         let (n, c, r, _) = tap.tensor.dims4()?;
         let dev = tap.tensor.device();
         let a = AxisInterp::new(r, target, mode).matrix(r, dev)?; // [T, r]
-        let x = tap.tensor.to_dtype(DType::F32)?.reshape((n * c, r, r))?;
-        let up = a
-            .broadcast_left(n * c)?
-            .matmul(&x)?
-            .matmul(&a.t()?.broadcast_left(n * c)?)?; // [NC, T, T]
+        let up = separable2d(&tap.tensor.to_dtype(DType::F32)?, &a, &a)?; // [N, C, T, T]
         cols.push(up.reshape((n, c, target * target))?);
     }
     Ok(Tensor::cat(&cols, 1)?.transpose(1, 2)?.contiguous()?)

@@ -24,6 +24,7 @@ use std::path::Path;
 use candle_core::{D, DType, Device, Tensor};
 
 use labelgan_core::io::TensorFile;
+use labelgan_core::resample::{AxisInterp, Upsample};
 use labelgan_core::{Error, Result};
 
 use crate::pool::{max_pool2d, spatial_mean};
@@ -96,7 +97,9 @@ fn normalize(f: &Tensor) -> Result<Tensor> {
 fn resize_bilinear(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
     let (_, _, ih, iw) = x.dims4()?;
     let m = |out, inp| -> Result<Tensor> {
-        Ok(labelgan_core::resample::bilinear_matrix(out, inp, x.device())?.to_dtype(x.dtype())?)
+        Ok(AxisInterp::new(inp, out, Upsample::Bilinear)
+            .matrix(inp, x.device())?
+            .to_dtype(x.dtype())?)
     };
     labelgan_core::resample::separable2d(x, &m(h, ih)?, &m(w, iw)?)
 }
