@@ -72,11 +72,25 @@ impl CustomOp2 for Conv {
         let shape = Shape::from((n, o, ho, wo));
         match (s1, s2) {
             (CpuStorage::F32(x), CpuStorage::F32(w)) => Ok((
-                CpuStorage::F32(implicit_gemm_conv(&x[a1..b1], &w[a2..b2], (n, c, h, wd), (o, k), p)),
+                CpuStorage::F32(implicit_gemm_conv(
+                    &x[a1..b1],
+                    &w[a2..b2],
+                    (n, c, h, wd),
+                    (o, k),
+                    p,
+                    1.0,
+                )),
                 shape,
             )),
             (CpuStorage::F64(x), CpuStorage::F64(w)) => Ok((
-                CpuStorage::F64(implicit_gemm_conv(&x[a1..b1], &w[a2..b2], (n, c, h, wd), (o, k), p)),
+                CpuStorage::F64(implicit_gemm_conv(
+                    &x[a1..b1],
+                    &w[a2..b2],
+                    (n, c, h, wd),
+                    (o, k),
+                    p,
+                    1.0,
+                )),
                 shape,
             )),
             _ => Err(candle_core::Error::Msg(
@@ -119,6 +133,7 @@ fn implicit_gemm_conv<T: Copy + Default + 'static>(
     (n, c, h, wd): (usize, usize, usize, usize),
     (o, k): (usize, usize),
     p: usize,
+    one: T,
 ) -> Vec<T> {
     let (hp, wp) = (h + 2 * p, wd + 2 * p);
     let (ho, wo) = (hp + 1 - k, wp + 1 - k);
@@ -163,8 +178,8 @@ fn implicit_gemm_conv<T: Copy + Default + 'static>(
                         xp.as_ptr().add(dy * wp + dx),
                         1,
                         plane as isize,
-                        one::<T>(),
-                        one::<T>(),
+                        one,
+                        one,
                         false,
                         false,
                         false,
@@ -182,16 +197,6 @@ fn implicit_gemm_conv<T: Copy + Default + 'static>(
         }
     }
     out
-}
-
-/// 1 in `T` (f32 or f64).
-fn one<T: Copy + 'static>() -> T {
-    let any: &dyn std::any::Any = if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
-        &1f32
-    } else {
-        &1f64
-    };
-    *any.downcast_ref::<T>().expect("f32 or f64")
 }
 
 /// `w [O, I, k, k]` -> `[I, O, k, k]` with both spatial axes reversed.

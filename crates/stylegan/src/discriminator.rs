@@ -16,6 +16,8 @@ use candle_core::{D, DType, Device, Tensor, Var};
 
 use labelgan_core::{Error, Result, SplitMix64};
 
+use labelgan_core::resample::separable2d;
+
 use crate::fc::lrelu_gain;
 
 /// Widths of the discriminator (same rule as the generator's).
@@ -85,56 +87,58 @@ pub fn resample_matrix(len: usize, pad: usize, step: usize, device: &Device) -> 
     Ok(Tensor::from_vec(m, (out, len), device)?)
 }
 
-/// `a_h · x · a_wᵀ` (see [`labelgan_core::resample::separable2d`]).
-pub fn resample2d(x: &Tensor, a_h: &Tensor, a_w: &Tensor) -> Result<Tensor> {
-    labelgan_core::resample::separable2d(x, a_h, a_w)
-}
-
 impl Discriminator {
     /// Official initialisation (N(0, 1) weights, zero biases), deterministic in `seed`.
     pub fn new(config: DiscriminatorConfig, seed: u64, device: &Device) -> Result<Self> {
+        let mut rng = SplitMix64::new(seed);
+        let mut params = BTreeMap::new();
+        for (name, shape, randn) in Self::param_shapes(&config)? {
+            let t = if randn {
+                rng.normal_tensor(&shape, device)?
+            } else {
+                Tensor::zeros(shape, DType::F32, device)?
+            };
+            params.insert(name, Var::from_tensor(&t)?);
+        }
+        Ok(Self {
+            resample: Self::matrices(&config, DType::F32, device)?,
+            config,
+            params,
+        })
+    }
+
+    /// Every parameter's official name and shape, and whether it starts N(0, 1)
+    /// (weights) or at zero (biases).
+    fn param_shapes(config: &DiscriminatorConfig) -> Result<Vec<(String, Vec<usize>, bool)>> {
         let r = config.resolution;
         if !(8..=1024).contains(&r) || !r.is_power_of_two() {
             return Err(Error::invalid(format!(
                 "discriminator resolution must be a power of two in 8..=1024, got {r}"
             )));
         }
-        let mut rng = SplitMix64::new(seed);
-        let mut params = BTreeMap::new();
-        let mut add = |name: String, shape: &[usize], randn: bool| -> Result<()> {
-            let t = if randn {
-                rng.normal_tensor(shape, device)?
-            } else {
-                Tensor::zeros(shape, DType::F32, device)?
-            };
-            params.insert(name, Var::from_tensor(&t)?);
-            Ok(())
-        };
+        let mut v = vec![];
+        let mut add = |name: String, shape: &[usize], randn: bool| v.push((name, shape.to_vec(), randn));
         let img = config.img_channels;
         for (i, &r) in config.blocks().iter().enumerate() {
             let (tmp, out) = (config.channels(r), config.channels(r / 2));
             if i == 0 {
-                add(format!("b{r}.fromrgb.weight"), &[tmp, img, 1, 1], true)?;
-                add(format!("b{r}.fromrgb.bias"), &[tmp], false)?;
+                add(format!("b{r}.fromrgb.weight"), &[tmp, img, 1, 1], true);
+                add(format!("b{r}.fromrgb.bias"), &[tmp], false);
             }
-            add(format!("b{r}.conv0.weight"), &[tmp, tmp, 3, 3], true)?;
-            add(format!("b{r}.conv0.bias"), &[tmp], false)?;
-            add(format!("b{r}.conv1.weight"), &[out, tmp, 3, 3], true)?;
-            add(format!("b{r}.conv1.bias"), &[out], false)?;
-            add(format!("b{r}.skip.weight"), &[out, tmp, 1, 1], true)?;
+            add(format!("b{r}.conv0.weight"), &[tmp, tmp, 3, 3], true);
+            add(format!("b{r}.conv0.bias"), &[tmp], false);
+            add(format!("b{r}.conv1.weight"), &[out, tmp, 3, 3], true);
+            add(format!("b{r}.conv1.bias"), &[out], false);
+            add(format!("b{r}.skip.weight"), &[out, tmp, 1, 1], true);
         }
         let c = config.channels(4);
-        add("b4.conv.weight".into(), &[c, c + 1, 3, 3], true)?;
-        add("b4.conv.bias".into(), &[c], false)?;
-        add("b4.fc.weight".into(), &[c, c * 16], true)?;
-        add("b4.fc.bias".into(), &[c], false)?;
-        add("b4.out.weight".into(), &[1, c], true)?;
-        add("b4.out.bias".into(), &[1], false)?;
-        Ok(Self {
-            resample: Self::matrices(&config, DType::F32, device)?,
-            config,
-            params,
-        })
+        add("b4.conv.weight".into(), &[c, c + 1, 3, 3], true);
+        add("b4.conv.bias".into(), &[c], false);
+        add("b4.fc.weight".into(), &[c, c * 16], true);
+        add("b4.fc.bias".into(), &[c], false);
+        add("b4.out.weight".into(), &[1, c], true);
+        add("b4.out.bias".into(), &[1], false);
+        Ok(v)
     }
 
     fn matrices(
@@ -169,17 +173,15 @@ impl Discriminator {
         tensors: &BTreeMap<String, Tensor>,
         device: &Device,
     ) -> Result<Self> {
-        let fresh = Self::new(config, 0, device)?;
         let mut params = BTreeMap::new();
-        for (name, v) in fresh.params {
+        for (name, shape, _) in Self::param_shapes(&config)? {
             let t = tensors
                 .get(&name)
                 .ok_or_else(|| Error::invalid(format!("discriminator parameter `{name}` is missing")))?;
-            if t.dims() != v.dims() {
+            if t.dims() != shape.as_slice() {
                 return Err(Error::invalid(format!(
-                    "discriminator parameter `{name}` has shape {:?}, expected {:?}",
-                    t.dims(),
-                    v.dims()
+                    "discriminator parameter `{name}` has shape {:?}, expected {shape:?}",
+                    t.dims()
                 )));
             }
             params.insert(name, Var::from_tensor(&t.to_dtype(DType::F32)?.to_device(device)?)?);
@@ -272,12 +274,12 @@ impl Discriminator {
             };
             let (down, blur, pick) = &self.resample[&r];
             // Skip: blur (pad 1), keep every other pixel, 1x1 conv.
-            let y = self.conv(&resample2d(&h, down, down)?, &format!("{p}.skip"), 0, false, half)?;
+            let y = self.conv(&separable2d(&h, down, down)?, &format!("{p}.skip"), 0, false, half)?;
             let h = self.conv(&h, &format!("{p}.conv0"), 1, true, 1.0)?;
             // conv1: blur (pad 2), 3x3 conv, keep every other output (= stride 2; the
             // stride-1 conv costs 4x but its gradients take candle's fast paths).
-            let h = self.conv(&resample2d(&h, blur, blur)?, &format!("{p}.conv1"), 0, false, 1.0)?;
-            let h = lrelu_gain(&resample2d(&h, pick, pick)?)?.affine(half, 0.0)?;
+            let h = self.conv(&separable2d(&h, blur, blur)?, &format!("{p}.conv1"), 0, false, 1.0)?;
+            let h = lrelu_gain(&separable2d(&h, pick, pick)?)?.affine(half, 0.0)?;
             x = Some((y + h)?);
         }
         let x = x.ok_or_else(|| Error::invalid("internal: discriminator has no blocks"))?;

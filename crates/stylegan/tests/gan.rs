@@ -309,7 +309,8 @@ fn bad_configs_are_named() {
 }
 
 fn resampling_matrices_match_the_filters() {
-    use labelgan_stylegan::discriminator::{blur_reference, resample_matrix, resample2d};
+    use labelgan_core::resample::separable2d;
+    use labelgan_stylegan::discriminator::{blur_reference, resample_matrix};
     let dev = Device::Cpu;
     let f = [1f32, 3., 3., 1.];
     let k: Vec<f32> = f.iter().flat_map(|a| f.iter().map(move |b| a * b / 64.0)).collect();
@@ -317,13 +318,13 @@ fn resampling_matrices_match_the_filters() {
     let x = SplitMix64::new(1).normal_tensor(&[2, 3, 8, 8], &dev).unwrap();
     // conv1's blur: pad 2, every pixel.
     let b = resample_matrix(8, 2, 1, &dev).unwrap();
-    let got = resample2d(&x, &b, &b).unwrap();
+    let got = separable2d(&x, &b, &b).unwrap();
     let want = blur_reference(&x, &filter, 2).unwrap();
     assert!(labelgan_core::max_abs_diff(&got, &want).unwrap() < 1e-6);
     // The skip: pad 1, then every other pixel (what a 1x1 stride-2 conv reads).
     let d = resample_matrix(8, 1, 2, &dev).unwrap();
     assert_eq!(d.dims(), &[4, 8]);
-    let got = resample2d(&x, &d, &d).unwrap();
+    let got = separable2d(&x, &d, &d).unwrap();
     let want = blur_reference(&x, &filter, 1).unwrap();
     let want = want.narrow(2, 0, 7).unwrap().narrow(3, 0, 7).unwrap();
     let idx = Tensor::new(&[0u32, 2, 4, 6], &dev).unwrap();
