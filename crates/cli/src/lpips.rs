@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
 use image::{DynamicImage, RgbImage};
-use labelgan_core::image_io::{load_image, save_png};
+use labelgan_core::image_io::{load_image, rgb_to_chw, save_png};
 use labelgan_core::io::{TensorFile, save_safetensors};
 use labelgan_core::{Error, Result, ensure_finite};
 use labelgan_lpips::Lpips;
@@ -45,9 +45,7 @@ fn image_tensor(path: &Path, device: &Device) -> Result<Tensor> {
     let img = load_image(path)?.to_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
     let mut data = Vec::with_capacity(3 * h * w);
-    for c in 0..3 {
-        data.extend(img.pixels().map(|p| p.0[c] as f32 / 127.5 - 1.0));
-    }
+    rgb_to_chw(img.as_raw(), &mut data);
     Ok(Tensor::from_vec(data, (1, 3, h, w), device)?)
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use clap::Args;
-use labelgan_core::image_io::{contact_sheet, load_image, save_png, tensor_to_images};
+use labelgan_core::image_io::{contact_sheet, load_image, rgb_to_chw, save_png, tensor_to_images};
 use labelgan_core::{Error, Generator, NoiseMode, Result, Truncation};
 use labelgan_stylegan::{GanConfig, ImageSource, Trainer};
 
@@ -87,9 +87,7 @@ fn load_folder(dir: &Path, resolution: usize) -> Result<Tensor> {
                 format!("is {}x{}, expected {r}x{r} (--resolution)", img.width(), img.height()),
             ));
         }
-        for c in 0..3 {
-            data.extend(img.pixels().map(|p| p.0[c] as f32 / 127.5 - 1.0));
-        }
+        rgb_to_chw(img.as_raw(), &mut data);
     }
     Ok(Tensor::from_vec(data, (files.len(), 3, r, r), &Device::Cpu)?)
 }

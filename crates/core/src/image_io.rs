@@ -45,6 +45,15 @@ pub fn tensor_to_images(images: &Tensor) -> Result<Vec<DynamicImage>> {
     Ok(out)
 }
 
+/// Interleaved 8-bit RGB (`[H*W*3]`, as `RgbImage::as_raw`) to channel-major f32 in
+/// [-1, 1] (`u8 / 127.5 - 1`), appended to `out` (`[3, H*W]`): the inverse of
+/// [`tensor_to_images`] up to rounding.
+pub fn rgb_to_chw(rgb: &[u8], out: &mut Vec<f32>) {
+    for c in 0..3 {
+        out.extend(rgb.iter().skip(c).step_by(3).map(|&v| v as f32 / 127.5 - 1.0));
+    }
+}
+
 /// Encodes `img` as PNG and writes it atomically to `path`.
 pub fn save_png(img: &DynamicImage, path: &Path) -> Result<()> {
     let mut buf = std::io::Cursor::new(Vec::new());

@@ -6,7 +6,7 @@ use candle_core::{Device, Tensor};
 use image::{DynamicImage, GrayImage, ImageBuffer, Luma, Rgb, RgbImage};
 use serde_json::json;
 
-use labelgan_core::image_io::{contact_sheet, save_png};
+use labelgan_core::image_io::{contact_sheet, rgb_to_chw, save_png};
 use labelgan_core::io::write_atomic;
 use labelgan_core::{Error, Result};
 
@@ -25,12 +25,19 @@ pub const PALETTE: [[u8; 3]; 8] = [
     [220, 40, 50],
 ];
 
-/// A class-id mask as an RGB picture.
-pub fn colorize_mask(mask: &[u8], resolution: usize) -> RgbImage {
+/// A class-id mask (`resolution²` ids, row-major) as an RGB picture.
+pub fn colorize_mask(mask: &[u8], resolution: usize) -> Result<RgbImage> {
+    if mask.len() != resolution * resolution {
+        return Err(Error::invalid(format!(
+            "a {resolution}x{resolution} mask needs {} class ids, got {}",
+            resolution * resolution,
+            mask.len()
+        )));
+    }
     let r = resolution as u32;
-    ImageBuffer::from_fn(r, r, |x, y| {
+    Ok(ImageBuffer::from_fn(r, r, |x, y| {
         Rgb(PALETTE[mask[(y * r + x) as usize] as usize % PALETTE.len()])
-    })
+    }))
 }
 
 /// Depth in [0, 1] to 16-bit values (`round(d * 65535)`).
@@ -46,14 +53,9 @@ pub fn depth_to_u16(depth: &[f32]) -> Vec<u16> {
 pub fn batch_tensor(seed: u64, start: u64, count: usize, resolution: usize, device: &Device) -> Result<Tensor> {
     check_resolution(resolution)?;
     let faces = render_range(seed, start, count, resolution);
-    let r2 = resolution * resolution;
-    let mut data = vec![0f32; count * 3 * r2];
-    for (i, f) in faces.iter().enumerate() {
-        for p in 0..r2 {
-            for c in 0..3 {
-                data[(i * 3 + c) * r2 + p] = f.rgb[p * 3 + c] as f32 / 127.5 - 1.0;
-            }
-        }
+    let mut data = Vec::with_capacity(count * 3 * resolution * resolution);
+    for f in &faces {
+        rgb_to_chw(&f.rgb, &mut data);
     }
     Ok(Tensor::from_vec(data, (count, 3, resolution, resolution), device)?)
 }
@@ -143,7 +145,7 @@ pub fn write_dataset(
                 "visible": f.visible,
             }));
             if sheet.len() < 48 {
-                sheet.extend(sheet_cells(&f));
+                sheet.extend(sheet_cells(&f)?);
             }
             progress(i + 1, count);
         }
@@ -170,7 +172,7 @@ pub fn write_dataset(
 }
 
 /// Image with keypoints marked, coloured mask, depth: each at least 128 pixels wide.
-fn sheet_cells(f: &ToyFace) -> [DynamicImage; 3] {
+fn sheet_cells(f: &ToyFace) -> Result<[DynamicImage; 3]> {
     let r = f.resolution as u32;
     let zoom = 128u32.div_ceil(r).max(1);
     let up = |img: DynamicImage| img.resize(r * zoom, r * zoom, image::imageops::FilterType::Nearest);
@@ -184,9 +186,9 @@ fn sheet_cells(f: &ToyFace) -> [DynamicImage; 3] {
     let depth = GrayImage::from_fn(r, r, |x, y| {
         Luma([(255.0 * (1.0 - f.depth[(y * r + x) as usize]).clamp(0.0, 1.0)) as u8])
     });
-    [
+    Ok([
         up(DynamicImage::ImageRgb8(rgb)),
-        up(DynamicImage::ImageRgb8(colorize_mask(&f.mask, f.resolution))),
+        up(DynamicImage::ImageRgb8(colorize_mask(&f.mask, f.resolution)?)),
         up(DynamicImage::ImageLuma8(depth)).to_rgb8().into(),
-    ]
+    ])
 }
