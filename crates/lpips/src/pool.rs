@@ -10,7 +10,7 @@ use candle_core::{D, Tensor};
 
 use labelgan_core::Result;
 
-/// Output size of a pool over `n` with kernel `k` and stride `s` (PyTorch's rule,
+/// Output size of a pool over `n` with kernel `k` and stride `s > 0` (PyTorch's rule,
 /// padding 0; `ceil` as `ceil_mode=True`: a last window may start inside the input and
 /// run past its end).
 pub fn pooled_len(n: usize, k: usize, s: usize, ceil: bool) -> usize {
@@ -28,8 +28,18 @@ pub fn pooled_len(n: usize, k: usize, s: usize, ceil: bool) -> usize {
 
 /// `max_pool2d(x [N, C, H, W], kernel k, stride s)` with PyTorch's output size.
 pub fn max_pool2d(x: &Tensor, k: usize, s: usize, ceil: bool) -> Result<Tensor> {
+    if k == 0 || s == 0 {
+        return Err(labelgan_core::Error::invalid(format!(
+            "max-pool kernel and stride must be positive, got {k} and {s}"
+        )));
+    }
     let (n, c, h, w) = x.dims4()?;
     let (oh, ow) = (pooled_len(h, k, s, ceil), pooled_len(w, k, s, ceil));
+    if oh == 0 || ow == 0 {
+        return Err(labelgan_core::Error::invalid(format!(
+            "a {h}x{w} map is smaller than the {k}x{k} pool window (image too small for this backbone?)"
+        )));
+    }
     if k == s && h % k == 0 && w % k == 0 && !ceil {
         // Non-overlapping windows: reshape and reduce (exact gradient).
         return Ok(x
@@ -59,7 +69,7 @@ pub fn max_pool2d(x: &Tensor, k: usize, s: usize, ceil: bool) -> Result<Tensor> 
             });
         }
     }
-    Ok(out.expect("k >= 1"))
+    out.ok_or_else(|| labelgan_core::Error::invalid("internal: empty pool"))
 }
 
 /// Appends `extra` entries of -inf along dimension `dim`.

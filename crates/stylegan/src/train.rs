@@ -150,6 +150,9 @@ impl ImageSource {
         match self {
             ImageSource::Images(t) => {
                 let m = t.dim(0)?;
+                if m == 0 {
+                    return Err(Error::invalid("the training image set is empty"));
+                }
                 let idx: Vec<u32> = (0..n).map(|_| rng.below(m as u64) as u32).collect();
                 Ok(t.index_select(&Tensor::new(idx, t.device())?, 0)?.to_device(device)?)
             }
