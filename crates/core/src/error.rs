@@ -126,3 +126,15 @@ pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> Result<
     let d = (a.to_dtype(candle_core::DType::F32)? - b.to_dtype(candle_core::DType::F32)?)?;
     Ok(d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
 }
+
+/// `max |a - b| / max(max |want|, floor)` for tensors of one shape: a relative error
+/// (for tests and checks).
+pub fn max_rel_diff(got: &candle_core::Tensor, want: &candle_core::Tensor, floor: f32) -> Result<f32> {
+    let scale = want
+        .to_dtype(candle_core::DType::F32)?
+        .abs()?
+        .max_all()?
+        .to_scalar::<f32>()?
+        .max(floor);
+    Ok(max_abs_diff(got, want)? / scale)
+}

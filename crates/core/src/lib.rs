@@ -26,7 +26,7 @@ pub mod taps;
 pub mod traits;
 pub mod truncation;
 
-pub use error::{Error, Result, ensure_finite, max_abs_diff};
+pub use error::{Error, Result, ensure_finite, max_abs_diff, max_rel_diff};
 pub use labels::{LabelKind, Labels, Prediction};
 pub use noise::NoiseMode;
 pub use rng::SplitMix64;

@@ -28,23 +28,7 @@ fn random_taps(rng: &mut SplitMix64, target: usize) -> FeatureTaps {
 
 fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
-    let diff = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let scale = b
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-        .max(1e-6);
-    diff / scale
+    labelgan_core::max_rel_diff(a, b, 1e-6).unwrap()
 }
 
 #[test]
