@@ -21,12 +21,18 @@ struct Args {
     channel_max: usize,
     #[arg(long, default_value_t = 16)]
     batch: usize,
+    /// Reuse freed heap memory (`labelgan_core::heap::keep_freed_memory`), as the CLI does.
+    #[arg(long)]
+    keep_freed_memory: bool,
 }
 
 fn main() -> labelgan::core::Result<()> {
-    // SAFETY: single-threaded here.
-    unsafe { std::env::set_var("CANDLE_GRAD_DO_NOT_DETACH", "1") };
+    // SAFETY: single-threaded here; R1 runs on its own thread with the variable set, as in training.
+    unsafe { labelgan::stylegan::train::prepare_r1_environment()? };
     let a = Args::parse();
+    if a.keep_freed_memory {
+        labelgan::core::heap::keep_freed_memory();
+    }
     let cfg = GanConfig {
         batch: a.batch,
         channel_base: a.channel_base,
@@ -63,9 +69,16 @@ fn main() -> labelgan::core::Result<()> {
         softplus(&t.d.forward(&img)?.neg()?)?.mean_all()?.backward()?;
         Ok(())
     })?;
-    time("R1 penalty + backward", &mut || {
-        t.r1_penalty(&img.detach())?.backward()?;
-        Ok(())
+    // A fresh thread sees CANDLE_GRAD_DO_NOT_DETACH, as the trainer's R1 step does.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            time("R1 penalty + backward", &mut || {
+                t.r1_penalty(&img.detach())?.backward()?;
+                Ok(())
+            })
+        })
+        .join()
+        .expect("R1 timing thread panicked")
     })?;
     Ok(())
 }

@@ -5,11 +5,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use clap::Args;
-use labelgan_core::image_io::{contact_sheet, load_image, rgb_to_chw, save_png, tensor_to_images};
+use labelgan_core::image_io::{ImageSource, contact_sheet, load_image_folder, save_png, tensor_to_images};
 use labelgan_core::{Error, Generator, NoiseMode, Result, Truncation};
-use labelgan_stylegan::{GanConfig, ImageSource, Trainer};
+use labelgan_stylegan::{GanConfig, Trainer};
 
 use crate::device::DeviceArg;
 
@@ -61,35 +61,6 @@ pub struct TrainGanArgs {
     snapshot_kimg: f64,
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
-}
-
-fn load_folder(dir: &Path, resolution: usize) -> Result<Tensor> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
-        })
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(Error::invalid(format!("{} holds no PNG or JPEG images", dir.display())));
-    }
-    let r = resolution;
-    let mut data = Vec::with_capacity(files.len() * 3 * r * r);
-    for f in &files {
-        let img = load_image(f)?.to_rgb8();
-        if (img.width() as usize, img.height() as usize) != (r, r) {
-            return Err(Error::format(
-                f,
-                format!("is {}x{}, expected {r}x{r} (--resolution)", img.width(), img.height()),
-            ));
-        }
-        rgb_to_chw(img.as_raw(), &mut data);
-    }
-    Ok(Tensor::from_vec(data, (files.len(), 3, r, r), &Device::Cpu)?)
 }
 
 fn snapshot(t: &Trainer, out: &Path) -> Result<()> {
@@ -151,7 +122,7 @@ pub fn run(a: TrainGanArgs) -> Result<()> {
         }))
     } else {
         let dir = a.data.as_ref().expect("clap requires --data or --toyworld");
-        ImageSource::Images(load_folder(dir, a.resolution)?)
+        ImageSource::Images(load_image_folder(dir, a.resolution)?)
     };
     let target = (a.kimg * 1000.0) as u64;
     let snap_every = ((a.snapshot_kimg * 1000.0) as u64).max(1);

@@ -4,13 +4,13 @@
 //! `u8 = clamp(x * 127.5 + 128, 0, 255)` truncated toward zero, so our PNGs of the same
 //! raw output are byte-identical to theirs.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use image::{DynamicImage, GenericImage, ImageBuffer, Luma, Rgb};
 
 use crate::io::write_atomic;
-use crate::{Error, Result};
+use crate::{Error, Result, SplitMix64};
 
 /// Converts a batch `[N, C, H, W]` in about [-1, 1] (C = 1 or 3) to 8-bit images.
 pub fn tensor_to_images(images: &Tensor) -> Result<Vec<DynamicImage>> {
@@ -93,6 +93,64 @@ pub fn contact_sheet(images: &[DynamicImage], columns: usize, pad: u32) -> Resul
             .map_err(|e| Error::invalid(format!("contact sheet: {e}")))?;
     }
     Ok(DynamicImage::ImageRgb8(sheet))
+}
+
+/// Where real images come from.
+pub enum ImageSource {
+    /// A fixed set `[M, C, R, R]` in [-1, 1], sampled with replacement.
+    Images(Tensor),
+    /// A stream of fresh images: `f(start, count)` returns images `start..start+count`
+    /// (for example the toyworld renderer).
+    Stream(Box<dyn Fn(u64, usize) -> Result<Tensor> + Send>),
+}
+
+impl ImageSource {
+    /// `n` images for draw `step` (the stream's images `step * n ..`, or `n` drawn with
+    /// replacement from the set), on `device`.
+    pub fn batch(&self, step: u64, n: usize, rng: &mut SplitMix64, device: &Device) -> Result<Tensor> {
+        match self {
+            ImageSource::Images(t) => {
+                let m = t.dim(0)?;
+                if m == 0 {
+                    return Err(Error::invalid("the training image set is empty"));
+                }
+                let idx: Vec<u32> = (0..n).map(|_| rng.below(m as u64) as u32).collect();
+                Ok(t.index_select(&Tensor::new(idx, t.device())?, 0)?.to_device(device)?)
+            }
+            ImageSource::Stream(f) => Ok(f(step * n as u64, n)?.to_device(device)?),
+        }
+    }
+}
+
+/// Every PNG or JPEG directly in `dir` (sorted by name) as `[N, 3, R, R]` in [-1, 1];
+/// an error names any image that is not `resolution` square or does not decode.
+pub fn load_image_folder(dir: &Path, resolution: usize) -> Result<Tensor> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::invalid(format!("{} holds no PNG or JPEG images", dir.display())));
+    }
+    let r = resolution;
+    let mut data = Vec::with_capacity(files.len() * 3 * r * r);
+    for f in &files {
+        let img = load_image(f)?.to_rgb8();
+        if (img.width() as usize, img.height() as usize) != (r, r) {
+            return Err(Error::format(
+                f,
+                format!("is {}x{}, expected {r}x{r}", img.width(), img.height()),
+            ));
+        }
+        rgb_to_chw(img.as_raw(), &mut data);
+    }
+    Ok(Tensor::from_vec(data, (files.len(), 3, r, r), &Device::Cpu)?)
 }
 
 #[cfg(test)]

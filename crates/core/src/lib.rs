@@ -16,10 +16,12 @@
 
 pub mod conv;
 pub mod error;
+pub mod heap;
 pub mod image_io;
 pub mod io;
 pub mod labels;
 pub mod noise;
+pub mod optim;
 pub mod resample;
 pub mod rng;
 pub mod taps;

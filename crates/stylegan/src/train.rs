@@ -136,105 +136,14 @@ impl GanConfig {
     }
 }
 
-/// Where real images come from.
-pub enum ImageSource {
-    /// A fixed set `[M, C, R, R]` in [-1, 1], sampled with replacement.
-    Images(Tensor),
-    /// A stream of fresh images: `f(start, count)` returns images `start..start+count`
-    /// (for example the toyworld renderer).
-    Stream(Box<dyn Fn(u64, usize) -> Result<Tensor> + Send>),
-}
-
-impl ImageSource {
-    fn batch(&self, step: u64, n: usize, rng: &mut SplitMix64, device: &Device) -> Result<Tensor> {
-        match self {
-            ImageSource::Images(t) => {
-                let m = t.dim(0)?;
-                if m == 0 {
-                    return Err(Error::invalid("the training image set is empty"));
-                }
-                let idx: Vec<u32> = (0..n).map(|_| rng.below(m as u64) as u32).collect();
-                Ok(t.index_select(&Tensor::new(idx, t.device())?, 0)?.to_device(device)?)
-            }
-            ImageSource::Stream(f) => Ok(f(step * n as u64, n)?.to_device(device)?),
-        }
-    }
-}
+pub use labelgan_core::image_io::ImageSource;
 
 /// `ln(1 + e^x)`, stable for large |x|.
 pub fn softplus(x: &Tensor) -> Result<Tensor> {
     Ok((x.relu()? + ((x.abs()?.neg()?.exp()? + 1.0)?.log()?))?)
 }
 
-/// Adam with the bias correction of the paper, on named [`Var`]s; its state is
-/// saved in checkpoints.
-pub struct Adam {
-    pub lr: f64,
-    pub betas: (f64, f64),
-    pub eps: f64,
-    pub step: u64,
-    m: BTreeMap<String, Tensor>,
-    v: BTreeMap<String, Tensor>,
-}
-
-impl Adam {
-    pub fn new(lr: f64, betas: (f64, f64)) -> Self {
-        Self {
-            lr,
-            betas,
-            eps: 1e-8,
-            step: 0,
-            m: BTreeMap::new(),
-            v: BTreeMap::new(),
-        }
-    }
-
-    /// One update of every var in `params` that has a gradient in `grads`.
-    pub fn update(&mut self, params: &BTreeMap<String, Var>, grads: &BTreeMap<String, Tensor>) -> Result<()> {
-        self.step += 1;
-        let (b1, b2) = self.betas;
-        let t = self.step as i32;
-        let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
-        for (name, var) in params {
-            let Some(g) = grads.get(name) else { continue };
-            let g = g.detach();
-            let m = match self.m.get(name) {
-                Some(m) => ((m * b1)? + (&g * (1.0 - b1))?)?,
-                None => (&g * (1.0 - b1))?,
-            };
-            let v = match self.v.get(name) {
-                Some(v) => ((v * b2)? + (g.sqr()? * (1.0 - b2))?)?,
-                None => (g.sqr()? * (1.0 - b2))?,
-            };
-            let denom = ((&v / c2)?.sqrt()? + self.eps)?;
-            let upd = ((&m / c1)? / denom)?;
-            var.set(&(var.as_tensor().detach() - (upd * self.lr)?)?)?;
-            self.m.insert(name.clone(), m);
-            self.v.insert(name.clone(), v);
-        }
-        Ok(())
-    }
-
-    fn save_into(&self, prefix: &str, out: &mut BTreeMap<String, Tensor>) {
-        for (k, t) in &self.m {
-            out.insert(format!("{prefix}.m.{k}"), t.clone());
-        }
-        for (k, t) in &self.v {
-            out.insert(format!("{prefix}.v.{k}"), t.clone());
-        }
-    }
-
-    fn load_from(&mut self, prefix: &str, file: &TensorFile, step: u64) {
-        for (k, t) in &file.tensors {
-            if let Some(name) = k.strip_prefix(&format!("{prefix}.m.")) {
-                self.m.insert(name.to_string(), t.clone());
-            } else if let Some(name) = k.strip_prefix(&format!("{prefix}.v.")) {
-                self.v.insert(name.to_string(), t.clone());
-            }
-        }
-        self.step = step;
-    }
-}
+pub use labelgan_core::optim::Adam;
 
 /// Losses of one step.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -422,7 +331,7 @@ impl Trainer {
                     .join()
                     .map_err(|_| Error::invalid("the R1 thread panicked"))?
             })?;
-            release_freed_memory();
+            labelgan_core::heap::release_freed_memory();
             out.r1 = Some(value);
             for (k, t) in r1 {
                 let sum = match grads.remove(&k) {
@@ -617,19 +526,4 @@ pub fn r1_gradients(
         }
     }
     Ok((value, acc))
-}
-
-/// Returns freed heap memory to the system (glibc keeps each thread's arena; the R1
-/// thread's would otherwise stay resident).
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        unsafe extern "C" {
-            fn malloc_trim(pad: usize) -> i32;
-        }
-        // SAFETY: glibc's malloc_trim only releases free memory; any thread may call it.
-        unsafe {
-            malloc_trim(0);
-        }
-    }
 }
