@@ -18,6 +18,7 @@
 #[doc(hidden)]
 pub mod detfill;
 pub mod pool;
+pub mod rotation;
 
 use std::path::Path;
 
@@ -82,6 +83,11 @@ pub enum Weighting {
 pub struct Lpips {
     pub net: Net,
     pub weighting: Weighting,
+    /// Channels of each tap.
+    channels: Vec<usize>,
+    /// VGG-family convs `(slice, index)` in order, read from the file (VGG16 or a
+    /// narrower VGG-style net such as the rotation-trained one of [`rotation`]).
+    vgg: Vec<(usize, usize)>,
     shift: Tensor,
     scale: Tensor,
     file: TensorFile,
@@ -133,9 +139,13 @@ impl Lpips {
         };
         let shift = file.get_shaped("scaling_layer.shift", &[1, 3, 1, 1])?;
         let scale = file.get_shaped("scaling_layer.scale", &[1, 3, 1, 1])?;
+        let (vgg, channels) = match net {
+            Net::Vgg => vgg_layout(&file)?,
+            _ => (vec![], net.channels().to_vec()),
+        };
         let weighting = if file.contains("lin0.model.1.weight") {
             Weighting::Learned(
-                net.channels()
+                channels
                     .iter()
                     .enumerate()
                     .map(|(k, &c)| file.get_shaped(&format!("lin{k}.model.1.weight"), &[1, c, 1, 1]))
@@ -147,6 +157,8 @@ impl Lpips {
         let m = Self {
             net,
             weighting,
+            channels,
+            vgg,
             shift,
             scale,
             file,
@@ -171,8 +183,15 @@ impl Lpips {
         };
         match self.net {
             Net::Vgg => {
-                for (s, idx, o, i) in VGG_CONVS {
-                    conv(*s, &idx.to_string(), *o, *i, 3);
+                // Shapes were read from the file by `vgg_layout`; check the chain.
+                let mut i = 3;
+                for &(s, idx) in &self.vgg {
+                    let o = self
+                        .file
+                        .shape(&format!("net.slice{s}.{idx}.weight"))
+                        .map_or(0, |d| d[0]);
+                    conv(s, &idx.to_string(), o, i, 3);
+                    i = o;
                 }
             }
             Net::Alex => {
@@ -232,7 +251,7 @@ impl Lpips {
             Net::Vgg => {
                 let mut h = x;
                 let mut slice = 1;
-                for (s, idx, _, _) in VGG_CONVS {
+                for (s, idx) in &self.vgg {
                     if *s != slice {
                         taps.push(h.clone());
                         h = max_pool2d(&h, 2, 2, false)?;
@@ -303,6 +322,11 @@ impl Lpips {
             .collect()
     }
 
+    /// Channels of each tap.
+    pub fn channels(&self) -> &[usize] {
+        &self.channels
+    }
+
     /// The distance `[N]` between images `x0`, `x1` `[N, 3, H, W]` in [-1, 1].
     pub fn distance(&self, x0: &Tensor, x1: &Tensor) -> Result<Tensor> {
         let mut total: Option<Tensor> = None;
@@ -349,6 +373,8 @@ impl Lpips {
         Ok(Self {
             net: self.net,
             weighting,
+            channels: self.channels.clone(),
+            vgg: self.vgg.clone(),
             shift: self.shift.to_dtype(dtype)?,
             scale: self.scale.to_dtype(dtype)?,
             file,
@@ -356,22 +382,38 @@ impl Lpips {
     }
 }
 
-/// VGG16 convs: (slice, torchvision index, out, in).
-const VGG_CONVS: &[(usize, usize, usize, usize)] = &[
-    (1, 0, 64, 3),
-    (1, 2, 64, 64),
-    (2, 5, 128, 64),
-    (2, 7, 128, 128),
-    (3, 10, 256, 128),
-    (3, 12, 256, 256),
-    (3, 14, 256, 256),
-    (4, 17, 512, 256),
-    (4, 19, 512, 512),
-    (4, 21, 512, 512),
-    (5, 24, 512, 512),
-    (5, 26, 512, 512),
-    (5, 28, 512, 512),
-];
+/// `(slice, index)` of each conv of a VGG-family backbone.
+type VggConvs = Vec<(usize, usize)>;
+
+/// The convs of a VGG-family backbone under torchvision's `features` numbering, and
+/// the channels of its five taps: slice `s` holds 3x3 convs at indices `k, k+2, ...`
+/// (each followed by its ReLU), and a 2x2 max-pool opens every slice after the first.
+/// VGG16 has 2, 2, 3, 3, 3 convs per slice (indices 0, 2 | 5, 7 | 10, 12, 14 | ...);
+/// narrower or shallower nets written by [`rotation`] follow the same rule.
+fn vgg_layout(file: &TensorFile) -> Result<(VggConvs, Vec<usize>)> {
+    let (mut convs, mut channels, mut idx) = (vec![], vec![], 0);
+    for slice in 1..=5 {
+        if slice > 1 {
+            idx += 1; // the max-pool
+        }
+        let mut out = None;
+        while let Some(shape) = file.shape(&format!("net.slice{slice}.{idx}.weight")) {
+            out = shape.first().copied();
+            convs.push((slice, idx));
+            idx += 2;
+        }
+        match out {
+            Some(c) => channels.push(c),
+            None => {
+                return Err(Error::format(
+                    &file.path,
+                    format!("VGG backbone: no conv `net.slice{slice}.{idx}.weight` opens slice {slice}"),
+                ));
+            }
+        }
+    }
+    Ok((convs, channels))
+}
 
 /// AlexNet convs: (slice, index, out, in, kernel).
 const ALEX_CONVS: &[(usize, usize, usize, usize, usize)] = &[

@@ -1,0 +1,157 @@
+//! `labelgan train-perceptual`: a VGG-style backbone trained by predicting rotations,
+//! for LPIPS on domains without ImageNet weights.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use clap::Args;
+use labelgan_core::image_io::{ImageSource, load_image_folder};
+use labelgan_core::{Error, Generator, NoiseMode, Result, SplitMix64, Truncation};
+use labelgan_lpips::rotation::{RotationConfig, train_rotation};
+use labelgan_stylegan::StyleGan2;
+
+use crate::device::DeviceArg;
+
+/// Train a perceptual backbone without labels (rotation prediction), usable as
+/// `labelgan lpips --weights`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("image_source").required(true).args(["data", "toyworld", "generator"])))]
+pub struct TrainPerceptualArgs {
+    /// Folder of training images (PNG/JPEG, all `--resolution` square); `--holdout` of
+    /// them (chosen by `--seed`) are kept for the accuracy figure.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Train on a fresh stream of toyworld faces (held-out faces from another seed).
+    #[arg(long)]
+    toyworld: bool,
+    /// Train on a stream of images from this generator (held-out: other latents).
+    #[arg(long, value_name = "G.safetensors")]
+    generator: Option<PathBuf>,
+    /// Output: the backbone under LPIPS's VGG names plus the rotation head.
+    #[arg(long, value_name = "FILE.safetensors")]
+    out: PathBuf,
+    /// Square image size.
+    #[arg(long, default_value_t = 64)]
+    resolution: usize,
+    #[arg(long, default_value_t = 1500)]
+    steps: usize,
+    /// Images per step (each shown in four rotations).
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Channels of the five slices.
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,128")]
+    widths: Vec<usize>,
+    /// 3x3 convs per slice.
+    #[arg(long, default_value_t = 2)]
+    convs_per_slice: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Held-out images for the rotation accuracy.
+    #[arg(long, default_value_t = 500)]
+    holdout: usize,
+    /// Measure held-out accuracy every this many steps.
+    #[arg(long, default_value_t = 250)]
+    eval_every: usize,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+}
+
+/// Images of a generator: image `i` comes from latent seed `i` (training) or
+/// `u64::MAX / 2 + i` (held out).
+fn generator_images(g: &StyleGan2, start: u64, n: usize) -> Result<Tensor> {
+    let imgs = (0..n as u64)
+        .map(|i| {
+            let z = g.sample_z(1, start + i)?;
+            let ws = g.map(&z, None, Truncation::NONE)?;
+            g.image(&ws, NoiseMode::Random(start + i))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::cat(&imgs, 0)?.clamp(-1f32, 1f32)?)
+}
+
+pub fn run(a: TrainPerceptualArgs) -> Result<()> {
+    let device = a.device.open()?;
+    let r = a.resolution;
+    let config = RotationConfig {
+        widths: a.widths.clone(),
+        convs_per_slice: a.convs_per_slice,
+        resolution: r,
+        batch: a.batch,
+        steps: a.steps,
+        lr: a.lr,
+        seed: a.seed,
+        eval_every: a.eval_every,
+    };
+    config.validate()?;
+    if a.holdout == 0 {
+        return Err(Error::invalid("--holdout must be at least 1"));
+    }
+    let (source, holdout) = if a.toyworld {
+        labelgan_toyworld::check_resolution(r)?;
+        let seed = a.seed;
+        let holdout = labelgan_toyworld::batch_tensor(seed.wrapping_add(0x4859), 0, a.holdout, r, &Device::Cpu)?;
+        let stream = ImageSource::Stream(Box::new(move |start, n| {
+            labelgan_toyworld::batch_tensor(seed, start, n, r, &Device::Cpu)
+        }));
+        (stream, holdout)
+    } else if let Some(path) = &a.generator {
+        let g = Arc::new(StyleGan2::load(path, &Device::Cpu)?);
+        if g.spec().resolution != r {
+            return Err(Error::invalid(format!(
+                "{} makes {} px images, not --resolution {r}",
+                path.display(),
+                g.spec().resolution
+            )));
+        }
+        eprintln!("rendering {} held-out images from {}", a.holdout, path.display());
+        let holdout = generator_images(&g, u64::MAX / 2, a.holdout)?;
+        let stream = ImageSource::Stream(Box::new(move |start, n| generator_images(&g, start, n)));
+        (stream, holdout)
+    } else {
+        let dir = a.data.as_ref().expect("clap requires one image source");
+        let all = load_image_folder(dir, r)?;
+        let n = all.dim(0)?;
+        if n <= a.holdout {
+            return Err(Error::invalid(format!(
+                "{} holds {n} images; --holdout {} leaves none to train on",
+                dir.display(),
+                a.holdout
+            )));
+        }
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        SplitMix64::new(a.seed).shuffle(&mut order);
+        let pick = |idx: &[u32]| -> Result<Tensor> { Ok(all.index_select(&Tensor::new(idx, &Device::Cpu)?, 0)?) };
+        let holdout = pick(&order[..a.holdout])?;
+        (ImageSource::Images(pick(&order[a.holdout..])?), holdout)
+    };
+    let holdout = holdout.to_device(&device)?;
+    let started = Instant::now();
+    let mut last_print = Instant::now();
+    let net = train_rotation(&config, &source, &holdout, &device, &mut |p| {
+        if last_print.elapsed().as_secs_f64() >= 10.0 || p.holdout_accuracy.is_some() || p.step == 1 {
+            last_print = Instant::now();
+            let eta = (p.steps - p.step) as f64 * p.batch_seconds();
+            let held = p
+                .holdout_accuracy
+                .map_or(String::new(), |h| format!(" | held-out acc {h:.3}"));
+            eprintln!(
+                "step {:>6}/{} | loss {:.3} | batch acc {:.2}{held} | {:.1} img/s | ETA {:.0} s",
+                p.step, p.steps, p.loss, p.train_accuracy, p.images_per_second, eta
+            );
+        }
+    })?;
+    net.save(&a.out)?;
+    let line = serde_json::json!({
+        "steps": a.steps,
+        "holdout_images": a.holdout,
+        "holdout_accuracy": net.holdout_accuracy,
+        "seconds": started.elapsed().as_secs_f64(),
+        "out": a.out.display().to_string(),
+    });
+    println!("{line}");
+    Ok(())
+}

@@ -1,0 +1,455 @@
+//! A perceptual backbone for domains without ImageNet weights, trained without labels.
+//!
+//! A narrow VGG-style network (five slices of 3x3 convs + ReLU, 2x2 max-pools between
+//! them, torchvision's layer numbering) learns to tell by how much an image was rotated
+//! (0, 90, 180 or 270 degrees): the self-supervised task of Chen et al., "Self-Supervised
+//! GANs via Auxiliary Rotation Loss" (CVPR 2019), used in Lucic et al., "High-Fidelity
+//! Image Generation With Fewer Labels" (ICML 2019). To answer it the net must find the
+//! domain's parts and their orientation, which is what a perceptual distance should
+//! weigh. Its five taps then serve LPIPS with uniform lin weights: the saved file loads
+//! with [`Lpips::load`] like a converted VGG16, plus a `rotation.fc` head that LPIPS
+//! ignores.
+//!
+//! ```no_run
+//! use candle_core::Device;
+//! use labelgan_core::image_io::ImageSource;
+//! use labelgan_lpips::rotation::{RotationConfig, train_rotation};
+//!
+//! # fn images() -> labelgan_core::Result<(candle_core::Tensor, candle_core::Tensor)> { unimplemented!() }
+//! let (train, holdout) = images()?; // [N, 3, 64, 64] in [-1, 1]
+//! let config = RotationConfig { steps: 200, ..RotationConfig::default() };
+//! let net = train_rotation(&config, &ImageSource::Images(train), &holdout, &Device::Cpu, &mut |p| {
+//!     eprintln!("step {} loss {:.3}", p.step, p.loss)
+//! })?;
+//! println!("held-out rotation accuracy {:.3}", net.accuracy(&holdout)?);
+//! net.save("perceptual.safetensors")?;
+//! let lpips = net.lpips(); // or Lpips::load("perceptual.safetensors", &Device::Cpu)
+//! # Ok::<(), labelgan_core::Error>(())
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{D, DType, Device, Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+use labelgan_core::image_io::ImageSource;
+use labelgan_core::io::{TensorFile, save_safetensors};
+use labelgan_core::optim::Adam;
+use labelgan_core::{Error, Result, SplitMix64};
+
+use crate::Lpips;
+
+/// Architecture and training settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RotationConfig {
+    /// Channels of the five slices (taps).
+    pub widths: Vec<usize>,
+    /// 3x3 convs per slice.
+    pub convs_per_slice: usize,
+    /// Square image size the net is trained on (any size at least 16 works in LPIPS).
+    pub resolution: usize,
+    /// Images per step; each is shown in all four rotations.
+    pub batch: usize,
+    pub steps: usize,
+    /// Adam's learning rate (betas 0.9, 0.999).
+    pub lr: f64,
+    pub seed: u64,
+    /// Evaluate held-out accuracy every this many steps (0: only at the end).
+    pub eval_every: usize,
+}
+
+impl Default for RotationConfig {
+    fn default() -> Self {
+        Self {
+            widths: vec![16, 32, 64, 128, 128],
+            convs_per_slice: 2,
+            resolution: 64,
+            batch: 16,
+            steps: 1500,
+            lr: 1e-3,
+            seed: 0,
+            eval_every: 250,
+        }
+    }
+}
+
+impl RotationConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.widths.len() != 5 || self.widths.contains(&0) {
+            return Err(Error::invalid(format!(
+                "widths must be five positive channel counts, got {:?}",
+                self.widths
+            )));
+        }
+        if self.convs_per_slice == 0 || self.batch == 0 || self.steps == 0 || self.lr.is_nan() || self.lr <= 0.0 {
+            return Err(Error::invalid("convs_per_slice, batch, steps and lr must be positive"));
+        }
+        if self.resolution < 16 {
+            return Err(Error::invalid(format!(
+                "resolution must be at least 16 (four 2x2 pools), got {}",
+                self.resolution
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What [`train_rotation`] reports as it goes.
+#[derive(Debug, Clone, Copy)]
+pub struct RotationProgress {
+    pub step: usize,
+    pub steps: usize,
+    /// Cross-entropy of this step's batch.
+    pub loss: f32,
+    /// Accuracy on this step's batch.
+    pub train_accuracy: f32,
+    /// Held-out accuracy, on steps where it was measured.
+    pub holdout_accuracy: Option<f32>,
+    pub images_per_second: f64,
+    /// Images per step.
+    pub batch: usize,
+}
+
+impl RotationProgress {
+    /// Seconds per step so far.
+    pub fn batch_seconds(&self) -> f64 {
+        self.batch as f64 / self.images_per_second.max(1e-9)
+    }
+}
+
+/// A rotation-trained backbone: its LPIPS view and the rotation head.
+#[derive(Debug, Clone)]
+pub struct RotationNet {
+    pub config: RotationConfig,
+    lpips: Lpips,
+    params: BTreeMap<String, Var>,
+    /// Held-out accuracy at the end of training, when trained here.
+    pub holdout_accuracy: Option<f32>,
+}
+
+/// Name of conv `j` of slice `s` (1-based) under torchvision's numbering.
+fn conv_name(s: usize, j: usize, per_slice: usize) -> String {
+    // Slice 1 starts at 0; each conv takes two indices (conv, ReLU); a pool opens every
+    // later slice.
+    let start = (s - 1) * (2 * per_slice + 1);
+    format!("net.slice{s}.{}", start + 2 * j)
+}
+
+impl RotationNet {
+    /// A freshly initialised net (He-normal convs, zero biases).
+    pub fn new(config: RotationConfig, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let mut rng = SplitMix64::new(config.seed);
+        let mut params = BTreeMap::new();
+        let mut cin = 3;
+        for (s, &c) in config.widths.iter().enumerate() {
+            for j in 0..config.convs_per_slice {
+                let name = conv_name(s + 1, j, config.convs_per_slice);
+                let std = (2.0 / (9 * cin) as f64).sqrt();
+                let w = (rng.normal_tensor(&[c, cin, 3, 3], device)? * std)?;
+                params.insert(format!("{name}.weight"), Var::from_tensor(&w)?);
+                params.insert(format!("{name}.bias"), Var::zeros(c, DType::F32, device)?);
+                cin = c;
+            }
+        }
+        let w = (rng.normal_tensor(&[4, cin], device)? * (1.0 / cin as f64).sqrt())?;
+        params.insert("rotation.fc.weight".into(), Var::from_tensor(&w)?);
+        params.insert("rotation.fc.bias".into(), Var::zeros(4, DType::F32, device)?);
+        Self::assemble(config, params, None, device)
+    }
+
+    fn assemble(
+        config: RotationConfig,
+        params: BTreeMap<String, Var>,
+        holdout_accuracy: Option<f32>,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut tensors: HashMap<String, Tensor> =
+            params.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+        // Images in [-1, 1] go in as they are.
+        tensors.insert(
+            "scaling_layer.shift".into(),
+            Tensor::zeros((1, 3, 1, 1), DType::F32, device)?,
+        );
+        tensors.insert(
+            "scaling_layer.scale".into(),
+            Tensor::ones((1, 3, 1, 1), DType::F32, device)?,
+        );
+        let file = TensorFile {
+            path: PathBuf::from("<rotation-trained backbone>"),
+            tensors,
+            metadata: HashMap::from([("net".to_string(), "vgg".to_string())]),
+        };
+        let lpips = Lpips::from_file(file)?;
+        Ok(Self {
+            config,
+            lpips,
+            params,
+            holdout_accuracy,
+        })
+    }
+
+    /// Loads a file written by [`RotationNet::save`] (with its head, for accuracy).
+    pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let path = path.as_ref();
+        let file = TensorFile::load(path, device)?;
+        let config: RotationConfig = file
+            .metadata
+            .get("rotation_config")
+            .ok_or_else(|| Error::format(path, "no `rotation_config` metadata: not written by train-perceptual"))
+            .and_then(|s| {
+                serde_json::from_str(s).map_err(|e| Error::format(path, format!("bad `rotation_config`: {e}")))
+            })?;
+        config.validate().map_err(|e| Error::format(path, e.to_string()))?;
+        let fresh = Self::new(config.clone(), device)?;
+        let mut params = BTreeMap::new();
+        for (k, v) in &fresh.params {
+            let t = file.get_shaped(k, v.dims())?;
+            params.insert(k.clone(), Var::from_tensor(&t)?);
+        }
+        let acc = file.metadata.get("holdout_accuracy").and_then(|s| s.parse().ok());
+        Self::assemble(config, params, acc, device)
+    }
+
+    /// The LPIPS model on this backbone (uniform weights over each tap's channels).
+    pub fn lpips(&self) -> Lpips {
+        self.lpips.clone()
+    }
+
+    /// Rotation logits `[N, 4]` (classes 0, 90, 180, 270 degrees counter-clockwise).
+    pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        let taps = self.lpips.taps(x)?;
+        let last = taps.last().ok_or_else(|| Error::invalid("backbone has no taps"))?;
+        let pooled = last.mean(D::Minus1)?.mean(D::Minus1)?;
+        let w = self.params["rotation.fc.weight"].as_tensor();
+        let b = self.params["rotation.fc.bias"].as_tensor();
+        Ok(pooled.matmul(&w.t()?)?.broadcast_add(b)?)
+    }
+
+    /// Fraction of the four rotations of each image that the net names right.
+    pub fn accuracy(&self, images: &Tensor) -> Result<f32> {
+        let n = images.dim(0)?;
+        if n == 0 {
+            return Err(Error::invalid("accuracy needs at least one image"));
+        }
+        let mut correct = 0usize;
+        for start in (0..n).step_by(32) {
+            let chunk = images.narrow(0, start, 32.min(n - start))?;
+            let (x, labels) = rotation_batch(&chunk)?;
+            let pred = self.logits(&x)?.argmax(D::Minus1)?.to_vec1::<u32>()?;
+            correct += pred.iter().zip(&labels).filter(|(p, l)| p == l).count();
+        }
+        Ok(correct as f32 / (4 * n) as f32)
+    }
+
+    /// Writes the backbone under LPIPS's VGG names plus the head, with the config and
+    /// held-out accuracy as metadata.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let mut tensors: BTreeMap<String, Tensor> = self
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+            .collect();
+        for k in ["scaling_layer.shift", "scaling_layer.scale"] {
+            tensors.insert(k.into(), self.lpips.file.get(k)?.clone());
+        }
+        let mut meta = BTreeMap::from([
+            ("net".to_string(), "vgg".to_string()),
+            (
+                "backbone".to_string(),
+                "labelgan rotation-trained VGG-style".to_string(),
+            ),
+            (
+                "rotation_config".to_string(),
+                serde_json::to_string(&self.config).map_err(|e| Error::invalid(e.to_string()))?,
+            ),
+        ]);
+        if let Some(a) = self.holdout_accuracy {
+            meta.insert("holdout_accuracy".into(), format!("{a}"));
+        }
+        save_safetensors(path, &tensors, &meta)
+    }
+}
+
+/// `x` rotated by `k` quarter turns counter-clockwise (`[N, C, R, R]`).
+pub fn rotate90(x: &Tensor, k: usize) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    if h != w {
+        return Err(Error::invalid(format!("rotation needs square images, got {h}x{w}")));
+    }
+    let rev = Tensor::new((0..h as u32).rev().collect::<Vec<_>>(), x.device())?;
+    let flip = |t: &Tensor, dim: usize| -> Result<Tensor> { Ok(t.index_select(&rev, dim)?) };
+    Ok(match k % 4 {
+        0 => x.clone(),
+        // Counter-clockwise: out[i][j] = in[j][R-1-i].
+        1 => flip(&x.transpose(2, 3)?.contiguous()?, 2)?,
+        2 => flip(&flip(x, 2)?, 3)?,
+        _ => flip(&x.transpose(2, 3)?.contiguous()?, 3)?,
+    })
+}
+
+/// The four rotations of each image, stacked rotation-major, and their labels.
+pub fn rotation_batch(images: &Tensor) -> Result<(Tensor, Vec<u32>)> {
+    let n = images.dim(0)?;
+    let rot = (0..4).map(|k| rotate90(images, k)).collect::<Result<Vec<_>>>()?;
+    let labels = (0..4u32).flat_map(|k| std::iter::repeat_n(k, n)).collect();
+    Ok((Tensor::cat(&rot, 0)?, labels))
+}
+
+/// Mean cross-entropy of `logits` `[N, K]` against class ids.
+fn cross_entropy(logits: &Tensor, labels: &[u32]) -> Result<Tensor> {
+    let (n, k) = logits.dims2()?;
+    let max = logits.max_keepdim(D::Minus1)?.detach();
+    let shifted = logits.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    let logp = shifted.broadcast_sub(&lse)?;
+    let mut onehot = vec![0f32; n * k];
+    for (i, &l) in labels.iter().enumerate() {
+        onehot[i * k + l as usize] = 1.0;
+    }
+    let onehot = Tensor::from_vec(onehot, (n, k), logits.device())?.to_dtype(logits.dtype())?;
+    Ok(((logp * onehot)?.sum_all()? * (-1.0 / n as f64))?)
+}
+
+/// Trains a [`RotationNet`] on `source` (images `[N, 3, R, R]` in [-1, 1] at the
+/// config's resolution), reporting held-out accuracy on `holdout`. Finite image sets
+/// are augmented with horizontal flips (half of each batch).
+pub fn train_rotation(
+    config: &RotationConfig,
+    source: &ImageSource,
+    holdout: &Tensor,
+    device: &Device,
+    progress: &mut dyn FnMut(&RotationProgress),
+) -> Result<RotationNet> {
+    let mut net = RotationNet::new(config.clone(), device)?;
+    let r = config.resolution;
+    if holdout.dims().len() != 4 || holdout.dims()[1..] != [3, r, r] {
+        return Err(Error::invalid(format!(
+            "held-out images must be [N, 3, {r}, {r}], got {:?}",
+            holdout.dims()
+        )));
+    }
+    let mut opt = Adam::new(config.lr, (0.9, 0.999));
+    let rev = Tensor::new((0..r as u32).rev().collect::<Vec<_>>(), device)?;
+    let started = Instant::now();
+    for step in 0..config.steps {
+        let mut rng = SplitMix64::derive(config.seed ^ 0x0005_EED0_F0A7, step as u64);
+        let mut imgs = source.batch(step as u64, config.batch, &mut rng, device)?;
+        if imgs.dims()[1..] != [3, r, r] {
+            return Err(Error::invalid(format!(
+                "training images must be [N, 3, {r}, {r}], got {:?}",
+                imgs.dims()
+            )));
+        }
+        if matches!(source, ImageSource::Images(_)) && config.batch > 1 {
+            let h = config.batch / 2;
+            let flipped = imgs.narrow(0, h, config.batch - h)?.index_select(&rev, 3)?;
+            imgs = Tensor::cat(&[imgs.narrow(0, 0, h)?, flipped], 0)?;
+        }
+        let (x, labels) = rotation_batch(&imgs)?;
+        let logits = net.logits(&x)?;
+        let loss = cross_entropy(&logits, &labels)?;
+        let loss_v = loss.to_scalar::<f32>()?;
+        if !loss_v.is_finite() {
+            return Err(Error::invalid(format!(
+                "rotation training diverged at step {step} (loss {loss_v}); lower lr"
+            )));
+        }
+        let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
+        let train_accuracy = pred.iter().zip(&labels).filter(|(p, l)| p == l).count() as f32 / labels.len() as f32;
+        let grads = loss.backward()?;
+        let named: BTreeMap<String, Tensor> = net
+            .params
+            .iter()
+            .filter_map(|(k, v)| grads.get(v.as_tensor()).map(|g| (k.clone(), g.clone())))
+            .collect();
+        opt.update(&net.params, &named)?;
+        let last = step + 1 == config.steps;
+        let holdout_accuracy = if last || (config.eval_every > 0 && (step + 1) % config.eval_every == 0) {
+            Some(net.accuracy(holdout)?)
+        } else {
+            None
+        };
+        if last {
+            net.holdout_accuracy = holdout_accuracy;
+        }
+        progress(&RotationProgress {
+            step: step + 1,
+            steps: config.steps,
+            loss: loss_v,
+            train_accuracy,
+            holdout_accuracy,
+            images_per_second: ((step + 1) * config.batch) as f64 / started.elapsed().as_secs_f64().max(1e-9),
+            batch: config.batch,
+        });
+    }
+    Ok(net)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotate90_matches_index_rule() {
+        let x = Tensor::arange(0f32, 9.0, &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 3, 3))
+            .unwrap();
+        // [[0,1,2],[3,4,5],[6,7,8]] counter-clockwise -> [[2,5,8],[1,4,7],[0,3,6]].
+        let r1 = rotate90(&x, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(r1, [2., 5., 8., 1., 4., 7., 0., 3., 6.]);
+        let r2 = rotate90(&x, 2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(r2, [8., 7., 6., 5., 4., 3., 2., 1., 0.]);
+        let r3 = rotate90(&x, 3)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(r3, [6., 3., 0., 7., 4., 1., 8., 5., 2.]);
+        // Four quarter turns are the identity; one turn three times is three turns.
+        let back = rotate90(&rotate90(&rotate90(&x, 1).unwrap(), 1).unwrap(), 1).unwrap();
+        assert_eq!(back.flatten_all().unwrap().to_vec1::<f32>().unwrap(), r3);
+        assert!(rotate90(&Tensor::zeros((1, 1, 2, 3), DType::F32, &Device::Cpu).unwrap(), 1).is_err());
+    }
+
+    #[test]
+    fn cross_entropy_matches_formula() {
+        let logits = Tensor::new(&[[1f32, 2., 0.5, -1.], [0., 0., 3., 1.]], &Device::Cpu).unwrap();
+        let got = cross_entropy(&logits, &[1, 3]).unwrap().to_scalar::<f32>().unwrap();
+        let lse = |v: &[f32]| v.iter().map(|x| x.exp()).sum::<f32>().ln();
+        let want = ((lse(&[1., 2., 0.5, -1.]) - 2.0) + (lse(&[0., 0., 3., 1.]) - 1.0)) / 2.0;
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    }
+
+    #[test]
+    fn layout_loads_as_vgg_lpips() {
+        let cfg = RotationConfig {
+            widths: vec![4, 6, 8, 8, 10],
+            convs_per_slice: 3,
+            ..RotationConfig::default()
+        };
+        let net = RotationNet::new(cfg, &Device::Cpu).unwrap();
+        let lp = net.lpips();
+        assert_eq!(lp.channels(), &[4, 6, 8, 8, 10]);
+        let x = Tensor::zeros((2, 3, 32, 32), DType::F32, &Device::Cpu).unwrap();
+        let taps = lp.taps(&x).unwrap();
+        let sizes: Vec<_> = taps.iter().map(|t| t.dims().to_vec()).collect();
+        assert_eq!(sizes[0], [2, 4, 32, 32]);
+        assert_eq!(sizes[4], [2, 10, 2, 2]);
+        assert_eq!(net.logits(&x).unwrap().dims(), [2, 4]);
+    }
+}
