@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod device;
+mod fid;
 mod generate;
 mod lpips;
 mod toyworld;
@@ -32,6 +33,8 @@ enum Command {
     Toyworld(toyworld::ToyworldArgs),
     /// Train a StyleGAN2 on a folder of images or on toyworld (resumable).
     TrainGan(train_gan::TrainGanArgs),
+    /// Frechet distance between two image sets in a perceptual net's feature space.
+    Fid(fid::FidArgs),
     /// Train a perceptual (LPIPS) backbone without labels, by predicting rotations.
     TrainPerceptual(train_perceptual::TrainPerceptualArgs),
 }
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         Command::Toyworld(a) => toyworld::run(a),
         Command::Lpips(a) => lpips::run(a),
         Command::TrainGan(a) => train_gan::run(a),
+        Command::Fid(a) => fid::run(a),
         Command::TrainPerceptual(a) => train_perceptual::run(a),
     };
     match res {

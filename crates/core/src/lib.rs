@@ -24,6 +24,7 @@ pub mod noise;
 pub mod optim;
 pub mod resample;
 pub mod rng;
+pub mod stats;
 pub mod taps;
 pub mod traits;
 pub mod truncation;

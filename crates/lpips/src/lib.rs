@@ -322,6 +322,18 @@ impl Lpips {
             .collect()
     }
 
+    /// One feature vector per image `[N, sum of tap channels]`: each tap's spatial mean
+    /// (after ReLU, before unit normalisation), concatenated. The embedding of
+    /// `labelgan fid`.
+    pub fn pooled_features(&self, x: &Tensor) -> Result<Tensor> {
+        let pooled = self
+            .taps(x)?
+            .iter()
+            .map(|t| t.mean(D::Minus1)?.mean(D::Minus1))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&pooled, 1)?)
+    }
+
     /// Channels of each tap.
     pub fn channels(&self) -> &[usize] {
         &self.channels
