@@ -19,6 +19,7 @@
 
 pub use labelgan_core as core;
 pub use labelgan_hypercolumn as hypercolumn;
+pub use labelgan_inversion as inversion;
 pub use labelgan_labeler as labeler;
 pub use labelgan_lpips as lpips;
 pub use labelgan_stylegan as stylegan;

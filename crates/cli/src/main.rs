@@ -10,8 +10,10 @@ use clap::{Parser, Subcommand};
 mod device;
 mod fid;
 mod generate;
+mod invert;
 mod lpips;
 mod toyworld;
+mod train_encoder;
 mod train_gan;
 mod train_perceptual;
 
@@ -35,6 +37,10 @@ enum Command {
     TrainGan(train_gan::TrainGanArgs),
     /// Frechet distance between two image sets in a perceptual net's feature space.
     Fid(fid::FidArgs),
+    /// Invert a folder of images into a generator's latent space.
+    Invert(invert::InvertArgs),
+    /// Train the inversion encoder (generator samples, then real images with LPIPS).
+    TrainEncoder(train_encoder::TrainEncoderArgs),
     /// Train a perceptual (LPIPS) backbone without labels, by predicting rotations.
     TrainPerceptual(train_perceptual::TrainPerceptualArgs),
 }
@@ -69,6 +75,8 @@ fn main() -> ExitCode {
         Command::Lpips(a) => lpips::run(a),
         Command::TrainGan(a) => train_gan::run(a),
         Command::Fid(a) => fid::run(a),
+        Command::Invert(a) => invert::run(a),
+        Command::TrainEncoder(a) => train_encoder::run(a),
         Command::TrainPerceptual(a) => train_perceptual::run(a),
     };
     match res {

@@ -122,9 +122,8 @@ impl ImageSource {
     }
 }
 
-/// Every PNG or JPEG directly in `dir` (sorted by name) as `[N, 3, R, R]` in [-1, 1];
-/// an error names any image that is not `resolution` square or does not decode.
-pub fn load_image_folder(dir: &Path, resolution: usize) -> Result<Tensor> {
+/// The PNG and JPEG files directly in `dir`, sorted by name (an error if none).
+pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -138,9 +137,21 @@ pub fn load_image_folder(dir: &Path, resolution: usize) -> Result<Tensor> {
     if files.is_empty() {
         return Err(Error::invalid(format!("{} holds no PNG or JPEG images", dir.display())));
     }
+    Ok(files)
+}
+
+/// Every PNG or JPEG directly in `dir` (sorted by name) as `[N, 3, R, R]` in [-1, 1];
+/// an error names any image that is not `resolution` square or does not decode.
+pub fn load_image_folder(dir: &Path, resolution: usize) -> Result<Tensor> {
+    load_images(&image_files(dir)?, resolution)
+}
+
+/// `files` as `[N, 3, R, R]` in [-1, 1]; an error names any image that is not
+/// `resolution` square or does not decode.
+pub fn load_images(files: &[PathBuf], resolution: usize) -> Result<Tensor> {
     let r = resolution;
     let mut data = Vec::with_capacity(files.len() * 3 * r * r);
-    for f in &files {
+    for f in files {
         let img = load_image(f)?.to_rgb8();
         if (img.width() as usize, img.height() as usize) != (r, r) {
             return Err(Error::format(

@@ -93,9 +93,12 @@ pub struct Lpips {
     file: TensorFile,
 }
 
-/// `[N, C, H, W] / (sqrt(sum_c f^2) + 1e-10)`.
+/// `[N, C, H, W] / (sqrt(sum_c f^2) + 1e-10)`. The square root is taken of
+/// `sum_c f^2 + 1e-20`: the same value in f32 wherever a feature is not all zero (and
+/// where it is, `0 / norm` is 0 either way), but a finite gradient at all-zero pixels,
+/// where `sqrt`'s derivative is infinite and PyTorch's gradient becomes NaN.
 fn normalize(f: &Tensor) -> Result<Tensor> {
-    let norm = (f.sqr()?.sum_keepdim(1)?.sqrt()? + 1e-10)?;
+    let norm = ((f.sqr()?.sum_keepdim(1)? + 1e-20)?.sqrt()? + 1e-10)?;
     Ok(f.broadcast_div(&norm)?)
 }
 

@@ -1,0 +1,150 @@
+//! `labelgan train-encoder`: the inversion encoder, stage (a) on the generator's own
+//! samples, stage (b) on real images with LPIPS; resumable.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use clap::Args;
+use labelgan_core::image_io::load_image_folder;
+use labelgan_core::{Error, Generator, Inverter, Result, SplitMix64};
+use labelgan_inversion::encoder::EncoderTrainer;
+use labelgan_inversion::metrics::reconstruction;
+use labelgan_inversion::{EncoderConfig, MeanInverter};
+use labelgan_lpips::Lpips;
+use labelgan_stylegan::StyleGan2;
+
+use crate::device::DeviceArg;
+
+/// Train an encoder from images to a generator's W+ (resumes from OUT/checkpoint).
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("real_source").required(true).args(["data", "toyworld"])))]
+pub struct TrainEncoderArgs {
+    #[arg(long, value_name = "G.safetensors")]
+    generator: PathBuf,
+    /// Perceptual backbone for stage (b)'s LPIPS.
+    #[arg(long, value_name = "P.safetensors")]
+    perceptual: PathBuf,
+    /// Folder of real images for stage (b).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Real images for stage (b) from toyworld (`--toyworld-seed`).
+    #[arg(long)]
+    toyworld: bool,
+    #[arg(long, default_value_t = 2000)]
+    toyworld_seed: u64,
+    /// Real images to use for stage (b) (toyworld) and how many of them to hold out.
+    #[arg(long, default_value_t = 400)]
+    real_images: usize,
+    #[arg(long, default_value_t = 100)]
+    holdout: usize,
+    /// Output folder: checkpoint.safetensors, encoder.safetensors.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    #[arg(long)]
+    steps_a: Option<usize>,
+    #[arg(long)]
+    steps_b: Option<usize>,
+    #[arg(long)]
+    batch_a: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 200)]
+    checkpoint_every: usize,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+}
+
+pub fn run(a: TrainEncoderArgs) -> Result<()> {
+    let device = a.device.open()?;
+    let g = StyleGan2::load(&a.generator, &device)?;
+    let lpips = Lpips::load(&a.perceptual, &device)?;
+    let r = g.spec().resolution;
+    let real = if a.toyworld {
+        labelgan_toyworld::batch_tensor(a.toyworld_seed, 0, a.real_images, r, &Device::Cpu)?
+    } else {
+        let dir = a.data.as_ref().expect("clap requires --data or --toyworld");
+        load_image_folder(dir, r)?
+    };
+    let n = real.dim(0)?;
+    if n <= a.holdout {
+        return Err(Error::invalid(format!(
+            "{n} real images; --holdout {} leaves none for stage (b)",
+            a.holdout
+        )));
+    }
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    SplitMix64::new(a.seed).shuffle(&mut order);
+    let pick = |idx: &[u32]| -> Result<Tensor> {
+        Ok(real
+            .index_select(&Tensor::new(idx, &Device::Cpu)?, 0)?
+            .to_device(&device)?)
+    };
+    let (holdout, train) = (pick(&order[..a.holdout])?, pick(&order[a.holdout..])?);
+    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
+    let ck = a.out.join("checkpoint.safetensors");
+    let mut t = if ck.exists() {
+        let t = EncoderTrainer::load_checkpoint(&ck, &g)?;
+        eprintln!("resuming {} in stage {} at step {}", ck.display(), t.stage, t.step);
+        t
+    } else {
+        let mut cfg = EncoderConfig::for_generator(&g);
+        cfg.seed = a.seed;
+        if let Some(s) = a.steps_a {
+            cfg.stage_a.steps = s;
+        }
+        if let Some(s) = a.steps_b {
+            cfg.stage_b.steps = s;
+        }
+        if let Some(b) = a.batch_a {
+            cfg.stage_a.batch = b;
+        }
+        EncoderTrainer::new(cfg, &g)?
+    };
+    let report = |name: &str, ws: &Tensor| -> Result<()> {
+        let rec = g.image(ws, labelgan_core::NoiseMode::Const)?;
+        let m = reconstruction(&rec, &holdout, Some(&lpips))?;
+        eprintln!(
+            "held-out ({} images) {name}: mse {:.4} psnr {:.2} lpips {:.4}",
+            m.images,
+            m.mse,
+            m.psnr,
+            m.lpips.unwrap_or(f32::NAN)
+        );
+        Ok(())
+    };
+    report("w_avg", &MeanInverter::new(&g)?.invert(&holdout)?)?;
+    let started = Instant::now();
+    let mut last = Instant::now();
+    let mut show = |p: &labelgan_inversion::encoder::EncoderProgress| {
+        if last.elapsed().as_secs_f64() >= 10.0 || p.holdout_loss.is_some() || p.step == p.steps {
+            last = Instant::now();
+            let held = p.holdout_loss.map_or(String::new(), |h| format!(" | held-out {h:.4}"));
+            eprintln!(
+                "stage {} step {:>5}/{} | loss {:.4}{held} | {:.1} img/s | {:.0} s",
+                p.stage,
+                p.step,
+                p.steps,
+                p.loss,
+                p.images_per_second,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    };
+    let after_a = a.out.join("encoder_stage_a.safetensors");
+    if t.stage == "a" {
+        t.run_stage_a(&g, Some(&ck), a.checkpoint_every, &mut show)?;
+        t.encoder.save(&after_a)?;
+        report("encoder after stage (a)", &t.encoder.invert(&holdout)?)?;
+    }
+    t.run_stage_b(&g, &lpips, &train, &holdout, Some(&ck), a.checkpoint_every, &mut show)?;
+    report("encoder after stage (b)", &t.encoder.invert(&holdout)?)?;
+    let path = a.out.join("encoder.safetensors");
+    t.encoder.save(&path)?;
+    println!(
+        "{}",
+        serde_json::json!({"encoder": path.display().to_string(), "encoder_stage_a": after_a.display().to_string(),
+                           "seconds": started.elapsed().as_secs_f64()})
+    );
+    Ok(())
+}

@@ -1,0 +1,658 @@
+//! A ResNet-style encoder from images to W+ (offsets from `w_avg`), trained in two
+//! stages:
+//!
+//! - **(a) on the generator's own samples**: `z -> w` (with style mixing, so that
+//!   targets cover W+), image `G(w)` with random noise, loss `mean((E(G(w)) - w)^2)`
+//!   (plus, optionally, `image_weight * MSE(G(E(G(w))), G(w))`). Unlimited, exactly
+//!   labelled data.
+//! - **(b) on real images**: `lpips_weight * LPIPS(G(E(x)), x) + mse_weight *
+//!   MSE(G(E(x)), x)` through the frozen generator, evaluated on a held-out set every
+//!   `eval_every` steps, stopped after `patience` evaluations without improvement,
+//!   keeping the best weights. Short on purpose: LPIPS is highly non-convex and
+//!   HandsOff takes few steps here.
+//!
+//! Layout: a 3x3 stem, then per halving of the resolution a residual block (two 3x3
+//! convs, a 1x1 skip where the width changes, leaky ReLU, `1/sqrt(2)` join) followed by
+//! 2x2 average pooling down to 4x4, a 1x1 conv to `head_channels`, and a linear layer
+//! to `num_ws * w_dim` offsets (initialised small, so training starts at `w_avg`).
+//! [`EncoderTrainer`] checkpoints both stages and resumes them exactly.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+use labelgan_core::io::{TensorFile, save_safetensors};
+use labelgan_core::optim::Adam;
+use labelgan_core::{Error, Generator, Inverter, NoiseMode, Result, SplitMix64, Truncation};
+use labelgan_lpips::Lpips;
+use labelgan_stylegan::StyleGan2;
+
+use crate::metrics::mse_per_image;
+
+/// Stage (a): the generator's own samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageA {
+    pub steps: usize,
+    pub batch: usize,
+    pub lr: f64,
+    /// Probability that a sample's layers mix two latents (at a random layer).
+    pub mixing: f64,
+    /// Weight of the image MSE of the reconstruction (0: latent loss only; more costs a
+    /// backward pass through the generator).
+    pub image_weight: f64,
+}
+
+/// Stage (b): real images through the frozen generator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageB {
+    pub steps: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub lpips_weight: f64,
+    pub mse_weight: f64,
+    /// Held-out evaluation every this many steps.
+    pub eval_every: usize,
+    /// Stop after this many evaluations without improvement.
+    pub patience: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EncoderConfig {
+    /// Input size (a power of two, at least 8).
+    pub resolution: usize,
+    /// Stem channels.
+    pub stem: usize,
+    /// Channels of the residual block at each halving (`log2(resolution / 4)` of them).
+    pub widths: Vec<usize>,
+    pub head_channels: usize,
+    pub num_ws: usize,
+    pub w_dim: usize,
+    pub seed: u64,
+    pub stage_a: StageA,
+    pub stage_b: StageB,
+}
+
+impl EncoderConfig {
+    /// Defaults sized for `g` (toyworld's 64 px: widths 32, 64, 128, 128).
+    pub fn for_generator(g: &StyleGan2) -> Self {
+        let s = g.spec();
+        let halvings = (s.resolution / 4).max(1).ilog2() as usize;
+        let widths = (0..halvings).map(|i| (32usize << i).min(128)).collect();
+        Self {
+            resolution: s.resolution,
+            stem: 32,
+            widths,
+            head_channels: 32,
+            num_ws: s.num_ws,
+            w_dim: s.w_dim,
+            seed: 0,
+            stage_a: StageA {
+                steps: 3000,
+                batch: 16,
+                lr: 5e-4,
+                mixing: 0.5,
+                image_weight: 0.0,
+            },
+            stage_b: StageB {
+                steps: 400,
+                batch: 8,
+                lr: 1e-4,
+                lpips_weight: 10.0,
+                mse_weight: 1.0,
+                eval_every: 25,
+                patience: 4,
+            },
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let r = self.resolution;
+        if !r.is_power_of_two() || r < 8 {
+            return Err(Error::invalid(format!(
+                "encoder resolution must be a power of two >= 8, got {r}"
+            )));
+        }
+        let halvings = (r / 4).ilog2() as usize;
+        if self.widths.len() != halvings || self.widths.contains(&0) || self.stem == 0 || self.head_channels == 0 {
+            return Err(Error::invalid(format!(
+                "a {r} px encoder needs {halvings} positive widths (one per halving to 4x4), got {:?}",
+                self.widths
+            )));
+        }
+        if self.stage_a.batch == 0 || self.stage_b.batch == 0 {
+            return Err(Error::invalid("stage batches must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// The encoder: images `[N, 3, R, R]` in [-1, 1] to ws `[N, num_ws, w_dim]`.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    pub config: EncoderConfig,
+    params: BTreeMap<String, Var>,
+    w_avg: Tensor,
+}
+
+fn lrelu(x: &Tensor) -> Result<Tensor> {
+    Ok(x.maximum(&(x * 0.2)?)?)
+}
+
+fn avg_pool2(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    Ok(x.reshape((n, c, h / 2, 2, w / 2, 2))?.mean(5)?.mean(3)?)
+}
+
+impl Encoder {
+    /// A fresh encoder (He-normal convs, small head) around `w_avg` `[w_dim]`.
+    pub fn new(config: EncoderConfig, w_avg: &Tensor, device: &Device) -> Result<Self> {
+        config.validate()?;
+        if w_avg.dims() != [config.w_dim] {
+            return Err(Error::invalid(format!(
+                "w_avg must be [{}], got {:?}",
+                config.w_dim,
+                w_avg.dims()
+            )));
+        }
+        let mut rng = SplitMix64::new(config.seed);
+        let mut params = BTreeMap::new();
+        let mut conv = |name: String, o: usize, i: usize, k: usize, rng: &mut SplitMix64| -> Result<()> {
+            let std = (2.0 / (i * k * k) as f64).sqrt();
+            let w = (rng.normal_tensor(&[o, i, k, k], device)? * std)?;
+            params.insert(format!("{name}.weight"), Var::from_tensor(&w)?);
+            params.insert(format!("{name}.bias"), Var::zeros(o, DType::F32, device)?);
+            Ok(())
+        };
+        conv("stem".into(), config.stem, 3, 3, &mut rng)?;
+        let mut cin = config.stem;
+        for (b, &c) in config.widths.iter().enumerate() {
+            conv(format!("block{b}.conv0"), c, cin, 3, &mut rng)?;
+            conv(format!("block{b}.conv1"), c, c, 3, &mut rng)?;
+            if c != cin {
+                conv(format!("block{b}.skip"), c, cin, 1, &mut rng)?;
+            }
+            cin = c;
+        }
+        conv("head.conv".into(), config.head_channels, cin, 1, &mut rng)?;
+        let fan_in = config.head_channels * 16;
+        let out = config.num_ws * config.w_dim;
+        let w = (rng.normal_tensor(&[out, fan_in], device)? * (0.01 / (fan_in as f64).sqrt()))?;
+        params.insert("head.fc.weight".into(), Var::from_tensor(&w)?);
+        params.insert("head.fc.bias".into(), Var::zeros(out, DType::F32, device)?);
+        Ok(Self {
+            config,
+            params,
+            w_avg: w_avg.to_dtype(DType::F32)?.to_device(device)?.detach(),
+        })
+    }
+
+    fn p(&self, name: &str) -> Result<&Tensor> {
+        self.params
+            .get(name)
+            .map(|v| v.as_tensor())
+            .ok_or_else(|| Error::invalid(format!("internal: no encoder parameter `{name}`")))
+    }
+
+    fn conv(&self, x: &Tensor, name: &str, pad: usize) -> Result<Tensor> {
+        let w = self.p(&format!("{name}.weight"))?;
+        let b = self.p(&format!("{name}.bias"))?;
+        let y = labelgan_core::conv::conv2d(x, w, pad)?;
+        Ok(y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?)
+    }
+
+    /// ws `[N, num_ws, w_dim]` for images `[N, 3, R, R]` in [-1, 1].
+    pub fn forward(&self, images: &Tensor) -> Result<Tensor> {
+        let r = self.config.resolution;
+        let n = match images.dims() {
+            [n, 3, h, w] if *h == r && *w == r => *n,
+            d => {
+                return Err(Error::invalid(format!(
+                    "the encoder takes [N, 3, {r}, {r}] images, got {d:?}"
+                )));
+            }
+        };
+        let half = std::f64::consts::FRAC_1_SQRT_2;
+        let mut x = lrelu(&self.conv(images, "stem", 1)?)?;
+        for b in 0..self.config.widths.len() {
+            let h = lrelu(&self.conv(&x, &format!("block{b}.conv0"), 1)?)?;
+            let h = self.conv(&h, &format!("block{b}.conv1"), 1)?;
+            let skip = if self.params.contains_key(&format!("block{b}.skip.weight")) {
+                self.conv(&x, &format!("block{b}.skip"), 0)?
+            } else {
+                x.clone()
+            };
+            x = avg_pool2(&(lrelu(&(h + skip)?)? * half)?)?;
+        }
+        let h = lrelu(&self.conv(&x, "head.conv", 0)?)?.flatten_from(1)?;
+        let off = h
+            .matmul(&self.p("head.fc.weight")?.t()?)?
+            .broadcast_add(self.p("head.fc.bias")?)?;
+        let (k, d) = (self.config.num_ws, self.config.w_dim);
+        Ok(off.reshape((n, k, d))?.broadcast_add(&self.w_avg.reshape((1, 1, d))?)?)
+    }
+
+    /// Saves weights, `w_avg` and the config (metadata `encoder_config`).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let mut t: BTreeMap<String, Tensor> = self
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+            .collect();
+        t.insert("w_avg".into(), self.w_avg.clone());
+        save_safetensors(path, &t, &self.metadata()?)
+    }
+
+    fn metadata(&self) -> Result<BTreeMap<String, String>> {
+        Ok(BTreeMap::from([(
+            "encoder_config".to_string(),
+            serde_json::to_string(&self.config).map_err(|e| Error::invalid(e.to_string()))?,
+        )]))
+    }
+
+    /// Loads a file written by [`Encoder::save`] (or a checkpoint).
+    pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        Self::from_file(&TensorFile::load(path, device)?)
+    }
+
+    fn from_file(file: &TensorFile) -> Result<Self> {
+        let path = &file.path;
+        let config: EncoderConfig = file
+            .metadata
+            .get("encoder_config")
+            .ok_or_else(|| Error::format(path, "no `encoder_config` metadata: not an encoder file"))
+            .and_then(|s| {
+                serde_json::from_str(s).map_err(|e| Error::format(path, format!("bad `encoder_config`: {e}")))
+            })?;
+        let w_avg = file.get_shaped("w_avg", &[config.w_dim])?;
+        let device = w_avg.device().clone();
+        let mut enc = Self::new(config, &w_avg, &device)?;
+        for (k, v) in enc.params.iter_mut() {
+            *v = Var::from_tensor(&file.get_shaped(k, v.dims())?)?;
+        }
+        Ok(enc)
+    }
+
+    /// Checks that this encoder fits `g` (resolution, num_ws, w_dim).
+    pub fn check_generator(&self, g: &StyleGan2) -> Result<()> {
+        let s = g.spec();
+        let c = &self.config;
+        if (c.resolution, c.num_ws, c.w_dim) != (s.resolution, s.num_ws, s.w_dim) {
+            return Err(Error::invalid(format!(
+                "the encoder is for {} px, {} ws of {} dims; the generator has {} px, {} ws of {} dims",
+                c.resolution, c.num_ws, c.w_dim, s.resolution, s.num_ws, s.w_dim
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Inverter for Encoder {
+    fn invert(&self, images: &Tensor) -> Result<Tensor> {
+        let n = images.dim(0)?;
+        let mut out = vec![];
+        for s in (0..n).step_by(32) {
+            out.push(self.forward(&images.narrow(0, s, 32.min(n - s))?)?.detach());
+        }
+        Ok(Tensor::cat(&out, 0)?)
+    }
+}
+
+/// What one step of either stage reports.
+#[derive(Debug, Clone, Copy)]
+pub struct EncoderProgress {
+    /// 'a' or 'b'.
+    pub stage: char,
+    pub step: usize,
+    pub steps: usize,
+    pub loss: f32,
+    /// Stage (b): the held-out loss, on evaluation steps.
+    pub holdout_loss: Option<f32>,
+    pub images_per_second: f64,
+}
+
+/// Trains an [`Encoder`] through both stages, with checkpoints that resume exactly.
+pub struct EncoderTrainer {
+    pub encoder: Encoder,
+    opt: Adam,
+    /// Which stage the next step belongs to ('a', 'b', or 'done').
+    pub stage: String,
+    pub step: usize,
+    /// Stage (b): best held-out loss so far, its weights and evaluations since.
+    best: Option<(f32, BTreeMap<String, Tensor>)>,
+    since_best: usize,
+}
+
+/// Draws `[n, num_ws, w_dim]` latents with style mixing for stage (a) step `step`.
+fn sample_ws(g: &StyleGan2, cfg: &EncoderConfig, step: usize) -> Result<Tensor> {
+    let n = cfg.stage_a.batch;
+    let seed = SplitMix64::derive(cfg.seed ^ 0x0A5A_A5A5, step as u64).next_u64();
+    let z = g.sample_z(2 * n, seed)?;
+    let w = g.map(&z, None, Truncation::NONE)?; // [2n, num_ws, w_dim]
+    let (a, b) = (w.narrow(0, 0, n)?, w.narrow(0, n, n)?);
+    let k = cfg.num_ws;
+    let mut rng = SplitMix64::new(seed);
+    let mut mask = vec![0f32; n * k];
+    for i in 0..n {
+        if rng.uniform() < cfg.stage_a.mixing {
+            let cut = 1 + rng.below((k - 1).max(1) as u64) as usize;
+            for m in &mut mask[i * k + cut.min(k)..(i + 1) * k] {
+                *m = 1.0;
+            }
+        }
+    }
+    let mask = Tensor::from_vec(mask, (n, k, 1), w.device())?;
+    Ok(((a.broadcast_mul(&(1.0 - &mask)?)? + b.broadcast_mul(&mask)?)?).detach())
+}
+
+impl EncoderTrainer {
+    pub fn new(config: EncoderConfig, g: &StyleGan2) -> Result<Self> {
+        let enc = Encoder::new(config, &g.mapping.w_avg, g.device())?;
+        enc.check_generator(g)?;
+        let lr = enc.config.stage_a.lr;
+        Ok(Self {
+            encoder: enc,
+            opt: Adam::new(lr, (0.9, 0.999)),
+            stage: "a".into(),
+            step: 0,
+            best: None,
+            since_best: 0,
+        })
+    }
+
+    fn update(&mut self, loss: &Tensor) -> Result<f32> {
+        let v = loss.to_scalar::<f32>()?;
+        if !v.is_finite() {
+            return Err(Error::invalid(format!(
+                "encoder training diverged in stage {} at step {} (loss {v}); lower the learning rate",
+                self.stage, self.step
+            )));
+        }
+        let grads = loss.backward()?;
+        let named: BTreeMap<String, Tensor> = self
+            .encoder
+            .params
+            .iter()
+            .filter_map(|(k, var)| grads.get(var.as_tensor()).map(|g| (k.clone(), g.clone())))
+            .collect();
+        self.opt.update(&self.encoder.params, &named)?;
+        Ok(v)
+    }
+
+    /// One stage (a) step; returns the loss.
+    pub fn step_a(&mut self, g: &StyleGan2) -> Result<f32> {
+        let cfg = self.encoder.config.clone();
+        let ws = sample_ws(g, &cfg, self.step)?;
+        let img = g
+            .image(&ws, NoiseMode::Random(cfg.seed.wrapping_add(self.step as u64)))?
+            .detach();
+        let pred = self.encoder.forward(&img)?;
+        let mut loss = (&pred - &ws)?.sqr()?.mean_all()?;
+        if cfg.stage_a.image_weight > 0.0 {
+            let rec = g.image(&pred, NoiseMode::Const)?;
+            loss = (loss + (mse_per_image(&rec, &img)?.mean_all()? * cfg.stage_a.image_weight)?)?;
+        }
+        let v = self.update(&loss)?;
+        self.step += 1;
+        Ok(v)
+    }
+
+    /// The stage (b) loss per image of `images`.
+    pub fn loss_b(&self, g: &StyleGan2, lpips: &Lpips, images: &Tensor) -> Result<Tensor> {
+        let c = &self.encoder.config.stage_b;
+        let rec = g.image(&self.encoder.forward(images)?, NoiseMode::Const)?;
+        let mut loss = (mse_per_image(&rec, images)? * c.mse_weight)?;
+        if c.lpips_weight != 0.0 {
+            loss = (loss + (lpips.distance(&rec, images)? * c.lpips_weight)?)?;
+        }
+        Ok(loss)
+    }
+
+    fn holdout_loss(&self, g: &StyleGan2, lpips: &Lpips, holdout: &Tensor) -> Result<f32> {
+        let n = holdout.dim(0)?;
+        let mut total = 0f64;
+        for s in (0..n).step_by(16) {
+            let x = holdout.narrow(0, s, 16.min(n - s))?;
+            total += self.loss_b(g, lpips, &x)?.detach().sum_all()?.to_scalar::<f32>()? as f64;
+        }
+        Ok((total / n.max(1) as f64) as f32)
+    }
+
+    fn snapshot(&self) -> BTreeMap<String, Tensor> {
+        self.encoder
+            .params
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_tensor().detach().copy().unwrap_or_else(|_| v.as_tensor().detach()),
+                )
+            })
+            .collect()
+    }
+
+    fn restore(&mut self, w: &BTreeMap<String, Tensor>) -> Result<()> {
+        for (k, v) in &self.encoder.params {
+            if let Some(t) = w.get(k) {
+                v.set(t)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs whatever is left of both stages, checkpointing to `checkpoint` (if given)
+    /// every `checkpoint_every` steps. `train`/`holdout`: real images for stage (b).
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(
+        &mut self,
+        g: &StyleGan2,
+        lpips: &Lpips,
+        train: &Tensor,
+        holdout: &Tensor,
+        checkpoint: Option<&Path>,
+        checkpoint_every: usize,
+        progress: &mut dyn FnMut(&EncoderProgress),
+    ) -> Result<()> {
+        self.run_stage_a(g, checkpoint, checkpoint_every, progress)?;
+        self.run_stage_b(g, lpips, train, holdout, checkpoint, checkpoint_every, progress)
+    }
+
+    fn save_to(&self, checkpoint: Option<&Path>) -> Result<()> {
+        match checkpoint {
+            Some(p) => self.save_checkpoint(p),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs what is left of stage (a) (nothing once in stage (b)), then moves to stage
+    /// (b).
+    pub fn run_stage_a(
+        &mut self,
+        g: &StyleGan2,
+        checkpoint: Option<&Path>,
+        checkpoint_every: usize,
+        progress: &mut dyn FnMut(&EncoderProgress),
+    ) -> Result<()> {
+        let cfg = self.encoder.config.clone();
+        let started = Instant::now();
+        let mut done_here = 0usize;
+        let save = |t: &Self| t.save_to(checkpoint);
+        while self.stage == "a" && self.step < cfg.stage_a.steps {
+            let loss = self.step_a(g)?;
+            done_here += cfg.stage_a.batch;
+            progress(&EncoderProgress {
+                stage: 'a',
+                step: self.step,
+                steps: cfg.stage_a.steps,
+                loss,
+                holdout_loss: None,
+                images_per_second: done_here as f64 / started.elapsed().as_secs_f64().max(1e-9),
+            });
+            if checkpoint_every > 0 && self.step % checkpoint_every == 0 {
+                save(self)?;
+            }
+        }
+        if self.stage == "a" {
+            self.stage = "b".into();
+            self.step = 0;
+            self.opt = Adam::new(cfg.stage_b.lr, (0.9, 0.999));
+            save(self)?;
+        }
+        Ok(())
+    }
+
+    /// Runs what is left of stage (b) (after stage (a)), restores the best held-out
+    /// weights and marks training done.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_stage_b(
+        &mut self,
+        g: &StyleGan2,
+        lpips: &Lpips,
+        train: &Tensor,
+        holdout: &Tensor,
+        checkpoint: Option<&Path>,
+        checkpoint_every: usize,
+        progress: &mut dyn FnMut(&EncoderProgress),
+    ) -> Result<()> {
+        if self.stage == "a" {
+            return Err(Error::invalid("stage (a) is not finished"));
+        }
+        let cfg = self.encoder.config.clone();
+        let started = Instant::now();
+        let mut done_here = 0usize;
+        let save = |t: &Self| t.save_to(checkpoint);
+        let n = train.dim(0)?;
+        if self.stage == "b" && cfg.stage_b.steps > 0 && n == 0 {
+            return Err(Error::invalid("stage (b) needs real training images"));
+        }
+        if self.stage == "b" && self.best.is_none() && holdout.dim(0)? > 0 {
+            let l = self.holdout_loss(g, lpips, holdout)?;
+            self.best = Some((l, self.snapshot()));
+            progress(&EncoderProgress {
+                stage: 'b',
+                step: 0,
+                steps: cfg.stage_b.steps,
+                loss: l,
+                holdout_loss: Some(l),
+                images_per_second: 0.0,
+            });
+        }
+        while self.stage == "b" && self.step < cfg.stage_b.steps {
+            let mut rng = SplitMix64::derive(cfg.seed ^ 0x0B0B_B0B0, self.step as u64);
+            let idx: Vec<u32> = (0..cfg.stage_b.batch).map(|_| rng.below(n as u64) as u32).collect();
+            let x = train.index_select(&Tensor::new(idx, train.device())?, 0)?;
+            let loss = self.loss_b(g, lpips, &x)?.mean_all()?;
+            let v = self.update(&loss)?;
+            self.step += 1;
+            done_here += cfg.stage_b.batch;
+            let mut held = None;
+            if cfg.stage_b.eval_every > 0 && self.step % cfg.stage_b.eval_every == 0 && holdout.dim(0)? > 0 {
+                let l = self.holdout_loss(g, lpips, holdout)?;
+                held = Some(l);
+                if self.best.as_ref().is_none_or(|(b, _)| l < *b) {
+                    self.best = Some((l, self.snapshot()));
+                    self.since_best = 0;
+                } else {
+                    self.since_best += 1;
+                }
+            }
+            progress(&EncoderProgress {
+                stage: 'b',
+                step: self.step,
+                steps: cfg.stage_b.steps,
+                loss: v,
+                holdout_loss: held,
+                images_per_second: done_here as f64 / started.elapsed().as_secs_f64().max(1e-9),
+            });
+            if self.since_best >= cfg.stage_b.patience.max(1) {
+                break;
+            }
+            if checkpoint_every > 0 && self.step % checkpoint_every == 0 {
+                save(self)?;
+            }
+        }
+        if self.stage == "b" {
+            if let Some((_, w)) = self.best.take() {
+                self.restore(&w)?;
+            }
+            self.stage = "done".into();
+            save(self)?;
+        }
+        Ok(())
+    }
+
+    /// Writes weights, optimiser state, stage, step and the stage (b) best.
+    pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> Result<()> {
+        let mut t: BTreeMap<String, Tensor> = self
+            .encoder
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+            .collect();
+        t.insert("w_avg".into(), self.encoder.w_avg.clone());
+        self.opt.save_into("opt", &mut t);
+        let mut meta = self.encoder.metadata()?;
+        if let Some((l, w)) = &self.best {
+            for (k, v) in w {
+                t.insert(format!("best.{k}"), v.clone());
+            }
+            meta.insert("best_loss".into(), format!("{l}"));
+        }
+        meta.insert("stage".into(), self.stage.clone());
+        meta.insert("step".into(), self.step.to_string());
+        meta.insert("opt_step".into(), self.opt.step.to_string());
+        meta.insert("since_best".into(), self.since_best.to_string());
+        save_safetensors(path, &t, &meta)
+    }
+
+    /// Resumes from [`EncoderTrainer::save_checkpoint`]'s file.
+    pub fn load_checkpoint(path: impl AsRef<Path>, g: &StyleGan2) -> Result<Self> {
+        let path = path.as_ref();
+        let file = TensorFile::load(path, g.device())?;
+        let encoder = Encoder::from_file(&file)?;
+        encoder.check_generator(g)?;
+        let meta = |k: &str| -> Result<String> {
+            file.metadata
+                .get(k)
+                .cloned()
+                .ok_or_else(|| Error::format(path, format!("no `{k}` metadata: not an encoder checkpoint")))
+        };
+        let num = |k: &str| -> Result<usize> {
+            meta(k)?
+                .parse()
+                .map_err(|_| Error::format(path, format!("metadata `{k}` is not a number")))
+        };
+        let stage = meta("stage")?;
+        let lr = if stage == "a" {
+            encoder.config.stage_a.lr
+        } else {
+            encoder.config.stage_b.lr
+        };
+        let mut opt = Adam::new(lr, (0.9, 0.999));
+        opt.load_from("opt", &file, num("opt_step")? as u64);
+        let best = match file.metadata.get("best_loss") {
+            Some(l) => {
+                let l: f32 = l
+                    .parse()
+                    .map_err(|_| Error::format(path, "metadata `best_loss` is not a number"))?;
+                let w = encoder
+                    .params
+                    .keys()
+                    .map(|k| Ok((k.clone(), file.get(&format!("best.{k}"))?.clone())))
+                    .collect::<Result<_>>()?;
+                Some((l, w))
+            }
+            None => None,
+        };
+        Ok(Self {
+            encoder,
+            opt,
+            stage,
+            step: num("step")?,
+            best,
+            since_best: num("since_best")?,
+        })
+    }
+}
