@@ -53,9 +53,9 @@ pub struct Discriminator {
     pub config: DiscriminatorConfig,
     /// Parameters by official name.
     pub params: BTreeMap<String, Var>,
-    /// Per block resolution r: the skip's blur + stride 2 `[r/2, r]`, conv1's blur
-    /// (pad 2) `[r+1, r]`, and the even-index selection `[r/2, r-1]` after conv1.
-    resample: BTreeMap<usize, (Tensor, Tensor, Tensor)>,
+    /// Per block resolution r: the skip's blur + stride 2 `[r/2, r]` and conv1's blur
+    /// (pad 2) `[r+2, r]` (its last row zero).
+    resample: BTreeMap<usize, (Tensor, Tensor)>,
 }
 
 /// `[N, C, H, W]` blurred with the separable `[1,3,3,1]` filter (normalised), padded by
@@ -145,21 +145,20 @@ impl Discriminator {
         config: &DiscriminatorConfig,
         dtype: DType,
         device: &Device,
-    ) -> Result<BTreeMap<usize, (Tensor, Tensor, Tensor)>> {
+    ) -> Result<BTreeMap<usize, (Tensor, Tensor)>> {
         config
             .blocks()
             .into_iter()
             .map(|r| {
-                let mut pick = vec![0f32; (r / 2) * (r - 1)];
-                for j in 0..r / 2 {
-                    pick[j * (r - 1) + 2 * j] = 1.0;
-                }
+                // The conv1 blur gives r + 1 rows; a zero row makes the count even for
+                // `conv3x3_stride2` (the stride-2 conv never reads it).
+                let blur = resample_matrix(r, 2, 1, device)?;
+                let blur = Tensor::cat(&[blur, Tensor::zeros((1, r), DType::F32, device)?], 0)?;
                 Ok((
                     r,
                     (
                         resample_matrix(r, 1, 2, device)?.to_dtype(dtype)?,
-                        resample_matrix(r, 2, 1, device)?.to_dtype(dtype)?,
-                        Tensor::from_vec(pick, (r / 2, r - 1), device)?.to_dtype(dtype)?,
+                        blur.to_dtype(dtype)?,
                     ),
                 ))
             })
@@ -218,6 +217,15 @@ impl Discriminator {
         Ok(if gain != 1.0 { y.affine(gain, 0.0)? } else { y })
     }
 
+    /// Equalized-lr 3x3 conv with stride 2 on an even-sized map, then bias.
+    fn conv_stride2(&self, x: &Tensor, name: &str) -> Result<Tensor> {
+        let w = self.p(&format!("{name}.weight"))?;
+        let (o, i, kh, kw) = w.dims4()?;
+        let w = w.affine(1.0 / ((i * kh * kw) as f64).sqrt(), 0.0)?;
+        let y = labelgan_core::conv::conv3x3_stride2(x, &w)?;
+        Ok(y.broadcast_add(&self.p(&format!("{name}.bias"))?.reshape((1, o, 1, 1))?)?)
+    }
+
     fn fc(&self, x: &Tensor, name: &str, act: bool) -> Result<Tensor> {
         let w = self.p(&format!("{name}.weight"))?;
         let w = w.affine(1.0 / (w.dim(1)? as f64).sqrt(), 0.0)?;
@@ -272,14 +280,13 @@ impl Discriminator {
             } else {
                 x.take().ok_or_else(|| Error::invalid("internal: no block input"))?
             };
-            let (down, blur, pick) = &self.resample[&r];
+            let (down, blur) = &self.resample[&r];
             // Skip: blur (pad 1), keep every other pixel, 1x1 conv.
             let y = self.conv(&separable2d(&h, down, down)?, &format!("{p}.skip"), 0, false, half)?;
             let h = self.conv(&h, &format!("{p}.conv0"), 1, true, 1.0)?;
-            // conv1: blur (pad 2), 3x3 conv, keep every other output (= stride 2; the
-            // stride-1 conv costs 4x but its gradients take candle's fast paths).
-            let h = self.conv(&separable2d(&h, blur, blur)?, &format!("{p}.conv1"), 0, false, 1.0)?;
-            let h = lrelu_gain(&separable2d(&h, pick, pick)?)?.affine(half, 0.0)?;
+            // conv1: blur (pad 2), then a 3x3 conv with stride 2.
+            let h = self.conv_stride2(&separable2d(&h, blur, blur)?, &format!("{p}.conv1"))?;
+            let h = lrelu_gain(&h)?.affine(half, 0.0)?;
             x = Some((y + h)?);
         }
         let x = x.ok_or_else(|| Error::invalid("internal: discriminator has no blocks"))?;
