@@ -1,0 +1,290 @@
+//! Sample, generate, label, filter, write; and the fitting steps of HandsOff and
+//! DatasetGAN.
+//!
+//! Filtering works on blocks of `block` consecutive latents (candidates): in each block
+//! the `round(filter_fraction * block)` images with the highest uncertainty score are
+//! dropped (ties to the later candidate) and the rest are written in candidate order,
+//! until `count` images are written. Blocks make the choice local, so the run streams
+//! and resumes exactly: a restart regenerates the block it was in and skips what the
+//! manifest already holds.
+
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use labelgan_core::image_io::tensor_to_images;
+use labelgan_core::{Error, FeatureTaps, Generator, NoiseMode, Result, SplitMix64, Truncation};
+use labelgan_labeler::train::{GeneratorTaps, PixelTargets, TrainReport, fit};
+use labelgan_labeler::{Ensemble, LabelerConfig};
+use labelgan_stylegan::StyleGan2;
+
+use crate::dataset::{DatasetWriter, Sample};
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FactoryConfig {
+    /// Images to write.
+    pub count: usize,
+    /// Latent seed: candidate `c` is `z ~ N(0, I)` from `SplitMix64::derive(seed, c)`.
+    pub seed: u64,
+    /// Truncation psi (1: none).
+    pub psi: f64,
+    /// Fraction of each block dropped as most uncertain (HandsOff: 0.1).
+    pub filter_fraction: f64,
+    /// Candidates per filtering block.
+    pub block: usize,
+    /// Images per generator batch.
+    pub batch: usize,
+}
+
+impl Default for FactoryConfig {
+    fn default() -> Self {
+        Self {
+            count: 1000,
+            seed: 0,
+            psi: 1.0,
+            filter_fraction: 0.1,
+            block: 50,
+            batch: 8,
+        }
+    }
+}
+
+impl FactoryConfig {
+    /// Images kept per block.
+    pub fn keep_per_block(&self) -> usize {
+        let drop = (self.filter_fraction * self.block as f64).round() as usize;
+        self.block.saturating_sub(drop)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0..1.0).contains(&self.filter_fraction) {
+            return Err(Error::invalid(format!(
+                "filter fraction must be in [0, 1), got {}",
+                self.filter_fraction
+            )));
+        }
+        if self.block == 0 || self.batch == 0 || self.keep_per_block() == 0 {
+            return Err(Error::invalid(
+                "block and batch must be positive and keep at least one image per block",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The ensembles that label each image; the first present of segmentation, keypoints,
+/// depth gives the score used for filtering.
+#[derive(Debug, Clone, Default)]
+pub struct Labelers {
+    pub segmentation: Option<Ensemble>,
+    pub keypoints: Option<Ensemble>,
+    pub depth: Option<Ensemble>,
+}
+
+impl Labelers {
+    fn all(&self) -> Vec<&Ensemble> {
+        [&self.segmentation, &self.keypoints, &self.depth]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+}
+
+/// Progress of [`generate_dataset`].
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub written: usize,
+    pub count: usize,
+    /// Images written per second in this run.
+    pub rate: f64,
+    pub eta_seconds: f64,
+}
+
+/// The latent of candidate `c`.
+pub fn candidate_z(g: &StyleGan2, seed: u64, c: u64) -> Result<Tensor> {
+    g.sample_z(1, SplitMix64::derive(seed, c).next_u64())
+}
+
+/// Generates and labels candidates `start..start + n`: per candidate its z, the image
+/// and each labeler's prediction.
+fn label_candidates(
+    g: &StyleGan2,
+    prepared: &[(&Ensemble, labelgan_labeler::predict::Prepared)],
+    cfg: &FactoryConfig,
+    start: u64,
+    n: usize,
+) -> Result<Vec<Sample>> {
+    let r = g.spec().resolution;
+    let mut out = Vec::with_capacity(n);
+    for s in (0..n).step_by(cfg.batch) {
+        let k = cfg.batch.min(n - s);
+        let zs = (0..k)
+            .map(|j| candidate_z(g, cfg.seed, start + (s + j) as u64))
+            .collect::<Result<Vec<_>>>()?;
+        let z = Tensor::cat(&zs, 0)?;
+        let ws = g.map(&z, None, Truncation::psi(cfg.psi))?;
+        let syn = g.synthesize(&ws, NoiseMode::Const)?;
+        let taps: FeatureTaps = syn.taps.convs();
+        let images = tensor_to_images(&syn.image)?;
+        for j in 0..k {
+            let mut sample = Sample {
+                index: 0,
+                candidate: start + (s + j) as u64,
+                seed: cfg.seed,
+                z: zs[j].flatten_all()?.to_vec1()?,
+                rgb: images[j].to_rgb8().into_raw(),
+                mask: None,
+                depth: None,
+                keypoints: None,
+                score: f32::NAN,
+            };
+            for (e, f) in prepared {
+                if e.config.resolution != r {
+                    return Err(Error::invalid(format!(
+                        "a labeler predicts at {} px but the generator makes {r} px images",
+                        e.config.resolution
+                    )));
+                }
+                let p = e.predict_prepared(f, &taps, j)?;
+                if sample.score.is_nan() {
+                    sample.score = p.score;
+                }
+                if let Some(c) = p.classes {
+                    sample.mask = Some(c.iter().map(|&v| v.min(255) as u8).collect());
+                } else if let Some(k) = p.keypoints {
+                    sample.keypoints = Some(k.iter().map(|&(x, y)| [x, y]).collect());
+                } else if let Some(v) = p.values {
+                    sample.depth = Some(v);
+                }
+            }
+            out.push(sample);
+        }
+    }
+    Ok(out)
+}
+
+/// Samples, labels, filters and writes `cfg.count` images to `out`, resuming a run
+/// that was interrupted. `progress` is called after every image; returning `false`
+/// stops the run (the folder stays resumable). Returns the number of images written.
+pub fn generate_dataset(
+    g: &StyleGan2,
+    labelers: &Labelers,
+    cfg: &FactoryConfig,
+    out: &Path,
+    progress: &mut dyn FnMut(&Progress) -> bool,
+) -> Result<usize> {
+    cfg.validate()?;
+    let ens = labelers.all();
+    if ens.is_empty() {
+        return Err(Error::invalid("the factory needs at least one labeler"));
+    }
+    let device = g.device().clone();
+    let prepared = ens
+        .iter()
+        .map(|e| Ok((*e, e.prepare(&device)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let mut w = DatasetWriter::open(out, g.spec().resolution)?;
+    let keep = cfg.keep_per_block();
+    let started = Instant::now();
+    let first = w.done();
+    while w.done() < cfg.count {
+        let block = w.done() / keep;
+        let start = (block * cfg.block) as u64;
+        let cands = label_candidates(g, &prepared, cfg, start, cfg.block)?;
+        // Drop the most uncertain; keep candidate order.
+        let mut order: Vec<usize> = (0..cands.len()).collect();
+        order.sort_by(|&a, &b| cands[a].score.total_cmp(&cands[b].score).then(a.cmp(&b)));
+        let mut kept: Vec<usize> = order[..keep].to_vec();
+        kept.sort_unstable();
+        let mut cands: Vec<Option<Sample>> = cands.into_iter().map(Some).collect();
+        for (j, &ci) in kept.iter().enumerate() {
+            let index = block * keep + j;
+            if index < w.done() || index >= cfg.count {
+                continue;
+            }
+            let mut s = cands[ci]
+                .take()
+                .ok_or_else(|| Error::invalid("internal: candidate kept twice"))?;
+            s.index = index;
+            w.write(&s)?;
+            let done_here = w.done() - first;
+            let rate = done_here as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            let p = Progress {
+                written: w.done(),
+                count: cfg.count,
+                rate,
+                eta_seconds: (cfg.count - w.done()) as f64 / rate.max(1e-9),
+            };
+            if !progress(&p) {
+                return Ok(w.done());
+            }
+        }
+    }
+    w.finish(serde_json::json!({
+        "generator_resolution": g.spec().resolution,
+        "config": cfg,
+        "filtering": format!(
+            "per block of {} candidates, the {} most uncertain dropped",
+            cfg.block,
+            cfg.block - keep
+        ),
+    }))?;
+    Ok(w.done())
+}
+
+/// The conv taps of `g` for `ws`, regenerated on demand, as a labeler training source.
+pub fn taps_of<'a>(g: &'a StyleGan2, ws: &Tensor) -> Result<GeneratorTaps<'a, StyleGan2>> {
+    let probe = g.synthesize(&ws.narrow(0, 0, 1)?, NoiseMode::Const)?;
+    let keep = probe.taps.convs().specs().into_iter().map(|s| s.name).collect();
+    Ok(GeneratorTaps {
+        generator: g,
+        ws: ws.clone(),
+        noise: NoiseMode::Const,
+        keep,
+    })
+}
+
+/// Fits a labeler on images whose latents are `ws` `[N, num_ws, w_dim]` and whose
+/// labels are `targets`. HandsOff: `ws` are the inverted latents of labelled real
+/// images. DatasetGAN: `ws` are the latents of generated images people labelled.
+pub fn fit_labeler(
+    g: &StyleGan2,
+    ws: &Tensor,
+    targets: &[PixelTargets],
+    config: &LabelerConfig,
+    progress: impl FnMut(&str),
+) -> Result<(Ensemble, TrainReport)> {
+    fit(config, &taps_of(g, ws)?, targets, progress)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_per_block_rounds_the_dropped_share() {
+        let c = FactoryConfig {
+            block: 50,
+            filter_fraction: 0.1,
+            ..FactoryConfig::default()
+        };
+        assert_eq!(c.keep_per_block(), 45);
+        let c = FactoryConfig {
+            block: 4,
+            filter_fraction: 0.3,
+            ..FactoryConfig::default()
+        };
+        assert_eq!(c.keep_per_block(), 3);
+        assert!(
+            FactoryConfig {
+                filter_fraction: 1.0,
+                ..FactoryConfig::default()
+            }
+            .validate()
+            .is_err()
+        );
+    }
+}
