@@ -52,13 +52,13 @@ impl Confusion {
         let c = self.classes;
         let mut iou = vec![None; c];
         let (mut total, mut right) = (0u64, 0u64);
-        for k in 0..c {
+        for (k, slot) in iou.iter_mut().enumerate() {
             let tp = self.counts[k * c + k];
             let row: u64 = self.counts[k * c..(k + 1) * c].iter().sum();
             let col: u64 = (0..c).map(|r| self.counts[r * c + k]).sum();
             let union = row + col - tp;
             if union > 0 {
-                iou[k] = Some(tp as f64 / union as f64);
+                *slot = Some(tp as f64 / union as f64);
             }
             total += row;
             right += tp;
