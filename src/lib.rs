@@ -18,6 +18,7 @@
 //! ```
 
 pub use labelgan_core as core;
+pub use labelgan_eval as eval;
 pub use labelgan_factory as factory;
 pub use labelgan_hypercolumn as hypercolumn;
 pub use labelgan_inversion as inversion;

@@ -8,8 +8,13 @@
 //!   the truth ([`Pck`], at 0.05 and 0.1 in the reports);
 //! - depth: RMSE and AbsRel (`mean |d - d*| / d*`) ([`DepthError`]).
 //!
-//! Each accumulates over images and reports at the end.
+//! Each accumulates over images and reports at the end. [`unet`] is the small UNet
+//! trained on a dataset folder ([`dataset`]) to measure it.
 
+pub mod dataset;
 pub mod metrics;
+pub mod unet;
 
+pub use dataset::{LabelledSet, load_dataset};
 pub use metrics::{Confusion, DepthError, Pck};
+pub use unet::{Targets, UNet, UNetConfig};

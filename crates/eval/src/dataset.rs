@@ -1,0 +1,103 @@
+//! Reading a labelled dataset folder: the layout that `labelgan toyworld` and the
+//! factory write (`images/`, `masks/`, `depth/`, `keypoints.json`).
+
+use std::path::Path;
+
+use candle_core::Tensor;
+use labelgan_core::image_io::{image_files, load_image, load_images};
+use labelgan_core::{Error, Result};
+
+use crate::unet::Targets;
+
+/// Images and whatever labels the folder has.
+#[derive(Debug, Clone)]
+pub struct LabelledSet {
+    /// `[N, 3, R, R]` in [-1, 1].
+    pub images: Tensor,
+    pub targets: Targets,
+    /// File names, in order.
+    pub names: Vec<String>,
+}
+
+/// Loads the first `limit` images (all if `None`) of `dir` with their masks, depth
+/// (16-bit PNG, `/ 65535`) and keypoints where present.
+pub fn load_dataset(dir: &Path, resolution: usize, limit: Option<usize>) -> Result<LabelledSet> {
+    let mut files = image_files(&dir.join("images"))?;
+    if let Some(l) = limit {
+        files.truncate(l);
+    }
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| {
+            f.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    let images = load_images(&files, resolution)?;
+    let px = resolution * resolution;
+    let per_file = |sub: &str| -> Option<Vec<std::path::PathBuf>> {
+        let d = dir.join(sub);
+        d.is_dir().then(|| names.iter().map(|n| d.join(n)).collect())
+    };
+    let masks = match per_file("masks") {
+        Some(paths) => Some(
+            paths
+                .iter()
+                .map(|p| {
+                    let m = load_image(p)?.to_luma8().into_raw();
+                    if m.len() != px {
+                        return Err(Error::format(p, format!("mask is not {resolution}x{resolution}")));
+                    }
+                    Ok(m.into_iter().map(u32::from).collect())
+                })
+                .collect::<Result<Vec<Vec<u32>>>>()?,
+        ),
+        None => None,
+    };
+    let depth = match per_file("depth") {
+        Some(paths) => Some(
+            paths
+                .iter()
+                .map(|p| {
+                    let d = load_image(p)?.to_luma16().into_raw();
+                    if d.len() != px {
+                        return Err(Error::format(p, format!("depth map is not {resolution}x{resolution}")));
+                    }
+                    Ok(d.into_iter().map(|v| v as f32 / 65535.0).collect())
+                })
+                .collect::<Result<Vec<Vec<f32>>>>()?,
+        ),
+        None => None,
+    };
+    let kp_path = dir.join("keypoints.json");
+    let keypoints = if kp_path.exists() {
+        let text = std::fs::read(&kp_path).map_err(|e| Error::io(&kp_path, e))?;
+        let v: serde_json::Value = serde_json::from_slice(&text).map_err(|e| Error::format(&kp_path, e.to_string()))?;
+        let by_name: std::collections::HashMap<String, Option<Vec<[f32; 2]>>> = v["images"]
+            .as_array()
+            .ok_or_else(|| Error::format(&kp_path, "no `images` list"))?
+            .iter()
+            .map(|e| {
+                let name = e["file"].as_str().unwrap_or_default().to_string();
+                let kps = serde_json::from_value::<Option<Vec<[f32; 2]>>>(e["keypoints"].clone())
+                    .ok()
+                    .flatten();
+                (name, kps)
+            })
+            .collect();
+        let kps: Option<Vec<Vec<[f32; 2]>>> = names.iter().map(|n| by_name.get(n).cloned().flatten()).collect();
+        kps
+    } else {
+        None
+    };
+    Ok(LabelledSet {
+        images,
+        targets: Targets {
+            masks,
+            keypoints,
+            depth,
+        },
+        names,
+    })
+}

@@ -1,0 +1,516 @@
+//! A small UNet in candle with segmentation, keypoint-heatmap and depth heads: the
+//! model that tells whether a dataset is worth training on.
+//!
+//! Layout: per level two 3x3 convs with ReLU (widths `widths[0..L]`), 2x2 average
+//! pooling between levels; on the way up nearest upsampling (written as a broadcast, so
+//! its gradient is exact), concatenation with the skip, two 3x3 convs; a 1x1 conv to
+//! `classes + keypoints + depth` output channels. Losses: cross-entropy on the classes,
+//! squared error on Gaussian keypoint heatmaps (peak 1, std `sigma` pixels) and on depth,
+//! summed. Adam. Optional augmentation: horizontal flips (with the domain's left/right
+//! class and keypoint pairs swapped) and random shifts of up to `shift` pixels (edges
+//! replicated), both applied to labels alike.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use candle_core::{D, DType, Device, Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+use labelgan_core::io::{TensorFile, save_safetensors};
+use labelgan_core::optim::Adam;
+use labelgan_core::{Error, Result, SplitMix64};
+
+/// Shape and training settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UNetConfig {
+    pub resolution: usize,
+    /// Channels per level (the last is the bottleneck).
+    pub widths: Vec<usize>,
+    /// Segmentation classes (0: no segmentation head).
+    pub classes: usize,
+    /// Keypoints (0: none).
+    pub keypoints: usize,
+    pub depth: bool,
+    /// Heatmap std in pixels.
+    pub sigma: f32,
+    pub lr: f64,
+    pub batch: usize,
+    pub steps: usize,
+    pub seed: u64,
+    /// Horizontal flips (half of the samples), swapping left and right labels.
+    pub flip: Option<Flip>,
+    /// Random shifts up to this many pixels (0: none).
+    pub shift: usize,
+}
+
+impl UNetConfig {
+    pub fn outputs(&self) -> usize {
+        self.classes + self.keypoints + self.depth as usize
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let levels = self.widths.len();
+        if levels < 2 || self.widths.contains(&0) {
+            return Err(Error::invalid(format!(
+                "a UNet needs at least two positive widths, got {:?}",
+                self.widths
+            )));
+        }
+        if self.resolution % (1 << (levels - 1)) != 0 {
+            return Err(Error::invalid(format!(
+                "resolution {} is not divisible by 2^{}",
+                self.resolution,
+                levels - 1
+            )));
+        }
+        if self.outputs() == 0 || self.batch == 0 {
+            return Err(Error::invalid("the UNet needs a head and a positive batch"));
+        }
+        Ok(())
+    }
+}
+
+/// What a horizontal flip swaps: the domain's left/right class pairs and keypoint
+/// pairs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Flip {
+    pub classes: Vec<(u32, u32)>,
+    pub keypoints: Vec<(usize, usize)>,
+}
+
+impl Flip {
+    /// Toyworld: left and right eye classes (3, 4); eye centres (0, 1) and mouth
+    /// corners (3, 4).
+    pub fn toyworld() -> Self {
+        Self {
+            classes: vec![(3, 4)],
+            keypoints: vec![(0, 1), (3, 4)],
+        }
+    }
+}
+
+/// Ground truth for a set of images.
+#[derive(Debug, Clone, Default)]
+pub struct Targets {
+    /// Class ids per image, `R*R`.
+    pub masks: Option<Vec<Vec<u32>>>,
+    /// (x, y) per keypoint per image.
+    pub keypoints: Option<Vec<Vec<[f32; 2]>>>,
+    /// Depth per image, `R*R`.
+    pub depth: Option<Vec<Vec<f32>>>,
+}
+
+/// Predictions for one image.
+#[derive(Debug, Clone, Default)]
+pub struct UNetPrediction {
+    pub classes: Option<Vec<u32>>,
+    pub keypoints: Option<Vec<[f32; 2]>>,
+    pub depth: Option<Vec<f32>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UNet {
+    pub config: UNetConfig,
+    params: BTreeMap<String, Var>,
+}
+
+fn up2(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    Ok(x.reshape((n, c, h, 1, w, 1))?
+        .broadcast_as((n, c, h, 2, w, 2))?
+        .reshape((n, c, 2 * h, 2 * w))?)
+}
+
+fn down2(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    Ok(x.reshape((n, c, h / 2, 2, w / 2, 2))?.mean(5)?.mean(3)?)
+}
+
+impl UNet {
+    pub fn new(config: UNetConfig, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let mut rng = SplitMix64::new(config.seed);
+        let mut params = BTreeMap::new();
+        let mut conv = |name: String, o: usize, i: usize, k: usize| -> Result<()> {
+            let std = (2.0 / (i * k * k) as f64).sqrt();
+            let w = (rng.normal_tensor(&[o, i, k, k], device)? * std)?;
+            params.insert(format!("{name}.weight"), Var::from_tensor(&w)?);
+            params.insert(format!("{name}.bias"), Var::zeros(o, DType::F32, device)?);
+            Ok(())
+        };
+        let w = &config.widths;
+        let mut cin = 3;
+        for (l, &c) in w.iter().enumerate() {
+            conv(format!("down{l}.0"), c, cin, 3)?;
+            conv(format!("down{l}.1"), c, c, 3)?;
+            cin = c;
+        }
+        for l in (0..w.len() - 1).rev() {
+            conv(format!("up{l}.0"), w[l], cin + w[l], 3)?;
+            conv(format!("up{l}.1"), w[l], w[l], 3)?;
+            cin = w[l];
+        }
+        conv("out".into(), config.outputs(), cin, 1)?;
+        Ok(Self { config, params })
+    }
+
+    fn conv(&self, x: &Tensor, name: &str, relu: bool) -> Result<Tensor> {
+        let w = self.params[&format!("{name}.weight")].as_tensor();
+        let b = self.params[&format!("{name}.bias")].as_tensor();
+        let pad = w.dim(2)? / 2;
+        let y = labelgan_core::conv::conv2d(x, w, pad)?.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?;
+        Ok(if relu { y.relu()? } else { y })
+    }
+
+    /// Raw outputs `[N, outputs, R, R]` for images `[N, 3, R, R]` in [-1, 1].
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let r = self.config.resolution;
+        if x.dims().len() != 4 || x.dims()[1..] != [3, r, r] {
+            return Err(Error::invalid(format!(
+                "the UNet takes [N, 3, {r}, {r}], got {:?}",
+                x.dims()
+            )));
+        }
+        let levels = self.config.widths.len();
+        let mut skips = vec![];
+        let mut h = x.clone();
+        for l in 0..levels {
+            if l > 0 {
+                h = down2(&h)?;
+            }
+            h = self.conv(&h, &format!("down{l}.0"), true)?;
+            h = self.conv(&h, &format!("down{l}.1"), true)?;
+            skips.push(h.clone());
+        }
+        for l in (0..levels - 1).rev() {
+            h = Tensor::cat(&[up2(&h)?, skips[l].clone()], 1)?;
+            h = self.conv(&h, &format!("up{l}.0"), true)?;
+            h = self.conv(&h, &format!("up{l}.1"), true)?;
+        }
+        self.conv(&h, "out", false)
+    }
+
+    /// Predictions for images `[N, 3, R, R]`, in chunks.
+    pub fn predict(&self, x: &Tensor) -> Result<Vec<UNetPrediction>> {
+        let (c, k, r) = (self.config.classes, self.config.keypoints, self.config.resolution);
+        let mut out = vec![];
+        for s in (0..x.dim(0)?).step_by(16) {
+            let n = 16.min(x.dim(0)? - s);
+            let y = self.forward(&x.narrow(0, s, n)?)?.detach();
+            let classes = if c > 0 {
+                Some(y.narrow(1, 0, c)?.argmax(1)?.flatten_from(1)?.to_vec2::<u32>()?)
+            } else {
+                None
+            };
+            let heat = if k > 0 {
+                Some(
+                    y.narrow(1, c, k)?
+                        .flatten_from(2)?
+                        .argmax(D::Minus1)?
+                        .to_vec2::<u32>()?,
+                )
+            } else {
+                None
+            };
+            let depth = if self.config.depth {
+                Some(y.narrow(1, c + k, 1)?.flatten_from(1)?.to_vec2::<f32>()?)
+            } else {
+                None
+            };
+            for i in 0..n {
+                out.push(UNetPrediction {
+                    classes: classes.as_ref().map(|v| v[i].clone()),
+                    keypoints: heat.as_ref().map(|v| {
+                        v[i].iter()
+                            .map(|&a| [(a as usize % r) as f32, (a as usize / r) as f32])
+                            .collect()
+                    }),
+                    depth: depth.as_ref().map(|v| v[i].clone()),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The loss on a batch (targets already augmented), summed over the heads.
+    fn loss(&self, x: &Tensor, t: &BatchTargets) -> Result<Tensor> {
+        let (c, k) = (self.config.classes, self.config.keypoints);
+        let y = self.forward(x)?;
+        let mut total = Tensor::zeros((), DType::F32, x.device())?;
+        if let Some(onehot) = &t.onehot {
+            let logits = y.narrow(1, 0, c)?;
+            let max = logits.max_keepdim(1)?.detach();
+            let shifted = logits.broadcast_sub(&max)?;
+            let lse = shifted.exp()?.sum_keepdim(1)?.log()?;
+            let ce = (shifted.broadcast_sub(&lse)? * onehot)?.sum(1)?.mean_all()?.neg()?;
+            total = (total + ce)?;
+        }
+        if let Some(h) = &t.heatmaps {
+            // Heatmaps are mostly 0: weigh their squared error up so that peaks form. (It
+            // then dominates a shared trunk; train segmentation as its own model.)
+            total = (total + ((y.narrow(1, c, k)? - h)?.sqr()?.mean_all()? * 100.0)?)?;
+        }
+        if let Some(d) = &t.depth {
+            total = (total + (y.narrow(1, c + k, 1)? - d)?.sqr()?.mean_all()?)?;
+        }
+        Ok(total)
+    }
+
+    /// Trains on `images` `[N, 3, R, R]` with `targets`; `progress(step, loss)`.
+    pub fn train(&mut self, images: &Tensor, targets: &Targets, progress: &mut dyn FnMut(usize, f32)) -> Result<()> {
+        let cfg = self.config.clone();
+        let n = images.dim(0)?;
+        check_targets(&cfg, targets, n)?;
+        let mut opt = Adam::new(cfg.lr, (0.9, 0.999));
+        for step in 0..cfg.steps {
+            let mut rng = SplitMix64::derive(cfg.seed ^ 0x00E7_A100, step as u64);
+            let idx: Vec<usize> = (0..cfg.batch).map(|_| rng.below(n as u64) as usize).collect();
+            let (x, t) = batch(&cfg, images, targets, &idx, &mut rng)?;
+            let loss = self.loss(&x, &t)?;
+            let v = loss.to_scalar::<f32>()?;
+            if !v.is_finite() {
+                return Err(Error::invalid(format!(
+                    "UNet training diverged at step {step} (loss {v})"
+                )));
+            }
+            let grads = loss.backward()?;
+            let named: BTreeMap<String, Tensor> = self
+                .params
+                .iter()
+                .filter_map(|(k, var)| grads.get(var.as_tensor()).map(|g| (k.clone(), g.clone())))
+                .collect();
+            opt.update(&self.params, &named)?;
+            progress(step + 1, v);
+        }
+        Ok(())
+    }
+
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let t = self
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+            .collect();
+        let meta = BTreeMap::from([(
+            "unet_config".to_string(),
+            serde_json::to_string(&self.config).map_err(|e| Error::invalid(e.to_string()))?,
+        )]);
+        save_safetensors(path, &t, &meta)
+    }
+
+    pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let file = TensorFile::load(path, device)?;
+        let cfg: UNetConfig = file
+            .metadata
+            .get("unet_config")
+            .ok_or_else(|| Error::format(&file.path, "no `unet_config` metadata: not a UNet file"))
+            .and_then(|s| serde_json::from_str(s).map_err(|e| Error::format(&file.path, e.to_string())))?;
+        let mut u = Self::new(cfg, device)?;
+        for (k, v) in u.params.iter_mut() {
+            *v = Var::from_tensor(&file.get_shaped(k, v.dims())?)?;
+        }
+        Ok(u)
+    }
+}
+
+fn check_targets(cfg: &UNetConfig, t: &Targets, n: usize) -> Result<()> {
+    let px = cfg.resolution * cfg.resolution;
+    let bad = |what: &str| {
+        Err(Error::invalid(format!(
+            "{what} targets do not match the UNet's heads or the {n} images"
+        )))
+    };
+    match (&t.masks, cfg.classes > 0) {
+        (Some(m), true) if m.len() == n && m.iter().all(|v| v.len() == px) => {}
+        (None, false) => {}
+        _ => return bad("segmentation"),
+    }
+    match (&t.keypoints, cfg.keypoints > 0) {
+        (Some(k), true) if k.len() == n && k.iter().all(|v| v.len() == cfg.keypoints) => {}
+        (None, false) => {}
+        _ => return bad("keypoint"),
+    }
+    match (&t.depth, cfg.depth) {
+        (Some(d), true) if d.len() == n && d.iter().all(|v| v.len() == px) => {}
+        (None, false) => {}
+        _ => return bad("depth"),
+    }
+    Ok(())
+}
+
+struct BatchTargets {
+    onehot: Option<Tensor>,
+    heatmaps: Option<Tensor>,
+    depth: Option<Tensor>,
+}
+
+/// Gathers, augments (flip, shift) and encodes a batch.
+fn batch(
+    cfg: &UNetConfig,
+    images: &Tensor,
+    t: &Targets,
+    idx: &[usize],
+    rng: &mut SplitMix64,
+) -> Result<(Tensor, BatchTargets)> {
+    let r = cfg.resolution;
+    let dev = images.device();
+    let px = r * r;
+    let (b, c, k) = (idx.len(), cfg.classes, cfg.keypoints);
+    let all = images.index_select(&Tensor::new(idx.iter().map(|&i| i as u32).collect::<Vec<_>>(), dev)?, 0)?;
+    let all = all.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+    let mut x = vec![0f32; b * 3 * px];
+    let mut onehot = vec![0f32; if c > 0 { b * c * px } else { 0 }];
+    let mut heat = vec![0f32; b * k * px];
+    let mut depth = vec![0f32; if cfg.depth { b * px } else { 0 }];
+    for (j, &i) in idx.iter().enumerate() {
+        let flip = cfg.flip.is_some() && rng.uniform() < 0.5;
+        let s = cfg.shift as i64;
+        let (dx, dy) = if s > 0 {
+            (
+                rng.below(2 * s as u64 + 1) as i64 - s,
+                rng.below(2 * s as u64 + 1) as i64 - s,
+            )
+        } else {
+            (0, 0)
+        };
+        // Output pixel (x, y) reads source pixel src(x, y).
+        let src = |xo: usize, yo: usize| -> usize {
+            let xs = if flip { r - 1 - xo } else { xo } as i64 - dx;
+            let ys = yo as i64 - dy;
+            (ys.clamp(0, r as i64 - 1) as usize) * r + xs.clamp(0, r as i64 - 1) as usize
+        };
+        let Flip {
+            classes: class_swap,
+            keypoints: kp_swap,
+        } = cfg.flip.clone().unwrap_or_default();
+        for yo in 0..r {
+            for xo in 0..r {
+                let (o, si) = (yo * r + xo, src(xo, yo));
+                for ch in 0..3 {
+                    x[(j * 3 + ch) * px + o] = all[(j * 3 + ch) * px + si];
+                }
+                if let Some(m) = &t.masks {
+                    let mut cl = m[i][si];
+                    if flip {
+                        for &(a, bb) in &class_swap {
+                            if cl == a {
+                                cl = bb;
+                            } else if cl == bb {
+                                cl = a;
+                            }
+                        }
+                    }
+                    onehot[(j * c + cl as usize) * px + o] = 1.0;
+                }
+                if let Some(d) = &t.depth {
+                    depth[j * px + o] = d[i][si];
+                }
+            }
+        }
+        if let Some(kps) = &t.keypoints {
+            let mut kp = kps[i].clone();
+            if flip {
+                for p in kp.iter_mut() {
+                    p[0] = (r - 1) as f32 - p[0];
+                }
+                for &(a, bb) in &kp_swap {
+                    kp.swap(a, bb);
+                }
+            }
+            for (q, p) in kp.iter().enumerate() {
+                let (cx, cy) = (p[0] + dx as f32, p[1] + dy as f32);
+                let s2 = 2.0 * cfg.sigma * cfg.sigma;
+                for yo in 0..r {
+                    for xo in 0..r {
+                        let d2 = (xo as f32 - cx).powi(2) + (yo as f32 - cy).powi(2);
+                        heat[(j * k + q) * px + yo * r + xo] = (-d2 / s2).exp();
+                    }
+                }
+            }
+        }
+    }
+    let x = Tensor::from_vec(x, (b, 3, r, r), dev)?;
+    let targets = BatchTargets {
+        onehot: if c > 0 {
+            Some(Tensor::from_vec(onehot, (b, c, r, r), dev)?)
+        } else {
+            None
+        },
+        heatmaps: if k > 0 {
+            Some(Tensor::from_vec(heat, (b, k, r, r), dev)?)
+        } else {
+            None
+        },
+        depth: if cfg.depth {
+            Some(Tensor::from_vec(depth, (b, 1, r, r), dev)?)
+        } else {
+            None
+        },
+    };
+    Ok((x, targets))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flips_swap_classes_and_keypoints() {
+        let r = 4;
+        let cfg = UNetConfig {
+            resolution: r,
+            widths: vec![2, 2],
+            classes: 5,
+            keypoints: 2,
+            depth: true,
+            sigma: 0.5,
+            lr: 1e-3,
+            batch: 1,
+            steps: 1,
+            seed: 0,
+            flip: Some(Flip {
+                classes: vec![(3, 4)],
+                keypoints: vec![(0, 1)],
+            }),
+            shift: 0,
+        };
+        let img = Tensor::arange(0f32, 48.0, &Device::Cpu)
+            .unwrap()
+            .reshape((1, 3, r, r))
+            .unwrap();
+        let mut mask = vec![0u32; 16];
+        mask[0] = 3; // left eye at (0, 0)
+        let depth: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        let t = Targets {
+            masks: Some(vec![mask]),
+            keypoints: Some(vec![vec![[0.0, 1.0], [3.0, 2.0]]]),
+            depth: Some(vec![depth]),
+        };
+        // Find draws with and without a flip.
+        let (mut flipped, mut plain) = (false, false);
+        for seed in 0..20 {
+            let mut rng = SplitMix64::new(seed);
+            let (x, bt) = batch(&cfg, &img, &t, &[0], &mut rng).unwrap();
+            let x = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let oh = bt.onehot.unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let heat = bt.heatmaps.unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            if x[0] == 3.0 {
+                // Mirrored: pixel (3, 0) was (0, 0) and is now the right eye (class 4).
+                flipped = true;
+                assert_eq!(oh[4 * 16 + 3], 1.0);
+                assert_eq!(
+                    bt.depth.unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()[3],
+                    0.0
+                );
+                // Keypoint 0 is the old keypoint 1 mirrored: (0, 2); its heatmap peaks there.
+                assert_eq!(heat[2 * 4], 1.0);
+            } else {
+                plain = true;
+                assert_eq!(x[0], 0.0);
+                assert_eq!(oh[3 * 16], 1.0);
+                assert_eq!(heat[4], 1.0);
+            }
+        }
+        assert!(flipped && plain);
+    }
+}

@@ -1,0 +1,115 @@
+//! The UNet learns toyworld labels from a dataset folder (one model per head, as the
+//! quickstart trains them), and round-trips its file.
+
+use candle_core::Device;
+use labelgan_eval::unet::Flip;
+use labelgan_eval::{Confusion, DepthError, LabelledSet, Pck, UNet, UNetConfig, load_dataset};
+
+fn config(classes: usize, keypoints: usize, depth: bool, steps: usize) -> UNetConfig {
+    UNetConfig {
+        resolution: 32,
+        widths: vec![8, 16, 32],
+        classes,
+        keypoints,
+        depth,
+        sigma: 1.5,
+        lr: 1e-3,
+        batch: 8,
+        steps,
+        seed: 1,
+        flip: Some(Flip::toyworld()),
+        shift: 2,
+    }
+}
+
+fn miou(u: &UNet, set: &LabelledSet) -> f64 {
+    let mut c = Confusion::new(8);
+    for (pr, m) in u
+        .predict(&set.images)
+        .unwrap()
+        .iter()
+        .zip(set.targets.masks.as_ref().unwrap())
+    {
+        c.add(m, pr.classes.as_ref().unwrap()).unwrap();
+    }
+    c.report().miou
+}
+
+fn train(cfg: UNetConfig, set: &LabelledSet) -> (UNet, Vec<f32>) {
+    let mut u = UNet::new(cfg, &Device::Cpu).unwrap();
+    let mut losses = vec![];
+    u.train(&set.images, &set.targets, &mut |_, l| losses.push(l)).unwrap();
+    (u, losses)
+}
+
+fn falls(losses: &[f32]) {
+    let first = losses[..10].iter().sum::<f32>() / 10.0;
+    let last = losses[losses.len() - 10..].iter().sum::<f32>() / 10.0;
+    assert!(last < 0.6 * first, "loss {first} -> {last}");
+}
+
+#[test]
+fn learns_toyworld_labels() {
+    let dir = std::env::temp_dir().join(format!("lg-eval-unet-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    labelgan_toyworld::write_dataset(&dir, 4, 48, 32, |_, _| {}).unwrap();
+    let full = load_dataset(&dir, 32, None).unwrap();
+    assert_eq!(full.images.dims(), [48, 3, 32, 32]);
+
+    let mut seg = full.clone();
+    (seg.targets.keypoints, seg.targets.depth) = (None, None);
+    let before = miou(&UNet::new(config(8, 0, false, 1), &Device::Cpu).unwrap(), &seg);
+    let (u, losses) = train(config(8, 0, false, 200), &seg);
+    falls(&losses);
+    let after = miou(&u, &seg);
+    eprintln!("mIoU {before} -> {after}");
+    assert!(after > before + 0.1, "mIoU {before} -> {after}");
+
+    let mut kp = full.clone();
+    (kp.targets.masks, kp.targets.depth) = (None, None);
+    let pck = |u: &UNet| {
+        let mut p = Pck::new(&[0.1]);
+        for (i, pr) in u.predict(&kp.images).unwrap().iter().enumerate() {
+            p.add(
+                &kp.targets.keypoints.as_ref().unwrap()[i],
+                pr.keypoints.as_ref().unwrap(),
+                32,
+            )
+            .unwrap();
+        }
+        p.report()[0]
+    };
+    let before = pck(&UNet::new(config(0, 5, false, 1), &Device::Cpu).unwrap());
+    let (u, losses) = train(config(0, 5, false, 150), &kp);
+    falls(&losses);
+    let after = pck(&u);
+    eprintln!("PCK@0.1 {before} -> {after}");
+    assert!(after > before + 0.1, "PCK {before} -> {after}");
+
+    let mut dp = full.clone();
+    (dp.targets.masks, dp.targets.keypoints) = (None, None);
+    let rmse = |u: &UNet| {
+        let mut d = DepthError::default();
+        for (i, pr) in u.predict(&dp.images).unwrap().iter().enumerate() {
+            d.add(&dp.targets.depth.as_ref().unwrap()[i], pr.depth.as_ref().unwrap())
+                .unwrap();
+        }
+        d.report().rmse
+    };
+    let before = rmse(&UNet::new(config(0, 0, true, 1), &Device::Cpu).unwrap());
+    let (u, losses) = train(config(0, 0, true, 80), &dp);
+    falls(&losses);
+    let after = rmse(&u);
+    eprintln!("depth RMSE {before} -> {after}");
+    assert!(after < 0.5 * before, "depth RMSE {before} -> {after}");
+
+    let path = dir.join("unet.safetensors");
+    u.save(&path).unwrap();
+    let back = UNet::load(&path, &Device::Cpu).unwrap();
+    assert_eq!(rmse(&back), after);
+    let e = UNet::load(dir.join("missing.safetensors"), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("missing.safetensors"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
