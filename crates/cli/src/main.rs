@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod device;
+mod factory;
 mod fid;
 mod generate;
 mod invert;
@@ -39,6 +40,8 @@ enum Command {
     Fid(fid::FidArgs),
     /// Invert a folder of images into a generator's latent space.
     Invert(invert::InvertArgs),
+    /// Make a labelled synthetic dataset (HandsOff or DatasetGAN), resumably.
+    Factory(factory::FactoryArgs),
     /// Train the inversion encoder (generator samples, then real images with LPIPS).
     TrainEncoder(train_encoder::TrainEncoderArgs),
     /// Train a perceptual (LPIPS) backbone without labels, by predicting rotations.
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Command::TrainGan(a) => train_gan::run(a),
         Command::Fid(a) => fid::run(a),
         Command::Invert(a) => invert::run(a),
+        Command::Factory(a) => factory::run(a),
         Command::TrainEncoder(a) => train_encoder::run(a),
         Command::TrainPerceptual(a) => train_perceptual::run(a),
     };

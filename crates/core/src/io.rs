@@ -28,6 +28,31 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Removes the temporary files that [`write_atomic`] leaves in `dir` when a process is
+/// killed between writing and renaming (`NAME.tmpPID`); returns how many. Call it when
+/// resuming work in a folder.
+pub fn remove_stale_temp_files(dir: &Path) -> Result<usize> {
+    let mut n = 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    for e in entries {
+        let p = e.map_err(|e| Error::io(dir, e))?.path();
+        let stale = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.rsplit_once(".tmp"))
+            .is_some_and(|(stem, pid)| !stem.is_empty() && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+        if stale && p.is_file() {
+            std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 fn temp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(format!(".tmp{}", std::process::id()));

@@ -26,7 +26,7 @@ use image::{DynamicImage, GrayImage, ImageBuffer, Luma, Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 
 use labelgan_core::image_io::{contact_sheet, load_image, save_png};
-use labelgan_core::io::write_atomic;
+use labelgan_core::io::{remove_stale_temp_files, write_atomic};
 use labelgan_core::{Error, Result};
 use labelgan_toyworld::{PALETTE, depth_to_u16};
 
@@ -89,7 +89,10 @@ impl DatasetWriter {
         for sub in ["images", "masks", "depth", "previews"] {
             let p = dir.join(sub);
             std::fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
+            // A kill between writing a file and renaming it leaves its temporary.
+            remove_stale_temp_files(&p)?;
         }
+        remove_stale_temp_files(&dir)?;
         let mp = manifest_path(&dir);
         let mut entries = vec![];
         if mp.exists() {
@@ -319,7 +322,10 @@ mod tests {
         let text = std::fs::read(&mp).unwrap();
         let cut = text.len() - 20;
         std::fs::write(&mp, &text[..cut]).unwrap();
+        // ... and with a temporary file of a write that never got renamed.
+        std::fs::write(b.join("images").join("000004.png.tmp4242"), b"half a png").unwrap();
         let mut w = DatasetWriter::open(&b, 8).unwrap();
+        assert!(!b.join("images").join("000004.png.tmp4242").exists());
         assert_eq!(w.done(), 3);
         assert!(w.write(&sample(4)).is_err(), "out of order");
         for i in 3..5 {

@@ -1,0 +1,253 @@
+//! `labelgan factory`: a generator and a few labelled images in, a filtered labelled
+//! synthetic dataset out (HandsOff; or DatasetGAN with latents of labelled generated
+//! images). Resumable: fitted labelers are kept in OUT/labelers and the dataset
+//! continues where it stopped.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use clap::{Args, ValueEnum};
+use labelgan_core::io::TensorFile;
+use labelgan_core::{Error, Generator, Inverter, Result};
+use labelgan_eval::load_dataset;
+use labelgan_factory::pipeline::{FactoryConfig, Labelers, fit_labeler, generate_dataset};
+use labelgan_inversion::{Encoder, LatentSpace, MeanInverter, ProjectorConfig, project};
+use labelgan_labeler::{Ensemble, Head, LabelerConfig, PixelTargets};
+use labelgan_lpips::Lpips;
+use labelgan_stylegan::StyleGan2;
+
+use crate::device::DeviceArg;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Method {
+    /// Labelled real images, inverted into the generator (`--encoder`, refinement).
+    Handsoff,
+    /// Labelled generated images whose latents are in `--latents`.
+    Datasetgan,
+}
+
+/// Make a labelled synthetic dataset from a generator and a few labelled images.
+#[derive(Debug, Args)]
+pub struct FactoryArgs {
+    #[arg(long, value_name = "G.safetensors")]
+    generator: PathBuf,
+    /// Labelled images: DIR/images/*.png with DIR/masks/ (class ids), DIR/depth/
+    /// (16-bit) and/or DIR/keypoints.json, matched by file name.
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    #[arg(long, value_enum, default_value_t = Method::Handsoff)]
+    method: Method,
+    /// HandsOff: the inversion encoder (default: start from w_avg).
+    #[arg(long, value_name = "E.safetensors")]
+    encoder: Option<PathBuf>,
+    /// HandsOff: perceptual backbone for the refinement's LPIPS.
+    #[arg(long, value_name = "P.safetensors")]
+    perceptual: Option<PathBuf>,
+    /// HandsOff: projector steps after the encoder (0: none).
+    #[arg(long, default_value_t = 0)]
+    refine_steps: usize,
+    /// DatasetGAN: `ws` [N, num_ws, w_dim] of the labelled images, in file-name order
+    /// (`labelgan generate --out` writes them).
+    #[arg(long, value_name = "L.safetensors")]
+    latents: Option<PathBuf>,
+    /// Output folder (resumed if it holds an unfinished run).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Images to write.
+    #[arg(long, default_value_t = 1000)]
+    count: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 1.0)]
+    psi: f64,
+    /// Fraction of each block of candidates dropped as most uncertain.
+    #[arg(long, default_value_t = 0.1)]
+    filter: f64,
+    #[arg(long, default_value_t = 50)]
+    block: usize,
+    /// Segmentation classes (default: the largest id in the masks + 1).
+    #[arg(long)]
+    classes: Option<usize>,
+    /// Ensemble members per labeler.
+    #[arg(long, default_value_t = 10)]
+    members: usize,
+    /// Pixels sampled per labelled image to fit the labelers.
+    #[arg(long, default_value_t = 20_000)]
+    pixels_per_image: usize,
+    #[arg(long, default_value_t = 20)]
+    max_epochs: usize,
+    /// Keypoint heatmap std in pixels.
+    #[arg(long, default_value_t = 2.0)]
+    sigma: f32,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+}
+
+fn latents(a: &FactoryArgs, g: &StyleGan2, images: &Tensor, device: &Device) -> Result<Tensor> {
+    match a.method {
+        Method::Datasetgan => {
+            let path = a
+                .latents
+                .as_ref()
+                .ok_or_else(|| Error::invalid("--method datasetgan needs --latents L.safetensors"))?;
+            let ws = TensorFile::load(path, device)?.get("ws")?.clone();
+            let s = g.spec();
+            if ws.dims() != [images.dim(0)?, s.num_ws, s.w_dim] {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "`ws` is {:?}; expected [{}, {}, {}] for the labelled images",
+                        ws.dims(),
+                        images.dim(0)?,
+                        s.num_ws,
+                        s.w_dim
+                    ),
+                ));
+            }
+            Ok(ws)
+        }
+        Method::Handsoff => {
+            let init = match &a.encoder {
+                Some(p) => {
+                    let e = Encoder::load(p, device)?;
+                    e.check_generator(g)?;
+                    e.invert(images)?
+                }
+                None => MeanInverter::new(g)?.invert(images)?,
+            };
+            if a.refine_steps == 0 {
+                return Ok(init);
+            }
+            let lp = a
+                .perceptual
+                .as_ref()
+                .ok_or_else(|| Error::invalid("--refine-steps needs --perceptual P.safetensors"))?;
+            let lp = Lpips::load(lp, device)?;
+            let cfg = ProjectorConfig {
+                steps: a.refine_steps,
+                space: LatentSpace::WPlus,
+                ..ProjectorConfig::default()
+            };
+            let n = images.dim(0)?;
+            let mut out = vec![];
+            for s in (0..n).step_by(8) {
+                let k = 8.min(n - s);
+                out.push(
+                    project(
+                        g,
+                        &lp,
+                        &images.narrow(0, s, k)?,
+                        &init.narrow(0, s, k)?,
+                        &cfg,
+                        &mut |_, _| {},
+                    )?
+                    .ws,
+                );
+                eprintln!("refined {}/{n} inversions", s + k);
+            }
+            Ok(Tensor::cat(&out, 0)?)
+        }
+    }
+}
+
+pub fn run(a: FactoryArgs) -> Result<()> {
+    let device = a.device.open()?;
+    let started = Instant::now();
+    let g = StyleGan2::load(&a.generator, &device)?;
+    let r = g.spec().resolution;
+    let set = load_dataset(&a.data, r, None)?;
+    let t = &set.targets;
+    if t.masks.is_none() && t.keypoints.is_none() && t.depth.is_none() {
+        return Err(Error::invalid(format!(
+            "{} has no labels: expected masks/, depth/ or keypoints.json beside images/",
+            a.data.display()
+        )));
+    }
+    let lab_dir = a.out.join("labelers");
+    std::fs::create_dir_all(&lab_dir).map_err(|e| Error::io(&lab_dir, e))?;
+    labelgan_core::io::remove_stale_temp_files(&lab_dir)?;
+    let images = set.images.to_device(&device)?;
+    let mut ws: Option<Tensor> = None;
+    let mut fit_or_load = |name: &str, head: Head, targets: Vec<PixelTargets>| -> Result<Ensemble> {
+        let path = lab_dir.join(format!("{name}.safetensors"));
+        if path.exists() {
+            eprintln!("using the {name} labeler fitted earlier: {}", path.display());
+            return Ensemble::load(&path, &device);
+        }
+        if ws.is_none() {
+            eprintln!("inverting {} labelled images ({:?})", set.names.len(), a.method);
+            ws = Some(latents(&a, &g, &images, &device)?);
+        }
+        let mut cfg = LabelerConfig::new(head, r);
+        cfg.members = a.members;
+        cfg.pixels_per_image = a.pixels_per_image;
+        cfg.max_epochs = a.max_epochs;
+        cfg.seed = a.seed;
+        let (e, rep) = fit_labeler(&g, ws.as_ref().expect("set above"), &targets, &cfg, |l| {
+            eprintln!("{name}: {l}")
+        })?;
+        eprintln!(
+            "{name} labeler: {} epochs, best held-out loss {:?}",
+            rep.epochs, rep.best_val_loss
+        );
+        e.save(&path)?;
+        Ok(e)
+    };
+    let mut labelers = Labelers::default();
+    if let Some(m) = &t.masks {
+        let found = m.iter().flat_map(|v| v.iter()).copied().max().unwrap_or(0) as usize + 1;
+        let classes = a.classes.unwrap_or(found);
+        if found > classes {
+            return Err(Error::invalid(format!(
+                "masks hold class {} but --classes is {classes}",
+                found - 1
+            )));
+        }
+        let tg = m.iter().map(|v| PixelTargets::Segmentation(v.clone())).collect();
+        labelers.segmentation = Some(fit_or_load("segmentation", Head::Segmentation { classes }, tg)?);
+    }
+    if let Some(k) = &t.keypoints {
+        let count = k.first().map_or(0, |v| v.len());
+        let tg = k
+            .iter()
+            .map(|v| PixelTargets::Keypoints(v.iter().map(|p| (p[0], p[1])).collect()))
+            .collect();
+        labelers.keypoints = Some(fit_or_load("keypoints", Head::Keypoints { count, sigma: a.sigma }, tg)?);
+    }
+    if let Some(d) = &t.depth {
+        let tg = d.iter().map(|v| PixelTargets::Depth(v.clone())).collect();
+        labelers.depth = Some(fit_or_load("depth", Head::Depth, tg)?);
+    }
+    let cfg = FactoryConfig {
+        count: a.count,
+        seed: a.seed,
+        psi: a.psi,
+        filter_fraction: a.filter,
+        block: a.block,
+        ..FactoryConfig::default()
+    };
+    let mut last = Instant::now();
+    let n = generate_dataset(&g, &labelers, &cfg, &a.out, &mut |p| {
+        if last.elapsed().as_secs_f64() >= 2.0 || p.written == p.count {
+            last = Instant::now();
+            let width = 30;
+            let filled = width * p.written / p.count.max(1);
+            eprintln!(
+                "[{}{}] {}/{} images | {:.2} img/s | ETA {:.0} s",
+                "#".repeat(filled),
+                "-".repeat(width - filled),
+                p.written,
+                p.count,
+                p.rate,
+                p.eta_seconds
+            );
+        }
+        true
+    })?;
+    println!(
+        "{}",
+        serde_json::json!({"images": n, "out": a.out.display().to_string(), "seconds": started.elapsed().as_secs_f64()})
+    );
+    Ok(())
+}
