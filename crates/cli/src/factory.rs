@@ -11,9 +11,8 @@ use clap::{Args, ValueEnum};
 use labelgan_core::io::TensorFile;
 use labelgan_core::{Error, Generator, Inverter, Result};
 use labelgan_eval::load_dataset;
-use labelgan_factory::pipeline::{FactoryConfig, Labelers, fit_labeler, generate_dataset};
+use labelgan_factory::pipeline::{FactoryConfig, FitOptions, fit_labelers, generate_dataset};
 use labelgan_inversion::{Encoder, LatentSpace, MeanInverter, ProjectorConfig, project};
-use labelgan_labeler::{Ensemble, Head, LabelerConfig, PixelTargets};
 use labelgan_lpips::Lpips;
 use labelgan_stylegan::StyleGan2;
 
@@ -164,61 +163,26 @@ pub fn run(a: FactoryArgs) -> Result<()> {
             a.data.display()
         )));
     }
-    let lab_dir = a.out.join("labelers");
-    std::fs::create_dir_all(&lab_dir).map_err(|e| Error::io(&lab_dir, e))?;
-    labelgan_core::io::remove_stale_temp_files(&lab_dir)?;
     let images = set.images.to_device(&device)?;
-    let mut ws: Option<Tensor> = None;
-    let mut fit_or_load = |name: &str, head: Head, targets: Vec<PixelTargets>| -> Result<Ensemble> {
-        let path = lab_dir.join(format!("{name}.safetensors"));
-        if path.exists() {
-            eprintln!("using the {name} labeler fitted earlier: {}", path.display());
-            return Ensemble::load(&path, &device);
-        }
-        if ws.is_none() {
-            eprintln!("inverting {} labelled images ({:?})", set.names.len(), a.method);
-            ws = Some(latents(&a, &g, &images, &device)?);
-        }
-        let mut cfg = LabelerConfig::new(head, r);
-        cfg.members = a.members;
-        cfg.pixels_per_image = a.pixels_per_image;
-        cfg.max_epochs = a.max_epochs;
-        cfg.seed = a.seed;
-        let (e, rep) = fit_labeler(&g, ws.as_ref().expect("set above"), &targets, &cfg, |l| {
-            eprintln!("{name}: {l}")
-        })?;
-        eprintln!(
-            "{name} labeler: {} epochs, best held-out loss {:?}",
-            rep.epochs, rep.best_val_loss
-        );
-        e.save(&path)?;
-        Ok(e)
+    let options = FitOptions {
+        classes: a.classes,
+        members: a.members,
+        pixels_per_image: a.pixels_per_image,
+        max_epochs: a.max_epochs,
+        sigma: a.sigma,
+        seed: a.seed,
     };
-    let mut labelers = Labelers::default();
-    if let Some(m) = &t.masks {
-        let found = m.iter().flat_map(|v| v.iter()).copied().max().unwrap_or(0) as usize + 1;
-        let classes = a.classes.unwrap_or(found);
-        if found > classes {
-            return Err(Error::invalid(format!(
-                "masks hold class {} but --classes is {classes}",
-                found - 1
-            )));
-        }
-        let tg = m.iter().map(|v| PixelTargets::Segmentation(v.clone())).collect();
-        labelers.segmentation = Some(fit_or_load("segmentation", Head::Segmentation { classes }, tg)?);
-    }
-    if let Some(k) = &t.keypoints {
-        let count = k.first().map_or(0, |v| v.len());
-        let tg = k
-            .iter()
-            .map(|v| PixelTargets::Keypoints(v.iter().map(|p| (p[0], p[1])).collect()))
-            .collect();
-        labelers.keypoints = Some(fit_or_load("keypoints", Head::Keypoints { count, sigma: a.sigma }, tg)?);
-    }
-    if let Some(d) = &t.depth {
-        let tg = d.iter().map(|v| PixelTargets::Depth(v.clone())).collect();
-        labelers.depth = Some(fit_or_load("depth", Head::Depth, tg)?);
-    }
+    let labelers = fit_labelers(
+        &g,
+        t,
+        &options,
+        Some(&a.out.join("labelers")),
+        &mut || {
+            eprintln!("inverting {} labelled images ({:?})", set.names.len(), a.method);
+            latents(&a, &g, &images, &device)
+        },
+        &mut |l| eprintln!("{l}"),
+    )?;
     let cfg = FactoryConfig {
         count: a.count,
         seed: a.seed,

@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use labelgan_core::image_io::tensor_to_images;
 use labelgan_core::{Error, FeatureTaps, Generator, NoiseMode, Result, SplitMix64, Truncation};
+use labelgan_eval::Targets;
 use labelgan_labeler::train::{GeneratorTaps, PixelTargets, TrainReport, fit};
-use labelgan_labeler::{Ensemble, LabelerConfig};
+use labelgan_labeler::{Ensemble, Head, LabelerConfig};
 use labelgan_stylegan::StyleGan2;
 
 use crate::dataset::{DatasetWriter, Sample};
@@ -245,6 +246,111 @@ pub fn taps_of<'a>(g: &'a StyleGan2, ws: &Tensor) -> Result<GeneratorTaps<'a, St
         noise: NoiseMode::Const,
         keep,
     })
+}
+
+/// How [`fit_labelers`] fits each ensemble.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FitOptions {
+    /// Segmentation classes (default: the largest id in the masks + 1).
+    pub classes: Option<usize>,
+    pub members: usize,
+    pub pixels_per_image: usize,
+    pub max_epochs: usize,
+    /// Keypoint heatmap std in pixels.
+    pub sigma: f32,
+    pub seed: u64,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        Self {
+            classes: None,
+            members: 10,
+            pixels_per_image: 20_000,
+            max_epochs: 20,
+            sigma: 2.0,
+            seed: 0,
+        }
+    }
+}
+
+/// Fits one labeler per label kind present in `targets` (segmentation, keypoints,
+/// depth) on the taps of the latents that `latents()` returns (called once, and only if
+/// something must be fitted). With `cache`, each fitted ensemble is saved there as
+/// `KIND.safetensors` and later calls load it instead of fitting again.
+pub fn fit_labelers(
+    g: &StyleGan2,
+    targets: &Targets,
+    options: &FitOptions,
+    cache: Option<&Path>,
+    latents: &mut dyn FnMut() -> Result<Tensor>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Labelers> {
+    if targets.masks.is_none() && targets.keypoints.is_none() && targets.depth.is_none() {
+        return Err(Error::invalid("no labels to fit: expected masks, keypoints or depth"));
+    }
+    if let Some(dir) = cache {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        labelgan_core::io::remove_stale_temp_files(dir)?;
+    }
+    let r = g.spec().resolution;
+    let mut ws: Option<Tensor> = None;
+    let mut fit_or_load = |name: &str, head: Head, t: Vec<PixelTargets>| -> Result<Ensemble> {
+        let path = cache.map(|d| d.join(format!("{name}.safetensors")));
+        if let Some(p) = path.as_ref().filter(|p| p.exists()) {
+            progress(&format!("using the {name} labeler fitted earlier: {}", p.display()));
+            return Ensemble::load(p, g.device());
+        }
+        if ws.is_none() {
+            ws = Some(latents()?);
+        }
+        let mut cfg = LabelerConfig::new(head, r);
+        cfg.members = options.members;
+        cfg.pixels_per_image = options.pixels_per_image;
+        cfg.max_epochs = options.max_epochs;
+        cfg.seed = options.seed;
+        let (e, rep) = fit_labeler(g, ws.as_ref().expect("set above"), &t, &cfg, |l| {
+            progress(&format!("{name}: {l}"))
+        })?;
+        progress(&format!(
+            "{name} labeler: {} epochs, best held-out loss per member {:?}",
+            rep.epochs, rep.best_val_loss
+        ));
+        if let Some(p) = &path {
+            e.save(p)?;
+        }
+        Ok(e)
+    };
+    let mut labelers = Labelers::default();
+    if let Some(m) = &targets.masks {
+        let found = m.iter().flat_map(|v| v.iter()).copied().max().unwrap_or(0) as usize + 1;
+        let classes = options.classes.unwrap_or(found);
+        if found > classes {
+            return Err(Error::invalid(format!(
+                "masks hold class {} but only {classes} classes were asked for",
+                found - 1
+            )));
+        }
+        let t = m.iter().map(|v| PixelTargets::Segmentation(v.clone())).collect();
+        labelers.segmentation = Some(fit_or_load("segmentation", Head::Segmentation { classes }, t)?);
+    }
+    if let Some(k) = &targets.keypoints {
+        let count = k.first().map_or(0, |v| v.len());
+        let t = k
+            .iter()
+            .map(|v| PixelTargets::Keypoints(v.iter().map(|p| (p[0], p[1])).collect()))
+            .collect();
+        let head = Head::Keypoints {
+            count,
+            sigma: options.sigma,
+        };
+        labelers.keypoints = Some(fit_or_load("keypoints", head, t)?);
+    }
+    if let Some(d) = &targets.depth {
+        let t = d.iter().map(|v| PixelTargets::Depth(v.clone())).collect();
+        labelers.depth = Some(fit_or_load("depth", Head::Depth, t)?);
+    }
+    Ok(labelers)
 }
 
 /// Fits a labeler on images whose latents are `ws` `[N, num_ws, w_dim]` and whose

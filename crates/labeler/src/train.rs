@@ -381,6 +381,7 @@ pub fn fit(
     let mut epochs = 0;
     for epoch in 0..config.max_epochs {
         epochs = epoch + 1;
+        let epoch_start = std::time::Instant::now();
         let mut order: Vec<usize> = (0..targets.len()).collect();
         rng.shuffle(&mut order);
         let mut seen = 0;
@@ -443,7 +444,7 @@ pub fn fit(
                 config.max_epochs,
                 targets.len(),
                 loss_sum / steps.max(1) as f64,
-                (steps * b * m) as f64 / start.elapsed().as_secs_f64()
+                (steps * b * m) as f64 / epoch_start.elapsed().as_secs_f64()
             ));
         }
         if epoch == 0 {

@@ -1,0 +1,299 @@
+//! The whole job on the built-in domain: 16 labelled toyworld faces -> HandsOff
+//! (invert with the shipped encoder, fit the pixel labelers on the generator's
+//! features, generate and label a filtered synthetic dataset) -> UNets trained on it ->
+//! evaluated on 500 held-out toyworld faces, beside two baselines: the same UNets on
+//! the 16 labelled images alone (flips and shifts), and on 2,000 real labelled images
+//! (the upper bound). Also the pixel labeler's own mIoU on the test faces (inverted with
+//! the encoder).
+//!
+//! ```text
+//! cargo run --release --example quickstart            # default: within 15 minutes on 2 cores
+//! cargo run --release --example quickstart -- --full  # larger and slower
+//! ```
+//!
+//! Writes OUT (default `quickstart/`): `labelled/`, `synthetic/` (the dataset, previews,
+//! contact sheet), `results.md`; the last line printed is one JSON object.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Parser;
+use labelgan::core::{Generator, Inverter, NoiseMode, PixelLabeler};
+use labelgan::eval::unet::{Flip, UNetPrediction};
+use labelgan::eval::{Confusion, DepthError, LabelledSet, Pck, Targets, UNet, UNetConfig, load_dataset};
+use labelgan::factory::pipeline::{FactoryConfig, FitOptions, fit_labelers, generate_dataset};
+use labelgan::inversion::Encoder;
+use labelgan::prelude::*;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value = "quickstart")]
+    out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The larger version: more synthetic images, longer UNet training.
+    #[arg(long)]
+    full: bool,
+    #[arg(long, default_value = "assets/toy_generator.safetensors")]
+    generator: PathBuf,
+    #[arg(long, default_value = "assets/toy_encoder.safetensors")]
+    encoder: PathBuf,
+    /// Labelled real images.
+    #[arg(long, default_value_t = 16)]
+    labelled: usize,
+    /// Held-out test images.
+    #[arg(long, default_value_t = 500)]
+    test: usize,
+    /// Synthetic images (default 500, --full 2000).
+    #[arg(long)]
+    synthetic: Option<usize>,
+    /// UNet steps per model (default 400, --full 2000).
+    #[arg(long)]
+    unet_steps: Option<usize>,
+}
+
+const CLASSES: usize = 8;
+
+fn unet_config(r: usize, head: usize, steps: usize, seed: u64) -> UNetConfig {
+    UNetConfig {
+        resolution: r,
+        widths: vec![8, 16, 32],
+        classes: if head == 0 { CLASSES } else { 0 },
+        keypoints: if head == 1 { 5 } else { 0 },
+        depth: head == 2,
+        sigma: 2.0,
+        lr: 1e-3,
+        batch: 16,
+        steps,
+        seed,
+        flip: Some(Flip::toyworld()),
+        shift: 3,
+    }
+}
+
+/// The three UNets (segmentation, keypoints, depth) trained on `set`.
+fn train_unets(name: &str, set: &LabelledSet, r: usize, steps: usize, seed: u64) -> Result<[UNet; 3]> {
+    let mut out = vec![];
+    for head in 0..3 {
+        let t = &set.targets;
+        let targets = Targets {
+            masks: if head == 0 { t.masks.clone() } else { None },
+            keypoints: if head == 1 { t.keypoints.clone() } else { None },
+            depth: if head == 2 { t.depth.clone() } else { None },
+        };
+        let mut u = UNet::new(unet_config(r, head, steps, seed + head as u64), &Device::Cpu)?;
+        let started = Instant::now();
+        let mut last = Instant::now();
+        u.train(&set.images, &targets, &mut |s, l| {
+            if last.elapsed().as_secs_f64() > 10.0 || s == steps {
+                last = Instant::now();
+                eprintln!(
+                    "  UNet[{name}, {}] step {s}/{steps} loss {l:.4}",
+                    ["seg", "kp", "depth"][head]
+                );
+            }
+        })?;
+        eprintln!(
+            "  UNet[{name}, {}] trained in {:.0} s",
+            ["seg", "kp", "depth"][head],
+            started.elapsed().as_secs_f64()
+        );
+        out.push(u);
+    }
+    out.try_into()
+        .map_err(|_| labelgan::core::Error::invalid("internal: three UNets"))
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Scores {
+    miou: f64,
+    pck05: f64,
+    pck10: f64,
+    rmse: f64,
+    abs_rel: f64,
+}
+
+/// Depth is scored on the face (true depth below the far plane).
+fn score(models: &[UNet; 3], test: &LabelledSet, r: usize) -> Result<Scores> {
+    let t = &test.targets;
+    let p: Vec<Vec<UNetPrediction>> = models.iter().map(|m| m.predict(&test.images)).collect::<Result<_>>()?;
+    let (mut c, mut k, mut d) = (Confusion::new(CLASSES), Pck::new(&[0.05, 0.1]), DepthError::default());
+    let (masks, kps, depth) = (
+        t.masks.as_ref().expect("masks"),
+        t.keypoints.as_ref().expect("keypoints"),
+        t.depth.as_ref().expect("depth"),
+    );
+    for (i, ((seg, kp), dp)) in p[0].iter().zip(&p[1]).zip(&p[2]).enumerate() {
+        c.add(&masks[i], seg.classes.as_ref().expect("classes"))?;
+        k.add(&kps[i], kp.keypoints.as_ref().expect("kp"), r)?;
+        let truth = &depth[i];
+        let pred = dp.depth.as_ref().expect("depth");
+        let fg: (Vec<f32>, Vec<f32>) = truth
+            .iter()
+            .zip(pred)
+            .filter(|(t, _)| **t < 1.0)
+            .map(|(a, b)| (*a, *b))
+            .unzip();
+        d.add(&fg.0, &fg.1)?;
+    }
+    let (pck, dr) = (k.report(), d.report());
+    Ok(Scores {
+        miou: c.report().miou,
+        pck05: pck[0],
+        pck10: pck[1],
+        rmse: dr.rmse,
+        abs_rel: dr.abs_rel,
+    })
+}
+
+fn need(path: &Path, what: &str) -> Result<()> {
+    if path.exists() {
+        Ok(())
+    } else {
+        Err(labelgan::core::Error::invalid(format!(
+            "{} not found: the {what} (see docs/training.md and docs/inversion.md for the commands that make it)",
+            path.display()
+        )))
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    labelgan::core::heap::keep_freed_memory();
+    let a = Args::parse();
+    let started = Instant::now();
+    need(&a.generator, "toy generator")?;
+    need(&a.encoder, "toy encoder")?;
+    let dev = Device::Cpu;
+    let g = StyleGan2::load(&a.generator, &dev)?;
+    let enc = Encoder::load(&a.encoder, &dev)?;
+    enc.check_generator(&g)?;
+    let r = g.spec().resolution;
+    let synthetic = a.synthetic.unwrap_or(if a.full { 2000 } else { 500 });
+    let steps = a.unet_steps.unwrap_or(if a.full { 2000 } else { 400 });
+    std::fs::create_dir_all(&a.out).map_err(|e| labelgan::core::Error::io(&a.out, e))?;
+
+    // Data: labelled, held-out test, and many real images for the upper bound, from
+    // disjoint toyworld seeds.
+    eprintln!("[{:.0} s] writing toyworld sets", started.elapsed().as_secs_f64());
+    let write = |name: &str, seed: u64, n: usize| -> Result<LabelledSet> {
+        let dir = a.out.join(name);
+        if !dir.join("keypoints.json").exists() {
+            labelgan::toyworld::write_dataset(&dir, seed, n, r, |_, _| {})?;
+        }
+        load_dataset(&dir, r, Some(n))
+    };
+    let labelled = write("labelled", 1000 + a.seed, a.labelled)?;
+    let test = write("test", 9000, a.test)?;
+    let real = write("real2000", 5000 + a.seed, 2000)?;
+
+    // HandsOff: invert, fit the labelers, generate.
+    eprintln!(
+        "[{:.0} s] HandsOff: inverting and fitting the labelers",
+        started.elapsed().as_secs_f64()
+    );
+    let options = FitOptions {
+        members: 10,
+        pixels_per_image: r * r,
+        max_epochs: 20,
+        seed: a.seed,
+        ..FitOptions::default()
+    };
+    let labelers = fit_labelers(
+        &g,
+        &labelled.targets,
+        &options,
+        Some(&a.out.join("synthetic").join("labelers")),
+        &mut || enc.invert(&labelled.images),
+        &mut |l| eprintln!("  {l}"),
+    )?;
+    eprintln!(
+        "[{:.0} s] generating {synthetic} labelled images",
+        started.elapsed().as_secs_f64()
+    );
+    let fc = FactoryConfig {
+        count: synthetic,
+        seed: a.seed,
+        ..FactoryConfig::default()
+    };
+    let mut last = Instant::now();
+    generate_dataset(&g, &labelers, &fc, &a.out.join("synthetic"), &mut |p| {
+        if last.elapsed().as_secs_f64() > 10.0 || p.written == p.count {
+            last = Instant::now();
+            eprintln!(
+                "  {}/{} images, {:.1} img/s, ETA {:.0} s",
+                p.written, p.count, p.rate, p.eta_seconds
+            );
+        }
+        true
+    })?;
+    let synth = load_dataset(&a.out.join("synthetic"), r, None)?;
+
+    // The labeler's own quality on the test faces, through the encoder.
+    let seg = labelers.segmentation.as_ref().expect("toyworld has masks");
+    let mut c = Confusion::new(CLASSES);
+    for s in (0..a.test).step_by(16) {
+        let n = 16.min(a.test - s);
+        let ws = enc.invert(&test.images.narrow(0, s, n)?)?;
+        let taps = g.synthesize(&ws, NoiseMode::Const)?.taps.convs();
+        let pred = seg.predict(&taps)?;
+        let labelgan::core::Labels::Segmentation(cls) = pred.labels else {
+            unreachable!("a segmentation ensemble")
+        };
+        let cls = cls.flatten_from(1)?.to_vec2::<u32>()?;
+        for (j, v) in cls.iter().enumerate() {
+            c.add(&test.targets.masks.as_ref().expect("masks")[s + j], v)?;
+        }
+    }
+    let miou_labeler = c.report().miou;
+
+    eprintln!("[{:.0} s] training UNets", started.elapsed().as_secs_f64());
+    let rows = [
+        (
+            "HandsOff synthetic",
+            score(&train_unets("synthetic", &synth, r, steps, a.seed)?, &test, r)?,
+        ),
+        (
+            "16 real",
+            score(&train_unets("16 real", &labelled, r, steps, a.seed)?, &test, r)?,
+        ),
+        (
+            "2000 real",
+            score(&train_unets("2000 real", &real, r, steps, a.seed)?, &test, r)?,
+        ),
+    ];
+    let seconds = started.elapsed().as_secs_f64();
+    let mut md = format!(
+        "# quickstart results (seed {}, {} test faces, {synthetic} synthetic images, {steps} UNet steps)\n\n\
+         | UNet trained on | mIoU | PCK@0.05 | PCK@0.1 | depth RMSE | depth AbsRel |\n| --- | --- | --- | --- | --- | --- |\n",
+        a.seed, a.test
+    );
+    for (name, s) in &rows {
+        md += &format!(
+            "| {name} | {:.3} | {:.3} | {:.3} | {:.4} | {:.3} |\n",
+            s.miou, s.pck05, s.pck10, s.rmse, s.abs_rel
+        );
+    }
+    md += &format!("\nPixel labeler on the test faces (inverted with the encoder): mIoU {miou_labeler:.3}.\n");
+    md += &format!("\nTotal time {seconds:.0} s.\n");
+    labelgan::core::io::write_atomic(&a.out.join("results.md"), md.as_bytes())?;
+    println!("{md}");
+    println!(
+        "{}",
+        serde_json::json!({
+            "miou_handsoff": rows[0].1.miou, "miou_16_real": rows[1].1.miou, "miou_2000_real": rows[2].1.miou,
+            "miou_labeler": miou_labeler, "pck10_handsoff": rows[0].1.pck10, "pck10_16_real": rows[1].1.pck10,
+            "depth_rmse_handsoff": rows[0].1.rmse, "depth_rmse_16_real": rows[1].1.rmse, "seconds": seconds,
+        })
+    );
+    Ok(())
+}
