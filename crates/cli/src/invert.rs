@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use clap::{Args, ValueEnum};
-use labelgan_core::image_io::{contact_sheet, image_files, load_images, save_png, tensor_to_images};
+use labelgan_core::image_io::{contact_sheet, file_names, image_files, load_images, save_png, tensor_to_images};
 use labelgan_core::io::save_safetensors;
 use labelgan_core::{Error, Generator, Inverter, NoiseMode, Result};
 use labelgan_inversion::metrics::reconstruction;
@@ -130,14 +130,7 @@ pub fn run(a: InvertArgs) -> Result<()> {
         recon.push(g.image(&ws.narrow(0, s, 16.min(n - s))?, NoiseMode::Const)?);
     }
     let recon = Tensor::cat(&recon, 0)?.clamp(-1f32, 1f32)?;
-    let names: Vec<String> = files
-        .iter()
-        .map(|f| {
-            f.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        })
-        .collect();
+    let names = file_names(&files);
     let recon_imgs = tensor_to_images(&recon)?;
     for (img, name) in recon_imgs.iter().zip(&names) {
         let stem = std::path::Path::new(name).with_extension("png");

@@ -9,29 +9,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use candle_core::Device;
+use labelgan_factory::dataset::folder_contents;
 use labelgan_stylegan::{GeneratorConfig, StyleGan2};
-
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = vec![];
-    for sub in ["", "images", "masks", "depth", "previews", "labelers"] {
-        let mut names: Vec<_> = std::fs::read_dir(dir.join(sub))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        names.sort();
-        for p in names.into_iter().filter(|p| p.is_file()) {
-            out.push((
-                p.strip_prefix(dir).unwrap().display().to_string(),
-                std::fs::read(&p).unwrap(),
-            ));
-        }
-    }
-    out
-}
 
 /// The two folders hold the same files with the same bytes (names any that differ).
 fn same_files(a: &Path, b: &Path) {
-    let (fa, fb) = (files(a), files(b));
+    let (fa, fb) = (folder_contents(a).unwrap(), folder_contents(b).unwrap());
     let names = |f: &[(String, Vec<u8>)]| f.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
     let (na, nb) = (names(&fa), names(&fb));
     let only_a: Vec<_> = na.iter().filter(|n| !nb.contains(n)).collect();

@@ -140,6 +140,18 @@ pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// The file names (without folders) of `files`, in order.
+pub fn file_names(files: &[PathBuf]) -> Vec<String> {
+    files
+        .iter()
+        .map(|f| {
+            f.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
 /// Every PNG or JPEG directly in `dir` (sorted by name) as `[N, 3, R, R]` in [-1, 1];
 /// an error names any image that is not `resolution` square or does not decode.
 pub fn load_image_folder(dir: &Path, resolution: usize) -> Result<Tensor> {

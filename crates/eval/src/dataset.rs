@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use candle_core::Tensor;
-use labelgan_core::image_io::{image_files, load_image, load_images};
+use labelgan_core::image_io::{file_names, image_files, load_image, load_images};
 use labelgan_core::{Error, Result};
 
 use crate::unet::Targets;
@@ -26,14 +26,7 @@ pub fn load_dataset(dir: &Path, resolution: usize, limit: Option<usize>) -> Resu
     if let Some(l) = limit {
         files.truncate(l);
     }
-    let names: Vec<String> = files
-        .iter()
-        .map(|f| {
-            f.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        })
-        .collect();
+    let names = file_names(&files);
     let images = load_images(&files, resolution)?;
     let px = resolution * resolution;
     let per_file = |sub: &str| -> Option<Vec<std::path::PathBuf>> {

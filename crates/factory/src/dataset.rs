@@ -251,6 +251,28 @@ impl DatasetWriter {
     }
 }
 
+/// Every file under `dir` (recursively) as (relative path, bytes), sorted by path: what
+/// the resume tests compare between an interrupted and an uninterrupted run.
+#[doc(hidden)]
+pub fn folder_contents(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    fn walk(root: &Path, d: &Path, out: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
+        for e in std::fs::read_dir(d).map_err(|e| Error::io(d, e))? {
+            let p = e.map_err(|e| Error::io(d, e))?.path();
+            if p.is_dir() {
+                walk(root, &p, out)?;
+            } else {
+                let rel = p.strip_prefix(root).unwrap_or(&p).display().to_string();
+                out.push((rel, std::fs::read(&p).map_err(|e| Error::io(&p, e))?));
+            }
+        }
+        Ok(())
+    }
+    let mut out = vec![];
+    walk(dir, dir, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
 /// A white cross with a black outline at (x, y).
 fn mark(img: &mut RgbImage, x: f32, y: f32) {
     let (w, h) = (img.width() as i64, img.height() as i64);
@@ -285,22 +307,6 @@ mod tests {
         }
     }
 
-    fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-        let mut out = vec![];
-        for sub in ["", "images", "masks", "depth", "previews"] {
-            let d = dir.join(sub);
-            let mut names: Vec<_> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()).collect();
-            names.sort();
-            for p in names.into_iter().filter(|p| p.is_file()) {
-                out.push((
-                    p.strip_prefix(dir).unwrap().display().to_string(),
-                    std::fs::read(&p).unwrap(),
-                ));
-            }
-        }
-        out
-    }
-
     #[test]
     fn resumes_after_a_partial_line_to_the_same_bytes() {
         let base = std::env::temp_dir().join(format!("lg-factory-ds-{}", std::process::id()));
@@ -332,7 +338,7 @@ mod tests {
             w.write(&sample(i)).unwrap();
         }
         w.finish(serde_json::json!({"seed": 9})).unwrap();
-        assert_eq!(files(&a), files(&b));
+        assert_eq!(folder_contents(&a).unwrap(), folder_contents(&b).unwrap());
         let reopened = DatasetWriter::open(&a, 8).unwrap();
         let e = &reopened.entries()[4];
         assert_eq!((e.candidate, e.mask.as_deref()), (12, Some("masks/000004.png")));

@@ -3,11 +3,9 @@
 //! resumed ends byte-identical to an uninterrupted one; filtering drops the most
 //! uncertain candidates of each block.
 
-use std::path::Path;
-
 use candle_core::Device;
 use labelgan_core::{Generator, NoiseMode, Truncation};
-use labelgan_factory::dataset::DatasetWriter;
+use labelgan_factory::dataset::{DatasetWriter, folder_contents};
 use labelgan_factory::pipeline::{FactoryConfig, Labelers, candidate_z, fit_labeler, generate_dataset};
 use labelgan_labeler::{Head, LabelerConfig, PixelTargets};
 use labelgan_stylegan::{GeneratorConfig, StyleGan2};
@@ -23,24 +21,6 @@ fn tiny_g() -> StyleGan2 {
         ..Default::default()
     };
     StyleGan2::random(&cfg, 5, &Device::Cpu).unwrap()
-}
-
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = vec![];
-    for sub in ["", "images", "masks", "depth", "previews"] {
-        let mut names: Vec<_> = std::fs::read_dir(dir.join(sub))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        names.sort();
-        for p in names.into_iter().filter(|p| p.is_file()) {
-            out.push((
-                p.strip_prefix(dir).unwrap().display().to_string(),
-                std::fs::read(&p).unwrap(),
-            ));
-        }
-    }
-    out
 }
 
 #[test]
@@ -94,7 +74,7 @@ fn labels_filters_and_resumes_byte_identically() {
     for stop in [2, 5, usize::MAX] {
         generate_dataset(&g, &labelers, &fc, &b, &mut |p| p.written < stop).unwrap();
     }
-    assert_eq!(files(&a), files(&b));
+    assert_eq!(folder_contents(&a).unwrap(), folder_contents(&b).unwrap());
 
     // Each block of 4 candidates keeps its 3 least uncertain, in candidate order.
     let w = DatasetWriter::open(&a, 16).unwrap();
