@@ -17,7 +17,7 @@ use std::time::Instant;
 use clap::Parser;
 use labelgan::core::{Inverter, NoiseMode};
 use labelgan::inversion::metrics::{Reconstruction, reconstruction};
-use labelgan::inversion::{Encoder, MeanInverter, ProjectorConfig, project};
+use labelgan::inversion::{Encoder, MeanInverter, ProjectorConfig, project_in_batches};
 use labelgan::lpips::Lpips;
 use labelgan::prelude::*;
 
@@ -87,24 +87,11 @@ fn main() -> labelgan::core::Result<()> {
             ..ProjectorConfig::default()
         };
         let t = Instant::now();
-        let mut ws = vec![];
-        for s in (0..a.count).step_by(a.batch) {
-            let k = a.batch.min(a.count - s);
-            ws.push(
-                project(
-                    &g,
-                    &lp,
-                    &x.narrow(0, s, k)?,
-                    &init.narrow(0, s, k)?,
-                    &cfg,
-                    &mut |_, _| {},
-                )?
-                .ws,
-            );
-            eprintln!("projector {steps} steps: {}/{} images", s + k, a.count);
-        }
+        let ws = project_in_batches(&g, Some(&lp), &x, &init, &cfg, a.batch, &mut |done, n| {
+            eprintln!("projector {steps} steps: {done}/{n} images")
+        })?;
         let secs = (t.elapsed().as_secs_f64() + enc_secs) / a.count as f64;
-        let m = reconstruction(&render(&Tensor::cat(&ws, 0)?)?, &x, Some(&lp))?;
+        let m = reconstruction(&render(&ws)?, &x, Some(&lp))?;
         let from = if a.encoder_b.is_some() { "stage (b)" } else { "w_avg" };
         rows.push((format!("{from} + {steps} projector steps"), m, secs));
     }

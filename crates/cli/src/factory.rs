@@ -12,7 +12,7 @@ use labelgan_core::io::TensorFile;
 use labelgan_core::{Error, Generator, Inverter, Result};
 use labelgan_eval::load_dataset;
 use labelgan_factory::pipeline::{FactoryConfig, FitOptions, fit_labelers, generate_dataset};
-use labelgan_inversion::{Encoder, LatentSpace, MeanInverter, ProjectorConfig, project};
+use labelgan_inversion::{Encoder, LatentSpace, MeanInverter, ProjectorConfig, project_in_batches};
 use labelgan_lpips::Lpips;
 use labelgan_stylegan::StyleGan2;
 
@@ -128,24 +128,9 @@ fn latents(a: &FactoryArgs, g: &StyleGan2, images: &Tensor, device: &Device) -> 
                 space: LatentSpace::WPlus,
                 ..ProjectorConfig::default()
             };
-            let n = images.dim(0)?;
-            let mut out = vec![];
-            for s in (0..n).step_by(8) {
-                let k = 8.min(n - s);
-                out.push(
-                    project(
-                        g,
-                        &lp,
-                        &images.narrow(0, s, k)?,
-                        &init.narrow(0, s, k)?,
-                        &cfg,
-                        &mut |_, _| {},
-                    )?
-                    .ws,
-                );
-                eprintln!("refined {}/{n} inversions", s + k);
-            }
-            Ok(Tensor::cat(&out, 0)?)
+            project_in_batches(g, Some(&lp), images, &init, &cfg, 8, &mut |done, n| {
+                eprintln!("refined {done}/{n} inversions")
+            })
         }
     }
 }

@@ -101,13 +101,8 @@ pub fn run(a: InvertArgs) -> Result<()> {
                 lpips_weight: if lpips.is_some() { 10.0 } else { 0.0 },
                 ..ProjectorConfig::default()
             };
-            // LPIPS weight 0 never calls the net; any model does as a placeholder.
-            let lp = match &lpips {
-                Some(l) => l.clone(),
-                None => placeholder_lpips(&device)?,
-            };
             let mut last = Instant::now();
-            ws = project(&g, &lp, &x, &ws, &cfg, &mut |t, l| {
+            ws = project(&g, lpips.as_ref(), &x, &ws, &cfg, &mut |t, l| {
                 if last.elapsed().as_secs_f64() >= 10.0 {
                     last = Instant::now();
                     eprintln!("images {}..{}: step {t}/{} loss {l:.4}", s, s + k, cfg.steps);
@@ -159,14 +154,4 @@ pub fn run(a: InvertArgs) -> Result<()> {
     });
     println!("{line}");
     Ok(())
-}
-
-/// A 1-channel-wide net whose LPIPS is never evaluated (weight 0).
-fn placeholder_lpips(device: &Device) -> Result<Lpips> {
-    let cfg = labelgan_lpips::rotation::RotationConfig {
-        widths: vec![1; 5],
-        convs_per_slice: 1,
-        ..Default::default()
-    };
-    Ok(labelgan_lpips::rotation::RotationNet::new(cfg, device)?.lpips())
 }

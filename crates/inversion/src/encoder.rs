@@ -420,16 +420,12 @@ impl EncoderTrainer {
         Ok((total / n.max(1) as f64) as f32)
     }
 
-    fn snapshot(&self) -> BTreeMap<String, Tensor> {
+    /// A copy of the weights (its own storage: `Var::set` overwrites the live one).
+    fn snapshot(&self) -> Result<BTreeMap<String, Tensor>> {
         self.encoder
             .params
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    v.as_tensor().detach().copy().unwrap_or_else(|_| v.as_tensor().detach()),
-                )
-            })
+            .map(|(k, v)| Ok((k.clone(), v.as_tensor().detach().copy()?)))
             .collect()
     }
 
@@ -529,7 +525,7 @@ impl EncoderTrainer {
         }
         if self.stage == "b" && self.best.is_none() && holdout.dim(0)? > 0 {
             let l = self.holdout_loss(g, lpips, holdout)?;
-            self.best = Some((l, self.snapshot()));
+            self.best = Some((l, self.snapshot()?));
             progress(&EncoderProgress {
                 stage: 'b',
                 step: 0,
@@ -552,7 +548,7 @@ impl EncoderTrainer {
                 let l = self.holdout_loss(g, lpips, holdout)?;
                 held = Some(l);
                 if self.best.as_ref().is_none_or(|(b, _)| l < *b) {
-                    self.best = Some((l, self.snapshot()));
+                    self.best = Some((l, self.snapshot()?));
                     self.since_best = 0;
                 } else {
                     self.since_best += 1;

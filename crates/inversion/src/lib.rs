@@ -24,7 +24,7 @@ use labelgan_core::{Error, Generator, Inverter, Result};
 use labelgan_stylegan::StyleGan2;
 
 pub use encoder::{Encoder, EncoderConfig};
-pub use projector::{LatentSpace, ProjectorConfig, project};
+pub use projector::{LatentSpace, ProjectorConfig, project, project_in_batches};
 
 /// Inverts every image to the generator's `w_avg` (in every layer).
 #[derive(Debug, Clone)]

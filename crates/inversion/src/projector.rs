@@ -79,11 +79,11 @@ pub struct Projection {
 }
 
 /// Optimises latents for `images` `[N, 3, R, R]` in [-1, 1] from `init`
-/// `[N, num_ws, w_dim]`, with constant noise. `progress(step, mean loss)` is called
-/// after every step.
+/// `[N, num_ws, w_dim]`, with constant noise. `lpips` may be `None` only when
+/// `config.lpips_weight` is 0. `progress(step, mean loss)` is called after every step.
 pub fn project(
     g: &StyleGan2,
-    lpips: &Lpips,
+    lpips: Option<&Lpips>,
     images: &Tensor,
     init: &Tensor,
     config: &ProjectorConfig,
@@ -107,6 +107,16 @@ pub fn project(
             init.dims()
         )));
     }
+    let lpips = match (lpips, config.lpips_weight != 0.0) {
+        (Some(l), true) => Some(l),
+        (None, true) => {
+            return Err(Error::invalid(format!(
+                "the projector's LPIPS weight is {} but no perceptual model was given",
+                config.lpips_weight
+            )));
+        }
+        (_, false) => None,
+    };
     let start = match config.space {
         LatentSpace::W => init.mean_keepdim(1)?,
         LatentSpace::WPlus => init.clone(),
@@ -129,8 +139,8 @@ pub fn project(
         let p = var.as_tensor();
         let img = g.image(&expand(p)?, NoiseMode::Const)?;
         let mut loss = (mse_per_image(&img, &images)? * config.mse_weight)?;
-        if config.lpips_weight != 0.0 {
-            loss = (loss + (lpips.distance(&img, &images)? * config.lpips_weight)?)?;
+        if let Some(lp) = lpips {
+            loss = (loss + (lp.distance(&img, &images)? * config.lpips_weight)?)?;
         }
         if config.reg_weight != 0.0 {
             let reg = (p - &start)?.sqr()?.flatten_from(1)?.mean(D::Minus1)?;
@@ -170,6 +180,44 @@ pub fn project(
         best_loss,
         best_step,
     })
+}
+
+/// [`project`] over `images` `batch` at a time (the latents of one image never depend on
+/// the others'), returning all best latents. `progress(images done, total)` is called
+/// after each batch.
+#[allow(clippy::too_many_arguments)]
+pub fn project_in_batches(
+    g: &StyleGan2,
+    lpips: Option<&Lpips>,
+    images: &Tensor,
+    init: &Tensor,
+    config: &ProjectorConfig,
+    batch: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Tensor> {
+    let n = images.dim(0)?;
+    if init.dim(0)? != n {
+        return Err(Error::invalid(format!(
+            "{n} images but {} initial latents",
+            init.dim(0)?
+        )));
+    }
+    let batch = batch.max(1);
+    let mut out = vec![];
+    for s in (0..n).step_by(batch) {
+        let k = batch.min(n - s);
+        let p = project(
+            g,
+            lpips,
+            &images.narrow(0, s, k)?,
+            &init.narrow(0, s, k)?,
+            config,
+            &mut |_, _| {},
+        )?;
+        out.push(p.ws);
+        progress(s + k, n);
+    }
+    Ok(Tensor::cat(&out, 0)?)
 }
 
 #[cfg(test)]

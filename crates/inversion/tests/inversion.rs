@@ -162,7 +162,7 @@ fn projector_lowers_each_loss_and_keeps_the_best() {
             ..ProjectorConfig::default()
         };
         let mut losses = vec![];
-        let p = project(&g, &lp, &target, &init, &cfg, &mut |_, l| losses.push(l)).unwrap();
+        let p = project(&g, Some(&lp), &target, &init, &cfg, &mut |_, l| losses.push(l)).unwrap();
         assert_eq!(p.ws.dims(), init.dims());
         // Each image's loss at the start (no regulariser there).
         let score = |ws: &Tensor| -> Vec<f32> {
@@ -193,5 +193,18 @@ fn projector_lowers_each_loss_and_keeps_the_best() {
         }
     }
     let bad = Tensor::zeros((3, 2, 16), candle_core::DType::F32, &Device::Cpu).unwrap();
-    assert!(project(&g, &lp, &target, &bad, &ProjectorConfig::default(), &mut |_, _| {}).is_err());
+    assert!(
+        project(
+            &g,
+            Some(&lp),
+            &target,
+            &bad,
+            &ProjectorConfig::default(),
+            &mut |_, _| {}
+        )
+        .is_err()
+    );
+    // LPIPS weighted but no model: an error, not a silent MSE-only run.
+    let e = project(&g, None, &target, &init, &ProjectorConfig::default(), &mut |_, _| {}).unwrap_err();
+    assert!(e.to_string().contains("perceptual"), "{e}");
 }
