@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use clap::Args;
-use labelgan_core::image_io::load_image_folder;
+use labelgan_core::image_io::{image_files, load_image, load_images};
 use labelgan_core::stats::FeatureStats;
-use labelgan_core::{Error, Generator, NoiseMode, Result, Truncation};
+use labelgan_core::{Error, Result, Truncation};
 use labelgan_lpips::Lpips;
 use labelgan_stylegan::StyleGan2;
 
@@ -68,14 +68,9 @@ impl Set {
                 )));
             }
             // Folders must hold square images of one size; take it from the first.
-            let first = std::fs::read_dir(dir)
-                .map_err(|e| Error::io(dir, e))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "png" || e == "jpg" || e == "jpeg"))
-                .min()
-                .ok_or_else(|| Error::invalid(format!("{spec} holds no PNG or JPEG images")))?;
-            let r = labelgan_core::image_io::load_image(&first)?.width() as usize;
-            Ok(Set::Folder(load_image_folder(dir, r)?))
+            let files = image_files(dir)?;
+            let r = load_image(&files[0])?.width() as usize;
+            Ok(Set::Folder(load_images(&files, r)?))
         }
     }
 
@@ -90,16 +85,7 @@ impl Set {
         match self {
             Set::Folder(t) => Ok(t.narrow(0, start, n)?.to_device(device)?),
             Set::Toyworld(seed) => labelgan_toyworld::batch_tensor(*seed, start as u64, n, a.resolution, device),
-            Set::Generator(g) => {
-                let imgs = (start..start + n)
-                    .map(|i| {
-                        let z = g.sample_z(1, i as u64)?;
-                        let ws = g.map(&z, None, Truncation::psi(a.psi))?;
-                        g.image(&ws, NoiseMode::Random(i as u64))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                Ok(Tensor::cat(&imgs, 0)?.clamp(-1f32, 1f32)?)
-            }
+            Set::Generator(g) => g.seeded_images(start as u64, n, Truncation::psi(a.psi)),
         }
     }
 }

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use clap::Args;
-use labelgan_core::image_io::load_image_folder;
-use labelgan_core::{Error, Generator, Inverter, Result, SplitMix64};
+use labelgan_core::image_io::{load_image_folder, split_holdout};
+use labelgan_core::{Error, Generator, Inverter, Result};
 use labelgan_inversion::encoder::EncoderTrainer;
 use labelgan_inversion::metrics::reconstruction;
 use labelgan_inversion::{EncoderConfig, MeanInverter};
@@ -73,14 +73,8 @@ pub fn run(a: TrainEncoderArgs) -> Result<()> {
             a.holdout
         )));
     }
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    SplitMix64::new(a.seed).shuffle(&mut order);
-    let pick = |idx: &[u32]| -> Result<Tensor> {
-        Ok(real
-            .index_select(&Tensor::new(idx, &Device::Cpu)?, 0)?
-            .to_device(&device)?)
-    };
-    let (holdout, train) = (pick(&order[..a.holdout])?, pick(&order[a.holdout..])?);
+    let (holdout, train) = split_holdout(&real, a.holdout, a.seed)?;
+    let (holdout, train) = (holdout.to_device(&device)?, train.to_device(&device)?);
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     let ck = a.out.join("checkpoint.safetensors");
     let mut t = if ck.exists() {

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use clap::Args;
-use labelgan_core::image_io::{ImageSource, load_image_folder};
-use labelgan_core::{Error, Generator, NoiseMode, Result, SplitMix64, Truncation};
+use labelgan_core::image_io::{ImageSource, load_image_folder, split_holdout};
+use labelgan_core::{Error, Generator, Result, Truncation};
 use labelgan_lpips::rotation::{RotationConfig, train_rotation};
 use labelgan_stylegan::StyleGan2;
 
@@ -60,19 +60,6 @@ pub struct TrainPerceptualArgs {
     device: DeviceArg,
 }
 
-/// Images of a generator: image `i` comes from latent seed `i` (training) or
-/// `u64::MAX / 2 + i` (held out).
-fn generator_images(g: &StyleGan2, start: u64, n: usize) -> Result<Tensor> {
-    let imgs = (0..n as u64)
-        .map(|i| {
-            let z = g.sample_z(1, start + i)?;
-            let ws = g.map(&z, None, Truncation::NONE)?;
-            g.image(&ws, NoiseMode::Random(start + i))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Tensor::cat(&imgs, 0)?.clamp(-1f32, 1f32)?)
-}
-
 pub fn run(a: TrainPerceptualArgs) -> Result<()> {
     let device = a.device.open()?;
     let r = a.resolution;
@@ -108,8 +95,9 @@ pub fn run(a: TrainPerceptualArgs) -> Result<()> {
             )));
         }
         eprintln!("rendering {} held-out images from {}", a.holdout, path.display());
-        let holdout = generator_images(&g, u64::MAX / 2, a.holdout)?;
-        let stream = ImageSource::Stream(Box::new(move |start, n| generator_images(&g, start, n)));
+        // Held out: latent seeds far from the training stream's.
+        let holdout = g.seeded_images(u64::MAX / 2, a.holdout, Truncation::NONE)?;
+        let stream = ImageSource::Stream(Box::new(move |start, n| g.seeded_images(start, n, Truncation::NONE)));
         (stream, holdout)
     } else {
         let dir = a.data.as_ref().expect("clap requires one image source");
@@ -122,11 +110,8 @@ pub fn run(a: TrainPerceptualArgs) -> Result<()> {
                 a.holdout
             )));
         }
-        let mut order: Vec<u32> = (0..n as u32).collect();
-        SplitMix64::new(a.seed).shuffle(&mut order);
-        let pick = |idx: &[u32]| -> Result<Tensor> { Ok(all.index_select(&Tensor::new(idx, &Device::Cpu)?, 0)?) };
-        let holdout = pick(&order[..a.holdout])?;
-        (ImageSource::Images(pick(&order[a.holdout..])?), holdout)
+        let (holdout, train) = split_holdout(&all, a.holdout, a.seed)?;
+        (ImageSource::Images(train), holdout)
     };
     let holdout = holdout.to_device(&device)?;
     let started = Instant::now();

@@ -140,6 +140,19 @@ pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Splits `images` `[N, ...]` into `holdout` images and the rest, chosen by a
+/// permutation drawn from `seed` (each part in that permuted order, on the CPU).
+pub fn split_holdout(images: &Tensor, holdout: usize, seed: u64) -> Result<(Tensor, Tensor)> {
+    let n = images.dim(0)?;
+    if holdout > n {
+        return Err(Error::invalid(format!("cannot hold out {holdout} of {n} images")));
+    }
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    SplitMix64::new(seed).shuffle(&mut order);
+    let pick = |idx: &[u32]| -> Result<Tensor> { Ok(images.index_select(&Tensor::new(idx, images.device())?, 0)?) };
+    Ok((pick(&order[..holdout])?, pick(&order[holdout..])?))
+}
+
 /// The file names (without folders) of `files`, in order.
 pub fn file_names(files: &[PathBuf]) -> Vec<String> {
     files
