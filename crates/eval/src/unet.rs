@@ -238,11 +238,8 @@ impl UNet {
         let y = self.forward(x)?;
         let mut total = Tensor::zeros((), DType::F32, x.device())?;
         if let Some(onehot) = &t.onehot {
-            let logits = y.narrow(1, 0, c)?;
-            let max = logits.max_keepdim(1)?.detach();
-            let shifted = logits.broadcast_sub(&max)?;
-            let lse = shifted.exp()?.sum_keepdim(1)?.log()?;
-            let ce = (shifted.broadcast_sub(&lse)? * onehot)?.sum(1)?.mean_all()?.neg()?;
+            let logp = candle_nn::ops::log_softmax(&y.narrow(1, 0, c)?, 1)?;
+            let ce = (logp * onehot)?.sum(1)?.mean_all()?.neg()?;
             total = (total + ce)?;
         }
         if let Some(h) = &t.heatmaps {

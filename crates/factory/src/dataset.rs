@@ -161,8 +161,8 @@ impl DatasetWriter {
             return Err(Error::invalid(format!("image {}: expected {r}x{r} RGB", s.index)));
         }
         let name = Self::name(s.index);
-        let (ru, img) = (r as u32, RgbImage::from_raw(r as u32, r as u32, s.rgb.clone()));
-        let img = img.ok_or_else(|| Error::invalid("internal: image size"))?;
+        let ru = r as u32;
+        let img = RgbImage::from_raw(ru, ru, s.rgb.clone()).ok_or_else(|| Error::invalid("internal: image size"))?;
         save_png(
             &DynamicImage::ImageRgb8(img.clone()),
             &self.dir.join("images").join(&name),

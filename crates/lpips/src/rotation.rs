@@ -301,10 +301,7 @@ pub fn rotation_batch(images: &Tensor) -> Result<(Tensor, Vec<u32>)> {
 /// Mean cross-entropy of `logits` `[N, K]` against class ids.
 fn cross_entropy(logits: &Tensor, labels: &[u32]) -> Result<Tensor> {
     let (n, k) = logits.dims2()?;
-    let max = logits.max_keepdim(D::Minus1)?.detach();
-    let shifted = logits.broadcast_sub(&max)?;
-    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    let logp = shifted.broadcast_sub(&lse)?;
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
     let mut onehot = vec![0f32; n * k];
     for (i, &l) in labels.iter().enumerate() {
         onehot[i * k + l as usize] = 1.0;
