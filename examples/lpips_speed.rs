@@ -19,10 +19,17 @@ struct Args {
     size: usize,
     #[arg(long, default_value_t = 5)]
     repeats: usize,
+    /// Leave glibc's default heap behaviour (freed buffers go back to the kernel and
+    /// come back as fresh zeroed pages) instead of `keep_freed_memory`, as the CLI sets.
+    #[arg(long)]
+    default_heap: bool,
 }
 
 fn main() -> labelgan::core::Result<()> {
     let a = Args::parse();
+    if !a.default_heap {
+        labelgan::core::heap::keep_freed_memory();
+    }
     let dev = Device::Cpu;
     // The VGG weight shapes of the reference fixture, filled deterministically.
     let io = TensorFile::load("tests/fixtures/lpips/lpips_vgg_io.safetensors", &dev)?;

@@ -17,10 +17,13 @@
 
 #[doc(hidden)]
 pub mod detfill;
+mod fused;
 pub mod pool;
 pub mod rotation;
+mod trunk;
 
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 use candle_core::{D, DType, Device, Tensor};
 
@@ -91,6 +94,9 @@ pub struct Lpips {
     shift: Tensor,
     scale: Tensor,
     file: TensorFile,
+    /// The VGG trunk as one op with a hand-written backward, built on first use when the
+    /// weights are fixed CPU tensors (`None` inside: not applicable).
+    trunk: OnceLock<Option<Arc<trunk::Trunk>>>,
 }
 
 /// `[N, C, H, W] / (sqrt(sum_c f^2) + 1e-10)`. The square root is taken of
@@ -165,6 +171,7 @@ impl Lpips {
             shift,
             scale,
             file,
+            trunk: OnceLock::new(),
         };
         m.check()?;
         Ok(m)
@@ -228,6 +235,32 @@ impl Lpips {
         Ok(if relu { y.relu()? } else { y })
     }
 
+    /// The VGG trunk op, when the net is VGG-family with fixed CPU weights.
+    fn trunk(&self) -> Option<&Arc<trunk::Trunk>> {
+        self.trunk
+            .get_or_init(|| {
+                if self.net != Net::Vgg {
+                    return None;
+                }
+                let mut layers = vec![];
+                let mut slice = 1;
+                for (s, idx) in &self.vgg {
+                    if *s != slice {
+                        layers.push(trunk::Layer::Tap);
+                        layers.push(trunk::Layer::Pool);
+                        slice = *s;
+                    }
+                    let name = format!("net.slice{s}.{idx}");
+                    let w = self.file.get(&format!("{name}.weight")).ok()?;
+                    let b = self.file.get(&format!("{name}.bias")).ok()?;
+                    layers.push(trunk::Layer::Conv(w.clone(), b.clone(), 1));
+                }
+                layers.push(trunk::Layer::Tap);
+                trunk::Trunk::new(layers).ok().flatten().map(Arc::new)
+            })
+            .as_ref()
+    }
+
     fn fire(&self, x: &Tensor, name: &str) -> Result<Tensor> {
         let s = self.conv(x, &format!("{name}.squeeze"), 1, 0, true)?;
         let e1 = self.conv(&s, &format!("{name}.expand1x1"), 1, 0, true)?;
@@ -249,6 +282,17 @@ impl Lpips {
         let x = x
             .broadcast_sub(&self.shift.to_dtype(x.dtype())?)?
             .broadcast_div(&self.scale.to_dtype(x.dtype())?)?;
+        if let Some(trunk) = self.trunk() {
+            if let Some(taps) = trunk.taps(&x)? {
+                return Ok(taps);
+            }
+        }
+        self.taps_unfused(x)
+    }
+
+    /// The taps of scaled images through candle's ops (the reference for the fused
+    /// trunk, and the path whenever weights are variables).
+    fn taps_unfused(&self, x: Tensor) -> Result<Vec<Tensor>> {
         let mut taps = vec![];
         match self.net {
             Net::Vgg => {
@@ -314,15 +358,30 @@ impl Lpips {
         t0.iter()
             .zip(&t1)
             .enumerate()
-            .map(|(k, (a, b))| {
-                let d = (normalize(a)? - normalize(b)?)?.sqr()?;
-                Ok(match &self.weighting {
-                    Weighting::Learned(lins) => d.conv2d(&lins[k].to_dtype(d.dtype())?, 0, 1, 1, 1)?,
-                    Weighting::Uniform => d.mean_keepdim(1)?,
-                    Weighting::Sum => d.sum_keepdim(1)?,
-                })
-            })
+            .map(|(k, (a, b))| self.tap_term(k, a, b, true))
             .collect()
+    }
+
+    /// Tap `k`'s weighted map `[N, 1, h, w]` from the features of both images; `fused`
+    /// takes the one-op path where it applies.
+    fn tap_term(&self, k: usize, a: &Tensor, b: &Tensor, fused: bool) -> Result<Tensor> {
+        let c = a.dim(1)?;
+        let w = match &self.weighting {
+            Weighting::Learned(lins) => lins[k].to_dtype(a.dtype())?.flatten_all()?,
+            Weighting::Uniform => Tensor::full(1.0 / c as f64, c, a.device())?.to_dtype(a.dtype())?,
+            Weighting::Sum => Tensor::ones(c, a.dtype(), a.device())?,
+        };
+        if fused {
+            if let Some(d) = fused::tap_distance(a, b, &w)? {
+                return Ok(d);
+            }
+        }
+        let d = (normalize(a)? - normalize(b)?)?.sqr()?;
+        Ok(match &self.weighting {
+            Weighting::Learned(lins) => d.conv2d(&lins[k].to_dtype(d.dtype())?, 0, 1, 1, 1)?,
+            Weighting::Uniform => d.mean_keepdim(1)?,
+            Weighting::Sum => d.sum_keepdim(1)?,
+        })
     }
 
     /// One feature vector per image `[N, sum of tap channels]`: each tap's spatial mean
@@ -393,6 +452,7 @@ impl Lpips {
             shift: self.shift.to_dtype(dtype)?,
             scale: self.scale.to_dtype(dtype)?,
             file,
+            trunk: OnceLock::new(),
         })
     }
 }
@@ -450,3 +510,126 @@ const FIRES: &[(usize, usize, usize, usize, usize)] = &[
     (6, 11, 384, 64, 256),
     (7, 12, 512, 64, 256),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Var;
+    use labelgan_core::{SplitMix64, max_abs_diff};
+    use std::collections::HashMap;
+
+    /// A small random VGG-family LPIPS (two convs per slice, learned lin weights) in f64.
+    fn small_vgg(seed: u64) -> Lpips {
+        let dev = Device::Cpu;
+        let mut rng = SplitMix64::new(seed);
+        let mut tensors = HashMap::new();
+        let widths = [4, 6, 8, 8, 8];
+        let (mut cin, mut idx) = (3, 0);
+        for (s, &c) in widths.iter().enumerate() {
+            if s > 0 {
+                idx += 1;
+            }
+            for _ in 0..2 {
+                let name = format!("net.slice{}.{idx}", s + 1);
+                let w = (rng.normal_tensor(&[c, cin, 3, 3], &dev).unwrap() * (2.0 / (9 * cin) as f64).sqrt()).unwrap();
+                let b = (rng.normal_tensor(&[c], &dev).unwrap() * 0.3).unwrap();
+                tensors.insert(format!("{name}.weight"), w.to_dtype(DType::F64).unwrap());
+                tensors.insert(format!("{name}.bias"), b.to_dtype(DType::F64).unwrap());
+                (cin, idx) = (c, idx + 2);
+            }
+            let lin = rng.normal_tensor(&[1, c, 1, 1], &dev).unwrap().abs().unwrap();
+            tensors.insert(format!("lin{s}.model.1.weight"), lin.to_dtype(DType::F64).unwrap());
+        }
+        let shift = Tensor::new(&[-0.03f64, -0.088, -0.188], &dev)
+            .unwrap()
+            .reshape((1, 3, 1, 1))
+            .unwrap();
+        let scale = Tensor::new(&[0.458f64, 0.448, 0.45], &dev)
+            .unwrap()
+            .reshape((1, 3, 1, 1))
+            .unwrap();
+        tensors.insert("scaling_layer.shift".into(), shift);
+        tensors.insert("scaling_layer.scale".into(), scale);
+        Lpips::from_file(TensorFile {
+            path: "<test>".into(),
+            tensors,
+            metadata: HashMap::from([("net".to_string(), "vgg".to_string())]),
+        })
+        .unwrap()
+    }
+
+    /// The fused trunk and tap terms give the values and the gradients (with respect to
+    /// both images) of the candle-op path, on odd sizes where pools drop a row and column
+    /// and ReLU zeros tie inside pool windows.
+    #[test]
+    fn fused_paths_match_candle_ops() {
+        let m = small_vgg(3);
+        assert!(m.trunk().is_some(), "fixed f64 CPU weights take the trunk");
+        let mut rng = SplitMix64::new(4);
+        let dev = Device::Cpu;
+        let x0 = Var::from_tensor(
+            &rng.normal_tensor(&[2, 3, 37, 35], &dev)
+                .unwrap()
+                .to_dtype(DType::F64)
+                .unwrap(),
+        )
+        .unwrap();
+        let x1 = Var::from_tensor(
+            &rng.normal_tensor(&[2, 3, 37, 35], &dev)
+                .unwrap()
+                .to_dtype(DType::F64)
+                .unwrap(),
+        )
+        .unwrap();
+        let (shift, scale) = (
+            m.shift.to_dtype(DType::F64).unwrap(),
+            m.scale.to_dtype(DType::F64).unwrap(),
+        );
+        let scaled = |x: &Tensor| x.broadcast_sub(&shift).unwrap().broadcast_div(&scale).unwrap();
+        let fused = m.distance(x0.as_tensor(), x1.as_tensor()).unwrap();
+        let (t0, t1) = (
+            m.taps_unfused(scaled(x0.as_tensor())).unwrap(),
+            m.taps_unfused(scaled(x1.as_tensor())).unwrap(),
+        );
+        let mut reference: Option<Tensor> = None;
+        for (k, (a, b)) in t0.iter().zip(&t1).enumerate() {
+            let v = spatial_mean(&m.tap_term(k, a, b, false).unwrap()).unwrap();
+            reference = Some(match reference {
+                Some(r) => (r + v).unwrap(),
+                None => v,
+            });
+        }
+        let reference = reference.unwrap().flatten_all().unwrap();
+        assert_eq!(fused.dims(), [2]);
+        assert!(max_abs_diff(&fused, &reference).unwrap() < 1e-12);
+        let r = Tensor::new(&[0.7f64, -1.3], &dev).unwrap();
+        let g_fused = (fused * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let g_ref = (reference * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        for x in [&x0, &x1] {
+            let (a, b) = (g_fused.get(x.as_tensor()).unwrap(), g_ref.get(x.as_tensor()).unwrap());
+            let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+            assert!(scale > 1e-6, "a gradient to compare");
+            assert!((max_abs_diff(a, b).unwrap() as f64) < 1e-10 * scale.max(1.0));
+        }
+        // The taps themselves, without gradients.
+        let plain = m.taps(&x0.as_tensor().detach()).unwrap();
+        for (a, b) in plain.iter().zip(&t0) {
+            assert_eq!(a.dims(), b.dims());
+            assert!(max_abs_diff(a, b).unwrap() < 1e-12);
+        }
+    }
+
+    /// Weights that are variables (training the backbone) never take the trunk.
+    #[test]
+    fn variable_weights_take_candle_ops() {
+        let m = small_vgg(5);
+        let mut file = m.file.clone();
+        let w = file.tensors["net.slice1.0.weight"].clone();
+        file.tensors.insert(
+            "net.slice1.0.weight".into(),
+            Var::from_tensor(&w).unwrap().as_tensor().clone(),
+        );
+        let v = Lpips::from_file(file).unwrap();
+        assert!(v.trunk().is_none());
+    }
+}

@@ -1,0 +1,213 @@
+//! One tap's LPIPS term as one op on the CPU: `d = sum_c w_c (a_c / s_a - b_c / s_b)^2`
+//! per pixel, with `s = sqrt(sum_c f_c^2 + 1e-20) + 1e-10`, and its gradients with
+//! respect to both feature maps. As candle ops this is about fifteen passes over each
+//! tap forward and more backward, each with a fresh allocation; here it is two passes
+//! each way.
+//!
+//! With `u = a / s_a`, `n_a = sqrt(sum a^2 + 1e-20)` and `q_c = 2 w_c g (u_c - v_c)`:
+//! `dd/da_j = q_j / s_a - a_j / (n_a s_a^2) * sum_c q_c a_c` (and the same for `b`, with
+//! the sign of `q` flipped).
+
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
+
+use labelgan_core::Result;
+use labelgan_core::conv::{Element, with_cpu_slice};
+
+/// The map `[N, 1, H, W]` of one tap, or `None` when the inputs are not for this path
+/// (not on the CPU, not f32/f64, mismatched, or weights that want a gradient).
+pub(crate) fn tap_distance(a: &Tensor, b: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
+    let ok = a.device().is_cpu()
+        && matches!(a.dtype(), DType::F32 | DType::F64)
+        && a.dtype() == b.dtype()
+        && a.dtype() == w.dtype()
+        && a.rank() == 4
+        && a.dims() == b.dims()
+        && w.dims() == [a.dims()[1]]
+        && !w.track_op();
+    if !ok {
+        return Ok(None);
+    }
+    let (a, b, w) = (a.contiguous()?, b.contiguous()?, w.contiguous()?);
+    Ok(Some(if a.track_op() || b.track_op() {
+        a.apply_op3(&b, &w, TapDistance)?
+    } else {
+        a.apply_op3_no_bwd(&b, &w, &TapDistance)?
+    }))
+}
+
+struct TapDistance;
+
+fn slice<'a, T: Element>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("LPIPS tap distance: non-contiguous input".into()))?;
+    T::slice(s)
+        .map(|v| &v[a..b])
+        .ok_or_else(|| candle_core::Error::Msg("LPIPS tap distance: mixed dtypes".into()))
+}
+
+trait Real: Element + std::ops::Sub<Output = Self> + std::ops::Div<Output = Self> {
+    fn sqrt(self) -> Self;
+    fn from_f64(v: f64) -> Self;
+}
+
+impl Real for f32 {
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+}
+
+impl Real for f64 {
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+}
+
+/// Per pixel of each image: `n = sqrt(sum_c f^2 + 1e-20)` over `f [C, P]`.
+fn norms<T: Real>(f: &[T], c: usize, p: usize) -> Vec<T> {
+    let mut acc = vec![T::ZERO; p];
+    for ch in 0..c {
+        for (s, &v) in acc.iter_mut().zip(&f[ch * p..(ch + 1) * p]) {
+            *s = *s + v * v;
+        }
+    }
+    for s in &mut acc {
+        *s = (*s + T::from_f64(1e-20)).sqrt();
+    }
+    acc
+}
+
+fn forward<T: Real>(a: &[T], b: &[T], w: &[T], (n, c, p): (usize, usize, usize)) -> Vec<T> {
+    let eps = T::from_f64(1e-10);
+    let mut out = vec![T::ZERO; n * p];
+    for img in 0..n {
+        let (a, b) = (&a[img * c * p..(img + 1) * c * p], &b[img * c * p..(img + 1) * c * p]);
+        let (na, nb) = (norms(a, c, p), norms(b, c, p));
+        let ia: Vec<T> = na.iter().map(|&v| T::ONE / (v + eps)).collect();
+        let ib: Vec<T> = nb.iter().map(|&v| T::ONE / (v + eps)).collect();
+        let d = &mut out[img * p..(img + 1) * p];
+        for ch in 0..c {
+            let (ac, bc, wc) = (&a[ch * p..(ch + 1) * p], &b[ch * p..(ch + 1) * p], w[ch]);
+            for i in 0..p {
+                let diff = ac[i] * ia[i] - bc[i] * ib[i];
+                d[i] = d[i] + wc * diff * diff;
+            }
+        }
+    }
+    out
+}
+
+/// Gradients with respect to `a` and `b` of `sum g * d` (empty when not `want`ed).
+fn backward<T: Real>(
+    (a, b, w, g): (&[T], &[T], &[T], &[T]),
+    (n, c, p): (usize, usize, usize),
+    want: (bool, bool),
+) -> (Vec<T>, Vec<T>) {
+    let eps = T::from_f64(1e-10);
+    let two = T::from_f64(2.0);
+    let mut ga = vec![T::ZERO; if want.0 { a.len() } else { 0 }];
+    let mut gb = vec![T::ZERO; if want.1 { b.len() } else { 0 }];
+    for img in 0..n {
+        let r = img * c * p..(img + 1) * c * p;
+        let (a, b, g) = (&a[r.clone()], &b[r], &g[img * p..(img + 1) * p]);
+        let (na, nb) = (norms(a, c, p), norms(b, c, p));
+        let sa: Vec<T> = na.iter().map(|&v| v + eps).collect();
+        let sb: Vec<T> = nb.iter().map(|&v| v + eps).collect();
+        // t = sum_c q_c f_c with q_c = 2 w_c g (u_c - v_c).
+        let (mut ta, mut tb) = (vec![T::ZERO; p], vec![T::ZERO; p]);
+        for ch in 0..c {
+            let (ac, bc, wc) = (&a[ch * p..(ch + 1) * p], &b[ch * p..(ch + 1) * p], w[ch]);
+            for i in 0..p {
+                let q = two * wc * g[i] * (ac[i] / sa[i] - bc[i] / sb[i]);
+                ta[i] = ta[i] + q * ac[i];
+                tb[i] = tb[i] + q * bc[i];
+            }
+        }
+        let ka: Vec<T> = (0..p).map(|i| ta[i] / (na[i] * sa[i] * sa[i])).collect();
+        let kb: Vec<T> = (0..p).map(|i| tb[i] / (nb[i] * sb[i] * sb[i])).collect();
+        for ch in 0..c {
+            let (ac, bc, wc) = (&a[ch * p..(ch + 1) * p], &b[ch * p..(ch + 1) * p], w[ch]);
+            let plane = img * c * p + ch * p..img * c * p + (ch + 1) * p;
+            let q = |i: usize| two * wc * g[i] * (ac[i] / sa[i] - bc[i] / sb[i]);
+            if want.0 {
+                for (i, o) in ga[plane.clone()].iter_mut().enumerate() {
+                    *o = q(i) / sa[i] - ac[i] * ka[i];
+                }
+            }
+            if want.1 {
+                for (i, o) in gb[plane].iter_mut().enumerate() {
+                    *o = bc[i] * kb[i] - q(i) / sb[i];
+                }
+            }
+        }
+    }
+    (ga, gb)
+}
+
+impl CustomOp3 for TapDistance {
+    fn name(&self) -> &'static str {
+        "labelgan-lpips-tap-distance"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = l1.shape().dims4()?;
+        let dims = (n, c, h * w);
+        let out = match s1 {
+            CpuStorage::F32(_) => CpuStorage::F32(forward(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?, dims)),
+            _ => CpuStorage::F64(forward(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?, dims)),
+        };
+        Ok((out, Shape::from((n, 1, h, w))))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, c, h, wd) = a.dims4()?;
+        let dims = (n, c, h * wd);
+        let g = grad.contiguous()?;
+        let want = (a.track_op(), b.track_op());
+        macro_rules! run {
+            ($t:ty) => {{
+                let (ga, gb) = with_cpu_slice::<$t, _>(a, |av| {
+                    with_cpu_slice(b, |bv| {
+                        with_cpu_slice(w, |wv| {
+                            with_cpu_slice(&g, |gv| backward((av, bv, wv, gv), dims, want))
+                        })
+                    })
+                })????;
+                let wrap = |v: Vec<$t>, t: &Tensor| -> candle_core::Result<Option<Tensor>> {
+                    Ok(if v.is_empty() {
+                        None
+                    } else {
+                        Some(Tensor::from_vec(v, t.shape(), t.device())?)
+                    })
+                };
+                (wrap(ga, a)?, wrap(gb, b)?)
+            }};
+        }
+        let (ga, gb) = match a.dtype() {
+            DType::F32 => run!(f32),
+            _ => run!(f64),
+        };
+        Ok((ga, gb, None))
+    }
+}

@@ -1,0 +1,397 @@
+//! The VGG trunk as one differentiable op, for LPIPS with fixed weights on the CPU.
+//!
+//! Built from candle ops, every conv + bias + ReLU costs about ten passes over its
+//! activation in the backward (the ReLU mask, the bias gradient, gradient
+//! accumulation into fresh zero tensors), each with its own allocation. Here the whole
+//! trunk (3x3 convs with bias and ReLU, 2x2 max-pools) is one [`CustomOp1`] on the
+//! image: the forward fuses bias and ReLU into the convolution's output pass and keeps
+//! the activations, and the backward walks them in reverse with one in-place mask per
+//! conv, the flipped-kernel convolution for the input gradient, and a scatter per pool
+//! (to the first maximum of each window, as PyTorch does). Its output is every tap,
+//! flattened and concatenated tap by tap (`[N, C, H, W]` each), which [`Trunk::taps`]
+//! splits back with views.
+//!
+//! Only the gradient with respect to the image is computed: the trunk is used when no
+//! weight is a variable (training the backbone goes through candle's ops instead).
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
+
+use labelgan_core::conv::{Element, conv_cpu, flip_transpose_cpu, with_cpu_slice as with_slice};
+use labelgan_core::{Error, Result};
+
+#[derive(Debug)]
+enum Step {
+    /// 3x3 (or any k) stride-1 conv with bias, then ReLU.
+    Conv {
+        w: Tensor,
+        flipped: Tensor,
+        b: Tensor,
+        o: usize,
+        i: usize,
+        k: usize,
+        pad: usize,
+    },
+    /// 2x2 max-pool, stride 2, floor mode.
+    Pool,
+    /// The current activation is a tap.
+    Tap,
+}
+
+/// A VGG-family trunk with fixed weights, on the CPU, in one dtype.
+#[derive(Debug)]
+pub(crate) struct Trunk {
+    steps: Vec<Step>,
+    dtype: DType,
+}
+
+/// The layers of the trunk: conv `(weight [O, I, k, k], bias [O], padding)`, max-pool or tap.
+pub(crate) enum Layer {
+    Conv(Tensor, Tensor, usize),
+    Pool,
+    Tap,
+}
+
+impl Trunk {
+    /// `None` when the weights cannot take this path (not on the CPU, not f32/f64, or
+    /// some weight is a variable whose gradient is wanted).
+    pub(crate) fn new(layers: Vec<Layer>) -> Result<Option<Self>> {
+        let mut steps = vec![];
+        let mut dtype = None;
+        for l in layers {
+            steps.push(match l {
+                Layer::Conv(w, b, pad) => {
+                    if !w.device().is_cpu() || w.track_op() || b.track_op() {
+                        return Ok(None);
+                    }
+                    if !matches!(w.dtype(), DType::F32 | DType::F64) || *dtype.get_or_insert(w.dtype()) != w.dtype() {
+                        return Ok(None);
+                    }
+                    let (o, i, k, k2) = w.dims4()?;
+                    if k != k2 || pad >= k || b.dims() != [o] {
+                        return Ok(None);
+                    }
+                    let w = w.contiguous()?;
+                    let flipped = match w.dtype() {
+                        DType::F32 => flip(&w, (o, i, k), |v: Vec<f32>| {
+                            Tensor::from_vec(v, (i, o, k, k), w.device())
+                        })?,
+                        _ => flip(&w, (o, i, k), |v: Vec<f64>| {
+                            Tensor::from_vec(v, (i, o, k, k), w.device())
+                        })?,
+                    };
+                    Step::Conv {
+                        b: b.to_dtype(w.dtype())?.contiguous()?,
+                        w,
+                        flipped,
+                        o,
+                        i,
+                        k,
+                        pad,
+                    }
+                }
+                Layer::Pool => Step::Pool,
+                Layer::Tap => Step::Tap,
+            });
+        }
+        Ok(dtype.map(|dtype| Self { steps, dtype }))
+    }
+
+    /// The taps `[N, C, H, W]` of the scaled images `x [N, C, H, W]`, or `None` when `x`
+    /// is not on this path (another dtype or device).
+    pub(crate) fn taps(self: &Arc<Self>, x: &Tensor) -> Result<Option<Vec<Tensor>>> {
+        if x.dtype() != self.dtype || !x.device().is_cpu() {
+            return Ok(None);
+        }
+        let (n, c, h, w) = x.dims4()?;
+        let shapes = self.tap_shapes((n, c, h, w))?;
+        let x = x.contiguous()?;
+        let flat = if x.track_op() {
+            x.apply_op1(TrunkOp {
+                trunk: self.clone(),
+                saved: Some(Mutex::new(vec![])),
+            })?
+        } else {
+            x.apply_op1_no_bwd(&TrunkOp {
+                trunk: self.clone(),
+                saved: None,
+            })?
+        };
+        let mut taps = vec![];
+        let mut offset = 0;
+        for s in shapes {
+            let len = s.iter().product();
+            taps.push(flat.narrow(0, offset, len)?.reshape(s.to_vec())?);
+            offset += len;
+        }
+        Ok(Some(taps))
+    }
+
+    /// The shape of every tap, and an error naming the first layer the input does not fit.
+    fn tap_shapes(&self, (n, mut c, mut h, mut w): (usize, usize, usize, usize)) -> Result<Vec<[usize; 4]>> {
+        let mut out = vec![];
+        for (j, s) in self.steps.iter().enumerate() {
+            match s {
+                Step::Conv { o, i, k, pad, .. } => {
+                    if c != *i || h + 2 * pad < *k || w + 2 * pad < *k {
+                        return Err(Error::invalid(format!(
+                            "LPIPS trunk layer {j} takes [N, {i}, H, W] with H, W >= {}, got [{n}, {c}, {h}, {w}]",
+                            k - 2 * pad
+                        )));
+                    }
+                    (c, h, w) = (*o, h + 2 * pad + 1 - k, w + 2 * pad + 1 - k);
+                }
+                Step::Pool => {
+                    if h < 2 || w < 2 {
+                        return Err(Error::invalid(format!(
+                            "a {h}x{w} map is smaller than the 2x2 pool window (image too small for this backbone?)"
+                        )));
+                    }
+                    (h, w) = (h / 2, w / 2);
+                }
+                Step::Tap => out.push([n, c, h, w]),
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn flip<T: Element + candle_core::WithDType>(
+    w: &Tensor,
+    dims: (usize, usize, usize),
+    make: impl Fn(Vec<T>) -> candle_core::Result<Tensor>,
+) -> Result<Tensor> {
+    let v = w.flatten_all()?.to_vec1::<T>()?;
+    Ok(make(flip_transpose_cpu(&v, dims))?)
+}
+
+struct TrunkOp {
+    trunk: Arc<Trunk>,
+    /// The output of every step (conv and pool), kept for the backward; `None` when no
+    /// gradient is wanted.
+    saved: Option<Mutex<Vec<CpuStorage>>>,
+}
+
+/// 2x2 max-pool, stride 2, floor mode, over `[planes, h, w]`.
+fn pool_fwd<T: Element>(x: &[T], planes: usize, h: usize, w: usize) -> Vec<T> {
+    let (oh, ow) = (h / 2, w / 2);
+    let mut out = vec![T::ZERO; planes * oh * ow];
+    for p in 0..planes {
+        let src = &x[p * h * w..(p + 1) * h * w];
+        let dst = &mut out[p * oh * ow..(p + 1) * oh * ow];
+        for y in 0..oh {
+            let (r0, r1) = (&src[2 * y * w..], &src[(2 * y + 1) * w..]);
+            for xx in 0..ow {
+                let mut m = r0[2 * xx];
+                for v in [r0[2 * xx + 1], r1[2 * xx], r1[2 * xx + 1]] {
+                    if v > m {
+                        m = v;
+                    }
+                }
+                dst[y * ow + xx] = m;
+            }
+        }
+    }
+    out
+}
+
+/// The pool's input gradient: each output's gradient goes to the first maximum of its
+/// window (row-major), as PyTorch's CPU kernel does.
+fn pool_bwd<T: Element>(x: &[T], g: &[T], planes: usize, h: usize, w: usize) -> Vec<T> {
+    let (oh, ow) = (h / 2, w / 2);
+    let mut out = vec![T::ZERO; planes * h * w];
+    for p in 0..planes {
+        let src = &x[p * h * w..(p + 1) * h * w];
+        let gp = &g[p * oh * ow..(p + 1) * oh * ow];
+        let dst = &mut out[p * h * w..(p + 1) * h * w];
+        for y in 0..oh {
+            for xx in 0..ow {
+                let cand = [
+                    2 * y * w + 2 * xx,
+                    2 * y * w + 2 * xx + 1,
+                    (2 * y + 1) * w + 2 * xx,
+                    (2 * y + 1) * w + 2 * xx + 1,
+                ];
+                let mut best = cand[0];
+                for &c in &cand[1..] {
+                    if src[c] > src[best] {
+                        best = c;
+                    }
+                }
+                dst[best] = gp[y * ow + xx];
+            }
+        }
+    }
+    out
+}
+
+impl TrunkOp {
+    fn forward<T: Element>(&self, x: &[T], (n, c, h, w): (usize, usize, usize, usize)) -> candle_core::Result<Vec<T>> {
+        let mut saved = vec![];
+        let mut out = vec![];
+        let (mut c, mut h, mut w) = (c, h, w);
+        let mut cur: Option<Vec<T>> = None;
+        for s in &self.trunk.steps {
+            let input: &[T] = cur.as_deref().unwrap_or(x);
+            let next = match s {
+                Step::Conv {
+                    w: wt, b, o, k, pad, ..
+                } => {
+                    let y = with_slice(wt, |wv| {
+                        with_slice(b, |bv| {
+                            conv_cpu(input, wv, (n, c, h, w), (*o, *k), *pad, Some(bv), true)
+                        })
+                    })??;
+                    (c, h, w) = (*o, h + 2 * pad + 1 - k, w + 2 * pad + 1 - k);
+                    y
+                }
+                Step::Pool => {
+                    let y = pool_fwd(input, n * c, h, w);
+                    (h, w) = (h / 2, w / 2);
+                    y
+                }
+                Step::Tap => {
+                    out.extend_from_slice(input);
+                    continue;
+                }
+            };
+            if self.saved.is_some() {
+                if let Some(prev) = cur.take() {
+                    saved.push(T::storage(prev));
+                }
+            }
+            cur = Some(next);
+        }
+        if let Some(m) = &self.saved {
+            if let Some(last) = cur.take() {
+                saved.push(T::storage(last));
+            }
+            *m.lock()
+                .map_err(|_| candle_core::Error::Msg("LPIPS trunk: poisoned lock".into()))? = saved;
+        }
+        Ok(out)
+    }
+
+    fn backward<T: Element>(
+        &self,
+        x_dims: (usize, usize, usize, usize),
+        grad: &[T],
+        saved: &[CpuStorage],
+    ) -> candle_core::Result<Vec<T>> {
+        let (n, c0, h0, w0) = x_dims;
+        // Shapes [C, H, W] of the input of every step.
+        let mut dims = vec![];
+        let (mut c, mut h, mut w) = (c0, h0, w0);
+        let mut tap_len = vec![];
+        for s in &self.trunk.steps {
+            dims.push((c, h, w));
+            match s {
+                Step::Conv { o, k, pad, .. } => (c, h, w) = (*o, h + 2 * pad + 1 - k, w + 2 * pad + 1 - k),
+                Step::Pool => (h, w) = (h / 2, w / 2),
+                Step::Tap => tap_len.push(n * c * h * w),
+            }
+        }
+        let act = |j: usize| -> candle_core::Result<&[T]> {
+            T::slice(&saved[j]).ok_or_else(|| candle_core::Error::Msg("LPIPS trunk: saved dtype".into()))
+        };
+        // Index into `saved` of each conv/pool step's output.
+        let mut out_index = vec![usize::MAX; self.trunk.steps.len()];
+        let mut next = 0;
+        for (j, s) in self.trunk.steps.iter().enumerate() {
+            if !matches!(s, Step::Tap) {
+                out_index[j] = next;
+                next += 1;
+            }
+        }
+        if next != saved.len() {
+            return Err(candle_core::Error::Msg("LPIPS trunk: missing saved activations".into()));
+        }
+        let mut tap_end = grad.len();
+        let mut tap = tap_len.len();
+        let mut g: Option<Vec<T>> = None;
+        for (j, s) in self.trunk.steps.iter().enumerate().rev() {
+            let (c, h, w) = dims[j];
+            match s {
+                Step::Tap => {
+                    tap -= 1;
+                    let part = &grad[tap_end - tap_len[tap]..tap_end];
+                    tap_end -= tap_len[tap];
+                    match &mut g {
+                        Some(g) => g.iter_mut().zip(part).for_each(|(a, &b)| *a = *a + b),
+                        None => g = Some(part.to_vec()),
+                    }
+                }
+                Step::Conv {
+                    flipped, o, i, k, pad, ..
+                } => {
+                    let Some(mut gy) = g.take() else { continue };
+                    let y = act(out_index[j])?;
+                    gy.iter_mut()
+                        .zip(y)
+                        .for_each(|(g, &y)| *g = if y > T::ZERO { *g } else { T::ZERO });
+                    let (ho, wo) = (h + 2 * pad + 1 - k, w + 2 * pad + 1 - k);
+                    g = Some(with_slice(flipped, |fw| {
+                        conv_cpu(&gy, fw, (n, *o, ho, wo), (*i, *k), k - 1 - pad, None, false)
+                    })?);
+                }
+                Step::Pool => {
+                    let Some(gy) = g.take() else { continue };
+                    let input: &[T] = if j == 0 {
+                        return Err(candle_core::Error::Msg("LPIPS trunk: pool before any conv".into()));
+                    } else {
+                        act(out_index[j] - 1)?
+                    };
+                    g = Some(pool_bwd(input, &gy, n * c, h, w));
+                }
+            }
+        }
+        Ok(g.unwrap_or_else(|| vec![T::ZERO; n * c0 * h0 * w0]))
+    }
+}
+
+impl CustomOp1 for TrunkOp {
+    fn name(&self) -> &'static str {
+        "labelgan-lpips-vgg-trunk"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (a, b) = l
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("LPIPS trunk: non-contiguous input".into()))?;
+        let d = l.shape().dims4()?;
+        let out = match s {
+            CpuStorage::F32(x) => CpuStorage::F32(self.forward(&x[a..b], d)?),
+            CpuStorage::F64(x) => CpuStorage::F64(self.forward(&x[a..b], d)?),
+            _ => return Err(candle_core::Error::Msg("LPIPS trunk: f32 or f64 input".into())),
+        };
+        let len = match &out {
+            CpuStorage::F32(v) => v.len(),
+            CpuStorage::F64(v) => v.len(),
+            _ => 0,
+        };
+        Ok((out, Shape::from(len)))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let Some(saved) = &self.saved else {
+            return Ok(None);
+        };
+        let saved = saved
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("LPIPS trunk: poisoned lock".into()))?;
+        let d = arg.dims4()?;
+        let g = grad_res.contiguous()?;
+        let gx = match arg.dtype() {
+            DType::F32 => {
+                let v = with_slice(&g, |gv: &[f32]| self.backward(d, gv, &saved))??;
+                Tensor::from_vec(v, arg.shape(), arg.device())?
+            }
+            _ => {
+                let v = with_slice(&g, |gv: &[f64]| self.backward(d, gv, &saved))??;
+                Tensor::from_vec(v, arg.shape(), arg.device())?
+            }
+        };
+        Ok(Some(gx))
+    }
+}
