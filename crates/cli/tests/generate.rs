@@ -323,3 +323,33 @@ fn bad_input_gets_one_clear_line() {
     );
     assert!(!out.exists(), "a failed run must not leave an output file");
 }
+
+/// The README's first command: the shipped toy generator (at most 10 MB) makes 64 toy
+/// faces of 64x64 and a contact sheet, and different seeds give different faces.
+#[test]
+fn shipped_toy_generator_makes_64_faces() {
+    let asset = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets/toy_generator.safetensors");
+    let size = std::fs::metadata(&asset)
+        .expect("assets/toy_generator.safetensors is committed")
+        .len();
+    assert!(size <= 10 << 20, "{size} bytes");
+    let dir = tmp("toy_generator_pngs");
+    let _ = std::fs::remove_dir_all(&dir);
+    ok(&[
+        "generate",
+        "--weights",
+        asset.to_str().unwrap(),
+        "--count",
+        "64",
+        "--seed",
+        "0",
+        "--png-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let first = image::open(dir.join("000000.png")).unwrap().to_rgb8();
+    let last = image::open(dir.join("000063.png")).unwrap().to_rgb8();
+    assert_eq!(first.dimensions(), (64, 64));
+    assert!(dir.join("contact_sheet.png").exists());
+    let differ = first.pixels().zip(last.pixels()).filter(|(a, b)| a != b).count();
+    assert!(differ > 64 * 64 / 2, "seeds 0 and 63 give nearly the same image");
+}
