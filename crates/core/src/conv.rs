@@ -14,6 +14,7 @@
 //! up to summation order, also used when no gradient is needed. Devices other than the
 //! CPU go straight to candle's `conv2d`.
 
+use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 
 use crate::Result;
@@ -90,31 +91,32 @@ impl CustomOp2 for Conv {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (a1, b1) = l1
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("labelgan conv: non-contiguous input".into()))?;
-        let (a2, b2) = l2
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("labelgan conv: non-contiguous weight".into()))?;
         let (x, w) = (l1.shape().dims(), l2.shape().dims());
         let (n, c, h, wd) = (x[0], x[1], x[2], x[3]);
         let (o, k) = (w[0], w[2]);
         let p = self.pad;
         let (ho, wo) = (h + 2 * p + 1 - k, wd + 2 * p + 1 - k);
-        let shape = Shape::from((n, o, ho, wo));
-        match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(w)) => Ok((
-                CpuStorage::F32(conv_cpu(&x[a1..b1], &w[a2..b2], (n, c, h, wd), (o, k), p, None, false)),
-                shape,
+        let storage = match s1 {
+            CpuStorage::F32(_) => CpuStorage::F32(conv_cpu::<f32>(
+                cpu_slice(s1, l1)?,
+                cpu_slice(s2, l2)?,
+                (n, c, h, wd),
+                (o, k),
+                p,
+                None,
+                false,
             )),
-            (CpuStorage::F64(x), CpuStorage::F64(w)) => Ok((
-                CpuStorage::F64(conv_cpu(&x[a1..b1], &w[a2..b2], (n, c, h, wd), (o, k), p, None, false)),
-                shape,
+            _ => CpuStorage::F64(conv_cpu::<f64>(
+                cpu_slice(s1, l1)?,
+                cpu_slice(s2, l2)?,
+                (n, c, h, wd),
+                (o, k),
+                p,
+                None,
+                false,
             )),
-            _ => Err(candle_core::Error::Msg(
-                "labelgan conv: f32 or f64, both the same".into(),
-            )),
-        }
+        };
+        Ok((storage, Shape::from((n, o, ho, wo))))
     }
 
     fn bwd(
@@ -142,55 +144,72 @@ impl CustomOp2 for Conv {
 
 /// The element types of the CPU kernels (f32 and f64).
 pub trait Element:
-    Copy + Default + PartialOrd + Send + Sync + std::ops::Add<Output = Self> + std::ops::Mul<Output = Self> + 'static
+    Copy
+    + Default
+    + PartialOrd
+    + Send
+    + Sync
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+    + 'static
 {
     const ZERO: Self;
     const ONE: Self;
+    const DTYPE: DType;
     /// The slice of `storage` when it holds this type.
     fn slice(storage: &CpuStorage) -> Option<&[Self]>;
     /// `v` as candle storage.
     fn storage(v: Vec<Self>) -> CpuStorage;
+    fn sqrt(self) -> Self;
+    fn from_f64(v: f64) -> Self;
 }
 
-impl Element for f32 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-    fn slice(storage: &CpuStorage) -> Option<&[Self]> {
-        match storage {
-            CpuStorage::F32(v) => Some(v),
-            _ => None,
+macro_rules! element {
+    ($t:ty, $variant:ident) => {
+        impl Element for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            const DTYPE: DType = DType::$variant;
+            fn slice(storage: &CpuStorage) -> Option<&[Self]> {
+                match storage {
+                    CpuStorage::$variant(v) => Some(v),
+                    _ => None,
+                }
+            }
+            fn storage(v: Vec<Self>) -> CpuStorage {
+                CpuStorage::$variant(v)
+            }
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
+            }
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
         }
-    }
-    fn storage(v: Vec<Self>) -> CpuStorage {
-        CpuStorage::F32(v)
-    }
+    };
 }
 
-impl Element for f64 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-    fn slice(storage: &CpuStorage) -> Option<&[Self]> {
-        match storage {
-            CpuStorage::F64(v) => Some(v),
-            _ => None,
-        }
-    }
-    fn storage(v: Vec<Self>) -> CpuStorage {
-        CpuStorage::F64(v)
-    }
+element!(f32, F32);
+element!(f64, F64);
+
+/// The elements of a contiguous CPU storage of element type `T` under `layout` (a
+/// custom op's argument).
+pub fn cpu_slice<'a, T: Element>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [T]> {
+    let (a, b) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("expected a contiguous tensor".into()))?;
+    T::slice(storage)
+        .map(|v| &v[a..b])
+        .ok_or_else(|| candle_core::Error::Msg(format!("expected {:?} elements, got {:?}", T::DTYPE, storage.dtype())))
 }
 
 /// Runs `f` on the elements of a contiguous CPU tensor of element type `T`, without a copy.
 pub fn with_cpu_slice<T: Element, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> candle_core::Result<R> {
     let (storage, layout) = t.storage_and_layout();
-    let (a, b) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("expected a contiguous tensor".into()))?;
     match &*storage {
-        candle_core::Storage::Cpu(cs) => match T::slice(cs) {
-            Some(v) => Ok(f(&v[a..b])),
-            None => Err(candle_core::Error::Msg(format!("expected {:?} elements", t.dtype()))),
-        },
+        candle_core::Storage::Cpu(cs) => Ok(f(cpu_slice(cs, layout)?)),
         _ => Err(candle_core::Error::Msg("expected a CPU tensor".into())),
     }
 }

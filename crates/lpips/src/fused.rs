@@ -11,7 +11,7 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 
 use labelgan_core::Result;
-use labelgan_core::conv::{Element, with_cpu_slice};
+use labelgan_core::conv::{Element, cpu_slice, with_cpu_slice};
 
 /// The map `[N, 1, H, W]` of one tap, or `None` when the inputs are not for this path
 /// (not on the CPU, not f32/f64, mismatched, or weights that want a gradient).
@@ -37,40 +37,8 @@ pub(crate) fn tap_distance(a: &Tensor, b: &Tensor, w: &Tensor) -> Result<Option<
 
 struct TapDistance;
 
-fn slice<'a, T: Element>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
-    let (a, b) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("LPIPS tap distance: non-contiguous input".into()))?;
-    T::slice(s)
-        .map(|v| &v[a..b])
-        .ok_or_else(|| candle_core::Error::Msg("LPIPS tap distance: mixed dtypes".into()))
-}
-
-trait Real: Element + std::ops::Sub<Output = Self> + std::ops::Div<Output = Self> {
-    fn sqrt(self) -> Self;
-    fn from_f64(v: f64) -> Self;
-}
-
-impl Real for f32 {
-    fn sqrt(self) -> Self {
-        f32::sqrt(self)
-    }
-    fn from_f64(v: f64) -> Self {
-        v as f32
-    }
-}
-
-impl Real for f64 {
-    fn sqrt(self) -> Self {
-        f64::sqrt(self)
-    }
-    fn from_f64(v: f64) -> Self {
-        v
-    }
-}
-
 /// Per pixel of each image: `n = sqrt(sum_c f^2 + 1e-20)` over `f [C, P]`.
-fn norms<T: Real>(f: &[T], c: usize, p: usize) -> Vec<T> {
+fn norms<T: Element>(f: &[T], c: usize, p: usize) -> Vec<T> {
     let mut acc = vec![T::ZERO; p];
     for ch in 0..c {
         for (s, &v) in acc.iter_mut().zip(&f[ch * p..(ch + 1) * p]) {
@@ -83,7 +51,7 @@ fn norms<T: Real>(f: &[T], c: usize, p: usize) -> Vec<T> {
     acc
 }
 
-fn forward<T: Real>(a: &[T], b: &[T], w: &[T], (n, c, p): (usize, usize, usize)) -> Vec<T> {
+fn forward<T: Element>(a: &[T], b: &[T], w: &[T], (n, c, p): (usize, usize, usize)) -> Vec<T> {
     let eps = T::from_f64(1e-10);
     let mut out = vec![T::ZERO; n * p];
     for img in 0..n {
@@ -104,7 +72,7 @@ fn forward<T: Real>(a: &[T], b: &[T], w: &[T], (n, c, p): (usize, usize, usize))
 }
 
 /// Gradients with respect to `a` and `b` of `sum g * d` (empty when not `want`ed).
-fn backward<T: Real>(
+fn backward<T: Element>(
     (a, b, w, g): (&[T], &[T], &[T], &[T]),
     (n, c, p): (usize, usize, usize),
     want: (bool, bool),
@@ -167,8 +135,18 @@ impl CustomOp3 for TapDistance {
         let (n, c, h, w) = l1.shape().dims4()?;
         let dims = (n, c, h * w);
         let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(forward(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?, dims)),
-            _ => CpuStorage::F64(forward(slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?, dims)),
+            CpuStorage::F32(_) => CpuStorage::F32(forward(
+                cpu_slice(s1, l1)?,
+                cpu_slice(s2, l2)?,
+                cpu_slice(s3, l3)?,
+                dims,
+            )),
+            _ => CpuStorage::F64(forward(
+                cpu_slice(s1, l1)?,
+                cpu_slice(s2, l2)?,
+                cpu_slice(s3, l3)?,
+                dims,
+            )),
         };
         Ok((out, Shape::from((n, 1, h, w))))
     }

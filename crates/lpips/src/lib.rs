@@ -99,6 +99,21 @@ pub struct Lpips {
     trunk: OnceLock<Option<Arc<trunk::Trunk>>>,
 }
 
+/// `x` convolved with `w` (stride, zero padding `pad`), plus `b` per channel, then ReLU
+/// if asked, through candle ops.
+fn conv_bias(x: &Tensor, w: &Tensor, b: &Tensor, stride: usize, pad: usize, relu: bool) -> Result<Tensor> {
+    let (w, b) = (w.to_dtype(x.dtype())?, b.to_dtype(x.dtype())?);
+    // Stride-1 convs take the convolution whose input gradient is a forward conv
+    // (candle's own backward is a direct-loop transposed conv, ~5x slower).
+    let y = if stride == 1 {
+        labelgan_core::conv::conv2d(x, &w, pad)?
+    } else {
+        x.conv2d(&w, pad, stride, 1, 1)?
+    };
+    let y = y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?;
+    Ok(if relu { y.relu()? } else { y })
+}
+
 /// `[N, C, H, W] / (sqrt(sum_c f^2) + 1e-10)`. The square root is taken of
 /// `sum_c f^2 + 1e-20`: the same value in f32 wherever a feature is not all zero (and
 /// where it is, `0 / norm` is 0 either way), but a finite gradient at all-zero pixels,
@@ -222,17 +237,30 @@ impl Lpips {
     }
 
     fn conv(&self, x: &Tensor, name: &str, stride: usize, pad: usize, relu: bool) -> Result<Tensor> {
-        let w = self.file.get(&format!("{name}.weight"))?.to_dtype(x.dtype())?;
-        let b = self.file.get(&format!("{name}.bias"))?.to_dtype(x.dtype())?;
-        // Stride-1 convs take the convolution whose input gradient is a forward conv
-        // (candle's own backward is a direct-loop transposed conv, ~5x slower).
-        let y = if stride == 1 {
-            labelgan_core::conv::conv2d(x, &w, pad)?
-        } else {
-            x.conv2d(&w, pad, stride, 1, 1)?
-        };
-        let y = y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?;
-        Ok(if relu { y.relu()? } else { y })
+        let w = self.file.get(&format!("{name}.weight"))?;
+        let b = self.file.get(&format!("{name}.bias"))?;
+        conv_bias(x, w, b, stride, pad, relu)
+    }
+
+    /// The VGG-family backbone as a list of layers: each slice's 3x3 convs (padding 1,
+    /// ReLU), a tap at the end of every slice, and a 2x2 max-pool opening every slice
+    /// after the first. Both the fused trunk and the candle-op path walk this list.
+    fn vgg_layers(&self) -> Result<Vec<trunk::Layer>> {
+        let mut layers = vec![];
+        let mut slice = 1;
+        for (s, idx) in &self.vgg {
+            if *s != slice {
+                layers.push(trunk::Layer::Tap);
+                layers.push(trunk::Layer::Pool);
+                slice = *s;
+            }
+            let name = format!("net.slice{s}.{idx}");
+            let w = self.file.get(&format!("{name}.weight"))?;
+            let b = self.file.get(&format!("{name}.bias"))?;
+            layers.push(trunk::Layer::Conv(w.clone(), b.clone(), 1));
+        }
+        layers.push(trunk::Layer::Tap);
+        Ok(layers)
     }
 
     /// The VGG trunk op, when the net is VGG-family with fixed CPU weights.
@@ -242,21 +270,7 @@ impl Lpips {
                 if self.net != Net::Vgg {
                     return None;
                 }
-                let mut layers = vec![];
-                let mut slice = 1;
-                for (s, idx) in &self.vgg {
-                    if *s != slice {
-                        layers.push(trunk::Layer::Tap);
-                        layers.push(trunk::Layer::Pool);
-                        slice = *s;
-                    }
-                    let name = format!("net.slice{s}.{idx}");
-                    let w = self.file.get(&format!("{name}.weight")).ok()?;
-                    let b = self.file.get(&format!("{name}.bias")).ok()?;
-                    layers.push(trunk::Layer::Conv(w.clone(), b.clone(), 1));
-                }
-                layers.push(trunk::Layer::Tap);
-                trunk::Trunk::new(layers).ok().flatten().map(Arc::new)
+                trunk::Trunk::new(self.vgg_layers().ok()?).ok().flatten().map(Arc::new)
             })
             .as_ref()
     }
@@ -297,16 +311,13 @@ impl Lpips {
         match self.net {
             Net::Vgg => {
                 let mut h = x;
-                let mut slice = 1;
-                for (s, idx) in &self.vgg {
-                    if *s != slice {
-                        taps.push(h.clone());
-                        h = max_pool2d(&h, 2, 2, false)?;
-                        slice = *s;
+                for layer in self.vgg_layers()? {
+                    match layer {
+                        trunk::Layer::Conv(w, b, pad) => h = conv_bias(&h, &w, &b, 1, pad, true)?,
+                        trunk::Layer::Pool => h = max_pool2d(&h, 2, 2, false)?,
+                        trunk::Layer::Tap => taps.push(h.clone()),
                     }
-                    h = self.conv(&h, &format!("net.slice{s}.{idx}"), 1, 1, true)?;
                 }
-                taps.push(h);
             }
             Net::Alex => {
                 let h = self.conv(&x, "net.slice1.0", 4, 2, true)?;
@@ -567,20 +578,11 @@ mod tests {
         assert!(m.trunk().is_some(), "fixed f64 CPU weights take the trunk");
         let mut rng = SplitMix64::new(4);
         let dev = Device::Cpu;
-        let x0 = Var::from_tensor(
-            &rng.normal_tensor(&[2, 3, 37, 35], &dev)
-                .unwrap()
-                .to_dtype(DType::F64)
-                .unwrap(),
-        )
-        .unwrap();
-        let x1 = Var::from_tensor(
-            &rng.normal_tensor(&[2, 3, 37, 35], &dev)
-                .unwrap()
-                .to_dtype(DType::F64)
-                .unwrap(),
-        )
-        .unwrap();
+        let mut image = || {
+            let x = rng.normal_tensor(&[2, 3, 37, 35], &dev).unwrap();
+            Var::from_tensor(&x.to_dtype(DType::F64).unwrap()).unwrap()
+        };
+        let (x0, x1) = (image(), image());
         let (shift, scale) = (
             m.shift.to_dtype(DType::F64).unwrap(),
             m.scale.to_dtype(DType::F64).unwrap(),

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 
-use labelgan_core::conv::{Element, conv_cpu, flip_transpose_cpu, with_cpu_slice as with_slice};
+use labelgan_core::conv::{Element, conv_cpu, cpu_slice, flip_transpose_cpu, with_cpu_slice as with_slice};
 use labelgan_core::{Error, Result};
 
 #[derive(Debug)]
@@ -74,12 +74,16 @@ impl Trunk {
                     }
                     let w = w.contiguous()?;
                     let flipped = match w.dtype() {
-                        DType::F32 => flip(&w, (o, i, k), |v: Vec<f32>| {
-                            Tensor::from_vec(v, (i, o, k, k), w.device())
-                        })?,
-                        _ => flip(&w, (o, i, k), |v: Vec<f64>| {
-                            Tensor::from_vec(v, (i, o, k, k), w.device())
-                        })?,
+                        DType::F32 => Tensor::from_vec(
+                            with_slice(&w, |v: &[f32]| flip_transpose_cpu(v, (o, i, k)))?,
+                            (i, o, k, k),
+                            w.device(),
+                        )?,
+                        _ => Tensor::from_vec(
+                            with_slice(&w, |v: &[f64]| flip_transpose_cpu(v, (o, i, k)))?,
+                            (i, o, k, k),
+                            w.device(),
+                        )?,
                     };
                     Step::Conv {
                         b: b.to_dtype(w.dtype())?.contiguous()?,
@@ -105,7 +109,8 @@ impl Trunk {
             return Ok(None);
         }
         let (n, c, h, w) = x.dims4()?;
-        let shapes = self.tap_shapes((n, c, h, w))?;
+        let dims = self.input_dims((n, c, h, w))?;
+        let shapes = self.steps.iter().zip(&dims).filter(|(s, _)| matches!(s, Step::Tap));
         let x = x.contiguous()?;
         let flat = if x.track_op() {
             x.apply_op1(TrunkOp {
@@ -120,18 +125,20 @@ impl Trunk {
         };
         let mut taps = vec![];
         let mut offset = 0;
-        for s in shapes {
-            let len = s.iter().product();
-            taps.push(flat.narrow(0, offset, len)?.reshape(s.to_vec())?);
+        for (_, &(c, h, w)) in shapes {
+            let len = n * c * h * w;
+            taps.push(flat.narrow(0, offset, len)?.reshape((n, c, h, w))?);
             offset += len;
         }
         Ok(Some(taps))
     }
 
-    /// The shape of every tap, and an error naming the first layer the input does not fit.
-    fn tap_shapes(&self, (n, mut c, mut h, mut w): (usize, usize, usize, usize)) -> Result<Vec<[usize; 4]>> {
-        let mut out = vec![];
+    /// The `(C, H, W)` that enters every step for input `[N, C, H, W]`, and an error
+    /// naming the first layer the input does not fit.
+    fn input_dims(&self, (n, mut c, mut h, mut w): (usize, usize, usize, usize)) -> Result<Vec<(usize, usize, usize)>> {
+        let mut out = Vec::with_capacity(self.steps.len());
         for (j, s) in self.steps.iter().enumerate() {
+            out.push((c, h, w));
             match s {
                 Step::Conv { o, i, k, pad, .. } => {
                     if c != *i || h + 2 * pad < *k || w + 2 * pad < *k {
@@ -150,27 +157,18 @@ impl Trunk {
                     }
                     (h, w) = (h / 2, w / 2);
                 }
-                Step::Tap => out.push([n, c, h, w]),
+                Step::Tap => {}
             }
         }
         Ok(out)
     }
 }
 
-fn flip<T: Element + candle_core::WithDType>(
-    w: &Tensor,
-    dims: (usize, usize, usize),
-    make: impl Fn(Vec<T>) -> candle_core::Result<Tensor>,
-) -> Result<Tensor> {
-    let v = w.flatten_all()?.to_vec1::<T>()?;
-    Ok(make(flip_transpose_cpu(&v, dims))?)
-}
-
 struct TrunkOp {
     trunk: Arc<Trunk>,
-    /// The output of every step (conv and pool), kept for the backward; `None` when no
-    /// gradient is wanted.
-    saved: Option<Mutex<Vec<CpuStorage>>>,
+    /// The output of every conv and pool step, by step index (`None` at taps), kept for
+    /// the backward; `None` when no gradient is wanted.
+    saved: Option<Mutex<Vec<Option<CpuStorage>>>>,
 }
 
 /// 2x2 max-pool, stride 2, floor mode, over `[planes, h, w]`.
@@ -227,46 +225,44 @@ fn pool_bwd<T: Element>(x: &[T], g: &[T], planes: usize, h: usize, w: usize) -> 
 }
 
 impl TrunkOp {
-    fn forward<T: Element>(&self, x: &[T], (n, c, h, w): (usize, usize, usize, usize)) -> candle_core::Result<Vec<T>> {
-        let mut saved = vec![];
+    fn forward<T: Element>(&self, x: &[T], x_dims: (usize, usize, usize, usize)) -> candle_core::Result<Vec<T>> {
+        let n = x_dims.0;
+        let dims = self
+            .trunk
+            .input_dims(x_dims)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let keep = self.saved.is_some();
+        let mut saved: Vec<Option<CpuStorage>> = vec![];
         let mut out = vec![];
-        let (mut c, mut h, mut w) = (c, h, w);
-        let mut cur: Option<Vec<T>> = None;
-        for s in &self.trunk.steps {
-            let input: &[T] = cur.as_deref().unwrap_or(x);
+        // The current activation and the step that made it (`None`: the input).
+        let mut cur: Option<(usize, Vec<T>)> = None;
+        for (j, s) in self.trunk.steps.iter().enumerate() {
+            let (c, h, w) = dims[j];
+            let input: &[T] = cur.as_ref().map_or(x, |(_, v)| v);
             let next = match s {
                 Step::Conv {
                     w: wt, b, o, k, pad, ..
-                } => {
-                    let y = with_slice(wt, |wv| {
-                        with_slice(b, |bv| {
-                            conv_cpu(input, wv, (n, c, h, w), (*o, *k), *pad, Some(bv), true)
-                        })
-                    })??;
-                    (c, h, w) = (*o, h + 2 * pad + 1 - k, w + 2 * pad + 1 - k);
-                    y
-                }
-                Step::Pool => {
-                    let y = pool_fwd(input, n * c, h, w);
-                    (h, w) = (h / 2, w / 2);
-                    y
-                }
+                } => with_slice(wt, |wv| {
+                    with_slice(b, |bv| {
+                        conv_cpu(input, wv, (n, c, h, w), (*o, *k), *pad, Some(bv), true)
+                    })
+                })??,
+                Step::Pool => pool_fwd(input, n * c, h, w),
                 Step::Tap => {
                     out.extend_from_slice(input);
                     continue;
                 }
             };
-            if self.saved.is_some() {
-                if let Some(prev) = cur.take() {
-                    saved.push(T::storage(prev));
+            if let Some((step, prev)) = cur.replace((j, next)) {
+                if keep {
+                    saved.resize(step + 1, None);
+                    saved[step] = Some(T::storage(prev));
                 }
             }
-            cur = Some(next);
         }
-        if let Some(m) = &self.saved {
-            if let Some(last) = cur.take() {
-                saved.push(T::storage(last));
-            }
+        if let (Some(m), Some((step, last))) = (&self.saved, cur) {
+            saved.resize(step + 1, None);
+            saved[step] = Some(T::storage(last));
             *m.lock()
                 .map_err(|_| candle_core::Error::Msg("LPIPS trunk: poisoned lock".into()))? = saved;
         }
@@ -277,46 +273,29 @@ impl TrunkOp {
         &self,
         x_dims: (usize, usize, usize, usize),
         grad: &[T],
-        saved: &[CpuStorage],
+        saved: &[Option<CpuStorage>],
     ) -> candle_core::Result<Vec<T>> {
         let (n, c0, h0, w0) = x_dims;
-        // Shapes [C, H, W] of the input of every step.
-        let mut dims = vec![];
-        let (mut c, mut h, mut w) = (c0, h0, w0);
-        let mut tap_len = vec![];
-        for s in &self.trunk.steps {
-            dims.push((c, h, w));
-            match s {
-                Step::Conv { o, k, pad, .. } => (c, h, w) = (*o, h + 2 * pad + 1 - k, w + 2 * pad + 1 - k),
-                Step::Pool => (h, w) = (h / 2, w / 2),
-                Step::Tap => tap_len.push(n * c * h * w),
-            }
-        }
-        let act = |j: usize| -> candle_core::Result<&[T]> {
-            T::slice(&saved[j]).ok_or_else(|| candle_core::Error::Msg("LPIPS trunk: saved dtype".into()))
+        let dims = self
+            .trunk
+            .input_dims(x_dims)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        // The output of the last conv or pool step before step `j` (that step's input).
+        let input_of = |j: usize| -> candle_core::Result<&[T]> {
+            (0..j)
+                .rev()
+                .find_map(|i| saved.get(i).and_then(|s| s.as_ref()))
+                .and_then(T::slice)
+                .ok_or_else(|| candle_core::Error::Msg(format!("LPIPS trunk: no saved input for step {j}")))
         };
-        // Index into `saved` of each conv/pool step's output.
-        let mut out_index = vec![usize::MAX; self.trunk.steps.len()];
-        let mut next = 0;
-        for (j, s) in self.trunk.steps.iter().enumerate() {
-            if !matches!(s, Step::Tap) {
-                out_index[j] = next;
-                next += 1;
-            }
-        }
-        if next != saved.len() {
-            return Err(candle_core::Error::Msg("LPIPS trunk: missing saved activations".into()));
-        }
         let mut tap_end = grad.len();
-        let mut tap = tap_len.len();
         let mut g: Option<Vec<T>> = None;
         for (j, s) in self.trunk.steps.iter().enumerate().rev() {
             let (c, h, w) = dims[j];
             match s {
                 Step::Tap => {
-                    tap -= 1;
-                    let part = &grad[tap_end - tap_len[tap]..tap_end];
-                    tap_end -= tap_len[tap];
+                    let part = &grad[tap_end - n * c * h * w..tap_end];
+                    tap_end -= n * c * h * w;
                     match &mut g {
                         Some(g) => g.iter_mut().zip(part).for_each(|(a, &b)| *a = *a + b),
                         None => g = Some(part.to_vec()),
@@ -326,7 +305,7 @@ impl TrunkOp {
                     flipped, o, i, k, pad, ..
                 } => {
                     let Some(mut gy) = g.take() else { continue };
-                    let y = act(out_index[j])?;
+                    let y = input_of(j + 1)?;
                     gy.iter_mut()
                         .zip(y)
                         .for_each(|(g, &y)| *g = if y > T::ZERO { *g } else { T::ZERO });
@@ -337,12 +316,7 @@ impl TrunkOp {
                 }
                 Step::Pool => {
                     let Some(gy) = g.take() else { continue };
-                    let input: &[T] = if j == 0 {
-                        return Err(candle_core::Error::Msg("LPIPS trunk: pool before any conv".into()));
-                    } else {
-                        act(out_index[j] - 1)?
-                    };
-                    g = Some(pool_bwd(input, &gy, n * c, h, w));
+                    g = Some(pool_bwd(input_of(j)?, &gy, n * c, h, w));
                 }
             }
         }
@@ -356,19 +330,18 @@ impl CustomOp1 for TrunkOp {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (a, b) = l
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("LPIPS trunk: non-contiguous input".into()))?;
         let d = l.shape().dims4()?;
-        let out = match s {
-            CpuStorage::F32(x) => CpuStorage::F32(self.forward(&x[a..b], d)?),
-            CpuStorage::F64(x) => CpuStorage::F64(self.forward(&x[a..b], d)?),
-            _ => return Err(candle_core::Error::Msg("LPIPS trunk: f32 or f64 input".into())),
-        };
-        let len = match &out {
-            CpuStorage::F32(v) => v.len(),
-            CpuStorage::F64(v) => v.len(),
-            _ => 0,
+        let (out, len) = match s {
+            CpuStorage::F32(_) => {
+                let v = self.forward::<f32>(cpu_slice(s, l)?, d)?;
+                let len = v.len();
+                (CpuStorage::F32(v), len)
+            }
+            _ => {
+                let v = self.forward::<f64>(cpu_slice(s, l)?, d)?;
+                let len = v.len();
+                (CpuStorage::F64(v), len)
+            }
         };
         Ok((out, Shape::from(len)))
     }
