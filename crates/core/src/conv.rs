@@ -15,7 +15,7 @@
 //! CPU go straight to candle's `conv2d`.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
 
 use crate::Result;
 
@@ -55,6 +55,158 @@ pub fn conv3x3_stride2(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         .permute((0, 1, 3, 5, 2, 4))?
         .reshape((o, 4 * c, 2, 2))?;
     conv2d(&xs, &k, 0)
+}
+
+/// `conv2d(x, w, pad) + b` per output channel, then a ReLU if `relu`: one op on the
+/// CPU, with bias and ReLU applied in the conv's output pass and a backward that masks
+/// the gradient, sums the bias gradient and runs the two convolution gradients
+/// directly (no broadcast, ReLU or reduction ops in the graph). `b` is `[O]`. Other
+/// devices and dtypes compose candle's ops. Not differentiable twice through the mask
+/// or the bias gradient (use [`conv2d`] plus candle ops for second-order gradients).
+pub fn conv2d_bias(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, relu: bool) -> Result<Tensor> {
+    let o = w.dim(0)?;
+    if b.dims() != [o] {
+        return Err(crate::Error::invalid(format!(
+            "conv2d_bias: bias of shape {:?} for {o} output channels",
+            b.dims()
+        )));
+    }
+    let k = w.dim(2)?;
+    let float = matches!(x.dtype(), DType::F32 | DType::F64) && x.dtype() == w.dtype() && b.dtype() == w.dtype();
+    let fits = x.rank() == 4
+        && w.rank() == 4
+        && x.dim(1)? == w.dim(1)?
+        && w.dim(2)? == w.dim(3)?
+        && pad < k
+        && x.dim(2)? + 2 * pad >= k
+        && x.dim(3)? + 2 * pad >= k;
+    if !x.device().is_cpu() || !float || !fits {
+        let y = conv2d_raw(x, w, pad)?.broadcast_add(&b.reshape((1, o, 1, 1))?)?;
+        return Ok(if relu { y.relu()? } else { y });
+    }
+    let (x, w, b) = (x.contiguous()?, w.contiguous()?, b.contiguous()?);
+    let op = ConvBias { pad, relu };
+    Ok(if x.track_op() || w.track_op() || b.track_op() {
+        x.apply_op3(&w, &b, op)?
+    } else {
+        x.apply_op3_no_bwd(&w, &b, &op)?
+    })
+}
+
+struct ConvBias {
+    pad: usize,
+    relu: bool,
+}
+
+impl CustomOp3 for ConvBias {
+    fn name(&self) -> &'static str {
+        "labelgan-conv2d-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, c, h, wd) = l1.shape().dims4()?;
+        let (o, _, k, _) = l2.shape().dims4()?;
+        let p = self.pad;
+        let (ho, wo) = (h + 2 * p + 1 - k, wd + 2 * p + 1 - k);
+        fn run<T: Element>(
+            op: &ConvBias,
+            (s1, l1, s2, l2, s3, l3): (&CpuStorage, &Layout, &CpuStorage, &Layout, &CpuStorage, &Layout),
+            dims: (usize, usize, usize, usize),
+            ok: (usize, usize),
+        ) -> candle_core::Result<CpuStorage> {
+            let b = cpu_slice::<T>(s3, l3)?;
+            Ok(T::storage(conv_cpu::<T>(
+                cpu_slice(s1, l1)?,
+                cpu_slice(s2, l2)?,
+                dims,
+                ok,
+                op.pad,
+                Some(b),
+                op.relu,
+            )))
+        }
+        let args = (s1, l1, s2, l2, s3, l3);
+        let storage = match s1 {
+            CpuStorage::F32(_) => run::<f32>(self, args, (n, c, h, wd), (o, k))?,
+            _ => run::<f64>(self, args, (n, c, h, wd), (o, k))?,
+        };
+        Ok((storage, Shape::from((n, o, ho, wo))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        y: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let k = w.dim(2)?;
+        let o = w.dim(0)?;
+        // The pre-activation's gradient and the bias gradient, in one pass.
+        let (gz, gb) = if g.track_op() {
+            let gz = if self.relu {
+                (g * y.gt(0.0)?.to_dtype(g.dtype())?)?
+            } else {
+                g.clone()
+            };
+            let gb = gz.sum((0, 2, 3))?;
+            (gz, gb)
+        } else {
+            let g = g.contiguous()?;
+            match g.dtype() {
+                DType::F32 => mask_and_sum::<f32>(&g, y, o, self.relu)?,
+                _ => mask_and_sum::<f64>(&g, y, o, self.relu)?,
+            }
+        };
+        let gx = if x.track_op() {
+            Some(conv2d_raw(&gz, &flip_transpose(w)?, k - 1 - self.pad)?)
+        } else {
+            None
+        };
+        let gw = if w.track_op() {
+            Some(weight_grad(x, &gz, k, self.pad)?)
+        } else {
+            None
+        };
+        Ok((gx, gw, b.track_op().then_some(gb)))
+    }
+}
+
+/// `g` masked where the ReLU's output `y` is 0 (if `relu`) and its sum per channel
+/// (`[N, O, H, W]` -> `[O]`), on contiguous CPU tensors.
+fn mask_and_sum<T: Element>(g: &Tensor, y: &Tensor, o: usize, relu: bool) -> candle_core::Result<(Tensor, Tensor)> {
+    let (n, _, h, w) = g.dims4()?;
+    let hw = h * w;
+    let mut gz: Vec<T> = with_cpu_slice::<T, _>(g, |gs| gs.to_vec())?;
+    if relu {
+        let y = y.contiguous()?;
+        with_cpu_slice::<T, _>(&y, |ys| {
+            for (a, &v) in gz.iter_mut().zip(ys) {
+                if v <= T::ZERO {
+                    *a = T::ZERO;
+                }
+            }
+        })?;
+    }
+    let mut gb = vec![T::ZERO; o];
+    for (i, plane) in gz.chunks_exact(hw).enumerate() {
+        let acc = plane.iter().fold(T::ZERO, |acc, &v| acc + v);
+        gb[i % o] = gb[i % o] + acc;
+    }
+    debug_assert_eq!(gz.len(), n * o * hw);
+    Ok((
+        Tensor::from_vec(gz, (n, o, h, w), g.device())?,
+        Tensor::from_vec(gb, o, g.device())?,
+    ))
 }
 
 fn conv2d_raw(x: &Tensor, w: &Tensor, pad: usize) -> candle_core::Result<Tensor> {
@@ -144,7 +296,8 @@ impl CustomOp2 for Conv {
 
 /// The element types of the CPU kernels (f32 and f64).
 pub trait Element:
-    Copy
+    candle_core::WithDType
+    + Copy
     + Default
     + PartialOrd
     + Send
@@ -157,13 +310,11 @@ pub trait Element:
 {
     const ZERO: Self;
     const ONE: Self;
-    const DTYPE: DType;
     /// The slice of `storage` when it holds this type.
     fn slice(storage: &CpuStorage) -> Option<&[Self]>;
     /// `v` as candle storage.
     fn storage(v: Vec<Self>) -> CpuStorage;
     fn sqrt(self) -> Self;
-    fn from_f64(v: f64) -> Self;
 }
 
 macro_rules! element {
@@ -171,7 +322,6 @@ macro_rules! element {
         impl Element for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
-            const DTYPE: DType = DType::$variant;
             fn slice(storage: &CpuStorage) -> Option<&[Self]> {
                 match storage {
                     CpuStorage::$variant(v) => Some(v),
@@ -183,9 +333,6 @@ macro_rules! element {
             }
             fn sqrt(self) -> Self {
                 <$t>::sqrt(self)
-            }
-            fn from_f64(v: f64) -> Self {
-                v as $t
             }
         }
     };
@@ -330,6 +477,111 @@ pub fn conv_cpu<T: Element>(
     out
 }
 
+/// The weight gradient of [`conv_cpu`] on raw CPU buffers:
+/// `dW[o, c, dy, dx] = Σ_{n, y, x} g[n, o, y, x] · x_pad[n, c, y + dy, x + dx]`, for
+/// `x [N, C, H, W]`, `g [N, O, Ho, Wo]`, padding `p < k`; returns `[O, C, k, k]`.
+///
+/// The same shifted views as the forward, without im2col: with `g` laid out on the
+/// padded row width (`[O, Ho*Wp]`, zeros in the `k - 1` extra columns of each row), tap
+/// (dy, dx) is one GEMM `dW_tap [O, C] += G [O, Ho*Wp] · X_tap^T`, where `X_tap` is the
+/// `[C, Ho*Wp]` view of the padded input starting at `dy*Wp + dx`; the zero columns
+/// cancel the values that wrap around rows. Images are split across threads, each
+/// summing its own `dW`.
+///
+/// # Panics
+/// If the buffer lengths do not match the dimensions (a caller's bug).
+pub fn weight_grad_cpu<T: Element>(
+    x: &[T],
+    g: &[T],
+    (n, c, h, wd): (usize, usize, usize, usize),
+    (o, k): (usize, usize),
+    p: usize,
+) -> Vec<T> {
+    let (hp, wp) = (h + 2 * p, wd + 2 * p);
+    let (ho, wo) = (hp + 1 - k, wp + 1 - k);
+    assert!(p < k && x.len() == n * c * h * wd && g.len() == n * o * ho * wo);
+    let plane = hp * wp;
+    let size = o * c * k * k;
+    let partial = |images: std::ops::Range<usize>| -> Vec<T> {
+        let mut dw = vec![T::ZERO; size];
+        let mut xp = vec![T::ZERO; c * plane + k];
+        let mut gp = vec![T::ZERO; o * ho * wp];
+        for img in images {
+            for ch in 0..c {
+                for y in 0..h {
+                    let src = &x[((img * c + ch) * h + y) * wd..((img * c + ch) * h + y + 1) * wd];
+                    let d = ch * plane + (y + p) * wp + p;
+                    xp[d..d + wd].copy_from_slice(src);
+                }
+            }
+            for oo in 0..o {
+                for y in 0..ho {
+                    let src = &g[((img * o + oo) * ho + y) * wo..((img * o + oo) * ho + y + 1) * wo];
+                    let d = (oo * ho + y) * wp;
+                    gp[d..d + wo].copy_from_slice(src);
+                }
+            }
+            for dy in 0..k {
+                for dx in 0..k {
+                    // SAFETY: dst element (oo, cc) is dw[oo*c*k*k + cc*k*k + dy*k + dx]
+                    // < size; lhs element (oo, j) is gp[oo*ho*wp + j] with j < ho*wp; rhs
+                    // element (j, cc) is xp[dy*wp + dx + j + cc*plane], at most
+                    // (k-1)*wp + (k-1) + ho*wp - 1 + (c-1)*plane < c*plane + k = xp.len().
+                    unsafe {
+                        gemm::gemm(
+                            o,
+                            c,
+                            ho * wp,
+                            dw.as_mut_ptr().add(dy * k + dx),
+                            (k * k) as isize,
+                            (c * k * k) as isize,
+                            true,
+                            gp.as_ptr(),
+                            1,
+                            (ho * wp) as isize,
+                            xp.as_ptr().add(dy * wp + dx),
+                            plane as isize,
+                            1,
+                            T::ONE,
+                            T::ONE,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
+                    }
+                }
+            }
+        }
+        dw
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(n);
+    if threads <= 1 || size * n * ho * wp < 1 << 16 {
+        return partial(0..n);
+    }
+    let per = n.div_ceil(threads);
+    let parts: Vec<Vec<T>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .step_by(per)
+            .map(|a| {
+                let partial = &partial;
+                s.spawn(move || partial(a..(a + per).min(n)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("weight-gradient thread panicked"))
+            .collect()
+    });
+    let mut dw = parts[0].clone();
+    for part in &parts[1..] {
+        for (a, &b) in dw.iter_mut().zip(part) {
+            *a = *a + b;
+        }
+    }
+    dw
+}
+
 /// `w [O, I, k, k]` -> `[I, O, k, k]` with both spatial axes reversed, on a raw buffer:
 /// the kernel whose stride-1 convolution (padding `k - 1 - p`) is the input gradient of
 /// a convolution with `w` (padding `p`).
@@ -358,10 +610,32 @@ fn flip_transpose(w: &Tensor) -> candle_core::Result<Tensor> {
         .index_select(&rev, 3)
 }
 
-/// `dW[o, i, ky, kx] = Σ_{n, y, x} g[n, o, y, x] · x_pad[n, i, y + ky, x + kx]`.
+/// [`weight_grad_cpu`] on contiguous CPU tensors.
+fn weight_grad_tensor<T: Element>(
+    x: &Tensor,
+    g: &Tensor,
+    dims: (usize, usize, usize, usize),
+    (o, k): (usize, usize),
+    pad: usize,
+) -> candle_core::Result<Tensor> {
+    let dw = with_cpu_slice::<T, _>(x, |xs| {
+        with_cpu_slice::<T, _>(g, |gs| weight_grad_cpu(xs, gs, dims, (o, k), pad))
+    })??;
+    Tensor::from_vec(dw, (o, dims.1, k, k), x.device())
+}
+
+/// `dW[o, i, ky, kx] = Σ_{n, y, x} g[n, o, y, x] · x_pad[n, i, y + ky, x + kx]`: on the
+/// CPU by [`weight_grad_cpu`], elsewhere from shifted views and one matrix product.
 fn weight_grad(x: &Tensor, g: &Tensor, k: usize, pad: usize) -> candle_core::Result<Tensor> {
-    let (n, i, _, _) = x.dims4()?;
+    let (n, i, h, wd) = x.dims4()?;
     let (_, o, ho, wo) = g.dims4()?;
+    if x.device().is_cpu() && x.dtype() == g.dtype() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        let (x, g) = (x.contiguous()?, g.contiguous()?);
+        return match x.dtype() {
+            DType::F32 => weight_grad_tensor::<f32>(&x, &g, (n, i, h, wd), (o, k), pad),
+            _ => weight_grad_tensor::<f64>(&x, &g, (n, i, h, wd), (o, k), pad),
+        };
+    }
     let xp = if pad > 0 {
         x.pad_with_zeros(2, pad, pad)?.pad_with_zeros(3, pad, pad)?
     } else {
@@ -424,6 +698,65 @@ mod tests {
             .unwrap();
         let got = Tensor::from_vec(got, want.shape(), &dev).unwrap();
         assert!(max_abs_diff(&got, &want).unwrap() < 1e-5);
+    }
+
+    #[test]
+    fn weight_gradient_matches_candle_on_odd_shapes() {
+        // Pads 0..k, kernels 1, 3 and 5, non-square maps, images split across threads.
+        let mut rng = SplitMix64::new(21);
+        let dev = Device::Cpu;
+        for (n, c, o, h, w, k, p) in [
+            (3, 2, 5, 7, 5, 3, 1),
+            (1, 4, 3, 6, 9, 3, 0),
+            (5, 3, 2, 8, 6, 5, 2),
+            (2, 6, 4, 5, 5, 1, 0),
+            (4, 3, 3, 9, 7, 5, 4),
+        ] {
+            let x = rng.normal_tensor(&[n, c, h, w], &dev).unwrap();
+            let wt = Var::from_tensor(&rng.normal_tensor(&[o, c, k, k], &dev).unwrap()).unwrap();
+            let y = x.conv2d(wt.as_tensor(), p, 1, 1, 1).unwrap();
+            let r = rng.normal_tensor(y.dims(), &dev).unwrap();
+            let want = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let want = want.get(wt.as_tensor()).unwrap();
+            let got = weight_grad(&x, &r, k, p).unwrap();
+            let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let err = max_abs_diff(&got, want).unwrap();
+            assert!(err < 1e-5 * scale.max(1.0), "{:?}: error {err}", (n, c, o, h, w, k, p));
+            // f64 agrees with f32 to f32 precision.
+            let got64 = weight_grad(&x.to_dtype(DType::F64).unwrap(), &r.to_dtype(DType::F64).unwrap(), k, p).unwrap();
+            assert!(max_abs_diff(&got64.to_dtype(DType::F32).unwrap(), want).unwrap() < 1e-5 * scale.max(1.0));
+        }
+    }
+
+    #[test]
+    fn fused_bias_relu_matches_candle_ops() {
+        let mut rng = SplitMix64::new(33);
+        let dev = Device::Cpu;
+        for (relu, pad, k) in [(true, 1, 3), (false, 1, 3), (true, 0, 1), (true, 2, 3)] {
+            let x = Var::from_tensor(&rng.normal_tensor(&[3, 4, 7, 6], &dev).unwrap()).unwrap();
+            let w = Var::from_tensor(&rng.normal_tensor(&[5, 4, k, k], &dev).unwrap()).unwrap();
+            let b = Var::from_tensor(&rng.normal_tensor(&[5], &dev).unwrap()).unwrap();
+            let got = conv2d_bias(x.as_tensor(), w.as_tensor(), b.as_tensor(), pad, relu).unwrap();
+            let want = x
+                .as_tensor()
+                .conv2d(w.as_tensor(), pad, 1, 1, 1)
+                .unwrap()
+                .broadcast_add(&b.as_tensor().reshape((1, 5, 1, 1)).unwrap())
+                .unwrap();
+            let want = if relu { want.relu().unwrap() } else { want };
+            assert!(max_abs_diff(&got, &want).unwrap() < 1e-5);
+            let r = rng.normal_tensor(got.dims(), &dev).unwrap();
+            let g1 = (got * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (want * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            for v in [&x, &w, &b] {
+                let (a, e) = (g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
+                assert!(max_abs_diff(a, e).unwrap() < 1e-4, "relu {relu} pad {pad} k {k}");
+            }
+        }
+        let x = Tensor::zeros((1, 4, 5, 5), DType::F32, &dev).unwrap();
+        let w = Tensor::zeros((5, 4, 3, 3), DType::F32, &dev).unwrap();
+        let bad = Tensor::zeros(4, DType::F32, &dev).unwrap();
+        assert!(conv2d_bias(&x, &w, &bad, 1, true).is_err());
     }
 
     #[test]

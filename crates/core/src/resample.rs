@@ -13,9 +13,107 @@
 //!
 //! Scales are computed in f32 as PyTorch does for f32 inputs.
 
-use candle_core::{Device, Tensor};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
 
 use crate::Result;
+use crate::conv::{Element, cpu_slice};
+
+/// 2x2 average pooling with stride 2 of `x [N, C, H, W]` (even H and W):
+/// `[N, C, H/2, W/2]`. On the CPU one pass each way; its gradient is
+/// [`upsample_nearest2`] of the output gradient divided by 4 (so it differentiates to
+/// any order). Elsewhere candle's reshape and mean.
+pub fn avg_pool2(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    if h % 2 != 0 || w % 2 != 0 {
+        return Err(crate::Error::invalid(format!(
+            "avg_pool2 needs even height and width, got {:?}",
+            x.dims()
+        )));
+    }
+    if !x.device().is_cpu() || !matches!(x.dtype(), DType::F32 | DType::F64) {
+        return Ok(x.reshape((n, c, h / 2, 2, w / 2, 2))?.mean(5)?.mean(3)?);
+    }
+    Ok(x.contiguous()?.apply_op1(Resample2 { up: false })?)
+}
+
+/// Nearest-neighbour 2x upsampling of `x [N, C, H, W]`: `[N, C, 2H, 2W]`. On the CPU
+/// one pass each way; its gradient is 4 [`avg_pool2`] of the output gradient. Elsewhere
+/// a broadcast (whose gradient candle gets right).
+pub fn upsample_nearest2(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    if !x.device().is_cpu() || !matches!(x.dtype(), DType::F32 | DType::F64) {
+        return Ok(x
+            .reshape((n, c, h, 1, w, 1))?
+            .broadcast_as((n, c, h, 2, w, 2))?
+            .reshape((n, c, 2 * h, 2 * w))?);
+    }
+    Ok(x.contiguous()?.apply_op1(Resample2 { up: true })?)
+}
+
+struct Resample2 {
+    up: bool,
+}
+
+fn resample2<T: Element>(x: &[T], planes: usize, h: usize, w: usize, up: bool) -> Vec<T> {
+    if up {
+        let mut out = Vec::with_capacity(planes * 4 * h * w);
+        for p in 0..planes {
+            for y in 0..h {
+                let row = &x[(p * h + y) * w..(p * h + y + 1) * w];
+                for _ in 0..2 {
+                    out.extend(row.iter().flat_map(|&v| [v, v]));
+                }
+            }
+        }
+        out
+    } else {
+        let (ho, wo) = (h / 2, w / 2);
+        let quarter = T::from_f64(0.25);
+        let mut out = Vec::with_capacity(planes * ho * wo);
+        for p in 0..planes {
+            for y in 0..ho {
+                let r0 = &x[(p * h + 2 * y) * w..(p * h + 2 * y + 1) * w];
+                let r1 = &x[(p * h + 2 * y + 1) * w..(p * h + 2 * y + 2) * w];
+                out.extend((0..wo).map(|j| (r0[2 * j] + r0[2 * j + 1] + r1[2 * j] + r1[2 * j + 1]) * quarter));
+            }
+        }
+        out
+    }
+}
+
+impl CustomOp1 for Resample2 {
+    fn name(&self) -> &'static str {
+        if self.up {
+            "labelgan-upsample-nearest2"
+        } else {
+            "labelgan-avg-pool2"
+        }
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = l.shape().dims4()?;
+        let out = match s.dtype() {
+            DType::F32 => f32::storage(resample2::<f32>(cpu_slice(s, l)?, n * c, h, w, self.up)),
+            _ => f64::storage(resample2::<f64>(cpu_slice(s, l)?, n * c, h, w, self.up)),
+        };
+        let shape = if self.up {
+            (n, c, 2 * h, 2 * w)
+        } else {
+            (n, c, h / 2, w / 2)
+        };
+        Ok((out, Shape::from(shape)))
+    }
+
+    fn bwd(&self, _x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let err = |e: crate::Error| candle_core::Error::Msg(e.to_string());
+        Ok(Some(if self.up {
+            (avg_pool2(g).map_err(err)? * 4.0)?
+        } else {
+            (upsample_nearest2(g).map_err(err)? * 0.25)?
+        }))
+    }
+}
 
 /// `a_h · x · a_wᵀ` over the last two dimensions of `x [N, C, H, W]`, with
 /// `a_h [Ho, H]` and `a_w [Wo, W]`: `[N, C, Ho, Wo]`.
@@ -117,6 +215,60 @@ impl AxisInterp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{SplitMix64, max_abs_diff};
+    use candle_core::Var;
+
+    #[test]
+    fn pool_and_upsample_match_candle_ops_with_gradients() {
+        let mut rng = SplitMix64::new(3);
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&rng.normal_tensor(&[2, 3, 6, 4], &dev).unwrap()).unwrap();
+        let (n, c, h, w) = (2, 3, 6, 4);
+        let pooled = avg_pool2(x.as_tensor()).unwrap();
+        let want = x
+            .as_tensor()
+            .reshape((n, c, h / 2, 2, w / 2, 2))
+            .unwrap()
+            .mean(5)
+            .unwrap()
+            .mean(3)
+            .unwrap();
+        assert!(max_abs_diff(&pooled, &want).unwrap() < 1e-6);
+        let up = upsample_nearest2(x.as_tensor()).unwrap();
+        let want_up = x
+            .as_tensor()
+            .reshape((n, c, h, 1, w, 1))
+            .unwrap()
+            .broadcast_as((n, c, h, 2, w, 2))
+            .unwrap()
+            .reshape((n, c, 2 * h, 2 * w))
+            .unwrap();
+        assert_eq!(max_abs_diff(&up, &want_up).unwrap(), 0.0);
+        // Gradients of squared weighted sums through both paths.
+        for (got, want) in [(pooled, want), (up, want_up)] {
+            let r = rng.normal_tensor(got.dims(), &dev).unwrap();
+            let g1 = (got * &r)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let g2 = (want * &r)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let (a, b) = (g1.get(x.as_tensor()).unwrap(), g2.get(x.as_tensor()).unwrap());
+            assert!(max_abs_diff(a, b).unwrap() < 1e-5);
+        }
+        let odd = Tensor::zeros((1, 1, 3, 4), DType::F32, &dev).unwrap();
+        assert!(avg_pool2(&odd).is_err());
+    }
 
     #[test]
     fn matches_pytorch_on_known_cases() {

@@ -2,13 +2,15 @@
 //! model that tells whether a dataset is worth training on.
 //!
 //! Layout: per level two 3x3 convs with ReLU (widths `widths[0..L]`), 2x2 average
-//! pooling between levels; on the way up nearest upsampling (written as a broadcast, so
-//! its gradient is exact), concatenation with the skip, two 3x3 convs; a 1x1 conv to
+//! pooling between levels; on the way up nearest 2x upsampling, concatenation with the
+//! skip, two 3x3 convs; a 1x1 conv to
 //! `classes + keypoints + depth` output channels. Losses: cross-entropy on the classes,
 //! squared error on Gaussian keypoint heatmaps (peak 1, std `sigma` pixels) and on depth,
 //! summed. Adam. Optional augmentation: horizontal flips (with the domain's left/right
 //! class and keypoint pairs swapped) and random shifts of up to `shift` pixels (edges
-//! replicated), both applied to labels alike.
+//! replicated), both applied to labels alike. On the CPU each conv with its bias and
+//! ReLU is one op (`labelgan_core::conv::conv2d_bias`), and pooling and upsampling are
+//! one-pass ops with their own gradients.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -115,15 +117,11 @@ pub struct UNet {
 }
 
 fn up2(x: &Tensor) -> Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    Ok(x.reshape((n, c, h, 1, w, 1))?
-        .broadcast_as((n, c, h, 2, w, 2))?
-        .reshape((n, c, 2 * h, 2 * w))?)
+    labelgan_core::resample::upsample_nearest2(x)
 }
 
 fn down2(x: &Tensor) -> Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    Ok(x.reshape((n, c, h / 2, 2, w / 2, 2))?.mean(5)?.mean(3)?)
+    labelgan_core::resample::avg_pool2(x)
 }
 
 impl UNet {
@@ -158,8 +156,7 @@ impl UNet {
         let w = self.params[&format!("{name}.weight")].as_tensor();
         let b = self.params[&format!("{name}.bias")].as_tensor();
         let pad = w.dim(2)? / 2;
-        let y = labelgan_core::conv::conv2d(x, w, pad)?.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?;
-        Ok(if relu { y.relu()? } else { y })
+        labelgan_core::conv::conv2d_bias(x, w, b, pad, relu)
     }
 
     /// Raw outputs `[N, outputs, R, R]` for images `[N, 3, R, R]` in [-1, 1].
