@@ -200,7 +200,7 @@ fn mask_and_sum<T: Element>(g: &Tensor, y: &Tensor, o: usize, relu: bool) -> can
     let mut gb = vec![T::ZERO; o];
     for (i, plane) in gz.chunks_exact(hw).enumerate() {
         let acc = plane.iter().fold(T::ZERO, |acc, &v| acc + v);
-        gb[i % o] = gb[i % o] + acc;
+        gb[i % o] += acc;
     }
     debug_assert_eq!(gz.len(), n * o * hw);
     Ok((
@@ -576,7 +576,7 @@ pub fn weight_grad_cpu<T: Element>(
     let mut dw = parts[0].clone();
     for part in &parts[1..] {
         for (a, &b) in dw.iter_mut().zip(part) {
-            *a = *a + b;
+            *a += b;
         }
     }
     dw

@@ -42,7 +42,7 @@ fn norms<T: Element>(f: &[T], c: usize, p: usize) -> Vec<T> {
     let mut acc = vec![T::ZERO; p];
     for ch in 0..c {
         for (s, &v) in acc.iter_mut().zip(&f[ch * p..(ch + 1) * p]) {
-            *s = *s + v * v;
+            *s += v * v;
         }
     }
     for s in &mut acc {
@@ -64,7 +64,7 @@ fn forward<T: Element>(a: &[T], b: &[T], w: &[T], (n, c, p): (usize, usize, usiz
             let (ac, bc, wc) = (&a[ch * p..(ch + 1) * p], &b[ch * p..(ch + 1) * p], w[ch]);
             for i in 0..p {
                 let diff = ac[i] * ia[i] - bc[i] * ib[i];
-                d[i] = d[i] + wc * diff * diff;
+                d[i] += wc * diff * diff;
             }
         }
     }
@@ -93,8 +93,8 @@ fn backward<T: Element>(
             let (ac, bc, wc) = (&a[ch * p..(ch + 1) * p], &b[ch * p..(ch + 1) * p], w[ch]);
             for i in 0..p {
                 let q = two * wc * g[i] * (ac[i] / sa[i] - bc[i] / sb[i]);
-                ta[i] = ta[i] + q * ac[i];
-                tb[i] = tb[i] + q * bc[i];
+                ta[i] += q * ac[i];
+                tb[i] += q * bc[i];
             }
         }
         let ka: Vec<T> = (0..p).map(|i| ta[i] / (na[i] * sa[i] * sa[i])).collect();

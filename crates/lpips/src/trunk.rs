@@ -297,7 +297,7 @@ impl TrunkOp {
                     let part = &grad[tap_end - n * c * h * w..tap_end];
                     tap_end -= n * c * h * w;
                     match &mut g {
-                        Some(g) => g.iter_mut().zip(part).for_each(|(a, &b)| *a = *a + b),
+                        Some(g) => g.iter_mut().zip(part).for_each(|(a, &b)| *a += b),
                         None => g = Some(part.to_vec()),
                     }
                 }
