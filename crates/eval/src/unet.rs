@@ -256,10 +256,15 @@ impl UNet {
         let n = images.dim(0)?;
         check_targets(&cfg, targets, n)?;
         let mut opt = Adam::new(cfg.lr, (0.9, 0.999));
+        let class_weights = balanced_weights(cfg.classes, targets.masks.as_deref());
+        // Linear warm-up over the first 5 % of the steps, then cosine decay to 0.
+        let warm = (cfg.steps / 20).max(1);
         for step in 0..cfg.steps {
+            let ramp = ((step + 1) as f64 / warm as f64).min(1.0);
+            opt.lr = cfg.lr * ramp * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / cfg.steps as f64).cos());
             let mut rng = SplitMix64::derive(cfg.seed ^ 0x00E7_A100, step as u64);
             let idx: Vec<usize> = (0..cfg.batch).map(|_| rng.below(n as u64) as usize).collect();
-            let (x, t) = batch(&cfg, images, targets, &idx, &mut rng)?;
+            let (x, t) = batch(&cfg, images, targets, &idx, &class_weights, &mut rng)?;
             let loss = self.loss(&x, &t)?;
             let v = loss.to_scalar::<f32>()?;
             if !v.is_finite() {
@@ -332,6 +337,31 @@ fn check_targets(cfg: &UNetConfig, t: &Targets, n: usize) -> Result<()> {
     Ok(())
 }
 
+/// Cross-entropy weight per class: inverse square root of its pixel frequency in the
+/// training masks, scaled so that the mean weight over pixels is 1 (small classes such
+/// as eyes and mouth are learnt early instead of after the large ones). Classes absent
+/// from the masks get weight 0.
+fn balanced_weights(classes: usize, masks: Option<&[Vec<u32>]>) -> Vec<f32> {
+    let mut counts = vec![0f64; classes];
+    for m in masks.unwrap_or_default() {
+        for &c in m {
+            if (c as usize) < classes {
+                counts[c as usize] += 1.0;
+            }
+        }
+    }
+    let total: f64 = counts.iter().sum();
+    if total == 0.0 {
+        return vec![1.0; classes];
+    }
+    let raw: Vec<f64> = counts
+        .iter()
+        .map(|&n| if n > 0.0 { (total / n).sqrt() } else { 0.0 })
+        .collect();
+    let mean: f64 = raw.iter().zip(&counts).map(|(w, n)| w * n).sum::<f64>() / total;
+    raw.iter().map(|w| (w / mean) as f32).collect()
+}
+
 struct BatchTargets {
     onehot: Option<Tensor>,
     heatmaps: Option<Tensor>,
@@ -344,6 +374,7 @@ fn batch(
     images: &Tensor,
     t: &Targets,
     idx: &[usize],
+    class_weights: &[f32],
     rng: &mut SplitMix64,
 ) -> Result<(Tensor, BatchTargets)> {
     let r = cfg.resolution;
@@ -394,7 +425,7 @@ fn batch(
                             }
                         }
                     }
-                    onehot[(j * c + cl as usize) * px + o] = 1.0;
+                    onehot[(j * c + cl as usize) * px + o] = class_weights[cl as usize];
                 }
                 if let Some(d) = &t.depth {
                     depth[j * px + o] = d[i][si];
@@ -484,7 +515,7 @@ mod tests {
         let (mut flipped, mut plain) = (false, false);
         for seed in 0..20 {
             let mut rng = SplitMix64::new(seed);
-            let (x, bt) = batch(&cfg, &img, &t, &[0], &mut rng).unwrap();
+            let (x, bt) = batch(&cfg, &img, &t, &[0], &[1.0; 8], &mut rng).unwrap();
             let x = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let oh = bt.onehot.unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let heat = bt.heatmaps.unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();

@@ -13,7 +13,7 @@ fn config(classes: usize, keypoints: usize, depth: bool, steps: usize) -> UNetCo
         keypoints,
         depth,
         sigma: 1.5,
-        lr: 1e-3,
+        lr: if keypoints > 0 { 3e-3 } else { 1e-2 },
         batch: 8,
         steps,
         seed: 1,
