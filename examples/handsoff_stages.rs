@@ -1,0 +1,156 @@
+//! Where HandsOff loses: the segmentation labeler's per-class IoU on its own training
+//! images (fit), on held-out faces inverted the same way (generalisation through the
+//! inversion), for a chosen inversion (encoder, optionally plus projector steps) and
+//! labeler settings. Toyworld only.
+//!
+//! ```text
+//! cargo run --release --example handsoff_stages -- --labelled 16 --test 200 \
+//!   --pixels 1024 --epochs 10 [--refine-steps 100]
+//! ```
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Parser;
+use labelgan::core::{Generator, Inverter, NoiseMode, PixelLabeler};
+use labelgan::eval::{Confusion, LabelledSet, load_dataset};
+use labelgan::factory::pipeline::fit_labeler;
+use labelgan::inversion::metrics::reconstruction;
+use labelgan::inversion::{Encoder, ProjectorConfig, project_in_batches};
+use labelgan::labeler::train::PixelTargets;
+use labelgan::labeler::{Ensemble, Head, LabelerConfig};
+use labelgan::lpips::Lpips;
+use labelgan::prelude::*;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value = "assets/toy_generator.safetensors")]
+    generator: PathBuf,
+    #[arg(long, default_value = "assets/toy_encoder.safetensors")]
+    encoder: PathBuf,
+    #[arg(long, default_value = "assets/toy_perceptual.safetensors")]
+    perceptual: PathBuf,
+    #[arg(long, default_value = "handsoff_stages")]
+    out: PathBuf,
+    #[arg(long, default_value_t = 16)]
+    labelled: usize,
+    #[arg(long, default_value_t = 200)]
+    test: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 1024)]
+    pixels: usize,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long, default_value_t = 10)]
+    members: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Projector steps after the encoder, for the labelled and the test faces.
+    #[arg(long, default_value_t = 0)]
+    refine_steps: usize,
+    /// Nearest instead of bilinear upsampling of the taps.
+    #[arg(long)]
+    nearest: bool,
+}
+
+const NAMES: [&str; 8] = ["bg", "skin", "hair", "l-eye", "r-eye", "brows", "nose", "mouth"];
+
+fn main() -> labelgan::core::Result<()> {
+    labelgan::core::heap::keep_freed_memory();
+    let a = Args::parse();
+    let dev = Device::Cpu;
+    let g = StyleGan2::load(&a.generator, &dev)?;
+    let enc = Encoder::load(&a.encoder, &dev)?;
+    let lp = Lpips::load(&a.perceptual, &dev)?;
+    let r = g.spec().resolution;
+    let write = |name: &str, seed: u64, n: usize| -> labelgan::core::Result<LabelledSet> {
+        let dir = a.out.join(name);
+        if !dir.join("keypoints.json").exists() {
+            labelgan::toyworld::write_dataset(&dir, seed, n, r, |_, _| {})?;
+        }
+        load_dataset(&dir, r, Some(n))
+    };
+    let labelled = write("labelled", 1000 + a.seed, a.labelled)?;
+    let test = write("test", 9000, a.test)?;
+    let invert = |x: &Tensor| -> labelgan::core::Result<Tensor> {
+        let t = Instant::now();
+        let w0 = enc.invert(x)?;
+        let ws = if a.refine_steps > 0 {
+            let cfg = ProjectorConfig {
+                steps: a.refine_steps,
+                ..ProjectorConfig::default()
+            };
+            project_in_batches(&g, Some(&lp), x, &w0, &cfg, 16, &mut |_, _| {})?
+        } else {
+            w0
+        };
+        let n = x.dims()[0];
+        let mut imgs = vec![];
+        for s in (0..n).step_by(16) {
+            imgs.push(g.image(&ws.narrow(0, s, 16.min(n - s))?, NoiseMode::Const)?);
+        }
+        let m = reconstruction(&Tensor::cat(&imgs, 0)?, x, Some(&lp))?;
+        eprintln!(
+            "inverted {n} faces in {:.1} s: psnr {:.2} lpips {:.4}",
+            t.elapsed().as_secs_f64(),
+            m.psnr,
+            m.lpips.unwrap_or(f32::NAN)
+        );
+        Ok(ws)
+    };
+    let ws_l = invert(&labelled.images)?;
+    let masks = labelled.targets.masks.as_ref().expect("masks");
+    let mut cfg = LabelerConfig::new(Head::Segmentation { classes: 8 }, r);
+    cfg.members = a.members;
+    cfg.pixels_per_image = a.pixels;
+    cfg.max_epochs = a.epochs;
+    cfg.seed = a.seed;
+    cfg.lr = a.lr;
+    cfg.bilinear = !a.nearest;
+    let t: Vec<PixelTargets> = masks.iter().map(|m| PixelTargets::Segmentation(m.clone())).collect();
+    let started = Instant::now();
+    let (e, rep) = fit_labeler(&g, &ws_l, &t, &cfg, |_| {})?;
+    eprintln!(
+        "fitted in {:.0} s, {} epochs, best epochs {:?}",
+        started.elapsed().as_secs_f64(),
+        rep.epochs,
+        rep.best_epoch
+    );
+    let eval = |name: &str, e: &Ensemble, ws: &Tensor, truth: &[Vec<u32>]| -> labelgan::core::Result<f64> {
+        let mut c = Confusion::new(8);
+        for s in (0..truth.len()).step_by(16) {
+            let n = 16.min(truth.len() - s);
+            let taps = g.synthesize(&ws.narrow(0, s, n)?, NoiseMode::Const)?.taps.convs();
+            let labelgan::core::Labels::Segmentation(cls) = e.predict(&taps)?.labels else {
+                unreachable!()
+            };
+            for (j, v) in cls.flatten_from(1)?.to_vec2::<u32>()?.iter().enumerate() {
+                c.add(&truth[s + j], v)?;
+            }
+        }
+        let rep = c.report();
+        let per: Vec<String> = rep
+            .iou
+            .iter()
+            .zip(NAMES)
+            .map(|(v, n)| format!("{n} {:.2}", v.unwrap_or(f64::NAN)))
+            .collect();
+        println!(
+            "{name}: mIoU {:.3} acc {:.3} | {}",
+            rep.miou,
+            rep.pixel_accuracy,
+            per.join(" ")
+        );
+        Ok(rep.miou)
+    };
+    eval("labeler on its training faces", &e, &ws_l, masks)?;
+    let ws_t = invert(&test.images)?;
+    eval(
+        "labeler on held-out faces",
+        &e,
+        &ws_t,
+        test.targets.masks.as_ref().expect("masks"),
+    )?;
+    Ok(())
+}
