@@ -61,6 +61,13 @@ pub struct TrainGanArgs {
     snapshot_kimg: f64,
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
+    /// Start G (and G_ema) from this generator instead of a random one, with a fresh
+    /// discriminator; the architecture flags must match it. Ignored when resuming.
+    #[arg(long, value_name = "G.safetensors")]
+    init_generator: Option<PathBuf>,
+    /// Steps at the start in which only D trains (use with --init-generator).
+    #[arg(long, default_value_t = 0)]
+    g_warmup_steps: u64,
 }
 
 fn snapshot(t: &Trainer, out: &Path) -> Result<()> {
@@ -104,7 +111,19 @@ pub fn run(a: TrainGanArgs) -> Result<()> {
             .r1_gamma
             .unwrap_or(0.0002 * (a.resolution * a.resolution) as f64 / a.batch as f64);
         cfg.ema_kimg = a.batch as f64 * 10.0 / 32.0;
-        Trainer::new(cfg, &device)?
+        cfg.g_warmup_steps = a.g_warmup_steps;
+        match &a.init_generator {
+            Some(p) => {
+                let g = labelgan_stylegan::StyleGan2::load(p, &device)?;
+                eprintln!(
+                    "starting from the generator {} with a fresh discriminator ({} D-only steps first)",
+                    p.display(),
+                    a.g_warmup_steps
+                );
+                Trainer::from_generator(cfg, &g, &device)?
+            }
+            None => Trainer::new(cfg, &device)?,
+        }
     };
     if t.config.resolution != a.resolution {
         return Err(Error::invalid(format!(

@@ -61,6 +61,11 @@ pub struct GanConfig {
     pub w_avg_beta: f64,
     pub mapping_lr_multiplier: f64,
     pub seed: u64,
+    /// Steps at the start of the run in which only D trains: for a run that starts
+    /// from a trained generator ([`Trainer::from_generator`]) with a fresh D, whose
+    /// first, random gradients would otherwise undo G's training.
+    #[serde(default)]
+    pub g_warmup_steps: u64,
 }
 
 impl GanConfig {
@@ -91,6 +96,7 @@ impl GanConfig {
             w_avg_beta: 0.995,
             mapping_lr_multiplier: 0.01,
             seed: 0,
+            g_warmup_steps: 0,
         }
     }
 
@@ -201,6 +207,41 @@ impl Trainer {
         Self::assemble(config, g0.state_dict(), None, d, 0, 0, device)
     }
 
+    /// A run that continues training `g` (its weights become G and G_ema; w_avg is
+    /// kept) with a fresh discriminator from `config.seed`. `config` must describe
+    /// `g`'s architecture; a mismatch names the first tensor that differs.
+    pub fn from_generator(config: GanConfig, g: &StyleGan2, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let want = StyleGan2::random(&config.generator(), config.seed, device)?.state_dict();
+        let have = g.state_dict();
+        for (k, t) in &want {
+            match have.get(k) {
+                None => {
+                    return Err(Error::invalid(format!(
+                        "the generator has no tensor `{k}` that the training config expects: \
+                         pass the generator's own architecture (z/w dims, mapping layers, channel base and max)"
+                    )));
+                }
+                Some(h) if h.dims() != t.dims() => {
+                    return Err(Error::invalid(format!(
+                        "generator tensor `{k}` is {:?} but the training config makes {:?}: \
+                         pass the generator's own architecture (z/w dims, mapping layers, channel base and max)",
+                        h.dims(),
+                        t.dims()
+                    )));
+                }
+                _ => {}
+            }
+        }
+        if let Some(k) = have.keys().find(|k| !want.contains_key(*k)) {
+            return Err(Error::invalid(format!(
+                "the generator has a tensor `{k}` that the training config does not make"
+            )));
+        }
+        let d = Discriminator::new(config.discriminator(), config.seed ^ 0xD15C, device)?;
+        Self::assemble(config, have, None, d, 0, 0, device)
+    }
+
     fn assemble(
         config: GanConfig,
         g_state: BTreeMap<String, Tensor>,
@@ -278,13 +319,23 @@ impl Trainer {
         Ok((ws, w_mean))
     }
 
-    /// One training step on reals from `source`.
-    pub fn step(&mut self, source: &ImageSource) -> Result<StepLosses> {
-        let mut rng = SplitMix64::derive(self.config.seed, self.step);
-        let n = self.config.batch;
-        let mut out = StepLosses::default();
-        // Generator.
-        let (ws, w_mean) = self.mapped(&mut rng)?;
+    /// Changes both learning rates mid-run (D's keeps the lazy-regularisation scaling).
+    /// Setting `config.g_lr` or `config.d_lr` directly has no effect after construction.
+    pub fn set_learning_rates(&mut self, g_lr: f64, d_lr: f64) {
+        self.config.g_lr = g_lr;
+        self.config.d_lr = d_lr;
+        self.opt_g.lr = g_lr;
+        self.opt_d.lr = if self.config.r1_gamma > 0.0 {
+            let i = self.config.r1_interval as f64;
+            d_lr * i / (i + 1.0)
+        } else {
+            d_lr
+        };
+    }
+
+    /// G's half of a step: `softplus(-D(G(z)))`, Adam on G, w_avg tracking.
+    fn generator_step(&mut self, rng: &mut SplitMix64, out: &mut StepLosses) -> Result<()> {
+        let (ws, w_mean) = self.mapped(rng)?;
         let fake = self.g.image(&ws, NoiseMode::Random(rng.next_u64()))?;
         let loss_g = softplus(&self.d.forward(&fake)?.neg()?)?.mean_all()?;
         out.g = loss_g.to_scalar::<f32>()?;
@@ -295,6 +346,19 @@ impl Trainer {
         let beta = self.config.w_avg_beta;
         let w_avg = &self.g.mapping.w_avg;
         self.g.mapping.w_avg = (((&w_mean - w_avg)? * (1.0 - beta))? + w_avg)?;
+        Ok(())
+    }
+
+    /// One training step on reals from `source`.
+    pub fn step(&mut self, source: &ImageSource) -> Result<StepLosses> {
+        let mut rng = SplitMix64::derive(self.config.seed, self.step);
+        let n = self.config.batch;
+        let mut out = StepLosses::default();
+        if self.step >= self.config.g_warmup_steps {
+            self.generator_step(&mut rng, &mut out)?;
+        } else {
+            out.g = f32::NAN;
+        }
         // Discriminator.
         let (ws, _) = self.mapped(&mut rng)?;
         let fake = self.g.image(&ws, NoiseMode::Random(rng.next_u64()))?.detach();

@@ -40,6 +40,7 @@ fn main() {
         ),
         ("checkpoint_resume_is_the_same_run", checkpoint_resume_is_the_same_run),
         ("bad_configs_are_named", bad_configs_are_named),
+        ("continues_from_a_trained_generator", continues_from_a_trained_generator),
     ];
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     for (name, f) in tests {
@@ -209,8 +210,9 @@ fn discriminator_learns_and_generator_follows() {
     assert!(last.d < 0.7 * first.d, "D loss {} -> {}", first.d, last.d);
     assert!(last.real_score > last.fake_score, "{last:?}");
     // Then G alone against that D: its loss falls.
-    t.config.d_lr = 0.0;
-    let d_before = t.d.tensors();
+    t.set_learning_rates(0.0025, 0.0);
+    let d_before: std::collections::BTreeMap<_, _> =
+        t.d.tensors().into_iter().map(|(k, v)| (k, v.copy().unwrap())).collect();
     let g_losses: Vec<f32> = (0..15).map(|_| t.step(&source).unwrap().g).collect();
     for (k, v) in t.d.tensors() {
         assert_eq!(
@@ -378,4 +380,55 @@ fn r1_by_groups_equals_the_whole_batch() {
         let e = labelgan_core::max_rel_diff(b, a, 1e-12).unwrap();
         assert!(e < 1e-3, "{name}: relative difference {e}");
     }
+}
+
+fn continues_from_a_trained_generator() {
+    let dev = Device::Cpu;
+    let source = ImageSource::Stream(Box::new(|start, n| {
+        let mut rng = SplitMix64::new(start);
+        Ok(rng.normal_tensor(&[n, 3, 8, 8], &Device::Cpu)?.tanh()?)
+    }));
+    let mut a = Trainer::new(tiny(8), &dev).unwrap();
+    for _ in 0..3 {
+        a.step(&source).unwrap();
+    }
+    let g = a.generator_ema().unwrap();
+    let ws = g.map(&g.sample_z(3, 1).unwrap(), None, Truncation::NONE).unwrap();
+    let before = g.image(&ws, NoiseMode::Const).unwrap();
+    // A fresh D with G frozen for two steps: G and G_ema stay the given generator.
+    let cfg = GanConfig {
+        seed: 7,
+        g_warmup_steps: 2,
+        ..tiny(8)
+    };
+    let mut b = Trainer::from_generator(cfg, &g, &dev).unwrap();
+    // Copies: the optimiser updates D's variables in place.
+    let d0: std::collections::BTreeMap<_, _> = b.d.tensors().into_iter().map(|(k, t)| (k, t.copy().unwrap())).collect();
+    for _ in 0..2 {
+        assert!(b.step(&source).unwrap().g.is_nan());
+    }
+    let same = b.generator_ema().unwrap().image(&ws, NoiseMode::Const).unwrap();
+    assert_eq!(labelgan_core::max_abs_diff(&before, &same).unwrap(), 0.0);
+    let moved =
+        b.d.tensors()
+            .iter()
+            .any(|(k, t)| labelgan_core::max_abs_diff(t, &d0[k]).unwrap() > 0.0);
+    assert!(moved, "D did not train during the warm-up");
+    // Then G trains.
+    assert!(b.step(&source).unwrap().g.is_finite());
+    let after = b.generator_ema().unwrap().image(&ws, NoiseMode::Const).unwrap();
+    assert!(labelgan_core::max_abs_diff(&before, &after).unwrap() > 0.0);
+    // Another architecture is refused, naming a tensor.
+    let err = Trainer::from_generator(
+        GanConfig {
+            channel_max: 8,
+            ..tiny(8)
+        },
+        &g,
+        &dev,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains('`') && err.contains("architecture"), "{err}");
 }
