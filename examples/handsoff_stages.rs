@@ -13,7 +13,8 @@ use std::time::Instant;
 
 use clap::Parser;
 use labelgan::core::{Generator, Inverter, NoiseMode, PixelLabeler};
-use labelgan::eval::{Confusion, LabelledSet, load_dataset};
+use labelgan::eval::unet::Flip;
+use labelgan::eval::{Confusion, LabelledSet, UNet, UNetConfig, load_dataset};
 use labelgan::factory::pipeline::fit_labeler;
 use labelgan::inversion::metrics::reconstruction;
 use labelgan::inversion::{Encoder, ProjectorConfig, project_in_batches};
@@ -52,6 +53,11 @@ struct Args {
     /// Nearest instead of bilinear upsampling of the taps.
     #[arg(long)]
     nearest: bool,
+    /// Also train a segmentation UNet on this many real faces (0: skip) and score it on
+    /// the test faces and on their reconstructions G(E(x)) against the real masks: how
+    /// well the inversion keeps the parts in place, independent of the labeler.
+    #[arg(long, default_value_t = 0)]
+    unet_real: usize,
 }
 
 const NAMES: [&str; 8] = ["bg", "skin", "hair", "l-eye", "r-eye", "brows", "nose", "mouth"];
@@ -146,11 +152,55 @@ fn main() -> labelgan::core::Result<()> {
     };
     eval("labeler on its training faces", &e, &ws_l, masks)?;
     let ws_t = invert(&test.images)?;
-    eval(
-        "labeler on held-out faces",
-        &e,
-        &ws_t,
-        test.targets.masks.as_ref().expect("masks"),
-    )?;
+    let test_masks = test.targets.masks.as_ref().expect("masks");
+    eval("labeler on held-out faces", &e, &ws_t, test_masks)?;
+    if a.unet_real > 0 {
+        let mut real = write("real", 5000 + a.seed, a.unet_real)?;
+        (real.targets.keypoints, real.targets.depth) = (None, None);
+        let mut u = UNet::new(
+            UNetConfig {
+                resolution: r,
+                widths: vec![8, 16, 32],
+                classes: 8,
+                keypoints: 0,
+                depth: false,
+                sigma: 2.0,
+                lr: 1e-2,
+                batch: 16,
+                steps: 400,
+                seed: a.seed,
+                flip: Some(Flip::toyworld()),
+                shift: 3,
+            },
+            &dev,
+        )?;
+        u.train(&real.images, &real.targets, &mut |_, _| {})?;
+        let score = |name: &str, x: &Tensor, truth: &[Vec<u32>]| -> labelgan::core::Result<()> {
+            let mut c = Confusion::new(8);
+            for (p, t) in u.predict(x)?.iter().zip(truth) {
+                c.add(t, p.classes.as_ref().expect("classes"))?;
+            }
+            let rep = c.report();
+            let per: Vec<String> = rep
+                .iou
+                .iter()
+                .zip(NAMES)
+                .map(|(v, n)| format!("{n} {:.2}", v.unwrap_or(f64::NAN)))
+                .collect();
+            println!("{name}: mIoU {:.3} | {}", rep.miou, per.join(" "));
+            Ok(())
+        };
+        let n = a.test;
+        let mut rec = vec![];
+        for s in (0..n).step_by(16) {
+            rec.push(g.image(&ws_t.narrow(0, s, 16.min(n - s))?, NoiseMode::Const)?);
+        }
+        score("UNet (real) on the test faces", &test.images, test_masks)?;
+        score(
+            "UNet (real) on G(E(test)) vs the real masks",
+            &Tensor::cat(&rec, 0)?,
+            test_masks,
+        )?;
+    }
     Ok(())
 }
