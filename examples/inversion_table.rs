@@ -93,7 +93,9 @@ fn main() -> labelgan::core::Result<()> {
         let secs = (t.elapsed().as_secs_f64() + enc_secs) / a.count as f64;
         let m = reconstruction(&render(&ws)?, &x, Some(&lp))?;
         let from = if a.encoder_b.is_some() { "stage (b)" } else { "w_avg" };
-        rows.push((format!("{from} + {steps} projector steps"), m, secs));
+        let name = format!("{from} + {steps} projector steps");
+        eprintln!("{name}: {m:?}, {secs:.3} s/image");
+        rows.push((name, m, secs));
     }
     println!("| method | MSE | PSNR (dB) | LPIPS | s / image |\n| --- | --- | --- | --- | --- |");
     for (name, m, s) in &rows {
