@@ -50,6 +50,16 @@ struct Args {
     /// UNet steps per model (default 300, --full 2000).
     #[arg(long)]
     unet_steps: Option<usize>,
+    /// Real labelled images for the upper-bound UNets.
+    #[arg(long, default_value_t = 2000)]
+    real: usize,
+    /// Pixels sampled per labelled image to fit the labelers (default a quarter of
+    /// them, --full all).
+    #[arg(long)]
+    labeler_pixels: Option<usize>,
+    /// Most labeler epochs (default 10, --full 20).
+    #[arg(long)]
+    labeler_epochs: Option<usize>,
 }
 
 const CLASSES: usize = 8;
@@ -197,7 +207,7 @@ fn run() -> Result<()> {
     };
     let labelled = write("labelled", 1000 + a.seed, a.labelled)?;
     let test = write("test", 9000, a.test)?;
-    let real = write("real2000", 5000 + a.seed, 2000)?;
+    let real = write(&format!("real{}", a.real), 5000 + a.seed, a.real)?;
 
     // HandsOff: invert, fit the labelers, generate.
     eprintln!(
@@ -208,8 +218,10 @@ fn run() -> Result<()> {
         members: 10,
         // A quarter of each image's pixels and 10 epochs by default (about 2 minutes
         // for the three heads on 2 cores); --full takes every pixel for 20.
-        pixels_per_image: if a.full { r * r } else { (r * r / 4).max(1) },
-        max_epochs: if a.full { 20 } else { 10 },
+        pixels_per_image: a
+            .labeler_pixels
+            .unwrap_or(if a.full { r * r } else { (r * r / 4).max(1) }),
+        max_epochs: a.labeler_epochs.unwrap_or(if a.full { 20 } else { 10 }),
         seed: a.seed,
         ..FitOptions::default()
     };
@@ -262,18 +274,19 @@ fn run() -> Result<()> {
     let miou_labeler = c.report().miou;
 
     eprintln!("[{:.0} s] training UNets", started.elapsed().as_secs_f64());
+    let (few, many) = (format!("{} real", a.labelled), format!("{} real", a.real));
     let rows = [
         (
-            "HandsOff synthetic",
+            format!("HandsOff synthetic ({synthetic})"),
             score(&train_unets("synthetic", &synth, r, steps, a.seed)?, &test, r)?,
         ),
         (
-            "16 real",
-            score(&train_unets("16 real", &labelled, r, steps, a.seed)?, &test, r)?,
+            few.clone(),
+            score(&train_unets(&few, &labelled, r, steps, a.seed)?, &test, r)?,
         ),
         (
-            "2000 real",
-            score(&train_unets("2000 real", &real, r, steps, a.seed)?, &test, r)?,
+            many.clone(),
+            score(&train_unets(&many, &real, r, steps, a.seed)?, &test, r)?,
         ),
     ];
     let seconds = started.elapsed().as_secs_f64();
