@@ -127,6 +127,17 @@ impl GanConfig {
         }
     }
 
+    /// D's Adam learning rate and betas. With lazy R1, D's Adam sees fewer, larger
+    /// steps (paper, Appendix B): both are scaled by `r1_interval / (r1_interval + 1)`.
+    fn d_adam(&self) -> (f64, (f64, f64)) {
+        if self.r1_gamma > 0.0 {
+            let mb = self.r1_interval as f64 / (self.r1_interval as f64 + 1.0);
+            (self.d_lr * mb, (self.betas.0.powf(mb), self.betas.1.powf(mb)))
+        } else {
+            (self.d_lr, self.betas)
+        }
+    }
+
     fn validate(&self) -> Result<()> {
         self.generator().validate()?;
         if self.batch == 0 || self.batch % self.discriminator().mbstd_group.min(self.batch) != 0 {
@@ -280,13 +291,7 @@ impl Trainer {
                 .map(|(k, t)| Ok((k.clone(), t.to_dtype(DType::F32)?.to_device(device)?.copy()?)))
                 .collect::<Result<_>>()?,
         };
-        // Lazy regularisation: D's Adam sees fewer, larger steps (paper, Appendix B).
-        let mb = config.r1_interval as f64 / (config.r1_interval as f64 + 1.0);
-        let (lr_d, betas_d) = if config.r1_gamma > 0.0 {
-            (config.d_lr * mb, (config.betas.0.powf(mb), config.betas.1.powf(mb)))
-        } else {
-            (config.d_lr, config.betas)
-        };
+        let (lr_d, betas_d) = config.d_adam();
         Ok(Self {
             opt_g: Adam::new(config.g_lr, config.betas),
             opt_d: Adam::new(lr_d, betas_d),
@@ -325,12 +330,7 @@ impl Trainer {
         self.config.g_lr = g_lr;
         self.config.d_lr = d_lr;
         self.opt_g.lr = g_lr;
-        self.opt_d.lr = if self.config.r1_gamma > 0.0 {
-            let i = self.config.r1_interval as f64;
-            d_lr * i / (i + 1.0)
-        } else {
-            d_lr
-        };
+        self.opt_d.lr = self.config.d_adam().0;
     }
 
     /// G's half of a step: `softplus(-D(G(z)))`, Adam on G, w_avg tracking.
