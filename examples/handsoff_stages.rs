@@ -11,10 +11,13 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+mod common;
+
 use clap::Parser;
 use labelgan::core::{Generator, Inverter, NoiseMode, PixelLabeler};
+use labelgan::eval::metrics::IouReport;
 use labelgan::eval::unet::Flip;
-use labelgan::eval::{Confusion, LabelledSet, UNet, UNetConfig, load_dataset};
+use labelgan::eval::{Confusion, UNet, UNetConfig};
 use labelgan::factory::pipeline::fit_labeler;
 use labelgan::inversion::metrics::reconstruction;
 use labelgan::inversion::{Encoder, ProjectorConfig, project_in_batches};
@@ -62,6 +65,22 @@ struct Args {
 
 const NAMES: [&str; 8] = ["bg", "skin", "hair", "l-eye", "r-eye", "brows", "nose", "mouth"];
 
+/// One line: mIoU, pixel accuracy and the IoU of each class.
+fn print_iou(name: &str, rep: &IouReport) {
+    let per: Vec<String> = rep
+        .iou
+        .iter()
+        .zip(NAMES)
+        .map(|(v, n)| format!("{n} {:.2}", v.unwrap_or(f64::NAN)))
+        .collect();
+    println!(
+        "{name}: mIoU {:.3} acc {:.3} | {}",
+        rep.miou,
+        rep.pixel_accuracy,
+        per.join(" ")
+    );
+}
+
 fn main() -> labelgan::core::Result<()> {
     labelgan::core::heap::keep_freed_memory();
     let a = Args::parse();
@@ -70,16 +89,10 @@ fn main() -> labelgan::core::Result<()> {
     let enc = Encoder::load(&a.encoder, &dev)?;
     let lp = Lpips::load(&a.perceptual, &dev)?;
     let r = g.spec().resolution;
-    let write = |name: &str, seed: u64, n: usize| -> labelgan::core::Result<LabelledSet> {
-        let dir = a.out.join(name);
-        if !dir.join("keypoints.json").exists() {
-            labelgan::toyworld::write_dataset(&dir, seed, n, r, |_, _| {})?;
-        }
-        load_dataset(&dir, r, Some(n))
-    };
+    let write = |name: &str, seed: u64, n: usize| common::toyworld_set(&a.out.join(name), seed, n, r);
     let labelled = write("labelled", 1000 + a.seed, a.labelled)?;
     let test = write("test", 9000, a.test)?;
-    let invert = |x: &Tensor| -> labelgan::core::Result<Tensor> {
+    let invert = |x: &Tensor| -> labelgan::core::Result<(Tensor, Tensor)> {
         let t = Instant::now();
         let w0 = enc.invert(x)?;
         let ws = if a.refine_steps > 0 {
@@ -92,20 +105,17 @@ fn main() -> labelgan::core::Result<()> {
             w0
         };
         let n = x.dims()[0];
-        let mut imgs = vec![];
-        for s in (0..n).step_by(16) {
-            imgs.push(g.image(&ws.narrow(0, s, 16.min(n - s))?, NoiseMode::Const)?);
-        }
-        let m = reconstruction(&Tensor::cat(&imgs, 0)?, x, Some(&lp))?;
+        let rec = common::render(&g, &ws)?;
+        let m = reconstruction(&rec, x, Some(&lp))?;
         eprintln!(
             "inverted {n} faces in {:.1} s: psnr {:.2} lpips {:.4}",
             t.elapsed().as_secs_f64(),
             m.psnr,
             m.lpips.unwrap_or(f32::NAN)
         );
-        Ok(ws)
+        Ok((ws, rec))
     };
-    let ws_l = invert(&labelled.images)?;
+    let (ws_l, _) = invert(&labelled.images)?;
     let masks = labelled.targets.masks.as_ref().expect("masks");
     let mut cfg = LabelerConfig::new(Head::Segmentation { classes: 8 }, r);
     cfg.members = a.members;
@@ -136,22 +146,11 @@ fn main() -> labelgan::core::Result<()> {
             }
         }
         let rep = c.report();
-        let per: Vec<String> = rep
-            .iou
-            .iter()
-            .zip(NAMES)
-            .map(|(v, n)| format!("{n} {:.2}", v.unwrap_or(f64::NAN)))
-            .collect();
-        println!(
-            "{name}: mIoU {:.3} acc {:.3} | {}",
-            rep.miou,
-            rep.pixel_accuracy,
-            per.join(" ")
-        );
+        print_iou(name, &rep);
         Ok(rep.miou)
     };
     eval("labeler on its training faces", &e, &ws_l, masks)?;
-    let ws_t = invert(&test.images)?;
+    let (ws_t, rec_t) = invert(&test.images)?;
     let test_masks = test.targets.masks.as_ref().expect("masks");
     eval("labeler on held-out faces", &e, &ws_t, test_masks)?;
     if a.unet_real > 0 {
@@ -180,27 +179,11 @@ fn main() -> labelgan::core::Result<()> {
             for (p, t) in u.predict(x)?.iter().zip(truth) {
                 c.add(t, p.classes.as_ref().expect("classes"))?;
             }
-            let rep = c.report();
-            let per: Vec<String> = rep
-                .iou
-                .iter()
-                .zip(NAMES)
-                .map(|(v, n)| format!("{n} {:.2}", v.unwrap_or(f64::NAN)))
-                .collect();
-            println!("{name}: mIoU {:.3} | {}", rep.miou, per.join(" "));
+            print_iou(name, &c.report());
             Ok(())
         };
-        let n = a.test;
-        let mut rec = vec![];
-        for s in (0..n).step_by(16) {
-            rec.push(g.image(&ws_t.narrow(0, s, 16.min(n - s))?, NoiseMode::Const)?);
-        }
         score("UNet (real) on the test faces", &test.images, test_masks)?;
-        score(
-            "UNet (real) on G(E(test)) vs the real masks",
-            &Tensor::cat(&rec, 0)?,
-            test_masks,
-        )?;
+        score("UNet (real) on G(E(test)) vs the real masks", &rec_t, test_masks)?;
     }
     Ok(())
 }

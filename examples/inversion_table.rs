@@ -14,8 +14,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+mod common;
+
 use clap::Parser;
-use labelgan::core::{Inverter, NoiseMode};
+use labelgan::core::Inverter;
 use labelgan::inversion::metrics::{Reconstruction, reconstruction};
 use labelgan::inversion::{Encoder, MeanInverter, ProjectorConfig, project_in_batches};
 use labelgan::lpips::Lpips;
@@ -50,13 +52,7 @@ fn main() -> labelgan::core::Result<()> {
     let lp = Lpips::load(&a.perceptual, &dev)?;
     let r = g.spec().resolution;
     let x = labelgan::toyworld::batch_tensor(a.toyworld_seed, 0, a.count, r, &dev)?;
-    let render = |ws: &Tensor| -> labelgan::core::Result<Tensor> {
-        let mut out = vec![];
-        for s in (0..a.count).step_by(16) {
-            out.push(g.image(&ws.narrow(0, s, 16.min(a.count - s))?, NoiseMode::Const)?);
-        }
-        Ok(Tensor::cat(&out, 0)?)
-    };
+    let render = |ws: &Tensor| common::render(&g, ws);
     let mut rows: Vec<(String, Reconstruction, f64)> = vec![];
     let mut run = |name: String, inv: &dyn Inverter| -> labelgan::core::Result<Tensor> {
         let t = Instant::now();

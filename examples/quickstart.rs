@@ -17,6 +17,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod common;
+
 use clap::Parser;
 use labelgan::core::{Generator, Inverter, NoiseMode, PixelLabeler};
 use labelgan::eval::unet::{Flip, UNetPrediction};
@@ -198,13 +200,7 @@ fn run() -> Result<()> {
     // Data: labelled, held-out test, and many real images for the upper bound, from
     // disjoint toyworld seeds.
     eprintln!("[{:.0} s] writing toyworld sets", started.elapsed().as_secs_f64());
-    let write = |name: &str, seed: u64, n: usize| -> Result<LabelledSet> {
-        let dir = a.out.join(name);
-        if !dir.join("keypoints.json").exists() {
-            labelgan::toyworld::write_dataset(&dir, seed, n, r, |_, _| {})?;
-        }
-        load_dataset(&dir, r, Some(n))
-    };
+    let write = |name: &str, seed: u64, n: usize| common::toyworld_set(&a.out.join(name), seed, n, r);
     let labelled = write("labelled", 1000 + a.seed, a.labelled)?;
     let test = write("test", 9000, a.test)?;
     let real = write(&format!("real{}", a.real), 5000 + a.seed, a.real)?;

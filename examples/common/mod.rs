@@ -56,3 +56,27 @@ pub fn median_seconds(
     ts.sort_by(f64::total_cmp);
     Ok(ts[ts.len() / 2])
 }
+
+/// The toyworld set `dir`: written (seed, count, resolution) unless already there, then
+/// loaded with its labels.
+pub fn toyworld_set(
+    dir: &std::path::Path,
+    seed: u64,
+    count: usize,
+    resolution: usize,
+) -> labelgan::core::Result<labelgan::eval::LabelledSet> {
+    if !dir.join("keypoints.json").exists() {
+        labelgan::toyworld::write_dataset(dir, seed, count, resolution, |_, _| {})?;
+    }
+    labelgan::eval::load_dataset(dir, resolution, Some(count))
+}
+
+/// `G(ws)` with constant noise, 16 images at a time.
+pub fn render(g: &StyleGan2, ws: &Tensor) -> labelgan::core::Result<Tensor> {
+    let n = ws.dim(0)?;
+    let mut out = vec![];
+    for s in (0..n).step_by(16) {
+        out.push(g.image(&ws.narrow(0, s, 16.min(n - s))?, NoiseMode::Const)?);
+    }
+    Ok(Tensor::cat(&out, 0)?)
+}
