@@ -16,26 +16,114 @@ use labelgan_core::conv::{Element, cpu_slice, with_cpu_slice};
 /// The map `[N, 1, H, W]` of one tap, or `None` when the inputs are not for this path
 /// (not on the CPU, not f32/f64, mismatched, or weights that want a gradient).
 pub(crate) fn tap_distance(a: &Tensor, b: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
-    let ok = a.device().is_cpu()
-        && matches!(a.dtype(), DType::F32 | DType::F64)
-        && a.dtype() == b.dtype()
-        && a.dtype() == w.dtype()
-        && a.rank() == 4
-        && a.dims() == b.dims()
-        && w.dims() == [a.dims()[1]]
-        && !w.track_op();
-    if !ok {
+    if a.rank() != 4 || a.dims() != b.dims() {
         return Ok(None);
     }
-    let (a, b, w) = (a.contiguous()?, b.contiguous()?, w.contiguous()?);
-    Ok(Some(if a.track_op() || b.track_op() {
-        a.apply_op3(&b, &w, TapDistance)?
-    } else {
-        a.apply_op3_no_bwd(&b, &w, &TapDistance)?
-    }))
+    let (n, c, h, wd) = a.dims4()?;
+    let op = TapDistance {
+        n,
+        segments: vec![(c, h * wd)],
+        out_shape: Shape::from((n, 1, h, wd)),
+    };
+    op.apply(a, b, w)
 }
 
-struct TapDistance;
+/// The maps of several taps at once, from `a` and `b` that hold the taps flattened and
+/// concatenated tap by tap (`[N, C_k, H_k, W_k]` each, as the fused trunk outputs
+/// them), with `w` the taps' channel weights concatenated. Returns the maps flattened
+/// and concatenated the same way (`[N, 1, H_k, W_k]` each). One op instead of a view
+/// per tap: candle's backward of a view allocates and adds a gradient the size of the
+/// whole concatenation, once per tap.
+pub(crate) fn taps_distance(
+    a: &Tensor,
+    b: &Tensor,
+    w: &Tensor,
+    n: usize,
+    shapes: &[(usize, usize, usize)],
+) -> Result<Option<Tensor>> {
+    let segments: Vec<(usize, usize)> = shapes.iter().map(|&(c, h, w)| (c, h * w)).collect();
+    let len: usize = segments.iter().map(|&(c, p)| n * c * p).sum();
+    let channels: usize = segments.iter().map(|&(c, _)| c).sum();
+    if a.rank() != 1 || a.dims() != [len] || b.dims() != [len] || w.dims() != [channels] {
+        return Ok(None);
+    }
+    let out_len: usize = segments.iter().map(|&(_, p)| n * p).sum();
+    let op = TapDistance {
+        n,
+        segments,
+        out_shape: Shape::from(out_len),
+    };
+    op.apply(a, b, w)
+}
+
+/// `segments` are `(channels, pixels)` of each tap, laid out one after another, each
+/// `[n, channels, pixels]`; the weights are concatenated in the same order.
+struct TapDistance {
+    n: usize,
+    segments: Vec<(usize, usize)>,
+    out_shape: Shape,
+}
+
+impl TapDistance {
+    fn apply(self, a: &Tensor, b: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
+        let ok = a.device().is_cpu()
+            && matches!(a.dtype(), DType::F32 | DType::F64)
+            && a.dtype() == b.dtype()
+            && a.dtype() == w.dtype()
+            && a.dims() == b.dims()
+            && w.rank() == 1
+            && w.dim(0)? == self.segments.iter().map(|&(c, _)| c).sum::<usize>()
+            && !w.track_op();
+        if !ok {
+            return Ok(None);
+        }
+        let (a, b, w) = (a.contiguous()?, b.contiguous()?, w.contiguous()?);
+        Ok(Some(if a.track_op() || b.track_op() {
+            a.apply_op3(&b, &w, self)?
+        } else {
+            a.apply_op3_no_bwd(&b, &w, &self)?
+        }))
+    }
+
+    /// `(feature offset, weight offset, output offset, channels, pixels)` per tap.
+    fn layout(&self) -> impl Iterator<Item = (usize, usize, usize, usize, usize)> + '_ {
+        let (mut f, mut wo, mut o) = (0, 0, 0);
+        self.segments.iter().map(move |&(c, p)| {
+            let r = (f, wo, o, c, p);
+            f += self.n * c * p;
+            wo += c;
+            o += self.n * p;
+            r
+        })
+    }
+
+    fn forward<T: Element>(&self, a: &[T], b: &[T], w: &[T]) -> Vec<T> {
+        let n = self.n;
+        let mut out = Vec::with_capacity(self.out_shape.elem_count());
+        for (f, wo, _, c, p) in self.layout() {
+            let r = f..f + n * c * p;
+            out.extend(forward(&a[r.clone()], &b[r], &w[wo..wo + c], (n, c, p)));
+        }
+        out
+    }
+
+    fn backward<T: Element>(&self, (a, b, w, g): (&[T], &[T], &[T], &[T]), want: (bool, bool)) -> (Vec<T>, Vec<T>) {
+        let n = self.n;
+        let mut ga = Vec::with_capacity(if want.0 { a.len() } else { 0 });
+        let mut gb = Vec::with_capacity(if want.1 { b.len() } else { 0 });
+        for (f, wo, o, c, p) in self.layout() {
+            let r = f..f + n * c * p;
+            let (sa, sb) = backward(
+                (&a[r.clone()], &b[r], &w[wo..wo + c], &g[o..o + n * p]),
+                (n, c, p),
+                want,
+            );
+            ga.extend(sa);
+            gb.extend(sb);
+        }
+        (ga, gb)
+    }
+}
 
 /// Per pixel of each image: `n = sqrt(sum_c f^2 + 1e-20)` over `f [C, P]`.
 fn norms<T: Element>(f: &[T], c: usize, p: usize) -> Vec<T> {
@@ -132,23 +220,13 @@ impl CustomOp3 for TapDistance {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (n, c, h, w) = l1.shape().dims4()?;
-        let dims = (n, c, h * w);
         let out = match s1 {
-            CpuStorage::F32(_) => CpuStorage::F32(forward(
-                cpu_slice(s1, l1)?,
-                cpu_slice(s2, l2)?,
-                cpu_slice(s3, l3)?,
-                dims,
-            )),
-            _ => CpuStorage::F64(forward(
-                cpu_slice(s1, l1)?,
-                cpu_slice(s2, l2)?,
-                cpu_slice(s3, l3)?,
-                dims,
-            )),
+            CpuStorage::F32(_) => {
+                CpuStorage::F32(self.forward(cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, cpu_slice(s3, l3)?))
+            }
+            _ => CpuStorage::F64(self.forward(cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, cpu_slice(s3, l3)?)),
         };
-        Ok((out, Shape::from((n, 1, h, w))))
+        Ok((out, self.out_shape.clone()))
     }
 
     fn bwd(
@@ -159,8 +237,6 @@ impl CustomOp3 for TapDistance {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (n, c, h, wd) = a.dims4()?;
-        let dims = (n, c, h * wd);
         let g = grad.contiguous()?;
         let want = (a.track_op(), b.track_op());
         macro_rules! run {
@@ -168,7 +244,7 @@ impl CustomOp3 for TapDistance {
                 let (ga, gb) = with_cpu_slice::<$t, _>(a, |av| {
                     with_cpu_slice(b, |bv| {
                         with_cpu_slice(w, |wv| {
-                            with_cpu_slice(&g, |gv| backward((av, bv, wv, gv), dims, want))
+                            with_cpu_slice(&g, |gv| self.backward((av, bv, wv, gv), want))
                         })
                     })
                 })????;

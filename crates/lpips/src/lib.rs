@@ -284,6 +284,17 @@ impl Lpips {
 
     /// The backbone's taps for images `[N, 3, H, W]` in [-1, 1] (after scaling).
     pub fn taps(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let x = self.scaled(x)?;
+        if let Some(trunk) = self.trunk() {
+            if let Some(taps) = trunk.taps(&x)? {
+                return Ok(taps);
+            }
+        }
+        self.taps_unfused(x)
+    }
+
+    /// The scaling layer: `(x - shift) / scale` per channel.
+    fn scaled(&self, x: &Tensor) -> Result<Tensor> {
         let (_, c, _, _) = x
             .dims4()
             .map_err(|_| Error::invalid(format!("images must be [N, 3, H, W], got {:?}", x.dims())))?;
@@ -293,15 +304,8 @@ impl Lpips {
                 x.dims()
             )));
         }
-        let x = x
-            .broadcast_sub(&self.shift.to_dtype(x.dtype())?)?
-            .broadcast_div(&self.scale.to_dtype(x.dtype())?)?;
-        if let Some(trunk) = self.trunk() {
-            if let Some(taps) = trunk.taps(&x)? {
-                return Ok(taps);
-            }
-        }
-        self.taps_unfused(x)
+        Ok(x.broadcast_sub(&self.shift.to_dtype(x.dtype())?)?
+            .broadcast_div(&self.scale.to_dtype(x.dtype())?)?)
     }
 
     /// The taps of scaled images through candle's ops (the reference for the fused
@@ -365,6 +369,9 @@ impl Lpips {
                 x1.dims()
             )));
         }
+        if let Some(maps) = self.fused_tap_maps(x0, x1)? {
+            return Ok(maps);
+        }
         let (t0, t1) = (self.taps(x0)?, self.taps(x1)?);
         t0.iter()
             .zip(&t1)
@@ -373,15 +380,47 @@ impl Lpips {
             .collect()
     }
 
+    /// Every tap's map through the fused trunk and one fused distance op over all taps,
+    /// or `None` when either does not apply (another net, dtype or device).
+    fn fused_tap_maps(&self, x0: &Tensor, x1: &Tensor) -> Result<Option<Vec<Tensor>>> {
+        let Some(trunk) = self.trunk() else {
+            return Ok(None);
+        };
+        let (x0, x1) = (self.scaled(x0)?, self.scaled(x1)?);
+        let (Some((f0, shapes)), Some((f1, _))) = (trunk.flat(&x0)?, trunk.flat(&x1)?) else {
+            return Ok(None);
+        };
+        let weights = shapes
+            .iter()
+            .enumerate()
+            .map(|(k, &(c, _, _))| self.tap_weights(k, c, f0.dtype(), f0.device()))
+            .collect::<Result<Vec<_>>>()?;
+        let n = x0.dim(0)?;
+        let Some(flat) = fused::taps_distance(&f0, &f1, &Tensor::cat(&weights, 0)?, n, &shapes)? else {
+            return Ok(None);
+        };
+        let mut maps = vec![];
+        let mut offset = 0;
+        for (_, h, w) in shapes {
+            maps.push(flat.narrow(0, offset, n * h * w)?.reshape((n, 1, h, w))?);
+            offset += n * h * w;
+        }
+        Ok(Some(maps))
+    }
+
+    /// Tap `k`'s channel weights `[C]`: the learned lin layer, `1/C` or ones.
+    fn tap_weights(&self, k: usize, c: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+        Ok(match &self.weighting {
+            Weighting::Learned(lins) => lins[k].to_dtype(dtype)?.flatten_all()?,
+            Weighting::Uniform => Tensor::full(1.0 / c as f64, c, device)?.to_dtype(dtype)?,
+            Weighting::Sum => Tensor::ones(c, dtype, device)?,
+        })
+    }
+
     /// Tap `k`'s weighted map `[N, 1, h, w]` from the features of both images; `fused`
     /// takes the one-op path where it applies.
     fn tap_term(&self, k: usize, a: &Tensor, b: &Tensor, fused: bool) -> Result<Tensor> {
-        let c = a.dim(1)?;
-        let w = match &self.weighting {
-            Weighting::Learned(lins) => lins[k].to_dtype(a.dtype())?.flatten_all()?,
-            Weighting::Uniform => Tensor::full(1.0 / c as f64, c, a.device())?.to_dtype(a.dtype())?,
-            Weighting::Sum => Tensor::ones(c, a.dtype(), a.device())?,
-        };
+        let w = self.tap_weights(k, a.dim(1)?, a.dtype(), a.device())?;
         if fused {
             if let Some(d) = fused::tap_distance(a, b, &w)? {
                 return Ok(d);

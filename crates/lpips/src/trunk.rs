@@ -39,6 +39,9 @@ enum Step {
     Tap,
 }
 
+/// A tap's `(C, H, W)`.
+pub(crate) type TapShape = (usize, usize, usize);
+
 /// A VGG-family trunk with fixed weights, on the CPU, in one dtype.
 #[derive(Debug)]
 pub(crate) struct Trunk {
@@ -105,12 +108,35 @@ impl Trunk {
     /// The taps `[N, C, H, W]` of the scaled images `x [N, C, H, W]`, or `None` when `x`
     /// is not on this path (another dtype or device).
     pub(crate) fn taps(self: &Arc<Self>, x: &Tensor) -> Result<Option<Vec<Tensor>>> {
+        let Some((flat, shapes)) = self.flat(x)? else {
+            return Ok(None);
+        };
+        let n = x.dim(0)?;
+        let mut taps = vec![];
+        let mut offset = 0;
+        for (c, h, w) in shapes {
+            let len = n * c * h * w;
+            taps.push(flat.narrow(0, offset, len)?.reshape((n, c, h, w))?);
+            offset += len;
+        }
+        Ok(Some(taps))
+    }
+
+    /// The trunk's output as it comes: every tap flattened and concatenated tap by tap
+    /// (`[N, C, H, W]` each), with the taps' `(C, H, W)`; `None` as for [`Trunk::taps`].
+    pub(crate) fn flat(self: &Arc<Self>, x: &Tensor) -> Result<Option<(Tensor, Vec<TapShape>)>> {
         if x.dtype() != self.dtype || !x.device().is_cpu() {
             return Ok(None);
         }
         let (n, c, h, w) = x.dims4()?;
         let dims = self.input_dims((n, c, h, w))?;
-        let shapes = self.steps.iter().zip(&dims).filter(|(s, _)| matches!(s, Step::Tap));
+        let shapes = self
+            .steps
+            .iter()
+            .zip(&dims)
+            .filter(|(s, _)| matches!(s, Step::Tap))
+            .map(|(_, &d)| d)
+            .collect();
         let x = x.contiguous()?;
         let flat = if x.track_op() {
             x.apply_op1(TrunkOp {
@@ -123,14 +149,7 @@ impl Trunk {
                 saved: None,
             })?
         };
-        let mut taps = vec![];
-        let mut offset = 0;
-        for (_, &(c, h, w)) in shapes {
-            let len = n * c * h * w;
-            taps.push(flat.narrow(0, offset, len)?.reshape((n, c, h, w))?);
-            offset += len;
-        }
-        Ok(Some(taps))
+        Ok(Some((flat, shapes)))
     }
 
     /// The `(C, H, W)` that enters every step for input `[N, C, H, W]`, and an error
