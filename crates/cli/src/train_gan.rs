@@ -65,9 +65,17 @@ pub struct TrainGanArgs {
     /// discriminator; the architecture flags must match it. Ignored when resuming.
     #[arg(long, value_name = "G.safetensors")]
     init_generator: Option<PathBuf>,
-    /// Steps at the start in which only D trains (use with --init-generator).
+    /// Steps at the start in which only D trains (use with --init-generator); with
+    /// --g-warmup-gap, the most such steps.
     #[arg(long, default_value_t = 0)]
     g_warmup_steps: u64,
+    /// End the D-only warm-up as soon as D separates real from generated images by this
+    /// margin (moving average of D(x) - D(G(z))), e.g. 2.
+    #[arg(long)]
+    g_warmup_gap: Option<f64>,
+    /// Generator learning rate (default: --lr).
+    #[arg(long)]
+    g_lr: Option<f64>,
 }
 
 fn snapshot(t: &Trainer, out: &Path) -> Result<()> {
@@ -102,7 +110,7 @@ pub fn run(a: TrainGanArgs) -> Result<()> {
             channel_max: a.channel_max,
             d_channel_base: a.channel_base,
             d_channel_max: a.channel_max,
-            g_lr: a.lr,
+            g_lr: a.g_lr.unwrap_or(a.lr),
             d_lr: a.lr,
             seed: a.seed,
             ..GanConfig::small(a.resolution)
@@ -112,8 +120,17 @@ pub fn run(a: TrainGanArgs) -> Result<()> {
             .unwrap_or(0.0002 * (a.resolution * a.resolution) as f64 / a.batch as f64);
         cfg.ema_kimg = a.batch as f64 * 10.0 / 32.0;
         cfg.g_warmup_steps = a.g_warmup_steps;
+        cfg.g_warmup_gap = a.g_warmup_gap;
+        if a.g_warmup_gap.is_some() && a.g_warmup_steps == 0 {
+            return Err(Error::invalid(
+                "--g-warmup-gap needs --g-warmup-steps N, the most D-only steps to take",
+            ));
+        }
         match &a.init_generator {
             Some(p) => {
+                // G_ema starts as the trained generator: average over the full
+                // half-life from the start instead of ramping up from G's latest step.
+                cfg.ema_rampup = None;
                 let g = labelgan_stylegan::StyleGan2::load(p, &device)?;
                 eprintln!(
                     "starting from the generator {} with a fresh discriminator ({} D-only steps first)",
@@ -172,14 +189,19 @@ pub fn run(a: TrainGanArgs) -> Result<()> {
             let line = serde_json::json!({
                 "step": t.step, "kimg": t.nimg as f64 / 1000.0, "loss_g": acc.0 / k, "loss_d": acc.1 / k,
                 "real_score": acc.2 / k, "fake_score": acc.3 / k, "r1": r1, "img_per_s": rate,
-                "seconds": start.elapsed().as_secs_f64(),
+                "seconds": start.elapsed().as_secs_f64(), "gap_average": t.gap_average, "g_started": t.g_started,
             });
+            let g_loss = if t.g_started.is_some() {
+                format!("{:.3}", acc.0 / k)
+            } else {
+                format!("held (gap {:.2})", t.gap_average)
+            };
             eprintln!(
-                "kimg {:7.2}/{:.0} | step {} | G {:.3} | D {:.3} | D(x) {:+.2} D(G(z)) {:+.2} | R1 {} | {:.1} img/s | ETA {:.0} min",
+                "kimg {:7.2}/{:.0} | step {} | G {} | D {:.3} | D(x) {:+.2} D(G(z)) {:+.2} | R1 {} | {:.1} img/s | ETA {:.0} min",
                 t.nimg as f64 / 1000.0,
                 a.kimg,
                 t.step,
-                acc.0 / k,
+                g_loss,
                 acc.1 / k,
                 acc.2 / k,
                 acc.3 / k,

@@ -64,8 +64,15 @@ pub struct GanConfig {
     /// Steps at the start of the run in which only D trains: for a run that starts
     /// from a trained generator ([`Trainer::from_generator`]) with a fresh D, whose
     /// first, random gradients would otherwise undo G's training.
+    /// With `g_warmup_steps`: end the warm-up early, at the first step at which D
+    /// separates real from generated images by this margin: a moving average (0.9 per
+    /// step) of `D(x) - D(G(z))` at least `gap`. `g_warmup_steps` is then the cap. A
+    /// fresh D needs hundreds of steps to tell a trained G's images from real ones, and
+    /// G trained against a D at chance drifts.
     #[serde(default)]
     pub g_warmup_steps: u64,
+    #[serde(default)]
+    pub g_warmup_gap: Option<f64>,
 }
 
 impl GanConfig {
@@ -97,6 +104,7 @@ impl GanConfig {
             mapping_lr_multiplier: 0.01,
             seed: 0,
             g_warmup_steps: 0,
+            g_warmup_gap: None,
         }
     }
 
@@ -195,6 +203,10 @@ pub struct Trainer {
     /// Steps done and images shown to D.
     pub step: u64,
     pub nimg: u64,
+    /// Moving average of `D(x) - D(G(z))` (0.9 per step), and the step at which G
+    /// started training (None while it is held by the warm-up).
+    pub gap_average: f64,
+    pub g_started: Option<u64>,
     device: Device,
 }
 
@@ -292,6 +304,7 @@ impl Trainer {
                 .collect::<Result<_>>()?,
         };
         let (lr_d, betas_d) = config.d_adam();
+        let g_started = (config.g_warmup_steps == 0).then_some(0);
         Ok(Self {
             opt_g: Adam::new(config.g_lr, config.betas),
             opt_d: Adam::new(lr_d, betas_d),
@@ -302,6 +315,8 @@ impl Trainer {
             ema,
             step,
             nimg,
+            gap_average: 0.0,
+            g_started,
             device: device.clone(),
         })
     }
@@ -354,7 +369,14 @@ impl Trainer {
         let mut rng = SplitMix64::derive(self.config.seed, self.step);
         let n = self.config.batch;
         let mut out = StepLosses::default();
-        if self.step >= self.config.g_warmup_steps {
+        if self.g_started.is_none() {
+            let capped = self.step >= self.config.g_warmup_steps;
+            let separated = self.config.g_warmup_gap.is_some_and(|gap| self.gap_average >= gap);
+            if capped || separated {
+                self.g_started = Some(self.step);
+            }
+        }
+        if self.g_started.is_some() {
             self.generator_step(&mut rng, &mut out)?;
         } else {
             out.g = f32::NAN;
@@ -384,6 +406,7 @@ impl Trainer {
         out.d = loss_d.to_scalar::<f32>()?;
         out.real_score = real_logits.mean_all()?.to_scalar::<f32>()?;
         out.fake_score = fake_logits.mean_all()?.to_scalar::<f32>()?;
+        self.gap_average = 0.9 * self.gap_average + 0.1 * (out.real_score as f64 - out.fake_score as f64);
         let regularize = self.config.r1_gamma > 0.0 && self.step % self.config.r1_interval as u64 == 0;
         let mut grads = named_grads(&self.d.params, &loss_d.backward()?);
         if regularize {
@@ -477,6 +500,11 @@ impl Trainer {
             ("nimg".to_string(), self.nimg.to_string()),
             ("adam_g_step".to_string(), self.opt_g.step.to_string()),
             ("adam_d_step".to_string(), self.opt_d.step.to_string()),
+            ("gap_average".to_string(), self.gap_average.to_string()),
+            (
+                "g_started".to_string(),
+                self.g_started.map_or("none".into(), |s| s.to_string()),
+            ),
         ]);
         save_safetensors(path, &t, &meta)
     }
@@ -514,6 +542,20 @@ impl Trainer {
             num("nimg")?,
             device,
         )?;
+        // Checkpoints from before the adaptive warm-up: G started at the fixed step.
+        tr.g_started = match file.metadata.get("g_started").map(String::as_str) {
+            None => (tr.step >= tr.config.g_warmup_steps).then_some(tr.config.g_warmup_steps),
+            Some("none") => None,
+            Some(v) => Some(
+                v.parse()
+                    .map_err(|_| Error::format(path, "metadata `g_started` is not a number"))?,
+            ),
+        };
+        if let Some(v) = file.metadata.get("gap_average") {
+            tr.gap_average = v
+                .parse()
+                .map_err(|_| Error::format(path, "metadata `gap_average` is not a number"))?;
+        }
         tr.opt_g.load_from("adam_g", &file, num("adam_g_step")?);
         tr.opt_d.load_from("adam_d", &file, num("adam_d_step")?);
         Ok(tr)

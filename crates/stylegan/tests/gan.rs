@@ -418,6 +418,36 @@ fn continues_from_a_trained_generator() {
     assert!(b.step(&source).unwrap().g.is_finite());
     let after = b.generator_ema().unwrap().image(&ws, NoiseMode::Const).unwrap();
     assert!(labelgan_core::max_abs_diff(&before, &after).unwrap() > 0.0);
+    // An adaptive warm-up: G waits while D's real-fake gap is under the margin, for at
+    // most g_warmup_steps; a margin of minus infinity ends it at once.
+    let held = GanConfig {
+        seed: 7,
+        g_warmup_steps: 3,
+        g_warmup_gap: Some(f64::INFINITY),
+        ..tiny(8)
+    };
+    let mut c = Trainer::from_generator(held.clone(), &g, &dev).unwrap();
+    for _ in 0..3 {
+        assert!(c.step(&source).unwrap().g.is_nan());
+        assert_eq!(c.g_started, None);
+    }
+    // The state survives a checkpoint.
+    let dir = std::env::temp_dir().join(format!("lg-gan-warmup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ck = dir.join("ck.safetensors");
+    c.save_checkpoint(&ck).unwrap();
+    let mut c2 = Trainer::load_checkpoint(&ck, &dev).unwrap();
+    assert_eq!((c2.g_started, c2.gap_average), (None, c.gap_average));
+    assert!(c2.step(&source).unwrap().g.is_finite());
+    assert_eq!(c2.g_started, Some(3));
+    std::fs::remove_dir_all(&dir).ok();
+    let open = GanConfig {
+        g_warmup_gap: Some(f64::NEG_INFINITY),
+        ..held
+    };
+    let mut e = Trainer::from_generator(open, &g, &dev).unwrap();
+    assert!(e.step(&source).unwrap().g.is_finite());
+    assert_eq!(e.g_started, Some(0));
     // Another architecture is refused, naming a tensor.
     let err = Trainer::from_generator(
         GanConfig {
