@@ -157,6 +157,14 @@ impl GanConfig {
         if self.r1_interval == 0 {
             return Err(Error::invalid("r1_interval must be at least 1"));
         }
+        for (name, v) in [("g_lr", self.g_lr), ("d_lr", self.d_lr), ("r1_gamma", self.r1_gamma)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::invalid(format!("{name} must be a finite number >= 0, got {v}")));
+            }
+        }
+        if self.g_warmup_gap.is_some_and(f64::is_nan) {
+            return Err(Error::invalid("g_warmup_gap is NaN"));
+        }
         Ok(())
     }
 }

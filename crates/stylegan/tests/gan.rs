@@ -304,6 +304,20 @@ fn bad_configs_are_named() {
     .unwrap()
     .to_string();
     assert!(err.contains("12"), "{err}");
+    for bad in [
+        GanConfig {
+            g_lr: f64::NAN,
+            ..tiny(8)
+        },
+        GanConfig { d_lr: -1.0, ..tiny(8) },
+        GanConfig {
+            g_warmup_gap: Some(f64::NAN),
+            ..tiny(8)
+        },
+    ] {
+        let err = Trainer::new(bad, &dev).err().unwrap().to_string();
+        assert!(err.contains("lr") || err.contains("g_warmup_gap"), "{err}");
+    }
     let mut t = Trainer::new(tiny(8), &dev).unwrap();
     let wrong = ImageSource::Images(Tensor::zeros((4, 3, 16, 16), DType::F32, &dev).unwrap());
     let err = t.step(&wrong).err().unwrap().to_string();
