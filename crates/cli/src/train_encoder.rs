@@ -53,6 +53,11 @@ pub struct TrainEncoderArgs {
     checkpoint_every: usize,
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
+    /// Start from this encoder's weights (its architecture) instead of random ones, e.g.
+    /// to retrain the encoder of a generator that was trained further. Ignored when
+    /// resuming.
+    #[arg(long, value_name = "E.safetensors")]
+    init_encoder: Option<PathBuf>,
 }
 
 pub fn run(a: TrainEncoderArgs) -> Result<()> {
@@ -93,7 +98,19 @@ pub fn run(a: TrainEncoderArgs) -> Result<()> {
         if let Some(b) = a.batch_a {
             cfg.stage_a.batch = b;
         }
-        EncoderTrainer::new(cfg, &g)?
+        match &a.init_encoder {
+            Some(p) => {
+                let init = labelgan_inversion::Encoder::load(p, &device)?;
+                // The architecture comes from the initial encoder; steps, batch, seed
+                // and learning rates from the flags.
+                cfg.stem = init.config.stem;
+                cfg.widths = init.config.widths.clone();
+                cfg.head_channels = init.config.head_channels;
+                eprintln!("starting from the weights of {}", p.display());
+                EncoderTrainer::from_encoder(cfg, &g, &init)?
+            }
+            None => EncoderTrainer::new(cfg, &g)?,
+        }
     };
     let report = |name: &str, ws: &Tensor| -> Result<()> {
         let rec = g.image(ws, labelgan_core::NoiseMode::Const)?;

@@ -362,6 +362,36 @@ impl EncoderTrainer {
         })
     }
 
+    /// A run that starts from `init`'s weights instead of random ones (to retrain an
+    /// encoder for a generator that changed): the architecture in `config` must be
+    /// `init`'s, and the outputs are centred on `g`'s `w_avg`, not on `init`'s. A
+    /// mismatch names the first parameter that differs.
+    pub fn from_encoder(config: EncoderConfig, g: &StyleGan2, init: &Encoder) -> Result<Self> {
+        let t = Self::new(config, g)?;
+        for (name, var) in &t.encoder.params {
+            let src = init.params.get(name).ok_or_else(|| {
+                Error::invalid(format!(
+                    "the initial encoder has no parameter `{name}`: its architecture differs from the one configured"
+                ))
+            })?;
+            if src.dims() != var.dims() {
+                return Err(Error::invalid(format!(
+                    "encoder parameter `{name}` is {:?} in the initial encoder but {:?} here: \
+                     its architecture (or the generator's number of ws and w_dim) differs",
+                    src.dims(),
+                    var.dims()
+                )));
+            }
+            var.set(&src.as_tensor().to_device(var.device())?.copy()?)?;
+        }
+        if let Some(extra) = init.params.keys().find(|k| !t.encoder.params.contains_key(*k)) {
+            return Err(Error::invalid(format!(
+                "the initial encoder has a parameter `{extra}` that the configured architecture does not make"
+            )));
+        }
+        Ok(t)
+    }
+
     fn update(&mut self, loss: &Tensor) -> Result<f32> {
         let v = loss.to_scalar::<f32>()?;
         if !v.is_finite() {

@@ -11,6 +11,10 @@ use labelgan_lpips::rotation::{RotationConfig, RotationNet};
 use labelgan_stylegan::{GeneratorConfig, StyleGan2};
 
 fn tiny_g() -> StyleGan2 {
+    tiny_g_seeded(7)
+}
+
+fn tiny_g_seeded(seed: u64) -> StyleGan2 {
     let cfg = GeneratorConfig {
         z_dim: 16,
         w_dim: 16,
@@ -20,7 +24,7 @@ fn tiny_g() -> StyleGan2 {
         channel_max: 16,
         ..Default::default()
     };
-    StyleGan2::random(&cfg, 7, &Device::Cpu).unwrap()
+    StyleGan2::random(&cfg, seed, &Device::Cpu).unwrap()
 }
 
 fn tiny_lpips() -> Lpips {
@@ -147,6 +151,21 @@ fn encoder_stages_learn_and_resume_exactly() {
     r.encoder.save(&path).unwrap();
     let back = Encoder::load(&path, &Device::Cpu).unwrap();
     assert_eq!(max_abs_diff(&back.invert(&x).unwrap(), &want).unwrap(), 0.0);
+
+    // Starting another generator's training from these weights: the same offsets from
+    // the new generator's w_avg, and a different architecture is refused by name.
+    let g2 = tiny_g_seeded(8);
+    let init = EncoderTrainer::from_encoder(cfg.clone(), &g2, &back).unwrap();
+    let shift = (&g2.mapping.w_avg - &g.mapping.w_avg).unwrap();
+    let expect = want.broadcast_add(&shift).unwrap();
+    assert!(max_abs_diff(&init.encoder.forward(&x).unwrap(), &expect).unwrap() < 1e-5);
+    let mut wider = cfg.clone();
+    wider.widths = vec![8, 32];
+    let err = EncoderTrainer::from_encoder(wider, &g2, &back)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("block1"), "{err}");
 }
 
 #[test]
