@@ -170,6 +170,7 @@ fn main() -> labelgan::core::Result<()> {
                 seed: a.seed,
                 flip: Some(Flip::toyworld()),
                 shift: 3,
+                keypoint_loss: labelgan::eval::KeypointLoss::SpatialSoftmax,
             },
             &dev,
         )?;

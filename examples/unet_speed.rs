@@ -75,6 +75,7 @@ fn run() -> Result<()> {
         seed: 0,
         flip: Some(Flip::toyworld()),
         shift: 3,
+        keypoint_loss: labelgan::eval::KeypointLoss::SpatialSoftmax,
     };
     let mut unet = UNet::new(config, &Device::Cpu)?;
     let started = Instant::now();

@@ -4,9 +4,10 @@
 //! Layout: per level two 3x3 convs with ReLU (widths `widths[0..L]`), 2x2 average
 //! pooling between levels; on the way up nearest 2x upsampling, concatenation with the
 //! skip, two 3x3 convs; a 1x1 conv to
-//! `classes + keypoints + depth` output channels. Losses: cross-entropy on the classes,
-//! squared error on Gaussian keypoint heatmaps (peak 1, std `sigma` pixels) and on depth,
-//! summed. Adam. Optional augmentation: horizontal flips (with the domain's left/right
+//! `classes + keypoints + depth` output channels. Losses: cross-entropy on the classes;
+//! for keypoints a softmax over each map's pixels against a Gaussian (std `sigma`
+//! pixels), or squared error on Gaussian heatmaps ([`KeypointLoss`]); squared error on
+//! depth; summed. Adam. Optional augmentation: horizontal flips (with the domain's left/right
 //! class and keypoint pairs swapped) and random shifts of up to `shift` pixels (edges
 //! replicated), both applied to labels alike. On the CPU each conv with its bias and
 //! ReLU is one op (`labelgan_core::conv::conv2d_bias`), and pooling and upsampling are
@@ -43,6 +44,36 @@ pub struct UNetConfig {
     pub flip: Option<Flip>,
     /// Random shifts up to this many pixels (0: none).
     pub shift: usize,
+    /// How the keypoint head is trained (files from before this option: squared error).
+    #[serde(default = "heatmap_mse")]
+    pub keypoint_loss: KeypointLoss,
+}
+
+fn heatmap_mse() -> KeypointLoss {
+    KeypointLoss::HeatmapMse
+}
+
+/// The keypoint head's loss. Either way a keypoint is decoded as the argmax of its map.
+///
+/// Measured on toyworld at 64 px (UNet widths 8/16/32, 300 steps, 200 test faces,
+/// seeds 0-2), PCK@0.1:
+///
+/// | trained on | squared error, lr 3e-3 | spatial softmax, lr 3e-3 | spatial softmax, lr 1e-2 |
+/// | --- | --- | --- | --- |
+/// | 2,000 real faces | 0.21, 0.25, 0 | 1.00, 1.00, 0.99 | 1.00, 1.00, 1.00 |
+/// | 16 real faces | 0.20, 0.29, 0 | 0.90, 0.84, 0.92 | 0.35, 0.95, 0.99 |
+///
+/// (0: the maps collapsed to zero.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeypointLoss {
+    /// Squared error on Gaussian heatmaps (peak 1, std `sigma`), weighted by 100. Maps
+    /// that are mostly 0 invite the all-zero answer, and the head often settles there.
+    HeatmapMse,
+    /// Cross-entropy of a softmax over each map's pixels against the Gaussian normalised
+    /// to sum 1 (keypoints with an empty map are left out): every map must put its mass
+    /// somewhere, so there is no all-zero answer.
+    #[default]
+    SpatialSoftmax,
 }
 
 impl UNetConfig {
@@ -240,9 +271,7 @@ impl UNet {
             total = (total + ce)?;
         }
         if let Some(h) = &t.heatmaps {
-            // Heatmaps are mostly 0: weigh their squared error up so that peaks form. (It
-            // then dominates a shared trunk; train segmentation as its own model.)
-            total = (total + ((y.narrow(1, c, k)? - h)?.sqr()?.mean_all()? * 100.0)?)?;
+            total = (total + keypoint_loss(self.config.keypoint_loss, &y.narrow(1, c, k)?, h)?)?;
         }
         if let Some(d) = &t.depth {
             total = (total + (y.narrow(1, c + k, 1)? - d)?.sqr()?.mean_all()?)?;
@@ -475,9 +504,51 @@ fn batch(
     Ok((x, targets))
 }
 
+/// The keypoint head's loss for its output `y [B, K, H, W]` and Gaussian heatmaps `h`
+/// (peak 1; all zero for a keypoint that is not in the image).
+fn keypoint_loss(kind: KeypointLoss, y: &Tensor, h: &Tensor) -> Result<Tensor> {
+    Ok(match kind {
+        // Heatmaps are mostly 0: weigh their squared error up so that peaks form. (It
+        // then dominates a shared trunk; train segmentation as its own model.)
+        KeypointLoss::HeatmapMse => ((y - h)?.sqr()?.mean_all()? * 100.0)?,
+        KeypointLoss::SpatialSoftmax => {
+            let logp = candle_nn::ops::log_softmax(&y.flatten_from(2)?, D::Minus1)?;
+            let h = h.flatten_from(2)?;
+            let mass = h.sum_keepdim(D::Minus1)?;
+            let present = mass.gt(0f64)?.to_dtype(DType::F32)?;
+            // Empty maps divide 0 by 1 and count for nothing.
+            let target = h.broadcast_div(&(&mass + (1.0 - &present)?)?)?;
+            let ce = (logp * target)?.sum_all()?.neg()?;
+            (ce / present.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64)?
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Uniform logits over 16 pixels cost ln 16 per keypoint whatever the target; an
+    /// empty map is left out of the mean; a logit map equal to the target's log costs
+    /// the target's entropy. Squared error: 100 times the mean square.
+    #[test]
+    fn keypoint_losses_by_hand() {
+        let dev = Device::Cpu;
+        let mut h = vec![0f32; 2 * 16];
+        (h[5], h[6]) = (1.0, 0.5);
+        let h = Tensor::from_vec(h, (1, 2, 4, 4), &dev).unwrap();
+        let zero = Tensor::zeros((1, 2, 4, 4), DType::F32, &dev).unwrap();
+        let ce = keypoint_loss(KeypointLoss::SpatialSoftmax, &zero, &h).unwrap();
+        assert!((ce.to_scalar::<f32>().unwrap() - 16f32.ln()).abs() < 1e-5);
+        let mut y = vec![-60f32; 2 * 16];
+        (y[5], y[6]) = ((2f32 / 3.0).ln(), (1f32 / 3.0).ln());
+        let y = Tensor::from_vec(y, (1, 2, 4, 4), &dev).unwrap();
+        let entropy = -(2f32 / 3.0) * (2f32 / 3.0).ln() - (1f32 / 3.0) * (1f32 / 3.0).ln();
+        let ce = keypoint_loss(KeypointLoss::SpatialSoftmax, &y, &h).unwrap();
+        assert!((ce.to_scalar::<f32>().unwrap() - entropy).abs() < 1e-5);
+        let mse = keypoint_loss(KeypointLoss::HeatmapMse, &zero, &h).unwrap();
+        assert!((mse.to_scalar::<f32>().unwrap() - 100.0 * 1.25 / 32.0).abs() < 1e-4);
+    }
 
     #[test]
     fn flips_swap_classes_and_keypoints() {
@@ -498,6 +569,7 @@ mod tests {
                 keypoints: vec![(0, 1)],
             }),
             shift: 0,
+            keypoint_loss: KeypointLoss::HeatmapMse,
         };
         let img = Tensor::arange(0f32, 48.0, &Device::Cpu)
             .unwrap()

@@ -19,6 +19,7 @@ fn config(classes: usize, keypoints: usize, depth: bool, steps: usize) -> UNetCo
         seed: 1,
         flip: Some(Flip::toyworld()),
         shift: 2,
+        keypoint_loss: labelgan_eval::KeypointLoss::SpatialSoftmax,
     }
 }
 
@@ -43,9 +44,17 @@ fn train(cfg: UNetConfig, set: &LabelledSet) -> (UNet, Vec<f32>) {
 }
 
 fn falls(losses: &[f32]) {
+    falls_to(losses, 0.0)
+}
+
+/// The loss's excess over `floor` (its least possible value) falls by 40 %.
+fn falls_to(losses: &[f32], floor: f32) {
     let first = losses[..10].iter().sum::<f32>() / 10.0;
     let last = losses[losses.len() - 10..].iter().sum::<f32>() / 10.0;
-    assert!(last < 0.6 * first, "loss {first} -> {last}");
+    assert!(
+        last - floor < 0.6 * (first - floor),
+        "loss {first} -> {last} (floor {floor})"
+    );
 }
 
 #[test]
@@ -81,10 +90,15 @@ fn learns_toyworld_labels() {
     };
     let before = pck(&UNet::new(config(0, 5, false, 1), &Device::Cpu).unwrap());
     let (u, losses) = train(config(0, 5, false, 150), &kp);
-    falls(&losses);
+    // The cross-entropy against a Gaussian of std 1.5 px cannot go below its entropy,
+    // about ln(2 pi e 1.5^2) = 3.65 nats.
+    falls_to(
+        &losses,
+        (2.0 * std::f32::consts::PI * std::f32::consts::E * 1.5 * 1.5).ln(),
+    );
     let after = pck(&u);
     eprintln!("PCK@0.1 {before} -> {after}");
-    assert!(after > before + 0.1, "PCK {before} -> {after}");
+    assert!(after > 0.5 && after > before + 0.3, "PCK {before} -> {after}");
 
     let mut dp = full.clone();
     (dp.targets.masks, dp.targets.keypoints) = (None, None);
