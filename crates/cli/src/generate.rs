@@ -38,9 +38,9 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "IN.safetensors", conflicts_with_all = ["count", "seed"])]
     latents: Option<PathBuf>,
     /// Number of images to sample from `--seed`.
-    #[arg(long, value_name = "N", requires = "seed")]
+    #[arg(long, value_name = "N")]
     count: Option<usize>,
-    /// Seed of the sampled latents.
+    /// Seed of the sampled latents (default 0).
     #[arg(long, value_name = "S")]
     seed: Option<u64>,
     /// Write `ws` [N, num_ws, w_dim] and `img` [N, C, H, W] (raw f32 output) here.
