@@ -16,10 +16,9 @@ use labelgan_core::conv::{Element, cpu_slice, with_cpu_slice};
 /// The map `[N, 1, H, W]` of one tap, or `None` when the inputs are not for this path
 /// (not on the CPU, not f32/f64, mismatched, or weights that want a gradient).
 pub(crate) fn tap_distance(a: &Tensor, b: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
-    if a.rank() != 4 || a.dims() != b.dims() {
+    let Ok((n, c, h, wd)) = a.dims4() else {
         return Ok(None);
-    }
-    let (n, c, h, wd) = a.dims4()?;
+    };
     let op = TapDistance {
         n,
         segments: vec![(c, h * wd)],
@@ -43,8 +42,8 @@ pub(crate) fn taps_distance(
 ) -> Result<Option<Tensor>> {
     let segments: Vec<(usize, usize)> = shapes.iter().map(|&(c, h, w)| (c, h * w)).collect();
     let len: usize = segments.iter().map(|&(c, p)| n * c * p).sum();
-    let channels: usize = segments.iter().map(|&(c, _)| c).sum();
-    if a.rank() != 1 || a.dims() != [len] || b.dims() != [len] || w.dims() != [channels] {
+    // `apply` checks `b` and `w` against `a`.
+    if a.dims() != [len] {
         return Ok(None);
     }
     let out_len: usize = segments.iter().map(|&(_, p)| n * p).sum();

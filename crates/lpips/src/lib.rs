@@ -399,12 +399,7 @@ impl Lpips {
         let Some(flat) = fused::taps_distance(&f0, &f1, &Tensor::cat(&weights, 0)?, n, &shapes)? else {
             return Ok(None);
         };
-        let mut maps = vec![];
-        let mut offset = 0;
-        for (_, h, w) in shapes {
-            maps.push(flat.narrow(0, offset, n * h * w)?.reshape((n, 1, h, w))?);
-            offset += n * h * w;
-        }
+        let maps = trunk::split_flat(&flat, n, shapes.iter().map(|&(_, h, w)| (1, h, w)))?;
         Ok(Some(maps))
     }
 

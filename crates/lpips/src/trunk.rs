@@ -42,6 +42,18 @@ enum Step {
 /// A tap's `(C, H, W)`.
 pub(crate) type TapShape = (usize, usize, usize);
 
+/// Views `[N, C, H, W]` of a flat tensor that holds them one after another.
+pub(crate) fn split_flat(flat: &Tensor, n: usize, shapes: impl IntoIterator<Item = TapShape>) -> Result<Vec<Tensor>> {
+    let mut out = vec![];
+    let mut offset = 0;
+    for (c, h, w) in shapes {
+        let len = n * c * h * w;
+        out.push(flat.narrow(0, offset, len)?.reshape((n, c, h, w))?);
+        offset += len;
+    }
+    Ok(out)
+}
+
 /// A VGG-family trunk with fixed weights, on the CPU, in one dtype.
 #[derive(Debug)]
 pub(crate) struct Trunk {
@@ -111,15 +123,7 @@ impl Trunk {
         let Some((flat, shapes)) = self.flat(x)? else {
             return Ok(None);
         };
-        let n = x.dim(0)?;
-        let mut taps = vec![];
-        let mut offset = 0;
-        for (c, h, w) in shapes {
-            let len = n * c * h * w;
-            taps.push(flat.narrow(0, offset, len)?.reshape((n, c, h, w))?);
-            offset += len;
-        }
-        Ok(Some(taps))
+        Ok(Some(split_flat(&flat, x.dim(0)?, shapes)?))
     }
 
     /// The trunk's output as it comes: every tap flattened and concatenated tap by tap
