@@ -121,11 +121,6 @@ pub fn run(a: TrainGanArgs) -> Result<()> {
         cfg.ema_kimg = a.batch as f64 * 10.0 / 32.0;
         cfg.g_warmup_steps = a.g_warmup_steps;
         cfg.g_warmup_gap = a.g_warmup_gap;
-        if a.g_warmup_gap.is_some() && a.g_warmup_steps == 0 {
-            return Err(Error::invalid(
-                "--g-warmup-gap needs --g-warmup-steps N, the most D-only steps to take",
-            ));
-        }
         match &a.init_generator {
             Some(p) => {
                 // G_ema starts as the trained generator: average over the full

@@ -64,13 +64,13 @@ pub struct GanConfig {
     /// Steps at the start of the run in which only D trains: for a run that starts
     /// from a trained generator ([`Trainer::from_generator`]) with a fresh D, whose
     /// first, random gradients would otherwise undo G's training.
+    #[serde(default)]
+    pub g_warmup_steps: u64,
     /// With `g_warmup_steps`: end the warm-up early, at the first step at which D
     /// separates real from generated images by this margin: a moving average (0.9 per
     /// step) of `D(x) - D(G(z))` at least `gap`. `g_warmup_steps` is then the cap. A
     /// fresh D needs hundreds of steps to tell a trained G's images from real ones, and
     /// G trained against a D at chance drifts.
-    #[serde(default)]
-    pub g_warmup_steps: u64,
     #[serde(default)]
     pub g_warmup_gap: Option<f64>,
 }
@@ -164,6 +164,11 @@ impl GanConfig {
         }
         if self.g_warmup_gap.is_some_and(f64::is_nan) {
             return Err(Error::invalid("g_warmup_gap is NaN"));
+        }
+        if self.g_warmup_gap.is_some() && self.g_warmup_steps == 0 {
+            return Err(Error::invalid(
+                "g_warmup_gap needs g_warmup_steps > 0 (--g-warmup-steps N), the most D-only steps to take",
+            ));
         }
         Ok(())
     }

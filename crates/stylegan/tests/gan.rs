@@ -312,6 +312,11 @@ fn bad_configs_are_named() {
         GanConfig { d_lr: -1.0, ..tiny(8) },
         GanConfig {
             g_warmup_gap: Some(f64::NAN),
+            g_warmup_steps: 5,
+            ..tiny(8)
+        },
+        GanConfig {
+            g_warmup_gap: Some(2.0),
             ..tiny(8)
         },
     ] {
