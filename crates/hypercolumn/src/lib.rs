@@ -27,4 +27,4 @@ pub mod sparse;
 pub use dense::dense;
 pub use factored::{FactoredProjection, project};
 pub use interp::{AxisInterp, Upsample};
-pub use sparse::sparse;
+pub use sparse::{sparse, sparse_into};

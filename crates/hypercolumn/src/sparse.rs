@@ -10,9 +10,7 @@ use labelgan_core::{Error, FeatureTaps, Result};
 
 use crate::interp::{AxisInterp, Upsample};
 
-/// Rows `[P, D]` (f32) of image `image`'s hypercolumn at `target` resolution, for the
-/// flat pixel indices `pixels` (`y * target + x`).
-pub fn sparse(taps: &FeatureTaps, image: usize, pixels: &[u32], target: usize, mode: Upsample) -> Result<Tensor> {
+fn check(taps: &FeatureTaps, image: usize, pixels: &[u32], target: usize) -> Result<()> {
     let n = taps.batch();
     if image >= n {
         return Err(Error::invalid(format!(
@@ -24,6 +22,13 @@ pub fn sparse(taps: &FeatureTaps, image: usize, pixels: &[u32], target: usize, m
             "pixel {p} out of range for a {target}x{target} image"
         )));
     }
+    Ok(())
+}
+
+/// Rows `[P, D]` (f32) of image `image`'s hypercolumn at `target` resolution, for the
+/// flat pixel indices `pixels` (`y * target + x`).
+pub fn sparse(taps: &FeatureTaps, image: usize, pixels: &[u32], target: usize, mode: Upsample) -> Result<Tensor> {
+    check(taps, image, pixels, target)?;
     let np = pixels.len();
     let mut cols = Vec::with_capacity(taps.len());
     for tap in taps {
@@ -58,4 +63,65 @@ pub fn sparse(taps: &FeatureTaps, image: usize, pixels: &[u32], target: usize, m
         cols.push(acc.ok_or_else(|| Error::invalid("no interpolation corners"))?);
     }
     Ok(Tensor::cat(&cols, 0)?.t()?.contiguous()?)
+}
+
+/// [`sparse`]'s rows written into `out` (row-major `[P, D]`, `P * D` long) on the host,
+/// one tap at a time: no `[D, P]` intermediate and no second copy of the rows, so a
+/// caller gathering many images into one buffer holds them once. Any device's taps are
+/// read (copied to the host a tap at a time).
+pub fn sparse_into(
+    taps: &FeatureTaps,
+    image: usize,
+    pixels: &[u32],
+    target: usize,
+    mode: Upsample,
+    out: &mut [f32],
+) -> Result<()> {
+    check(taps, image, pixels, target)?;
+    let d: usize = taps.iter().map(|t| t.channels).sum();
+    if out.len() != pixels.len() * d {
+        return Err(Error::invalid(format!(
+            "output buffer holds {} values, {} pixels x {d} channels need {}",
+            out.len(),
+            pixels.len(),
+            pixels.len() * d
+        )));
+    }
+    let mut offset = 0;
+    for tap in taps {
+        let (r, c) = (tap.resolution, tap.channels);
+        // Channels last, so that each source pixel's channels are contiguous.
+        let x = tap
+            .tensor
+            .get(image)?
+            .to_device(&candle_core::Device::Cpu)?
+            .to_dtype(DType::F32)?
+            .reshape((c, r * r))?
+            .t()?
+            .contiguous()?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let a = AxisInterp::new(r, target, mode);
+        for (row, &p) in out.chunks_exact_mut(d).zip(pixels) {
+            let (y, xx) = (p as usize / target, p as usize % target);
+            let dst = &mut row[offset..offset + c];
+            let src = |iy: usize, ix: usize| &x[(iy * r + ix) * c..(iy * r + ix + 1) * c];
+            match mode {
+                Upsample::Nearest => dst.copy_from_slice(src(a.i0[y], a.i0[xx])),
+                Upsample::Bilinear => {
+                    let corners = [
+                        (src(a.i0[y], a.i0[xx]), a.w0[y] * a.w0[xx]),
+                        (src(a.i0[y], a.i1[xx]), a.w0[y] * a.w1[xx]),
+                        (src(a.i1[y], a.i0[xx]), a.w1[y] * a.w0[xx]),
+                        (src(a.i1[y], a.i1[xx]), a.w1[y] * a.w1[xx]),
+                    ];
+                    for (j, v) in dst.iter_mut().enumerate() {
+                        *v = corners.iter().map(|(s, w)| w * s[j]).sum();
+                    }
+                }
+            }
+        }
+        offset += c;
+    }
+    Ok(())
 }

@@ -4,7 +4,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use labelgan_core::{FeatureTaps, SplitMix64, Tap};
-use labelgan_hypercolumn::{FactoredProjection, Upsample, dense, sparse};
+use labelgan_hypercolumn::{FactoredProjection, Upsample, dense, sparse, sparse_into};
 
 fn random_taps(rng: &mut SplitMix64, target: usize) -> FeatureTaps {
     let n = 1 + rng.below(2) as usize;
@@ -52,6 +52,11 @@ fn sparse_rows_equal_dense_rows() {
         let want = d.get(image).unwrap().index_select(&idx, 0).unwrap();
         let e = rel_err(&s, &want);
         assert!(e < 1e-5, "case {case}: relative error {e}");
+        let mut into = vec![f32::NAN; s.elem_count()];
+        sparse_into(&taps, image, &pixels, target, mode, &mut into).unwrap();
+        let into = Tensor::from_vec(into, s.dims(), &Device::Cpu).unwrap();
+        let e = rel_err(&into, &want);
+        assert!(e < 1e-5, "case {case}: sparse_into's relative error {e}");
     }
 }
 
@@ -111,6 +116,15 @@ fn bad_inputs_are_named() {
     assert!(e.contains("pixel 64"), "{e}");
     let e = sparse(&taps, 9, &[0], 8, Upsample::Bilinear).unwrap_err().to_string();
     assert!(e.contains("image 9"), "{e}");
+    let mut short = vec![0f32; 5];
+    let e = sparse_into(&taps, 0, &[1, 2], 8, Upsample::Bilinear, &mut short)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("output buffer holds 5 values"), "{e}");
+    let e = sparse_into(&taps, 0, &[64], 8, Upsample::Bilinear, &mut short)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("pixel 64"), "{e}");
     let w = Tensor::zeros((taps.total_channels() + 1, 3), DType::F32, &Device::Cpu).unwrap();
     assert!(FactoredProjection::new(&w, None, &taps.specs()).is_err());
     let w = Tensor::zeros((taps.total_channels(), 3), DType::F32, &Device::Cpu).unwrap();

@@ -72,11 +72,20 @@ pub struct LabelerConfig {
     pub pixels_per_image: usize,
     /// Fraction of the sampled pixels held out for early stopping.
     pub holdout: f32,
+    /// At most this many held-out pixels over all images (kept in f16 for the whole
+    /// run: 50 images of 20,000 pixels at 512 px would otherwise hold 1.1 GB); each
+    /// image holds out at most its share, the rest of its pixels train.
+    #[serde(default = "default_max_holdout_pixels")]
+    pub max_holdout_pixels: usize,
     /// Memory for gathered training features at a time, in MB (images are processed in
     /// groups that fit).
     pub feature_budget_mb: usize,
     /// Pixels per inference tile.
     pub tile_pixels: usize,
+}
+
+fn default_max_holdout_pixels() -> usize {
+    25_000
 }
 
 impl LabelerConfig {
@@ -95,6 +104,7 @@ impl LabelerConfig {
             patience: 3,
             pixels_per_image: 20_000,
             holdout: 0.1,
+            max_holdout_pixels: default_max_holdout_pixels(),
             feature_budget_mb: 1024,
             tile_pixels: 1024,
         }

@@ -19,6 +19,7 @@
 
 pub mod config;
 pub mod ensemble;
+mod host;
 pub mod predict;
 pub mod train;
 

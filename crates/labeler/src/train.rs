@@ -10,10 +10,11 @@ use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::Optimizer;
 
 use labelgan_core::{Error, FeatureTaps, Generator, NoiseMode, Result, SplitMix64, TapSpec};
-use labelgan_hypercolumn::sparse;
+use labelgan_hypercolumn::{sparse, sparse_into};
 
 use crate::config::{Head, LabelerConfig};
 use crate::ensemble::{BN_EPS, Ensemble, PARAM_NAMES};
+use crate::host::{Adam, HostLayer};
 
 /// Where training taps come from, one image at a time.
 pub trait TapSource {
@@ -115,7 +116,7 @@ struct Split {
     held: Vec<u32>,
 }
 
-fn sample_pixels(cfg: &LabelerConfig, t: &PixelTargets, rng: &mut SplitMix64) -> Result<Split> {
+fn sample_pixels(cfg: &LabelerConfig, t: &PixelTargets, held_cap: usize, rng: &mut SplitMix64) -> Result<Split> {
     let n = cfg.resolution * cfg.resolution;
     let want = cfg.pixels_per_image.max(2);
     let mut pick: Vec<u32> = Vec::with_capacity(want);
@@ -165,7 +166,9 @@ fn sample_pixels(cfg: &LabelerConfig, t: &PixelTargets, rng: &mut SplitMix64) ->
         pick.push(rng.below(n as u64) as u32);
     }
     rng.shuffle(&mut pick);
-    let held = ((pick.len() as f32 * cfg.holdout).round() as usize).clamp(1, pick.len() - 1);
+    let held = ((pick.len() as f32 * cfg.holdout).round() as usize)
+        .min(held_cap)
+        .clamp(1, pick.len() - 1);
     let train = pick.split_off(held);
     Ok(Split { train, held: pick })
 }
@@ -265,13 +268,11 @@ fn bn_eval(x: &Tensor, s: &State, p: &str) -> Result<Tensor> {
         .broadcast_add(&shift.unsqueeze(1)?)?)
 }
 
-/// Forward `[M, B, D] -> [M, B, C]`; in training mode also the BN batch statistics.
-fn forward(s: &State, x: &Tensor, train: bool) -> Result<(Tensor, Vec<(String, Tensor)>)> {
+/// Forward from the first layer's output before its bias, `pre = x W1` `[M, B, h1]`, to
+/// `[M, B, C]`; in training mode also the BN batch statistics.
+fn forward_from_pre(s: &State, pre: &Tensor, train: bool) -> Result<(Tensor, Vec<(String, Tensor)>)> {
     let mut stats = vec![];
-    let h = x
-        .matmul(s.get("w1"))?
-        .broadcast_add(&s.get("b1").unsqueeze(1)?)?
-        .relu()?;
+    let h = pre.broadcast_add(&s.get("b1").unsqueeze(1)?)?.relu()?;
     let h = if train {
         let (y, mu, var) = bn_train(&h, s.get("bn1.weight"), s.get("bn1.bias"))?;
         stats.push(("bn1".to_string(), Tensor::stack(&[mu, var], 0)?));
@@ -293,6 +294,20 @@ fn forward(s: &State, x: &Tensor, train: bool) -> Result<(Tensor, Vec<(String, T
     Ok((h.matmul(s.get("w3"))?.broadcast_add(&s.get("b3").unsqueeze(1)?)?, stats))
 }
 
+/// Folds a step's BatchNorm batch statistics into the running ones (momentum 0.1).
+fn update_running(state: &mut State, stats: Vec<(String, Tensor)>) -> Result<()> {
+    for (p, st) in stats {
+        let (mu, var) = (st.get(0)?.detach(), st.get(1)?.detach());
+        for (suffix, v) in [("running_mean", mu), ("running_var", var)] {
+            let key = format!("{p}.{suffix}");
+            if let Some((_, r)) = state.running.iter_mut().find(|(n, _)| *n == key) {
+                *r = ((&*r * 0.9)? + (v * 0.1)?)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Per-member loss `[M]` of outputs `[M, B, C]` against targets (`[M, B]` u32 or
 /// `[M, B, C]` f32).
 fn member_loss(head: &Head, out: &Tensor, y: &Tensor) -> Result<Tensor> {
@@ -310,11 +325,26 @@ fn member_loss(head: &Head, out: &Tensor, y: &Tensor) -> Result<Tensor> {
 
 /// Trains an ensemble on images from `source` with ground truth `targets` (one per
 /// image). `progress` receives one line per image group.
+///
+/// On the CPU the first layer trains outside candle's graph ([`crate::host`]: two GEMMs
+/// and one in-place Adam pass per step); elsewhere the whole network runs through
+/// candle's autograd. Both compute the same steps.
 pub fn fit(
     config: &LabelerConfig,
     source: &dyn TapSource,
     targets: &[PixelTargets],
+    progress: impl FnMut(&str),
+) -> Result<(Ensemble, TrainReport)> {
+    fit_on(config, source, targets, progress, true)
+}
+
+/// [`fit`], with the CPU's host first layer allowed or not (tests compare the two).
+pub(crate) fn fit_on(
+    config: &LabelerConfig,
+    source: &dyn TapSource,
+    targets: &[PixelTargets],
     mut progress: impl FnMut(&str),
+    allow_host: bool,
 ) -> Result<(Ensemble, TrainReport)> {
     let start = std::time::Instant::now();
     if source.len() != targets.len() || targets.is_empty() {
@@ -338,7 +368,7 @@ pub fn fit(
     let mut rng = SplitMix64::derive(config.seed, 0xDA7A);
     let splits = targets
         .iter()
-        .map(|t| sample_pixels(config, t, &mut rng))
+        .map(|t| sample_pixels(config, t, config.max_holdout_pixels.div_ceil(targets.len()), &mut rng))
         .collect::<Result<Vec<_>>>()?;
     let train_pixels: usize = splits.iter().map(|s| s.train.len()).sum();
     let mode = config.upsample();
@@ -362,7 +392,41 @@ pub fn fit(
         weight_decay: 0.0,
         ..Default::default()
     };
-    let mut opt = candle_nn::AdamW::new(state.vars.iter().map(|(_, v)| v.clone()).collect(), params)?;
+    let use_host = allow_host && dev.is_cpu();
+    let (_, _, h1) = init.param("w1")?.dims3()?;
+    let mut host = if use_host {
+        Some(HostLayer::new(
+            m,
+            d,
+            h1,
+            init.param("w1")?.flatten_all()?.to_vec1::<f32>()?,
+        ))
+    } else {
+        None
+    };
+    let adam = Adam {
+        lr: params.lr,
+        beta1: params.beta1,
+        beta2: params.beta2,
+        eps: params.eps,
+    };
+    let mut opt = candle_nn::AdamW::new(
+        state
+            .vars
+            .iter()
+            .filter(|(n, _)| !(use_host && n == "w1"))
+            .map(|(_, v)| v.clone())
+            .collect(),
+        params,
+    )?;
+    let w1_var = state
+        .vars
+        .iter()
+        .find(|(n, _)| n == "w1")
+        .map(|(_, v)| v.clone())
+        .ok_or_else(|| Error::invalid("no w1"))?;
+    // The host path's gathered group rows `[n, D]`, reused across groups.
+    let mut group_rows: Vec<f32> = vec![];
 
     // Held-out rows (f16) and targets, gathered during the first epoch from the same
     // taps as the training rows: one tap generation per image per epoch.
@@ -390,19 +454,41 @@ pub fn fit(
         for chunk in order.chunks(group) {
             let mut xs = vec![];
             let mut ys = vec![];
+            group_rows.clear();
+            if use_host {
+                // Sized once: growing it would copy the group while holding it twice.
+                let rows: usize = chunk.iter().map(|&i| splits[i].train.len()).sum();
+                group_rows.reserve_exact(rows * d);
+            }
             for &i in chunk {
                 let taps = source.taps(i)?;
                 if held_parts[i].is_none() {
-                    let hx = sparse(&taps, 0, &splits[i].held, t, mode)?.to_dtype(DType::F16)?;
-                    held_parts[i] = Some((hx, targets_for(config, &targets[i], &splits[i].held, &dev)?));
+                    let hx = if use_host {
+                        let mut v = vec![0f32; splits[i].held.len() * d];
+                        sparse_into(&taps, 0, &splits[i].held, t, mode, &mut v)?;
+                        Tensor::from_vec(v, (splits[i].held.len(), d), &dev)?
+                    } else {
+                        sparse(&taps, 0, &splits[i].held, t, mode)?
+                    };
+                    held_parts[i] = Some((
+                        hx.to_dtype(DType::F16)?,
+                        targets_for(config, &targets[i], &splits[i].held, &dev)?,
+                    ));
                 }
-                xs.push(sparse(&taps, 0, &splits[i].train, t, mode)?);
+                if use_host {
+                    // Straight into the group buffer: the rows are never held twice.
+                    let at = group_rows.len();
+                    group_rows.resize(at + splits[i].train.len() * d, 0.0);
+                    sparse_into(&taps, 0, &splits[i].train, t, mode, &mut group_rows[at..])?;
+                } else {
+                    xs.push(sparse(&taps, 0, &splits[i].train, t, mode)?);
+                }
                 ys.push(targets_for(config, &targets[i], &splits[i].train, &dev)?);
             }
-            let x = Tensor::cat(&xs, 0)?;
+            let x = if use_host { None } else { Some(Tensor::cat(&xs, 0)?) };
             let y = Tensor::cat(&ys, 0)?;
             drop(xs);
-            let n = x.dim(0)?;
+            let n = y.dim(0)?;
             let b = config.batch_size.min(n).max(1);
             // Each member walks its own permutation of the group's pixels.
             let perms: Vec<Vec<u32>> = (0..m)
@@ -415,27 +501,45 @@ pub fn fit(
             for s0 in (0..n - b + 1).step_by(b) {
                 let idx: Vec<u32> = perms.iter().flat_map(|p| p[s0..s0 + b].iter().copied()).collect();
                 let idx = Tensor::from_vec(idx, m * b, &dev)?;
-                let xb = x.index_select(&idx, 0)?.reshape((m, b, d))?;
                 let yb = y.index_select(&idx, 0)?;
                 let yb = if yb.rank() == 1 {
                     yb.reshape((m, b))?
                 } else {
                     yb.reshape((m, b, ()))?
                 };
-                let (out, stats) = forward(&state, &xb, true)?;
-                let loss = member_loss(&config.head, &out, &yb)?.sum_all()?;
-                opt.backward_step(&loss)?;
+                let loss = match (&mut host, &x) {
+                    (Some(host), _) => {
+                        let order: Vec<&[u32]> = perms.iter().map(|p| &p[s0..s0 + b]).collect();
+                        host.gather(&group_rows, &order, b);
+                        // The first layer's output enters the graph as a leaf: its
+                        // gradient is what the host layer needs.
+                        let pre = Var::from_tensor(&Tensor::from_vec(host.forward(b), (m, b, h1), &dev)?)?;
+                        let (out, stats) = forward_from_pre(&state, pre.as_tensor(), true)?;
+                        let loss = member_loss(&config.head, &out, &yb)?.sum_all()?;
+                        let grads = loss.backward()?;
+                        let g = grads
+                            .get(pre.as_tensor())
+                            .ok_or_else(|| Error::invalid("no gradient reached the first layer"))?
+                            .flatten_all()?
+                            .to_vec1::<f32>()?;
+                        host.backward_step(&g, b, adam);
+                        opt.step(&grads)?;
+                        update_running(&mut state, stats)?;
+                        loss
+                    }
+                    (None, Some(x)) => {
+                        let xb = x.index_select(&idx, 0)?.reshape((m, b, d))?;
+                        let pre = xb.matmul(w1_var.as_tensor())?;
+                        let (out, stats) = forward_from_pre(&state, &pre, true)?;
+                        let loss = member_loss(&config.head, &out, &yb)?.sum_all()?;
+                        opt.backward_step(&loss)?;
+                        update_running(&mut state, stats)?;
+                        loss
+                    }
+                    (None, None) => return Err(Error::invalid("no training rows")),
+                };
                 loss_sum += loss.to_scalar::<f32>()? as f64 / m as f64;
                 steps += 1;
-                for (p, st) in stats {
-                    let (mu, var) = (st.get(0)?.detach(), st.get(1)?.detach());
-                    for (suffix, v) in [("running_mean", mu), ("running_var", var)] {
-                        let key = format!("{p}.{suffix}");
-                        if let Some((_, r)) = state.running.iter_mut().find(|(n, _)| *n == key) {
-                            *r = ((&*r * 0.9)? + (v * 0.1)?)?;
-                        }
-                    }
-                }
             }
             seen += chunk.len();
             progress(&format!(
@@ -452,16 +556,22 @@ pub fn fit(
             held_x = Tensor::cat(&hx, 0)?;
             held_y = Tensor::cat(&hy, 0)?;
         }
-        // Held-out loss per member (eval-mode BN), in chunks.
+        if let Some(host) = &host {
+            w1_var.set(&Tensor::from_slice(&host.weights, (m, d, h1), &dev)?)?;
+        }
+        // Held-out loss per member (eval-mode BN), in chunks; every member's first
+        // layer in one GEMM `[len, D] x [D, M*h1]`.
+        let w1_flat = w1_var.as_tensor().permute((1, 0, 2))?.reshape((d, m * h1))?;
         let mut val = vec![0f32; m];
         let nh = held_x.dim(0)?;
         for c0 in (0..nh).step_by(4096) {
             let len = 4096.min(nh - c0);
-            let xb = held_x
+            let pre = held_x
                 .narrow(0, c0, len)?
                 .to_dtype(DType::F32)?
-                .unsqueeze(0)?
-                .broadcast_as((m, len, d))?
+                .matmul(&w1_flat)?
+                .reshape((len, m, h1))?
+                .transpose(0, 1)?
                 .contiguous()?;
             let yb = held_y.narrow(0, c0, len)?.unsqueeze(0)?;
             let yb = if yb.rank() == 2 {
@@ -469,7 +579,7 @@ pub fn fit(
             } else {
                 yb.broadcast_as((m, len, held_y.dim(1)?))?.contiguous()?
             };
-            let (out, _) = forward(&state, &xb, false)?;
+            let (out, _) = forward_from_pre(&state, &pre, false)?;
             let l = member_loss(&config.head, &out, &yb)?.to_vec1::<f32>()?;
             for k in 0..m {
                 val[k] += l[k] * len as f32 / nh as f32;
@@ -521,4 +631,115 @@ pub fn fit(
         seconds: start.elapsed().as_secs_f64(),
     };
     Ok((ens, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use labelgan_core::Tap;
+
+    fn taps(rng: &mut SplitMix64) -> FeatureTaps {
+        let mut t = FeatureTaps::new();
+        for (i, (c, r)) in [(7, 4), (5, 8), (4, 16)].into_iter().enumerate() {
+            t.push(Tap::new(format!("l{i}"), rng.normal_tensor(&[1, c, r, r], &Device::Cpu).unwrap()).unwrap())
+                .unwrap();
+        }
+        t
+    }
+
+    /// The host first layer (hand-written GEMMs and Adam) against candle's autograd and
+    /// AdamW over the whole network: the same steps, so the same weights after training,
+    /// up to float rounding, for every head.
+    #[test]
+    fn host_first_layer_takes_candle_s_steps() {
+        let mut rng = SplitMix64::new(11);
+        let images: Vec<FeatureTaps> = (0..3).map(|_| taps(&mut rng)).collect();
+        let source = InMemoryTaps::from_batches(&images).unwrap();
+        let heads = [
+            Head::Segmentation { classes: 3 },
+            Head::Depth,
+            Head::Keypoints { count: 2, sigma: 2.0 },
+        ];
+        for head in heads {
+            let targets: Vec<PixelTargets> = (0..3)
+                .map(|_| match head {
+                    Head::Segmentation { .. } => {
+                        PixelTargets::Segmentation((0..256).map(|_| rng.below(3) as u32).collect())
+                    }
+                    Head::Depth => PixelTargets::Depth((0..256).map(|_| rng.uniform() as f32).collect()),
+                    Head::Keypoints { .. } => PixelTargets::Keypoints(vec![(3.0, 4.0), (12.5, 9.0)]),
+                })
+                .collect();
+            let cfg = LabelerConfig {
+                members: 3,
+                hidden: Some((12, 6)),
+                pixels_per_image: 90,
+                batch_size: 20,
+                max_epochs: 3,
+                patience: 5,
+                feature_budget_mb: 0,
+                ..LabelerConfig::new(head.clone(), 16)
+            };
+            let (a, ra) = fit_on(&cfg, &source, &targets, |_| {}, true).unwrap();
+            let (b, rb) = fit_on(&cfg, &source, &targets, |_| {}, false).unwrap();
+            assert_eq!(ra.best_epoch, rb.best_epoch, "{head:?}");
+            for (x, y) in ra.best_val_loss.iter().zip(&rb.best_val_loss) {
+                assert!(
+                    (x - y).abs() <= 1e-5 * y.abs().max(1.0),
+                    "{head:?}: held-out loss {x} vs {y}"
+                );
+            }
+            for name in PARAM_NAMES {
+                let (pa, pb) = (a.param(name).unwrap(), b.param(name).unwrap());
+                let diff = (pa - pb)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                let moved = (pb - init_param(&cfg, &images[0], name))
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(diff <= 1e-5, "{head:?} {name}: paths differ by {diff}");
+                if !name.contains("running") {
+                    assert!(moved > 1e-3, "{head:?} {name} did not train ({moved})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn held_out_pixels_are_capped_and_the_rest_train() {
+        let cfg = LabelerConfig {
+            pixels_per_image: 100,
+            holdout: 0.5,
+            ..LabelerConfig::new(Head::Depth, 16)
+        };
+        let t = PixelTargets::Depth(vec![0.5; 256]);
+        let mut rng = SplitMix64::new(1);
+        let s = sample_pixels(&cfg, &t, 10, &mut rng).unwrap();
+        assert_eq!((s.held.len(), s.train.len()), (10, 90));
+        let s = sample_pixels(&cfg, &t, 1000, &mut rng).unwrap();
+        assert_eq!((s.held.len(), s.train.len()), (50, 50));
+        // A saved config from before the cap loads with the default cap.
+        let mut json = serde_json::to_value(&cfg).unwrap();
+        json.as_object_mut().unwrap().remove("max_holdout_pixels");
+        let back: LabelerConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(back.max_holdout_pixels, 25_000);
+    }
+
+    fn init_param(cfg: &LabelerConfig, taps: &FeatureTaps, name: &str) -> Tensor {
+        Ensemble::init(cfg, &taps.specs(), &Device::Cpu)
+            .unwrap()
+            .param(name)
+            .unwrap()
+            .clone()
+    }
 }

@@ -1,0 +1,164 @@
+//! The CPU training path's first layer, outside candle's graph.
+//!
+//! The first layer holds almost every weight (`[M, D, h1]`: 14 million at 512 px) and
+//! almost every FLOP. Through candle's autograd a step also computes the gradient of the
+//! gathered input rows (a third GEMM nobody uses), and candle's AdamW allocates eight
+//! temporaries of the weights' full size per step. Here the layer's weights and Adam
+//! moments are host vectors updated in place in one pass, the batch rows are gathered
+//! into a reused buffer, and only two GEMMs run per step: `X W` and `Xᵀ G`. The rest of
+//! the network (small) stays in candle, starting from the first layer's output.
+
+use labelgan_hypercolumn::linalg::sgemm_threads;
+
+/// Adam's settings (no weight decay), as candle's `ParamsAdamW`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Adam {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+}
+
+/// First-layer weights `[M, D, h]` (row-major per member), their Adam moments, and
+/// scratch reused across steps.
+pub(crate) struct HostLayer {
+    pub members: usize,
+    pub dim: usize,
+    pub hidden: usize,
+    pub weights: Vec<f32>,
+    first: Vec<f32>,
+    second: Vec<f32>,
+    step: i32,
+    /// Gathered batch rows `[M, B, D]`.
+    rows: Vec<f32>,
+    /// Weight gradient `[M, D, h]`.
+    grad: Vec<f32>,
+    threads: usize,
+}
+
+impl HostLayer {
+    pub fn new(members: usize, dim: usize, hidden: usize, weights: Vec<f32>) -> Self {
+        assert_eq!(weights.len(), members * dim * hidden, "first-layer weights");
+        let n = weights.len();
+        Self {
+            members,
+            dim,
+            hidden,
+            weights,
+            first: vec![0.0; n],
+            second: vec![0.0; n],
+            step: 0,
+            rows: vec![],
+            grad: vec![0.0; n],
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+
+    /// Gathers member k's rows `group[order[k][i]]` for `i < batch` into the batch buffer.
+    pub fn gather(&mut self, group: &[f32], order: &[&[u32]], batch: usize) {
+        let d = self.dim;
+        self.rows.resize(self.members * batch * d, 0.0);
+        for (k, idx) in order.iter().enumerate() {
+            for (i, &r) in idx[..batch].iter().enumerate() {
+                let r = r as usize;
+                let dst = (k * batch + i) * d;
+                self.rows[dst..dst + d].copy_from_slice(&group[r * d..(r + 1) * d]);
+            }
+        }
+    }
+
+    /// The gathered rows times each member's weights: `[M, B, h]`.
+    pub fn forward(&self, batch: usize) -> Vec<f32> {
+        let (d, h) = (self.dim, self.hidden);
+        let mut out = vec![0f32; self.members * batch * h];
+        for k in 0..self.members {
+            sgemm_threads(
+                self.threads,
+                batch,
+                h,
+                d,
+                &mut out[k * batch * h..(k + 1) * batch * h],
+                false,
+                &self.rows[k * batch * d..(k + 1) * batch * d],
+                d,
+                1,
+                &self.weights[k * d * h..(k + 1) * d * h],
+            );
+        }
+        out
+    }
+
+    /// Given the loss gradient with respect to [`forward`](Self::forward)'s output
+    /// (`[M, B, h]`), computes each member's weight gradient `Xᵀ G` and takes one Adam
+    /// step in place.
+    pub fn backward_step(&mut self, out_grad: &[f32], batch: usize, adam: Adam) {
+        let (d, h) = (self.dim, self.hidden);
+        assert_eq!(out_grad.len(), self.members * batch * h, "first-layer output gradient");
+        for k in 0..self.members {
+            // lhs = X_kᵀ: element (i, c) = X_k[c, i], rows stride 1, columns stride d.
+            sgemm_threads(
+                self.threads,
+                d,
+                h,
+                batch,
+                &mut self.grad[k * d * h..(k + 1) * d * h],
+                false,
+                &self.rows[k * batch * d..(k + 1) * batch * d],
+                1,
+                d,
+                &out_grad[k * batch * h..(k + 1) * batch * h],
+            );
+        }
+        self.step += 1;
+        adam_in_place(
+            &mut self.weights,
+            &mut self.first,
+            &mut self.second,
+            &self.grad,
+            self.step,
+            adam,
+            self.threads,
+        );
+    }
+}
+
+/// One Adam step over `w` with gradient `g`, moments updated in place, in one pass
+/// (split across `threads`). The same arithmetic as candle's AdamW with no decay:
+/// `m ← β1 m + (1-β1) g`, `v ← β2 v + (1-β2) g²`,
+/// `w ← w - lr · (m / (1-β1ᵗ)) / (sqrt(v / (1-β2ᵗ)) + ε)`.
+pub(crate) fn adam_in_place(
+    w: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    g: &[f32],
+    step: i32,
+    adam: Adam,
+    threads: usize,
+) {
+    let b1 = adam.beta1 as f32;
+    let b2 = adam.beta2 as f32;
+    let sm = (1.0 / (1.0 - adam.beta1.powi(step))) as f32;
+    let sv = (1.0 / (1.0 - adam.beta2.powi(step))) as f32;
+    let (lr, eps) = (adam.lr as f32, adam.eps as f32);
+    let n = w.len();
+    let chunk = n.div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|s| {
+        for (((w, m), v), g) in w
+            .chunks_mut(chunk)
+            .zip(m.chunks_mut(chunk))
+            .zip(v.chunks_mut(chunk))
+            .zip(g.chunks(chunk))
+        {
+            s.spawn(move || {
+                for i in 0..w.len() {
+                    let gi = g[i];
+                    let mi = m[i] * b1 + gi * (1.0 - b1);
+                    let vi = v[i] * b2 + gi * gi * (1.0 - b2);
+                    m[i] = mi;
+                    v[i] = vi;
+                    w[i] -= lr * (mi * sm) / ((vi * sv).sqrt() + eps);
+                }
+            });
+        }
+    });
+}
