@@ -23,12 +23,18 @@ struct Args {
     /// Timed runs (median reported).
     #[arg(long, default_value_t = 3)]
     repeats: usize,
+    /// Output pixels per tile (default: the labeler's).
+    #[arg(long)]
+    tile_pixels: Option<usize>,
 }
 
 fn main() -> labelgan::core::Result<()> {
     let a = Args::parse();
     let taps = common::random_taps(a.resolution, a.channel_base, 0)?;
-    let cfg = LabelerConfig::new(Head::Segmentation { classes: 8 }, a.resolution);
+    let mut cfg = LabelerConfig::new(Head::Segmentation { classes: 8 }, a.resolution);
+    if let Some(t) = a.tile_pixels {
+        cfg.tile_pixels = t;
+    }
     let ens = Ensemble::init(&cfg, &taps.specs(), &Device::Cpu)?;
     let prepared = ens.prepare(&Device::Cpu)?;
     let s = common::median_seconds(a.repeats, || {

@@ -431,6 +431,11 @@ const KC: usize = 256;
 /// CPU has it.
 fn fuse_rows(groups: &[Group], bias: &[f32], relu: bool, t: usize, k: usize, y_start: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports the enabled features (checked above).
+        unsafe { fuse_rows_avx512(groups, bias, relu, t, k, y_start, out) };
+        return;
+    }
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU supports the enabled features (checked above).
         unsafe { fuse_rows_avx2(groups, bias, relu, t, k, y_start, out) };
@@ -443,6 +448,20 @@ fn fuse_rows(groups: &[Group], bias: &[f32], relu: bool, t: usize, k: usize, y_s
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn fuse_rows_avx2(
+    groups: &[Group],
+    bias: &[f32],
+    relu: bool,
+    t: usize,
+    k: usize,
+    y_start: usize,
+    out: &mut [f32],
+) {
+    fuse_rows_body::<true>(groups, bias, relu, t, k, y_start, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn fuse_rows_avx512(
     groups: &[Group],
     bias: &[f32],
     relu: bool,
@@ -510,24 +529,13 @@ fn fuse_rows_body<const F: bool>(
                     )
                 }));
                 let dst = &mut out_row[x * k + k0..x * k + k0 + kc];
-                for c in (0..body).step_by(L) {
-                    let d: &mut [f32; L] = (&mut dst[c..c + L]).try_into().expect("16 lanes");
-                    let mut acc = *d;
-                    for &(s0, s1, v0, v1) in &srcs {
-                        let s0: &[f32; L] = s0[c..c + L].try_into().expect("16 lanes");
-                        let s1: &[f32; L] = s1[c..c + L].try_into().expect("16 lanes");
-                        for l in 0..L {
-                            acc[l] = fmadd::<F>(v0, s0[l], fmadd::<F>(v1, s1[l], acc[l]));
-                        }
-                    }
-                    let b: &[f32; L] = bias[c..c + L].try_into().expect("16 lanes");
-                    for l in 0..L {
-                        acc[l] += b[l];
-                        if relu {
-                            acc[l] = acc[l].max(0.0);
-                        }
-                    }
-                    *d = acc;
+                // Four 16-lane accumulators at a time: independent FMA chains.
+                let wide = kc - kc % (8 * L);
+                for c in (0..wide).step_by(8 * L) {
+                    lane_block::<F, { 8 * L }>(dst, &srcs, bias, relu, c);
+                }
+                for c in (wide..body).step_by(L) {
+                    lane_block::<F, L>(dst, &srcs, bias, relu, c);
                 }
                 for c in body..kc {
                     let mut v = dst[c];
@@ -540,6 +548,35 @@ fn fuse_rows_body<const F: bool>(
             }
         }
     }
+}
+
+/// `dst[c..c+W]` plus every group's two weighted sources, bias and activation, with
+/// the W lanes held in registers across groups.
+#[inline(always)]
+fn lane_block<const F: bool, const W: usize>(
+    dst: &mut [f32],
+    srcs: &[(&[f32], &[f32], f32, f32)],
+    bias: &[f32],
+    relu: bool,
+    c: usize,
+) {
+    let d: &mut [f32; W] = (&mut dst[c..c + W]).try_into().expect("W lanes");
+    let mut acc = *d;
+    for &(s0, s1, v0, v1) in srcs {
+        let s0: &[f32; W] = s0[c..c + W].try_into().expect("W lanes");
+        let s1: &[f32; W] = s1[c..c + W].try_into().expect("W lanes");
+        for l in 0..W {
+            acc[l] = fmadd::<F>(v0, s0[l], fmadd::<F>(v1, s1[l], acc[l]));
+        }
+    }
+    let b: &[f32; W] = bias[c..c + W].try_into().expect("W lanes");
+    for l in 0..W {
+        acc[l] += b[l];
+        if relu {
+            acc[l] = acc[l].max(0.0);
+        }
+    }
+    *d = acc;
 }
 
 /// Device-generic version with candle ops (dense interpolation matrices per tile).
