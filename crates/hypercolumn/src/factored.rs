@@ -19,7 +19,7 @@ use candle_core::{DType, Device, Storage, Tensor};
 use labelgan_core::{Error, FeatureTaps, Result, TapSpec};
 
 use crate::interp::{AxisInterp, Upsample};
-use crate::linalg::sgemm;
+use crate::linalg::{sgemm, sgemm_rhs_rows};
 
 /// The taps of one resolution and their rows of `W`, stacked: `w [C, K]` with the
 /// taps' channels in tap order.
@@ -165,6 +165,60 @@ impl FactoredProjection {
         mut f: impl FnMut(Range<usize>, &[f32]) -> Result<()>,
     ) -> Result<()> {
         self.check(taps, image)?;
+        self.with_cpu(taps, image, target, mode, |cpu| {
+            for ys in row_tiles(target, tile_pixels) {
+                f(ys.clone(), cpu.tile(ys)?)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// CPU-only: the projection of each tile of whole output rows (about `tile_pixels`
+    /// pixels) handed out in blocks of `width` output columns (K must be a multiple of
+    /// `width`). Each block is computed end to end on one worker thread (its columns of
+    /// the full-resolution GEMM, then the fused upsampling of the lower resolutions,
+    /// bias and activation) and given to `block(b, values)` there while it is still in
+    /// that core's cache, `values` row-major `[px, width]` for columns
+    /// `b * width..(b + 1) * width`. `tile(rows, results)` then receives the blocks'
+    /// results in order, on the calling thread. The labeler uses one block per ensemble
+    /// member, so its second layer reads the first's output from cache.
+    #[allow(clippy::too_many_arguments)]
+    pub fn for_each_cpu_block<R: Send>(
+        &self,
+        taps: &FeatureTaps,
+        image: usize,
+        target: usize,
+        mode: Upsample,
+        tile_pixels: usize,
+        width: usize,
+        block: impl Fn(usize, &[f32]) -> Result<R> + Sync,
+        mut tile: impl FnMut(Range<usize>, Vec<R>) -> Result<()>,
+    ) -> Result<()> {
+        self.check(taps, image)?;
+        let k = self.out_dim();
+        if width == 0 || k % width != 0 {
+            return Err(Error::invalid(format!(
+                "block width {width} does not divide the projection's {k} outputs"
+            )));
+        }
+        self.with_cpu(taps, image, target, mode, |cpu| {
+            for ys in row_tiles(target, tile_pixels) {
+                let results = cpu.blocks(ys.clone(), width, &block)?;
+                tile(ys, results)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs `f` with a CPU projector over image `image`'s taps, read in place.
+    fn with_cpu(
+        &self,
+        taps: &FeatureTaps,
+        image: usize,
+        target: usize,
+        mode: Upsample,
+        f: impl FnOnce(&mut CpuProjector) -> Result<()>,
+    ) -> Result<()> {
         let tensors = taps
             .iter()
             .map(|t| Ok(t.tensor.get(image)?.to_dtype(DType::F32)?.contiguous()?))
@@ -178,10 +232,7 @@ impl FactoredProjection {
         let bias = self.bias.to_vec1::<f32>()?;
         let tap_slices: Vec<&[f32]> = tap_guards.iter().map(CpuSlice::slice).collect::<Result<_>>()?;
         let mut cpu = CpuProjector::new(self, &tap_slices, &w_guards, bias, target, mode)?;
-        for ys in row_tiles(target, tile_pixels) {
-            f(ys.clone(), cpu.tile(ys)?)?;
-        }
-        Ok(())
+        f(&mut cpu)
     }
 
     fn check(&self, taps: &FeatureTaps, image: usize) -> Result<()> {
@@ -271,10 +322,17 @@ impl Stack<'_> {
     /// rows' pixels are a column-major `[px, C]` matrix: read in place for one tap,
     /// or copied channel by channel (contiguous runs) when several taps share `r`.
     fn project_rows(&self, a: usize, b: usize, k: usize, dst: &mut [f32], lhs: &mut Vec<f32>) {
+        let px = (b - a) * self.r;
+        let (l, lrs, lcs) = self.rows_lhs(a, b, lhs);
+        sgemm(px, k, self.c, dst, false, l, lrs, lcs, self.w);
+    }
+
+    /// The left-hand side `[px, C]` of source rows `a..b` as (slice, row stride, column
+    /// stride): in place for one tap, else copied into `lhs`.
+    fn rows_lhs<'s>(&'s self, a: usize, b: usize, lhs: &'s mut Vec<f32>) -> (&'s [f32], usize, usize) {
         let (n, px0, px) = (self.r * self.r, a * self.r, (b - a) * self.r);
         if let [(data, _)] = self.parts[..] {
-            sgemm(px, k, self.c, dst, false, &data[px0..], 1, n, self.w);
-            return;
+            return (&data[px0..], 1, n);
         }
         lhs.clear();
         lhs.resize(px * self.c, 0.0);
@@ -285,7 +343,7 @@ impl Stack<'_> {
             }
             off += ct;
         }
-        sgemm(px, k, self.c, dst, false, lhs, 1, px, self.w);
+        (&lhs[..], 1, px)
     }
 }
 
@@ -389,6 +447,79 @@ impl<'a> CpuProjector<'a> {
         })
     }
 
+    /// Makes the lower-resolution groups' source rows for output rows `ys` available.
+    fn ensure_groups(&mut self, ys: &Range<usize>) {
+        for g in self.groups.iter_mut() {
+            let lo = ys.clone().map(|y| g.interp.i0[y]).min().unwrap_or(0);
+            let hi = ys.clone().map(|y| g.interp.i1[y]).max().unwrap_or(0) + 1;
+            let chunk = self.chunk_pixels.div_ceil(g.r()).max(1);
+            g.ensure(lo, hi, self.k, chunk, &mut self.lhs);
+        }
+    }
+
+    /// Output rows `ys` in blocks of `width` columns: each block projected (its columns
+    /// of the full-resolution GEMM), fused and handed to `f(block, values [px, width])`
+    /// on one worker thread, so that it is consumed while in that core's cache. Returns
+    /// `f`'s results in block order.
+    fn blocks<R: Send>(
+        &mut self,
+        ys: Range<usize>,
+        width: usize,
+        f: &(dyn Fn(usize, &[f32]) -> Result<R> + Sync),
+    ) -> Result<Vec<R>> {
+        let (k, t) = (self.k, self.target);
+        let px = ys.len() * t;
+        self.ensure_groups(&ys);
+        let Self {
+            full,
+            groups,
+            lhs,
+            bias,
+            relu,
+            ..
+        } = self;
+        let full = full.as_ref().map(|st| (st.rows_lhs(ys.start, ys.end, lhs), st.c, st.w));
+        let (groups, bias, relu): (&[Group], &[f32], bool) = (groups, bias, *relu);
+        let blocks = k / width;
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(blocks)
+            .max(1);
+        let y_start = ys.start;
+        let parts: Vec<Result<Vec<(usize, R)>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|ti| {
+                    s.spawn(move || -> Result<Vec<(usize, R)>> {
+                        let mut buf = vec![0f32; px * width];
+                        let mut out = Vec::new();
+                        for b in (ti..blocks).step_by(threads) {
+                            let k0 = b * width;
+                            match full {
+                                Some(((l, lrs, lcs), c, w)) => {
+                                    sgemm_rhs_rows(1, px, width, c, &mut buf, false, l, lrs, lcs, &w[k0..], k)
+                                }
+                                None => buf.fill(0.0),
+                            }
+                            fuse_cols(groups, bias, relu, t, k, k0..k0 + width, y_start, &mut buf);
+                            out.push((b, f(b, &buf)?));
+                        }
+                        Ok(out)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("projection worker panicked"))
+                .collect()
+        });
+        let mut all = Vec::with_capacity(blocks);
+        for p in parts {
+            all.extend(p?);
+        }
+        all.sort_by_key(|(b, _)| *b);
+        Ok(all.into_iter().map(|(_, r)| r).collect())
+    }
+
     fn tile(&mut self, ys: Range<usize>) -> Result<&[f32]> {
         let (k, t) = (self.k, self.target);
         let px = ys.len() * t;
@@ -399,12 +530,7 @@ impl<'a> CpuProjector<'a> {
             Some(full) => full.project_rows(ys.start, ys.end, k, &mut acc, &mut self.lhs),
             None => acc.iter_mut().for_each(|v| *v = 0.0),
         }
-        for g in self.groups.iter_mut() {
-            let lo = ys.clone().map(|y| g.interp.i0[y]).min().unwrap_or(0);
-            let hi = ys.clone().map(|y| g.interp.i1[y]).max().unwrap_or(0) + 1;
-            let chunk = self.chunk_pixels.div_ceil(g.r()).max(1);
-            g.ensure(lo, hi, k, chunk, &mut self.lhs);
-        }
+        self.ensure_groups(&ys);
         let groups: &[Group] = &self.groups;
         let (bias, relu) = (&self.bias[..], self.relu);
         let threads = std::thread::available_parallelism()
@@ -430,47 +556,69 @@ const KC: usize = 256;
 /// `[t, k]` row per `t * k` of `out`), on the calling thread, with AVX2+FMA where the
 /// CPU has it.
 fn fuse_rows(groups: &[Group], bias: &[f32], relu: bool, t: usize, k: usize, y_start: usize, out: &mut [f32]) {
+    fuse_cols(groups, bias, relu, t, k, 0..k, y_start, out)
+}
+
+/// What a fused pass writes: output columns `cols` of each pixel, pixel p's column j at
+/// `out[p * cols.len() + j - cols.start]`.
+#[allow(clippy::too_many_arguments)]
+fn fuse_cols(
+    groups: &[Group],
+    bias: &[f32],
+    relu: bool,
+    t: usize,
+    k: usize,
+    cols: Range<usize>,
+    y_start: usize,
+    out: &mut [f32],
+) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU supports the enabled features (checked above).
-        unsafe { fuse_rows_avx512(groups, bias, relu, t, k, y_start, out) };
-        return;
-    }
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports the enabled features (checked above).
-        unsafe { fuse_rows_avx2(groups, bias, relu, t, k, y_start, out) };
-        return;
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports the enabled features (checked above).
+            unsafe { fuse_rows_avx512(groups, bias, relu, t, k, cols, y_start, out) };
+            return;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports the enabled features (checked above).
+            unsafe { fuse_rows_avx2(groups, bias, relu, t, k, cols, y_start, out) };
+            return;
+        }
     }
     // aarch64's baseline has fused multiply-add; elsewhere plain mul + add.
-    fuse_rows_body::<{ cfg!(target_arch = "aarch64") }>(groups, bias, relu, t, k, y_start, out)
+    fuse_rows_body::<{ cfg!(target_arch = "aarch64") }>(groups, bias, relu, t, k, cols, y_start, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn fuse_rows_avx2(
     groups: &[Group],
     bias: &[f32],
     relu: bool,
     t: usize,
     k: usize,
+    cols: Range<usize>,
     y_start: usize,
     out: &mut [f32],
 ) {
-    fuse_rows_body::<true>(groups, bias, relu, t, k, y_start, out)
+    fuse_rows_body::<true>(groups, bias, relu, t, k, cols, y_start, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn fuse_rows_avx512(
     groups: &[Group],
     bias: &[f32],
     relu: bool,
     t: usize,
     k: usize,
+    cols: Range<usize>,
     y_start: usize,
     out: &mut [f32],
 ) {
-    fuse_rows_body::<true>(groups, bias, relu, t, k, y_start, out)
+    fuse_rows_body::<true>(groups, bias, relu, t, k, cols, y_start, out)
 }
 
 /// `a * b + c`, fused when `F` (only where that is a single instruction).
@@ -484,21 +632,24 @@ fn fmadd<const F: bool>(a: f32, b: f32, c: f32) -> f32 {
 /// horizontal interpolations, the bias and the activation, 16 lanes at a time held in
 /// registers across all groups.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn fuse_rows_body<const F: bool>(
     groups: &[Group],
     bias: &[f32],
     relu: bool,
     t: usize,
     k: usize,
+    cols: Range<usize>,
     y_start: usize,
     out: &mut [f32],
 ) {
+    let width = cols.len();
     const L: usize = 16;
     let mut rowbufs: Vec<Vec<f32>> = groups.iter().map(|g| vec![0f32; g.r() * KC]).collect();
-    for (dy, out_row) in out.chunks_mut(t * k).enumerate() {
+    for (dy, out_row) in out.chunks_mut(t * width).enumerate() {
         let y = y_start + dy;
-        for k0 in (0..k).step_by(KC) {
-            let kc = KC.min(k - k0);
+        for k0 in cols.clone().step_by(KC) {
+            let kc = KC.min(cols.end - k0);
             for (g, rowbuf) in groups.iter().zip(rowbufs.iter_mut()) {
                 let rowlen = g.r() * k;
                 let (i0, i1, w0, w1) = (g.interp.i0[y], g.interp.i1[y], g.interp.w0[y], g.interp.w1[y]);
@@ -528,7 +679,8 @@ fn fuse_rows_body<const F: bool>(
                         c.w1[x],
                     )
                 }));
-                let dst = &mut out_row[x * k + k0..x * k + k0 + kc];
+                let at = x * width + k0 - cols.start;
+                let dst = &mut out_row[at..at + kc];
                 // Four 16-lane accumulators at a time: independent FMA chains.
                 let wide = kc - kc % (8 * L);
                 for c in (0..wide).step_by(8 * L) {

@@ -36,12 +36,31 @@ pub fn sgemm_threads(
     lcs: usize,
     rhs: &[f32],
 ) {
+    sgemm_rhs_rows(threads, m, n, k, dst, accumulate, lhs, lrs, lcs, rhs, n)
+}
+
+/// [`sgemm_threads`] with the right-hand side's rows `rrs` apart (`rhs[c*rrs + j]`): a
+/// block of columns of a wider row-major matrix, read in place.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_rhs_rows(
+    threads: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    lrs: usize,
+    lcs: usize,
+    rhs: &[f32],
+    rrs: usize,
+) {
     if m == 0 || n == 0 || k == 0 {
         return;
     }
     assert!(dst.len() >= m * n, "gemm dst too small");
     assert!((m - 1) * lrs + (k - 1) * lcs < lhs.len(), "gemm lhs out of bounds");
-    assert!(k * n <= rhs.len(), "gemm rhs out of bounds");
+    assert!(rrs >= n && (k - 1) * rrs + n <= rhs.len(), "gemm rhs out of bounds");
     let par = if threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {
@@ -62,7 +81,7 @@ pub fn sgemm_threads(
             lrs as isize,
             rhs.as_ptr(),
             1,
-            n as isize,
+            rrs as isize,
             1.0,
             1.0,
             false,

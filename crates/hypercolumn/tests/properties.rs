@@ -105,7 +105,44 @@ fn factored_projection_equals_dense_times_w() {
         p.force_generic = false;
         let e = rel_err(&p.project(&taps, image, target, mode).unwrap(), &want_relu);
         assert!(e < 1e-5, "case {case} (cpu relu): relative error {e}");
+        // Column blocks (any divisor of K), computed and handed out per block.
+        let divisors: Vec<usize> = (1..=k).filter(|w| k % w == 0).collect();
+        let width = divisors[rng.below(divisors.len() as u64) as usize];
+        let mut rows = vec![];
+        p.for_each_cpu_block(
+            &taps,
+            image,
+            target,
+            mode,
+            tile,
+            width,
+            |b, v| Ok((b, v.to_vec())),
+            |ys, blocks| {
+                let px = ys.len() * target;
+                assert_eq!(blocks.len(), k / width);
+                for i in 0..px {
+                    for (b, (bi, v)) in blocks.iter().enumerate() {
+                        assert_eq!(b, *bi, "blocks in order");
+                        rows.extend_from_slice(&v[i * width..(i + 1) * width]);
+                    }
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+        let got = Tensor::from_vec(rows, (target * target, k), &Device::Cpu).unwrap();
+        let e = rel_err(&got, &want_relu);
+        assert!(e < 1e-5, "case {case} (cpu blocks of {width}): relative error {e}");
     }
+    let mut rng = SplitMix64::new(5);
+    let taps = random_taps(&mut rng, 8);
+    let w = Tensor::zeros((taps.total_channels(), 6), DType::F32, &Device::Cpu).unwrap();
+    let p = FactoredProjection::new(&w, None, &taps.specs()).unwrap();
+    let e = p
+        .for_each_cpu_block(&taps, 0, 8, Upsample::Bilinear, 64, 4, |_, _| Ok(()), |_, _| Ok(()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("block width 4 does not divide"), "{e}");
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! Folding: `BN(r) W + b = r (diag(s) W) + ((β - μ s) W + b)` with
 //! `s = γ / sqrt(σ² + ε)`, so inference is three linear maps and two ReLUs.
 
+use std::ops::Range;
+
 use candle_core::{D, DType, Device, Tensor};
 
 use labelgan_core::{Error, FeatureTaps, LabelKind, Labels, PixelLabeler, Prediction, Result};
@@ -115,26 +117,38 @@ impl Ensemble {
         if let Some(cpu) = &f.cpu {
             let (m, h1) = (cpu.len(), f.h1);
             let h2 = cpu.first().map_or(0, |w| w[1].len());
-            f.proj.for_each_cpu_tile(
+            let per_block = 1;
+            // One block of the first layer's outputs per member: its layers 2 and 3 run
+            // on the worker that computed the block, while the block is in cache.
+            f.proj.for_each_cpu_block(
                 taps,
                 image,
                 t,
                 self.config.upsample(),
                 self.config.tile_pixels,
-                |_, h| {
-                    let px = h.len() / (m * h1);
+                per_block * h1,
+                |b, h| {
+                    Ok((b * per_block..(b + 1) * per_block)
+                        .enumerate()
+                        .map(|(j, k)| member_logits(&cpu[k], &h[j * h1..], per_block * h1, h1, h2, c))
+                        .collect::<Vec<_>>())
+                },
+                |_, logits| {
+                    let logits: Vec<Vec<f32>> = logits.into_iter().flatten().collect();
+                    let px = logits.first().map_or(0, |l| l.len() / c.max(1));
+                    let out = logits.concat(); // [M, px, C]
                     let threads = std::thread::available_parallelism()
                         .map_or(1, |n| n.get())
                         .min(px)
                         .max(1);
                     let per = px.div_ceil(threads);
-                    // Each thread takes a run of pixels through every member and the vote.
-                    let parts: Vec<(Vec<u32>, Vec<f32>, Vec<f32>)> = std::thread::scope(|sc| {
+                    // Each thread votes (or averages) a run of pixels.
+                    let parts: Vec<TailOut> = std::thread::scope(|sc| {
                         let handles: Vec<_> = (0..threads)
                             .map(|ti| {
-                                let (p0, p1) = ((ti * per).min(px), ((ti + 1) * per).min(px));
-                                let h = &h[p0 * m * h1..p1 * m * h1];
-                                sc.spawn(move || member_tail(cpu, h, m, h1, h2, c, seg))
+                                let pixels = (ti * per).min(px)..((ti + 1) * per).min(px);
+                                let out = &out;
+                                sc.spawn(move || combine_members(out, m, px, c, pixels, seg))
                             })
                             .collect();
                         handles
@@ -208,55 +222,51 @@ impl Ensemble {
     }
 }
 
-/// Layers 2 and 3 of every member and the vote (or mean) for pixels `h [px, M*h1]`, on
-/// the calling thread, with AVX2+FMA code where the CPU has it. Returns (classes,
-/// values, uncertainty).
+/// (classes, values, uncertainty) of a run of pixels.
 type TailOut = (Vec<u32>, Vec<f32>, Vec<f32>);
 
-fn member_tail(cpu: &[[Vec<f32>; 4]], h: &[f32], m: usize, h1: usize, h2: usize, c: usize, seg: bool) -> TailOut {
+/// Layers 2 and 3 of one member (BatchNorm folded) for its first-layer outputs
+/// `h [px, h1]`, on the calling thread: logits `[px, C]`.
+fn member_logits(w: &[Vec<f32>; 4], h: &[f32], stride: usize, h1: usize, h2: usize, c: usize) -> Vec<f32> {
+    let [w2, b2, w3, b3] = w;
+    let px = (h.len() + stride - h1) / stride.max(1);
+    let mut z = vec![0f32; px * h2];
+    sgemm_threads(1, px, h2, h1, &mut z, false, h, stride, 1, w2);
+    for row in z.chunks_mut(h2) {
+        row.iter_mut().zip(b2).for_each(|(v, &b)| *v = (*v + b).max(0.0));
+    }
+    let mut o = vec![0f32; px * c];
+    sgemm_threads(1, px, c, h2, &mut o, false, &z, h2, 1, w3);
+    for row in o.chunks_mut(c) {
+        row.iter_mut().zip(b3).for_each(|(v, &b)| *v += b);
+    }
+    o
+}
+
+/// The vote (or mean) and uncertainty of pixels `pixels` of member outputs
+/// `out [M, px, C]`, with AVX2+FMA code where the CPU has it.
+fn combine_members(out: &[f32], m: usize, px: usize, c: usize, pixels: Range<usize>, seg: bool) -> TailOut {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU supports the enabled features (checked above).
-        return unsafe { member_tail_avx2(cpu, h, m, h1, h2, c, seg) };
+        return unsafe { combine_members_avx2(out, m, px, c, pixels, seg) };
     }
-    member_tail_body(cpu, h, m, h1, h2, c, seg)
+    combine_members_body(out, m, px, c, pixels, seg)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn member_tail_avx2(
-    cpu: &[[Vec<f32>; 4]],
-    h: &[f32],
-    m: usize,
-    h1: usize,
-    h2: usize,
-    c: usize,
-    seg: bool,
-) -> TailOut {
-    member_tail_body(cpu, h, m, h1, h2, c, seg)
+unsafe fn combine_members_avx2(out: &[f32], m: usize, px: usize, c: usize, pixels: Range<usize>, seg: bool) -> TailOut {
+    combine_members_body(out, m, px, c, pixels, seg)
 }
 
 #[inline(always)]
-fn member_tail_body(cpu: &[[Vec<f32>; 4]], h: &[f32], m: usize, h1: usize, h2: usize, c: usize, seg: bool) -> TailOut {
-    let px = h.len() / (m * h1);
-    let mut z = vec![0f32; px * h2];
-    let mut out = vec![0f32; m * px * c]; // [M, px, C]
-    for (k, [w2, b2, w3, b3]) in cpu.iter().enumerate() {
-        sgemm_threads(1, px, h2, h1, &mut z, false, &h[k * h1..], m * h1, 1, w2);
-        for row in z.chunks_mut(h2) {
-            row.iter_mut().zip(b2).for_each(|(v, &b)| *v = (*v + b).max(0.0));
-        }
-        let o = &mut out[k * px * c..(k + 1) * px * c];
-        sgemm_threads(1, px, c, h2, o, false, &z, h2, 1, w3);
-        for row in o.chunks_mut(c) {
-            row.iter_mut().zip(b3).for_each(|(v, &b)| *v += b);
-        }
-    }
+fn combine_members_body(out: &[f32], m: usize, px: usize, c: usize, pixels: Range<usize>, seg: bool) -> TailOut {
     let (mut classes, mut values, mut unc) = (vec![], vec![], vec![]);
     if seg {
-        cpu_vote_and_js(&out, m, px, c, &mut classes, &mut unc);
+        cpu_vote_and_js(out, m, px, c, pixels, &mut classes, &mut unc);
     } else {
-        cpu_mean_and_var(&out, m, px, c, &mut values, &mut unc);
+        cpu_mean_and_var(out, m, px, c, pixels, &mut values, &mut unc);
     }
     (classes, values, unc)
 }
@@ -264,11 +274,19 @@ fn member_tail_body(cpu: &[[Vec<f32>; 4]], h: &[f32], m: usize, h1: usize, h2: u
 /// CPU version of [`vote_and_js`] over logits `[M, px, C]`, appending per pixel. A
 /// member's entropy uses `ln p_j = (l_j - max) - ln S`: one logarithm per member.
 #[inline(always)]
-fn cpu_vote_and_js(out: &[f32], m: usize, px: usize, c: usize, classes: &mut Vec<u32>, js: &mut Vec<f32>) {
+fn cpu_vote_and_js(
+    out: &[f32],
+    m: usize,
+    px: usize,
+    c: usize,
+    pixels: Range<usize>,
+    classes: &mut Vec<u32>,
+    js: &mut Vec<f32>,
+) {
     let mut p = vec![0f32; c];
     let mut mean = vec![0f32; c];
     let mut votes = vec![0u16; c];
-    for i in 0..px {
+    for i in pixels {
         mean.iter_mut().for_each(|v| *v = 0.0);
         votes.iter_mut().for_each(|v| *v = 0);
         let mut mean_h = 0f32;
@@ -308,8 +326,16 @@ fn cpu_vote_and_js(out: &[f32], m: usize, px: usize, c: usize, classes: &mut Vec
 
 /// Member mean `[px, C]` and variance (averaged over C) of outputs `[M, px, C]`.
 #[inline(always)]
-fn cpu_mean_and_var(out: &[f32], m: usize, px: usize, c: usize, values: &mut Vec<f32>, var: &mut Vec<f32>) {
-    for i in 0..px {
+fn cpu_mean_and_var(
+    out: &[f32],
+    m: usize,
+    px: usize,
+    c: usize,
+    pixels: Range<usize>,
+    values: &mut Vec<f32>,
+    var: &mut Vec<f32>,
+) {
+    for i in pixels {
         let mut v = 0f32;
         for j in 0..c {
             let mean = (0..m).map(|k| out[(k * px + i) * c + j]).sum::<f32>() / m as f32;
