@@ -399,6 +399,8 @@ struct CpuProjector<'a> {
     lhs: Vec<f32>,
     /// The output tile, reused across tiles.
     acc: Vec<f32>,
+    /// One block buffer per worker, reused across tiles.
+    bufs: Vec<Vec<f32>>,
 }
 
 impl<'a> CpuProjector<'a> {
@@ -444,6 +446,7 @@ impl<'a> CpuProjector<'a> {
             groups,
             lhs: vec![],
             acc: vec![],
+            bufs: vec![],
         })
     }
 
@@ -470,38 +473,44 @@ impl<'a> CpuProjector<'a> {
         let (k, t) = (self.k, self.target);
         let px = ys.len() * t;
         self.ensure_groups(&ys);
+        let blocks = k / width;
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(blocks)
+            .max(1);
         let Self {
             full,
             groups,
             lhs,
             bias,
             relu,
+            bufs,
             ..
         } = self;
+        bufs.resize_with(threads, Vec::new);
         let full = full.as_ref().map(|st| (st.rows_lhs(ys.start, ys.end, lhs), st.c, st.w));
         let (groups, bias, relu): (&[Group], &[f32], bool) = (groups, bias, *relu);
-        let blocks = k / width;
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(blocks)
-            .max(1);
         let y_start = ys.start;
         let parts: Vec<Result<Vec<(usize, R)>>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|ti| {
+            let handles: Vec<_> = bufs
+                .iter_mut()
+                .enumerate()
+                .map(|(ti, buf)| {
                     s.spawn(move || -> Result<Vec<(usize, R)>> {
-                        let mut buf = vec![0f32; px * width];
+                        // Overwritten by the GEMM or the fill below before it is read.
+                        buf.resize(px * width, 0.0);
+                        let buf = &mut buf[..px * width];
                         let mut out = Vec::new();
                         for b in (ti..blocks).step_by(threads) {
                             let k0 = b * width;
                             match full {
                                 Some(((l, lrs, lcs), c, w)) => {
-                                    sgemm_rhs_rows(1, px, width, c, &mut buf, false, l, lrs, lcs, &w[k0..], k)
+                                    sgemm_rhs_rows(1, px, width, c, buf, false, l, lrs, lcs, &w[k0..], k)
                                 }
                                 None => buf.fill(0.0),
                             }
-                            fuse_cols(groups, bias, relu, t, k, k0..k0 + width, y_start, &mut buf);
-                            out.push((b, f(b, &buf)?));
+                            fuse_cols(groups, bias, relu, t, k, k0..k0 + width, y_start, buf);
+                            out.push((b, f(b, buf)?));
                         }
                         Ok(out)
                     })

@@ -55,12 +55,44 @@ pub fn sgemm_rhs_rows(
     rhs: &[f32],
     rrs: usize,
 ) {
+    sgemm_strided(
+        threads,
+        m,
+        n,
+        k,
+        (dst, n, 1),
+        accumulate,
+        (lhs, lrs, lcs),
+        (rhs, rrs, 1),
+    )
+}
+
+/// A strided matrix operand: (data, row stride, column stride).
+pub type Strided<'a, T> = (T, usize, usize);
+
+/// `dst[i, j] (+)= Σ_c lhs[i, c] * rhs[c, j]` with every operand strided: element
+/// (r, c) of an operand `(data, rs, cs)` is `data[r*rs + c*cs]`. Column-major operands
+/// (`rs == 1`) are read by gemm's kernels without packing.
+///
+/// # Panics
+/// If a stride or length would take gemm out of the slices (a caller bug).
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_strided(
+    threads: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    (dst, drs, dcs): Strided<&mut [f32]>,
+    accumulate: bool,
+    (lhs, lrs, lcs): Strided<&[f32]>,
+    (rhs, rrs, rcs): Strided<&[f32]>,
+) {
     if m == 0 || n == 0 || k == 0 {
         return;
     }
-    assert!(dst.len() >= m * n, "gemm dst too small");
+    assert!((m - 1) * drs + (n - 1) * dcs < dst.len(), "gemm dst out of bounds");
     assert!((m - 1) * lrs + (k - 1) * lcs < lhs.len(), "gemm lhs out of bounds");
-    assert!(rrs >= n && (k - 1) * rrs + n <= rhs.len(), "gemm rhs out of bounds");
+    assert!((k - 1) * rrs + (n - 1) * rcs < rhs.len(), "gemm rhs out of bounds");
     let par = if threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {
@@ -73,14 +105,14 @@ pub fn sgemm_rhs_rows(
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dcs as isize,
+            drs as isize,
             accumulate,
             lhs.as_ptr(),
             lcs as isize,
             lrs as isize,
             rhs.as_ptr(),
-            1,
+            rcs as isize,
             rrs as isize,
             1.0,
             1.0,
