@@ -24,12 +24,28 @@ struct Args {
     /// Reuse freed heap memory (`labelgan_core::heap::keep_freed_memory`), as the CLI does.
     #[arg(long)]
     keep_freed_memory: bool,
+    /// Run on a worker of a rayon pool, as `labelgan train-gan` does.
+    #[arg(long)]
+    in_pool: bool,
 }
 
 fn main() -> labelgan::core::Result<()> {
-    // SAFETY: single-threaded here; R1 runs on its own thread with the variable set, as in training.
-    unsafe { labelgan::stylegan::train::prepare_r1_environment()? };
     let a = Args::parse();
+    // As the CLI: the pool's workers fix their CANDLE_GRAD_DO_NOT_DETACH reading
+    // (unset) before the variable is set.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .build()
+        .map_err(|e| labelgan::core::Error::invalid(format!("cannot start worker threads: {e}")))?;
+    for r in pool.broadcast(|_| labelgan::stylegan::train::detach_on_this_thread()) {
+        r?;
+    }
+    // SAFETY: the pool's workers are parked; R1 runs on its own thread with the
+    // variable set, as in training.
+    unsafe { labelgan::stylegan::train::prepare_r1_environment()? };
+    if a.in_pool { pool.install(|| run(a)) } else { run(a) }
+}
+
+fn run(a: Args) -> labelgan::core::Result<()> {
     if a.keep_freed_memory {
         labelgan::core::heap::keep_freed_memory();
     }

@@ -560,19 +560,14 @@ pub fn weight_grad_cpu<T: Element>(
         return partial(0..n);
     }
     let per = n.div_ceil(threads);
-    let parts: Vec<Vec<T>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..n)
-            .step_by(per)
-            .map(|a| {
-                let partial = &partial;
-                s.spawn(move || partial(a..(a + per).min(n)))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("weight-gradient thread panicked"))
-            .collect()
-    });
+    // On rayon's pool (the one gemm and candle use): from inside a pool worker, as when
+    // training runs in `ThreadPool::install`, OS threads here would compete with the
+    // pool's spinning workers for the same cores.
+    let starts: Vec<usize> = (0..n).step_by(per).collect();
+    let parts: Vec<Vec<T>> = {
+        use rayon::prelude::*;
+        starts.into_par_iter().map(|a| partial(a..(a + per).min(n))).collect()
+    };
     let mut dw = parts[0].clone();
     for part in &parts[1..] {
         for (a, &b) in dw.iter_mut().zip(part) {

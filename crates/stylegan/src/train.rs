@@ -595,6 +595,16 @@ fn named_grads(params: &BTreeMap<String, Var>, store: &candle_core::backprop::Gr
         .collect()
 }
 
+/// Runs a tiny backward pass on the calling thread, so that candle fixes this thread's
+/// `CANDLE_GRAD_DO_NOT_DETACH` reading now: call it on every thread that will train,
+/// before [`prepare_r1_environment`] sets the variable (the CLI does it on its worker
+/// pool), so that their backward passes detach.
+pub fn detach_on_this_thread() -> Result<()> {
+    let v = Var::new(1f32, &Device::Cpu)?;
+    v.as_tensor().sqr()?.backward()?;
+    Ok(())
+}
+
 /// Lets training keep the graph of gradients for the R1 penalty only.
 ///
 /// candle reads `CANDLE_GRAD_DO_NOT_DETACH` once per thread, at its first backward
@@ -607,8 +617,7 @@ fn named_grads(params: &BTreeMap<String, Var>, store: &candle_core::backprop::Gr
 /// Call first thing in `main`, before any other thread exists (it sets an environment
 /// variable) and before the calling thread's first backward pass.
 pub unsafe fn prepare_r1_environment() -> Result<()> {
-    let v = Var::new(1f32, &Device::Cpu)?;
-    v.as_tensor().sqr()?.backward()?;
+    detach_on_this_thread()?;
     // SAFETY: the caller guarantees no other thread exists.
     unsafe { std::env::set_var("CANDLE_GRAD_DO_NOT_DETACH", "1") };
     Ok(())
