@@ -491,36 +491,32 @@ impl<'a> CpuProjector<'a> {
         let full = full.as_ref().map(|st| (st.rows_lhs(ys.start, ys.end, lhs), st.c, st.w));
         let (groups, bias, relu): (&[Group], &[f32], bool) = (groups, bias, *relu);
         let y_start = ys.start;
-        let parts: Vec<Result<Vec<(usize, R)>>> = std::thread::scope(|s| {
-            let handles: Vec<_> = bufs
-                .iter_mut()
+        // On rayon's pool: no OS thread is started per tile, and a caller that runs on
+        // a pool worker takes part instead of sleeping.
+        let parts: Vec<Result<Vec<(usize, R)>>> = {
+            use rayon::prelude::*;
+            bufs.par_iter_mut()
                 .enumerate()
-                .map(|(ti, buf)| {
-                    s.spawn(move || -> Result<Vec<(usize, R)>> {
-                        // Overwritten by the GEMM or the fill below before it is read.
-                        buf.resize(px * width, 0.0);
-                        let buf = &mut buf[..px * width];
-                        let mut out = Vec::new();
-                        for b in (ti..blocks).step_by(threads) {
-                            let k0 = b * width;
-                            match full {
-                                Some(((l, lrs, lcs), c, w)) => {
-                                    sgemm_rhs_rows(1, px, width, c, buf, false, l, lrs, lcs, &w[k0..], k)
-                                }
-                                None => buf.fill(0.0),
+                .map(|(ti, buf)| -> Result<Vec<(usize, R)>> {
+                    // Overwritten by the GEMM or the fill below before it is read.
+                    buf.resize(px * width, 0.0);
+                    let buf = &mut buf[..px * width];
+                    let mut out = Vec::new();
+                    for b in (ti..blocks).step_by(threads) {
+                        let k0 = b * width;
+                        match full {
+                            Some(((l, lrs, lcs), c, w)) => {
+                                sgemm_rhs_rows(1, px, width, c, buf, false, l, lrs, lcs, &w[k0..], k)
                             }
-                            fuse_cols(groups, bias, relu, t, k, k0..k0 + width, y_start, buf);
-                            out.push((b, f(b, buf)?));
+                            None => buf.fill(0.0),
                         }
-                        Ok(out)
-                    })
+                        fuse_cols(groups, bias, relu, t, k, k0..k0 + width, y_start, buf);
+                        out.push((b, f(b, buf)?));
+                    }
+                    Ok(out)
                 })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("projection worker panicked"))
                 .collect()
-        });
+        };
         let mut all = Vec::with_capacity(blocks);
         for p in parts {
             all.extend(p?);

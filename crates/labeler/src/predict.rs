@@ -143,19 +143,16 @@ impl Ensemble {
                         .max(1);
                     let per = px.div_ceil(threads);
                     // Each thread votes (or averages) a run of pixels.
-                    let parts: Vec<TailOut> = std::thread::scope(|sc| {
-                        let handles: Vec<_> = (0..threads)
+                    let parts: Vec<TailOut> = {
+                        use rayon::prelude::*;
+                        (0..threads)
+                            .into_par_iter()
                             .map(|ti| {
                                 let pixels = (ti * per).min(px)..((ti + 1) * per).min(px);
-                                let out = &out;
-                                sc.spawn(move || combine_members(out, m, px, c, pixels, seg))
+                                combine_members(&out, m, px, c, pixels, seg)
                             })
-                            .collect();
-                        handles
-                            .into_iter()
-                            .map(|j| j.join().expect("labeler worker panicked"))
                             .collect()
-                    });
+                    };
                     for (cls, vals, unc) in parts {
                         classes.extend(cls);
                         values.extend(vals);
