@@ -123,7 +123,7 @@ impl HostLayer {
 }
 
 /// One Adam step over `w` with gradient `g`, moments updated in place, in one pass
-/// (split across `threads`). The same arithmetic as candle's AdamW with no decay:
+/// (split into `threads` parts on rayon's pool). The same arithmetic as candle's AdamW with no decay:
 /// `m ← β1 m + (1-β1) g`, `v ← β2 v + (1-β2) g²`,
 /// `w ← w - lr · (m / (1-β1ᵗ)) / (sqrt(v / (1-β2ᵗ)) + ε)`.
 pub(crate) fn adam_in_place(
@@ -140,25 +140,20 @@ pub(crate) fn adam_in_place(
     let sm = (1.0 / (1.0 - adam.beta1.powi(step))) as f32;
     let sv = (1.0 / (1.0 - adam.beta2.powi(step))) as f32;
     let (lr, eps) = (adam.lr as f32, adam.eps as f32);
-    let n = w.len();
-    let chunk = n.div_ceil(threads.max(1)).max(1);
-    std::thread::scope(|s| {
-        for (((w, m), v), g) in w
-            .chunks_mut(chunk)
-            .zip(m.chunks_mut(chunk))
-            .zip(v.chunks_mut(chunk))
-            .zip(g.chunks(chunk))
-        {
-            s.spawn(move || {
-                for i in 0..w.len() {
-                    let gi = g[i];
-                    let mi = m[i] * b1 + gi * (1.0 - b1);
-                    let vi = v[i] * b2 + gi * gi * (1.0 - b2);
-                    m[i] = mi;
-                    v[i] = vi;
-                    w[i] -= lr * (mi * sm) / ((vi * sv).sqrt() + eps);
-                }
-            });
-        }
-    });
+    use rayon::prelude::*;
+    let chunk = w.len().div_ceil(threads.max(1)).max(1);
+    w.par_chunks_mut(chunk)
+        .zip(m.par_chunks_mut(chunk))
+        .zip(v.par_chunks_mut(chunk))
+        .zip(g.par_chunks(chunk))
+        .for_each(|(((w, m), v), g)| {
+            for i in 0..w.len() {
+                let gi = g[i];
+                let mi = m[i] * b1 + gi * (1.0 - b1);
+                let vi = v[i] * b2 + gi * gi * (1.0 - b2);
+                m[i] = mi;
+                v[i] = vi;
+                w[i] -= lr * (mi * sm) / ((vi * sv).sqrt() + eps);
+            }
+        });
 }
