@@ -691,22 +691,11 @@ mod tests {
             }
             for name in PARAM_NAMES {
                 let (pa, pb) = (a.param(name).unwrap(), b.param(name).unwrap());
-                let diff = (pa - pb)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
-                let moved = (pb - init_param(&cfg, &images[0], name))
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let max_abs_diff = |x: &Tensor, y: &Tensor| -> f32 {
+                    (x - y).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap()
+                };
+                let diff = max_abs_diff(pa, pb);
+                let moved = max_abs_diff(pb, &init_param(&cfg, &images[0], name));
                 assert!(diff <= 1e-5, "{head:?} {name}: paths differ by {diff}");
                 if !name.contains("running") {
                     assert!(moved > 1e-3, "{head:?} {name} did not train ({moved})");
