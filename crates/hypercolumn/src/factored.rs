@@ -347,6 +347,48 @@ impl Stack<'_> {
     }
 }
 
+impl Stack<'_> {
+    /// The rows' pixels `a..b` as a pixel-major (row-major `[px, C]`) copy in `lhs`:
+    /// a GEMM reads this layout in place, where the channel-major one is packed again
+    /// by every GEMM that uses it (one per column block).
+    fn rows_pixel_major<'s>(&self, a: usize, b: usize, lhs: &'s mut Vec<f32>) -> &'s [f32] {
+        let (px, c) = ((b - a) * self.r, self.c);
+        // Every element is overwritten below: grow only, never refill.
+        if lhs.len() < px * c {
+            lhs.resize(px * c, 0.0);
+        }
+        let out = &mut lhs[..px * c];
+        // Runs of 64 pixels on rayon's pool, 16 channels at a time, so that reads and
+        // writes stay in a few cache lines.
+        const PB: usize = 64;
+        use rayon::prelude::*;
+        out.par_chunks_mut(PB * c).enumerate().for_each(|(bi, dst)| {
+            let p0 = a * self.r + bi * PB;
+            let pn = dst.len() / c;
+            self.transpose_into(p0, pn, dst);
+        });
+        &lhs[..px * c]
+    }
+
+    /// `dst [pn, C]` (row-major) = the taps' pixels `p0..p0 + pn`.
+    fn transpose_into(&self, p0: usize, pn: usize, dst: &mut [f32]) {
+        const CB: usize = 16;
+        let (n, c) = (self.r * self.r, self.c);
+        let mut off = 0;
+        for &(data, ct) in &self.parts {
+            for c0 in (0..ct).step_by(CB) {
+                for ch in c0..(c0 + CB).min(ct) {
+                    let src = &data[ch * n + p0..ch * n + p0 + pn];
+                    for (i, &v) in src.iter().enumerate() {
+                        dst[i * c + off + ch] = v;
+                    }
+                }
+            }
+            off += ct;
+        }
+    }
+}
+
 /// One lower resolution, with a window of projected source rows.
 struct Group<'a> {
     stack: Stack<'a>,
@@ -488,7 +530,9 @@ impl<'a> CpuProjector<'a> {
             ..
         } = self;
         bufs.resize_with(threads, Vec::new);
-        let full = full.as_ref().map(|st| (st.rows_lhs(ys.start, ys.end, lhs), st.c, st.w));
+        let full = full
+            .as_ref()
+            .map(|st| ((st.rows_pixel_major(ys.start, ys.end, lhs), st.c, 1), st.c, st.w));
         let (groups, bias, relu): (&[Group], &[f32], bool) = (groups, bias, *relu);
         let y_start = ys.start;
         // On rayon's pool: no OS thread is started per tile, and a caller that runs on

@@ -227,13 +227,23 @@ type TailOut = (Vec<u32>, Vec<f32>, Vec<f32>);
 fn member_logits(w: &[Vec<f32>; 4], h: &[f32], stride: usize, h1: usize, h2: usize, c: usize) -> Vec<f32> {
     let [w2, b2, w3, b3] = w;
     let px = (h.len() + stride - h1) / stride.max(1);
-    let mut z = vec![0f32; px * h2];
-    sgemm_threads(1, px, h2, h1, &mut z, false, h, stride, 1, w2);
-    for row in z.chunks_mut(h2) {
-        row.iter_mut().zip(b2).for_each(|(v, &b)| *v = (*v + b).max(0.0));
+    thread_local! {
+        /// The hidden layer, reused across calls on this thread.
+        static Z: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     let mut o = vec![0f32; px * c];
-    sgemm_threads(1, px, c, h2, &mut o, false, &z, h2, 1, w3);
+    Z.with_borrow_mut(|z| {
+        // Overwritten by the GEMM (it does not read dst) before it is read.
+        if z.len() < px * h2 {
+            z.resize(px * h2, 0.0);
+        }
+        let z = &mut z[..px * h2];
+        sgemm_threads(1, px, h2, h1, z, false, h, stride, 1, w2);
+        for row in z.chunks_mut(h2) {
+            row.iter_mut().zip(b2).for_each(|(v, &b)| *v = (*v + b).max(0.0));
+        }
+        sgemm_threads(1, px, c, h2, &mut o, false, z, h2, 1, w3);
+    });
     for row in o.chunks_mut(c) {
         row.iter_mut().zip(b3).for_each(|(v, &b)| *v += b);
     }
