@@ -52,6 +52,51 @@ pub struct FactoredProjection {
     /// once per GEMM, so small GEMMs waste time; larger windows cost memory).
     #[doc(hidden)]
     pub chunk_pixels: usize,
+    /// The CPU path's buffers, kept from one image to the next.
+    scratch: ScratchCache,
+}
+
+/// Buffers of the CPU path (source-row windows, the gathered left-hand side, block
+/// buffers, the tile), kept between images: allocated afresh, their tens of megabytes
+/// are faulted in page by page for every image.
+#[derive(Default)]
+struct Scratch {
+    rows: Vec<Vec<f32>>,
+    lhs: Vec<f32>,
+    bufs: Vec<Vec<f32>>,
+    acc: Vec<f32>,
+}
+
+#[derive(Default)]
+struct ScratchCache(std::sync::Mutex<Scratch>);
+
+impl ScratchCache {
+    /// The cached buffers (empty ones if another call holds them).
+    fn take(&self) -> Scratch {
+        self.0
+            .try_lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default()
+    }
+
+    fn put(&self, s: Scratch) {
+        if let Ok(mut g) = self.0.try_lock() {
+            *g = s;
+        }
+    }
+}
+
+/// A clone starts with no buffers of its own.
+impl Clone for ScratchCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl std::fmt::Debug for ScratchCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ScratchCache")
+    }
 }
 
 impl FactoredProjection {
@@ -103,6 +148,7 @@ impl FactoredProjection {
             relu: false,
             force_generic: false,
             chunk_pixels: 1024,
+            scratch: ScratchCache::default(),
         })
     }
 
@@ -231,8 +277,10 @@ impl FactoredProjection {
             .collect::<Result<Vec<_>>>()?;
         let bias = self.bias.to_vec1::<f32>()?;
         let tap_slices: Vec<&[f32]> = tap_guards.iter().map(CpuSlice::slice).collect::<Result<_>>()?;
-        let mut cpu = CpuProjector::new(self, &tap_slices, &w_guards, bias, target, mode)?;
-        f(&mut cpu)
+        let mut cpu = CpuProjector::new(self, &tap_slices, &w_guards, bias, target, mode, self.scratch.take())?;
+        let r = f(&mut cpu);
+        self.scratch.put(cpu.into_scratch());
+        r
     }
 
     fn check(&self, taps: &FeatureTaps, image: usize) -> Result<()> {
@@ -453,9 +501,11 @@ impl<'a> CpuProjector<'a> {
         bias: Vec<f32>,
         target: usize,
         mode: Upsample,
+        scratch: Scratch,
     ) -> Result<Self> {
         let mut full = None;
         let mut groups = Vec::new();
+        let mut spare_rows = scratch.rows.into_iter();
         for (g, w) in p.groups.iter().zip(weights) {
             let parts: Vec<(&[f32], usize)> = g.taps.iter().map(|&i| (taps[i], p.specs[i].channels)).collect();
             let c = parts.iter().map(|x| x.1).sum();
@@ -474,7 +524,7 @@ impl<'a> CpuProjector<'a> {
                     interp,
                     lo: 0,
                     hi: 0,
-                    rows: vec![],
+                    rows: spare_rows.next().unwrap_or_default(),
                 });
             }
         }
@@ -486,10 +536,20 @@ impl<'a> CpuProjector<'a> {
             bias,
             full,
             groups,
-            lhs: vec![],
-            acc: vec![],
-            bufs: vec![],
+            lhs: scratch.lhs,
+            acc: scratch.acc,
+            bufs: scratch.bufs,
         })
+    }
+
+    /// The buffers, for the next image.
+    fn into_scratch(self) -> Scratch {
+        Scratch {
+            rows: self.groups.into_iter().map(|g| g.rows).collect(),
+            lhs: self.lhs,
+            bufs: self.bufs,
+            acc: self.acc,
+        }
     }
 
     /// Makes the lower-resolution groups' source rows for output rows `ys` available.
