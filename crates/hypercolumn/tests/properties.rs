@@ -133,6 +133,24 @@ fn factored_projection_equals_dense_times_w() {
         let got = Tensor::from_vec(rows, (target * target, k), &Device::Cpu).unwrap();
         let e = rel_err(&got, &want_relu);
         assert!(e < 1e-5, "case {case} (cpu blocks of {width}): relative error {e}");
+        // Every image of the batch through the same projection: the buffers it keeps
+        // from the previous call must not leak into the next.
+        for other in 0..taps.batch() {
+            let want = d
+                .get(other)
+                .unwrap()
+                .matmul(&w)
+                .unwrap()
+                .broadcast_add(&b)
+                .unwrap()
+                .relu()
+                .unwrap();
+            let e = rel_err(&p.project(&taps, other, target, mode).unwrap(), &want);
+            assert!(
+                e < 1e-5,
+                "case {case} (cpu, image {other} after {image}): relative error {e}"
+            );
+        }
     }
     let mut rng = SplitMix64::new(5);
     let taps = random_taps(&mut rng, 8);
