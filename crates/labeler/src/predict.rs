@@ -10,7 +10,7 @@ use candle_core::{D, DType, Device, Tensor};
 
 use labelgan_core::{Error, FeatureTaps, LabelKind, Labels, PixelLabeler, Prediction, Result};
 use labelgan_hypercolumn::FactoredProjection;
-use labelgan_hypercolumn::linalg::sgemm_threads;
+use labelgan_hypercolumn::linalg::{sgemm_strided, sgemm_threads};
 
 use crate::config::Head;
 use crate::ensemble::{BN_EPS, Ensemble};
@@ -136,7 +136,7 @@ impl Ensemble {
                 |_, logits| {
                     let logits: Vec<Vec<f32>> = logits.into_iter().flatten().collect();
                     let px = logits.first().map_or(0, |l| l.len() / c.max(1));
-                    let out = logits.concat(); // [M, px, C]
+                    let out = logits.concat(); // [M, C, px]
                     let threads = std::thread::available_parallelism()
                         .map_or(1, |n| n.get())
                         .min(px)
@@ -223,7 +223,8 @@ impl Ensemble {
 type TailOut = (Vec<u32>, Vec<f32>, Vec<f32>);
 
 /// Layers 2 and 3 of one member (BatchNorm folded) for its first-layer outputs
-/// `h [px, h1]`, on the calling thread: logits `[px, C]`.
+/// `h [px, h1]`, on the calling thread: logits class-major, `[C, px]` (so that the
+/// vote reads a run of pixels of one class as one vector).
 fn member_logits(w: &[Vec<f32>; 4], h: &[f32], stride: usize, h1: usize, h2: usize, c: usize) -> Vec<f32> {
     let [w2, b2, w3, b3] = w;
     let px = (h.len() + stride - h1) / stride.max(1);
@@ -242,22 +243,41 @@ fn member_logits(w: &[Vec<f32>; 4], h: &[f32], stride: usize, h1: usize, h2: usi
         for row in z.chunks_mut(h2) {
             row.iter_mut().zip(b2).for_each(|(v, &b)| *v = (*v + b).max(0.0));
         }
-        sgemm_threads(1, px, c, h2, &mut o, false, z, h2, 1, w3);
+        sgemm_strided(1, px, c, h2, (&mut o, 1, px), false, (z, h2, 1), (w3, c, 1));
     });
-    for row in o.chunks_mut(c) {
-        row.iter_mut().zip(b3).for_each(|(v, &b)| *v += b);
+    for (row, &b) in o.chunks_mut(px.max(1)).zip(b3) {
+        row.iter_mut().for_each(|v| *v += b);
     }
     o
 }
 
 /// The vote (or mean) and uncertainty of pixels `pixels` of member outputs
-/// `out [M, px, C]`, with AVX2+FMA code where the CPU has it.
+/// `out [M, C, px]`, with AVX-512 or AVX2+FMA code where the CPU has it.
 fn combine_members(out: &[f32], m: usize, px: usize, c: usize, pixels: Range<usize>, seg: bool) -> TailOut {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports the enabled features (checked above).
-        return unsafe { combine_members_avx2(out, m, px, c, pixels, seg) };
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports the enabled features (checked above).
+            return unsafe { combine_members_avx512(out, m, px, c, pixels, seg) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports the enabled features (checked above).
+            return unsafe { combine_members_avx2(out, m, px, c, pixels, seg) };
+        }
     }
+    combine_members_body(out, m, px, c, pixels, seg)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn combine_members_avx512(
+    out: &[f32],
+    m: usize,
+    px: usize,
+    c: usize,
+    pixels: Range<usize>,
+    seg: bool,
+) -> TailOut {
     combine_members_body(out, m, px, c, pixels, seg)
 }
 
@@ -278,8 +298,13 @@ fn combine_members_body(out: &[f32], m: usize, px: usize, c: usize, pixels: Rang
     (classes, values, unc)
 }
 
-/// CPU version of [`vote_and_js`] over logits `[M, px, C]`, appending per pixel. A
-/// member's entropy uses `ln p_j = (l_j - max) - ln S`: one logarithm per member.
+/// Pixels handled together by the vote: one AVX-512 vector (two AVX2 ones).
+const LANES: usize = 16;
+
+/// CPU version of [`vote_and_js`] over class-major logits `[M, C, px]`, appending per
+/// pixel. Runs of [`LANES`] pixels are computed lane-wise (the loops below vectorise,
+/// with the polynomial [`exp_lane`] and [`ln_lane`]); a member's entropy uses
+/// `ln p_j = (l_j - max) - ln S`, one logarithm per member.
 #[inline(always)]
 fn cpu_vote_and_js(
     out: &[f32],
@@ -290,48 +315,139 @@ fn cpu_vote_and_js(
     classes: &mut Vec<u32>,
     js: &mut Vec<f32>,
 ) {
-    let mut p = vec![0f32; c];
-    let mut mean = vec![0f32; c];
-    let mut votes = vec![0u16; c];
-    for i in pixels {
-        mean.iter_mut().for_each(|v| *v = 0.0);
-        votes.iter_mut().for_each(|v| *v = 0);
-        let mut mean_h = 0f32;
+    type V = [f32; LANES];
+    let mut l = vec![[0f32; LANES]; c];
+    let mut e = vec![[0f32; LANES]; c];
+    let mut mean = vec![[0f32; LANES]; c];
+    let mut votes = vec![[0f32; LANES]; c];
+    let inv_m = 1.0 / m as f32;
+    let mut p0 = pixels.start;
+    while p0 < pixels.end {
+        let n = LANES.min(pixels.end - p0);
+        mean.iter_mut().for_each(|v| *v = [0.0; LANES]);
+        votes.iter_mut().for_each(|v| *v = [0.0; LANES]);
+        let mut mean_h: V = [0.0; LANES];
         for k in 0..m {
-            let l = &out[(k * px + i) * c..(k * px + i + 1) * c];
-            let mx = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for (q, &v) in p.iter_mut().zip(l) {
-                *q = (v - mx).exp();
-                sum += *q;
+            for (j, lj) in l.iter_mut().enumerate() {
+                let src = &out[(k * c + j) * px + p0..(k * c + j) * px + p0 + n];
+                lj[..n].copy_from_slice(src);
+                // Lanes past the last pixel: finite values, results dropped.
+                lj[n..].iter_mut().for_each(|v| *v = 0.0);
             }
-            let ln_s = sum.ln();
-            let mut best = 0;
-            let mut h = 0f32;
-            for j in 0..c {
-                p[j] /= sum;
-                mean[j] += p[j] / m as f32;
-                h -= p[j] * (l[j] - mx - ln_s);
-                if p[j] > p[best] {
-                    best = j;
+            let mut mx: V = [f32::NEG_INFINITY; LANES];
+            for lj in &l {
+                for i in 0..LANES {
+                    mx[i] = mx[i].max(lj[i]);
                 }
             }
-            mean_h += h / m as f32;
-            votes[best] += 1;
-        }
-        let h_mean: f32 = -mean.iter().map(|&q| q * (q + 1e-12).ln()).sum::<f32>();
-        let mut best = 0;
-        for j in 0..c {
-            if votes[j] > votes[best] {
-                best = j;
+            let mut sum: V = [0.0; LANES];
+            for (ej, lj) in e.iter_mut().zip(&l) {
+                for i in 0..LANES {
+                    ej[i] = exp_lane(lj[i] - mx[i]);
+                    sum[i] += ej[i];
+                }
+            }
+            let mut ln_s: V = [0.0; LANES];
+            let mut inv_s: V = [0.0; LANES];
+            for i in 0..LANES {
+                ln_s[i] = ln_lane(sum[i]);
+                inv_s[i] = 1.0 / sum[i];
+            }
+            let mut h: V = [0.0; LANES];
+            let mut best_p: V = [-1.0; LANES];
+            let mut best: V = [0.0; LANES];
+            for (j, ((ej, lj), mj)) in e.iter().zip(&l).zip(mean.iter_mut()).enumerate() {
+                for i in 0..LANES {
+                    let p = ej[i] * inv_s[i];
+                    mj[i] += p * inv_m;
+                    h[i] -= p * (lj[i] - mx[i] - ln_s[i]);
+                    // Strictly greater: ties go to the smaller class.
+                    if p > best_p[i] {
+                        best_p[i] = p;
+                        best[i] = j as f32;
+                    }
+                }
+            }
+            for (j, vj) in votes.iter_mut().enumerate() {
+                for i in 0..LANES {
+                    vj[i] += if best[i] == j as f32 { 1.0 } else { 0.0 };
+                }
+            }
+            for i in 0..LANES {
+                mean_h[i] += h[i] * inv_m;
             }
         }
-        classes.push(best as u32);
-        js.push(h_mean - mean_h);
+        let mut h_mean: V = [0.0; LANES];
+        for mj in &mean {
+            for i in 0..LANES {
+                h_mean[i] -= mj[i] * ln_lane(mj[i] + 1e-12);
+            }
+        }
+        let mut top: V = [-1.0; LANES];
+        let mut cls: V = [0.0; LANES];
+        for (j, vj) in votes.iter().enumerate() {
+            for i in 0..LANES {
+                if vj[i] > top[i] {
+                    top[i] = vj[i];
+                    cls[i] = j as f32;
+                }
+            }
+        }
+        classes.extend(cls[..n].iter().map(|&v| v as u32));
+        js.extend((0..n).map(|i| h_mean[i] - mean_h[i]));
+        p0 += n;
     }
 }
 
-/// Member mean `[px, C]` and variance (averaged over C) of outputs `[M, px, C]`.
+/// `e^x` for `x <= 0` (and moderate positive x) to about 2 ulp: `2^n e^r` with
+/// `|r| <= ln 2 / 2` and a degree-6 polynomial for `e^r` (Cephes' coefficients).
+/// Branch-free, so that a loop over lanes vectorises.
+#[inline(always)]
+pub fn exp_lane(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
+    let r = n.mul_add(-0.693_359_4, x);
+    let r = n.mul_add(2.121_944_4e-4, r);
+    let mut y = 1.987_569_1e-4_f32;
+    y = y.mul_add(r, 1.398_2e-3);
+    y = y.mul_add(r, 8.333_452e-3);
+    y = y.mul_add(r, 4.166_579_6e-2);
+    y = y.mul_add(r, 1.666_666_5e-1);
+    y = y.mul_add(r, 5.000_000_1e-1);
+    let y = y.mul_add(r * r, r) + 1.0;
+    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// `ln x` for positive, normal `x` to about 2 ulp: `x = 2^e m`, `m` in
+/// `[sqrt(1/2), sqrt(2))`, and Cephes' degree-9 polynomial for `ln(1 + f)`.
+/// Branch-free, so that a loop over lanes vectorises.
+#[inline(always)]
+pub fn ln_lane(x: f32) -> f32 {
+    let bits = x.to_bits();
+    // m in [0.5, 1): x = m 2^e.
+    let e = ((bits >> 23) & 0xff) as i32 - 126;
+    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f00_0000);
+    let small = m < std::f32::consts::FRAC_1_SQRT_2;
+    let e = (if small { e - 1 } else { e }) as f32;
+    let f = if small { m + m - 1.0 } else { m - 1.0 };
+    let z = f * f;
+    let mut y = 7.037_683_6e-2_f32;
+    y = y.mul_add(f, -1.151_461e-1);
+    y = y.mul_add(f, 1.167_699_9e-1);
+    y = y.mul_add(f, -1.242_014_1e-1);
+    y = y.mul_add(f, 1.424_932_3e-1);
+    y = y.mul_add(f, -1.666_805_8e-1);
+    y = y.mul_add(f, 2.000_071_4e-1);
+    y = y.mul_add(f, -2.499_999_4e-1);
+    y = y.mul_add(f, 3.333_333_1e-1);
+    let mut y = y * f * z;
+    y = e.mul_add(-2.121_944_4e-4, y);
+    y = z.mul_add(-0.5, y);
+    e.mul_add(0.693_359_4, f + y)
+}
+
+/// Member mean `[px, C]` and variance (averaged over C) of class-major outputs
+/// `[M, C, px]`.
 #[inline(always)]
 fn cpu_mean_and_var(
     out: &[f32],
@@ -345,8 +461,9 @@ fn cpu_mean_and_var(
     for i in pixels {
         let mut v = 0f32;
         for j in 0..c {
-            let mean = (0..m).map(|k| out[(k * px + i) * c + j]).sum::<f32>() / m as f32;
-            v += (0..m).map(|k| (out[(k * px + i) * c + j] - mean).powi(2)).sum::<f32>() / m as f32;
+            let at = |k: usize| out[(k * c + j) * px + i];
+            let mean = (0..m).map(at).sum::<f32>() / m as f32;
+            v += (0..m).map(|k| (at(k) - mean).powi(2)).sum::<f32>() / m as f32;
             values.push(mean);
         }
         var.push(v / c as f32);
@@ -442,5 +559,30 @@ impl PixelLabeler for Ensemble {
             uncertainty,
             score,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{exp_lane, ln_lane};
+
+    /// The polynomial exp and ln against the standard library's, over the ranges the
+    /// vote uses them on (exp of `l - max <= 0`, ln of sums in `[1, C]` and of means
+    /// in `(0, 1]`), and beyond.
+    #[test]
+    fn lane_exp_and_ln_match_std() {
+        let mut worst = (0f64, 0f64);
+        for i in 0..200_000 {
+            let x = -87.0 + 95.0 * i as f32 / 200_000.0;
+            let (got, want) = (exp_lane(x) as f64, (x as f64).exp());
+            worst.0 = worst.0.max((got - want).abs() / want);
+            let y = 1e-12f32 * (1e14f32).powf(i as f32 / 200_000.0);
+            let (got, want) = (ln_lane(y) as f64, (y as f64).ln());
+            worst.1 = worst.1.max((got - want).abs() / want.abs().max(1e-3));
+        }
+        assert!(worst.0 < 1e-6, "exp: worst relative error {}", worst.0);
+        assert!(worst.1 < 1e-6, "ln: worst error {}", worst.1);
+        assert_eq!(ln_lane(1.0), 0.0);
+        assert!((exp_lane(0.0) - 1.0).abs() < 1e-7);
     }
 }
