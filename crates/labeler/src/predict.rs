@@ -413,7 +413,7 @@ pub fn exp_lane(x: f32) -> f32 {
     y = y.mul_add(r, 8.333_452e-3);
     y = y.mul_add(r, 4.166_579_6e-2);
     y = y.mul_add(r, 1.666_666_5e-1);
-    y = y.mul_add(r, 5.000_000_1e-1);
+    y = y.mul_add(r, 0.5);
     let y = y.mul_add(r * r, r) + 1.0;
     y * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
@@ -439,7 +439,7 @@ pub fn ln_lane(x: f32) -> f32 {
     y = y.mul_add(f, -1.666_805_8e-1);
     y = y.mul_add(f, 2.000_071_4e-1);
     y = y.mul_add(f, -2.499_999_4e-1);
-    y = y.mul_add(f, 3.333_333_1e-1);
+    y = y.mul_add(f, 0.333_333_3);
     let mut y = y * f * z;
     y = e.mul_add(-2.121_944_4e-4, y);
     y = z.mul_add(-0.5, y);
