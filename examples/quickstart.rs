@@ -24,7 +24,8 @@ use labelgan::core::{Generator, Inverter, NoiseMode, PixelLabeler};
 use labelgan::eval::unet::{Flip, UNetPrediction};
 use labelgan::eval::{Confusion, DepthError, LabelledSet, Pck, Targets, UNet, UNetConfig, load_dataset};
 use labelgan::factory::pipeline::{FactoryConfig, FitOptions, fit_labelers, generate_dataset};
-use labelgan::inversion::Encoder;
+use labelgan::inversion::{Encoder, ProjectorConfig, project_in_batches};
+use labelgan::lpips::Lpips;
 use labelgan::prelude::*;
 
 #[derive(Parser)]
@@ -70,6 +71,13 @@ struct Args {
     /// settings on one seed; the baseline rows and keys are left out).
     #[arg(long)]
     skip_baselines: bool,
+    /// Refine the labelled faces' encoder inversions by this many projector steps
+    /// (LPIPS + MSE, `docs/inversion.md`; about 3 s a face on 2 cores). 0: encoder only.
+    #[arg(long, default_value_t = 0)]
+    refine_steps: usize,
+    /// Perceptual backbone for the refinement's LPIPS.
+    #[arg(long, default_value = "assets/toy_perceptual.safetensors")]
+    perceptual: PathBuf,
 }
 
 const CLASSES: usize = 8;
@@ -240,7 +248,24 @@ fn run() -> Result<()> {
         &labelled.targets,
         &options,
         Some(&a.out.join("synthetic").join("labelers")),
-        &mut || enc.invert(&labelled.images),
+        &mut || {
+            let w0 = enc.invert(&labelled.images)?;
+            if a.refine_steps == 0 {
+                return Ok(w0);
+            }
+            need(&a.perceptual, "perceptual backbone")?;
+            let lp = Lpips::load(&a.perceptual, &dev)?;
+            let cfg = ProjectorConfig {
+                steps: a.refine_steps,
+                ..ProjectorConfig::default()
+            };
+            eprintln!(
+                "  refining {} inversions, {} steps",
+                labelled.images.dims()[0],
+                a.refine_steps
+            );
+            project_in_batches(&g, Some(&lp), &labelled.images, &w0, &cfg, 16, &mut |_, _| {})
+        },
         &mut |l| eprintln!("  {l}"),
     )?;
     eprintln!(

@@ -406,8 +406,8 @@ impl Stack<'_> {
             lhs.resize(px * c, 0.0);
         }
         let out = &mut lhs[..px * c];
-        // Runs of 64 pixels on rayon's pool, 16 channels at a time, so that reads and
-        // writes stay in a few cache lines.
+        // Runs of 64 pixels on rayon's pool: a run's 64 output rows stay in L1 while
+        // each channel's 64 values are scattered into them.
         const PB: usize = 64;
         use rayon::prelude::*;
         out.par_chunks_mut(PB * c).enumerate().for_each(|(bi, dst)| {
@@ -420,16 +420,13 @@ impl Stack<'_> {
 
     /// `dst [pn, C]` (row-major) = the taps' pixels `p0..p0 + pn`.
     fn transpose_into(&self, p0: usize, pn: usize, dst: &mut [f32]) {
-        const CB: usize = 16;
         let (n, c) = (self.r * self.r, self.c);
         let mut off = 0;
         for &(data, ct) in &self.parts {
-            for c0 in (0..ct).step_by(CB) {
-                for ch in c0..(c0 + CB).min(ct) {
-                    let src = &data[ch * n + p0..ch * n + p0 + pn];
-                    for (i, &v) in src.iter().enumerate() {
-                        dst[i * c + off + ch] = v;
-                    }
+            for ch in 0..ct {
+                let src = &data[ch * n + p0..ch * n + p0 + pn];
+                for (d, &v) in dst.iter_mut().skip(off + ch).step_by(c).zip(src) {
+                    *d = v;
                 }
             }
             off += ct;
