@@ -1,6 +1,7 @@
 //! The whole job on the built-in domain: 16 labelled toyworld faces -> HandsOff
-//! (invert with the shipped encoder, fit the pixel labelers on the generator's
-//! features, generate and label a filtered synthetic dataset) -> UNets trained on it ->
+//! (invert with the shipped encoder, refine each inversion with 300 projector steps,
+//! fit the pixel labelers on the generator's features, generate and label a filtered
+//! synthetic dataset) -> UNets trained on it ->
 //! evaluated on 500 held-out toyworld faces, beside two baselines: the same UNets on
 //! the 16 labelled images alone (flips and shifts), and on 2,000 real labelled images
 //! (the upper bound). Also the pixel labeler's own mIoU on the test faces (inverted with
@@ -72,8 +73,9 @@ struct Args {
     #[arg(long)]
     skip_baselines: bool,
     /// Refine the labelled faces' encoder inversions by this many projector steps
-    /// (LPIPS + MSE, `docs/inversion.md`; about 3 s a face on 2 cores). 0: encoder only.
-    #[arg(long, default_value_t = 0)]
+    /// (LPIPS + MSE in W+, `docs/inversion.md`; 300 steps take about 8 s a face on 2
+    /// cores). 0: the encoder's inversions as they are.
+    #[arg(long, default_value_t = 300)]
     refine_steps: usize,
     /// Perceptual backbone for the refinement's LPIPS.
     #[arg(long, default_value = "assets/toy_perceptual.safetensors")]
