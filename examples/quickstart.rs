@@ -208,6 +208,9 @@ fn run() -> Result<()> {
     let started = Instant::now();
     need(&a.generator, "toy generator")?;
     need(&a.encoder, "toy encoder")?;
+    if a.refine_steps > 0 {
+        need(&a.perceptual, "perceptual backbone")?;
+    }
     let dev = Device::Cpu;
     let g = StyleGan2::load(&a.generator, &dev)?;
     let enc = Encoder::load(&a.encoder, &dev)?;
@@ -255,7 +258,6 @@ fn run() -> Result<()> {
             if a.refine_steps == 0 {
                 return Ok(w0);
             }
-            need(&a.perceptual, "perceptual backbone")?;
             let lp = Lpips::load(&a.perceptual, &dev)?;
             let cfg = ProjectorConfig {
                 steps: a.refine_steps,

@@ -403,7 +403,7 @@ fn cpu_vote_and_js(
 /// `|r| <= ln 2 / 2` and a degree-6 polynomial for `e^r` (Cephes' coefficients).
 /// Branch-free, so that a loop over lanes vectorises.
 #[inline(always)]
-pub fn exp_lane(x: f32) -> f32 {
+fn exp_lane(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
     let r = n.mul_add(-0.693_359_4, x);
@@ -422,7 +422,7 @@ pub fn exp_lane(x: f32) -> f32 {
 /// `[sqrt(1/2), sqrt(2))`, and Cephes' degree-9 polynomial for `ln(1 + f)`.
 /// Branch-free, so that a loop over lanes vectorises.
 #[inline(always)]
-pub fn ln_lane(x: f32) -> f32 {
+fn ln_lane(x: f32) -> f32 {
     let bits = x.to_bits();
     // m in [0.5, 1): x = m 2^e.
     let e = ((bits >> 23) & 0xff) as i32 - 126;
