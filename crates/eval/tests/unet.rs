@@ -127,3 +127,66 @@ fn learns_toyworld_labels() {
     assert!(e.contains("missing.safetensors"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Models trained side by side, each on a one-thread pool, end with the same weights as
+/// models trained one after the other on the whole pool (at the quickstart's size, where
+/// the convolutions split their work across threads).
+#[test]
+fn concurrent_training_equals_sequential() {
+    let dir = std::env::temp_dir().join(format!("labelgan-unet-concurrent-{}", std::process::id()));
+    labelgan_toyworld::write_dataset(&dir, 5, 16, 64, |_, _| {}).unwrap();
+    let set = load_dataset(&dir, 64, None).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfgs: Vec<UNetConfig> = [(8, 0, false), (0, 5, false), (0, 0, true)]
+        .into_iter()
+        .map(|(c, k, d)| UNetConfig {
+            resolution: 64,
+            batch: 16,
+            ..config(c, k, d, 4)
+        })
+        .collect();
+    let targets: Vec<labelgan_eval::Targets> = cfgs
+        .iter()
+        .map(|c| labelgan_eval::Targets {
+            masks: set.targets.masks.clone().filter(|_| c.classes > 0),
+            keypoints: set.targets.keypoints.clone().filter(|_| c.keypoints > 0),
+            depth: set.targets.depth.clone().filter(|_| c.depth),
+        })
+        .collect();
+    let sequential: Vec<UNet> = cfgs
+        .iter()
+        .zip(&targets)
+        .map(|(c, t)| {
+            let mut u = UNet::new(c.clone(), &Device::Cpu).unwrap();
+            u.train(&set.images, t, &mut |_, _| {}).unwrap();
+            u
+        })
+        .collect();
+    let jobs = cfgs
+        .iter()
+        .zip(&targets)
+        .map(|(c, t)| labelgan_eval::TrainJob {
+            unet: UNet::new(c.clone(), &Device::Cpu).unwrap(),
+            images: &set.images,
+            targets: t,
+        })
+        .collect();
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let concurrent = labelgan_eval::train_concurrently(jobs, 2, &|_, _, _| {
+        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    })
+    .unwrap();
+    assert_eq!(calls.into_inner(), 12, "one progress call per step of each model");
+    for (k, (a, b)) in sequential.iter().zip(&concurrent).enumerate() {
+        let (ya, yb) = (a.forward(&set.images).unwrap(), b.forward(&set.images).unwrap());
+        let diff = (ya - yb)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(diff, 0.0, "model {k}: outputs differ by up to {diff}");
+    }
+}
