@@ -23,7 +23,9 @@ mod common;
 use clap::Parser;
 use labelgan::core::{Generator, Inverter, NoiseMode, PixelLabeler};
 use labelgan::eval::unet::{Flip, UNetPrediction};
-use labelgan::eval::{Confusion, DepthError, LabelledSet, Pck, Targets, UNet, UNetConfig, load_dataset};
+use labelgan::eval::{
+    Confusion, DepthError, LabelledSet, Pck, Targets, TrainJob, UNet, UNetConfig, load_dataset, train_concurrently,
+};
 use labelgan::factory::pipeline::{FactoryConfig, FitOptions, fit_labelers, generate_dataset};
 use labelgan::inversion::{Encoder, ProjectorConfig, project_in_batches};
 use labelgan::lpips::Lpips;
@@ -51,7 +53,9 @@ struct Args {
     /// Synthetic images (default 500, --full 2000).
     #[arg(long)]
     synthetic: Option<usize>,
-    /// UNet steps per model (default 300, --full 2000).
+    /// UNet steps per model, for all three heads (default: 1000 for segmentation and
+    /// 300 for keypoints and depth, the lengths from which their scores stop moving much
+    /// (`docs/factory.md`); --full 2000).
     #[arg(long)]
     unet_steps: Option<usize>,
     /// Real labelled images for the upper-bound UNets.
@@ -106,37 +110,67 @@ fn unet_config(r: usize, head: usize, steps: usize, seed: u64) -> UNetConfig {
     }
 }
 
-/// The three UNets (segmentation, keypoints, depth) trained on `set`.
-fn train_unets(name: &str, set: &LabelledSet, r: usize, steps: usize, seed: u64) -> Result<[UNet; 3]> {
-    let mut out = vec![];
-    for head in 0..3 {
-        let t = &set.targets;
-        let targets = Targets {
-            masks: if head == 0 { t.masks.clone() } else { None },
-            keypoints: if head == 1 { t.keypoints.clone() } else { None },
-            depth: if head == 2 { t.depth.clone() } else { None },
-        };
-        let mut u = UNet::new(unet_config(r, head, steps, seed + head as u64), &Device::Cpu)?;
-        let started = Instant::now();
-        let mut last = Instant::now();
-        u.train(&set.images, &targets, &mut |s, l| {
-            if last.elapsed().as_secs_f64() > 10.0 || s == steps {
-                last = Instant::now();
-                eprintln!(
-                    "  UNet[{name}, {}] step {s}/{steps} loss {l:.4}",
-                    ["seg", "kp", "depth"][head]
-                );
-            }
-        })?;
-        eprintln!(
-            "  UNet[{name}, {}] trained in {:.0} s",
-            ["seg", "kp", "depth"][head],
-            started.elapsed().as_secs_f64()
-        );
-        out.push(u);
+const HEADS: [&str; 3] = ["seg", "kp", "depth"];
+
+/// The three UNets (segmentation, keypoints, depth) for each of `sets`, trained two
+/// (one per core) at a time, the longest first.
+fn train_unets(sets: &[(&str, &LabelledSet)], r: usize, steps: [usize; 3], seed: u64) -> Result<Vec<[UNet; 3]>> {
+    let targets: Vec<[Targets; 3]> = sets
+        .iter()
+        .map(|(_, set)| {
+            let t = &set.targets;
+            [0, 1, 2].map(|head| Targets {
+                masks: if head == 0 { t.masks.clone() } else { None },
+                keypoints: if head == 1 { t.keypoints.clone() } else { None },
+                depth: if head == 2 { t.depth.clone() } else { None },
+            })
+        })
+        .collect();
+    // (set, head), the longest first, so that the last to finish is a short one.
+    let mut order: Vec<(usize, usize)> = (0..sets.len()).flat_map(|s| (0..3).map(move |h| (s, h))).collect();
+    order.sort_by_key(|&(s, h)| (std::cmp::Reverse(steps[h]), h, s));
+    let jobs = order
+        .iter()
+        .map(|&(s, h)| {
+            Ok(TrainJob {
+                unet: UNet::new(unet_config(r, h, steps[h], seed + h as u64), &Device::Cpu)?,
+                images: &sets[s].1.images,
+                targets: &targets[s][h],
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let started = Instant::now();
+    let last = std::sync::Mutex::new(Instant::now());
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let trained = train_concurrently(jobs, workers, &|job, step, loss| {
+        let (s, h) = order[job];
+        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+        if step == steps[h] {
+            eprintln!(
+                "  UNet[{}, {}] trained ({} steps, loss {loss:.4}) at {:.0} s",
+                sets[s].0,
+                HEADS[h],
+                steps[h],
+                started.elapsed().as_secs_f64()
+            );
+        } else if last.elapsed().as_secs_f64() > 15.0 {
+            *last = Instant::now();
+            eprintln!(
+                "  UNet[{}, {}] step {step}/{} loss {loss:.4}",
+                sets[s].0, HEADS[h], steps[h]
+            );
+        }
+    })?;
+    let mut out: Vec<[Option<UNet>; 3]> = sets.iter().map(|_| [None, None, None]).collect();
+    for (&(s, h), u) in order.iter().zip(trained) {
+        out[s][h] = Some(u);
     }
-    out.try_into()
-        .map_err(|_| labelgan::core::Error::invalid("internal: three UNets"))
+    out.into_iter()
+        .map(|models| match models {
+            [Some(a), Some(b), Some(c)] => Ok([a, b, c]),
+            _ => Err(labelgan::core::Error::invalid("internal: a UNet is missing")),
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -217,7 +251,14 @@ fn run() -> Result<()> {
     enc.check_generator(&g)?;
     let r = g.spec().resolution;
     let synthetic = a.synthetic.unwrap_or(if a.full { 2000 } else { 500 });
-    let steps = a.unet_steps.unwrap_or(if a.full { 2000 } else { 300 });
+    // At 300 steps the segmentation UNets were short of converged, the one on 16 faces
+    // most: on seed 0 it went 0.44 -> 0.69 mIoU from 300 to 1000 steps, the one on 500
+    // synthetic faces 0.38 -> 0.49 (`labelgan evaluate`, docs/factory.md).
+    let steps: [usize; 3] = match (a.unet_steps, a.full) {
+        (Some(n), _) => [n; 3],
+        (None, true) => [2000; 3],
+        (None, false) => [1000, 300, 300],
+    };
     std::fs::create_dir_all(&a.out).map_err(|e| labelgan::core::Error::io(&a.out, e))?;
 
     // Data: labelled, held-out test, and many real images for the upper bound, from
@@ -315,25 +356,23 @@ fn run() -> Result<()> {
 
     eprintln!("[{:.0} s] training UNets", started.elapsed().as_secs_f64());
     let (few, many) = (format!("{} real", a.labelled), format!("{} real", a.real));
-    let mut rows = vec![(
-        format!("HandsOff synthetic ({synthetic})"),
-        score(&train_unets("synthetic", &synth, r, steps, a.seed)?, &test, r)?,
-    )];
+    let mut sets: Vec<(&str, &LabelledSet)> = vec![("synthetic", &synth)];
     if let Some(real) = &real {
-        rows.push((
-            few.clone(),
-            score(&train_unets(&few, &labelled, r, steps, a.seed)?, &test, r)?,
-        ));
-        rows.push((
-            many.clone(),
-            score(&train_unets(&many, real, r, steps, a.seed)?, &test, r)?,
-        ));
+        sets.push((&few, &labelled));
+        sets.push((&many, real));
     }
+    let models = train_unets(&sets, r, steps, a.seed)?;
+    let names = [format!("HandsOff synthetic ({synthetic})"), few.clone(), many.clone()];
+    let rows: Vec<(String, Scores)> = models
+        .iter()
+        .zip(names)
+        .map(|(m, name)| Ok((name, score(m, &test, r)?)))
+        .collect::<Result<_>>()?;
     let seconds = started.elapsed().as_secs_f64();
     let mut md = format!(
-        "# quickstart results (seed {}, {} test faces, {synthetic} synthetic images at psi {}, {steps} UNet steps)\n\n\
+        "# quickstart results (seed {}, {} test faces, {synthetic} synthetic images at psi {}, UNet steps: {} segmentation, {} keypoints, {} depth)\n\n\
          | UNet trained on | mIoU | PCK@0.05 | PCK@0.1 | depth RMSE | depth AbsRel |\n| --- | --- | --- | --- | --- | --- |\n",
-        a.seed, a.test, a.psi
+        a.seed, a.test, a.psi, steps[0], steps[1], steps[2]
     );
     for (name, s) in &rows {
         md += &format!(
