@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod device;
+mod evaluate;
 mod factory;
 mod fid;
 mod generate;
@@ -42,6 +43,8 @@ enum Command {
     Invert(invert::InvertArgs),
     /// Make a labelled synthetic dataset (HandsOff or DatasetGAN), resumably.
     Factory(factory::FactoryArgs),
+    /// Train the evaluation UNet on a dataset folder and score it on another.
+    Evaluate(evaluate::EvaluateArgs),
     /// Train the inversion encoder (generator samples, then real images with LPIPS).
     TrainEncoder(train_encoder::TrainEncoderArgs),
     /// Train a perceptual (LPIPS) backbone without labels, by predicting rotations.
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
         Command::Fid(a) => fid::run(a),
         Command::Invert(a) => invert::run(a),
         Command::Factory(a) => factory::run(a),
+        Command::Evaluate(a) => evaluate::run(a),
         Command::TrainEncoder(a) => train_encoder::run(a),
         Command::TrainPerceptual(a) => train_perceptual::run(a),
     };

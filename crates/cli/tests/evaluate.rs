@@ -1,0 +1,131 @@
+//! `labelgan evaluate` on small toyworld folders: the scores it prints are those of the
+//! models it saves, recomputed here with the library; mistakes fail with a line that
+//! names them.
+
+mod common;
+
+use candle_core::Device;
+use common::labelgan;
+use labelgan_eval::{Confusion, Pck, UNet, load_dataset};
+use serde_json::Value;
+
+fn last_json(o: &std::process::Output) -> Value {
+    let text = String::from_utf8_lossy(&o.stdout);
+    serde_json::from_str(text.lines().last().expect("output")).expect("a JSON last line")
+}
+
+#[test]
+fn printed_scores_are_those_of_the_saved_models() {
+    let t = |n: &str| common::tmp_in("evaluate", n);
+    let (train, test, out) = (t("train"), t("test"), t("out"));
+    labelgan_toyworld::write_dataset(&train, 1, 8, 32, |_, _| {}).unwrap();
+    labelgan_toyworld::write_dataset(&test, 2, 6, 32, |_, _| {}).unwrap();
+    let o = labelgan(&[
+        "evaluate",
+        "--train",
+        train.to_str().unwrap(),
+        "--test",
+        test.to_str().unwrap(),
+        "--heads",
+        "seg,kp",
+        "--steps",
+        "30",
+        "--toyworld",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = last_json(&o);
+    assert_eq!(v["train_images"], 8);
+    assert_eq!(v["test_images"], 6);
+    assert!(v.get("depth_rmse").is_none(), "depth was not asked for");
+    let saved: Value = serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(saved["miou"], v["miou"]);
+
+    let set = load_dataset(&test, 32, None).unwrap();
+    let seg = UNet::load(out.join("segmentation.safetensors"), &Device::Cpu).unwrap();
+    let mut c = Confusion::new(8);
+    for (truth, p) in set
+        .targets
+        .masks
+        .as_ref()
+        .unwrap()
+        .iter()
+        .zip(seg.predict(&set.images).unwrap())
+    {
+        c.add(truth, p.classes.as_ref().unwrap()).unwrap();
+    }
+    let miou = v["miou"].as_f64().unwrap();
+    assert!((c.report().miou - miou).abs() < 1e-12, "{} vs {miou}", c.report().miou);
+    let kp = UNet::load(out.join("keypoints.safetensors"), &Device::Cpu).unwrap();
+    let mut k = Pck::new(&[0.05, 0.1]);
+    for (truth, p) in set
+        .targets
+        .keypoints
+        .as_ref()
+        .unwrap()
+        .iter()
+        .zip(kp.predict(&set.images).unwrap())
+    {
+        k.add(truth, p.keypoints.as_ref().unwrap(), 32).unwrap();
+    }
+    assert!((k.report()[1] - v["pck10"].as_f64().unwrap()).abs() < 1e-12);
+    assert!(!out.join("depth.safetensors").exists());
+
+    // --joint: one model with both heads, scored on both.
+    let joint = t("joint");
+    let o = labelgan(&[
+        "evaluate",
+        "--train",
+        train.to_str().unwrap(),
+        "--test",
+        test.to_str().unwrap(),
+        "--heads",
+        "seg,depth",
+        "--steps",
+        "5",
+        "--joint",
+        "--out",
+        joint.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = last_json(&o);
+    assert!(v["miou"].is_f64() && v["depth_rmse"].is_f64() && v.get("pck10").is_none());
+    let both = UNet::load(joint.join("segmentation+depth.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!((both.config.classes, both.config.depth), (8, true));
+}
+
+#[test]
+fn mistakes_are_named() {
+    let t = |n: &str| common::tmp_in("evaluate-bad", n);
+    let (train, test, small) = (t("train"), t("test"), t("small"));
+    labelgan_toyworld::write_dataset(&train, 1, 2, 32, |_, _| {}).unwrap();
+    labelgan_toyworld::write_dataset(&small, 1, 2, 64, |_, _| {}).unwrap();
+    std::fs::create_dir_all(test.join("images")).unwrap();
+    std::fs::copy(train.join("images/00000.png"), test.join("images/00000.png")).unwrap();
+    let fails = |args: &[&str], needle: &str| {
+        let mut all = vec!["evaluate", "--train", train.to_str().unwrap(), "--steps", "1"];
+        all.extend_from_slice(args);
+        let o = labelgan(&all);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: `{needle}` not in {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    };
+    // A test folder with images only: no labels to score.
+    fails(&["--test", test.to_str().unwrap()], "share no label kind");
+    fails(
+        &["--test", test.to_str().unwrap(), "--heads", "seg"],
+        "has no segmentation labels",
+    );
+    fails(&["--test", small.to_str().unwrap()], "32x32 but the test images 64x64");
+    fails(
+        &["--test", train.to_str().unwrap(), "--classes", "3"],
+        "hold class 7 but --classes is 3",
+    );
+    fails(
+        &["--test", train.to_str().unwrap(), "--flip-classes", "3"],
+        "expected two indices as A:B",
+    );
+    fails(&["--test", t("missing").to_str().unwrap()], "missing");
+}
