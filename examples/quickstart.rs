@@ -195,15 +195,7 @@ fn score(models: &[UNet; 3], test: &LabelledSet, r: usize) -> Result<Scores> {
     for (i, ((seg, kp), dp)) in p[0].iter().zip(&p[1]).zip(&p[2]).enumerate() {
         c.add(&masks[i], seg.classes.as_ref().expect("classes"))?;
         k.add(&kps[i], kp.keypoints.as_ref().expect("kp"), r)?;
-        let truth = &depth[i];
-        let pred = dp.depth.as_ref().expect("depth");
-        let fg: (Vec<f32>, Vec<f32>) = truth
-            .iter()
-            .zip(pred)
-            .filter(|(t, _)| **t < 1.0)
-            .map(|(a, b)| (*a, *b))
-            .unzip();
-        d.add(&fg.0, &fg.1)?;
+        d.add_foreground(&depth[i], dp.depth.as_ref().expect("depth"))?;
     }
     let (pck, dr) = (k.report(), d.report());
     Ok(Scores {

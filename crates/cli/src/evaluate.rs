@@ -180,14 +180,7 @@ fn score(
         HeadArg::Depth => {
             let mut d = DepthError::default();
             for (truth, p) in tt.depth.as_ref().expect("checked").iter().zip(preds) {
-                let pred = p.depth.as_ref().expect("a depth head");
-                let (x, y): (Vec<f32>, Vec<f32>) = truth
-                    .iter()
-                    .zip(pred)
-                    .filter(|(t, _)| **t < 1.0)
-                    .map(|(x, y)| (*x, *y))
-                    .unzip();
-                d.add(&x, &y)?;
+                d.add_foreground(truth, p.depth.as_ref().expect("a depth head"))?;
             }
             let rep = d.report();
             *table += &format!(

@@ -133,6 +133,16 @@ pub struct DepthReport {
 
 impl DepthError {
     pub fn add(&mut self, truth: &[f32], pred: &[f32]) -> Result<()> {
+        self.add_where(truth, pred, |_| true)
+    }
+
+    /// Adds only foreground pixels: those whose true depth is below the far value 1.0
+    /// (the background of the dataset format, 65535 in its 16-bit PNGs).
+    pub fn add_foreground(&mut self, truth: &[f32], pred: &[f32]) -> Result<()> {
+        self.add_where(truth, pred, |t| t < 1.0)
+    }
+
+    fn add_where(&mut self, truth: &[f32], pred: &[f32], keep: impl Fn(f32) -> bool) -> Result<()> {
         if truth.len() != pred.len() {
             return Err(Error::invalid(format!(
                 "truth has {} pixels, prediction {}",
@@ -140,7 +150,7 @@ impl DepthError {
                 pred.len()
             )));
         }
-        for (&t, &p) in truth.iter().zip(pred) {
+        for (&t, &p) in truth.iter().zip(pred).filter(|(t, _)| keep(**t)) {
             if !p.is_finite() {
                 return Err(Error::invalid("predicted depth is NaN or infinite"));
             }
@@ -203,5 +213,14 @@ mod tests {
         assert!((r.rmse - ((0.25 + 1.0) / 2.0f64).sqrt()).abs() < 1e-12);
         assert!((r.abs_rel - (0.5 + 0.5) / 2.0).abs() < 1e-12);
         assert!(d.add(&[1.0], &[f32::NAN]).is_err());
+
+        // Foreground only: the far value 1.0 is left out, NaN there is not looked at.
+        let mut f = DepthError::default();
+        f.add_foreground(&[0.5, 1.0, 0.25], &[0.75, f32::NAN, 0.25]).unwrap();
+        let r = f.report();
+        assert_eq!(r.pixels, 2);
+        assert!((r.rmse - (0.0625f64 / 2.0).sqrt()).abs() < 1e-12);
+        assert!(f.add_foreground(&[0.5], &[f32::NAN]).is_err());
+        assert!(f.add_foreground(&[0.5, 0.5], &[0.5]).is_err());
     }
 }
