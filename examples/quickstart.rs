@@ -24,7 +24,8 @@ use clap::Parser;
 use labelgan::core::{Generator, Inverter, NoiseMode, PixelLabeler};
 use labelgan::eval::unet::{Flip, UNetPrediction};
 use labelgan::eval::{
-    Confusion, DepthError, LabelledSet, Pck, Targets, TrainJob, UNet, UNetConfig, load_dataset, train_concurrently,
+    Confusion, DepthError, LabelledSet, Pck, Targets, TrainJob, UNet, UNetConfig, concurrent_workers, load_dataset,
+    train_concurrently,
 };
 use labelgan::factory::pipeline::{FactoryConfig, FitOptions, fit_labelers, generate_dataset};
 use labelgan::inversion::{Encoder, ProjectorConfig, project_in_batches};
@@ -141,8 +142,7 @@ fn train_unets(sets: &[(&str, &LabelledSet)], r: usize, steps: [usize; 3], seed:
         .collect::<Result<Vec<_>>>()?;
     let started = Instant::now();
     let last = std::sync::Mutex::new(Instant::now());
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let trained = train_concurrently(jobs, workers, &|job, step, loss| {
+    let trained = train_concurrently(jobs, concurrent_workers(&Device::Cpu), &|job, step, loss| {
         let (s, h) = order[job];
         let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
         if step == steps[h] {

@@ -10,8 +10,8 @@ use clap::{Args, ValueEnum};
 use labelgan_core::{Error, Result};
 use labelgan_eval::unet::{Flip, UNetPrediction};
 use labelgan_eval::{
-    Confusion, DepthError, KeypointLoss, LabelledSet, Pck, Targets, TrainJob, UNet, UNetConfig, load_dataset,
-    train_concurrently,
+    Confusion, DepthError, KeypointLoss, LabelledSet, Pck, Targets, TrainJob, UNet, UNetConfig, concurrent_workers,
+    load_dataset, train_concurrently,
 };
 
 use crate::device::DeviceArg;
@@ -332,13 +332,9 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    // On the CPU the models train side by side, one per core (`train_concurrently`);
-    // on a GPU one after the other.
-    let workers = if device.is_cpu() {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        1
-    };
+    // On the CPU the models train side by side, one per core; on a GPU one after the
+    // other.
+    let workers = concurrent_workers(&device);
     let t0 = Instant::now();
     let last = std::sync::Mutex::new(Instant::now());
     let steps = a.steps;

@@ -14,28 +14,40 @@ fn last_json(o: &std::process::Output) -> Value {
     serde_json::from_str(text.lines().last().expect("output")).expect("a JSON last line")
 }
 
+/// `labelgan evaluate --train TRAIN --test TEST ARGS..`, which must succeed; its JSON line.
+fn evaluate(train: &std::path::Path, test: &std::path::Path, args: &[&str]) -> Value {
+    let mut all = vec![
+        "evaluate",
+        "--train",
+        train.to_str().unwrap(),
+        "--test",
+        test.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    let o = labelgan(&all);
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    last_json(&o)
+}
+
 #[test]
 fn printed_scores_are_those_of_the_saved_models() {
     let t = |n: &str| common::tmp_in("evaluate", n);
     let (train, test, out) = (t("train"), t("test"), t("out"));
     labelgan_toyworld::write_dataset(&train, 1, 8, 32, |_, _| {}).unwrap();
     labelgan_toyworld::write_dataset(&test, 2, 6, 32, |_, _| {}).unwrap();
-    let o = labelgan(&[
-        "evaluate",
-        "--train",
-        train.to_str().unwrap(),
-        "--test",
-        test.to_str().unwrap(),
-        "--heads",
-        "seg,kp",
-        "--steps",
-        "30",
-        "--toyworld",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v = last_json(&o);
+    let v = evaluate(
+        &train,
+        &test,
+        &[
+            "--heads",
+            "seg,kp",
+            "--steps",
+            "30",
+            "--toyworld",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
     assert_eq!(v["train_images"], 8);
     assert_eq!(v["test_images"], 6);
     assert!(v.get("depth_rmse").is_none(), "depth was not asked for");
@@ -74,22 +86,19 @@ fn printed_scores_are_those_of_the_saved_models() {
 
     // --joint: one model with both heads, scored on both.
     let joint = t("joint");
-    let o = labelgan(&[
-        "evaluate",
-        "--train",
-        train.to_str().unwrap(),
-        "--test",
-        test.to_str().unwrap(),
-        "--heads",
-        "seg,depth",
-        "--steps",
-        "5",
-        "--joint",
-        "--out",
-        joint.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v = last_json(&o);
+    let v = evaluate(
+        &train,
+        &test,
+        &[
+            "--heads",
+            "seg,depth",
+            "--steps",
+            "5",
+            "--joint",
+            "--out",
+            joint.to_str().unwrap(),
+        ],
+    );
     assert!(v["miou"].is_f64() && v["depth_rmse"].is_f64() && v.get("pck10").is_none());
     let both = UNet::load(joint.join("segmentation+depth.safetensors"), &Device::Cpu).unwrap();
     assert_eq!((both.config.classes, both.config.depth), (8, true));

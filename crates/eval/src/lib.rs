@@ -17,4 +17,4 @@ pub mod unet;
 
 pub use dataset::{LabelledSet, load_dataset};
 pub use metrics::{Confusion, DepthError, Pck};
-pub use unet::{KeypointLoss, Targets, TrainJob, UNet, UNetConfig, train_concurrently};
+pub use unet::{KeypointLoss, Targets, TrainJob, UNet, UNetConfig, concurrent_workers, train_concurrently};

@@ -524,6 +524,16 @@ fn keypoint_loss(kind: KeypointLoss, y: &Tensor, h: &Tensor) -> Result<Tensor> {
     })
 }
 
+/// How many models [`train_concurrently`] should train at once on `device`: one per
+/// core on the CPU, one at a time on a GPU (which each model fills on its own).
+pub fn concurrent_workers(device: &Device) -> usize {
+    if device.is_cpu() {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        1
+    }
+}
+
 /// One model to train with [`train_concurrently`].
 pub struct TrainJob<'a> {
     pub unet: UNet,
