@@ -22,6 +22,7 @@ pub mod io;
 pub mod labels;
 pub mod noise;
 pub mod optim;
+pub mod peak;
 pub mod resample;
 pub mod rng;
 pub mod stats;

@@ -199,10 +199,9 @@ impl Ensemble {
             Head::Keypoints { count, .. } => Some(
                 (0..count)
                     .map(|k| {
-                        let best = (0..t * t)
-                            .max_by(|&a, &b| values[a * count + k].total_cmp(&values[b * count + k]))
-                            .unwrap_or(0);
-                        ((best % t) as f32, (best / t) as f32)
+                        labelgan_core::peak::subpixel_peak(t, t, labelgan_core::peak::PeakScale::Linear, |x, y| {
+                            values[(y * t + x) * count + k]
+                        })
                     })
                     .collect(),
             ),
