@@ -41,8 +41,10 @@ pub struct TrainEncoderArgs {
     /// Output folder: checkpoint.safetensors, encoder.safetensors.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// Stage (a) steps (on resume: a new total, at least the steps already taken).
     #[arg(long)]
     steps_a: Option<usize>,
+    /// Stage (b) steps (on resume likewise).
     #[arg(long)]
     steps_b: Option<usize>,
     #[arg(long)]
@@ -83,8 +85,27 @@ pub fn run(a: TrainEncoderArgs) -> Result<()> {
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     let ck = a.out.join("checkpoint.safetensors");
     let mut t = if ck.exists() {
-        let t = EncoderTrainer::load_checkpoint(&ck, &g)?;
+        let mut t = EncoderTrainer::load_checkpoint(&ck, &g)?;
         eprintln!("resuming {} in stage {} at step {}", ck.display(), t.stage, t.step);
+        // New totals end a stage early or extend it; the learning rates are constant
+        // and each step's batch depends only on the seed and step, so the result is
+        // that of a run started with these totals. A stage cannot end before the steps
+        // it has already taken.
+        let cfg = &mut t.encoder.config;
+        for (stage, flag, total) in [
+            ("a", a.steps_a, &mut cfg.stage_a.steps),
+            ("b", a.steps_b, &mut cfg.stage_b.steps),
+        ] {
+            if let Some(s) = flag {
+                if t.stage == stage && s < t.step {
+                    return Err(Error::invalid(format!(
+                        "--steps-{stage} {s}: the checkpoint is already at step {} of stage ({stage})",
+                        t.step
+                    )));
+                }
+                *total = s;
+            }
+        }
         t
     } else {
         let mut cfg = EncoderConfig::for_generator(&g);
