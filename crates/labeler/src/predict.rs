@@ -8,6 +8,7 @@ use std::ops::Range;
 
 use candle_core::{D, DType, Device, Tensor};
 
+use labelgan_core::peak::{PeakScale, subpixel_peak};
 use labelgan_core::{Error, FeatureTaps, LabelKind, Labels, PixelLabeler, Prediction, Result};
 use labelgan_hypercolumn::FactoredProjection;
 use labelgan_hypercolumn::linalg::{sgemm_strided, sgemm_threads};
@@ -198,11 +199,7 @@ impl Ensemble {
         let keypoints = match self.config.head {
             Head::Keypoints { count, .. } => Some(
                 (0..count)
-                    .map(|k| {
-                        labelgan_core::peak::subpixel_peak(t, t, labelgan_core::peak::PeakScale::Linear, |x, y| {
-                            values[(y * t + x) * count + k]
-                        })
-                    })
+                    .map(|k| subpixel_peak(t, t, PeakScale::Linear, |x, y| values[(y * t + x) * count + k]))
                     .collect(),
             ),
             _ => None,
