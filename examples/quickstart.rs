@@ -27,7 +27,9 @@ use labelgan::eval::{
     Confusion, DepthError, LabelledSet, Pck, Targets, TrainJob, UNet, UNetConfig, concurrent_workers, load_dataset,
     train_concurrently,
 };
-use labelgan::factory::pipeline::{FactoryConfig, FitOptions, fit_labelers, generate_dataset};
+use labelgan::factory::pipeline::{
+    FactoryConfig, FitOptions, PriorCalibration, calibrate_segmentation, fit_labelers, generate_dataset,
+};
 use labelgan::inversion::{Encoder, ProjectorConfig, project_in_batches};
 use labelgan::lpips::Lpips;
 use labelgan::prelude::*;
@@ -73,6 +75,9 @@ struct Args {
     /// images nearer the average face).
     #[arg(long, default_value_t = 1.0)]
     psi: f64,
+    /// Fraction of each block of 50 synthetic candidates dropped as most uncertain.
+    #[arg(long, default_value_t = 0.1)]
+    filter: f64,
     /// Train and score only the UNets on synthetic images (for comparing HandsOff
     /// settings on one seed; the baseline rows and keys are left out).
     #[arg(long)]
@@ -85,6 +90,12 @@ struct Args {
     /// Perceptual backbone for the refinement's LPIPS.
     #[arg(long, default_value = "assets/toy_perceptual.safetensors")]
     perceptual: PathBuf,
+    /// Class-prior calibration of the segmentation labeler, in rounds: its class logits
+    /// are shifted so that each class covers as large a share of generated images'
+    /// pixels as of the 16 labelled masks (`docs/factory.md`). 0: off, the published
+    /// HandsOff labeler as fitted.
+    #[arg(long, default_value_t = 12)]
+    calibrate_rounds: usize,
 }
 
 const CLASSES: usize = 8;
@@ -309,10 +320,25 @@ fn run() -> Result<()> {
         "[{:.0} s] generating {synthetic} labelled images",
         started.elapsed().as_secs_f64()
     );
+    let mut labelers = labelers;
+    let calibration = PriorCalibration {
+        rounds: a.calibrate_rounds,
+        seed: a.seed,
+        psi: a.psi,
+        ..PriorCalibration::default()
+    };
+    let masks = labelled.targets.masks.as_ref().expect("toyworld has masks");
+    let cache = a.out.join("synthetic").join("labelers");
+    if let Some(rep) = calibrate_segmentation(&g, &mut labelers, masks, &calibration, Some(&cache), &mut |l| {
+        eprintln!("  {l}")
+    })? {
+        eprintln!("  {}", rep.summary().replace('\n', "\n  "));
+    }
     let fc = FactoryConfig {
         count: synthetic,
         seed: a.seed,
         psi: a.psi,
+        filter_fraction: a.filter,
         ..FactoryConfig::default()
     };
     let mut last = Instant::now();

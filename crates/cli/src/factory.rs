@@ -11,7 +11,9 @@ use clap::{Args, ValueEnum};
 use labelgan_core::io::TensorFile;
 use labelgan_core::{Error, Generator, Inverter, Result};
 use labelgan_eval::load_dataset;
-use labelgan_factory::pipeline::{FactoryConfig, FitOptions, fit_labelers, generate_dataset};
+use labelgan_factory::pipeline::{
+    FactoryConfig, FitOptions, PriorCalibration, calibrate_segmentation, fit_labelers, generate_dataset,
+};
 use labelgan_inversion::{Encoder, LatentSpace, MeanInverter, ProjectorConfig, project_in_batches};
 use labelgan_lpips::Lpips;
 use labelgan_stylegan::StyleGan2;
@@ -79,6 +81,14 @@ pub struct FactoryArgs {
     /// Keypoint heatmap std in pixels.
     #[arg(long, default_value_t = 2.0)]
     sigma: f32,
+    /// Class-prior calibration of the segmentation labeler, in rounds (0: off): its
+    /// class logits are shifted so that each class covers as large a share of
+    /// generated images' pixels as of the labelled masks (`docs/factory.md`).
+    #[arg(long, default_value_t = 12)]
+    calibrate_rounds: usize,
+    /// Generated images the calibration measures the class shares on.
+    #[arg(long, default_value_t = 64)]
+    calibrate_images: usize,
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
 }
@@ -157,7 +167,7 @@ pub fn run(a: FactoryArgs) -> Result<()> {
         sigma: a.sigma,
         seed: a.seed,
     };
-    let labelers = fit_labelers(
+    let mut labelers = fit_labelers(
         &g,
         t,
         &options,
@@ -168,6 +178,21 @@ pub fn run(a: FactoryArgs) -> Result<()> {
         },
         &mut |l| eprintln!("{l}"),
     )?;
+    if let Some(masks) = &t.masks {
+        let calibration = PriorCalibration {
+            images: a.calibrate_images,
+            rounds: a.calibrate_rounds,
+            seed: a.seed,
+            psi: a.psi,
+            ..PriorCalibration::default()
+        };
+        let cache = a.out.join("labelers");
+        if let Some(rep) = calibrate_segmentation(&g, &mut labelers, masks, &calibration, Some(&cache), &mut |l| {
+            eprintln!("{l}")
+        })? {
+            eprintln!("{}", rep.summary());
+        }
+    }
     let cfg = FactoryConfig {
         count: a.count,
         seed: a.seed,

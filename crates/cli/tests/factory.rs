@@ -1,6 +1,7 @@
 //! `labelgan factory` end to end with a tiny random generator and toyworld labels: a
 //! run killed (SIGKILL) in the middle and restarted ends byte-identical to an
-//! uninterrupted run, and mistakes fail with messages that name them.
+//! uninterrupted run (class-prior calibration included), and mistakes fail with
+//! messages that name them.
 
 mod common;
 
@@ -117,7 +118,11 @@ fn killed_and_restarted_equals_uninterrupted() {
     assert!(partial < 150, "{partial}");
     let o = common::labelgan(&args(&b).iter().map(String::as_str).collect::<Vec<_>>());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("fitted earlier"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("fitted earlier"), "{err}");
+    // The restart labels with the same calibrated labeler, read back, not measured again.
+    assert!(err.contains("calibration made earlier"), "{err}");
+    assert!(b.join("labelers/segmentation_calibration.json").exists());
     same_files(&a, &b);
 
     // Mistakes.

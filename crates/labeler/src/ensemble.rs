@@ -132,6 +132,28 @@ impl Ensemble {
             .ok_or_else(|| Error::invalid(format!("labeler has no parameter `{name}`")))
     }
 
+    /// Adds `shift[k]` to output `k` of every member (the last layer's bias). For a
+    /// segmentation ensemble this moves the log-prior of class `k`: each member's
+    /// arg-max, and so the vote, then favours the classes with a larger shift.
+    pub fn shift_outputs(&mut self, shift: &[f32]) -> Result<()> {
+        let b3 = self.param("b3")?;
+        let (m, c) = b3.dims2()?;
+        if shift.len() != c {
+            return Err(Error::invalid(format!(
+                "output shift has {} values but the labeler has {c} outputs",
+                shift.len()
+            )));
+        }
+        if let Some(v) = shift.iter().find(|v| !v.is_finite()) {
+            return Err(Error::invalid(format!("output shift holds {v}")));
+        }
+        let s = Tensor::from_slice(shift, (1, c), b3.device())?.to_dtype(b3.dtype())?;
+        let shifted = b3.broadcast_add(&s)?;
+        debug_assert_eq!(shifted.dims(), &[m, c]);
+        self.params.insert("b3".to_string(), shifted);
+        Ok(())
+    }
+
     /// Saves the parameters and, in the metadata `labelgan_labeler`, the config and tap
     /// list (atomic write).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {

@@ -117,6 +117,45 @@ fn segmentation_equals_the_dense_path() {
 }
 
 #[test]
+fn shifted_outputs_move_the_vote_like_shifted_logits() {
+    let mut rng = SplitMix64::new(7);
+    let t = taps(&mut rng, 1);
+    let mut e = Ensemble::init(&small(Head::Segmentation { classes: 4 }), &t.specs(), &Device::Cpu).unwrap();
+    randomize(&mut e, &mut rng);
+    let before = e.predict_image(&t, 0).unwrap().classes.unwrap();
+    let logits = dense_outputs(&e, &t); // [M, P, C]
+    let shift = [0.0f32, 0.7, -0.4, 0.2];
+    let mut shifted = e.clone();
+    shifted.shift_outputs(&shift).unwrap();
+    let got = shifted.predict_image(&t, 0).unwrap().classes.unwrap();
+    // The vote of the members' logits with the shift added by hand.
+    let s = Tensor::from_slice(&shift, (1, 1, 4), &Device::Cpu).unwrap();
+    let (want, _) = labelgan_labeler::predict::vote_and_js(&logits.broadcast_add(&s).unwrap(), 4).unwrap();
+    assert_eq!(got, want);
+    assert_ne!(got, before, "the shift should change some pixels");
+    let count = |v: &[u32], c: u32| v.iter().filter(|&&x| x == c).count();
+    assert!(count(&got, 1) > count(&before, 1), "class 1 was favoured");
+    // The same shift for every class changes nothing; a large one takes every pixel.
+    let mut same = e.clone();
+    same.shift_outputs(&[3.0; 4]).unwrap();
+    assert_eq!(same.predict_image(&t, 0).unwrap().classes.unwrap(), before);
+    let mut all = e.clone();
+    all.shift_outputs(&[0.0, 0.0, 1e4, 0.0]).unwrap();
+    assert!(
+        all.predict_image(&t, 0)
+            .unwrap()
+            .classes
+            .unwrap()
+            .iter()
+            .all(|&c| c == 2)
+    );
+    // Bad shifts are named.
+    let err = e.clone().shift_outputs(&[0.0; 3]).unwrap_err().to_string();
+    assert!(err.contains("3 values") && err.contains("4 outputs"), "{err}");
+    assert!(e.clone().shift_outputs(&[0.0, f32::NAN, 0.0, 0.0]).is_err());
+}
+
+#[test]
 fn depth_and_keypoints_equal_the_dense_path() {
     let mut rng = SplitMix64::new(6);
     let t = taps(&mut rng, 1);
