@@ -87,6 +87,11 @@ pub struct EvaluateArgs {
     /// Use only the first N training images.
     #[arg(long)]
     limit: Option<usize>,
+    /// Also train on this labelled folder, its images repeated REPEAT times (default 1):
+    /// e.g. the few real labelled images beside a synthetic dataset. May be given more
+    /// than once; a label kind is trained only if every training folder has it.
+    #[arg(long, value_name = "DIR[:REPEAT]")]
+    add_train: Vec<String>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Folder for the trained models (`KIND.safetensors`) and `results.json`.
@@ -94,6 +99,22 @@ pub struct EvaluateArgs {
     out: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
+}
+
+/// `DIR` or `DIR:REPEAT` (a folder name may hold `:`; only a last part that parses as a
+/// count is taken as one).
+fn parse_add_train(spec: &str) -> Result<(PathBuf, usize)> {
+    if let Some((dir, n)) = spec.rsplit_once(':') {
+        if let Ok(k) = n.parse::<usize>() {
+            if k == 0 {
+                return Err(Error::invalid(format!(
+                    "--add-train {spec}: the repeat must be at least 1"
+                )));
+            }
+            return Ok((PathBuf::from(dir), k));
+        }
+    }
+    Ok((PathBuf::from(spec), 1))
 }
 
 fn pairs<T: std::str::FromStr>(specs: &[String], what: &str) -> Result<Vec<(T, T)>> {
@@ -204,7 +225,28 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
             "the training images are {r}x{r} but the test images {rt}x{rt}"
         )));
     }
-    let train = load_dataset(&a.train, r, a.limit)?;
+    let mut train = load_dataset(&a.train, r, a.limit)?;
+    if !a.add_train.is_empty() {
+        let extra = a
+            .add_train
+            .iter()
+            .map(|spec| {
+                let (dir, repeat) = parse_add_train(spec)?;
+                let rd = resolution_of(&dir)?;
+                if rd != r {
+                    return Err(Error::invalid(format!(
+                        "{}: images are {rd}x{rd} but the training images {r}x{r}",
+                        dir.display()
+                    )));
+                }
+                Ok((load_dataset(&dir, r, None)?, repeat))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut parts = vec![(&train, 1)];
+        parts.extend(extra.iter().map(|(s, k)| (s, *k)));
+        let joined = LabelledSet::concat(&parts)?;
+        train = joined;
+    }
     let test = load_dataset(&a.test, r, None)?;
     let heads: Vec<HeadArg> = if a.heads.is_empty() {
         [HeadArg::Seg, HeadArg::Kp, HeadArg::Depth]
@@ -212,10 +254,18 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
             .filter(|&h| has(&train, h) && has(&test, h))
             .collect()
     } else {
+        let train_name = if a.add_train.is_empty() {
+            a.train.display().to_string()
+        } else {
+            format!("{} with the --add-train folders", a.train.display())
+        };
         for &h in &a.heads {
-            for (set, dir) in [(&train, &a.train), (&test, &a.test)] {
+            for (set, name) in [(&train, &train_name), (&test, &a.test.display().to_string())] {
                 if !has(set, h) {
-                    return Err(Error::invalid(format!("{} has no {} labels", dir.display(), h.name())));
+                    return Err(Error::invalid(format!(
+                        "{name} has no {} labels (in every folder)",
+                        h.name()
+                    )));
                 }
             }
         }
@@ -275,15 +325,17 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     eprintln!(
-        "training on {} images of {} ({r}x{r}), scoring on {} of {}",
+        "training on {} images of {}{} ({r}x{r}), scoring on {} of {}",
         train.names.len(),
         a.train.display(),
+        a.add_train.iter().map(|s| format!(" + {s}")).collect::<String>(),
         test.names.len(),
         a.test.display()
     );
 
     let mut results = serde_json::json!({
         "train": a.train.display().to_string(), "test": a.test.display().to_string(),
+        "add_train": a.add_train,
         "train_images": train.names.len(), "test_images": test.names.len(), "steps": a.steps,
     });
     let mut table = String::from("| kind | score |\n| --- | --- |\n");

@@ -100,6 +100,21 @@ fn printed_scores_are_those_of_the_saved_models() {
         ],
     );
     assert!(v["miou"].is_f64() && v["depth_rmse"].is_f64() && v.get("pck10").is_none());
+
+    // --add-train: the test folder's 6 images, 3 times, beside the 8 training images.
+    let v = evaluate(
+        &train,
+        &test,
+        &[
+            "--heads",
+            "seg",
+            "--steps",
+            "2",
+            "--add-train",
+            &format!("{}:3", test.display()),
+        ],
+    );
+    assert_eq!(v["train_images"], 8 + 3 * 6);
     let both = UNet::load(joint.join("segmentation+depth.safetensors"), &Device::Cpu).unwrap();
     assert_eq!((both.config.classes, both.config.depth), (8, true));
 }
@@ -137,4 +152,17 @@ fn mistakes_are_named() {
         "expected two indices as A:B",
     );
     fails(&["--test", t("missing").to_str().unwrap()], "missing");
+    let tr = train.to_str().unwrap();
+    fails(
+        &["--test", tr, "--add-train", small.to_str().unwrap()],
+        "64x64 but the training images 32x32",
+    );
+    fails(
+        &["--test", tr, "--add-train", &format!("{tr}:0")],
+        "the repeat must be at least 1",
+    );
+    fails(
+        &["--test", tr, "--heads", "seg", "--add-train", test.to_str().unwrap()],
+        "with the --add-train folders has no segmentation labels",
+    );
 }

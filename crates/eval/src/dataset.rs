@@ -19,6 +19,68 @@ pub struct LabelledSet {
     pub names: Vec<String>,
 }
 
+impl LabelledSet {
+    /// One set holding `parts` one after the other, each `repeat` times (a small set of
+    /// real labelled images weighed up beside a large synthetic one). A label kind is
+    /// kept only if every part has it; keypoint counts must agree. Names get the part's
+    /// index and the repetition as a prefix (`p1r0_000003.png`).
+    pub fn concat(parts: &[(&LabelledSet, usize)]) -> Result<LabelledSet> {
+        let parts: Vec<(&LabelledSet, usize)> = parts.iter().copied().filter(|(_, r)| *r > 0).collect();
+        if parts.is_empty() {
+            return Err(Error::invalid("nothing to concatenate: no part with a repeat above 0"));
+        }
+        let dims = parts[0].0.images.dims().to_vec();
+        for (i, (p, _)) in parts.iter().enumerate() {
+            if p.images.dims()[1..] != dims[1..] {
+                return Err(Error::invalid(format!(
+                    "part {i} has images of shape {:?}, part 0 {:?}",
+                    &p.images.dims()[1..],
+                    &dims[1..]
+                )));
+            }
+        }
+        let counts: Vec<usize> = parts
+            .iter()
+            .filter_map(|(p, _)| p.targets.keypoints.as_ref().and_then(|k| k.first()).map(Vec::len))
+            .collect();
+        if counts.windows(2).any(|w| w[0] != w[1]) {
+            return Err(Error::invalid(format!(
+                "the parts have different keypoint counts: {counts:?}"
+            )));
+        }
+        fn join<T: Clone>(
+            parts: &[(&LabelledSet, usize)],
+            get: impl Fn(&Targets) -> Option<&Vec<T>>,
+        ) -> Option<Vec<T>> {
+            let mut out = Vec::new();
+            for (p, r) in parts {
+                let v = get(&p.targets)?;
+                for _ in 0..*r {
+                    out.extend(v.iter().cloned());
+                }
+            }
+            Some(out)
+        }
+        let mut images = Vec::new();
+        let mut names = Vec::new();
+        for (i, (p, r)) in parts.iter().enumerate() {
+            for k in 0..*r {
+                images.push(p.images.clone());
+                names.extend(p.names.iter().map(|n| format!("p{i}r{k}_{n}")));
+            }
+        }
+        Ok(LabelledSet {
+            images: Tensor::cat(&images, 0)?,
+            targets: Targets {
+                masks: join(&parts, |t| t.masks.as_ref()),
+                keypoints: join(&parts, |t| t.keypoints.as_ref()),
+                depth: join(&parts, |t| t.depth.as_ref()),
+            },
+            names,
+        })
+    }
+}
+
 /// Loads the first `limit` images (all if `None`) of `dir` with their masks, depth
 /// (16-bit PNG, `/ 65535`) and keypoints where present.
 pub fn load_dataset(dir: &Path, resolution: usize, limit: Option<usize>) -> Result<LabelledSet> {
