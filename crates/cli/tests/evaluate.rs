@@ -166,3 +166,60 @@ fn mistakes_are_named() {
         "with the --add-train folders has no segmentation labels",
     );
 }
+
+/// The CLI trains exactly the model the library trains with the same settings, bit for
+/// bit. (Until 2026-12-02 the binary set `CANDLE_GRAD_DO_NOT_DETACH` for every command,
+/// GAN training's R1 needs it, so the UNet worker threads kept the graph of every
+/// gradient: slower, and different weights from the second step on.)
+#[test]
+fn trains_the_same_weights_as_the_library() {
+    let t = |n: &str| common::tmp_in("evaluate-same", n);
+    let (train, test, out, lib) = (t("train"), t("test"), t("out"), t("lib.safetensors"));
+    labelgan_toyworld::write_dataset(&train, 1, 8, 32, |_, _| {}).unwrap();
+    labelgan_toyworld::write_dataset(&test, 2, 4, 32, |_, _| {}).unwrap();
+    evaluate(
+        &train,
+        &test,
+        &[
+            "--heads",
+            "seg",
+            "--steps",
+            "6",
+            "--seed",
+            "3",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let set = load_dataset(&train, 32, None).unwrap();
+    let cfg = labelgan_eval::UNetConfig {
+        resolution: 32,
+        widths: vec![8, 16, 32],
+        classes: 8,
+        keypoints: 0,
+        depth: false,
+        sigma: 2.0,
+        lr: 1e-2,
+        batch: 16,
+        steps: 6,
+        seed: 3,
+        flip: None,
+        shift: 3,
+        keypoint_loss: labelgan_eval::KeypointLoss::SpatialSoftmax,
+    };
+    let mut u = UNet::new(cfg, &Device::Cpu).unwrap();
+    let targets = labelgan_eval::Targets {
+        masks: set.targets.masks.clone(),
+        ..Default::default()
+    };
+    // On a thread of its own, as the CLI's workers train.
+    std::thread::scope(|s| {
+        s.spawn(|| u.train(&set.images, &targets, &mut |_, _| {}).unwrap());
+    });
+    u.save(&lib).unwrap();
+    let cli = std::fs::read(out.join("segmentation.safetensors")).unwrap();
+    assert!(
+        cli == std::fs::read(&lib).unwrap(),
+        "the CLI's weights differ from the library's"
+    );
+}
