@@ -91,12 +91,26 @@ pub fn run(a: TrainEncoderArgs) -> Result<()> {
         // and each step's batch depends only on the seed and step, so the result is
         // that of a run started with these totals. A stage cannot end before the steps
         // it has already taken.
+        // A finished stage cannot be changed any more: say so instead of ignoring it.
         let cfg = &mut t.encoder.config;
+        let finished = |stage: &str| match stage {
+            "a" => t.stage != "a",
+            _ => t.stage == "done",
+        };
         for (stage, flag, total) in [
             ("a", a.steps_a, &mut cfg.stage_a.steps),
             ("b", a.steps_b, &mut cfg.stage_b.steps),
         ] {
             if let Some(s) = flag {
+                if s != *total && finished(stage) {
+                    return Err(Error::invalid(format!(
+                        "--steps-{stage} {s}: stage ({stage}) of {} finished after {} steps and cannot \
+                         be changed; start a new run in another folder with --init-encoder {}",
+                        ck.display(),
+                        *total,
+                        a.out.join("encoder.safetensors").display()
+                    )));
+                }
                 if t.stage == stage && s < t.step {
                     return Err(Error::invalid(format!(
                         "--steps-{stage} {s}: the checkpoint is already at step {} of stage ({stage})",

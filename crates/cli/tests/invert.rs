@@ -142,6 +142,16 @@ fn train_encoder_then_invert() {
     // Run again: the checkpoint says done; it resumes without training and says so.
     let again = labelgan(&args);
     assert!(String::from_utf8_lossy(&again.stderr).contains("resuming"));
+    // Asking a finished run for more steps is an error that says what to do instead.
+    for (flag, n) in [("--steps-b", "5"), ("--steps-a", "6")] {
+        let mut more = args;
+        let i = more.iter().position(|a| *a == flag).unwrap();
+        more[i + 1] = n;
+        let o = labelgan(&more);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{flag} {n}: {err}");
+        assert!(err.contains("finished") && err.contains("--init-encoder"), "{err}");
+    }
     let enc = enc_dir.join("encoder.safetensors");
     let out_enc = t("out_enc");
     let e = last_json(&labelgan(&[
