@@ -244,8 +244,7 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
             .collect::<Result<Vec<_>>>()?;
         let mut parts = vec![(&train, 1)];
         parts.extend(extra.iter().map(|(s, k)| (s, *k)));
-        let joined = LabelledSet::concat(&parts)?;
-        train = joined;
+        train = LabelledSet::concat(&parts)?;
     }
     let test = load_dataset(&a.test, r, None)?;
     let heads: Vec<HeadArg> = if a.heads.is_empty() {

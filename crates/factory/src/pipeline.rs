@@ -109,6 +109,23 @@ pub fn candidate_z(g: &StyleGan2, seed: u64, c: u64) -> Result<Tensor> {
     g.sample_z(1, SplitMix64::derive(seed, c).next_u64())
 }
 
+/// Candidates `first..first + k` of latent seed `seed`: their z (one `[1, z_dim]` each)
+/// and their synthesis at truncation `psi` with constant noise, as one batch.
+fn synthesize_candidates(
+    g: &StyleGan2,
+    seed: u64,
+    first: u64,
+    k: usize,
+    psi: f64,
+) -> Result<(Vec<Tensor>, labelgan_core::Synthesis)> {
+    let zs = (0..k as u64)
+        .map(|j| candidate_z(g, seed, first + j))
+        .collect::<Result<Vec<_>>>()?;
+    let ws = g.map(&Tensor::cat(&zs, 0)?, None, Truncation::psi(psi))?;
+    let syn = g.synthesize(&ws, NoiseMode::Const)?;
+    Ok((zs, syn))
+}
+
 /// Generates and labels candidates `start..start + n`: per candidate its z, the image
 /// and each labeler's prediction.
 fn label_candidates(
@@ -122,12 +139,7 @@ fn label_candidates(
     let mut out = Vec::with_capacity(n);
     for s in (0..n).step_by(cfg.batch) {
         let k = cfg.batch.min(n - s);
-        let zs = (0..k)
-            .map(|j| candidate_z(g, cfg.seed, start + (s + j) as u64))
-            .collect::<Result<Vec<_>>>()?;
-        let z = Tensor::cat(&zs, 0)?;
-        let ws = g.map(&z, None, Truncation::psi(cfg.psi))?;
-        let syn = g.synthesize(&ws, NoiseMode::Const)?;
+        let (zs, syn) = synthesize_candidates(g, cfg.seed, start + s as u64, k, cfg.psi)?;
         let taps: FeatureTaps = syn.taps.convs();
         let images = tensor_to_images(&syn.image)?;
         for j in 0..k {
@@ -362,11 +374,8 @@ pub fn calibrate_class_priors(
     let mut batches: Vec<(FeatureTaps, usize)> = Vec::new();
     for s in (0..opts.images).step_by(opts.batch) {
         let k = opts.batch.min(opts.images - s);
-        let zs = (0..k)
-            .map(|j| candidate_z(g, seed, (s + j) as u64))
-            .collect::<Result<Vec<_>>>()?;
-        let ws = g.map(&Tensor::cat(&zs, 0)?, None, Truncation::psi(opts.psi))?;
-        batches.push((g.synthesize(&ws, NoiseMode::Const)?.taps.convs(), k));
+        let (_, syn) = synthesize_candidates(g, seed, s as u64, k, opts.psi)?;
+        batches.push((syn.taps.convs(), k));
     }
     let device = g.device().clone();
     let measure = |e: &Ensemble| -> Result<Vec<f64>> {

@@ -4,26 +4,16 @@
 //! input is named.
 
 use candle_core::{Device, Tensor};
-use labelgan_core::{Generator, NoiseMode, Truncation};
+use labelgan_core::{FeatureTaps, Generator, NoiseMode, Truncation};
 use labelgan_factory::pipeline::{
     CALIBRATION_FILE, CALIBRATION_STREAM, PriorCalibration, calibrate_class_priors, calibrate_class_priors_cached,
     candidate_z, class_frequencies,
 };
 use labelgan_labeler::{Ensemble, Head, LabelerConfig};
-use labelgan_stylegan::{GeneratorConfig, StyleGan2};
+use labelgan_stylegan::StyleGan2;
 
-fn tiny_g() -> StyleGan2 {
-    let cfg = GeneratorConfig {
-        z_dim: 8,
-        w_dim: 8,
-        img_resolution: 16,
-        mapping_layers: 2,
-        channel_base: 64,
-        channel_max: 8,
-        ..Default::default()
-    };
-    StyleGan2::random(&cfg, 5, &Device::Cpu).unwrap()
-}
+mod common;
+use common::tiny_g;
 
 /// A hand-made 2-class labeler: class 1 where channel `c` of the 16 px tap
 /// `synthesis.b16.conv1` (hypercolumn feature 28 + c) exceeds `threshold`. One member;
@@ -60,8 +50,9 @@ fn threshold_labeler(g: &StyleGan2, c: usize, threshold: f32) -> Ensemble {
     e
 }
 
-/// Channel `c` of `synthesis.b16.conv1` over the calibration images of `opts`.
-fn feature_values(g: &StyleGan2, c: usize, opts: &PriorCalibration) -> Vec<f32> {
+/// The taps of the calibration images of `opts`, per batch, generated in the same
+/// batches as the library's loop but written out here.
+fn calibration_taps(g: &StyleGan2, opts: &PriorCalibration) -> Vec<(FeatureTaps, usize)> {
     let mut out = vec![];
     for s in (0..opts.images).step_by(opts.batch) {
         let k = opts.batch.min(opts.images - s);
@@ -71,7 +62,15 @@ fn feature_values(g: &StyleGan2, c: usize, opts: &PriorCalibration) -> Vec<f32> 
         let ws = g
             .map(&Tensor::cat(&zs, 0).unwrap(), None, Truncation::psi(opts.psi))
             .unwrap();
-        let taps = g.synthesize(&ws, NoiseMode::Const).unwrap().taps.convs();
+        out.push((g.synthesize(&ws, NoiseMode::Const).unwrap().taps.convs(), k));
+    }
+    out
+}
+
+/// Channel `c` of `synthesis.b16.conv1` over the calibration images of `opts`.
+fn feature_values(g: &StyleGan2, c: usize, opts: &PriorCalibration) -> Vec<f32> {
+    let mut out = vec![];
+    for (taps, _) in calibration_taps(g, opts) {
         let tap = taps.iter().find(|t| t.name == "synthesis.b16.conv1").unwrap();
         out.extend(
             tap.tensor
@@ -86,19 +85,11 @@ fn feature_values(g: &StyleGan2, c: usize, opts: &PriorCalibration) -> Vec<f32> 
     out
 }
 
-/// Class shares of `e`'s masks on the calibration images of `opts` (generated in the
-/// same batches), measured here independently of the library's loop.
+/// Class shares of `e`'s masks on the calibration images of `opts`, measured here
+/// independently of the library's loop.
 fn shares(g: &StyleGan2, e: &Ensemble, opts: &PriorCalibration) -> Vec<f64> {
     let mut masks = vec![];
-    for s in (0..opts.images).step_by(opts.batch) {
-        let k = opts.batch.min(opts.images - s);
-        let zs: Vec<_> = (s..s + k)
-            .map(|i| candidate_z(g, opts.seed ^ CALIBRATION_STREAM, i as u64).unwrap())
-            .collect();
-        let ws = g
-            .map(&Tensor::cat(&zs, 0).unwrap(), None, Truncation::psi(opts.psi))
-            .unwrap();
-        let taps = g.synthesize(&ws, NoiseMode::Const).unwrap().taps.convs();
+    for (taps, k) in calibration_taps(g, opts) {
         for j in 0..k {
             masks.push(e.predict_image(&taps, j).unwrap().classes.unwrap());
         }

@@ -3,25 +3,12 @@
 //! resumed ends byte-identical to an uninterrupted one; filtering drops the most
 //! uncertain candidates of each block.
 
-use candle_core::Device;
 use labelgan_core::{Generator, NoiseMode, Truncation};
 use labelgan_factory::dataset::{DatasetWriter, folder_contents};
 use labelgan_factory::pipeline::{FactoryConfig, Labelers, candidate_z, fit_labeler, generate_dataset};
 use labelgan_labeler::{Head, LabelerConfig, PixelTargets};
-use labelgan_stylegan::{GeneratorConfig, StyleGan2};
-
-fn tiny_g() -> StyleGan2 {
-    let cfg = GeneratorConfig {
-        z_dim: 8,
-        w_dim: 8,
-        img_resolution: 16,
-        mapping_layers: 2,
-        channel_base: 64,
-        channel_max: 8,
-        ..Default::default()
-    };
-    StyleGan2::random(&cfg, 5, &Device::Cpu).unwrap()
-}
+mod common;
+use common::tiny_g;
 
 #[test]
 fn labels_filters_and_resumes_byte_identically() {

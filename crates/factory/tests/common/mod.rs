@@ -1,0 +1,18 @@
+//! Shared by the factory's integration tests.
+
+use candle_core::Device;
+use labelgan_stylegan::{GeneratorConfig, StyleGan2};
+
+/// A tiny random generator: 16 px, 8-d latents, at most 8 channels.
+pub fn tiny_g() -> StyleGan2 {
+    let cfg = GeneratorConfig {
+        z_dim: 8,
+        w_dim: 8,
+        img_resolution: 16,
+        mapping_layers: 2,
+        channel_base: 64,
+        channel_max: 8,
+        ..Default::default()
+    };
+    StyleGan2::random(&cfg, 5, &Device::Cpu).unwrap()
+}
