@@ -11,7 +11,7 @@ use labelgan_core::{Error, Result};
 use labelgan_eval::unet::{Flip, UNetPrediction};
 use labelgan_eval::{
     Confusion, DepthError, KeypointLoss, LabelledSet, Pck, Targets, TrainJob, UNet, UNetConfig, concurrent_workers,
-    load_dataset, train_concurrently,
+    default_widths, load_dataset, train_concurrently,
 };
 
 use crate::device::DeviceArg;
@@ -61,9 +61,11 @@ pub struct EvaluateArgs {
     /// Learning rate (default: 3e-3 for keypoints, 1e-2 otherwise).
     #[arg(long)]
     lr: Option<f64>,
-    /// Channels per UNet level, comma-separated (the last is the bottleneck).
-    #[arg(long, value_delimiter = ',', default_value = "8,16,32")]
-    widths: Vec<usize>,
+    /// Channels per UNet level, comma-separated (the last is the bottleneck). Default:
+    /// 12,24,48 for a UNet with a segmentation head, 8,16,32 for keypoints and depth
+    /// (`labelgan_eval::SEGMENTATION_WIDTHS`, `DENSE_WIDTHS`).
+    #[arg(long, value_delimiter = ',')]
+    widths: Option<Vec<usize>>,
     /// Segmentation classes (default: the largest id in either folder's masks + 1).
     #[arg(long)]
     classes: Option<usize>,
@@ -363,7 +365,7 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
             let with = |h: HeadArg| group.contains(&h);
             let cfg = UNetConfig {
                 resolution: r,
-                widths: a.widths.clone(),
+                widths: a.widths.clone().unwrap_or_else(|| default_widths(with(HeadArg::Seg))),
                 classes: if with(HeadArg::Seg) { classes } else { 0 },
                 keypoints: if with(HeadArg::Kp) { keypoints } else { 0 },
                 depth: with(HeadArg::Depth),

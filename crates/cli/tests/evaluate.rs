@@ -194,7 +194,7 @@ fn trains_the_same_weights_as_the_library() {
     let set = load_dataset(&train, 32, None).unwrap();
     let cfg = labelgan_eval::UNetConfig {
         resolution: 32,
-        widths: vec![8, 16, 32],
+        widths: vec![12, 24, 48],
         classes: 8,
         keypoints: 0,
         depth: false,

@@ -17,4 +17,7 @@ pub mod unet;
 
 pub use dataset::{LabelledSet, load_dataset};
 pub use metrics::{Confusion, DepthError, Pck};
-pub use unet::{KeypointLoss, Targets, TrainJob, UNet, UNetConfig, concurrent_workers, train_concurrently};
+pub use unet::{
+    DENSE_WIDTHS, KeypointLoss, SEGMENTATION_WIDTHS, Targets, TrainJob, UNet, UNetConfig, concurrent_workers,
+    default_widths, train_concurrently,
+};
