@@ -98,8 +98,9 @@ struct Args {
     calibrate_rounds: usize,
     /// Also train UNets on the synthetic images plus the labelled faces repeated this
     /// many times (a row of its own; 0: no such row). Not part of the papers' protocol:
-    /// what a user holding both would train on.
-    #[arg(long, default_value_t = 8)]
+    /// what a user holding both would train on (8 is what `docs/factory.md` reports).
+    /// Off by default: its three UNets add about a sixth to the run's time.
+    #[arg(long, default_value_t = 0)]
     mix_repeat: usize,
 }
 
@@ -108,7 +109,7 @@ const CLASSES: usize = 8;
 fn unet_config(r: usize, head: usize, steps: usize, seed: u64) -> UNetConfig {
     UNetConfig {
         resolution: r,
-        widths: vec![8, 16, 32],
+        widths: labelgan::eval::default_widths(head == 0),
         classes: if head == 0 { CLASSES } else { 0 },
         keypoints: if head == 1 { 5 } else { 0 },
         depth: head == 2,
@@ -129,9 +130,16 @@ fn unet_config(r: usize, head: usize, steps: usize, seed: u64) -> UNetConfig {
 
 const HEADS: [&str; 3] = ["seg", "kp", "depth"];
 
-/// The three UNets (segmentation, keypoints, depth) for each of `sets`, trained two
-/// (one per core) at a time, the longest first.
-fn train_unets(sets: &[(&str, &LabelledSet)], r: usize, steps: [usize; 3], seed: u64) -> Result<Vec<[UNet; 3]>> {
+/// The three UNets (segmentation, keypoints, depth) for each of `sets`, trained
+/// `workers` at a time (each on one core), the longest first. `started` times the log.
+fn train_unets(
+    sets: &[(&str, &LabelledSet)],
+    r: usize,
+    steps: [usize; 3],
+    seed: u64,
+    workers: usize,
+    started: Instant,
+) -> Result<Vec<[UNet; 3]>> {
     let targets: Vec<[Targets; 3]> = sets
         .iter()
         .map(|(_, set)| {
@@ -156,9 +164,8 @@ fn train_unets(sets: &[(&str, &LabelledSet)], r: usize, steps: [usize; 3], seed:
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let started = Instant::now();
     let last = std::sync::Mutex::new(Instant::now());
-    let trained = train_concurrently(jobs, concurrent_workers(&Device::Cpu), &|job, step, loss| {
+    let trained = train_concurrently(jobs, workers, &|job, step, loss| {
         let (s, h) = order[job];
         let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
         if step == steps[h] {
@@ -281,137 +288,176 @@ fn run() -> Result<()> {
         Some(write(&format!("real{}", a.real), 5000 + a.seed, a.real)?)
     };
 
-    // HandsOff: invert, fit the labelers, generate.
-    eprintln!(
-        "[{:.0} s] HandsOff: inverting and fitting the labelers",
-        started.elapsed().as_secs_f64()
-    );
-    let options = FitOptions {
-        members: 10,
-        // A quarter of each image's pixels and 10 epochs by default (about 2 minutes
-        // for the three heads on 2 cores); --full takes every pixel for 20.
-        pixels_per_image: a
-            .labeler_pixels
-            .unwrap_or(if a.full { r * r } else { (r * r / 4).max(1) }),
-        max_epochs: a.labeler_epochs.unwrap_or(if a.full { 20 } else { 10 }),
-        seed: a.seed,
-        ..FitOptions::default()
-    };
-    let labelers = fit_labelers(
-        &g,
-        &labelled.targets,
-        &options,
-        Some(&a.out.join("synthetic").join("labelers")),
-        &mut || {
-            let w0 = enc.invert(&labelled.images)?;
-            if a.refine_steps == 0 {
-                return Ok(w0);
-            }
-            let lp = Lpips::load(&a.perceptual, &dev)?;
-            let cfg = ProjectorConfig {
-                steps: a.refine_steps,
-                ..ProjectorConfig::default()
-            };
-            eprintln!(
-                "  refining {} inversions, {} steps",
-                labelled.images.dims()[0],
-                a.refine_steps
-            );
-            project_in_batches(&g, Some(&lp), &labelled.images, &w0, &cfg, 16, &mut |_, _| {})
-        },
-        &mut |l| eprintln!("  {l}"),
-    )?;
-    eprintln!(
-        "[{:.0} s] generating {synthetic} labelled images",
-        started.elapsed().as_secs_f64()
-    );
-    let mut labelers = labelers;
-    let calibration = PriorCalibration {
-        rounds: a.calibrate_rounds,
-        seed: a.seed,
-        psi: a.psi,
-        ..PriorCalibration::default()
-    };
-    let masks = labelled.targets.masks.as_ref().expect("toyworld has masks");
-    let cache = a.out.join("synthetic").join("labelers");
-    if let Some(rep) = calibrate_segmentation(&g, &mut labelers, masks, &calibration, Some(&cache), &mut |l| {
-        eprintln!("  {l}")
-    })? {
-        eprintln!("  {}", rep.summary().replace('\n', "\n  "));
-    }
-    let fc = FactoryConfig {
-        count: synthetic,
-        seed: a.seed,
-        psi: a.psi,
-        filter_fraction: a.filter,
-        ..FactoryConfig::default()
-    };
-    let mut last = Instant::now();
-    generate_dataset(&g, &labelers, &fc, &a.out.join("synthetic"), &mut |p| {
-        if last.elapsed().as_secs_f64() > 10.0 || p.written == p.count {
-            last = Instant::now();
-            eprintln!(
-                "  {}/{} images, {:.1} img/s, ETA {:.0} s",
-                p.written, p.count, p.rate, p.eta_seconds
-            );
-        }
-        true
-    })?;
-    let synth = load_dataset(&a.out.join("synthetic"), r, None)?;
-
-    // The labeler's own quality on the test faces, through the encoder.
-    let seg = labelers.segmentation.as_ref().expect("toyworld has masks");
-    let mut c = Confusion::new(CLASSES);
-    for s in (0..a.test).step_by(16) {
-        let n = 16.min(a.test - s);
-        let ws = enc.invert(&test.images.narrow(0, s, n)?)?;
-        let taps = g.synthesize(&ws, NoiseMode::Const)?.taps.convs();
-        let pred = seg.predict(&taps)?;
-        let labelgan::core::Labels::Segmentation(cls) = pred.labels else {
-            unreachable!("a segmentation ensemble")
+    // HandsOff: invert, fit the labelers, generate; then the labeler's own test score.
+    let handsoff = || -> Result<(LabelledSet, f64)> {
+        eprintln!(
+            "[{:.0} s] HandsOff: inverting and fitting the labelers",
+            started.elapsed().as_secs_f64()
+        );
+        let options = FitOptions {
+            members: 10,
+            // A quarter of each image's pixels and 10 epochs by default (about 2 minutes
+            // for the three heads on 2 cores); --full takes every pixel for 20.
+            pixels_per_image: a
+                .labeler_pixels
+                .unwrap_or(if a.full { r * r } else { (r * r / 4).max(1) }),
+            max_epochs: a.labeler_epochs.unwrap_or(if a.full { 20 } else { 10 }),
+            seed: a.seed,
+            ..FitOptions::default()
         };
-        let cls = cls.flatten_from(1)?.to_vec2::<u32>()?;
-        for (j, v) in cls.iter().enumerate() {
-            c.add(&test.targets.masks.as_ref().expect("masks")[s + j], v)?;
+        let labelers = fit_labelers(
+            &g,
+            &labelled.targets,
+            &options,
+            Some(&a.out.join("synthetic").join("labelers")),
+            &mut || {
+                let w0 = enc.invert(&labelled.images)?;
+                if a.refine_steps == 0 {
+                    return Ok(w0);
+                }
+                let lp = Lpips::load(&a.perceptual, &dev)?;
+                let cfg = ProjectorConfig {
+                    steps: a.refine_steps,
+                    ..ProjectorConfig::default()
+                };
+                eprintln!(
+                    "  refining {} inversions, {} steps",
+                    labelled.images.dims()[0],
+                    a.refine_steps
+                );
+                project_in_batches(&g, Some(&lp), &labelled.images, &w0, &cfg, 16, &mut |_, _| {})
+            },
+            &mut |l| eprintln!("  {l}"),
+        )?;
+        eprintln!(
+            "[{:.0} s] generating {synthetic} labelled images",
+            started.elapsed().as_secs_f64()
+        );
+        let mut labelers = labelers;
+        let calibration = PriorCalibration {
+            rounds: a.calibrate_rounds,
+            seed: a.seed,
+            psi: a.psi,
+            ..PriorCalibration::default()
+        };
+        let masks = labelled.targets.masks.as_ref().expect("toyworld has masks");
+        let cache = a.out.join("synthetic").join("labelers");
+        if let Some(rep) = calibrate_segmentation(&g, &mut labelers, masks, &calibration, Some(&cache), &mut |l| {
+            eprintln!("  {l}")
+        })? {
+            eprintln!("  {}", rep.summary().replace('\n', "\n  "));
         }
-    }
-    let miou_labeler = c.report().miou;
+        let fc = FactoryConfig {
+            count: synthetic,
+            seed: a.seed,
+            psi: a.psi,
+            filter_fraction: a.filter,
+            ..FactoryConfig::default()
+        };
+        let mut last = Instant::now();
+        generate_dataset(&g, &labelers, &fc, &a.out.join("synthetic"), &mut |p| {
+            if last.elapsed().as_secs_f64() > 10.0 || p.written == p.count {
+                last = Instant::now();
+                eprintln!(
+                    "  {}/{} images, {:.1} img/s, ETA {:.0} s",
+                    p.written, p.count, p.rate, p.eta_seconds
+                );
+            }
+            true
+        })?;
+        let synth = load_dataset(&a.out.join("synthetic"), r, None)?;
 
-    eprintln!("[{:.0} s] training UNets", started.elapsed().as_secs_f64());
-    let (few, many) = (format!("{} real", a.labelled), format!("{} real", a.real));
-    let mixed = if a.skip_baselines || a.mix_repeat == 0 {
-        None
-    } else {
-        Some(LabelledSet::concat(&[(&synth, 1), (&labelled, a.mix_repeat)])?)
+        // The labeler's own quality on the test faces, through the encoder.
+        let seg = labelers.segmentation.as_ref().expect("toyworld has masks");
+        let mut c = Confusion::new(CLASSES);
+        for s in (0..a.test).step_by(16) {
+            let n = 16.min(a.test - s);
+            let ws = enc.invert(&test.images.narrow(0, s, n)?)?;
+            let taps = g.synthesize(&ws, NoiseMode::Const)?.taps.convs();
+            let pred = seg.predict(&taps)?;
+            let labelgan::core::Labels::Segmentation(cls) = pred.labels else {
+                unreachable!("a segmentation ensemble")
+            };
+            let cls = cls.flatten_from(1)?.to_vec2::<u32>()?;
+            for (j, v) in cls.iter().enumerate() {
+                c.add(&test.targets.masks.as_ref().expect("masks")[s + j], v)?;
+            }
+        }
+        let miou_labeler = c.report().miou;
+        Ok((synth, miou_labeler))
     };
-    let mix_name = format!("synthetic + {} real x{}", a.labelled, a.mix_repeat);
-    // (set name for the log, row name, set)
-    let mut sets: Vec<(&str, String, &LabelledSet)> =
-        vec![("synthetic", format!("HandsOff synthetic ({synthetic})"), &synth)];
-    if let Some(m) = &mixed {
-        sets.push((
-            &mix_name,
-            format!("HandsOff synthetic + {} real (x{})", a.labelled, a.mix_repeat),
-            m,
-        ));
-    }
-    if let Some(real) = &real {
-        sets.push((&few, few.clone(), &labelled));
-        sets.push((&many, many.clone(), real));
-    }
-    let named: Vec<(&str, &LabelledSet)> = sets.iter().map(|(n, _, s)| (*n, *s)).collect();
-    let models = train_unets(&named, r, steps, a.seed)?;
-    let rows: Vec<(String, Scores)> = models
-        .iter()
-        .zip(&sets)
-        .map(|(m, (_, name, _))| Ok((name.clone(), score(m, &test, r)?)))
-        .collect::<Result<_>>()?;
+
+    // The baselines' UNets do not depend on HandsOff: they train on one core of their
+    // own from the start, beside the inversion, fitting and generation, which keep the
+    // second core only about a sixth busy on average (seed 0: 487 s of CPU time in the
+    // first 419 s). Each UNet trains to the same weights on any thread
+    // (`train_concurrently`), so the table does not depend on this schedule. An error in
+    // HandsOff is reported once the baselines' training ends.
+    let (few, many) = (format!("{} real", a.labelled), format!("{} real", a.real));
+    let baseline_sets: Vec<(&str, &LabelledSet)> = match &real {
+        Some(real) => vec![(few.as_str(), &labelled), (many.as_str(), real)],
+        None => Vec::new(),
+    };
+    let has_mixed = !a.skip_baselines && a.mix_repeat > 0;
+    let (rows, miou_labeler) = std::thread::scope(|sc| -> Result<(Vec<(String, Scores)>, f64)> {
+        let baselines = if baseline_sets.is_empty() {
+            None
+        } else {
+            eprintln!("  training the baselines' UNets ({few}, {many}) on one core meanwhile");
+            Some(sc.spawn(|| train_unets(&baseline_sets, r, steps, a.seed, 1, started)))
+        };
+        let (synth, miou_labeler) = handsoff()?;
+        eprintln!(
+            "[{:.0} s] training UNets on the synthetic images",
+            started.elapsed().as_secs_f64()
+        );
+        let mixed = if has_mixed {
+            Some(LabelledSet::concat(&[(&synth, 1), (&labelled, a.mix_repeat)])?)
+        } else {
+            None
+        };
+        let mix_name = format!("synthetic + {} real x{}", a.labelled, a.mix_repeat);
+        // (set name for the log, row name, set)
+        let mut sets: Vec<(&str, String, &LabelledSet)> =
+            vec![("synthetic", format!("HandsOff synthetic ({synthetic})"), &synth)];
+        if let Some(m) = &mixed {
+            sets.push((
+                &mix_name,
+                format!("HandsOff synthetic + {} real (x{})", a.labelled, a.mix_repeat),
+                m,
+            ));
+        }
+        let named: Vec<(&str, &LabelledSet)> = sets.iter().map(|(n, _, s)| (*n, *s)).collect();
+        let mut models = train_unets(&named, r, steps, a.seed, concurrent_workers(&Device::Cpu), started)?;
+        if let Some(handle) = baselines {
+            let trained = handle
+                .join()
+                .map_err(|_| labelgan::core::Error::invalid("the baselines' UNet training thread panicked"))??;
+            models.extend(trained);
+            for (name, set) in &baseline_sets {
+                sets.push((name, name.to_string(), set));
+            }
+        }
+        let rows = models
+            .iter()
+            .zip(&sets)
+            .map(|(m, (_, name, _))| Ok((name.clone(), score(m, &test, r)?)))
+            .collect::<Result<_>>()?;
+        Ok((rows, miou_labeler))
+    })?;
     let row = |name: &str| rows.iter().find(|(n, _)| n == name).map(|(_, s)| *s);
     let seconds = started.elapsed().as_secs_f64();
     let mut md = format!(
-        "# quickstart results (seed {}, {} test faces, {synthetic} synthetic images at psi {}, UNet steps: {} segmentation, {} keypoints, {} depth)\n\n\
+        "# quickstart results (seed {}, {} test faces, {synthetic} synthetic images at psi {}, UNet steps: {} segmentation, {} keypoints, {} depth; widths {:?} segmentation, {:?} keypoints and depth)\n\n\
          | UNet trained on | mIoU | PCK@0.05 | PCK@0.1 | depth RMSE | depth AbsRel |\n| --- | --- | --- | --- | --- | --- |\n",
-        a.seed, a.test, a.psi, steps[0], steps[1], steps[2]
+        a.seed,
+        a.test,
+        a.psi,
+        steps[0],
+        steps[1],
+        steps[2],
+        labelgan::eval::SEGMENTATION_WIDTHS,
+        labelgan::eval::DENSE_WIDTHS
     );
     for (name, s) in &rows {
         md += &format!(
@@ -433,7 +479,7 @@ fn run() -> Result<()> {
         line["pck10_16_real"] = f.pck10.into();
         line["depth_rmse_16_real"] = f.rmse.into();
     }
-    if let Some(x) = mixed.as_ref().and(rows.get(1)) {
+    if let Some(x) = rows.get(1).filter(|_| has_mixed) {
         line["miou_handsoff_plus_real"] = x.1.miou.into();
         line["pck10_handsoff_plus_real"] = x.1.pck10.into();
         line["depth_rmse_handsoff_plus_real"] = x.1.rmse.into();
