@@ -18,10 +18,9 @@ use labelgan::core::{Generator, Inverter, NoiseMode, PixelLabeler};
 use labelgan::eval::metrics::IouReport;
 use labelgan::eval::unet::Flip;
 use labelgan::eval::{Confusion, UNet, UNetConfig};
-use labelgan::factory::pipeline::fit_labeler;
+use labelgan::factory::fit_labeler;
 use labelgan::inversion::metrics::reconstruction;
 use labelgan::inversion::{Encoder, ProjectorConfig, project_in_batches};
-use labelgan::labeler::train::PixelTargets;
 use labelgan::labeler::{Ensemble, Head, LabelerConfig};
 use labelgan::lpips::Lpips;
 use labelgan::prelude::*;
@@ -124,7 +123,7 @@ fn main() -> labelgan::core::Result<()> {
     cfg.seed = a.seed;
     cfg.lr = a.lr;
     cfg.bilinear = !a.nearest;
-    let t: Vec<PixelTargets> = masks.iter().map(|m| PixelTargets::Segmentation(m.clone())).collect();
+    let t: Vec<ImageLabels> = masks.iter().map(|m| ImageLabels::mask(m.clone())).collect();
     let started = Instant::now();
     let (e, rep) = fit_labeler(&g, &ws_l, &t, &cfg, |_| {})?;
     eprintln!(
@@ -137,7 +136,7 @@ fn main() -> labelgan::core::Result<()> {
         let mut c = Confusion::new(8);
         for s in (0..truth.len()).step_by(16) {
             let n = 16.min(truth.len() - s);
-            let taps = g.synthesize(&ws.narrow(0, s, n)?, NoiseMode::Const)?.taps.convs();
+            let taps = g.synthesize(&ws.narrow(0, s, n)?, NoiseMode::Const)?.taps.features();
             let labelgan::core::Labels::Segmentation(cls) = e.predict(&taps)?.labels else {
                 unreachable!()
             };
@@ -178,7 +177,7 @@ fn main() -> labelgan::core::Result<()> {
         let score = |name: &str, x: &Tensor, truth: &[Vec<u32>]| -> labelgan::core::Result<()> {
             let mut c = Confusion::new(8);
             for (p, t) in u.predict(x)?.iter().zip(truth) {
-                c.add(t, p.classes.as_ref().expect("classes"))?;
+                c.add(t, p.mask.as_ref().expect("classes"))?;
             }
             print_iou(name, &c.report());
             Ok(())

@@ -21,16 +21,14 @@ use std::time::Instant;
 mod common;
 
 use clap::Parser;
-use labelgan::core::{Generator, Inverter, NoiseMode, PixelLabeler};
-use labelgan::eval::unet::{Flip, UNetPrediction};
+use labelgan::dataset::LabelledSet;
 use labelgan::eval::{
-    Confusion, DepthError, LabelledSet, Pck, Targets, TrainJob, UNet, UNetConfig, concurrent_workers, load_dataset,
-    train_concurrently,
+    DownstreamConfig, DownstreamJob, Flip, HeadKind, Scores, UNet, UNetProgress, concurrent_workers, score, train_unets,
 };
-use labelgan::factory::pipeline::{
-    FactoryConfig, FitOptions, PriorCalibration, calibrate_segmentation, fit_labelers, generate_dataset,
+use labelgan::factory::{
+    FactoryConfig, FactoryEvent, FactoryRun, FitOptions, Method, PriorCalibration, Refinement, run_factory,
 };
-use labelgan::inversion::{Encoder, ProjectorConfig, project_in_batches};
+use labelgan::inversion::Encoder;
 use labelgan::lpips::Lpips;
 use labelgan::prelude::*;
 
@@ -106,128 +104,65 @@ struct Args {
 
 const CLASSES: usize = 8;
 
-fn unet_config(r: usize, head: usize, steps: usize, seed: u64) -> UNetConfig {
-    UNetConfig {
-        resolution: r,
-        widths: labelgan::eval::default_widths(head == 0),
-        classes: if head == 0 { CLASSES } else { 0 },
-        keypoints: if head == 1 { 5 } else { 0 },
-        depth: head == 2,
-        sigma: 2.0,
-        // With the cosine schedule and class-balanced loss: 2000-real mIoU 0.68 after
-        // 400 steps against 0.29 at 1e-3 without them (200 test faces). Keypoints on 16
-        // faces: PCK@0.1 0.84-0.92 at 3e-3 over three seeds, one of 0.35 at 1e-2.
-        lr: if head == 1 { 3e-3 } else { 1e-2 },
-        batch: 16,
-        steps,
-        seed,
-        flip: Some(Flip::toyworld()),
-        shift: 3,
-        // 2000-real PCK@0.1 1.00 against 0.21 for heatmap regression (`KeypointLoss`).
-        keypoint_loss: labelgan::eval::KeypointLoss::SpatialSoftmax,
-    }
-}
-
-const HEADS: [&str; 3] = ["seg", "kp", "depth"];
-
 /// The three UNets (segmentation, keypoints, depth) for each of `sets`, trained
-/// `workers` at a time (each on one core), the longest first. `started` times the log.
-fn train_unets(
+/// `workers` at a time (each on one core). `started` times the log.
+fn train_sets(
     sets: &[(&str, &LabelledSet)],
-    r: usize,
-    steps: [usize; 3],
-    seed: u64,
+    cfg: &DownstreamConfig,
     workers: usize,
     started: Instant,
-) -> Result<Vec<[UNet; 3]>> {
-    let targets: Vec<[Targets; 3]> = sets
+) -> Result<Vec<Vec<UNet>>> {
+    let jobs: Vec<DownstreamJob<'_>> = sets
         .iter()
-        .map(|(_, set)| {
-            let t = &set.targets;
-            [0, 1, 2].map(|head| Targets {
-                masks: if head == 0 { t.masks.clone() } else { None },
-                keypoints: if head == 1 { t.keypoints.clone() } else { None },
-                depth: if head == 2 { t.depth.clone() } else { None },
+        .flat_map(|(name, set)| {
+            HeadKind::ALL.into_iter().map(move |h| DownstreamJob {
+                name: name.to_string(),
+                set,
+                heads: vec![h],
             })
         })
         .collect();
-    // (set, head), the longest first, so that the last to finish is a short one.
-    let mut order: Vec<(usize, usize)> = (0..sets.len()).flat_map(|s| (0..3).map(move |h| (s, h))).collect();
-    order.sort_by_key(|&(s, h)| (std::cmp::Reverse(steps[h]), h, s));
-    let jobs = order
-        .iter()
-        .map(|&(s, h)| {
-            Ok(TrainJob {
-                unet: UNet::new(unet_config(r, h, steps[h], seed + h as u64), &Device::Cpu)?,
-                images: &sets[s].1.images,
-                targets: &targets[s][h],
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
     let last = std::sync::Mutex::new(Instant::now());
-    let trained = train_concurrently(jobs, workers, &|job, step, loss| {
-        let (s, h) = order[job];
+    let models = train_unets(&jobs, cfg, workers, &Device::Cpu, &|p: &UNetProgress<'_>| {
         let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
-        if step == steps[h] {
+        if p.step == p.steps {
             eprintln!(
-                "  UNet[{}, {}] trained ({} steps, loss {loss:.4}) at {:.0} s",
-                sets[s].0,
-                HEADS[h],
-                steps[h],
+                "  UNet[{}, {}] trained ({} steps, loss {:.4}) at {:.0} s",
+                p.name,
+                p.heads[0].name(),
+                p.steps,
+                p.loss,
                 started.elapsed().as_secs_f64()
             );
         } else if last.elapsed().as_secs_f64() > 15.0 {
             *last = Instant::now();
             eprintln!(
-                "  UNet[{}, {}] step {step}/{} loss {loss:.4}",
-                sets[s].0, HEADS[h], steps[h]
+                "  UNet[{}, {}] step {}/{} loss {:.4}",
+                p.name,
+                p.heads[0].name(),
+                p.step,
+                p.steps,
+                p.loss
             );
         }
     })?;
-    let mut out: Vec<[Option<UNet>; 3]> = sets.iter().map(|_| [None, None, None]).collect();
-    for (&(s, h), u) in order.iter().zip(trained) {
-        out[s][h] = Some(u);
-    }
-    out.into_iter()
-        .map(|models| match models {
-            [Some(a), Some(b), Some(c)] => Ok([a, b, c]),
-            _ => Err(labelgan::core::Error::invalid("internal: a UNet is missing")),
-        })
-        .collect()
+    let mut it = models.into_iter();
+    Ok(sets.iter().map(|_| it.by_ref().take(3).collect()).collect())
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Scores {
-    miou: f64,
-    pck05: f64,
-    pck10: f64,
-    rmse: f64,
-    abs_rel: f64,
+/// Scores one set's three UNets on the test faces.
+fn score_set(models: &[UNet], test: &LabelledSet) -> Result<Scores> {
+    let pairs: Vec<(&UNet, &[HeadKind])> = models
+        .iter()
+        .zip(&HeadKind::ALL)
+        .map(|(m, h)| (m, std::slice::from_ref(h)))
+        .collect();
+    score(&pairs, test, CLASSES)
 }
 
-/// Depth is scored on the face (true depth below the far plane).
-fn score(models: &[UNet; 3], test: &LabelledSet, r: usize) -> Result<Scores> {
-    let t = &test.targets;
-    let p: Vec<Vec<UNetPrediction>> = models.iter().map(|m| m.predict(&test.images)).collect::<Result<_>>()?;
-    let (mut c, mut k, mut d) = (Confusion::new(CLASSES), Pck::new(&[0.05, 0.1]), DepthError::default());
-    let (masks, kps, depth) = (
-        t.masks.as_ref().expect("masks"),
-        t.keypoints.as_ref().expect("keypoints"),
-        t.depth.as_ref().expect("depth"),
-    );
-    for (i, ((seg, kp), dp)) in p[0].iter().zip(&p[1]).zip(&p[2]).enumerate() {
-        c.add(&masks[i], seg.classes.as_ref().expect("classes"))?;
-        k.add(&kps[i], kp.keypoints.as_ref().expect("kp"), r)?;
-        d.add_foreground(&depth[i], dp.depth.as_ref().expect("depth"))?;
-    }
-    let (pck, dr) = (k.report(), d.report());
-    Ok(Scores {
-        miou: c.report().miou,
-        pck05: pck[0],
-        pck10: pck[1],
-        rmse: dr.rmse,
-        abs_rel: dr.abs_rel,
-    })
+/// A score that every row has (NaN would show a missing one).
+fn v(x: Option<f64>) -> f64 {
+    x.unwrap_or(f64::NAN)
 }
 
 fn need(path: &Path, what: &str) -> Result<()> {
@@ -275,6 +210,14 @@ fn run() -> Result<()> {
         (None, false) => [1000, 300, 300],
     };
     std::fs::create_dir_all(&a.out).map_err(|e| labelgan::core::Error::io(&a.out, e))?;
+    let downstream = DownstreamConfig {
+        steps,
+        classes: CLASSES,
+        keypoints: 5,
+        flip: Some(Flip::toyworld()),
+        seed: a.seed,
+        ..DownstreamConfig::default()
+    };
 
     // Data: labelled, held-out test, and many real images for the upper bound, from
     // disjoint toyworld seeds.
@@ -288,102 +231,75 @@ fn run() -> Result<()> {
         Some(write(&format!("real{}", a.real), 5000 + a.seed, a.real)?)
     };
 
-    // HandsOff: invert, fit the labelers, generate; then the labeler's own test score.
+    // HandsOff: invert, fit the labelers, calibrate, generate; then the labeler's own
+    // test score.
+    let lpips = if a.refine_steps > 0 {
+        Some(Lpips::load(&a.perceptual, &dev)?)
+    } else {
+        None
+    };
     let handsoff = || -> Result<(LabelledSet, f64)> {
         eprintln!(
             "[{:.0} s] HandsOff: inverting and fitting the labelers",
             started.elapsed().as_secs_f64()
         );
-        let options = FitOptions {
-            members: 10,
-            // A quarter of each image's pixels and 10 epochs by default (about 2 minutes
-            // for the three heads on 2 cores); --full takes every pixel for 20.
-            pixels_per_image: a
-                .labeler_pixels
-                .unwrap_or(if a.full { r * r } else { (r * r / 4).max(1) }),
-            max_epochs: a.labeler_epochs.unwrap_or(if a.full { 20 } else { 10 }),
-            seed: a.seed,
-            ..FitOptions::default()
-        };
-        let labelers = fit_labelers(
-            &g,
-            &labelled.targets,
-            &options,
-            Some(&a.out.join("synthetic").join("labelers")),
-            &mut || {
-                let w0 = enc.invert(&labelled.images)?;
-                if a.refine_steps == 0 {
-                    return Ok(w0);
-                }
-                let lp = Lpips::load(&a.perceptual, &dev)?;
-                let cfg = ProjectorConfig {
-                    steps: a.refine_steps,
-                    ..ProjectorConfig::default()
-                };
-                eprintln!(
-                    "  refining {} inversions, {} steps",
-                    labelled.images.dims()[0],
-                    a.refine_steps
-                );
-                project_in_batches(&g, Some(&lp), &labelled.images, &w0, &cfg, 16, &mut |_, _| {})
+        let run = FactoryRun {
+            fit: FitOptions {
+                members: 10,
+                // A quarter of each image's pixels and 10 epochs by default (about 2
+                // minutes for the three heads on 2 cores); --full takes every pixel for 20.
+                pixels_per_image: a
+                    .labeler_pixels
+                    .unwrap_or(if a.full { r * r } else { (r * r / 4).max(1) }),
+                max_epochs: a.labeler_epochs.unwrap_or(if a.full { 20 } else { 10 }),
+                seed: a.seed,
+                ..FitOptions::default()
             },
-            &mut |l| eprintln!("  {l}"),
-        )?;
-        eprintln!(
-            "[{:.0} s] generating {synthetic} labelled images",
-            started.elapsed().as_secs_f64()
-        );
-        let mut labelers = labelers;
-        let calibration = PriorCalibration {
-            rounds: a.calibrate_rounds,
-            seed: a.seed,
-            psi: a.psi,
-            ..PriorCalibration::default()
+            calibration: PriorCalibration {
+                rounds: a.calibrate_rounds,
+                ..PriorCalibration::default()
+            },
+            dataset: FactoryConfig {
+                count: synthetic,
+                seed: a.seed,
+                psi: a.psi,
+                filter_fraction: a.filter,
+                ..FactoryConfig::default()
+            },
         };
-        let masks = labelled.targets.masks.as_ref().expect("toyworld has masks");
-        let cache = a.out.join("synthetic").join("labelers");
-        if let Some(rep) = calibrate_segmentation(&g, &mut labelers, masks, &calibration, Some(&cache), &mut |l| {
-            eprintln!("  {l}")
-        })? {
-            eprintln!("  {}", rep.summary().replace('\n', "\n  "));
-        }
-        let fc = FactoryConfig {
-            count: synthetic,
-            seed: a.seed,
-            psi: a.psi,
-            filter_fraction: a.filter,
-            ..FactoryConfig::default()
+        let method = Method::HandsOff {
+            inverter: &enc,
+            refine: lpips.as_ref().map(|l| Refinement::new(l, a.refine_steps)),
         };
-        let mut last = Instant::now();
-        generate_dataset(&g, &labelers, &fc, &a.out.join("synthetic"), &mut |p| {
-            if last.elapsed().as_secs_f64() > 10.0 || p.written == p.count {
-                last = Instant::now();
-                eprintln!(
-                    "  {}/{} images, {:.1} img/s, ETA {:.0} s",
-                    p.written, p.count, p.rate, p.eta_seconds
-                );
+        let out_dir = a.out.join("synthetic");
+        let mut bar: Option<labelgan::core::Progress> = None;
+        let made = run_factory(&g, &method, &labelled, &run, &out_dir, &mut |e| {
+            match e {
+                FactoryEvent::Log(l) => eprintln!("  {}", l.replace('\n', "\n  ")),
+                FactoryEvent::Written(p) => {
+                    let b = bar.get_or_insert_with(|| {
+                        eprintln!(
+                            "[{:.0} s] generating {synthetic} labelled images",
+                            started.elapsed().as_secs_f64()
+                        );
+                        labelgan::core::Progress::new(p.count as u64, "  generating", "images")
+                    });
+                    b.set(p.written as u64);
+                    if p.written == p.count {
+                        b.finish();
+                    }
+                }
             }
             true
         })?;
-        let synth = load_dataset(&a.out.join("synthetic"), r, None)?;
-
+        let synth = labelgan::dataset::load_dataset(&out_dir, r, None)?;
         // The labeler's own quality on the test faces, through the encoder.
-        let seg = labelers.segmentation.as_ref().expect("toyworld has masks");
-        let mut c = Confusion::new(CLASSES);
-        for s in (0..a.test).step_by(16) {
-            let n = 16.min(a.test - s);
-            let ws = enc.invert(&test.images.narrow(0, s, n)?)?;
-            let taps = g.synthesize(&ws, NoiseMode::Const)?.taps.convs();
-            let pred = seg.predict(&taps)?;
-            let labelgan::core::Labels::Segmentation(cls) = pred.labels else {
-                unreachable!("a segmentation ensemble")
-            };
-            let cls = cls.flatten_from(1)?.to_vec2::<u32>()?;
-            for (j, v) in cls.iter().enumerate() {
-                c.add(&test.targets.masks.as_ref().expect("masks")[s + j], v)?;
-            }
-        }
-        let miou_labeler = c.report().miou;
+        let seg = made
+            .labelers
+            .segmentation
+            .as_ref()
+            .ok_or_else(|| labelgan::core::Error::invalid("toyworld has masks"))?;
+        let miou_labeler = labelgan::eval::labeler_miou(&g, &enc, seg, &test, CLASSES)?;
         Ok((synth, miou_labeler))
     };
 
@@ -404,7 +320,7 @@ fn run() -> Result<()> {
             None
         } else {
             eprintln!("  training the baselines' UNets ({few}, {many}) on one core meanwhile");
-            Some(sc.spawn(|| train_unets(&baseline_sets, r, steps, a.seed, 1, started)))
+            Some(sc.spawn(|| train_sets(&baseline_sets, &downstream, 1, started)))
         };
         let (synth, miou_labeler) = handsoff()?;
         eprintln!(
@@ -428,7 +344,7 @@ fn run() -> Result<()> {
             ));
         }
         let named: Vec<(&str, &LabelledSet)> = sets.iter().map(|(n, _, s)| (*n, *s)).collect();
-        let mut models = train_unets(&named, r, steps, a.seed, concurrent_workers(&Device::Cpu), started)?;
+        let mut models = train_sets(&named, &downstream, concurrent_workers(&Device::Cpu), started)?;
         if let Some(handle) = baselines {
             let trained = handle
                 .join()
@@ -441,11 +357,11 @@ fn run() -> Result<()> {
         let rows = models
             .iter()
             .zip(&sets)
-            .map(|(m, (_, name, _))| Ok((name.clone(), score(m, &test, r)?)))
+            .map(|(m, (_, name, _))| Ok((name.clone(), score_set(m, &test)?)))
             .collect::<Result<_>>()?;
         Ok((rows, miou_labeler))
     })?;
-    let row = |name: &str| rows.iter().find(|(n, _)| n == name).map(|(_, s)| *s);
+    let row = |name: &str| rows.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone());
     let seconds = started.elapsed().as_secs_f64();
     let mut md = format!(
         "# quickstart results (seed {}, {} test faces, {synthetic} synthetic images at psi {}, UNet steps: {} segmentation, {} keypoints, {} depth; widths {:?} segmentation, {:?} keypoints and depth)\n\n\
@@ -462,7 +378,11 @@ fn run() -> Result<()> {
     for (name, s) in &rows {
         md += &format!(
             "| {name} | {:.3} | {:.3} | {:.3} | {:.4} | {:.3} |\n",
-            s.miou, s.pck05, s.pck10, s.rmse, s.abs_rel
+            v(s.miou),
+            v(s.pck05),
+            v(s.pck10),
+            v(s.depth_rmse),
+            v(s.depth_abs_rel)
         );
     }
     md += &format!("\nPixel labeler on the test faces (inverted with the encoder): mIoU {miou_labeler:.3}.\n");
@@ -471,18 +391,18 @@ fn run() -> Result<()> {
     println!("{md}");
     let mut line = serde_json::json!({
         "miou_handsoff": rows[0].1.miou, "miou_labeler": miou_labeler, "pck10_handsoff": rows[0].1.pck10,
-        "depth_rmse_handsoff": rows[0].1.rmse, "seconds": seconds,
+        "depth_rmse_handsoff": rows[0].1.depth_rmse, "seconds": seconds,
     });
     if let (Some(f), Some(m)) = (row(&few), row(&many)) {
         line["miou_16_real"] = f.miou.into();
         line["miou_2000_real"] = m.miou.into();
         line["pck10_16_real"] = f.pck10.into();
-        line["depth_rmse_16_real"] = f.rmse.into();
+        line["depth_rmse_16_real"] = f.depth_rmse.into();
     }
     if let Some(x) = rows.get(1).filter(|_| has_mixed) {
         line["miou_handsoff_plus_real"] = x.1.miou.into();
         line["pck10_handsoff_plus_real"] = x.1.pck10.into();
-        line["depth_rmse_handsoff_plus_real"] = x.1.rmse.into();
+        line["depth_rmse_handsoff_plus_real"] = x.1.depth_rmse.into();
     }
     println!("{line}");
     Ok(())

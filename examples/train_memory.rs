@@ -64,8 +64,8 @@ fn main() -> labelgan::core::Result<()> {
     };
     let mut rng = labelgan::core::SplitMix64::new(2);
     let n = a.resolution * a.resolution;
-    let targets: Vec<PixelTargets> = (0..a.images)
-        .map(|_| PixelTargets::Segmentation((0..n).map(|_| rng.below(8) as u32).collect()))
+    let targets: Vec<ImageLabels> = (0..a.images)
+        .map(|_| ImageLabels::mask((0..n).map(|_| rng.below(8) as u32).collect()))
         .collect();
     let cfg = LabelerConfig {
         pixels_per_image: a.pixels,

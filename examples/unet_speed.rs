@@ -10,8 +10,9 @@
 use std::time::Instant;
 
 use clap::Parser;
+use labelgan::dataset::{Targets, load_dataset};
 use labelgan::eval::unet::Flip;
-use labelgan::eval::{Targets, UNet, UNetConfig, load_dataset};
+use labelgan::eval::{UNet, UNetConfig};
 use labelgan::prelude::*;
 
 #[derive(Parser)]

@@ -13,11 +13,12 @@
 //! let g = StyleGan2::load("G.safetensors", &Device::Cpu)?;
 //! let ws = g.map(&g.sample_z(8, 0)?, None, Truncation::psi(0.7))?;
 //! let out = g.synthesize(&ws, NoiseMode::Const)?;
-//! println!("{} taps, {} hypercolumn channels", out.taps.len(), out.taps.convs().total_channels());
+//! println!("{} taps, {} hypercolumn channels", out.taps.len(), out.taps.features().total_channels());
 //! # Ok(()) }
 //! ```
 
 pub use labelgan_core as core;
+pub use labelgan_dataset as dataset;
 pub use labelgan_eval as eval;
 pub use labelgan_factory as factory;
 pub use labelgan_hypercolumn as hypercolumn;
@@ -27,15 +28,32 @@ pub use labelgan_lpips as lpips;
 pub use labelgan_stylegan as stylegan;
 pub use labelgan_toyworld as toyworld;
 
-/// The types most programs need.
+/// Re-exported: the image types of labelgan's API (`DynamicImage`, `RgbImage`).
+pub use image;
+
+/// The types most programs need: the traits and what flows through them, the
+/// pipelines (HandsOff, DatasetGAN, the factory, the downstream evaluation) and the
+/// shipped implementations (StyleGAN2, the labeler ensemble, the inverters, LPIPS).
 pub mod prelude {
     pub use candle_core::{DType, Device, Tensor};
+    pub use image;
     pub use labelgan_core::{
         Error, FeatureTaps, Generator, GeneratorSpec, Inverter, LabelKind, Labels, NoiseMode, PixelLabeler, Prediction,
-        Result, Synthesis, Tap, TapSpec, Truncation,
+        Progress, Result, SplitMix64, Synthesis, Tap, TapRole, TapSpec, Truncation,
+    };
+    pub use labelgan_dataset::{DatasetWriter, ImageLabels, LabelledSet, ManifestEntry, Sample, Targets, load_dataset};
+    pub use labelgan_eval::{
+        DownstreamConfig, DownstreamJob, Flip, HeadKind, Scores, UNet, UNetConfig, labeler_miou, score, train_unets,
+    };
+    pub use labelgan_factory::{
+        FactoryConfig, FactoryEvent, FactoryRun, FitOptions, Labelers, Method, PriorCalibration, Refinement,
+        calibrate_segmentation, fit_datasetgan, fit_handsoff, fit_labeler, fit_labelers, generate_dataset, run_factory,
+        taps_of,
     };
     pub use labelgan_hypercolumn::Upsample;
-    pub use labelgan_labeler::{Ensemble, Head, LabelerConfig, PixelTargets};
+    pub use labelgan_inversion::{Encoder, EncoderConfig, LatentSpace, MeanInverter, ProjectorConfig, project};
+    pub use labelgan_labeler::{Ensemble, GeneratorTaps, Head, InMemoryTaps, LabelerConfig, TapSource, fit};
+    pub use labelgan_lpips::Lpips;
     pub use labelgan_stylegan::{GeneratorConfig, StyleGan2};
 }
 

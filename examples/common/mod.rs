@@ -64,11 +64,11 @@ pub fn toyworld_set(
     seed: u64,
     count: usize,
     resolution: usize,
-) -> labelgan::core::Result<labelgan::eval::LabelledSet> {
+) -> labelgan::core::Result<labelgan::dataset::LabelledSet> {
     if !dir.join("keypoints.json").exists() {
         labelgan::toyworld::write_dataset(dir, seed, count, resolution, |_, _| {})?;
     }
-    labelgan::eval::load_dataset(dir, resolution, Some(count))
+    labelgan::dataset::load_dataset(dir, resolution, Some(count))
 }
 
 /// `G(ws)` with constant noise, 16 images at a time.

@@ -7,11 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
-use labelgan_core::{Error, Result};
-use labelgan_eval::unet::{Flip, UNetPrediction};
+use labelgan_core::{Error, Progress, Result};
+use labelgan_dataset::{LabelledSet, load_dataset, resolution_of};
 use labelgan_eval::{
-    Confusion, DepthError, KeypointLoss, LabelledSet, Pck, Targets, TrainJob, UNet, UNetConfig, concurrent_workers,
-    default_widths, load_dataset, train_concurrently,
+    DownstreamConfig, DownstreamJob, Flip, HeadKind, UNetProgress, concurrent_workers, score, train_unets,
 };
 
 use crate::device::DeviceArg;
@@ -27,12 +26,12 @@ pub enum HeadArg {
     Depth,
 }
 
-impl HeadArg {
-    fn name(self) -> &'static str {
-        match self {
-            HeadArg::Seg => "segmentation",
-            HeadArg::Kp => "keypoints",
-            HeadArg::Depth => "depth",
+impl From<HeadArg> for HeadKind {
+    fn from(h: HeadArg) -> Self {
+        match h {
+            HeadArg::Seg => HeadKind::Segmentation,
+            HeadArg::Kp => HeadKind::Keypoints,
+            HeadArg::Depth => HeadKind::Depth,
         }
     }
 }
@@ -133,90 +132,6 @@ fn pairs<T: std::str::FromStr>(specs: &[String], what: &str) -> Result<Vec<(T, T
         .collect()
 }
 
-/// Side of the first image in `dir/images`.
-fn resolution_of(dir: &Path) -> Result<usize> {
-    let files = labelgan_core::image_io::image_files(&dir.join("images"))?;
-    let first = files
-        .first()
-        .ok_or_else(|| Error::invalid(format!("{}: no images", dir.join("images").display())))?;
-    let img = labelgan_core::image_io::load_image(first)?;
-    if img.width() != img.height() {
-        return Err(Error::format(
-            first,
-            format!(
-                "image is {}x{}, the UNet takes square images",
-                img.width(),
-                img.height()
-            ),
-        ));
-    }
-    Ok(img.width() as usize)
-}
-
-fn has(set: &LabelledSet, head: HeadArg) -> bool {
-    let t = &set.targets;
-    match head {
-        HeadArg::Seg => t.masks.is_some(),
-        HeadArg::Kp => t.keypoints.is_some(),
-        HeadArg::Depth => t.depth.is_some(),
-    }
-}
-
-/// Scores `head` of `preds` against `tt`, adding a table row and JSON keys.
-fn score(
-    head: HeadArg,
-    tt: &Targets,
-    preds: &[UNetPrediction],
-    classes: usize,
-    r: usize,
-    table: &mut String,
-    results: &mut serde_json::Value,
-) -> Result<()> {
-    match head {
-        HeadArg::Seg => {
-            let mut c = Confusion::new(classes);
-            for (truth, p) in tt.masks.as_ref().expect("checked").iter().zip(preds) {
-                c.add(truth, p.classes.as_ref().expect("a segmentation head"))?;
-            }
-            let rep = c.report();
-            let per: Vec<String> = rep
-                .iou
-                .iter()
-                .enumerate()
-                .map(|(k, v)| format!("{k}: {}", v.map_or("-".into(), |v| format!("{v:.3}"))))
-                .collect();
-            *table += &format!("| mIoU | {:.3} ({}) |\n", rep.miou, per.join(", "));
-            results["miou"] = rep.miou.into();
-            results["iou"] = serde_json::to_value(&rep.iou).map_err(|e| Error::invalid(e.to_string()))?;
-            results["pixel_accuracy"] = rep.pixel_accuracy.into();
-        }
-        HeadArg::Kp => {
-            let mut k = Pck::new(&[0.05, 0.1]);
-            for (truth, p) in tt.keypoints.as_ref().expect("checked").iter().zip(preds) {
-                k.add(truth, p.keypoints.as_ref().expect("a keypoint head"), r)?;
-            }
-            let v = k.report();
-            *table += &format!("| PCK@0.05 | {:.3} |\n| PCK@0.1 | {:.3} |\n", v[0], v[1]);
-            results["pck05"] = v[0].into();
-            results["pck10"] = v[1].into();
-        }
-        HeadArg::Depth => {
-            let mut d = DepthError::default();
-            for (truth, p) in tt.depth.as_ref().expect("checked").iter().zip(preds) {
-                d.add_foreground(truth, p.depth.as_ref().expect("a depth head"))?;
-            }
-            let rep = d.report();
-            *table += &format!(
-                "| depth RMSE (foreground) | {:.4} |\n| depth AbsRel | {:.3} |\n",
-                rep.rmse, rep.abs_rel
-            );
-            results["depth_rmse"] = rep.rmse.into();
-            results["depth_abs_rel"] = rep.abs_rel.into();
-        }
-    }
-    Ok(())
-}
-
 pub fn run(a: EvaluateArgs) -> Result<()> {
     let started = Instant::now();
     let device = a.device.open()?;
@@ -249,8 +164,9 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
         train = LabelledSet::concat(&parts)?;
     }
     let test = load_dataset(&a.test, r, None)?;
-    let heads: Vec<HeadArg> = if a.heads.is_empty() {
-        [HeadArg::Seg, HeadArg::Kp, HeadArg::Depth]
+    let has = |set: &LabelledSet, h: HeadKind| h.present_in(&set.targets);
+    let heads: Vec<HeadKind> = if a.heads.is_empty() {
+        HeadKind::ALL
             .into_iter()
             .filter(|&h| has(&train, h) && has(&test, h))
             .collect()
@@ -260,7 +176,8 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
         } else {
             format!("{} with the --add-train folders", a.train.display())
         };
-        for &h in &a.heads {
+        let heads: Vec<HeadKind> = a.heads.iter().map(|&h| h.into()).collect();
+        for &h in &heads {
             for (set, name) in [(&train, &train_name), (&test, &a.test.display().to_string())] {
                 if !has(set, h) {
                     return Err(Error::invalid(format!(
@@ -270,7 +187,7 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
                 }
             }
         }
-        a.heads.clone()
+        heads
     };
     if heads.is_empty() {
         return Err(Error::invalid(format!(
@@ -279,33 +196,24 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
             a.test.display()
         )));
     }
-    let max_class = |s: &LabelledSet| {
-        s.targets
-            .masks
-            .as_ref()
-            .and_then(|m| m.iter().flat_map(|v| v.iter()).copied().max())
+    let mut cfg = DownstreamConfig {
+        steps: [a.steps; 3],
+        batch: a.batch,
+        lr: a.lr,
+        widths: a.widths.clone(),
+        shift: a.shift,
+        seed: a.seed,
+        ..DownstreamConfig::default()
     };
-    let found = max_class(&train).max(max_class(&test)).map_or(0, |c| c as usize + 1);
-    let classes = a.classes.unwrap_or(found);
-    if heads.contains(&HeadArg::Seg) && found > classes {
+    cfg.infer_label_sizes(&train, &test)
+        .map_err(|e| Error::invalid(format!("{}: {e}", a.test.join("keypoints.json").display())))?;
+    let found = cfg.classes;
+    cfg.classes = a.classes.unwrap_or(found);
+    if heads.contains(&HeadKind::Segmentation) && found > cfg.classes {
         return Err(Error::invalid(format!(
-            "the masks hold class {} but --classes is {classes}",
-            found - 1
-        )));
-    }
-    let keypoints = train
-        .targets
-        .keypoints
-        .as_ref()
-        .and_then(|k| k.first())
-        .map_or(0, Vec::len);
-    let test_kp = test.targets.keypoints.as_ref().filter(|_| heads.contains(&HeadArg::Kp));
-    if let Some((bad, k)) = test_kp.and_then(|tk| tk.iter().enumerate().find(|(_, k)| k.len() != keypoints)) {
-        return Err(Error::invalid(format!(
-            "{}: image {} has {} keypoints, the training images {keypoints}",
-            a.test.join("keypoints.json").display(),
-            test.names[bad],
-            k.len()
+            "the masks hold class {} but --classes is {}",
+            found - 1,
+            cfg.classes
         )));
     }
     let mut flip = Flip {
@@ -315,101 +223,80 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
     if a.toyworld {
         flip = Flip::toyworld();
     }
+    if let Some(&(x, y)) = flip.classes.iter().find(|p| p.0.max(p.1) as usize >= cfg.classes) {
+        return Err(Error::invalid(format!(
+            "flip pair {x}:{y}: only {} classes",
+            cfg.classes
+        )));
+    }
+    if let Some(&(x, y)) = flip.keypoints.iter().find(|p| p.0.max(p.1) >= cfg.keypoints) {
+        return Err(Error::invalid(format!(
+            "flip pair {x}:{y}: only {} keypoints",
+            cfg.keypoints
+        )));
+    }
     let use_flip = a.toyworld || !a.flip_classes.is_empty() || !a.flip_keypoints.is_empty();
-    if let Some(&(x, y)) = flip.classes.iter().find(|p| p.0.max(p.1) as usize >= classes) {
-        return Err(Error::invalid(format!("flip pair {x}:{y}: only {classes} classes")));
-    }
-    if let Some(&(x, y)) = flip.keypoints.iter().find(|p| p.0.max(p.1) >= keypoints) {
-        return Err(Error::invalid(format!("flip pair {x}:{y}: only {keypoints} keypoints")));
-    }
+    cfg.flip = use_flip.then_some(flip);
     if let Some(dir) = &a.out {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     eprintln!(
         "training on {} images of {}{} ({r}x{r}), scoring on {} of {}",
-        train.names.len(),
+        train.len(),
         a.train.display(),
         a.add_train.iter().map(|s| format!(" + {s}")).collect::<String>(),
-        test.names.len(),
+        test.len(),
         a.test.display()
     );
-
-    let mut results = serde_json::json!({
-        "train": a.train.display().to_string(), "test": a.test.display().to_string(),
-        "add_train": a.add_train,
-        "train_images": train.names.len(), "test_images": test.names.len(), "steps": a.steps,
-    });
-    let mut table = String::from("| kind | score |\n| --- | --- |\n");
-    let groups: Vec<Vec<HeadArg>> = if a.joint {
+    let groups: Vec<Vec<HeadKind>> = if a.joint {
         vec![heads]
     } else {
         heads.into_iter().map(|h| vec![h]).collect()
     };
-    let t = &train.targets;
-    let targets: Vec<Targets> = groups
-        .iter()
-        .map(|group| Targets {
-            masks: t.masks.clone().filter(|_| group.contains(&HeadArg::Seg)),
-            keypoints: t.keypoints.clone().filter(|_| group.contains(&HeadArg::Kp)),
-            depth: t.depth.clone().filter(|_| group.contains(&HeadArg::Depth)),
-        })
-        .collect();
     let names: Vec<String> = groups
         .iter()
         .map(|g| g.iter().map(|h| h.name()).collect::<Vec<_>>().join("+"))
         .collect();
-    let jobs = groups
+    let jobs: Vec<DownstreamJob<'_>> = groups
         .iter()
-        .zip(&targets)
-        .map(|(group, targets)| {
-            let with = |h: HeadArg| group.contains(&h);
-            let cfg = UNetConfig {
-                resolution: r,
-                widths: a.widths.clone().unwrap_or_else(|| default_widths(with(HeadArg::Seg))),
-                classes: if with(HeadArg::Seg) { classes } else { 0 },
-                keypoints: if with(HeadArg::Kp) { keypoints } else { 0 },
-                depth: with(HeadArg::Depth),
-                sigma: 2.0,
-                lr: a.lr.unwrap_or(if group[..] == [HeadArg::Kp] { 3e-3 } else { 1e-2 }),
-                batch: a.batch,
-                steps: a.steps,
-                seed: a.seed + group[0] as u64,
-                flip: use_flip.then(|| flip.clone()),
-                shift: a.shift,
-                keypoint_loss: KeypointLoss::SpatialSoftmax,
-            };
-            Ok(TrainJob {
-                unet: UNet::new(cfg, &device)?,
-                images: &train.images,
-                targets,
-            })
+        .zip(&names)
+        .map(|(heads, name)| DownstreamJob {
+            name: name.clone(),
+            set: &train,
+            heads: heads.clone(),
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect();
     // On the CPU the models train side by side, one per core; on a GPU one after the
     // other.
-    let workers = concurrent_workers(&device);
-    let t0 = Instant::now();
-    let last = std::sync::Mutex::new(Instant::now());
-    let steps = a.steps;
-    let models = train_concurrently(jobs, workers, &|job, s, loss| {
-        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
-        if last.elapsed().as_secs_f64() > 10.0 || s == steps {
-            *last = Instant::now();
-            let rate = s as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-            eprintln!(
-                "  {}: step {s}/{steps}, loss {loss:.4}, {rate:.1} steps/s, ETA {:.0} s",
-                names[job],
-                (steps - s) as f64 / rate.max(1e-9)
-            );
-        }
-    })?;
-    for ((group, unet), name) in groups.iter().zip(&models).zip(&names) {
-        if let Some(dir) = &a.out {
+    let bar = Progress::new((a.steps * jobs.len()) as u64, "training UNets", "steps");
+    let models = train_unets(
+        &jobs,
+        &cfg,
+        concurrent_workers(&device),
+        &device,
+        &|p: &UNetProgress<'_>| {
+            bar.inc(1);
+            bar.note(format!("{} loss {:.4}", p.name, p.loss));
+        },
+    )?;
+    bar.finish();
+    if let Some(dir) = &a.out {
+        for (unet, name) in models.iter().zip(&names) {
             unet.save(dir.join(format!("{name}.safetensors")))?;
         }
-        let preds = unet.predict(&test.images)?;
-        for head in group.iter().copied() {
-            score(head, &test.targets, &preds, classes, r, &mut table, &mut results)?;
+    }
+    let pairs: Vec<(&labelgan_eval::UNet, &[HeadKind])> =
+        models.iter().zip(&groups).map(|(m, g)| (m, g.as_slice())).collect();
+    let scores = score(&pairs, &test, cfg.classes)?;
+    let mut results = serde_json::json!({
+        "train": a.train.display().to_string(), "test": a.test.display().to_string(),
+        "add_train": a.add_train,
+        "train_images": train.len(), "test_images": test.len(), "steps": a.steps,
+    });
+    let extra = serde_json::to_value(&scores).map_err(|e| Error::invalid(e.to_string()))?;
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        if !v.is_null() {
+            results[k] = v.clone();
         }
     }
     results["seconds"] = started.elapsed().as_secs_f64().into();
@@ -417,7 +304,7 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
         let text = serde_json::to_string_pretty(&results).map_err(|e| Error::invalid(e.to_string()))?;
         labelgan_core::io::write_atomic(&dir.join("results.json"), text.as_bytes())?;
     }
-    println!("{table}");
+    println!("{}", scores.table());
     println!("{results}");
     Ok(())
 }

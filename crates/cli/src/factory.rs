@@ -6,15 +6,14 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
 use clap::{Args, ValueEnum};
 use labelgan_core::io::TensorFile;
-use labelgan_core::{Error, Generator, Inverter, Result};
-use labelgan_eval::load_dataset;
-use labelgan_factory::pipeline::{
-    FactoryConfig, FitOptions, PriorCalibration, calibrate_segmentation, fit_labelers, generate_dataset,
+use labelgan_core::{Error, Generator, Inverter, Progress, Result};
+use labelgan_dataset::load_dataset;
+use labelgan_factory::{
+    FactoryConfig, FactoryEvent, FactoryRun, FitOptions, PriorCalibration, Refinement, run_factory,
 };
-use labelgan_inversion::{Encoder, LatentSpace, MeanInverter, ProjectorConfig, project_in_batches};
+use labelgan_inversion::{Encoder, MeanInverter};
 use labelgan_lpips::Lpips;
 use labelgan_stylegan::StyleGan2;
 
@@ -93,135 +92,96 @@ pub struct FactoryArgs {
     device: DeviceArg,
 }
 
-fn latents(a: &FactoryArgs, g: &StyleGan2, images: &Tensor, device: &Device) -> Result<Tensor> {
-    match a.method {
-        Method::Datasetgan => {
-            let path = a
-                .latents
-                .as_ref()
-                .ok_or_else(|| Error::invalid("--method datasetgan needs --latents L.safetensors"))?;
-            let ws = TensorFile::load(path, device)?.get("ws")?.clone();
-            let s = g.spec();
-            if ws.dims() != [images.dim(0)?, s.num_ws, s.w_dim] {
-                return Err(Error::format(
-                    path,
-                    format!(
-                        "`ws` is {:?}; expected [{}, {}, {}] for the labelled images",
-                        ws.dims(),
-                        images.dim(0)?,
-                        s.num_ws,
-                        s.w_dim
-                    ),
-                ));
-            }
-            Ok(ws)
-        }
-        Method::Handsoff => {
-            let init = match &a.encoder {
-                Some(p) => {
-                    let e = Encoder::load(p, device)?;
-                    e.check_generator(g)?;
-                    e.invert(images)?
-                }
-                None => MeanInverter::new(g)?.invert(images)?,
-            };
-            if a.refine_steps == 0 {
-                return Ok(init);
-            }
-            let lp = a
-                .perceptual
-                .as_ref()
-                .ok_or_else(|| Error::invalid("--refine-steps needs --perceptual P.safetensors"))?;
-            let lp = Lpips::load(lp, device)?;
-            let cfg = ProjectorConfig {
-                steps: a.refine_steps,
-                space: LatentSpace::WPlus,
-                ..ProjectorConfig::default()
-            };
-            project_in_batches(g, Some(&lp), images, &init, &cfg, 8, &mut |done, n| {
-                eprintln!("refined {done}/{n} inversions")
-            })
-        }
-    }
-}
-
 pub fn run(a: FactoryArgs) -> Result<()> {
     let device = a.device.open()?;
     let started = Instant::now();
     let g = StyleGan2::load(&a.generator, &device)?;
     let r = g.spec().resolution;
     let set = load_dataset(&a.data, r, None)?;
-    let t = &set.targets;
-    if t.masks.is_none() && t.keypoints.is_none() && t.depth.is_none() {
+    if set.targets.is_empty() {
         return Err(Error::invalid(format!(
             "{} has no labels: expected masks/, depth/ or keypoints.json beside images/",
             a.data.display()
         )));
     }
-    let images = set.images.to_device(&device)?;
-    let options = FitOptions {
-        classes: a.classes,
-        members: a.members,
-        pixels_per_image: a.pixels_per_image,
-        max_epochs: a.max_epochs,
-        sigma: a.sigma,
-        seed: a.seed,
+    let encoder = match &a.encoder {
+        Some(p) => {
+            let e = Encoder::load(p, &device)?;
+            e.check_generator(&g)?;
+            Some(e)
+        }
+        None => None,
     };
-    let mut labelers = fit_labelers(
-        &g,
-        t,
-        &options,
-        Some(&a.out.join("labelers")),
-        &mut || {
-            eprintln!("inverting {} labelled images ({:?})", set.names.len(), a.method);
-            latents(&a, &g, &images, &device)
+    let lpips = match (&a.perceptual, a.refine_steps) {
+        (_, 0) => None,
+        (Some(p), _) => Some(Lpips::load(p, &device)?),
+        (None, _) => return Err(Error::invalid("--refine-steps needs --perceptual P.safetensors")),
+    };
+    let mean = MeanInverter::new(&g)?;
+    let method = match a.method {
+        Method::Handsoff => labelgan_factory::Method::HandsOff {
+            inverter: match &encoder {
+                Some(e) => e as &dyn Inverter,
+                None => &mean,
+            },
+            refine: lpips.as_ref().map(|l| Refinement::new(l, a.refine_steps)),
         },
-        &mut |l| eprintln!("{l}"),
-    )?;
-    if let Some(masks) = &t.masks {
-        let calibration = PriorCalibration {
+        Method::Datasetgan => {
+            let path = a
+                .latents
+                .as_ref()
+                .ok_or_else(|| Error::invalid("--method datasetgan needs --latents L.safetensors"))?;
+            labelgan_factory::Method::DatasetGan {
+                ws: TensorFile::load(path, &device)?.get("ws")?.clone(),
+            }
+        }
+    };
+    let run = FactoryRun {
+        fit: FitOptions {
+            classes: a.classes,
+            members: a.members,
+            pixels_per_image: a.pixels_per_image,
+            max_epochs: a.max_epochs,
+            sigma: a.sigma,
+            seed: a.seed,
+        },
+        calibration: PriorCalibration {
             images: a.calibrate_images,
             rounds: a.calibrate_rounds,
+            ..PriorCalibration::default()
+        },
+        dataset: FactoryConfig {
+            count: a.count,
             seed: a.seed,
             psi: a.psi,
-            ..PriorCalibration::default()
-        };
-        let cache = a.out.join("labelers");
-        if let Some(rep) = calibrate_segmentation(&g, &mut labelers, masks, &calibration, Some(&cache), &mut |l| {
-            eprintln!("{l}")
-        })? {
-            eprintln!("{}", rep.summary());
-        }
-    }
-    let cfg = FactoryConfig {
-        count: a.count,
-        seed: a.seed,
-        psi: a.psi,
-        filter_fraction: a.filter,
-        block: a.block,
-        ..FactoryConfig::default()
+            filter_fraction: a.filter,
+            block: a.block,
+            ..FactoryConfig::default()
+        },
     };
-    let mut last = Instant::now();
-    let n = generate_dataset(&g, &labelers, &cfg, &a.out, &mut |p| {
-        if last.elapsed().as_secs_f64() >= 2.0 || p.written == p.count {
-            last = Instant::now();
-            let width = 30;
-            let filled = width * p.written / p.count.max(1);
-            eprintln!(
-                "[{}{}] {}/{} images | {:.2} img/s | ETA {:.0} s",
-                "#".repeat(filled),
-                "-".repeat(width - filled),
-                p.written,
-                p.count,
-                p.rate,
-                p.eta_seconds
-            );
-        }
-        true
-    })?;
+    let out = run_factory(&g, &method, &set, &run, &a.out, &mut print_events("generating"))?;
     println!(
         "{}",
-        serde_json::json!({"images": n, "out": a.out.display().to_string(), "seconds": started.elapsed().as_secs_f64()})
+        serde_json::json!({"images": out.images, "out": a.out.display().to_string(), "seconds": started.elapsed().as_secs_f64()})
     );
     Ok(())
+}
+
+/// Prints a factory run's log lines and a progress bar over the images it writes.
+pub fn print_events(label: &str) -> impl FnMut(FactoryEvent<'_>) -> bool {
+    let label = label.to_string();
+    let mut bar: Option<Progress> = None;
+    move |e| {
+        match e {
+            FactoryEvent::Log(l) => eprintln!("{l}"),
+            FactoryEvent::Written(p) => {
+                let b = bar.get_or_insert_with(|| Progress::new(p.count as u64, &label, "images"));
+                b.set(p.written as u64);
+                if p.written == p.count {
+                    b.finish();
+                }
+            }
+        }
+        true
+    }
 }

@@ -6,7 +6,8 @@ mod common;
 
 use candle_core::Device;
 use common::labelgan;
-use labelgan_eval::{Confusion, Pck, UNet, load_dataset};
+use labelgan_dataset::load_dataset;
+use labelgan_eval::{Confusion, Pck, UNet};
 use serde_json::Value;
 
 fn last_json(o: &std::process::Output) -> Value {
@@ -65,7 +66,7 @@ fn printed_scores_are_those_of_the_saved_models() {
         .iter()
         .zip(seg.predict(&set.images).unwrap())
     {
-        c.add(truth, p.classes.as_ref().unwrap()).unwrap();
+        c.add(truth, p.mask.as_ref().unwrap()).unwrap();
     }
     let miou = v["miou"].as_f64().unwrap();
     assert!((c.report().miou - miou).abs() < 1e-12, "{} vs {miou}", c.report().miou);
@@ -208,7 +209,7 @@ fn trains_the_same_weights_as_the_library() {
         keypoint_loss: labelgan_eval::KeypointLoss::SpatialSoftmax,
     };
     let mut u = UNet::new(cfg, &Device::Cpu).unwrap();
-    let targets = labelgan_eval::Targets {
+    let targets = labelgan_dataset::Targets {
         masks: set.targets.masks.clone(),
         ..Default::default()
     };

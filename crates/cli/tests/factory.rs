@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use candle_core::Device;
-use labelgan_factory::dataset::folder_contents;
+use labelgan_dataset::folder_contents;
 use labelgan_stylegan::{GeneratorConfig, StyleGan2};
 
 /// The two folders hold the same files with the same bytes (names any that differ).

@@ -23,6 +23,7 @@ pub mod labels;
 pub mod noise;
 pub mod optim;
 pub mod peak;
+pub mod progress;
 pub mod resample;
 pub mod rng;
 pub mod stats;
@@ -33,8 +34,9 @@ pub mod truncation;
 pub use error::{Error, Result, ensure_finite, max_abs_diff, max_rel_diff};
 pub use labels::{LabelKind, Labels, Prediction};
 pub use noise::NoiseMode;
+pub use progress::Progress;
 pub use rng::SplitMix64;
-pub use taps::{FeatureTaps, Tap, TapSpec};
+pub use taps::{FeatureTaps, Tap, TapRole, TapSpec};
 pub use traits::{Generator, GeneratorSpec, Inverter, PixelLabeler, Synthesis};
 pub use truncation::Truncation;
 

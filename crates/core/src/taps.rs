@@ -13,6 +13,27 @@ use candle_core::Tensor;
 
 use crate::{Error, Result};
 
+/// What a tap is for.
+///
+/// DatasetGAN and HandsOff build their hypercolumns from the generator's feature layers
+/// only; layers that turn features into output colours (StyleGAN2's `torgb`) are
+/// returned for inspection but are not labeler input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum TapRole {
+    /// A feature map: part of every pixel's hypercolumn.
+    #[default]
+    Feature,
+    /// An output layer (e.g. to-RGB): not labeler input.
+    Output,
+}
+
+impl TapRole {
+    /// Whether taps of this role are labeler input.
+    pub fn is_feature(self) -> bool {
+        self == TapRole::Feature
+    }
+}
+
 /// The static description of one tap: what a generator will return.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TapSpec {
@@ -22,6 +43,20 @@ pub struct TapSpec {
     pub resolution: usize,
     /// Number of channels.
     pub channels: usize,
+    /// Labeler input or not.
+    pub role: TapRole,
+}
+
+impl TapSpec {
+    /// A feature tap's spec.
+    pub fn feature(name: impl Into<String>, resolution: usize, channels: usize) -> Self {
+        Self {
+            name: name.into(),
+            resolution,
+            channels,
+            role: TapRole::Feature,
+        }
+    }
 }
 
 /// One feature map: `tensor` is `[N, channels, resolution, resolution]`.
@@ -33,13 +68,20 @@ pub struct Tap {
     pub resolution: usize,
     /// Number of channels.
     pub channels: usize,
+    /// Labeler input or not.
+    pub role: TapRole,
     /// The feature map, NCHW.
     pub tensor: Tensor,
 }
 
 impl Tap {
-    /// A tap from a NCHW tensor; fails unless it is 4-D and square.
+    /// A feature tap from a NCHW tensor; fails unless it is 4-D and square.
     pub fn new(name: impl Into<String>, tensor: Tensor) -> Result<Self> {
+        Self::with_role(name, tensor, TapRole::Feature)
+    }
+
+    /// A tap of the given role from a NCHW tensor; fails unless it is 4-D and square.
+    pub fn with_role(name: impl Into<String>, tensor: Tensor, role: TapRole) -> Result<Self> {
         let name = name.into();
         let (_, c, h, w) = tensor
             .dims4()
@@ -51,6 +93,7 @@ impl Tap {
             name,
             resolution: h,
             channels: c,
+            role,
             tensor,
         })
     }
@@ -61,6 +104,7 @@ impl Tap {
             name: self.name.clone(),
             resolution: self.resolution,
             channels: self.channels,
+            role: self.role,
         }
     }
 }
@@ -137,10 +181,12 @@ impl FeatureTaps {
         }
     }
 
-    /// The convolution taps only (`conv0`/`conv1`, not `torgb`): the layers DatasetGAN
-    /// and HandsOff build their hypercolumns from.
-    pub fn convs(&self) -> FeatureTaps {
-        self.filter(|n| !n.ends_with("torgb"))
+    /// The feature taps only ([`TapRole::Feature`]; StyleGAN2's `conv0`/`conv1`, not
+    /// `torgb`): the layers DatasetGAN and HandsOff build their hypercolumns from.
+    pub fn features(&self) -> FeatureTaps {
+        FeatureTaps {
+            taps: self.taps.iter().filter(|t| t.role.is_feature()).cloned().collect(),
+        }
     }
 
     /// Images `start..start+len` of every tap (views, no copy).
@@ -180,12 +226,13 @@ mod tests {
     fn push_checks_batch_names_and_shapes() {
         let mut taps = FeatureTaps::new();
         taps.push(Tap::new("synthesis.b4.conv1", t(2, 8, 4)).unwrap()).unwrap();
-        taps.push(Tap::new("synthesis.b4.torgb", t(2, 3, 4)).unwrap()).unwrap();
+        taps.push(Tap::with_role("synthesis.b4.torgb", t(2, 3, 4), TapRole::Output).unwrap())
+            .unwrap();
         assert!(taps.push(Tap::new("synthesis.b8.conv0", t(3, 8, 8)).unwrap()).is_err());
         assert!(taps.push(Tap::new("synthesis.b4.conv1", t(2, 8, 4)).unwrap()).is_err());
         assert!(Tap::new("x", Tensor::zeros((2, 3, 4, 5), DType::F32, &Device::Cpu).unwrap()).is_err());
         assert_eq!(taps.total_channels(), 11);
-        assert_eq!(taps.convs().len(), 1);
+        assert_eq!(taps.features().len(), 1);
         assert_eq!(taps.batch(), 2);
         assert_eq!(taps.narrow_batch(1, 1).unwrap().batch(), 1);
     }

@@ -6,7 +6,7 @@
 
 use candle_core::{Device, Tensor};
 
-use crate::{FeatureTaps, LabelKind, NoiseMode, Prediction, Result, TapSpec, Truncation};
+use crate::{FeatureTaps, LabelKind, NoiseMode, Prediction, Result, SplitMix64, TapSpec, Truncation};
 
 /// The static shape of a generator.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,8 +23,15 @@ pub struct GeneratorSpec {
     pub resolution: usize,
     /// Output channels (3 for RGB).
     pub img_channels: usize,
-    /// The taps `synthesize` returns, in order.
+    /// The taps `synthesize` returns, in order, each with its [`crate::TapRole`].
     pub taps: Vec<TapSpec>,
+}
+
+impl GeneratorSpec {
+    /// The taps a pixel labeler reads ([`crate::TapRole::Feature`]), in order.
+    pub fn feature_taps(&self) -> Vec<TapSpec> {
+        self.taps.iter().filter(|t| t.role.is_feature()).cloned().collect()
+    }
 }
 
 /// An image and the feature maps that made it.
@@ -37,6 +44,11 @@ pub struct Synthesis {
 }
 
 /// A generator with a mapping from z to w and a synthesis from w to images.
+///
+/// Four methods are required; the rest have defaults that a generator may override
+/// when it can do better (StyleGAN2 renders [`Generator::image`] without keeping taps).
+/// A generator without a separate w space can use `num_ws = 1`, `w_dim = z_dim` and
+/// an identity `map` (see `examples/custom_generator.rs`).
 pub trait Generator {
     /// Dimensions and taps.
     fn spec(&self) -> &GeneratorSpec;
@@ -45,11 +57,31 @@ pub trait Generator {
     fn device(&self) -> &Device;
 
     /// z `[N, z_dim]` (and c `[N, c_dim]` for a conditional model) to ws
-    /// `[N, num_ws, w_dim]`, truncated as asked.
+    /// `[N, num_ws, w_dim]`, truncated as asked ([`Truncation::apply`] does it for any
+    /// generator with a [`Generator::w_avg`]).
     fn map(&self, z: &Tensor, c: Option<&Tensor>, truncation: Truncation) -> Result<Tensor>;
 
     /// ws `[N, num_ws, w_dim]` to the image and every tap.
     fn synthesize(&self, ws: &Tensor, noise: NoiseMode) -> Result<Synthesis>;
+
+    /// The average w `[w_dim]`: the centre of truncation and the mean-latent
+    /// inversion's answer. `None` (the default) when the generator tracks none.
+    fn w_avg(&self) -> Option<&Tensor> {
+        None
+    }
+
+    /// The image alone, `[N, img_channels, resolution, resolution]`. Default:
+    /// [`Generator::synthesize`] with the taps dropped.
+    fn image(&self, ws: &Tensor, noise: NoiseMode) -> Result<Tensor> {
+        Ok(self.synthesize(ws, noise)?.image)
+    }
+
+    /// `n` latents z ~ N(0, I) from `seed`, `[n, z_dim]` on [`Generator::device`].
+    /// Latent `i` depends only on `seed` and `i`, so a larger count extends a smaller
+    /// one.
+    fn sample_z(&self, n: usize, seed: u64) -> Result<Tensor> {
+        Ok(SplitMix64::new(seed).normal_tensor(&[n, self.spec().z_dim], self.device())?)
+    }
 }
 
 /// Images to latents: the inverse of a generator's synthesis.
@@ -79,5 +111,14 @@ impl<G: Generator + ?Sized> Generator for &G {
     }
     fn synthesize(&self, ws: &Tensor, noise: NoiseMode) -> Result<Synthesis> {
         (**self).synthesize(ws, noise)
+    }
+    fn w_avg(&self) -> Option<&Tensor> {
+        (**self).w_avg()
+    }
+    fn image(&self, ws: &Tensor, noise: NoiseMode) -> Result<Tensor> {
+        (**self).image(ws, noise)
+    }
+    fn sample_z(&self, n: usize, seed: u64) -> Result<Tensor> {
+        (**self).sample_z(n, seed)
     }
 }

@@ -9,15 +9,18 @@
 //! - depth: RMSE and AbsRel (`mean |d - d*| / d*`) ([`DepthError`]).
 //!
 //! Each accumulates over images and reports at the end. [`unet`] is the small UNet
-//! trained on a dataset folder ([`dataset`]) to measure it.
+//! trained on a dataset folder (`labelgan-dataset`) to measure it; [`downstream`] is the
+//! whole protocol (train UNets on one set, score them on another).
 
-pub mod dataset;
+pub mod downstream;
+pub mod labeler_score;
 pub mod metrics;
 pub mod unet;
 
-pub use dataset::{LabelledSet, load_dataset};
+pub use downstream::{DownstreamConfig, DownstreamJob, HeadKind, Scores, UNetProgress, score, train_unets};
+pub use labeler_score::labeler_miou;
 pub use metrics::{Confusion, DepthError, Pck};
 pub use unet::{
-    DENSE_WIDTHS, KeypointLoss, SEGMENTATION_WIDTHS, Targets, TrainJob, UNet, UNetConfig, concurrent_workers,
+    DENSE_WIDTHS, Flip, KeypointLoss, SEGMENTATION_WIDTHS, TrainJob, UNet, UNetConfig, concurrent_workers,
     default_widths, train_concurrently,
 };

@@ -23,6 +23,7 @@ use labelgan_core::io::{TensorFile, save_safetensors};
 use labelgan_core::optim::Adam;
 use labelgan_core::peak::{PeakScale, subpixel_peak};
 use labelgan_core::{Error, Result, SplitMix64};
+use labelgan_dataset::{ImageLabels, Targets};
 
 /// Shape and training settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,25 +148,6 @@ impl Flip {
     }
 }
 
-/// Ground truth for a set of images.
-#[derive(Debug, Clone, Default)]
-pub struct Targets {
-    /// Class ids per image, `R*R`.
-    pub masks: Option<Vec<Vec<u32>>>,
-    /// (x, y) per keypoint per image.
-    pub keypoints: Option<Vec<Vec<[f32; 2]>>>,
-    /// Depth per image, `R*R`.
-    pub depth: Option<Vec<Vec<f32>>>,
-}
-
-/// Predictions for one image.
-#[derive(Debug, Clone, Default)]
-pub struct UNetPrediction {
-    pub classes: Option<Vec<u32>>,
-    pub keypoints: Option<Vec<[f32; 2]>>,
-    pub depth: Option<Vec<f32>>,
-}
-
 #[derive(Debug, Clone)]
 pub struct UNet {
     pub config: UNetConfig,
@@ -244,7 +226,7 @@ impl UNet {
     }
 
     /// Predictions for images `[N, 3, R, R]`, in chunks.
-    pub fn predict(&self, x: &Tensor) -> Result<Vec<UNetPrediction>> {
+    pub fn predict(&self, x: &Tensor) -> Result<Vec<ImageLabels>> {
         let (c, k, r) = (self.config.classes, self.config.keypoints, self.config.resolution);
         let mut out = vec![];
         for s in (0..x.dim(0)?).step_by(16) {
@@ -266,8 +248,8 @@ impl UNet {
                 None
             };
             for i in 0..n {
-                out.push(UNetPrediction {
-                    classes: classes.as_ref().map(|v| v[i].clone()),
+                out.push(ImageLabels {
+                    mask: classes.as_ref().map(|v| v[i].clone()),
                     keypoints: heat.as_ref().map(|v| {
                         v[i].iter()
                             .map(|m| {

@@ -2,7 +2,7 @@
 //! and mistakes named.
 
 use candle_core::{Device, Tensor};
-use labelgan_eval::{LabelledSet, Targets, load_dataset};
+use labelgan_dataset::{LabelledSet, Targets, load_dataset};
 
 fn tmp(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("lg-eval-dataset-{}-{name}", std::process::id()));

@@ -2,8 +2,9 @@
 //! quickstart trains them), and round-trips its file.
 
 use candle_core::Device;
+use labelgan_dataset::{LabelledSet, load_dataset};
 use labelgan_eval::unet::Flip;
-use labelgan_eval::{Confusion, DepthError, LabelledSet, Pck, UNet, UNetConfig, load_dataset};
+use labelgan_eval::{Confusion, DepthError, Pck, UNet, UNetConfig};
 
 fn config(classes: usize, keypoints: usize, depth: bool, steps: usize) -> UNetConfig {
     UNetConfig {
@@ -31,7 +32,7 @@ fn miou(u: &UNet, set: &LabelledSet) -> f64 {
         .iter()
         .zip(set.targets.masks.as_ref().unwrap())
     {
-        c.add(m, pr.classes.as_ref().unwrap()).unwrap();
+        c.add(m, pr.mask.as_ref().unwrap()).unwrap();
     }
     c.report().miou
 }
@@ -145,9 +146,9 @@ fn concurrent_training_equals_sequential() {
             ..config(c, k, d, 4)
         })
         .collect();
-    let targets: Vec<labelgan_eval::Targets> = cfgs
+    let targets: Vec<labelgan_dataset::Targets> = cfgs
         .iter()
-        .map(|c| labelgan_eval::Targets {
+        .map(|c| labelgan_dataset::Targets {
             masks: set.targets.masks.clone().filter(|_| c.classes > 0),
             keypoints: set.targets.keypoints.clone().filter(|_| c.keypoints > 0),
             depth: set.targets.depth.clone().filter(|_| c.depth),

@@ -1,17 +1,35 @@
 //! # labelgan-factory
 //!
-//! The product: a generator plus a pixel labeler in, a labelled synthetic dataset out.
+//! The product: a generator plus a few labelled images in, a labelled synthetic
+//! dataset out. Every step takes any [`Generator`](labelgan_core::Generator),
+//! [`Inverter`](labelgan_core::Inverter) and [`PixelLabeler`](labelgan_core::PixelLabeler).
 //!
-//! - [`dataset`]: the dataset folder (images, masks, depth, keypoints, a JSON-lines
-//!   manifest, overlay previews, a contact sheet), written so that a run killed at any
-//!   moment and restarted continues without corrupt, partial or duplicate files and
-//!   ends byte-identical to an uninterrupted run.
-//! - [`pipeline`]: sample latents, generate, label with the ensembles, drop the most
-//!   uncertain fraction, write; and the fitting steps of HandsOff (labels paired with
-//!   the taps of inverted latents) and DatasetGAN (labels drawn on generated images).
+//! - [`handsoff`]: where the labelled images' latents come from (HandsOff inverts real
+//!   images; DatasetGAN knows them), and [`fitting`] the labelers on their features;
+//! - [`calibration`]: class-prior calibration of the segmentation labeler;
+//! - [`sampling`], [`filter`], [`generate`]: candidates, HandsOff's uncertainty filter,
+//!   and the resumable dataset folder they are written to (`labelgan-dataset`);
+//! - [`pipeline`]: all of it in one call, [`run_factory`].
 
-pub mod dataset;
+pub mod calibration;
+pub mod config;
+pub mod filter;
+pub mod fitting;
+pub mod generate;
+pub mod handsoff;
+pub mod labelers;
 pub mod pipeline;
+pub mod sampling;
 
-pub use dataset::{DatasetWriter, Sample};
-pub use pipeline::{FactoryConfig, Labelers, generate_dataset};
+pub use calibration::{
+    CALIBRATION_FILE, CALIBRATION_STREAM, CalibrationReport, PriorCalibration, ShiftClassLogits,
+    calibrate_class_priors, calibrate_class_priors_cached, calibrate_segmentation, class_frequencies,
+};
+pub use config::FactoryConfig;
+pub use filter::keep_most_certain;
+pub use fitting::{FitOptions, fit_labeler, fit_labelers, taps_of};
+pub use generate::{DatasetProgress, generate_dataset};
+pub use handsoff::{Refinement, fit_datasetgan, fit_handsoff, invert};
+pub use labelers::Labelers;
+pub use pipeline::{FactoryEvent, FactoryOutput, FactoryRun, Method, run_factory};
+pub use sampling::{candidate_z, synthesize_candidates};

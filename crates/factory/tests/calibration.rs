@@ -5,7 +5,7 @@
 
 use candle_core::{Device, Tensor};
 use labelgan_core::{FeatureTaps, Generator, NoiseMode, Truncation};
-use labelgan_factory::pipeline::{
+use labelgan_factory::{
     CALIBRATION_FILE, CALIBRATION_STREAM, PriorCalibration, calibrate_class_priors, calibrate_class_priors_cached,
     candidate_z, class_frequencies,
 };
@@ -21,7 +21,7 @@ use common::tiny_g;
 /// layer's bias holds the threshold, so its logits are `[0, relu(x) - threshold]`.
 fn threshold_labeler(g: &StyleGan2, c: usize, threshold: f32) -> Ensemble {
     let ws = g.map(&g.sample_z(1, 1).unwrap(), None, Truncation::NONE).unwrap();
-    let taps = g.synthesize(&ws, NoiseMode::Const).unwrap().taps.convs();
+    let taps = g.synthesize(&ws, NoiseMode::Const).unwrap().taps.features();
     let mut cfg = LabelerConfig::new(Head::Segmentation { classes: 2 }, 16);
     cfg.members = 1;
     cfg.hidden = Some((2, 2));
@@ -62,7 +62,7 @@ fn calibration_taps(g: &StyleGan2, opts: &PriorCalibration) -> Vec<(FeatureTaps,
         let ws = g
             .map(&Tensor::cat(&zs, 0).unwrap(), None, Truncation::psi(opts.psi))
             .unwrap();
-        out.push((g.synthesize(&ws, NoiseMode::Const).unwrap().taps.convs(), k));
+        out.push((g.synthesize(&ws, NoiseMode::Const).unwrap().taps.features(), k));
     }
     out
 }

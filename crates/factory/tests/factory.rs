@@ -4,9 +4,9 @@
 //! uncertain candidates of each block.
 
 use labelgan_core::{Generator, NoiseMode, Truncation};
-use labelgan_factory::dataset::{DatasetWriter, folder_contents};
-use labelgan_factory::pipeline::{FactoryConfig, Labelers, candidate_z, fit_labeler, generate_dataset};
-use labelgan_labeler::{Head, LabelerConfig, PixelTargets};
+use labelgan_dataset::{DatasetWriter, ImageLabels, folder_contents};
+use labelgan_factory::{FactoryConfig, Labelers, candidate_z, fit_labeler, generate_dataset};
+use labelgan_labeler::{Head, LabelerConfig};
 mod common;
 use common::tiny_g;
 
@@ -23,9 +23,9 @@ fn labels_filters_and_resumes_byte_identically() {
         .unwrap()
         .to_vec2::<f32>()
         .unwrap();
-    let targets: Vec<PixelTargets> = red
+    let targets: Vec<ImageLabels> = red
         .iter()
-        .map(|r| PixelTargets::Segmentation(r.iter().map(|&v| (v > 0.0) as u32).collect()))
+        .map(|r| ImageLabels::mask(r.iter().map(|&v| (v > 0.0) as u32).collect()))
         .collect();
     let mut cfg = LabelerConfig::new(Head::Segmentation { classes: 2 }, 16);
     cfg.members = 2;

@@ -28,7 +28,6 @@ use labelgan_core::io::{TensorFile, save_safetensors};
 use labelgan_core::optim::Adam;
 use labelgan_core::{Error, Generator, Inverter, NoiseMode, Result, SplitMix64, Truncation};
 use labelgan_lpips::Lpips;
-use labelgan_stylegan::StyleGan2;
 
 use crate::metrics::mse_per_image;
 
@@ -77,7 +76,7 @@ pub struct EncoderConfig {
 
 impl EncoderConfig {
     /// Defaults sized for `g` (toyworld's 64 px: widths 32, 64, 128, 128).
-    pub fn for_generator(g: &StyleGan2) -> Self {
+    pub fn for_generator<G: Generator + ?Sized>(g: &G) -> Self {
         let s = g.spec();
         let halvings = (s.resolution / 4).max(1).ilog2() as usize;
         let widths = (0..halvings).map(|i| (32usize << i).min(128)).collect();
@@ -276,7 +275,7 @@ impl Encoder {
     }
 
     /// Checks that this encoder fits `g` (resolution, num_ws, w_dim).
-    pub fn check_generator(&self, g: &StyleGan2) -> Result<()> {
+    pub fn check_generator<G: Generator + ?Sized>(&self, g: &G) -> Result<()> {
         let s = g.spec();
         let c = &self.config;
         if (c.resolution, c.num_ws, c.w_dim) != (s.resolution, s.num_ws, s.w_dim) {
@@ -326,7 +325,7 @@ pub struct EncoderTrainer {
 }
 
 /// Draws `[n, num_ws, w_dim]` latents with style mixing for stage (a) step `step`.
-fn sample_ws(g: &StyleGan2, cfg: &EncoderConfig, step: usize) -> Result<Tensor> {
+fn sample_ws<G: Generator + ?Sized>(g: &G, cfg: &EncoderConfig, step: usize) -> Result<Tensor> {
     let n = cfg.stage_a.batch;
     let seed = SplitMix64::derive(cfg.seed ^ 0x0A5A_A5A5, step as u64).next_u64();
     let z = g.sample_z(2 * n, seed)?;
@@ -348,8 +347,14 @@ fn sample_ws(g: &StyleGan2, cfg: &EncoderConfig, step: usize) -> Result<Tensor> 
 }
 
 impl EncoderTrainer {
-    pub fn new(config: EncoderConfig, g: &StyleGan2) -> Result<Self> {
-        let enc = Encoder::new(config, &g.mapping.w_avg, g.device())?;
+    pub fn new<G: Generator + ?Sized>(config: EncoderConfig, g: &G) -> Result<Self> {
+        let enc = Encoder::new(
+            config,
+            g.w_avg().ok_or_else(|| {
+                Error::invalid("the encoder starts from the generator's w_avg, and this generator has none")
+            })?,
+            g.device(),
+        )?;
         enc.check_generator(g)?;
         let lr = enc.config.stage_a.lr;
         Ok(Self {
@@ -366,7 +371,7 @@ impl EncoderTrainer {
     /// encoder for a generator that changed): the architecture in `config` must be
     /// `init`'s, and the outputs are centred on `g`'s `w_avg`, not on `init`'s. A
     /// mismatch names the first parameter that differs.
-    pub fn from_encoder(config: EncoderConfig, g: &StyleGan2, init: &Encoder) -> Result<Self> {
+    pub fn from_encoder<G: Generator + ?Sized>(config: EncoderConfig, g: &G, init: &Encoder) -> Result<Self> {
         let t = Self::new(config, g)?;
         for (name, var) in &t.encoder.params {
             let src = init.params.get(name).ok_or_else(|| {
@@ -412,7 +417,7 @@ impl EncoderTrainer {
     }
 
     /// One stage (a) step; returns the loss.
-    pub fn step_a(&mut self, g: &StyleGan2) -> Result<f32> {
+    pub fn step_a<G: Generator + ?Sized>(&mut self, g: &G) -> Result<f32> {
         let cfg = self.encoder.config.clone();
         let ws = sample_ws(g, &cfg, self.step)?;
         let img = g
@@ -430,7 +435,7 @@ impl EncoderTrainer {
     }
 
     /// The stage (b) loss per image of `images`.
-    pub fn loss_b(&self, g: &StyleGan2, lpips: &Lpips, images: &Tensor) -> Result<Tensor> {
+    pub fn loss_b<G: Generator + ?Sized>(&self, g: &G, lpips: &Lpips, images: &Tensor) -> Result<Tensor> {
         let c = &self.encoder.config.stage_b;
         let rec = g.image(&self.encoder.forward(images)?, NoiseMode::Const)?;
         let mut loss = (mse_per_image(&rec, images)? * c.mse_weight)?;
@@ -440,7 +445,7 @@ impl EncoderTrainer {
         Ok(loss)
     }
 
-    fn holdout_loss(&self, g: &StyleGan2, lpips: &Lpips, holdout: &Tensor) -> Result<f32> {
+    fn holdout_loss<G: Generator + ?Sized>(&self, g: &G, lpips: &Lpips, holdout: &Tensor) -> Result<f32> {
         let n = holdout.dim(0)?;
         let mut total = 0f64;
         for s in (0..n).step_by(16) {
@@ -471,9 +476,9 @@ impl EncoderTrainer {
     /// Runs whatever is left of both stages, checkpointing to `checkpoint` (if given)
     /// every `checkpoint_every` steps. `train`/`holdout`: real images for stage (b).
     #[allow(clippy::too_many_arguments)]
-    pub fn run(
+    pub fn run<G: Generator + ?Sized>(
         &mut self,
-        g: &StyleGan2,
+        g: &G,
         lpips: &Lpips,
         train: &Tensor,
         holdout: &Tensor,
@@ -494,9 +499,9 @@ impl EncoderTrainer {
 
     /// Runs what is left of stage (a) (nothing once in stage (b)), then moves to stage
     /// (b).
-    pub fn run_stage_a(
+    pub fn run_stage_a<G: Generator + ?Sized>(
         &mut self,
-        g: &StyleGan2,
+        g: &G,
         checkpoint: Option<&Path>,
         checkpoint_every: usize,
         progress: &mut dyn FnMut(&EncoderProgress),
@@ -532,9 +537,9 @@ impl EncoderTrainer {
     /// Runs what is left of stage (b) (after stage (a)), restores the best held-out
     /// weights and marks training done.
     #[allow(clippy::too_many_arguments)]
-    pub fn run_stage_b(
+    pub fn run_stage_b<G: Generator + ?Sized>(
         &mut self,
-        g: &StyleGan2,
+        g: &G,
         lpips: &Lpips,
         train: &Tensor,
         holdout: &Tensor,
@@ -634,7 +639,7 @@ impl EncoderTrainer {
     }
 
     /// Resumes from [`EncoderTrainer::save_checkpoint`]'s file.
-    pub fn load_checkpoint(path: impl AsRef<Path>, g: &StyleGan2) -> Result<Self> {
+    pub fn load_checkpoint<G: Generator + ?Sized>(path: impl AsRef<Path>, g: &G) -> Result<Self> {
         let path = path.as_ref();
         let file = TensorFile::load(path, g.device())?;
         let encoder = Encoder::from_file(&file)?;

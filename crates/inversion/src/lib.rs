@@ -21,7 +21,6 @@ pub mod projector;
 
 use candle_core::Tensor;
 use labelgan_core::{Error, Generator, Inverter, Result};
-use labelgan_stylegan::StyleGan2;
 
 pub use encoder::{Encoder, EncoderConfig};
 pub use projector::{LatentSpace, ProjectorConfig, project, project_in_batches};
@@ -33,10 +32,14 @@ pub struct MeanInverter {
 }
 
 impl MeanInverter {
-    pub fn new(g: &StyleGan2) -> Result<Self> {
+    /// The inverter of `g`; fails when the generator tracks no `w_avg`.
+    pub fn new<G: Generator + ?Sized>(g: &G) -> Result<Self> {
         let s = g.spec();
+        let w_avg = g.w_avg().ok_or_else(|| {
+            Error::invalid("the mean inverter needs the generator's w_avg, and this generator has none")
+        })?;
         Ok(Self {
-            ws: g.mapping.w_avg.reshape((1, 1, s.w_dim))?.repeat((1, s.num_ws, 1))?,
+            ws: w_avg.reshape((1, 1, s.w_dim))?.repeat((1, s.num_ws, 1))?,
         })
     }
 }

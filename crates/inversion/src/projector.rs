@@ -12,7 +12,6 @@ use candle_core::{D, Tensor, Var};
 use labelgan_core::optim::Adam;
 use labelgan_core::{Error, Generator, NoiseMode, Result};
 use labelgan_lpips::Lpips;
-use labelgan_stylegan::StyleGan2;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::mse_per_image;
@@ -81,8 +80,8 @@ pub struct Projection {
 /// Optimises latents for `images` `[N, 3, R, R]` in [-1, 1] from `init`
 /// `[N, num_ws, w_dim]`, with constant noise. `lpips` may be `None` only when
 /// `config.lpips_weight` is 0. `progress(step, mean loss)` is called after every step.
-pub fn project(
-    g: &StyleGan2,
+pub fn project<G: Generator + ?Sized>(
+    g: &G,
     lpips: Option<&Lpips>,
     images: &Tensor,
     init: &Tensor,
@@ -186,8 +185,8 @@ pub fn project(
 /// the others'), returning all best latents. `progress(images done, total)` is called
 /// after each batch.
 #[allow(clippy::too_many_arguments)]
-pub fn project_in_batches(
-    g: &StyleGan2,
+pub fn project_in_batches<G: Generator + ?Sized>(
+    g: &G,
     lpips: Option<&Lpips>,
     images: &Tensor,
     init: &Tensor,

@@ -189,11 +189,7 @@ impl Ensemble {
         let taps: Vec<TapSpec> = saved
             .taps
             .into_iter()
-            .map(|t| TapSpec {
-                name: t.name,
-                resolution: t.resolution,
-                channels: t.channels,
-            })
+            .map(|t| TapSpec::feature(t.name, t.resolution, t.channels))
             .collect();
         let shapes = Self::init(&saved.config, &taps, &Device::Cpu)?;
         let mut params = BTreeMap::new();

@@ -26,4 +26,4 @@ pub mod train;
 pub use config::{Head, LabelerConfig};
 pub use ensemble::Ensemble;
 pub use predict::{ImagePrediction, Prepared};
-pub use train::{GeneratorTaps, InMemoryTaps, PixelTargets, TapSource, TrainReport, fit};
+pub use train::{GeneratorTaps, InMemoryTaps, TapSource, TrainReport, fit};

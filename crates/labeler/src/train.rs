@@ -10,6 +10,7 @@ use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::Optimizer;
 
 use labelgan_core::{Error, FeatureTaps, Generator, NoiseMode, Result, SplitMix64, TapSpec};
+use labelgan_dataset::ImageLabels;
 use labelgan_hypercolumn::{sparse, sparse_into};
 
 use crate::config::{Head, LabelerConfig};
@@ -84,15 +85,37 @@ impl<G: Generator> TapSource for GeneratorTaps<'_, G> {
     }
 }
 
-/// Ground truth of one training image at the labeler's resolution T.
+/// Ground truth of one training image at the labeler's resolution T, for its head.
 #[derive(Debug, Clone)]
-pub enum PixelTargets {
+enum PixelTargets {
     /// Class per pixel, `T*T`.
     Segmentation(Vec<u32>),
     /// (x, y) per keypoint, in pixels.
     Keypoints(Vec<(f32, f32)>),
     /// Depth per pixel, `T*T`.
     Depth(Vec<f32>),
+}
+
+impl PixelTargets {
+    /// The labels of image `i` that `head` learns; an error names the kind it lacks.
+    fn of(head: &Head, labels: &ImageLabels, i: usize) -> Result<Self> {
+        let missing = |what: &str| Error::invalid(format!("training image {i} has no {what} for the {head:?} head"));
+        Ok(match head {
+            Head::Segmentation { .. } => {
+                PixelTargets::Segmentation(labels.mask.clone().ok_or_else(|| missing("mask"))?)
+            }
+            Head::Keypoints { .. } => PixelTargets::Keypoints(
+                labels
+                    .keypoints
+                    .as_ref()
+                    .ok_or_else(|| missing("keypoints"))?
+                    .iter()
+                    .map(|p| (p[0], p[1]))
+                    .collect(),
+            ),
+            Head::Depth => PixelTargets::Depth(labels.depth.clone().ok_or_else(|| missing("depth map"))?),
+        })
+    }
 }
 
 /// What training did.
@@ -323,8 +346,9 @@ fn member_loss(head: &Head, out: &Tensor, y: &Tensor) -> Result<Tensor> {
     })
 }
 
-/// Trains an ensemble on images from `source` with ground truth `targets` (one per
-/// image). `progress` receives one line per image group.
+/// Trains an ensemble on images from `source` with ground truth `labels` (one per
+/// image; the head's kind must be present in each). `progress` receives one line per
+/// image group.
 ///
 /// On the CPU the first layer trains outside candle's graph ([`crate::host`]: two GEMMs
 /// and one in-place Adam pass per step); elsewhere the whole network runs through
@@ -332,21 +356,27 @@ fn member_loss(head: &Head, out: &Tensor, y: &Tensor) -> Result<Tensor> {
 pub fn fit(
     config: &LabelerConfig,
     source: &dyn TapSource,
-    targets: &[PixelTargets],
+    labels: &[ImageLabels],
     progress: impl FnMut(&str),
 ) -> Result<(Ensemble, TrainReport)> {
-    fit_on(config, source, targets, progress, true)
+    fit_on(config, source, labels, progress, true)
 }
 
 /// [`fit`], with the CPU's host first layer allowed or not (tests compare the two).
 pub(crate) fn fit_on(
     config: &LabelerConfig,
     source: &dyn TapSource,
-    targets: &[PixelTargets],
+    labels: &[ImageLabels],
     mut progress: impl FnMut(&str),
     allow_host: bool,
 ) -> Result<(Ensemble, TrainReport)> {
     let start = std::time::Instant::now();
+    let targets = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| PixelTargets::of(&config.head, l, i))
+        .collect::<Result<Vec<_>>>()?;
+    let targets = &targets[..];
     if source.len() != targets.len() || targets.is_empty() {
         return Err(Error::invalid(format!(
             "{} tap images but {} targets",
@@ -661,13 +691,20 @@ mod tests {
             Head::Keypoints { count: 2, sigma: 2.0 },
         ];
         for head in heads {
-            let targets: Vec<PixelTargets> = (0..3)
+            let targets: Vec<ImageLabels> = (0..3)
                 .map(|_| match head {
-                    Head::Segmentation { .. } => {
-                        PixelTargets::Segmentation((0..256).map(|_| rng.below(3) as u32).collect())
-                    }
-                    Head::Depth => PixelTargets::Depth((0..256).map(|_| rng.uniform() as f32).collect()),
-                    Head::Keypoints { .. } => PixelTargets::Keypoints(vec![(3.0, 4.0), (12.5, 9.0)]),
+                    Head::Segmentation { .. } => ImageLabels {
+                        mask: Some((0..256).map(|_| rng.below(3) as u32).collect()),
+                        ..ImageLabels::default()
+                    },
+                    Head::Depth => ImageLabels {
+                        depth: Some((0..256).map(|_| rng.uniform() as f32).collect()),
+                        ..ImageLabels::default()
+                    },
+                    Head::Keypoints { .. } => ImageLabels {
+                        keypoints: Some(vec![[3.0, 4.0], [12.5, 9.0]]),
+                        ..ImageLabels::default()
+                    },
                 })
                 .collect();
             let cfg = LabelerConfig {

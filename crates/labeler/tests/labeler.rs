@@ -3,8 +3,9 @@
 
 use candle_core::{D, DType, Device, Tensor};
 use labelgan_core::{FeatureTaps, Labels, PixelLabeler, SplitMix64, Tap};
+use labelgan_dataset::ImageLabels;
 use labelgan_hypercolumn::{Upsample, dense};
-use labelgan_labeler::{Ensemble, Head, InMemoryTaps, LabelerConfig, PixelTargets, fit};
+use labelgan_labeler::{Ensemble, Head, InMemoryTaps, LabelerConfig, fit};
 
 fn taps(rng: &mut SplitMix64, n: usize) -> FeatureTaps {
     let mut t = FeatureTaps::new();
@@ -215,7 +216,7 @@ fn learns_a_pixel_task_and_round_trips() {
             .unwrap()
             .to_vec1::<f32>()
             .unwrap();
-        targets.push(PixelTargets::Segmentation(
+        targets.push(ImageLabels::mask(
             hi.iter()
                 .map(|&v| {
                     if v < -0.4 {
@@ -246,9 +247,7 @@ fn learns_a_pixel_task_and_round_trips() {
     assert!(lines > 0 && report.epochs > 1);
     let test = &batches[5];
     let pred = ens.predict_image(test, 0).unwrap();
-    let PixelTargets::Segmentation(truth) = &targets[5] else {
-        unreachable!()
-    };
+    let truth = targets[5].mask.as_ref().unwrap();
     let acc = pred
         .classes
         .as_ref()
@@ -274,10 +273,10 @@ fn learns_a_pixel_task_and_round_trips() {
 fn regression_heads_train() {
     let mut rng = SplitMix64::new(8);
     let batches: Vec<FeatureTaps> = (0..3).map(|_| taps(&mut rng, 1)).collect();
-    let depth: Vec<PixelTargets> = batches
+    let depth: Vec<ImageLabels> = batches
         .iter()
         .map(|t| {
-            PixelTargets::Depth(
+            ImageLabels::depth(
                 t.get("l3")
                     .unwrap()
                     .tensor
@@ -301,8 +300,8 @@ fn regression_heads_train() {
     };
     let (_, r) = fit(&cfg, &InMemoryTaps::from_batches(&batches).unwrap(), &depth, |_| {}).unwrap();
     assert!(r.best_val_loss.iter().all(|l| l.is_finite()));
-    let kps: Vec<PixelTargets> = (0..3)
-        .map(|i| PixelTargets::Keypoints(vec![(3.0 + i as f32, 4.0), (10.0, 12.0)]))
+    let kps: Vec<ImageLabels> = (0..3)
+        .map(|i| ImageLabels::keypoints(vec![[3.0 + i as f32, 4.0], [10.0, 12.0]]))
         .collect();
     let cfg = LabelerConfig {
         head: Head::Keypoints { count: 2, sigma: 1.5 },
@@ -318,11 +317,11 @@ fn bad_input_is_named() {
     let t = taps(&mut rng, 1);
     let cfg = small(Head::Segmentation { classes: 3 });
     let src = InMemoryTaps::from_batches(std::slice::from_ref(&t)).unwrap();
-    let e = fit(&cfg, &src, &[PixelTargets::Segmentation(vec![7; 256])], |_| {})
+    let e = fit(&cfg, &src, &[ImageLabels::mask(vec![7; 256])], |_| {})
         .unwrap_err()
         .to_string();
     assert!(e.contains("class 7"), "{e}");
-    let e = fit(&cfg, &src, &[PixelTargets::Depth(vec![0.0; 256])], |_| {})
+    let e = fit(&cfg, &src, &[ImageLabels::depth(vec![0.0; 256])], |_| {})
         .unwrap_err()
         .to_string();
     assert!(e.contains("image 0"), "{e}");

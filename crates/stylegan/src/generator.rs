@@ -189,12 +189,6 @@ impl StyleGan2 {
         .init_kwargs()
     }
 
-    /// `n` latents z ~ N(0, I) from `seed`, `[n, z_dim]`. Latent i depends only on
-    /// `seed` and i, so a larger count extends a smaller one.
-    pub fn sample_z(&self, n: usize, seed: u64) -> Result<Tensor> {
-        Ok(SplitMix64::new(seed).normal_tensor(&[n, self.spec.z_dim], &self.device)?)
-    }
-
     /// Images of latent seeds `first_seed .. first_seed + n`: image `i` is made from
     /// `sample_z(1, first_seed + i)` with random noise of the same seed, clamped to
     /// [-1, 1]. Any range of seeds gives the same image for the same seed.
@@ -206,11 +200,6 @@ impl StyleGan2 {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Tensor::cat(&imgs, 0)?.clamp(-1f32, 1f32)?)
-    }
-
-    /// The image only: taps are dropped as soon as the next layer has used them.
-    pub fn image(&self, ws: &Tensor, noise: NoiseMode) -> Result<Tensor> {
-        Ok(self.synthesis.forward(ws, noise, false)?.0)
     }
 
     /// Drops the kernels precomputed at load, so that forward passes follow weights
@@ -241,6 +230,15 @@ impl Generator for StyleGan2 {
     fn synthesize(&self, ws: &Tensor, noise: NoiseMode) -> Result<Synthesis> {
         let (image, taps) = self.synthesis.forward(ws, noise, true)?;
         Ok(Synthesis { image, taps })
+    }
+
+    fn w_avg(&self) -> Option<&Tensor> {
+        Some(&self.mapping.w_avg)
+    }
+
+    /// The image only: taps are dropped as soon as the next layer has used them.
+    fn image(&self, ws: &Tensor, noise: NoiseMode) -> Result<Tensor> {
+        Ok(self.synthesis.forward(ws, noise, false)?.0)
     }
 }
 

@@ -155,22 +155,6 @@ impl Mapping {
 
     /// `w_avg + psi (ws - w_avg)` on `ws[:, ..cutoff]` (all when no cutoff).
     pub fn truncate(&self, ws: &Tensor, t: Truncation) -> Result<Tensor> {
-        if !t.psi.is_finite() {
-            return Err(Error::invalid(format!("truncation psi must be finite, got {}", t.psi)));
-        }
-        if t.is_identity() {
-            return Ok(ws.clone());
-        }
-        let cut = t.cutoff.unwrap_or(self.num_ws).min(self.num_ws);
-        let lerp = |x: &Tensor| -> Result<Tensor> {
-            Ok(x.broadcast_sub(&self.w_avg)?
-                .affine(t.psi, 0.0)?
-                .broadcast_add(&self.w_avg)?)
-        };
-        if cut == self.num_ws {
-            return lerp(ws);
-        }
-        let head = lerp(&ws.narrow(1, 0, cut)?)?;
-        Ok(Tensor::cat(&[&head, &ws.narrow(1, cut, self.num_ws - cut)?], 1)?)
+        t.apply(ws, &self.w_avg)
     }
 }

@@ -11,7 +11,7 @@
 use candle_core::Tensor;
 
 use labelgan_core::io::TensorFile;
-use labelgan_core::{Error, FeatureTaps, NoiseMode, Result, SplitMix64, Tap, TapSpec};
+use labelgan_core::{Error, FeatureTaps, NoiseMode, Result, SplitMix64, Tap, TapRole, TapSpec};
 
 use crate::modulated_conv::{SynthesisLayer, ToRgb};
 use crate::upfirdn::upsample2d;
@@ -137,6 +137,11 @@ impl Synthesis {
                 name: format!("synthesis.b{r}.{n}"),
                 resolution: r,
                 channels: c,
+                role: if n == "torgb" {
+                    TapRole::Output
+                } else {
+                    TapRole::Feature
+                },
             };
             if let Some(c0) = &b.conv0 {
                 out.push(spec("conv0", c0.out_channels()));
@@ -166,9 +171,9 @@ impl Synthesis {
             _ => 0,
         };
         let mut taps = FeatureTaps::new();
-        let mut keep = |name: String, t: &Tensor| -> Result<()> {
+        let mut keep = |name: String, t: &Tensor, role: TapRole| -> Result<()> {
             if keep_taps {
-                taps.push(Tap::new(name, t.clone())?)?;
+                taps.push(Tap::with_role(name, t.clone(), role)?)?;
             }
             Ok(())
         };
@@ -183,7 +188,7 @@ impl Synthesis {
                 }
                 (None, Some(conv0), Some(x)) => {
                     let h = conv0.forward(&x, &w_at(w_idx)?, noise, noise_seed(layer))?;
-                    keep(format!("{p}.conv0"), &h)?;
+                    keep(format!("{p}.conv0"), &h, TapRole::Feature)?;
                     w_idx += 1;
                     layer += 1;
                     h
@@ -191,11 +196,11 @@ impl Synthesis {
                 _ => return Err(Error::invalid(format!("block {p} has neither a constant nor an input"))),
             };
             h = b.conv1.forward(&h, &w_at(w_idx)?, noise, noise_seed(layer))?;
-            keep(format!("{p}.conv1"), &h)?;
+            keep(format!("{p}.conv1"), &h, TapRole::Feature)?;
             w_idx += 1;
             layer += 1;
             let y = b.torgb.forward(&h, &w_at(w_idx)?)?;
-            keep(format!("{p}.torgb"), &y)?;
+            keep(format!("{p}.torgb"), &y, TapRole::Output)?;
             img = Some(match img {
                 Some(prev) => (upsample2d(&prev, &b.resample_filter)? + y)?,
                 None => y,

@@ -26,7 +26,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use labelgan_core::io::{TensorFile, save_safetensors};
-use labelgan_core::{Error, NoiseMode, Result, SplitMix64, Truncation};
+use labelgan_core::{Error, Generator, NoiseMode, Result, SplitMix64, Truncation};
 
 use crate::config::GeneratorConfig;
 use crate::discriminator::{Discriminator, DiscriminatorConfig};

@@ -3,50 +3,16 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use image::{DynamicImage, GrayImage, ImageBuffer, Luma, Rgb, RgbImage};
+use image::{DynamicImage, GrayImage, Luma, Rgb, RgbImage};
 use serde_json::json;
 
 use labelgan_core::image_io::{contact_sheet, rgb_to_chw, save_png};
-use labelgan_core::io::write_atomic;
 use labelgan_core::{Error, Result};
+use labelgan_dataset::files::{create_folders, write_keypoint_file};
+use labelgan_dataset::{ImageLabels, colorize_mask, write_labelled_image};
 
 use crate::render::{CLASSES, FAR, KEYPOINTS, ToyFace};
 use crate::{check_resolution, sample};
-
-/// Display colours of the classes (background black).
-pub const PALETTE: [[u8; 3]; 8] = [
-    [0, 0, 0],
-    [230, 180, 140],
-    [120, 70, 30],
-    [40, 120, 240],
-    [240, 200, 40],
-    [150, 60, 170],
-    [40, 190, 90],
-    [220, 40, 50],
-];
-
-/// A class-id mask (`resolution²` ids, row-major) as an RGB picture.
-pub fn colorize_mask(mask: &[u8], resolution: usize) -> Result<RgbImage> {
-    if mask.len() != resolution * resolution {
-        return Err(Error::invalid(format!(
-            "a {resolution}x{resolution} mask needs {} class ids, got {}",
-            resolution * resolution,
-            mask.len()
-        )));
-    }
-    let r = resolution as u32;
-    Ok(ImageBuffer::from_fn(r, r, |x, y| {
-        Rgb(PALETTE[mask[(y * r + x) as usize] as usize % PALETTE.len()])
-    }))
-}
-
-/// Depth in [0, 1] to 16-bit values (`round(d * 65535)`).
-pub fn depth_to_u16(depth: &[f32]) -> Vec<u16> {
-    depth
-        .iter()
-        .map(|&d| (d.clamp(0.0, 1.0) * 65535.0).round() as u16)
-        .collect()
-}
 
 /// Images `start..start + count` of stream `seed` as a `[count, 3, R, R]` f32 tensor in
 /// [-1, 1] (`u8 / 127.5 - 1`), rendered on all cores.
@@ -95,10 +61,6 @@ pub struct DatasetSummary {
     pub class_share: [f64; 8],
 }
 
-fn create_dir(path: &Path) -> Result<()> {
-    std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))
-}
-
 /// Writes `count` toy faces of stream `seed` to `out`: `images/NNNNN.png` (RGB),
 /// `masks/NNNNN.png` (8-bit class ids), `depth/NNNNN.png` (16-bit, `round(d * 65535)`),
 /// `keypoints.json`, and `contact_sheet.png` (image, mask, depth of the first 16).
@@ -114,9 +76,7 @@ pub fn write_dataset(
     if count == 0 {
         return Err(Error::invalid("--count must be at least 1"));
     }
-    for sub in ["images", "masks", "depth"] {
-        create_dir(&out.join(sub))?;
-    }
+    create_folders(out, &["images", "masks", "depth"])?;
     let width = 5.max(count.saturating_sub(1).to_string().len());
     let mut entries = Vec::with_capacity(count);
     let mut sheet = Vec::new();
@@ -127,14 +87,7 @@ pub fn write_dataset(
         for (j, f) in render_range(seed, start as u64, n, resolution).into_iter().enumerate() {
             let i = start + j;
             let name = format!("{i:0width$}.png");
-            let r = resolution as u32;
-            let rgb = DynamicImage::ImageRgb8(RgbImage::from_raw(r, r, f.rgb.clone()).expect("size"));
-            save_png(&rgb, &out.join("images").join(&name))?;
-            let mask = GrayImage::from_raw(r, r, f.mask.clone()).expect("size");
-            save_png(&DynamicImage::ImageLuma8(mask), &out.join("masks").join(&name))?;
-            let depth: ImageBuffer<Luma<u16>, Vec<u16>> =
-                ImageBuffer::from_raw(r, r, depth_to_u16(&f.depth)).expect("size");
-            save_png(&DynamicImage::ImageLuma16(depth), &out.join("depth").join(&name))?;
+            write_labelled_image(out, &name, resolution, &f.rgb, &f.labels())?;
             for &c in &f.mask {
                 class_pixels[c as usize] += 1;
             }
@@ -157,10 +110,8 @@ pub fn write_dataset(
         "keypoint_names": KEYPOINTS,
         "coordinates": "pixels, x right and y down, pixel centres at integers",
         "depth": format!("16-bit PNG: round(65535 * distance / {FAR}); background 65535"),
-        "images": entries,
     });
-    let text = serde_json::to_string_pretty(&meta).map_err(|e| Error::invalid(e.to_string()))?;
-    write_atomic(&out.join("keypoints.json"), text.as_bytes())?;
+    write_keypoint_file(out, meta, entries)?;
     save_png(&contact_sheet(&sheet, 6, 2)?, &out.join("contact_sheet.png"))?;
     let total: u64 = class_pixels.iter().sum();
     Ok(DatasetSummary {

@@ -24,7 +24,7 @@ mod dataset;
 mod face;
 mod render;
 
-pub use dataset::{DatasetSummary, PALETTE, batch_tensor, colorize_mask, depth_to_u16, write_dataset};
+pub use dataset::{DatasetSummary, batch_tensor, write_dataset};
 pub use face::{Background, Face, HairStyle, Pattern};
 pub use render::{CLASSES, FAR, KEYPOINTS, Sample, Scene, ToyFace, render, render_with};
 

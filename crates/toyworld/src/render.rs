@@ -423,6 +423,17 @@ pub struct ToyFace {
     pub face: Face,
 }
 
+impl ToyFace {
+    /// The face's labels: mask, the five keypoints, depth.
+    pub fn labels(&self) -> labelgan_dataset::ImageLabels {
+        labelgan_dataset::ImageLabels {
+            mask: Some(self.mask.iter().map(|&c| u32::from(c)).collect()),
+            keypoints: Some(self.keypoints.to_vec()),
+            depth: Some(self.depth.clone()),
+        }
+    }
+}
+
 /// Subsamples per pixel side: anti-aliasing at every resolution.
 fn supersampling(resolution: usize) -> usize {
     match resolution {

@@ -1,14 +1,4 @@
-//! The dataset folder, written resumably.
-//!
-//! ```text
-//! DIR/images/000000.png     RGB
-//! DIR/masks/000000.png      8-bit class ids            (segmentation)
-//! DIR/depth/000000.png      16-bit, round(65535 d)     (depth in [0, 1])
-//! DIR/previews/000000.png   image with the mask blended in and keypoints marked
-//! DIR/manifest.jsonl        one JSON object per image, in order
-//! DIR/keypoints.json        every image's keypoints    (written by `finish`)
-//! DIR/contact_sheet.png     the first 32 previews      (written by `finish`)
-//! ```
+//! The dataset folder, written image by image and resumably.
 //!
 //! Each manifest line: `{"index", "image", "mask"?, "depth"?, "keypoints"?, "candidate",
 //! "seed", "z", "score"}` (`candidate`: the latent's draw index; `z`: the latent).
@@ -22,15 +12,18 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use image::{DynamicImage, GrayImage, ImageBuffer, Luma, Rgb, RgbImage};
+use image::DynamicImage;
 use serde::{Deserialize, Serialize};
 
 use labelgan_core::image_io::{contact_sheet, load_image, save_png};
-use labelgan_core::io::{remove_stale_temp_files, write_atomic};
+use labelgan_core::io::remove_stale_temp_files;
 use labelgan_core::{Error, Result};
-use labelgan_toyworld::{PALETTE, depth_to_u16};
 
-/// One labelled image.
+use crate::files::{create_folders, write_keypoint_file, write_labelled_image};
+use crate::labels::ImageLabels;
+use crate::palette::preview;
+
+/// One generated, labelled image and where it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     /// Position in the dataset (0, 1, ...).
@@ -43,29 +36,35 @@ pub struct Sample {
     pub z: Vec<f32>,
     /// Square RGB image, row-major, 3 bytes per pixel.
     pub rgb: Vec<u8>,
-    pub mask: Option<Vec<u8>>,
-    /// Depth in [0, 1] per pixel.
-    pub depth: Option<Vec<f32>>,
-    /// (x, y) in pixels.
-    pub keypoints: Option<Vec<[f32; 2]>>,
+    /// Its labels.
+    pub labels: ImageLabels,
     /// Image uncertainty score (mean of the 10 % most uncertain pixels).
     pub score: f32,
 }
 
 /// One manifest line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Entry {
+pub struct ManifestEntry {
+    /// Position in the dataset.
     pub index: usize,
+    /// The image, relative to the folder.
     pub image: String,
+    /// The mask, relative to the folder.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub mask: Option<String>,
+    /// The depth map, relative to the folder.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub depth: Option<String>,
+    /// (x, y) per keypoint, in pixels.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub keypoints: Option<Vec<[f32; 2]>>,
+    /// Draw index of the latent.
     pub candidate: u64,
+    /// Seed the latent was drawn from.
     pub seed: u64,
+    /// The latent z.
     pub z: Vec<f32>,
+    /// Image uncertainty score.
     pub score: f32,
 }
 
@@ -74,7 +73,7 @@ pub struct Entry {
 pub struct DatasetWriter {
     dir: PathBuf,
     resolution: usize,
-    entries: Vec<Entry>,
+    entries: Vec<ManifestEntry>,
 }
 
 fn manifest_path(dir: &Path) -> PathBuf {
@@ -86,11 +85,14 @@ impl DatasetWriter {
     /// an earlier run finished.
     pub fn open(dir: impl AsRef<Path>, resolution: usize) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
+        // Label folders are made on the first image that has that label, so that a
+        // folder's presence says which labels the dataset has.
+        create_folders(&dir, &["images", "previews"])?;
         for sub in ["images", "masks", "depth", "previews"] {
-            let p = dir.join(sub);
-            std::fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
             // A kill between writing a file and renaming it leaves its temporary.
-            remove_stale_temp_files(&p)?;
+            if dir.join(sub).is_dir() {
+                remove_stale_temp_files(&dir.join(sub))?;
+            }
         }
         remove_stale_temp_files(&dir)?;
         let mp = manifest_path(&dir);
@@ -111,7 +113,7 @@ impl DatasetWriter {
                 if line.is_empty() {
                     continue;
                 }
-                let e: Entry =
+                let e: ManifestEntry =
                     serde_json::from_slice(line).map_err(|e| Error::format(&mp, format!("line {}: {e}", k + 1)))?;
                 if e.index != entries.len() {
                     return Err(Error::format(
@@ -134,10 +136,12 @@ impl DatasetWriter {
         self.entries.len()
     }
 
-    pub fn entries(&self) -> &[Entry] {
+    /// The manifest so far.
+    pub fn entries(&self) -> &[ManifestEntry] {
         &self.entries
     }
 
+    /// The folder.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -149,7 +153,6 @@ impl DatasetWriter {
 
     /// Writes `s`, which must be the next image (`s.index == done()`).
     pub fn write(&mut self, s: &Sample) -> Result<()> {
-        let r = self.resolution;
         if s.index != self.done() {
             return Err(Error::invalid(format!(
                 "image {} written out of order: {} are done",
@@ -157,57 +160,28 @@ impl DatasetWriter {
                 self.done()
             )));
         }
-        if s.rgb.len() != 3 * r * r {
-            return Err(Error::invalid(format!("image {}: expected {r}x{r} RGB", s.index)));
-        }
         let name = Self::name(s.index);
-        let ru = r as u32;
-        let img = RgbImage::from_raw(ru, ru, s.rgb.clone()).ok_or_else(|| Error::invalid("internal: image size"))?;
-        save_png(
-            &DynamicImage::ImageRgb8(img.clone()),
-            &self.dir.join("images").join(&name),
-        )?;
-        let mut entry = Entry {
+        let l = &s.labels;
+        for (sub, present) in [("masks", l.mask.is_some()), ("depth", l.depth.is_some())] {
+            if present {
+                create_folders(&self.dir, &[sub])?;
+            }
+        }
+        let img = write_labelled_image(&self.dir, &name, self.resolution, &s.rgb, l)
+            .map_err(|e| Error::invalid(format!("image {}: {e}", s.index)))?;
+        let entry = ManifestEntry {
             index: s.index,
             image: format!("images/{name}"),
-            mask: None,
-            depth: None,
-            keypoints: s.keypoints.clone(),
+            mask: l.mask.as_ref().map(|_| format!("masks/{name}")),
+            depth: l.depth.as_ref().map(|_| format!("depth/{name}")),
+            keypoints: l.keypoints.clone(),
             candidate: s.candidate,
             seed: s.seed,
             z: s.z.clone(),
             score: s.score,
         };
-        let mut preview = img;
-        if let Some(m) = &s.mask {
-            let g = GrayImage::from_raw(ru, ru, m.clone())
-                .ok_or_else(|| Error::invalid(format!("image {}: mask is not {r}x{r}", s.index)))?;
-            save_png(&DynamicImage::ImageLuma8(g), &self.dir.join("masks").join(&name))?;
-            entry.mask = Some(format!("masks/{name}"));
-            for (px, &c) in preview.pixels_mut().zip(m) {
-                if c != 0 {
-                    let col = PALETTE[c as usize % PALETTE.len()];
-                    for (v, c) in px.0.iter_mut().zip(col) {
-                        *v = ((*v as u16 + c as u16) / 2) as u8;
-                    }
-                }
-            }
-        }
-        if let Some(d) = &s.depth {
-            let b: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_raw(ru, ru, depth_to_u16(d))
-                .ok_or_else(|| Error::invalid(format!("image {}: depth is not {r}x{r}", s.index)))?;
-            save_png(&DynamicImage::ImageLuma16(b), &self.dir.join("depth").join(&name))?;
-            entry.depth = Some(format!("depth/{name}"));
-        }
-        if let Some(kps) = &s.keypoints {
-            for &[x, y] in kps {
-                mark(&mut preview, x, y);
-            }
-        }
-        save_png(
-            &DynamicImage::ImageRgb8(preview),
-            &self.dir.join("previews").join(&name),
-        )?;
+        let p = preview(img, l.mask.as_deref(), l.keypoints.as_deref());
+        save_png(&DynamicImage::ImageRgb8(p), &self.dir.join("previews").join(&name))?;
         // The manifest line last: the image is done once it is on disk.
         let mut line = serde_json::to_string(&entry).map_err(|e| Error::invalid(e.to_string()))?;
         line.push('\n');
@@ -225,7 +199,7 @@ impl DatasetWriter {
 
     /// Writes `keypoints.json` (with `meta` merged in) and the contact sheet.
     pub fn finish(&self, meta: serde_json::Value) -> Result<()> {
-        let mut m = match meta {
+        let mut meta = match meta {
             serde_json::Value::Object(m) => m,
             _ => serde_json::Map::new(),
         };
@@ -234,10 +208,8 @@ impl DatasetWriter {
             .iter()
             .map(|e| serde_json::json!({"file": Self::name(e.index), "index": e.index, "keypoints": e.keypoints}))
             .collect();
-        m.insert("resolution".into(), self.resolution.into());
-        m.insert("images".into(), images.into());
-        let text = serde_json::to_string_pretty(&m).map_err(|e| Error::invalid(e.to_string()))?;
-        write_atomic(&self.dir.join("keypoints.json"), text.as_bytes())?;
+        meta.insert("resolution".into(), self.resolution.into());
+        write_keypoint_file(&self.dir, meta.into(), images)?;
         let previews = self
             .entries
             .iter()
@@ -273,21 +245,6 @@ pub fn folder_contents(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     Ok(out)
 }
 
-/// A white cross with a black outline at (x, y).
-fn mark(img: &mut RgbImage, x: f32, y: f32) {
-    let (w, h) = (img.width() as i64, img.height() as i64);
-    let (cx, cy) = (x.round() as i64, y.round() as i64);
-    for (d, col) in [(2i64, [0u8, 0, 0]), (1, [255, 255, 255])] {
-        for t in -d..=d {
-            for (px, py) in [(cx + t, cy), (cx, cy + t)] {
-                if (0..w).contains(&px) && (0..h).contains(&py) {
-                    img.put_pixel(px as u32, py as u32, Rgb(col));
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,16 +257,18 @@ mod tests {
             seed: 9,
             z: vec![i as f32, -0.5],
             rgb: (0..3 * r * r).map(|k| (k * 7 + i) as u8).collect(),
-            mask: Some((0..r * r).map(|k| ((k + i) % 8) as u8).collect()),
-            depth: Some((0..r * r).map(|k| k as f32 / 64.0).collect()),
-            keypoints: Some(vec![[1.0, 2.5], [7.0, 0.0]]),
+            labels: ImageLabels {
+                mask: Some((0..r * r).map(|k| ((k + i) % 8) as u32).collect()),
+                depth: Some((0..r * r).map(|k| k as f32 / 64.0).collect()),
+                keypoints: Some(vec![[1.0, 2.5], [7.0, 0.0]]),
+            },
             score: 0.25 * i as f32,
         }
     }
 
     #[test]
     fn resumes_after_a_partial_line_to_the_same_bytes() {
-        let base = std::env::temp_dir().join(format!("lg-factory-ds-{}", std::process::id()));
+        let base = std::env::temp_dir().join(format!("lg-dataset-ds-{}", std::process::id()));
         let (a, b) = (base.join("a"), base.join("b"));
         let _ = std::fs::remove_dir_all(&base);
         let mut w = DatasetWriter::open(&a, 8).unwrap();
@@ -342,16 +301,26 @@ mod tests {
         let reopened = DatasetWriter::open(&a, 8).unwrap();
         let e = &reopened.entries()[4];
         assert_eq!((e.candidate, e.mask.as_deref()), (12, Some("masks/000004.png")));
+        // What was written reads back as the same labels.
+        let set = crate::load_dataset(&a, 8, None).unwrap();
+        assert_eq!(set.targets.image(2), sample(2).labels.clone().with_depth_quantised());
         std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]
     fn a_corrupt_manifest_is_named() {
-        let d = std::env::temp_dir().join(format!("lg-factory-bad-{}", std::process::id()));
+        let d = std::env::temp_dir().join(format!("lg-dataset-bad-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("manifest.jsonl"), b"{not json}\n").unwrap();
         let e = DatasetWriter::open(&d, 8).unwrap_err().to_string();
         assert!(e.contains("manifest.jsonl") && e.contains("line 1"), "{e}");
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    impl ImageLabels {
+        fn with_depth_quantised(mut self) -> Self {
+            self.depth = self.depth.map(|d| crate::depth_from_u16(&crate::depth_to_u16(&d)));
+            self
+        }
     }
 }

@@ -1,25 +1,36 @@
-//! Reading a labelled dataset folder: the layout that `labelgan toyworld` and the
-//! factory write (`images/`, `masks/`, `depth/`, `keypoints.json`).
+//! Reading a labelled dataset folder into memory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
 use labelgan_core::image_io::{file_names, image_files, load_image, load_images};
 use labelgan_core::{Error, Result};
 
-use crate::unet::Targets;
+use crate::files::depth_from_u16;
+use crate::labels::Targets;
 
 /// Images and whatever labels the folder has.
 #[derive(Debug, Clone)]
 pub struct LabelledSet {
     /// `[N, 3, R, R]` in [-1, 1].
     pub images: Tensor,
+    /// The labels, column by column.
     pub targets: Targets,
     /// File names, in order.
     pub names: Vec<String>,
 }
 
 impl LabelledSet {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
     /// One set holding `parts` one after the other, each `repeat` times (a small set of
     /// real labelled images weighed up beside a large synthetic one). A label kind is
     /// kept only if every part has it; keypoint counts must agree. Names get the part's
@@ -81,6 +92,22 @@ impl LabelledSet {
     }
 }
 
+/// Side of the first image in `dir/images` (square images only).
+pub fn resolution_of(dir: &Path) -> Result<usize> {
+    let files = image_files(&dir.join("images"))?;
+    let first = files
+        .first()
+        .ok_or_else(|| Error::invalid(format!("{}: no images", dir.join("images").display())))?;
+    let img = load_image(first)?;
+    if img.width() != img.height() {
+        return Err(Error::format(
+            first,
+            format!("image is {}x{}, expected a square image", img.width(), img.height()),
+        ));
+    }
+    Ok(img.width() as usize)
+}
+
 /// Loads the first `limit` images (all if `None`) of `dir` with their masks, depth
 /// (16-bit PNG, `/ 65535`) and keypoints where present.
 pub fn load_dataset(dir: &Path, resolution: usize, limit: Option<usize>) -> Result<LabelledSet> {
@@ -91,7 +118,7 @@ pub fn load_dataset(dir: &Path, resolution: usize, limit: Option<usize>) -> Resu
     let names = file_names(&files);
     let images = load_images(&files, resolution)?;
     let px = resolution * resolution;
-    let per_file = |sub: &str| -> Option<Vec<std::path::PathBuf>> {
+    let per_file = |sub: &str| -> Option<Vec<PathBuf>> {
         let d = dir.join(sub);
         d.is_dir().then(|| names.iter().map(|n| d.join(n)).collect())
     };
@@ -119,7 +146,7 @@ pub fn load_dataset(dir: &Path, resolution: usize, limit: Option<usize>) -> Resu
                     if d.len() != px {
                         return Err(Error::format(p, format!("depth map is not {resolution}x{resolution}")));
                     }
-                    Ok(d.into_iter().map(|v| v as f32 / 65535.0).collect())
+                    Ok(depth_from_u16(&d))
                 })
                 .collect::<Result<Vec<Vec<f32>>>>()?,
         ),

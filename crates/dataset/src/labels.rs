@@ -1,0 +1,173 @@
+//! The labels of an image, and of a set of images.
+
+use labelgan_core::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// Whatever labels one square image of side R has. Conventions as in
+/// `docs/architecture.md`: masks and depth are row-major `R*R`; keypoints are (x, y) in
+/// pixels, x right and y down, pixel centres at integers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImageLabels {
+    /// Class id per pixel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<Vec<u32>>,
+    /// (x, y) per keypoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keypoints: Option<Vec<[f32; 2]>>,
+    /// Depth in [0, 1] per pixel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<Vec<f32>>,
+}
+
+impl ImageLabels {
+    /// A mask alone.
+    pub fn mask(mask: Vec<u32>) -> Self {
+        Self {
+            mask: Some(mask),
+            ..Self::default()
+        }
+    }
+
+    /// Keypoints alone.
+    pub fn keypoints(keypoints: Vec<[f32; 2]>) -> Self {
+        Self {
+            keypoints: Some(keypoints),
+            ..Self::default()
+        }
+    }
+
+    /// A depth map alone.
+    pub fn depth(depth: Vec<f32>) -> Self {
+        Self {
+            depth: Some(depth),
+            ..Self::default()
+        }
+    }
+
+    /// Whether the image has no label at all.
+    pub fn is_empty(&self) -> bool {
+        self.mask.is_none() && self.keypoints.is_none() && self.depth.is_none()
+    }
+
+    /// Checks the sizes against an image of side `resolution`.
+    pub fn check(&self, resolution: usize) -> Result<()> {
+        let px = resolution * resolution;
+        if let Some(m) = &self.mask {
+            if m.len() != px {
+                return Err(Error::invalid(format!(
+                    "a {resolution}x{resolution} mask needs {px} class ids, got {}",
+                    m.len()
+                )));
+            }
+        }
+        if let Some(d) = &self.depth {
+            if d.len() != px {
+                return Err(Error::invalid(format!(
+                    "a {resolution}x{resolution} depth map needs {px} values, got {}",
+                    d.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The labels of a set of images, one column per kind: a kind is present only when
+/// every image has it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Targets {
+    /// Class ids per image, `R*R`.
+    pub masks: Option<Vec<Vec<u32>>>,
+    /// (x, y) per keypoint per image.
+    pub keypoints: Option<Vec<Vec<[f32; 2]>>>,
+    /// Depth per image, `R*R`.
+    pub depth: Option<Vec<Vec<f32>>>,
+}
+
+impl Targets {
+    /// The columns of `labels`: a kind is kept when every image has it.
+    pub fn from_images(labels: &[ImageLabels]) -> Self {
+        Self {
+            masks: labels.iter().map(|l| l.mask.clone()).collect(),
+            keypoints: labels.iter().map(|l| l.keypoints.clone()).collect(),
+            depth: labels.iter().map(|l| l.depth.clone()).collect(),
+        }
+    }
+
+    /// Whether no kind is present.
+    pub fn is_empty(&self) -> bool {
+        self.masks.is_none() && self.keypoints.is_none() && self.depth.is_none()
+    }
+
+    /// Number of images (0 when no kind is present).
+    pub fn len(&self) -> usize {
+        self.masks
+            .as_ref()
+            .map(Vec::len)
+            .or(self.keypoints.as_ref().map(Vec::len))
+            .or(self.depth.as_ref().map(Vec::len))
+            .unwrap_or(0)
+    }
+
+    /// The labels of image `i`.
+    pub fn image(&self, i: usize) -> ImageLabels {
+        ImageLabels {
+            mask: self.masks.as_ref().and_then(|m| m.get(i).cloned()),
+            keypoints: self.keypoints.as_ref().and_then(|k| k.get(i).cloned()),
+            depth: self.depth.as_ref().and_then(|d| d.get(i).cloned()),
+        }
+    }
+
+    /// One [`ImageLabels`] per image.
+    pub fn images(&self) -> Vec<ImageLabels> {
+        (0..self.len()).map(|i| self.image(i)).collect()
+    }
+
+    /// Only the kinds `keep` allows: (masks, keypoints, depth).
+    pub fn only(&self, masks: bool, keypoints: bool, depth: bool) -> Targets {
+        Targets {
+            masks: self.masks.clone().filter(|_| masks),
+            keypoints: self.keypoints.clone().filter(|_| keypoints),
+            depth: self.depth.clone().filter(|_| depth),
+        }
+    }
+
+    /// The largest class id in the masks, if any.
+    pub fn max_class(&self) -> Option<u32> {
+        self.masks
+            .as_ref()
+            .and_then(|m| m.iter().flat_map(|v| v.iter()).copied().max())
+    }
+
+    /// Keypoints per image (of the first image; 0 without keypoints).
+    pub fn keypoint_count(&self) -> usize {
+        self.keypoints.as_ref().and_then(|k| k.first()).map_or(0, Vec::len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_keep_a_kind_only_when_every_image_has_it() {
+        let a = ImageLabels {
+            mask: Some(vec![0, 1, 2, 3]),
+            keypoints: Some(vec![[1.0, 2.0]]),
+            depth: None,
+        };
+        let b = ImageLabels {
+            mask: Some(vec![3, 2, 1, 0]),
+            keypoints: None,
+            depth: Some(vec![0.5; 4]),
+        };
+        let t = Targets::from_images(&[a.clone(), b.clone()]);
+        assert_eq!(t.len(), 2);
+        assert!(t.keypoints.is_none() && t.depth.is_none());
+        assert_eq!(t.max_class(), Some(3));
+        assert_eq!(t.image(1).mask, b.mask);
+        let one = Targets::from_images(std::slice::from_ref(&a));
+        assert_eq!(one.images(), vec![a.clone()]);
+        assert!(a.check(2).is_ok() && a.check(3).is_err());
+    }
+}

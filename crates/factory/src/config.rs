@@ -1,0 +1,93 @@
+//! What to generate: count, latent seed, truncation, filtering, batch.
+
+use serde::{Deserialize, Serialize};
+
+use labelgan_core::{Error, Result};
+
+/// What [`crate::generate_dataset`] makes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FactoryConfig {
+    /// Images to write.
+    pub count: usize,
+    /// Latent seed: candidate `c` is `z ~ N(0, I)` from `SplitMix64::derive(seed, c)`.
+    pub seed: u64,
+    /// Truncation psi (1: none).
+    pub psi: f64,
+    /// Fraction of each block dropped as most uncertain (HandsOff: 0.1).
+    pub filter_fraction: f64,
+    /// Candidates per filtering block.
+    pub block: usize,
+    /// Images per generator batch.
+    pub batch: usize,
+}
+
+impl Default for FactoryConfig {
+    fn default() -> Self {
+        Self {
+            count: 1000,
+            seed: 0,
+            psi: 1.0,
+            filter_fraction: 0.1,
+            block: 50,
+            batch: 8,
+        }
+    }
+}
+
+impl FactoryConfig {
+    /// Images kept per block.
+    pub fn keep_per_block(&self) -> usize {
+        let drop = (self.filter_fraction * self.block as f64).round() as usize;
+        self.block.saturating_sub(drop)
+    }
+
+    /// Checks the settings before any work.
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0..1.0).contains(&self.filter_fraction) {
+            return Err(Error::invalid(format!(
+                "filter fraction must be in [0, 1), got {}",
+                self.filter_fraction
+            )));
+        }
+        if !self.psi.is_finite() {
+            return Err(Error::invalid(format!(
+                "truncation psi must be finite, got {}",
+                self.psi
+            )));
+        }
+        if self.block == 0 || self.batch == 0 || self.keep_per_block() == 0 {
+            return Err(Error::invalid(
+                "block and batch must be positive and keep at least one image per block",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_per_block_rounds_the_dropped_share() {
+        let c = FactoryConfig {
+            block: 50,
+            filter_fraction: 0.1,
+            ..FactoryConfig::default()
+        };
+        assert_eq!(c.keep_per_block(), 45);
+        let c = FactoryConfig {
+            block: 4,
+            filter_fraction: 0.3,
+            ..FactoryConfig::default()
+        };
+        assert_eq!(c.keep_per_block(), 3);
+        for bad in [1.0, -0.1, f64::NAN] {
+            let c = FactoryConfig {
+                filter_fraction: bad,
+                ..FactoryConfig::default()
+            };
+            assert!(c.validate().is_err(), "{bad}");
+        }
+    }
+}

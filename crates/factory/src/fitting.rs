@@ -1,0 +1,145 @@
+//! Fitting the pixel labelers: labels paired with the feature taps of the latents that
+//! made (HandsOff: that reconstruct) the labelled images.
+
+use std::path::Path;
+
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use labelgan_core::{Error, Generator, NoiseMode, Result};
+use labelgan_dataset::{ImageLabels, Targets};
+use labelgan_labeler::{Ensemble, GeneratorTaps, Head, LabelerConfig, TrainReport, fit};
+
+use crate::labelers::Labelers;
+
+/// The feature taps ([`labelgan_core::TapRole::Feature`]) of `g` for `ws`, regenerated
+/// on demand, as a labeler training source.
+pub fn taps_of<'a, G: Generator>(g: &'a G, ws: &Tensor) -> Result<GeneratorTaps<'a, G>> {
+    let keep: Vec<String> = g.spec().feature_taps().into_iter().map(|s| s.name).collect();
+    if keep.is_empty() {
+        return Err(Error::invalid(
+            "the generator declares no feature taps (GeneratorSpec::taps with TapRole::Feature)",
+        ));
+    }
+    Ok(GeneratorTaps {
+        generator: g,
+        ws: ws.clone(),
+        noise: NoiseMode::Const,
+        keep,
+    })
+}
+
+/// Fits a labeler on images whose latents are `ws` `[N, num_ws, w_dim]` and whose
+/// labels are `labels`. HandsOff: `ws` are the inverted latents of labelled real
+/// images. DatasetGAN: `ws` are the latents of generated images people labelled.
+pub fn fit_labeler<G: Generator>(
+    g: &G,
+    ws: &Tensor,
+    labels: &[ImageLabels],
+    config: &LabelerConfig,
+    progress: impl FnMut(&str),
+) -> Result<(Ensemble, TrainReport)> {
+    fit(config, &taps_of(g, ws)?, labels, progress)
+}
+
+/// How [`fit_labelers`] fits each ensemble.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FitOptions {
+    /// Segmentation classes (default: the largest id in the masks + 1).
+    pub classes: Option<usize>,
+    /// Ensemble members per labeler.
+    pub members: usize,
+    /// Pixels sampled per labelled image.
+    pub pixels_per_image: usize,
+    /// Most epochs (each member stops early on its held-out pixels).
+    pub max_epochs: usize,
+    /// Keypoint heatmap std in pixels.
+    pub sigma: f32,
+    /// Seed of the members' initialisation and the pixel sampling.
+    pub seed: u64,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        Self {
+            classes: None,
+            members: 10,
+            pixels_per_image: 20_000,
+            max_epochs: 20,
+            sigma: 2.0,
+            seed: 0,
+        }
+    }
+}
+
+/// Fits one labeler per label kind present in `targets` (segmentation, keypoints,
+/// depth) on the taps of the latents that `latents()` returns (called once, and only if
+/// something must be fitted). With `cache`, each fitted ensemble is saved there as
+/// `KIND.safetensors` and later calls load it instead of fitting again.
+pub fn fit_labelers<G: Generator>(
+    g: &G,
+    targets: &Targets,
+    options: &FitOptions,
+    cache: Option<&Path>,
+    latents: &mut dyn FnMut() -> Result<Tensor>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Labelers> {
+    if targets.is_empty() {
+        return Err(Error::invalid("no labels to fit: expected masks, keypoints or depth"));
+    }
+    if let Some(dir) = cache {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        labelgan_core::io::remove_stale_temp_files(dir)?;
+    }
+    let r = g.spec().resolution;
+    let images = targets.images();
+    let mut ws: Option<Tensor> = None;
+    let mut fit_or_load = |name: &str, head: Head| -> Result<Ensemble> {
+        let path = cache.map(|d| d.join(format!("{name}.safetensors")));
+        if let Some(p) = path.as_ref().filter(|p| p.exists()) {
+            progress(&format!("using the {name} labeler fitted earlier: {}", p.display()));
+            return Ensemble::load(p, g.device());
+        }
+        let ws = match &ws {
+            Some(ws) => ws,
+            None => ws.insert(latents()?),
+        };
+        let mut cfg = LabelerConfig::new(head, r);
+        cfg.members = options.members;
+        cfg.pixels_per_image = options.pixels_per_image;
+        cfg.max_epochs = options.max_epochs;
+        cfg.seed = options.seed;
+        let (e, rep) = fit_labeler(g, ws, &images, &cfg, |l| progress(&format!("{name}: {l}")))?;
+        progress(&format!(
+            "{name} labeler: {} epochs, best held-out loss per member {:?}",
+            rep.epochs, rep.best_val_loss
+        ));
+        if let Some(p) = &path {
+            e.save(p)?;
+        }
+        Ok(e)
+    };
+    let mut labelers = Labelers::default();
+    if targets.masks.is_some() {
+        let found = targets.max_class().unwrap_or(0) as usize + 1;
+        let classes = options.classes.unwrap_or(found);
+        if found > classes {
+            return Err(Error::invalid(format!(
+                "masks hold class {} but only {classes} classes were asked for",
+                found - 1
+            )));
+        }
+        labelers.segmentation = Some(fit_or_load("segmentation", Head::Segmentation { classes })?);
+    }
+    if targets.keypoints.is_some() {
+        let head = Head::Keypoints {
+            count: targets.keypoint_count(),
+            sigma: options.sigma,
+        };
+        labelers.keypoints = Some(fit_or_load("keypoints", head)?);
+    }
+    if targets.depth.is_some() {
+        labelers.depth = Some(fit_or_load("depth", Head::Depth)?);
+    }
+    Ok(labelers)
+}

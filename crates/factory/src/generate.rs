@@ -1,0 +1,120 @@
+//! Sample, generate, label, filter, write: the dataset a generator and its labelers
+//! make, streamed to a resumable folder.
+
+use std::path::Path;
+use std::time::Instant;
+
+use labelgan_core::image_io::tensor_to_images;
+use labelgan_core::{Error, Generator, PixelLabeler, Result};
+use labelgan_dataset::{DatasetWriter, Sample};
+
+use crate::config::FactoryConfig;
+use crate::filter::keep_most_certain;
+use crate::labelers::Labelers;
+use crate::sampling::synthesize_candidates;
+
+/// Progress of [`generate_dataset`].
+#[derive(Debug, Clone, Copy)]
+pub struct DatasetProgress {
+    /// Images in the folder.
+    pub written: usize,
+    /// Images asked for.
+    pub count: usize,
+    /// Images written per second in this run.
+    pub rate: f64,
+    /// Seconds left at that rate.
+    pub eta_seconds: f64,
+}
+
+/// Generates and labels candidates `start..start + n`: per candidate its z, the image,
+/// the labels and the score.
+fn label_candidates<G: Generator + ?Sized, L: PixelLabeler>(
+    g: &G,
+    labelers: &Labelers<L>,
+    cfg: &FactoryConfig,
+    start: u64,
+    n: usize,
+) -> Result<Vec<Sample>> {
+    let r = g.spec().resolution;
+    let mut out = Vec::with_capacity(n);
+    for s in (0..n).step_by(cfg.batch) {
+        let k = cfg.batch.min(n - s);
+        let (zs, syn) = synthesize_candidates(g, cfg.seed, start + s as u64, k, cfg.psi)?;
+        let labelled = labelers.label(&syn.taps.features(), r)?;
+        let images = tensor_to_images(&syn.image)?;
+        for (j, (labels, score)) in labelled.into_iter().enumerate() {
+            out.push(Sample {
+                index: 0,
+                candidate: start + (s + j) as u64,
+                seed: cfg.seed,
+                z: zs[j].flatten_all()?.to_vec1()?,
+                rgb: images[j].to_rgb8().into_raw(),
+                labels,
+                score,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Samples, labels, filters ([`crate::filter`]) and writes `cfg.count` images to `out`
+/// with any generator and labelers, resuming a run that was interrupted (a restart
+/// regenerates the block it was in and skips what the manifest already holds).
+/// `progress` is called after every image; returning `false` stops the run (the folder
+/// stays resumable). Returns the number of images written.
+pub fn generate_dataset<G: Generator + ?Sized, L: PixelLabeler>(
+    g: &G,
+    labelers: &Labelers<L>,
+    cfg: &FactoryConfig,
+    out: &Path,
+    progress: &mut dyn FnMut(&DatasetProgress) -> bool,
+) -> Result<usize> {
+    cfg.validate()?;
+    if labelers.is_empty() {
+        return Err(Error::invalid("the factory needs at least one labeler"));
+    }
+    let mut w = DatasetWriter::open(out, g.spec().resolution)?;
+    let keep = cfg.keep_per_block();
+    let started = Instant::now();
+    let first = w.done();
+    while w.done() < cfg.count {
+        let block = w.done() / keep;
+        let start = (block * cfg.block) as u64;
+        let cands = label_candidates(g, labelers, cfg, start, cfg.block)?;
+        let scores: Vec<f32> = cands.iter().map(|c| c.score).collect();
+        let kept = keep_most_certain(&scores, keep);
+        let mut cands: Vec<Option<Sample>> = cands.into_iter().map(Some).collect();
+        for (j, &ci) in kept.iter().enumerate() {
+            let index = block * keep + j;
+            if index < w.done() || index >= cfg.count {
+                continue;
+            }
+            let mut s = cands[ci]
+                .take()
+                .ok_or_else(|| Error::invalid("internal: candidate kept twice"))?;
+            s.index = index;
+            w.write(&s)?;
+            let done_here = w.done() - first;
+            let rate = done_here as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            let p = DatasetProgress {
+                written: w.done(),
+                count: cfg.count,
+                rate,
+                eta_seconds: (cfg.count - w.done()) as f64 / rate.max(1e-9),
+            };
+            if !progress(&p) {
+                return Ok(w.done());
+            }
+        }
+    }
+    w.finish(serde_json::json!({
+        "generator_resolution": g.spec().resolution,
+        "config": cfg,
+        "filtering": format!(
+            "per block of {} candidates, the {} most uncertain dropped",
+            cfg.block,
+            cfg.block - keep
+        ),
+    }))?;
+    Ok(w.done())
+}
