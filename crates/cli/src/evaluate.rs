@@ -3,7 +3,7 @@
 //! and scores it on another: mIoU and per-class IoU, PCK at 0.05 and 0.1 of the image
 //! size, depth RMSE and AbsRel on the foreground.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};

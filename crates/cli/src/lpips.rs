@@ -29,7 +29,7 @@ pub struct LpipsArgs {
     /// A safetensors file with `x0`, `x1` [N, 3, H, W] in [-1, 1].
     #[arg(long, value_name = "IN.safetensors", requires = "out")]
     pairs: Option<PathBuf>,
-    /// Where `--pairs` results go: `distance` [N] (and `spatial` [N, 1, H, W]).
+    /// Where `--pairs` results go: `distance` `[N]` (and `spatial` `[N, 1, H, W]`).
     #[arg(long, value_name = "OUT.safetensors")]
     out: Option<PathBuf>,
     /// Also the spatial map: a heat-map PNG for two images (default lpips_spatial.png), a

@@ -308,12 +308,15 @@ pub trait Element:
     + std::ops::Div<Output = Self>
     + 'static
 {
+    /// Additive identity.
     const ZERO: Self;
+    /// Multiplicative identity.
     const ONE: Self;
     /// The slice of `storage` when it holds this type.
     fn slice(storage: &CpuStorage) -> Option<&[Self]>;
     /// `v` as candle storage.
     fn storage(v: Vec<Self>) -> CpuStorage;
+    /// Square root.
     fn sqrt(self) -> Self;
 }
 
@@ -472,7 +475,7 @@ pub fn conv_cpu<T: Element>(
             }
         }
         // The next image's first GEMM rewrites it.
-        unsafe { ypw.set_len(0) };
+        ypw.clear();
     }
     out
 }

@@ -10,15 +10,20 @@ use crate::io::TensorFile;
 /// Adam with the bias correction of the paper, on named [`Var`]s; its state is
 /// saved in checkpoints.
 pub struct Adam {
+    /// Learning rate.
     pub lr: f64,
+    /// Decay rates of the first and second moments.
     pub betas: (f64, f64),
+    /// Added to the root of the second moment.
     pub eps: f64,
+    /// Steps taken (for bias correction).
     pub step: u64,
     m: BTreeMap<String, Tensor>,
     v: BTreeMap<String, Tensor>,
 }
 
 impl Adam {
+    /// Adam with `lr` and `betas`, epsilon 1e-8.
     pub fn new(lr: f64, betas: (f64, f64)) -> Self {
         Self {
             lr,

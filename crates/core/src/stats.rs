@@ -8,7 +8,9 @@ use crate::{Error, Result};
 /// Running mean and covariance of feature vectors.
 #[derive(Debug, Clone)]
 pub struct FeatureStats {
+    /// Feature dimension.
     pub dim: usize,
+    /// Vectors added so far.
     pub count: usize,
     sum: Vec<f64>,
     /// Row-major `dim x dim` sum of outer products.
@@ -16,6 +18,7 @@ pub struct FeatureStats {
 }
 
 impl FeatureStats {
+    /// Empty statistics of `dim`-dimensional vectors.
     pub fn new(dim: usize) -> Self {
         Self {
             dim,
@@ -53,6 +56,7 @@ impl FeatureStats {
         Ok(())
     }
 
+    /// The mean vector.
     pub fn mean(&self) -> Vec<f64> {
         self.sum.iter().map(|s| s / self.count.max(1) as f64).collect()
     }

@@ -126,9 +126,9 @@ impl DownstreamConfig {
         })
     }
 
-    /// Classes and keypoint count read off the sets: the largest class id in any mask
-    /// + 1, and the first training image's keypoint count (every test image must have as
-    /// many).
+    /// Classes and keypoint count read off the sets: one more than the largest class id
+    /// in any mask, and the first training image's keypoint count (every test image must
+    /// have as many).
     pub fn infer_label_sizes(&mut self, train: &LabelledSet, test: &LabelledSet) -> Result<()> {
         let found = train
             .targets

@@ -6,6 +6,7 @@ use serde::Serialize;
 /// A confusion matrix over `classes` (rows: truth, columns: prediction).
 #[derive(Debug, Clone)]
 pub struct Confusion {
+    /// Number of classes.
     pub classes: usize,
     counts: Vec<u64>,
 }
@@ -22,6 +23,7 @@ pub struct IouReport {
 }
 
 impl Confusion {
+    /// An empty confusion matrix over `classes` classes.
     pub fn new(classes: usize) -> Self {
         Self {
             classes,
@@ -48,6 +50,7 @@ impl Confusion {
         Ok(())
     }
 
+    /// Per-class IoU, their mean over the classes present, and pixel accuracy.
     pub fn report(&self) -> IouReport {
         let c = self.classes;
         let mut iou = vec![None; c];
@@ -75,12 +78,14 @@ impl Confusion {
 /// Percentage of correct keypoints within `alpha * size` pixels.
 #[derive(Debug, Clone)]
 pub struct Pck {
+    /// Thresholds as fractions of the image size.
     pub alphas: Vec<f64>,
     hits: Vec<u64>,
     total: u64,
 }
 
 impl Pck {
+    /// PCK at each of `alphas` (fractions of the image size).
     pub fn new(alphas: &[f64]) -> Self {
         Self {
             alphas: alphas.to_vec(),
@@ -125,13 +130,18 @@ pub struct DepthError {
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
+/// Depth errors over the pixels scored.
 pub struct DepthReport {
+    /// Root mean squared error.
     pub rmse: f64,
+    /// Mean of `|d - d*| / d*`.
     pub abs_rel: f64,
+    /// Pixels scored.
     pub pixels: u64,
 }
 
 impl DepthError {
+    /// Adds every pixel of one image (`truth` and `pred` row-major, same length).
     pub fn add(&mut self, truth: &[f32], pred: &[f32]) -> Result<()> {
         self.add_where(truth, pred, |_| true)
     }
@@ -164,6 +174,7 @@ impl DepthError {
         Ok(())
     }
 
+    /// RMSE and AbsRel over everything added.
     pub fn report(&self) -> DepthReport {
         let n = self.n.max(1) as f64;
         DepthReport {

@@ -28,6 +28,7 @@ use labelgan_dataset::{ImageLabels, Targets};
 /// Shape and training settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UNetConfig {
+    /// Input height and width.
     pub resolution: usize,
     /// Channels per level (the last is the bottleneck).
     pub widths: Vec<usize>,
@@ -35,12 +36,17 @@ pub struct UNetConfig {
     pub classes: usize,
     /// Keypoints (0: none).
     pub keypoints: usize,
+    /// Whether there is a depth head.
     pub depth: bool,
     /// Heatmap std in pixels.
     pub sigma: f32,
+    /// Peak learning rate (cosine schedule).
     pub lr: f64,
+    /// Images per step.
     pub batch: usize,
+    /// Training steps.
     pub steps: usize,
+    /// Seed of the initialisation and the batches.
     pub seed: u64,
     /// Horizontal flips (half of the samples), swapping left and right labels.
     pub flip: Option<Flip>,
@@ -103,10 +109,12 @@ pub fn default_widths(segmentation: bool) -> Vec<usize> {
 }
 
 impl UNetConfig {
+    /// Output channels: classes, keypoint maps and depth.
     pub fn outputs(&self) -> usize {
         self.classes + self.keypoints + self.depth as usize
     }
 
+    /// Checks the settings before a model is built.
     pub fn validate(&self) -> Result<()> {
         let levels = self.widths.len();
         if levels < 2 || self.widths.contains(&0) {
@@ -133,7 +141,9 @@ impl UNetConfig {
 /// pairs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Flip {
+    /// Class pairs swapped by a flip.
     pub classes: Vec<(u32, u32)>,
+    /// Keypoint pairs swapped by a flip.
     pub keypoints: Vec<(usize, usize)>,
 }
 
@@ -149,7 +159,9 @@ impl Flip {
 }
 
 #[derive(Debug, Clone)]
+/// The evaluation UNet: weights and the settings they were built with.
 pub struct UNet {
+    /// Shape and training settings.
     pub config: UNetConfig,
     params: BTreeMap<String, Var>,
 }
@@ -163,6 +175,7 @@ fn down2(x: &Tensor) -> Result<Tensor> {
 }
 
 impl UNet {
+    /// A freshly initialised UNet on `device`.
     pub fn new(config: UNetConfig, device: &Device) -> Result<Self> {
         config.validate()?;
         let mut rng = SplitMix64::new(config.seed);
@@ -318,6 +331,7 @@ impl UNet {
         Ok(())
     }
 
+    /// Saves the weights and the config (safetensors with metadata).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let t = self
             .params
@@ -331,6 +345,7 @@ impl UNet {
         save_safetensors(path, &t, &meta)
     }
 
+    /// Loads a file written by [`UNet::save`].
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let file = TensorFile::load(path, device)?;
         let cfg: UNetConfig = file
@@ -541,8 +556,11 @@ pub fn concurrent_workers(device: &Device) -> usize {
 
 /// One model to train with [`train_concurrently`].
 pub struct TrainJob<'a> {
+    /// The model to train.
     pub unet: UNet,
+    /// Its training images `[N, 3, R, R]`.
     pub images: &'a Tensor,
+    /// Their labels.
     pub targets: &'a Targets,
 }
 

@@ -4,9 +4,9 @@
 //! each feature map upsampled to the output resolution and read at that pixel
 //! (Hariharan et al., CVPR 2015; used by DatasetGAN and HandsOff with 4,480 to 6,080
 //! channels). Materialising it for a 512 px image takes 5.8 GB; we never do, except in
-//! the [`dense`] reference for small images:
+//! the [`dense()`] reference for small images:
 //!
-//! - [`sparse`]: the rows for a list of pixels, gathered from the native-resolution
+//! - [`sparse()`]: the rows for a list of pixels, gathered from the native-resolution
 //!   maps (what training needs);
 //! - [`factored`]: `dense · W + b` computed as `Σ_tap upsample(tap · W_tap) + b`:
 //!   upsampling is linear, so projecting first at native resolution and upsampling the

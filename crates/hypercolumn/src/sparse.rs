@@ -1,6 +1,6 @@
 //! Hypercolumn rows for chosen pixels, gathered from the native-resolution taps.
 //!
-//! Row `p` equals row `p` of [`crate::dense`]: for bilinear upsampling each tap
+//! Row `p` equals row `p` of [`crate::dense()`]: for bilinear upsampling each tap
 //! contributes `Σ w_y w_x tap[:, i_y, i_x]` over its (at most) four source pixels. Cost
 //! and memory are proportional to the number of pixels asked for, not to the image.
 

@@ -34,8 +34,11 @@ use crate::metrics::mse_per_image;
 /// Stage (a): the generator's own samples.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageA {
+    /// Training steps.
     pub steps: usize,
+    /// Latents per step.
     pub batch: usize,
+    /// Adam learning rate.
     pub lr: f64,
     /// Probability that a sample's layers mix two latents (at a random layer).
     pub mixing: f64,
@@ -47,10 +50,15 @@ pub struct StageA {
 /// Stage (b): real images through the frozen generator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageB {
+    /// Most training steps (stopped early on the held-out images).
     pub steps: usize,
+    /// Images per step.
     pub batch: usize,
+    /// Adam learning rate.
     pub lr: f64,
+    /// Weight of LPIPS in the loss.
     pub lpips_weight: f64,
+    /// Weight of the pixel MSE in the loss.
     pub mse_weight: f64,
     /// Held-out evaluation every this many steps.
     pub eval_every: usize,
@@ -59,6 +67,7 @@ pub struct StageB {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Shape of the encoder and its two training stages.
 pub struct EncoderConfig {
     /// Input size (a power of two, at least 8).
     pub resolution: usize,
@@ -66,11 +75,17 @@ pub struct EncoderConfig {
     pub stem: usize,
     /// Channels of the residual block at each halving (`log2(resolution / 4)` of them).
     pub widths: Vec<usize>,
+    /// Channels of the head before the per-w projection.
     pub head_channels: usize,
+    /// ws it predicts (the generator's `num_ws`).
     pub num_ws: usize,
+    /// Dimension of each w (the generator's `w_dim`).
     pub w_dim: usize,
+    /// Seed of the initialisation and the batches.
     pub seed: u64,
+    /// Stage (a): the generator's own samples.
     pub stage_a: StageA,
+    /// Stage (b): real images with LPIPS.
     pub stage_b: StageB,
 }
 
@@ -107,6 +122,7 @@ impl EncoderConfig {
         }
     }
 
+    /// Checks the settings before an encoder is built.
     pub fn validate(&self) -> Result<()> {
         let r = self.resolution;
         if !r.is_power_of_two() || r < 8 {
@@ -131,6 +147,7 @@ impl EncoderConfig {
 /// The encoder: images `[N, 3, R, R]` in [-1, 1] to ws `[N, num_ws, w_dim]`.
 #[derive(Debug, Clone)]
 pub struct Encoder {
+    /// The settings it was built with.
     pub config: EncoderConfig,
     params: BTreeMap<String, Var>,
     w_avg: Tensor,
@@ -304,20 +321,26 @@ impl Inverter for Encoder {
 pub struct EncoderProgress {
     /// 'a' or 'b'.
     pub stage: char,
+    /// Steps done.
     pub step: usize,
+    /// Steps in the stage.
     pub steps: usize,
+    /// The last step's loss.
     pub loss: f32,
     /// Stage (b): the held-out loss, on evaluation steps.
     pub holdout_loss: Option<f32>,
+    /// Training images per second.
     pub images_per_second: f64,
 }
 
 /// Trains an [`Encoder`] through both stages, with checkpoints that resume exactly.
 pub struct EncoderTrainer {
+    /// The encoder being trained.
     pub encoder: Encoder,
     opt: Adam,
     /// Which stage the next step belongs to ('a', 'b', or 'done').
     pub stage: String,
+    /// Steps done in the current stage.
     pub step: usize,
     /// Stage (b): best held-out loss so far, its weights and evaluations since.
     best: Option<(f32, BTreeMap<String, Tensor>)>,
@@ -347,6 +370,7 @@ fn sample_ws<G: Generator + ?Sized>(g: &G, cfg: &EncoderConfig, step: usize) -> 
 }
 
 impl EncoderTrainer {
+    /// A trainer for a fresh encoder of `config`, starting at `g`'s `w_avg`.
     pub fn new<G: Generator + ?Sized>(config: EncoderConfig, g: &G) -> Result<Self> {
         let enc = Encoder::new(
             config,

@@ -26,10 +26,13 @@ pub fn psnr(mse: f32) -> f32 {
 /// Means over a set of images.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Reconstruction {
+    /// Images measured.
     pub images: usize,
+    /// Mean squared error in [-1, 1] pixel units.
     pub mse: f32,
     /// Mean of per-image PSNRs.
     pub psnr: f32,
+    /// Mean LPIPS distance, when a perceptual model was given.
     pub lpips: Option<f32>,
 }
 

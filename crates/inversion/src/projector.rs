@@ -26,7 +26,9 @@ pub enum LatentSpace {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Settings of [`project`].
 pub struct ProjectorConfig {
+    /// Optimisation steps.
     pub steps: usize,
     /// Peak learning rate.
     pub lr: f64,
@@ -34,10 +36,13 @@ pub struct ProjectorConfig {
     pub rampup: f64,
     /// Fraction of steps of cosine decay at the end.
     pub rampdown: f64,
+    /// Weight of LPIPS.
     pub lpips_weight: f64,
+    /// Weight of the pixel MSE.
     pub mse_weight: f64,
     /// Weight of `mean((w - w_init)^2)`.
     pub reg_weight: f64,
+    /// W or W+.
     pub space: LatentSpace,
 }
 
@@ -74,6 +79,7 @@ pub struct Projection {
     pub ws: Tensor,
     /// Each image's best loss and the step it came from (0 = the start).
     pub best_loss: Vec<f32>,
+    /// The step each image's best came from.
     pub best_step: Vec<usize>,
 }
 

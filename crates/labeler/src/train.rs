@@ -350,7 +350,7 @@ fn member_loss(head: &Head, out: &Tensor, y: &Tensor) -> Result<Tensor> {
 /// image; the head's kind must be present in each). `progress` receives one line per
 /// image group.
 ///
-/// On the CPU the first layer trains outside candle's graph ([`crate::host`]: two GEMMs
+/// On the CPU the first layer trains outside candle's graph (the `host` module: two GEMMs
 /// and one in-place Adam pass per step); elsewhere the whole network runs through
 /// candle's autograd. Both compute the same steps.
 pub fn fit(

@@ -36,8 +36,11 @@ use crate::pool::{max_pool2d, spatial_mean};
 /// The backbones of the `lpips` package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Net {
+    /// VGG16 (the `lpips` package's default for losses).
     Vgg,
+    /// AlexNet (the package's default metric).
     Alex,
+    /// SqueezeNet 1.1.
     Squeeze,
 }
 
@@ -84,7 +87,9 @@ pub enum Weighting {
 /// A loaded LPIPS model.
 #[derive(Debug, Clone)]
 pub struct Lpips {
+    /// The backbone.
     pub net: Net,
+    /// How the layers' distances are weighted.
     pub weighting: Weighting,
     /// Channels of each tap.
     channels: Vec<usize>,

@@ -52,9 +52,11 @@ pub struct RotationConfig {
     pub resolution: usize,
     /// Images per step; each is shown in all four rotations.
     pub batch: usize,
+    /// Training steps.
     pub steps: usize,
     /// Adam's learning rate (betas 0.9, 0.999).
     pub lr: f64,
+    /// Seed of the initialisation and the batches.
     pub seed: u64,
     /// Evaluate held-out accuracy every this many steps (0: only at the end).
     pub eval_every: usize,
@@ -76,6 +78,7 @@ impl Default for RotationConfig {
 }
 
 impl RotationConfig {
+    /// Checks the settings before training.
     pub fn validate(&self) -> Result<()> {
         if self.widths.len() != 5 || self.widths.contains(&0) {
             return Err(Error::invalid(format!(
@@ -99,7 +102,9 @@ impl RotationConfig {
 /// What [`train_rotation`] reports as it goes.
 #[derive(Debug, Clone, Copy)]
 pub struct RotationProgress {
+    /// Steps done.
     pub step: usize,
+    /// Steps in all.
     pub steps: usize,
     /// Cross-entropy of this step's batch.
     pub loss: f32,
@@ -107,6 +112,7 @@ pub struct RotationProgress {
     pub train_accuracy: f32,
     /// Held-out accuracy, on steps where it was measured.
     pub holdout_accuracy: Option<f32>,
+    /// Training images per second.
     pub images_per_second: f64,
     /// Images per step.
     pub batch: usize,
@@ -122,6 +128,7 @@ impl RotationProgress {
 /// A rotation-trained backbone: its LPIPS view and the rotation head.
 #[derive(Debug, Clone)]
 pub struct RotationNet {
+    /// The settings it is trained with.
     pub config: RotationConfig,
     lpips: Lpips,
     params: BTreeMap<String, Var>,

@@ -23,9 +23,13 @@ use crate::fc::lrelu_gain;
 /// Widths of the discriminator (same rule as the generator's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DiscriminatorConfig {
+    /// Input height and width.
     pub resolution: usize,
+    /// Input channels.
     pub img_channels: usize,
+    /// Channels at resolution r are `min(channel_base / r, channel_max)`.
     pub channel_base: usize,
+    /// Most channels of any block.
     pub channel_max: usize,
     /// Minibatch-std group size (at most the batch).
     pub mbstd_group: usize,
@@ -50,6 +54,7 @@ impl DiscriminatorConfig {
 
 /// A discriminator whose parameters are candle [`Var`]s (gradient leaves).
 pub struct Discriminator {
+    /// The shape it was built with.
     pub config: DiscriminatorConfig,
     /// Parameters by official name.
     pub params: BTreeMap<String, Var>,

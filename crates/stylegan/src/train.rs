@@ -35,31 +35,47 @@ use crate::generator::StyleGan2;
 /// Everything that defines a training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GanConfig {
+    /// Image height and width.
     pub resolution: usize,
+    /// Image channels.
     pub img_channels: usize,
+    /// Dimension of z.
     pub z_dim: usize,
+    /// Dimension of w.
     pub w_dim: usize,
+    /// Layers of the mapping network.
     pub mapping_layers: usize,
     /// Generator widths: `min(channel_base / r, channel_max)`.
     pub channel_base: usize,
+    /// Most channels of any generator block.
     pub channel_max: usize,
     /// Discriminator widths (default: the generator's).
     pub d_channel_base: usize,
+    /// Most channels of any discriminator block.
     pub d_channel_max: usize,
+    /// Images per step.
     pub batch: usize,
+    /// Generator learning rate.
     pub g_lr: f64,
+    /// Discriminator learning rate.
     pub d_lr: f64,
     /// Adam betas (the paper: 0, 0.99).
     pub betas: (f64, f64),
     /// R1 weight; 0 turns the penalty off.
     pub r1_gamma: f64,
+    /// Lazy R1: the penalty every this many D steps.
     pub r1_interval: usize,
     /// EMA half-life in thousands of images, and its ramp-up (None: no ramp-up).
     pub ema_kimg: f64,
+    /// EMA warm-up as a fraction of the images seen (`None`: none).
     pub ema_rampup: Option<f64>,
+    /// Probability of style mixing per sample.
     pub style_mixing: f64,
+    /// Decay of the tracked `w_avg`.
     pub w_avg_beta: f64,
+    /// Learning-rate multiplier of the mapping network.
     pub mapping_lr_multiplier: f64,
+    /// Seed of the initialisation, latents and noise.
     pub seed: u64,
     /// Steps at the start of the run in which only D trains: for a run that starts
     /// from a trained generator ([`Trainer::from_generator`]) with a fresh D, whose
@@ -192,6 +208,7 @@ pub struct StepLosses {
     pub d: f32,
     /// Mean `D(x)` and `D(G(z))` (the gap says how well D separates them).
     pub real_score: f32,
+    /// Mean D score of the generated images.
     pub fake_score: f32,
     /// The R1 penalty `gamma/2 |grad|^2` (mean), on steps that compute it.
     pub r1: Option<f32>,
@@ -204,10 +221,12 @@ fn is_buffer(name: &str) -> bool {
 
 /// A training run in memory.
 pub struct Trainer {
+    /// The settings of the run.
     pub config: GanConfig,
     /// The generator being trained; its parameters are `g_params`.
     pub g: StyleGan2,
     g_params: BTreeMap<String, Var>,
+    /// The discriminator.
     pub d: Discriminator,
     /// EMA of the generator's parameters (and its buffers), by official name.
     ema: BTreeMap<String, Tensor>,
@@ -215,10 +234,12 @@ pub struct Trainer {
     opt_d: Adam,
     /// Steps done and images shown to D.
     pub step: u64,
+    /// Real images shown to D so far.
     pub nimg: u64,
     /// Moving average of `D(x) - D(G(z))` (0.9 per step), and the step at which G
     /// started training (None while it is held by the warm-up).
     pub gap_average: f64,
+    /// `nimg` at which G training started (after D warm-up), if it has.
     pub g_started: Option<u64>,
     device: Device,
 }

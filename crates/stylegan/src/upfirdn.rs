@@ -13,7 +13,7 @@
 //! Derivation, per axis, for the conv0 path: `z[p] = sum_t y[p+t-1] g[t]` with
 //! `y = convT(x, w)` gives `z[2q+r] = sum_a x[q-1+a] K[2a+1-r]`, where
 //! `K[t] = sum_k g[t+k-2] w[k]` (t = 0..5) and `g` is `4f` flipped (upfirdn2d
-//! convolves). The image path (`upsample2d`: zero-insert, pad [2,1], filter) is the
+//! convolves). The image path (`upsample2d`: zero-insert, pad `[2,1]`, filter) is the
 //! same with `w` a centred delta.
 //!
 //! Reference: official `torch_utils/ops/conv2d_resample.py` and `upfirdn2d.py`.
@@ -115,7 +115,7 @@ pub fn upsample_conv2d_with(x: &Tensor, kernels: &Tensor) -> Result<Tensor> {
     interleave(&labelgan_core::conv::conv2d(x, kernels, 1)?, o4 / 4)
 }
 
-/// The official `upsample2d` of the image path: zero-insert x2, pad [2,1,2,1],
+/// The official `upsample2d` of the image path: zero-insert x2, pad `[2,1,2,1]`,
 /// depthwise filter `4f`. `x [N, C, H, W] -> [N, C, 2H, 2W]`.
 pub fn upsample2d(x: &Tensor, filter: &Tensor) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;

@@ -9,7 +9,7 @@ use serde_json::json;
 use labelgan_core::image_io::{contact_sheet, rgb_to_chw, save_png};
 use labelgan_core::{Error, Result};
 use labelgan_dataset::files::{create_folders, write_keypoint_file};
-use labelgan_dataset::{ImageLabels, colorize_mask, write_labelled_image};
+use labelgan_dataset::{colorize_mask, write_labelled_image};
 
 use crate::render::{CLASSES, FAR, KEYPOINTS, ToyFace};
 use crate::{check_resolution, sample};
@@ -54,8 +54,11 @@ fn render_range(seed: u64, start: u64, count: usize, resolution: usize) -> Vec<T
 /// What [`write_dataset`] wrote.
 #[derive(Debug, Clone)]
 pub struct DatasetSummary {
+    /// Images written.
     pub images: usize,
+    /// Their height and width.
     pub resolution: usize,
+    /// The folder.
     pub out: PathBuf,
     /// Pixel share of each class over the dataset.
     pub class_share: [f64; 8],

@@ -34,12 +34,15 @@ pub enum Pattern {
 /// A textured background: two colours mixed by a pattern.
 #[derive(Debug, Clone, Serialize)]
 pub struct Background {
+    /// The pattern.
     pub pattern: Pattern,
+    /// Its two colours (RGB in [0, 1]).
     pub colors: [[f64; 3]; 2],
     /// Spatial frequency (radians per image half-width).
     pub frequency: f64,
     /// Direction of the pattern (radians).
     pub angle: f64,
+    /// Phase of the pattern.
     pub phase: f64,
 }
 
@@ -49,6 +52,7 @@ pub struct Background {
 /// and foreshorten them as on a real head.
 #[derive(Debug, Clone, Serialize)]
 pub struct Face {
+    /// Head centre in image units.
     pub center: [f64; 2],
     /// Half-height of the head ellipse.
     pub half_height: f64,
@@ -60,14 +64,19 @@ pub struct Face {
     pub yaw: f64,
     /// Nod (positive: looking up).
     pub pitch: f64,
+    /// Skin colour.
     pub skin: [f64; 3],
+    /// Hair colour.
     pub hair: [f64; 3],
+    /// Iris colour.
     pub iris: [f64; 3],
+    /// Hair style.
     pub hair_style: HairStyle,
     /// Latitude of the hairline at the centre of the forehead.
     pub hairline: f64,
     /// Eye centres at longitude ±eye_spacing, latitude eye_height.
     pub eye_spacing: f64,
+    /// Eye height on the head.
     pub eye_height: f64,
     /// Eye half-sizes (longitude, latitude).
     pub eye_size: [f64; 2],
@@ -75,24 +84,33 @@ pub struct Face {
     pub gaze: f64,
     /// Brow centre above the eye centre (latitude).
     pub brow_gap: f64,
+    /// Brow thickness.
     pub brow_thickness: f64,
+    /// Brow arch.
     pub brow_arch: f64,
     /// Nose tip below the eyes (latitude), half-width at the nostrils, protrusion.
     pub nose_length: f64,
+    /// Nose width.
     pub nose_width: f64,
+    /// Nose height.
     pub nose_height: f64,
     /// Mouth centre below the eyes (latitude), half-width, half-height.
     pub mouth_drop: f64,
+    /// Mouth width.
     pub mouth_width: f64,
+    /// Mouth height.
     pub mouth_height: f64,
+    /// Whether the mouth is open.
     pub mouth_open: bool,
     /// Positive: corners up.
     pub smile: f64,
     /// Unit light direction (x right, y down, z towards the camera).
     pub light: [f64; 3],
+    /// Ambient light share.
     pub ambient: f64,
     /// Distance of the head centre from the camera (depth units; the far plane is 2).
     pub distance: f64,
+    /// The background behind the head.
     pub background: Background,
 }
 

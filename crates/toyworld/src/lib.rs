@@ -30,8 +30,9 @@ pub use render::{CLASSES, FAR, KEYPOINTS, Sample, Scene, ToyFace, render, render
 
 use labelgan_core::{Error, Result, SplitMix64};
 
-/// Smallest and largest supported resolution.
+/// Smallest supported resolution.
 pub const MIN_RESOLUTION: usize = 32;
+/// Largest supported resolution.
 pub const MAX_RESOLUTION: usize = 256;
 
 /// Image `index` of the toyworld stream `seed`, at `resolution` pixels (independent of

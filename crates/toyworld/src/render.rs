@@ -105,13 +105,16 @@ pub struct Scene<'a> {
 /// One evaluated point.
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {
+    /// Colour of the surface hit.
     pub color: V3,
+    /// Class of the surface hit.
     pub class: u8,
     /// Distance from the camera over [`FAR`], in [0, 1] (background: 1).
     pub depth: f64,
 }
 
 impl<'a> Scene<'a> {
+    /// The scene of face `f`.
     pub fn new(f: &'a Face) -> Self {
         let (sy, cy) = f.yaw.sin_cos();
         let (sp, cp) = f.pitch.sin_cos();
@@ -410,6 +413,7 @@ impl<'a> Scene<'a> {
 /// One rendered face with its labels.
 #[derive(Debug, Clone)]
 pub struct ToyFace {
+    /// Height and width.
     pub resolution: usize,
     /// Row-major RGB, 8 bits per channel.
     pub rgb: Vec<u8>,
@@ -419,7 +423,9 @@ pub struct ToyFace {
     pub depth: Vec<f32>,
     /// Pixel coordinates `(x, y)` of [`KEYPOINTS`] (pixel centres at integers).
     pub keypoints: [[f32; 2]; 5],
+    /// Whether each keypoint is visible (not turned away).
     pub visible: [bool; 5],
+    /// The face it was drawn from.
     pub face: Face,
 }
 
