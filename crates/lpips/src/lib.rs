@@ -16,11 +16,15 @@
 //! see [`pool`]), so `distance` is a differentiable loss.
 
 #[doc(hidden)]
+mod alex;
+pub mod backbone;
 pub mod detfill;
 mod fused;
 pub mod pool;
 pub mod rotation;
+mod squeeze;
 mod trunk;
+mod vgg;
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -31,47 +35,9 @@ use labelgan_core::io::TensorFile;
 use labelgan_core::resample::{AxisInterp, Upsample};
 use labelgan_core::{Error, Result};
 
-use crate::pool::{max_pool2d, spatial_mean};
+pub use backbone::Net;
 
-/// The backbones of the `lpips` package.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Net {
-    /// VGG16 (the `lpips` package's default for losses).
-    Vgg,
-    /// AlexNet (the package's default metric).
-    Alex,
-    /// SqueezeNet 1.1.
-    Squeeze,
-}
-
-impl Net {
-    /// Channels of each tap.
-    pub fn channels(self) -> &'static [usize] {
-        match self {
-            Net::Vgg => &[64, 128, 256, 512, 512],
-            Net::Alex => &[64, 192, 384, 256, 256],
-            Net::Squeeze => &[64, 128, 256, 384, 384, 512, 512],
-        }
-    }
-
-    /// The package's name for it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Net::Vgg => "vgg",
-            Net::Alex => "alex",
-            Net::Squeeze => "squeeze",
-        }
-    }
-
-    fn from_name(s: &str) -> Option<Self> {
-        match s {
-            "vgg" | "vgg16" => Some(Net::Vgg),
-            "alex" | "alexnet" => Some(Net::Alex),
-            "squeeze" | "squeezenet" | "squeezenet1_1" => Some(Net::Squeeze),
-            _ => None,
-        }
-    }
-}
+use crate::pool::spatial_mean;
 
 /// How the per-tap squared differences are weighted.
 #[derive(Debug, Clone)]
@@ -102,21 +68,6 @@ pub struct Lpips {
     /// The VGG trunk as one op with a hand-written backward, built on first use when the
     /// weights are fixed CPU tensors (`None` inside: not applicable).
     trunk: OnceLock<Option<Arc<trunk::Trunk>>>,
-}
-
-/// `x` convolved with `w` (stride, zero padding `pad`), plus `b` per channel, then ReLU
-/// if asked, through candle ops.
-fn conv_bias(x: &Tensor, w: &Tensor, b: &Tensor, stride: usize, pad: usize, relu: bool) -> Result<Tensor> {
-    let (w, b) = (w.to_dtype(x.dtype())?, b.to_dtype(x.dtype())?);
-    // Stride-1 convs take the convolution whose input gradient is a forward conv
-    // (candle's own backward is a direct-loop transposed conv, ~5x slower).
-    let y = if stride == 1 {
-        labelgan_core::conv::conv2d(x, &w, pad)?
-    } else {
-        x.conv2d(&w, pad, stride, 1, 1)?
-    };
-    let y = y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?;
-    Ok(if relu { y.relu()? } else { y })
 }
 
 /// `[N, C, H, W] / (sqrt(sum_c f^2) + 1e-10)`. The square root is taken of
@@ -169,7 +120,7 @@ impl Lpips {
         let shift = file.get_shaped("scaling_layer.shift", &[1, 3, 1, 1])?;
         let scale = file.get_shaped("scaling_layer.scale", &[1, 3, 1, 1])?;
         let (vgg, channels) = match net {
-            Net::Vgg => vgg_layout(&file)?,
+            Net::Vgg => vgg::layout(&file)?,
             _ => (vec![], net.channels().to_vec()),
         };
         let weighting = if file.contains("lin0.model.1.weight") {
@@ -199,73 +150,10 @@ impl Lpips {
 
     /// Every backbone weight present with its shape.
     fn check(&self) -> Result<()> {
-        for (name, shape) in self.backbone_shapes() {
+        for (name, shape) in backbone::shapes(self.net, &self.file, &self.vgg) {
             self.file.get_shaped(&name, &shape)?;
         }
         Ok(())
-    }
-
-    fn backbone_shapes(&self) -> Vec<(String, Vec<usize>)> {
-        let mut v = vec![];
-        let mut conv = |slice: usize, idx: &str, o: usize, i: usize, k: usize| {
-            v.push((format!("net.slice{slice}.{idx}.weight"), vec![o, i, k, k]));
-            v.push((format!("net.slice{slice}.{idx}.bias"), vec![o]));
-        };
-        match self.net {
-            Net::Vgg => {
-                // Shapes were read from the file by `vgg_layout`; check the chain.
-                let mut i = 3;
-                for &(s, idx) in &self.vgg {
-                    let o = self
-                        .file
-                        .shape(&format!("net.slice{s}.{idx}.weight"))
-                        .map_or(0, |d| d[0]);
-                    conv(s, &idx.to_string(), o, i, 3);
-                    i = o;
-                }
-            }
-            Net::Alex => {
-                for (s, idx, o, i, k) in ALEX_CONVS {
-                    conv(*s, &idx.to_string(), *o, *i, *k);
-                }
-            }
-            Net::Squeeze => {
-                conv(1, "0", 64, 3, 3);
-                for (s, idx, i, sq, e) in FIRES {
-                    conv(*s, &format!("{idx}.squeeze"), *sq, *i, 1);
-                    conv(*s, &format!("{idx}.expand1x1"), *e, *sq, 1);
-                    conv(*s, &format!("{idx}.expand3x3"), *e, *sq, 3);
-                }
-            }
-        }
-        v
-    }
-
-    fn conv(&self, x: &Tensor, name: &str, stride: usize, pad: usize, relu: bool) -> Result<Tensor> {
-        let w = self.file.get(&format!("{name}.weight"))?;
-        let b = self.file.get(&format!("{name}.bias"))?;
-        conv_bias(x, w, b, stride, pad, relu)
-    }
-
-    /// The VGG-family backbone as a list of layers: each slice's 3x3 convs (padding 1,
-    /// ReLU), a tap at the end of every slice, and a 2x2 max-pool opening every slice
-    /// after the first. Both the fused trunk and the candle-op path walk this list.
-    fn vgg_layers(&self) -> Result<Vec<trunk::Layer>> {
-        let mut layers = vec![];
-        let mut slice = 1;
-        for (s, idx) in &self.vgg {
-            if *s != slice {
-                layers.push(trunk::Layer::Tap);
-                layers.push(trunk::Layer::Pool);
-                slice = *s;
-            }
-            let name = format!("net.slice{s}.{idx}");
-            let w = self.file.get(&format!("{name}.weight"))?;
-            let b = self.file.get(&format!("{name}.bias"))?;
-            layers.push(trunk::Layer::Conv(w.clone(), b.clone(), 1));
-        }
-        layers.push(trunk::Layer::Tap);
-        Ok(layers)
     }
 
     /// The VGG trunk op, when the net is VGG-family with fixed CPU weights.
@@ -275,16 +163,12 @@ impl Lpips {
                 if self.net != Net::Vgg {
                     return None;
                 }
-                trunk::Trunk::new(self.vgg_layers().ok()?).ok().flatten().map(Arc::new)
+                trunk::Trunk::new(vgg::layers(&self.file, &self.vgg).ok()?)
+                    .ok()
+                    .flatten()
+                    .map(Arc::new)
             })
             .as_ref()
-    }
-
-    fn fire(&self, x: &Tensor, name: &str) -> Result<Tensor> {
-        let s = self.conv(x, &format!("{name}.squeeze"), 1, 0, true)?;
-        let e1 = self.conv(&s, &format!("{name}.expand1x1"), 1, 0, true)?;
-        let e3 = self.conv(&s, &format!("{name}.expand3x3"), 1, 1, true)?;
-        Ok(Tensor::cat(&[e1, e3], 1)?)
     }
 
     /// The backbone's taps for images `[N, 3, H, W]` in [-1, 1] (after scaling).
@@ -316,53 +200,11 @@ impl Lpips {
     /// The taps of scaled images through candle's ops (the reference for the fused
     /// trunk, and the path whenever weights are variables).
     fn taps_unfused(&self, x: Tensor) -> Result<Vec<Tensor>> {
-        let mut taps = vec![];
         match self.net {
-            Net::Vgg => {
-                let mut h = x;
-                for layer in self.vgg_layers()? {
-                    match layer {
-                        trunk::Layer::Conv(w, b, pad) => h = conv_bias(&h, &w, &b, 1, pad, true)?,
-                        trunk::Layer::Pool => h = max_pool2d(&h, 2, 2, false)?,
-                        trunk::Layer::Tap => taps.push(h.clone()),
-                    }
-                }
-            }
-            Net::Alex => {
-                let h = self.conv(&x, "net.slice1.0", 4, 2, true)?;
-                taps.push(h.clone());
-                let h = self.conv(&max_pool2d(&h, 3, 2, false)?, "net.slice2.3", 1, 2, true)?;
-                taps.push(h.clone());
-                let h = self.conv(&max_pool2d(&h, 3, 2, false)?, "net.slice3.6", 1, 1, true)?;
-                taps.push(h.clone());
-                let h = self.conv(&h, "net.slice4.8", 1, 1, true)?;
-                taps.push(h.clone());
-                let h = self.conv(&h, "net.slice5.10", 1, 1, true)?;
-                taps.push(h);
-            }
-            Net::Squeeze => {
-                let h = self.conv(&x, "net.slice1.0", 2, 0, true)?;
-                taps.push(h.clone());
-                let mut h = max_pool2d(&h, 3, 2, true)?;
-                h = self.fire(&h, "net.slice2.3")?;
-                h = self.fire(&h, "net.slice2.4")?;
-                taps.push(h.clone());
-                h = max_pool2d(&h, 3, 2, true)?;
-                h = self.fire(&h, "net.slice3.6")?;
-                h = self.fire(&h, "net.slice3.7")?;
-                taps.push(h.clone());
-                h = max_pool2d(&h, 3, 2, true)?;
-                h = self.fire(&h, "net.slice4.9")?;
-                taps.push(h.clone());
-                h = self.fire(&h, "net.slice5.10")?;
-                taps.push(h.clone());
-                h = self.fire(&h, "net.slice6.11")?;
-                taps.push(h.clone());
-                h = self.fire(&h, "net.slice7.12")?;
-                taps.push(h);
-            }
+            Net::Vgg => vgg::taps(&self.file, &self.vgg, x),
+            Net::Alex => alex::taps(&self.file, x),
+            Net::Squeeze => squeeze::taps(&self.file, x),
         }
-        Ok(taps)
     }
 
     /// Per-tap weighted maps `[N, 1, h_k, w_k]`.
@@ -506,60 +348,6 @@ impl Lpips {
         })
     }
 }
-
-/// `(slice, index)` of each conv of a VGG-family backbone.
-type VggConvs = Vec<(usize, usize)>;
-
-/// The convs of a VGG-family backbone under torchvision's `features` numbering, and
-/// the channels of its five taps: slice `s` holds 3x3 convs at indices `k, k+2, ...`
-/// (each followed by its ReLU), and a 2x2 max-pool opens every slice after the first.
-/// VGG16 has 2, 2, 3, 3, 3 convs per slice (indices 0, 2 | 5, 7 | 10, 12, 14 | ...);
-/// narrower or shallower nets written by [`rotation`] follow the same rule.
-fn vgg_layout(file: &TensorFile) -> Result<(VggConvs, Vec<usize>)> {
-    let (mut convs, mut channels, mut idx) = (vec![], vec![], 0);
-    for slice in 1..=5 {
-        if slice > 1 {
-            idx += 1; // the max-pool
-        }
-        let mut out = None;
-        while let Some(shape) = file.shape(&format!("net.slice{slice}.{idx}.weight")) {
-            out = shape.first().copied();
-            convs.push((slice, idx));
-            idx += 2;
-        }
-        match out {
-            Some(c) => channels.push(c),
-            None => {
-                return Err(Error::format(
-                    &file.path,
-                    format!("VGG backbone: no conv `net.slice{slice}.{idx}.weight` opens slice {slice}"),
-                ));
-            }
-        }
-    }
-    Ok((convs, channels))
-}
-
-/// AlexNet convs: (slice, index, out, in, kernel).
-const ALEX_CONVS: &[(usize, usize, usize, usize, usize)] = &[
-    (1, 0, 64, 3, 11),
-    (2, 3, 192, 64, 5),
-    (3, 6, 384, 192, 3),
-    (4, 8, 256, 384, 3),
-    (5, 10, 256, 256, 3),
-];
-
-/// SqueezeNet 1.1 fire modules: (slice, index, in, squeeze, expand).
-const FIRES: &[(usize, usize, usize, usize, usize)] = &[
-    (2, 3, 64, 16, 64),
-    (2, 4, 128, 16, 64),
-    (3, 6, 128, 32, 128),
-    (3, 7, 256, 32, 128),
-    (4, 9, 256, 48, 192),
-    (5, 10, 384, 48, 192),
-    (6, 11, 384, 64, 256),
-    (7, 12, 512, 64, 256),
-];
 
 #[cfg(test)]
 mod tests {
