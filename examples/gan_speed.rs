@@ -21,7 +21,7 @@ struct Args {
     channel_max: usize,
     #[arg(long, default_value_t = 16)]
     batch: usize,
-    /// Reuse freed heap memory (`labelgan_core::heap::keep_freed_memory`), as the CLI does.
+    /// Reuse freed heap memory (`labelgan_kernels::heap::keep_freed_memory`), as the CLI does.
     #[arg(long)]
     keep_freed_memory: bool,
     /// Run on a worker of a rayon pool, as `labelgan train-gan` does.
@@ -47,7 +47,7 @@ fn main() -> labelgan::core::Result<()> {
 
 fn run(a: Args) -> labelgan::core::Result<()> {
     if a.keep_freed_memory {
-        labelgan::core::heap::keep_freed_memory();
+        labelgan::kernels::heap::keep_freed_memory();
     }
     let cfg = GanConfig {
         batch: a.batch,

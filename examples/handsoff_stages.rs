@@ -81,7 +81,7 @@ fn print_iou(name: &str, rep: &IouReport) {
 }
 
 fn main() -> labelgan::core::Result<()> {
-    labelgan::core::heap::keep_freed_memory();
+    labelgan::kernels::heap::keep_freed_memory();
     let a = Args::parse();
     let dev = Device::Cpu;
     let g = StyleGan2::load(&a.generator, &dev)?;

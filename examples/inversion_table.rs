@@ -45,7 +45,7 @@ struct Args {
 }
 
 fn main() -> labelgan::core::Result<()> {
-    labelgan::core::heap::keep_freed_memory();
+    labelgan::kernels::heap::keep_freed_memory();
     let a = Args::parse();
     let dev = Device::Cpu;
     let g = StyleGan2::load(&a.generator, &dev)?;

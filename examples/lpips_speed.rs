@@ -28,7 +28,7 @@ struct Args {
 fn main() -> labelgan::core::Result<()> {
     let a = Args::parse();
     if !a.default_heap {
-        labelgan::core::heap::keep_freed_memory();
+        labelgan::kernels::heap::keep_freed_memory();
     }
     let dev = Device::Cpu;
     // The VGG weight shapes of the reference fixture, filled deterministically.

@@ -187,7 +187,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> Result<()> {
-    labelgan::core::heap::keep_freed_memory();
+    labelgan::kernels::heap::keep_freed_memory();
     let a = Args::parse();
     let started = Instant::now();
     need(&a.generator, "toy generator")?;

@@ -39,7 +39,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> Result<()> {
-    labelgan::core::heap::keep_freed_memory();
+    labelgan::kernels::heap::keep_freed_memory();
     let a = Args::parse();
     let (seg, kp, depth) = match a.head.as_str() {
         "seg" => (true, false, false),

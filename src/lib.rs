@@ -23,8 +23,10 @@ pub use labelgan_eval as eval;
 pub use labelgan_factory as factory;
 pub use labelgan_hypercolumn as hypercolumn;
 pub use labelgan_inversion as inversion;
+pub use labelgan_kernels as kernels;
 pub use labelgan_labeler as labeler;
 pub use labelgan_lpips as lpips;
+pub use labelgan_metrics as metrics;
 pub use labelgan_stylegan as stylegan;
 pub use labelgan_toyworld as toyworld;
 

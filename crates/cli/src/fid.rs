@@ -7,9 +7,9 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use clap::Args;
 use labelgan_core::image_io::{image_files, load_image, load_images};
-use labelgan_core::stats::FeatureStats;
 use labelgan_core::{Error, Result, Truncation};
 use labelgan_lpips::Lpips;
+use labelgan_metrics::FeatureStats;
 use labelgan_stylegan::StyleGan2;
 
 use crate::device::DeviceArg;

@@ -54,7 +54,7 @@ enum Command {
 fn main() -> ExitCode {
     // candle allocates a buffer per tensor; reusing freed ones instead of faulting in
     // fresh pages makes training 1.4x faster (docs/training.md).
-    labelgan_core::heap::keep_freed_memory();
+    labelgan_kernels::heap::keep_freed_memory();
     // Parsing starts no thread, so `train_gan_pool` below still runs with this thread
     // alone, as it must.
     let cli = match Cli::try_parse() {

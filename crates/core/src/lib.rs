@@ -14,9 +14,7 @@
 //! Human Annotations", CVPR 2023; Zhang et al., "DatasetGAN: Efficient Labeled Data
 //! Factory with Minimal Human Effort", CVPR 2021.
 
-pub mod conv;
 pub mod error;
-pub mod heap;
 pub mod image_io;
 pub mod io;
 pub mod labels;
@@ -24,9 +22,7 @@ pub mod noise;
 pub mod optim;
 pub mod peak;
 pub mod progress;
-pub mod resample;
 pub mod rng;
-pub mod stats;
 pub mod taps;
 pub mod traits;
 pub mod truncation;

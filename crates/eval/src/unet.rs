@@ -10,7 +10,7 @@
 //! depth; summed. Adam. Optional augmentation: horizontal flips (with the domain's left/right
 //! class and keypoint pairs swapped) and random shifts of up to `shift` pixels (edges
 //! replicated), both applied to labels alike. On the CPU each conv with its bias and
-//! ReLU is one op (`labelgan_core::conv::conv2d_bias`), and pooling and upsampling are
+//! ReLU is one op (`labelgan_kernels::conv::conv2d_bias`), and pooling and upsampling are
 //! one-pass ops with their own gradients.
 
 use std::collections::BTreeMap;
@@ -167,11 +167,11 @@ pub struct UNet {
 }
 
 fn up2(x: &Tensor) -> Result<Tensor> {
-    labelgan_core::resample::upsample_nearest2(x)
+    labelgan_kernels::resample::upsample_nearest2(x)
 }
 
 fn down2(x: &Tensor) -> Result<Tensor> {
-    labelgan_core::resample::avg_pool2(x)
+    labelgan_kernels::resample::avg_pool2(x)
 }
 
 impl UNet {
@@ -207,7 +207,7 @@ impl UNet {
         let w = self.params[&format!("{name}.weight")].as_tensor();
         let b = self.params[&format!("{name}.bias")].as_tensor();
         let pad = w.dim(2)? / 2;
-        labelgan_core::conv::conv2d_bias(x, w, b, pad, relu)
+        labelgan_kernels::conv::conv2d_bias(x, w, b, pad, relu)
     }
 
     /// Raw outputs `[N, outputs, R, R]` for images `[N, 3, R, R]` in [-1, 1].
@@ -548,7 +548,7 @@ fn keypoint_loss(kind: KeypointLoss, y: &Tensor, h: &Tensor) -> Result<Tensor> {
 /// core on the CPU, one at a time on a GPU (which each model fills on its own).
 pub fn concurrent_workers(device: &Device) -> usize {
     if device.is_cpu() {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        labelgan_kernels::cpu_threads()
     } else {
         1
     }

@@ -4,8 +4,8 @@
 
 use candle_core::{DType, Tensor};
 
-use labelgan_core::resample::separable2d;
 use labelgan_core::{FeatureTaps, Result};
+use labelgan_kernels::resample::separable2d;
 
 use crate::interp::{AxisInterp, Upsample};
 

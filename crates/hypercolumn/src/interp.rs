@@ -1,4 +1,4 @@
 //! Interpolation weights with PyTorch's rules: they live in
-//! [`labelgan_core::resample`] (LPIPS and the discriminator use them too).
+//! [`labelgan_kernels::resample`] (LPIPS and the discriminator use them too).
 
-pub use labelgan_core::resample::{AxisInterp, Upsample};
+pub use labelgan_kernels::resample::{AxisInterp, Upsample};

@@ -21,7 +21,6 @@
 pub mod dense;
 pub mod factored;
 pub mod interp;
-pub mod linalg;
 pub mod sparse;
 
 pub use dense::dense;

@@ -215,7 +215,7 @@ impl Encoder {
     fn conv(&self, x: &Tensor, name: &str, pad: usize) -> Result<Tensor> {
         let w = self.p(&format!("{name}.weight"))?;
         let b = self.p(&format!("{name}.bias"))?;
-        let y = labelgan_core::conv::conv2d(x, w, pad)?;
+        let y = labelgan_kernels::conv::conv2d(x, w, pad)?;
         Ok(y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?)
     }
 

@@ -8,7 +8,7 @@
 //! into a reused buffer, and only two GEMMs run per step: `X W` and `Xᵀ G`. The rest of
 //! the network (small) stays in candle, starting from the first layer's output.
 
-use labelgan_hypercolumn::linalg::sgemm_threads;
+use labelgan_kernels::linalg::sgemm_threads;
 
 /// Adam's settings (no weight decay), as candle's `ParamsAdamW`.
 #[derive(Debug, Clone, Copy)]
@@ -50,7 +50,7 @@ impl HostLayer {
             step: 0,
             rows: vec![],
             grad: vec![0.0; n],
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads: labelgan_kernels::cpu_threads(),
         }
     }
 

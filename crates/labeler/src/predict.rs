@@ -11,7 +11,7 @@ use candle_core::{D, DType, Device, Tensor};
 use labelgan_core::peak::{PeakScale, subpixel_peak};
 use labelgan_core::{Error, FeatureTaps, LabelKind, Labels, PixelLabeler, Prediction, Result};
 use labelgan_hypercolumn::FactoredProjection;
-use labelgan_hypercolumn::linalg::{sgemm_strided, sgemm_threads};
+use labelgan_kernels::linalg::{sgemm_strided, sgemm_threads};
 
 use crate::config::Head;
 use crate::ensemble::{BN_EPS, Ensemble};
@@ -138,10 +138,7 @@ impl Ensemble {
                     let logits: Vec<Vec<f32>> = logits.into_iter().flatten().collect();
                     let px = logits.first().map_or(0, |l| l.len() / c.max(1));
                     let out = logits.concat(); // [M, C, px]
-                    let threads = std::thread::available_parallelism()
-                        .map_or(1, |n| n.get())
-                        .min(px)
-                        .max(1);
+                    let threads = labelgan_kernels::cpu_threads().min(px).max(1);
                     let per = px.div_ceil(threads);
                     // Each thread votes (or averages) a run of pixels.
                     let parts: Vec<TailOut> = {
@@ -252,12 +249,13 @@ fn member_logits(w: &[Vec<f32>; 4], h: &[f32], stride: usize, h1: usize, h2: usi
 fn combine_members(out: &[f32], m: usize, px: usize, c: usize, pixels: Range<usize>, seg: bool) -> TailOut {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports the enabled features (checked above).
+        use labelgan_kernels::{Simd, simd};
+        if simd() == Simd::Avx512 {
+            // SAFETY: the CPU supports the enabled features (`simd` detected them).
             return unsafe { combine_members_avx512(out, m, px, c, pixels, seg) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports the enabled features (checked above).
+        if simd() == Simd::Avx2Fma {
+            // SAFETY: the CPU supports the enabled features (`simd` detected them).
             return unsafe { combine_members_avx2(out, m, px, c, pixels, seg) };
         }
     }

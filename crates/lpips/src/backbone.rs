@@ -75,7 +75,7 @@ pub(crate) fn conv_bias(x: &Tensor, w: &Tensor, b: &Tensor, stride: usize, pad: 
     // Stride-1 convs take the convolution whose input gradient is a forward conv
     // (candle's own backward is a direct-loop transposed conv, ~5x slower).
     let y = if stride == 1 {
-        labelgan_core::conv::conv2d(x, &w, pad)?
+        labelgan_kernels::conv::conv2d(x, &w, pad)?
     } else {
         x.conv2d(&w, pad, stride, 1, 1)?
     };

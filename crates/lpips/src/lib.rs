@@ -32,8 +32,8 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{D, DType, Device, Tensor};
 
 use labelgan_core::io::TensorFile;
-use labelgan_core::resample::{AxisInterp, Upsample};
 use labelgan_core::{Error, Result};
+use labelgan_kernels::resample::{AxisInterp, Upsample};
 
 pub use backbone::Net;
 
@@ -87,7 +87,7 @@ fn resize_bilinear(x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
             .matrix(inp, x.device())?
             .to_dtype(x.dtype())?)
     };
-    labelgan_core::resample::separable2d(x, &m(h, ih)?, &m(w, iw)?)
+    labelgan_kernels::resample::separable2d(x, &m(h, ih)?, &m(w, iw)?)
 }
 
 impl Lpips {

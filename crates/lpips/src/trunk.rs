@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 
-use labelgan_core::conv::{Element, conv_cpu, cpu_slice, flip_transpose_cpu, with_cpu_slice as with_slice};
 use labelgan_core::{Error, Result};
+use labelgan_kernels::conv::{Element, conv_cpu, cpu_slice, flip_transpose_cpu, with_cpu_slice as with_slice};
 
 #[derive(Debug)]
 enum Step {

@@ -16,7 +16,7 @@ use candle_core::{D, DType, Device, Tensor, Var};
 
 use labelgan_core::{Error, Result, SplitMix64};
 
-use labelgan_core::resample::separable2d;
+use labelgan_kernels::resample::separable2d;
 
 use crate::fc::lrelu_gain;
 
@@ -212,7 +212,7 @@ impl Discriminator {
         let w = self.p(&format!("{name}.weight"))?;
         let (o, i, kh, kw) = w.dims4()?;
         let w = w.affine(1.0 / ((i * kh * kw) as f64).sqrt(), 0.0)?;
-        let mut y = labelgan_core::conv::conv2d(x, &w, pad)?;
+        let mut y = labelgan_kernels::conv::conv2d(x, &w, pad)?;
         if self.params.contains_key(&format!("{name}.bias")) {
             y = y.broadcast_add(&self.p(&format!("{name}.bias"))?.reshape((1, o, 1, 1))?)?;
         }
@@ -227,7 +227,7 @@ impl Discriminator {
         let w = self.p(&format!("{name}.weight"))?;
         let (o, i, kh, kw) = w.dims4()?;
         let w = w.affine(1.0 / ((i * kh * kw) as f64).sqrt(), 0.0)?;
-        let y = labelgan_core::conv::conv3x3_stride2(x, &w)?;
+        let y = labelgan_kernels::conv::conv3x3_stride2(x, &w)?;
         Ok(y.broadcast_add(&self.p(&format!("{name}.bias"))?.reshape((1, o, 1, 1))?)?)
     }
 

@@ -34,5 +34,6 @@ pub mod upfirdn;
 pub use config::GeneratorConfig;
 pub use discriminator::{Discriminator, DiscriminatorConfig};
 pub use generator::StyleGan2;
-pub use labelgan_core::{Error, Result, conv};
+pub use labelgan_core::{Error, Result};
+pub use labelgan_kernels::conv;
 pub use train::{GanConfig, ImageSource, StepLosses, Trainer};

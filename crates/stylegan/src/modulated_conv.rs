@@ -103,7 +103,7 @@ impl SynthesisLayer {
                 None => upsample_conv2d(&x, &self.weight, &self.resample_filter)?,
             }
         } else {
-            labelgan_core::conv::conv2d(&x, &self.weight, 1)?
+            labelgan_kernels::conv::conv2d(&x, &self.weight, 1)?
         };
         let o = self.out_channels();
         let mut x = x.broadcast_mul(&d.reshape((n, o, 1, 1))?)?;
@@ -159,7 +159,7 @@ impl ToRgb {
         let (n, i, _, _) = x.dims4()?;
         let s = self.affine.forward(w)?.affine(1.0 / (i as f64).sqrt(), 0.0)?;
         let x = x.broadcast_mul(&s.reshape((n, i, 1, 1))?)?;
-        let x = labelgan_core::conv::conv2d(&x, &self.weight, 0)?;
+        let x = labelgan_kernels::conv::conv2d(&x, &self.weight, 0)?;
         let c = self.bias.dims()[0];
         let x = x.broadcast_add(&self.bias.reshape((1, c, 1, 1))?)?;
         Ok(match self.conv_clamp {

@@ -452,7 +452,7 @@ impl Trainer {
                     .join()
                     .map_err(|_| Error::invalid("the R1 thread panicked"))?
             })?;
-            labelgan_core::heap::release_freed_memory();
+            labelgan_kernels::heap::release_freed_memory();
             out.r1 = Some(value);
             for (k, t) in r1 {
                 let sum = match grads.remove(&k) {

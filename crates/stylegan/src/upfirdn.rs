@@ -112,7 +112,7 @@ pub fn upsample_conv2d_with(x: &Tensor, kernels: &Tensor) -> Result<Tensor> {
             x.dims()
         )));
     }
-    interleave(&labelgan_core::conv::conv2d(x, kernels, 1)?, o4 / 4)
+    interleave(&labelgan_kernels::conv::conv2d(x, kernels, 1)?, o4 / 4)
 }
 
 /// The official `upsample2d` of the image path: zero-insert x2, pad `[2,1,2,1]`,
@@ -122,7 +122,7 @@ pub fn upsample2d(x: &Tensor, filter: &Tensor) -> Result<Tensor> {
     // The image path is the conv path with a centred 3x3 delta as the weight.
     let delta = Tensor::from_vec(vec![0f32, 0., 0., 0., 1., 0., 0., 0., 0.], (1, 1, 3, 3), x.device())?;
     let k = phase_kernels(&delta, &filter_kernel(filter)?)?; // [4, 1, 3, 3]
-    let y = labelgan_core::conv::conv2d(&x.reshape((n * c, 1, h, w))?, &k, 1)?;
+    let y = labelgan_kernels::conv::conv2d(&x.reshape((n * c, 1, h, w))?, &k, 1)?;
     interleave(&y, 1)?.reshape((n, c, 2 * h, 2 * w)).map_err(Into::into)
 }
 

@@ -330,7 +330,7 @@ fn bad_configs_are_named() {
 }
 
 fn resampling_matrices_match_the_filters() {
-    use labelgan_core::resample::separable2d;
+    use labelgan_kernels::resample::separable2d;
     use labelgan_stylegan::discriminator::{blur_reference, resample_matrix};
     let dev = Device::Cpu;
     let f = [1f32, 3., 3., 1.];

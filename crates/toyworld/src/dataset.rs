@@ -28,10 +28,7 @@ pub fn batch_tensor(seed: u64, start: u64, count: usize, resolution: usize, devi
 
 /// Renders images `start..start + count` on all cores, in order.
 fn render_range(seed: u64, start: u64, count: usize, resolution: usize) -> Vec<ToyFace> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(count)
-        .max(1);
+    let threads = labelgan_kernels::cpu_threads().min(count).max(1);
     let per = count.div_ceil(threads);
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)

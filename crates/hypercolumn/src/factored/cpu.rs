@@ -11,7 +11,7 @@ use labelgan_core::{Error, Result};
 use super::fuse::{fuse_cols, fuse_rows};
 use super::{FactoredProjection, Scratch};
 use crate::interp::{AxisInterp, Upsample};
-use crate::linalg::{sgemm, sgemm_rhs_rows};
+use labelgan_kernels::linalg::{sgemm, sgemm_rhs_rows};
 
 /// A read guard on a contiguous f32 CPU tensor's storage.
 pub struct CpuSlice<'a> {
@@ -259,10 +259,7 @@ impl<'a> CpuProjector<'a> {
         let px = ys.len() * t;
         self.ensure_groups(&ys);
         let blocks = k / width;
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(blocks)
-            .max(1);
+        let threads = labelgan_kernels::cpu_threads().min(blocks).max(1);
         let Self {
             full,
             groups,
@@ -325,10 +322,7 @@ impl<'a> CpuProjector<'a> {
         self.ensure_groups(&ys);
         let groups: &[Group] = &self.groups;
         let (bias, relu) = (&self.bias[..], self.relu);
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(ys.len())
-            .max(1);
+        let threads = labelgan_kernels::cpu_threads().min(ys.len()).max(1);
         let per = ys.len().div_ceil(threads);
         std::thread::scope(|s| {
             for (ci, chunk) in acc.chunks_mut(per * t * k).enumerate() {

@@ -31,13 +31,14 @@ pub fn fuse_cols(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports the enabled features (checked above).
+        use labelgan_kernels::{Simd, simd};
+        if simd() == Simd::Avx512 {
+            // SAFETY: the CPU supports the enabled features (`simd` detected them).
             unsafe { fuse_rows_avx512(groups, bias, relu, t, k, cols, y_start, out) };
             return;
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports the enabled features (checked above).
+        if simd() == Simd::Avx2Fma {
+            // SAFETY: the CPU supports the enabled features (`simd` detected them).
             unsafe { fuse_rows_avx2(groups, bias, relu, t, k, cols, y_start, out) };
             return;
         }

@@ -16,8 +16,8 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
 
-use crate::Result;
 use crate::conv::{Element, cpu_slice};
+use labelgan_core::Result;
 
 /// 2x2 average pooling with stride 2 of `x [N, C, H, W]` (even H and W):
 /// `[N, C, H/2, W/2]`. On the CPU one pass each way; its gradient is
@@ -26,7 +26,7 @@ use crate::conv::{Element, cpu_slice};
 pub fn avg_pool2(x: &Tensor) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
     if h % 2 != 0 || w % 2 != 0 {
-        return Err(crate::Error::invalid(format!(
+        return Err(labelgan_core::Error::invalid(format!(
             "avg_pool2 needs even height and width, got {:?}",
             x.dims()
         )));
@@ -106,7 +106,7 @@ impl CustomOp1 for Resample2 {
     }
 
     fn bwd(&self, _x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let err = |e: crate::Error| candle_core::Error::Msg(e.to_string());
+        let err = |e: labelgan_core::Error| candle_core::Error::Msg(e.to_string());
         Ok(Some(if self.up {
             (avg_pool2(g).map_err(err)? * 4.0)?
         } else {
@@ -215,8 +215,8 @@ impl AxisInterp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{SplitMix64, max_abs_diff};
     use candle_core::Var;
+    use labelgan_core::{SplitMix64, max_abs_diff};
 
     #[test]
     fn pool_and_upsample_match_candle_ops_with_gradients() {

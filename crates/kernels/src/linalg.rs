@@ -17,7 +17,7 @@ pub fn sgemm(
     lcs: usize,
     rhs: &[f32],
 ) {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = crate::threads::cpu_threads();
     sgemm_threads(threads, m, n, k, dst, accumulate, lhs, lrs, lcs, rhs)
 }
 

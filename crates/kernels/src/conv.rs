@@ -17,7 +17,7 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
 
-use crate::Result;
+use labelgan_core::Result;
 
 /// `x [N, I, H, W]` convolved with `w [O, I, k, k]`, stride 1, zero padding `pad`
 /// (`pad < k`).
@@ -35,7 +35,7 @@ pub fn conv3x3_stride2(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let (n, c, h, wd) = x.dims4()?;
     let (o, ci, kh, kw) = w.dims4()?;
     if (kh, kw) != (3, 3) || ci != c || h % 2 != 0 || wd % 2 != 0 || h < 4 || wd < 4 {
-        return Err(crate::Error::invalid(format!(
+        return Err(labelgan_core::Error::invalid(format!(
             "conv3x3_stride2 needs [N, C, H, W] with even H, W >= 4 and a [O, C, 3, 3] kernel, got {:?} and {:?}",
             x.dims(),
             w.dims()
@@ -66,7 +66,7 @@ pub fn conv3x3_stride2(x: &Tensor, w: &Tensor) -> Result<Tensor> {
 pub fn conv2d_bias(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, relu: bool) -> Result<Tensor> {
     let o = w.dim(0)?;
     if b.dims() != [o] {
-        return Err(crate::Error::invalid(format!(
+        return Err(labelgan_core::Error::invalid(format!(
             "conv2d_bias: bias of shape {:?} for {o} output channels",
             b.dims()
         )));
@@ -409,7 +409,7 @@ pub fn conv_cpu<T: Element>(
     // before anything reads it.
     let mut ypw: Vec<T> = Vec::with_capacity(o * ho * wp);
     let mut out: Vec<T> = Vec::with_capacity(n * o * ho * wo);
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let threads = crate::threads::cpu_threads();
     let par = if threads > 1 && o * ho * wp * c >= 1 << 16 {
         gemm::Parallelism::Rayon(threads)
     } else {
@@ -558,7 +558,7 @@ pub fn weight_grad_cpu<T: Element>(
         }
         dw
     };
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(n);
+    let threads = crate::threads::cpu_threads().min(n);
     if threads <= 1 || size * n * ho * wp < 1 << 16 {
         return partial(0..n);
     }
@@ -665,8 +665,8 @@ fn weight_grad(x: &Tensor, g: &Tensor, k: usize, pad: usize) -> candle_core::Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{SplitMix64, max_abs_diff};
     use candle_core::{Device, Var};
+    use labelgan_core::{SplitMix64, max_abs_diff};
 
     #[test]
     fn raw_kernels_match_tensor_ops() {

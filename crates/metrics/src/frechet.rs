@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Tensor};
 
-use crate::{Error, Result};
+use labelgan_core::{Error, Result};
 
 /// Running mean and covariance of feature vectors.
 #[derive(Debug, Clone)]
@@ -194,7 +194,7 @@ pub fn symmetric_eigen(a: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SplitMix64;
+    use labelgan_core::SplitMix64;
 
     fn random_spd(d: usize, rng: &mut SplitMix64) -> Vec<f64> {
         let b: Vec<f64> = (0..d * d).map(|_| rng.normal()).collect();

@@ -1,0 +1,28 @@
+//! # labelgan-kernels
+//!
+//! The one home of labelgan's hand-written CPU code, kept where it was measured to
+//! beat candle's own ops (`docs/performance.md`), each with a candle-op path that other
+//! devices take:
+//!
+//! - [`conv`]: the stride-1 convolution as an implicit GEMM, with a backward that is
+//!   itself a forward convolution (derivatives of any order at forward speed);
+//! - [`resample`]: separable linear resampling (bilinear resize, blurs, pooling) as
+//!   two matrix products, differentiable;
+//! - [`linalg`]: f32 GEMM helpers on `gemm`, split across threads;
+//! - [`simd`]: which vector instructions the kernels use, decided once per process;
+//! - [`threads`]: how many threads the kernels split work into, decided once;
+//! - [`heap`]: allocator tuning for candle's many short-lived buffers.
+//!
+//! Kernels that belong to one model stay beside it (the labeler's vote, the LPIPS
+//! trunk, the factored projection's fused rows) but take their SIMD level and thread
+//! count from here.
+
+pub mod conv;
+pub mod heap;
+pub mod linalg;
+pub mod resample;
+pub mod simd;
+pub mod threads;
+
+pub use simd::{Simd, simd};
+pub use threads::cpu_threads;
