@@ -122,30 +122,24 @@ fn train_sets(
             })
         })
         .collect();
-    let last = std::sync::Mutex::new(Instant::now());
+    let total: usize = jobs.iter().map(|j| cfg.steps[j.heads[0].index()]).sum();
+    let names: Vec<&str> = sets.iter().map(|(n, _)| *n).collect();
+    let bar = labelgan::core::Progress::new(total as u64, &format!("  UNets [{}]", names.join(", ")), "steps");
     let models = train_unets(&jobs, cfg, workers, &Device::Cpu, &|p: &UNetProgress<'_>| {
-        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+        bar.note(format!("{} {} loss {:.4}", p.name, p.heads[0].name(), p.loss));
+        bar.inc(1);
         if p.step == p.steps {
-            eprintln!(
+            bar.println(&format!(
                 "  UNet[{}, {}] trained ({} steps, loss {:.4}) at {:.0} s",
                 p.name,
                 p.heads[0].name(),
                 p.steps,
                 p.loss,
                 started.elapsed().as_secs_f64()
-            );
-        } else if last.elapsed().as_secs_f64() > 15.0 {
-            *last = Instant::now();
-            eprintln!(
-                "  UNet[{}, {}] step {}/{} loss {:.4}",
-                p.name,
-                p.heads[0].name(),
-                p.step,
-                p.steps,
-                p.loss
-            );
+            ));
         }
     })?;
+    bar.finish();
     let mut it = models.into_iter();
     Ok(sets.iter().map(|_| it.by_ref().take(3).collect()).collect())
 }

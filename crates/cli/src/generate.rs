@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 use clap::{Args, ValueEnum};
 use labelgan_core::image_io::{contact_sheet, save_png, tensor_to_images};
 use labelgan_core::io::{TensorFile, save_safetensors};
-use labelgan_core::{Error, Generator, NoiseMode, Result, Truncation};
+use labelgan_core::{Error, Generator, NoiseMode, Progress, Result, Truncation};
 use labelgan_stylegan::StyleGan2;
 
 use crate::device::DeviceArg;
@@ -182,6 +182,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     let n = source.len();
     let (mut all_ws, mut all_img, mut sheet) = (Vec::new(), Vec::new(), Vec::new());
     let start = Instant::now();
+    let bar = Progress::new(n as u64, "generating", "images");
     for b0 in (0..n).step_by(a.batch_size) {
         let len = a.batch_size.min(n - b0);
         let ws = match &source {
@@ -209,15 +210,11 @@ pub fn run(a: GenerateArgs) -> Result<()> {
             all_ws.push(ws.to_device(&Device::Cpu)?);
             all_img.push(img);
         }
-        let done = b0 + len;
         if n > a.batch_size {
-            let rate = done as f64 / start.elapsed().as_secs_f64();
-            eprintln!(
-                "generated {done}/{n} images ({rate:.2} img/s, eta {:.0} s)",
-                (n - done) as f64 / rate
-            );
+            bar.inc(len as u64);
         }
     }
+    bar.finish();
     if let Some(dir) = &a.png_dir {
         let cols = (sheet.len() as f64).sqrt().ceil() as usize;
         save_png(&contact_sheet(&sheet, cols, 2)?, &dir.join("contact_sheet.png"))?;

@@ -1,11 +1,10 @@
 //! `labelgan toyworld`: write a folder of procedural toy faces with exact labels.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use labelgan_core::Result;
+use labelgan_core::{Progress, Result};
 use labelgan_toyworld::{CLASSES, write_dataset};
 
 /// Render labelled toy faces: images, masks, depth maps, keypoints, a contact sheet.
@@ -27,19 +26,9 @@ pub struct ToyworldArgs {
 
 pub fn run(a: ToyworldArgs) -> Result<()> {
     let start = Instant::now();
-    let mut last = Instant::now();
-    let summary = write_dataset(&a.out, a.seed, a.count, a.resolution, |done, total| {
-        if done == total || last.elapsed().as_secs_f64() > 1.0 {
-            last = Instant::now();
-            let rate = done as f64 / start.elapsed().as_secs_f64().max(1e-9);
-            eprint!(
-                "\rtoyworld: {done}/{total} images, {rate:.0} images/s, ETA {:.0} s   ",
-                (total - done) as f64 / rate.max(1e-9)
-            );
-            let _ = std::io::stderr().flush();
-        }
-    })?;
-    eprintln!();
+    let bar = Progress::new(a.count as u64, "toyworld", "images");
+    let summary = write_dataset(&a.out, a.seed, a.count, a.resolution, |done, _| bar.set(done as u64))?;
+    bar.finish();
     let shares: Vec<String> = CLASSES
         .iter()
         .zip(summary.class_share)

@@ -7,7 +7,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use clap::Args;
 use labelgan_core::image_io::{load_image_folder, split_holdout};
-use labelgan_core::{Error, Generator, Inverter, Result};
+use labelgan_core::{Error, Generator, Inverter, Progress, Result};
 use labelgan_inversion::encoder::EncoderTrainer;
 use labelgan_inversion::metrics::reconstruction;
 use labelgan_inversion::{EncoderConfig, MeanInverter};
@@ -161,20 +161,31 @@ pub fn run(a: TrainEncoderArgs) -> Result<()> {
     };
     report("w_avg", &MeanInverter::new(&g)?.invert(&holdout)?)?;
     let started = Instant::now();
-    let mut last = Instant::now();
+    let mut bar: Option<(char, Progress)> = None;
     let mut show = |p: &labelgan_inversion::encoder::EncoderProgress| {
-        if last.elapsed().as_secs_f64() >= 10.0 || p.holdout_loss.is_some() || p.step == p.steps {
-            last = Instant::now();
-            let held = p.holdout_loss.map_or(String::new(), |h| format!(" | held-out {h:.4}"));
-            eprintln!(
-                "stage {} step {:>5}/{} | loss {:.4}{held} | {:.1} img/s | {:.0} s",
+        if bar.as_ref().is_none_or(|(s, _)| *s != p.stage) {
+            if let Some((_, b)) = &bar {
+                b.finish();
+            }
+            bar = Some((
+                p.stage,
+                Progress::new(p.steps as u64, &format!("encoder stage {}", p.stage), "steps"),
+            ));
+        }
+        let Some((_, b)) = &bar else { return };
+        b.note(format!("loss {:.4}, {:.1} img/s", p.loss, p.images_per_second));
+        b.set(p.step as u64);
+        if let Some(h) = p.holdout_loss {
+            b.println(&format!(
+                "stage {} step {}/{}: held-out loss {h:.4} at {:.0} s",
                 p.stage,
                 p.step,
                 p.steps,
-                p.loss,
-                p.images_per_second,
                 started.elapsed().as_secs_f64()
-            );
+            ));
+        }
+        if p.step == p.steps {
+            b.finish();
         }
     };
     let after_a = a.out.join("encoder_stage_a.safetensors");

@@ -8,7 +8,7 @@ use std::time::Instant;
 use candle_core::Device;
 use clap::Args;
 use labelgan_core::image_io::{ImageSource, contact_sheet, load_image_folder, save_png, tensor_to_images};
-use labelgan_core::{Error, Generator, NoiseMode, Result, Truncation};
+use labelgan_core::{Error, Generator, NoiseMode, Progress, Result, Truncation};
 use labelgan_stylegan::{GanConfig, Trainer};
 
 use crate::device::DeviceArg;
@@ -164,6 +164,9 @@ pub fn run(a: TrainGanArgs) -> Result<()> {
         .map_err(|e| Error::io(a.out.join("log.jsonl"), e))?;
     let start = Instant::now();
     let (start_nimg, mut last_print, mut last_snap) = (t.nimg, Instant::now(), Instant::now());
+    // Images shown to D, towards `--kimg`; the note carries the losses of the last ~10 s.
+    let bar = Progress::new(target, "training", "images");
+    bar.set(t.nimg);
     let mut next_snap = (t.nimg / snap_every + 1) * snap_every;
     let mut acc = (0f64, 0f64, 0f64, 0f64, 0usize);
     let mut r1 = None;
@@ -191,19 +194,16 @@ pub fn run(a: TrainGanArgs) -> Result<()> {
             } else {
                 format!("held (gap {:.2})", t.gap_average)
             };
-            eprintln!(
-                "kimg {:7.2}/{:.0} | step {} | G {} | D {:.3} | D(x) {:+.2} D(G(z)) {:+.2} | R1 {} | {:.1} img/s | ETA {:.0} min",
-                t.nimg as f64 / 1000.0,
-                a.kimg,
+            bar.note(format!(
+                "step {} | G {} | D {:.3} | D(x) {:+.2} D(G(z)) {:+.2} | R1 {}",
                 t.step,
                 g_loss,
                 acc.1 / k,
                 acc.2 / k,
                 acc.3 / k,
                 r1.map_or("-".into(), |v| format!("{v:.4}")),
-                rate,
-                (target.saturating_sub(t.nimg)) as f64 / rate.max(1e-9) / 60.0
-            );
+            ));
+            bar.set(t.nimg);
             writeln!(log, "{line}").map_err(|e| Error::io(a.out.join("log.jsonl"), e))?;
             acc = (0.0, 0.0, 0.0, 0.0, 0);
             last_print = Instant::now();
@@ -214,6 +214,7 @@ pub fn run(a: TrainGanArgs) -> Result<()> {
             last_snap = Instant::now();
         }
     }
+    bar.finish();
     snapshot(&t, &a.out)?;
     println!(
         "trained to {:.1} kimg ({} steps); generator: {}",

@@ -8,7 +8,7 @@ use std::time::Instant;
 use candle_core::Device;
 use clap::Args;
 use labelgan_core::image_io::{ImageSource, load_image_folder, split_holdout};
-use labelgan_core::{Error, Generator, Result, Truncation};
+use labelgan_core::{Error, Generator, Progress, Result, Truncation};
 use labelgan_lpips::rotation::{RotationConfig, train_rotation};
 use labelgan_stylegan::StyleGan2;
 
@@ -115,20 +115,18 @@ pub fn run(a: TrainPerceptualArgs) -> Result<()> {
     };
     let holdout = holdout.to_device(&device)?;
     let started = Instant::now();
-    let mut last_print = Instant::now();
+    let bar = Progress::new(a.steps as u64, "rotation pre-training", "steps");
     let net = train_rotation(&config, &source, &holdout, &device, &mut |p| {
-        if last_print.elapsed().as_secs_f64() >= 10.0 || p.holdout_accuracy.is_some() || p.step == 1 {
-            last_print = Instant::now();
-            let eta = (p.steps - p.step) as f64 * p.batch_seconds();
-            let held = p
-                .holdout_accuracy
-                .map_or(String::new(), |h| format!(" | held-out acc {h:.3}"));
-            eprintln!(
-                "step {:>6}/{} | loss {:.3} | batch acc {:.2}{held} | {:.1} img/s | ETA {:.0} s",
-                p.step, p.steps, p.loss, p.train_accuracy, p.images_per_second, eta
-            );
+        bar.note(format!(
+            "loss {:.3}, batch acc {:.2}, {:.1} img/s",
+            p.loss, p.train_accuracy, p.images_per_second
+        ));
+        bar.set(p.step as u64);
+        if let Some(h) = p.holdout_accuracy {
+            bar.println(&format!("step {}/{}: held-out accuracy {h:.3}", p.step, p.steps));
         }
     })?;
+    bar.finish();
     net.save(&a.out)?;
     let line = serde_json::json!({
         "steps": a.steps,

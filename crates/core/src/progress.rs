@@ -17,8 +17,8 @@ pub struct Progress {
     bar: ProgressBar,
     label: String,
     unit: String,
-    /// `None` when drawing a bar; the last plain line's time otherwise.
-    last_line: Option<Mutex<Instant>>,
+    /// `None` when drawing a bar; otherwise the last plain line's time and count.
+    last_line: Option<Mutex<(Instant, Option<u64>)>>,
 }
 
 impl Progress {
@@ -36,7 +36,7 @@ impl Progress {
             bar,
             label: label.to_string(),
             unit: unit.to_string(),
-            last_line: (!tty).then(|| Mutex::new(Instant::now())),
+            last_line: (!tty).then(|| Mutex::new((Instant::now(), None))),
         }
     }
 
@@ -83,8 +83,10 @@ impl Progress {
         let Some(last) = &self.last_line else { return };
         let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
         let (done, total) = (self.bar.position(), self.bar.length().unwrap_or(0));
-        if force || last.elapsed() >= LINE_INTERVAL || done == total {
-            *last = Instant::now();
+        let due = force || last.0.elapsed() >= LINE_INTERVAL || done == total;
+        // A count already printed is not printed again (the last one, then `finish`).
+        if due && last.1 != Some(done) {
+            *last = (Instant::now(), Some(done));
             eprintln!("{}", self.line());
         }
     }
