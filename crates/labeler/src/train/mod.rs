@@ -1,0 +1,571 @@
+//! Training the ensemble: Adam on mini-batches of sampled pixels, every class
+//! represented, early stopping per member on held-out pixels.
+//!
+//! Memory: the training set is never a stack of full-resolution hypercolumns. Taps come
+//! from a [`TapSource`] (kept at native resolution in f16, or regenerated from latents),
+//! and only the sampled pixels' rows are gathered, a group of images at a time within
+//! `feature_budget_mb`; the held-out rows are kept in f16.
+
+mod network;
+mod sources;
+mod targets;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::Optimizer;
+
+use labelgan_core::{Error, Result, SplitMix64, TapSpec};
+use labelgan_dataset::ImageLabels;
+use labelgan_hypercolumn::{sparse, sparse_into};
+
+use crate::config::{Head, LabelerConfig};
+use crate::ensemble::{Ensemble, PARAM_NAMES};
+use crate::host::{Adam, HostLayer};
+use network::{State, forward_from_pre, member_loss, update_running};
+pub use sources::{GeneratorTaps, InMemoryTaps, TapSource};
+use targets::{PixelTargets, check_targets, sample_pixels, targets_for};
+
+/// What training did.
+#[derive(Debug, Clone)]
+pub struct TrainReport {
+    /// Epochs run.
+    pub epochs: usize,
+    /// Best held-out loss per member.
+    pub best_val_loss: Vec<f32>,
+    /// Epoch of each member's best.
+    pub best_epoch: Vec<usize>,
+    /// Training pixels per epoch.
+    pub train_pixels: usize,
+    /// Seconds.
+    pub seconds: f64,
+}
+
+/// Trains an ensemble on images from `source` with ground truth `labels` (one per
+/// image; the head's kind must be present in each). `progress` receives one line per
+/// image group.
+///
+/// On the CPU the first layer trains outside candle's graph (the `host` module: two GEMMs
+/// and one in-place Adam pass per step); elsewhere the whole network runs through
+/// candle's autograd. Both compute the same steps.
+pub fn fit(
+    config: &LabelerConfig,
+    source: &dyn TapSource,
+    labels: &[ImageLabels],
+    progress: impl FnMut(&str),
+) -> Result<(Ensemble, TrainReport)> {
+    fit_on(config, source, labels, progress, true)
+}
+
+/// [`fit`], with the CPU's host first layer allowed or not (tests compare the two).
+pub(crate) fn fit_on(
+    config: &LabelerConfig,
+    source: &dyn TapSource,
+    labels: &[ImageLabels],
+    mut progress: impl FnMut(&str),
+    allow_host: bool,
+) -> Result<(Ensemble, TrainReport)> {
+    let start = std::time::Instant::now();
+    let targets = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| PixelTargets::of(&config.head, l, i))
+        .collect::<Result<Vec<_>>>()?;
+    let targets = &targets[..];
+    if source.len() != targets.len() || targets.is_empty() {
+        return Err(Error::invalid(format!(
+            "{} tap images but {} targets",
+            source.len(),
+            targets.len()
+        )));
+    }
+    check_targets(config, targets)?;
+    let first = source.taps(0)?;
+    let specs: Vec<TapSpec> = first.specs();
+    let dev = first
+        .iter()
+        .next()
+        .map(|t| t.tensor.device().clone())
+        .unwrap_or(Device::Cpu);
+    let d: usize = specs.iter().map(|t| t.channels).sum();
+    let init = Ensemble::init(config, &specs, &dev)?;
+    let m = config.members;
+    let mut rng = SplitMix64::derive(config.seed, 0xDA7A);
+    let splits = targets
+        .iter()
+        .map(|t| sample_pixels(config, t, config.max_holdout_pixels.div_ceil(targets.len()), &mut rng))
+        .collect::<Result<Vec<_>>>()?;
+    let train_pixels: usize = splits.iter().map(|s| s.train.len()).sum();
+
+    let use_host = allow_host && dev.is_cpu();
+    let rows = Rows {
+        config,
+        source,
+        targets,
+        splits: &splits,
+        d,
+        dev: &dev,
+        use_host,
+    };
+    let mut opt = Optimiser::new(&init, config.lr, use_host)?;
+    // The host path's gathered group rows `[n, D]`, reused across groups.
+    let mut group_rows: Vec<f32> = vec![];
+
+    // Held-out rows (f16) and targets, gathered during the first epoch from the same
+    // taps as the training rows: one tap generation per image per epoch.
+    let mut held_parts: Vec<Option<(Tensor, Tensor)>> = vec![None; targets.len()];
+    let (mut held_x, mut held_y) = (Tensor::zeros(0, DType::F16, &dev)?, Tensor::zeros(0, DType::U32, &dev)?);
+    let per_image_bytes = splits.iter().map(|s| s.train.len()).max().unwrap_or(1) * d * 4;
+    let group = (config.feature_budget_mb * (1 << 20) / per_image_bytes.max(1)).max(1);
+    let mut best = vec![f32::INFINITY; m];
+    let mut best_epoch = vec![0usize; m];
+    let mut best_params: Vec<(String, Tensor)> = opt
+        .state
+        .vars
+        .iter()
+        .map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?)))
+        .collect::<Result<_>>()?;
+    best_params.extend(opt.state.running.iter().map(|(n, t)| (n.clone(), t.clone())));
+    let mut epochs = 0;
+    for epoch in 0..config.max_epochs {
+        epochs = epoch + 1;
+        let epoch_start = std::time::Instant::now();
+        let mut order: Vec<usize> = (0..targets.len()).collect();
+        rng.shuffle(&mut order);
+        let mut seen = 0;
+        let mut loss_sum = 0f64;
+        let mut steps = 0usize;
+        for chunk in order.chunks(group) {
+            let (x, y) = rows.gather(chunk, &mut group_rows, &mut held_parts)?;
+            let n = y.dim(0)?;
+            let b = config.batch_size.min(n).max(1);
+            // Each member walks its own permutation of the group's pixels.
+            let perms: Vec<Vec<u32>> = (0..m)
+                .map(|_| {
+                    let mut p: Vec<u32> = (0..n as u32).collect();
+                    rng.shuffle(&mut p);
+                    p
+                })
+                .collect();
+            for s0 in (0..n - b + 1).step_by(b) {
+                let idx: Vec<u32> = perms.iter().flat_map(|p| p[s0..s0 + b].iter().copied()).collect();
+                let idx = Tensor::from_vec(idx, m * b, &dev)?;
+                let yb = y.index_select(&idx, 0)?;
+                let yb = if yb.rank() == 1 {
+                    yb.reshape((m, b))?
+                } else {
+                    yb.reshape((m, b, ()))?
+                };
+                let order: Vec<&[u32]> = perms.iter().map(|p| &p[s0..s0 + b]).collect();
+                let loss = opt.step(x.as_ref(), &group_rows, &order, &idx, &yb, &config.head)?;
+                loss_sum += loss.to_scalar::<f32>()? as f64 / m as f64;
+                steps += 1;
+            }
+            seen += chunk.len();
+            progress(&format!(
+                "epoch {}/{}: {seen}/{} images, train loss {:.4}, {:.0} px/s",
+                epoch + 1,
+                config.max_epochs,
+                targets.len(),
+                loss_sum / steps.max(1) as f64,
+                (steps * b * m) as f64 / epoch_start.elapsed().as_secs_f64()
+            ));
+        }
+        if epoch == 0 {
+            let (hx, hy): (Vec<Tensor>, Vec<Tensor>) = held_parts.iter_mut().filter_map(Option::take).unzip();
+            held_x = Tensor::cat(&hx, 0)?;
+            held_y = Tensor::cat(&hy, 0)?;
+        }
+        opt.sync_first_layer()?;
+        let val = held_out_loss(&opt.state, opt.w1.as_tensor(), &held_x, &held_y, &config.head)?;
+        let improved: Vec<bool> = (0..m).map(|k| val[k] < best[k]).collect();
+        keep_improved(&mut best_params, &opt.state, &improved, &dev)?;
+        for k in 0..m {
+            if improved[k] {
+                best[k] = val[k];
+                best_epoch[k] = epoch;
+            }
+        }
+        progress(&format!(
+            "epoch {}: held-out loss {:.4} (mean over members)",
+            epoch + 1,
+            val.iter().sum::<f32>() / m as f32
+        ));
+        if (0..m).all(|k| epoch >= best_epoch[k] + config.patience) {
+            break;
+        }
+    }
+    let mut ens = init;
+    for (name, t) in best_params {
+        ens.params.insert(name, t);
+    }
+    let report = TrainReport {
+        epochs,
+        best_val_loss: best,
+        best_epoch,
+        train_pixels,
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    Ok((ens, report))
+}
+
+/// The trainable state and its Adam: on the CPU's host path the first layer trains
+/// outside candle's graph ([`HostLayer`]), every other parameter through candle's AdamW.
+struct Optimiser {
+    state: State,
+    opt: candle_nn::AdamW,
+    host: Option<HostLayer>,
+    adam: Adam,
+    /// The first layer `[M, D, h1]` (on the host path, synced by
+    /// [`Optimiser::sync_first_layer`]).
+    w1: Var,
+}
+
+impl Optimiser {
+    fn new(init: &Ensemble, lr: f64, use_host: bool) -> Result<Self> {
+        let mut state = State {
+            vars: vec![],
+            running: vec![],
+        };
+        for name in PARAM_NAMES {
+            let p = init.param(name)?.clone();
+            if name.contains("running") {
+                state.running.push((name.to_string(), p));
+            } else {
+                state.vars.push((name.to_string(), Var::from_tensor(&p)?));
+            }
+        }
+        let params = candle_nn::ParamsAdamW {
+            lr,
+            weight_decay: 0.0,
+            ..Default::default()
+        };
+        let (m, d, h1) = init.param("w1")?.dims3()?;
+        let host = if use_host {
+            Some(HostLayer::new(
+                m,
+                d,
+                h1,
+                init.param("w1")?.flatten_all()?.to_vec1::<f32>()?,
+            ))
+        } else {
+            None
+        };
+        let adam = Adam {
+            lr: params.lr,
+            beta1: params.beta1,
+            beta2: params.beta2,
+            eps: params.eps,
+        };
+        let opt = candle_nn::AdamW::new(
+            state
+                .vars
+                .iter()
+                .filter(|(n, _)| !(use_host && n == "w1"))
+                .map(|(_, v)| v.clone())
+                .collect(),
+            params,
+        )?;
+        let w1 = state
+            .vars
+            .iter()
+            .find(|(n, _)| n == "w1")
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| Error::invalid("no w1"))?;
+        Ok(Self {
+            state,
+            opt,
+            host,
+            adam,
+            w1,
+        })
+    }
+
+    /// One step on batch `order` (per member, `b` rows of the group: from `group_rows`
+    /// on the host path, else `x.index_select(idx)`) with targets `yb`; returns the loss
+    /// summed over members.
+    fn step(
+        &mut self,
+        x: Option<&Tensor>,
+        group_rows: &[f32],
+        order: &[&[u32]],
+        idx: &Tensor,
+        yb: &Tensor,
+        head: &Head,
+    ) -> Result<Tensor> {
+        let (m, d, h1) = self.w1.as_tensor().dims3()?;
+        let b = order.first().map_or(0, |o| o.len());
+        let dev = self.w1.as_tensor().device().clone();
+        let (out, stats, loss) = match (&mut self.host, x) {
+            (Some(host), _) => {
+                host.gather(group_rows, order, b);
+                // The first layer's output enters the graph as a leaf: its gradient is
+                // what the host layer needs.
+                let pre = Var::from_tensor(&Tensor::from_vec(host.forward(b), (m, b, h1), &dev)?)?;
+                let (out, stats) = forward_from_pre(&self.state, pre.as_tensor(), true)?;
+                let loss = member_loss(head, &out, yb)?.sum_all()?;
+                let grads = loss.backward()?;
+                let g = grads
+                    .get(pre.as_tensor())
+                    .ok_or_else(|| Error::invalid("no gradient reached the first layer"))?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
+                host.backward_step(&g, b, self.adam);
+                self.opt.step(&grads)?;
+                (out, stats, loss)
+            }
+            (None, Some(x)) => {
+                let xb = x.index_select(idx, 0)?.reshape((m, b, d))?;
+                let pre = xb.matmul(self.w1.as_tensor())?;
+                let (out, stats) = forward_from_pre(&self.state, &pre, true)?;
+                let loss = member_loss(head, &out, yb)?.sum_all()?;
+                self.opt.backward_step(&loss)?;
+                (out, stats, loss)
+            }
+            (None, None) => return Err(Error::invalid("no training rows")),
+        };
+        drop(out);
+        update_running(&mut self.state, stats)?;
+        Ok(loss)
+    }
+
+    /// Copies the host path's first layer into [`Optimiser::w1`].
+    fn sync_first_layer(&mut self) -> Result<()> {
+        if let Some(host) = &self.host {
+            let dims = self.w1.as_tensor().dims3()?;
+            self.w1
+                .set(&Tensor::from_slice(&host.weights, dims, self.w1.as_tensor().device())?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Gathers the hypercolumn rows of a group of images' sampled pixels: the training
+/// rows (on the CPU's host path straight into one buffer, never held twice) and, the
+/// first time an image is seen, its held-out rows (f16) and targets.
+struct Rows<'a> {
+    config: &'a LabelerConfig,
+    source: &'a dyn TapSource,
+    targets: &'a [PixelTargets],
+    splits: &'a [targets::Split],
+    d: usize,
+    dev: &'a Device,
+    use_host: bool,
+}
+
+impl Rows<'_> {
+    /// The rows of `chunk`'s training pixels (`None` on the host path, where they go to
+    /// `group_rows`) and their targets.
+    fn gather(
+        &self,
+        chunk: &[usize],
+        group_rows: &mut Vec<f32>,
+        held_parts: &mut [Option<(Tensor, Tensor)>],
+    ) -> Result<(Option<Tensor>, Tensor)> {
+        let (config, splits, d, dev) = (self.config, self.splits, self.d, self.dev);
+        let (t, mode) = (config.resolution, config.upsample());
+        let mut xs = vec![];
+        let mut ys = vec![];
+        group_rows.clear();
+        if self.use_host {
+            // Sized once: growing it would copy the group while holding it twice.
+            let rows: usize = chunk.iter().map(|&i| splits[i].train.len()).sum();
+            group_rows.reserve_exact(rows * d);
+        }
+        for &i in chunk {
+            let taps = self.source.taps(i)?;
+            if held_parts[i].is_none() {
+                let hx = if self.use_host {
+                    let mut v = vec![0f32; splits[i].held.len() * d];
+                    sparse_into(&taps, 0, &splits[i].held, t, mode, &mut v)?;
+                    Tensor::from_vec(v, (splits[i].held.len(), d), dev)?
+                } else {
+                    sparse(&taps, 0, &splits[i].held, t, mode)?
+                };
+                held_parts[i] = Some((
+                    hx.to_dtype(DType::F16)?,
+                    targets_for(config, &self.targets[i], &splits[i].held, dev)?,
+                ));
+            }
+            if self.use_host {
+                // Straight into the group buffer: the rows are never held twice.
+                let at = group_rows.len();
+                group_rows.resize(at + splits[i].train.len() * d, 0.0);
+                sparse_into(&taps, 0, &splits[i].train, t, mode, &mut group_rows[at..])?;
+            } else {
+                xs.push(sparse(&taps, 0, &splits[i].train, t, mode)?);
+            }
+            ys.push(targets_for(config, &self.targets[i], &splits[i].train, dev)?);
+        }
+        let x = if self.use_host {
+            None
+        } else {
+            Some(Tensor::cat(&xs, 0)?)
+        };
+        Ok((x, Tensor::cat(&ys, 0)?))
+    }
+}
+
+/// Held-out loss per member (eval-mode BatchNorm) over rows `held_x` `[P, D]` (f16)
+/// with targets `held_y`, in chunks of 4096 rows; every member's first layer `w1`
+/// `[M, D, h1]` in one GEMM `[len, D] x [D, M*h1]`.
+fn held_out_loss(state: &State, w1: &Tensor, held_x: &Tensor, held_y: &Tensor, head: &Head) -> Result<Vec<f32>> {
+    let (m, d, h1) = w1.dims3()?;
+    let w1_flat = w1.permute((1, 0, 2))?.reshape((d, m * h1))?;
+    let mut val = vec![0f32; m];
+    let nh = held_x.dim(0)?;
+    for c0 in (0..nh).step_by(4096) {
+        let len = 4096.min(nh - c0);
+        let pre = held_x
+            .narrow(0, c0, len)?
+            .to_dtype(DType::F32)?
+            .matmul(&w1_flat)?
+            .reshape((len, m, h1))?
+            .transpose(0, 1)?
+            .contiguous()?;
+        let yb = held_y.narrow(0, c0, len)?.unsqueeze(0)?;
+        let yb = if yb.rank() == 2 {
+            yb.broadcast_as((m, len))?.contiguous()?
+        } else {
+            yb.broadcast_as((m, len, held_y.dim(1)?))?.contiguous()?
+        };
+        let (out, _) = forward_from_pre(state, &pre, false)?;
+        let l = member_loss(head, &out, &yb)?.to_vec1::<f32>()?;
+        for k in 0..m {
+            val[k] += l[k] * len as f32 / nh as f32;
+        }
+    }
+    Ok(val)
+}
+
+/// Copies into `best` (per parameter, `[M, ...]`) the current values of the members
+/// whose held-out loss `improved`.
+fn keep_improved(best: &mut [(String, Tensor)], state: &State, improved: &[bool], dev: &Device) -> Result<()> {
+    if !improved.iter().any(|&x| x) {
+        return Ok(());
+    }
+    let m = improved.len();
+    let mask = Tensor::from_vec(
+        improved.iter().map(|&x| if x { 1f32 } else { 0.0 }).collect::<Vec<_>>(),
+        m,
+        dev,
+    )?;
+    for (name, bp) in best.iter_mut() {
+        let cur = match state.vars.iter().find(|(n, _)| n == name) {
+            Some((_, v)) => v.as_tensor().detach(),
+            None => state.running(name).clone(),
+        };
+        let shape: Vec<usize> = std::iter::once(m)
+            .chain(std::iter::repeat_n(1, cur.rank() - 1))
+            .collect();
+        let mk = mask.reshape(shape)?;
+        *bp = (cur.broadcast_mul(&mk)? + bp.broadcast_mul(&(1.0 - &mk)?)?)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Head;
+    use labelgan_core::{FeatureTaps, Tap};
+
+    fn taps(rng: &mut SplitMix64) -> FeatureTaps {
+        let mut t = FeatureTaps::new();
+        for (i, (c, r)) in [(7, 4), (5, 8), (4, 16)].into_iter().enumerate() {
+            t.push(Tap::new(format!("l{i}"), rng.normal_tensor(&[1, c, r, r], &Device::Cpu).unwrap()).unwrap())
+                .unwrap();
+        }
+        t
+    }
+
+    /// The host first layer (hand-written GEMMs and Adam) against candle's autograd and
+    /// AdamW over the whole network: the same steps, so the same weights after training,
+    /// up to float rounding, for every head.
+    #[test]
+    fn host_first_layer_takes_candle_s_steps() {
+        let mut rng = SplitMix64::new(11);
+        let images: Vec<FeatureTaps> = (0..3).map(|_| taps(&mut rng)).collect();
+        let source = InMemoryTaps::from_batches(&images).unwrap();
+        let heads = [
+            Head::Segmentation { classes: 3 },
+            Head::Depth,
+            Head::Keypoints { count: 2, sigma: 2.0 },
+        ];
+        for head in heads {
+            let targets: Vec<ImageLabels> = (0..3)
+                .map(|_| match head {
+                    Head::Segmentation { .. } => ImageLabels {
+                        mask: Some((0..256).map(|_| rng.below(3) as u32).collect()),
+                        ..ImageLabels::default()
+                    },
+                    Head::Depth => ImageLabels {
+                        depth: Some((0..256).map(|_| rng.uniform() as f32).collect()),
+                        ..ImageLabels::default()
+                    },
+                    Head::Keypoints { .. } => ImageLabels {
+                        keypoints: Some(vec![[3.0, 4.0], [12.5, 9.0]]),
+                        ..ImageLabels::default()
+                    },
+                })
+                .collect();
+            let cfg = LabelerConfig {
+                members: 3,
+                hidden: Some((12, 6)),
+                pixels_per_image: 90,
+                batch_size: 20,
+                max_epochs: 3,
+                patience: 5,
+                feature_budget_mb: 0,
+                ..LabelerConfig::new(head.clone(), 16)
+            };
+            let (a, ra) = fit_on(&cfg, &source, &targets, |_| {}, true).unwrap();
+            let (b, rb) = fit_on(&cfg, &source, &targets, |_| {}, false).unwrap();
+            assert_eq!(ra.best_epoch, rb.best_epoch, "{head:?}");
+            for (x, y) in ra.best_val_loss.iter().zip(&rb.best_val_loss) {
+                assert!(
+                    (x - y).abs() <= 1e-5 * y.abs().max(1.0),
+                    "{head:?}: held-out loss {x} vs {y}"
+                );
+            }
+            for name in PARAM_NAMES {
+                let (pa, pb) = (a.param(name).unwrap(), b.param(name).unwrap());
+                let max_abs_diff = |x: &Tensor, y: &Tensor| -> f32 {
+                    (x - y).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap()
+                };
+                let diff = max_abs_diff(pa, pb);
+                let moved = max_abs_diff(pb, &init_param(&cfg, &images[0], name));
+                assert!(diff <= 1e-5, "{head:?} {name}: paths differ by {diff}");
+                if !name.contains("running") {
+                    assert!(moved > 1e-3, "{head:?} {name} did not train ({moved})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn held_out_pixels_are_capped_and_the_rest_train() {
+        let cfg = LabelerConfig {
+            pixels_per_image: 100,
+            holdout: 0.5,
+            ..LabelerConfig::new(Head::Depth, 16)
+        };
+        let t = PixelTargets::Depth(vec![0.5; 256]);
+        let mut rng = SplitMix64::new(1);
+        let s = sample_pixels(&cfg, &t, 10, &mut rng).unwrap();
+        assert_eq!((s.held.len(), s.train.len()), (10, 90));
+        let s = sample_pixels(&cfg, &t, 1000, &mut rng).unwrap();
+        assert_eq!((s.held.len(), s.train.len()), (50, 50));
+        // A saved config from before the cap loads with the default cap.
+        let mut json = serde_json::to_value(&cfg).unwrap();
+        json.as_object_mut().unwrap().remove("max_holdout_pixels");
+        let back: LabelerConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(back.max_holdout_pixels, 25_000);
+    }
+
+    fn init_param(cfg: &LabelerConfig, taps: &FeatureTaps, name: &str) -> Tensor {
+        Ensemble::init(cfg, &taps.specs(), &Device::Cpu)
+            .unwrap()
+            .param(name)
+            .unwrap()
+            .clone()
+    }
+}
