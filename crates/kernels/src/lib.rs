@@ -9,8 +9,8 @@
 //! - [`resample`]: separable linear resampling (bilinear resize, blurs, pooling) as
 //!   two matrix products, differentiable;
 //! - [`linalg`]: f32 GEMM helpers on `gemm`, split across threads;
-//! - [`simd`]: which vector instructions the kernels use, decided once per process;
-//! - [`threads`]: how many threads the kernels split work into, decided once;
+//! - [`mod@simd`]: which vector instructions the kernels use, decided once per process;
+//! - [`mod@threads`]: how many threads the kernels split work into, decided once;
 //! - [`heap`]: allocator tuning for candle's many short-lived buffers.
 //!
 //! Kernels that belong to one model stay beside it (the labeler's vote, the LPIPS
