@@ -39,27 +39,39 @@ pub use image;
 pub mod prelude {
     pub use candle_core::{DType, Device, Tensor};
     pub use image;
+    pub use labelgan_core::io::TensorFile;
     pub use labelgan_core::{
         Error, FeatureTaps, Generator, GeneratorSpec, Inverter, LabelKind, Labels, NoiseMode, PixelLabeler, Prediction,
         Progress, Result, SplitMix64, Synthesis, Tap, TapRole, TapSpec, Truncation,
     };
     pub use labelgan_dataset::{DatasetWriter, ImageLabels, LabelledSet, ManifestEntry, Sample, Targets, load_dataset};
     pub use labelgan_eval::{
-        DownstreamConfig, DownstreamJob, Flip, HeadKind, Scores, UNet, UNetConfig, labeler_miou, score, train_unets,
+        Confusion, DepthError, DownstreamConfig, DownstreamJob, Flip, HeadKind, KeypointLoss, Pck, Scores, UNet,
+        UNetConfig, default_widths, labeler_miou, score, train_concurrently, train_unets,
     };
     pub use labelgan_factory::{
         FactoryConfig, FactoryEvent, FactoryRun, FitOptions, Labelers, Method, PriorCalibration, Refinement,
-        calibrate_segmentation, fit_datasetgan, fit_handsoff, fit_labeler, fit_labelers, generate_dataset, run_factory,
-        taps_of,
+        ShiftClassLogits, calibrate_segmentation, fit_datasetgan, fit_handsoff, fit_labeler, fit_labelers,
+        generate_dataset, invert, run_factory, taps_of,
     };
-    pub use labelgan_hypercolumn::Upsample;
+    pub use labelgan_hypercolumn::{FactoredProjection, Upsample, dense, sparse};
+    pub use labelgan_inversion::encoder::EncoderTrainer;
     pub use labelgan_inversion::{Encoder, EncoderConfig, LatentSpace, MeanInverter, ProjectorConfig, project};
     pub use labelgan_labeler::{Ensemble, GeneratorTaps, Head, InMemoryTaps, LabelerConfig, TapSource, fit};
     pub use labelgan_lpips::Lpips;
-    pub use labelgan_stylegan::{GeneratorConfig, StyleGan2};
+    pub use labelgan_metrics::{FeatureStats, frechet_distance};
+    pub use labelgan_stylegan::modulated_conv::SynthesisLayer;
+    pub use labelgan_stylegan::{GanConfig, GeneratorConfig, StyleGan2, Trainer};
+    /// The built-in toy domain (`toyworld::sample`, `toyworld::write_dataset`, ...).
+    pub use labelgan_toyworld as toyworld;
 }
 
 /// The README's Rust examples, compiled as doctests so that they keep up with the API.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The Rust examples of `docs/`, compiled (and run) as doctests through the prelude.
+#[doc = include_str!("../docs/toyworld.md")]
+#[cfg(doctest)]
+pub struct DocsDoctests;
