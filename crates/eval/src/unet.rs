@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::{D, DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use labelgan_core::io::{TensorFile, save_safetensors};
@@ -158,12 +159,65 @@ impl Flip {
     }
 }
 
+/// A convolution with bias (`k x k`, zero padding `k / 2`, stride 1), optionally
+/// followed by ReLU, as one op on the CPU.
 #[derive(Debug, Clone)]
+struct Conv {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Conv {
+    /// `vb`'s `weight` `[o, i, k, k]` and `bias` `[o]`.
+    fn new(vb: VarBuilder, o: usize, i: usize, k: usize) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get((o, i, k, k), "weight")?,
+            bias: vb.get(o, "bias")?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        let pad = self.weight.dim(2)? / 2;
+        labelgan_kernels::conv::conv2d_bias(x, &self.weight, &self.bias, pad, relu)
+    }
+}
+
+/// Two 3x3 convolutions with ReLU: one level of the UNet (`{name}.0`, `{name}.1`).
+#[derive(Debug, Clone)]
+struct Level(Conv, Conv);
+
+impl Level {
+    fn new(vb: VarBuilder, o: usize, i: usize) -> Result<Self> {
+        Ok(Self(Conv::new(vb.pp("0"), o, i, 3)?, Conv::new(vb.pp("1"), o, o, 3)?))
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.1.forward(&self.0.forward(x, true)?, true)
+    }
+}
+
 /// The evaluation UNet: weights and the settings they were built with.
+#[derive(Clone)]
 pub struct UNet {
     /// Shape and training settings.
     pub config: UNetConfig,
-    params: BTreeMap<String, Var>,
+    /// `down{l}` for every level, the last one the bottleneck.
+    down: Vec<Level>,
+    /// `up{l}` for every level but the last (index `l`; run from the deepest up).
+    up: Vec<Level>,
+    /// The 1x1 output convolution `out`.
+    out: Conv,
+    /// The trainable variables, by name.
+    vars: VarMap,
+}
+
+impl std::fmt::Debug for UNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UNet")
+            .field("config", &self.config)
+            .field("variables", &self.vars.all_vars().len())
+            .finish()
+    }
 }
 
 fn up2(x: &Tensor) -> Result<Tensor> {
@@ -175,39 +229,63 @@ fn down2(x: &Tensor) -> Result<Tensor> {
 }
 
 impl UNet {
-    /// A freshly initialised UNet on `device`.
+    /// A freshly initialised UNet on `device`: He-normal weights from `config.seed`
+    /// (drawn layer by layer, down then up then out), zero biases.
     pub fn new(config: UNetConfig, device: &Device) -> Result<Self> {
         config.validate()?;
-        let mut rng = SplitMix64::new(config.seed);
-        let mut params = BTreeMap::new();
-        let mut conv = |name: String, o: usize, i: usize, k: usize| -> Result<()> {
-            let std = (2.0 / (i * k * k) as f64).sqrt();
-            let w = (rng.normal_tensor(&[o, i, k, k], device)? * std)?;
-            params.insert(format!("{name}.weight"), Var::from_tensor(&w)?);
-            params.insert(format!("{name}.bias"), Var::zeros(o, DType::F32, device)?);
-            Ok(())
-        };
+        let vars = VarMap::new();
+        {
+            let mut rng = SplitMix64::new(config.seed);
+            let mut data = vars.data().lock().unwrap_or_else(|e| e.into_inner());
+            let mut init = |name: String, o: usize, i: usize, k: usize| -> Result<()> {
+                let std = (2.0 / (i * k * k) as f64).sqrt();
+                let w = (rng.normal_tensor(&[o, i, k, k], device)? * std)?;
+                data.insert(format!("{name}.weight"), Var::from_tensor(&w)?);
+                data.insert(format!("{name}.bias"), Var::zeros(o, DType::F32, device)?);
+                Ok(())
+            };
+            let w = &config.widths;
+            let mut cin = 3;
+            for (l, &c) in w.iter().enumerate() {
+                init(format!("down{l}.0"), c, cin, 3)?;
+                init(format!("down{l}.1"), c, c, 3)?;
+                cin = c;
+            }
+            for l in (0..w.len() - 1).rev() {
+                init(format!("up{l}.0"), w[l], cin + w[l], 3)?;
+                init(format!("up{l}.1"), w[l], w[l], 3)?;
+                cin = w[l];
+            }
+            init("out".into(), config.outputs(), cin, 1)?;
+        }
+        let vb = VarBuilder::from_varmap(&vars, DType::F32, device);
         let w = &config.widths;
+        let mut down = Vec::with_capacity(w.len());
         let mut cin = 3;
         for (l, &c) in w.iter().enumerate() {
-            conv(format!("down{l}.0"), c, cin, 3)?;
-            conv(format!("down{l}.1"), c, c, 3)?;
+            down.push(Level::new(vb.pp(format!("down{l}")), c, cin)?);
             cin = c;
         }
+        let mut up: Vec<Option<Level>> = (0..w.len() - 1).map(|_| None).collect();
         for l in (0..w.len() - 1).rev() {
-            conv(format!("up{l}.0"), w[l], cin + w[l], 3)?;
-            conv(format!("up{l}.1"), w[l], w[l], 3)?;
+            up[l] = Some(Level::new(vb.pp(format!("up{l}")), w[l], cin + w[l])?);
             cin = w[l];
         }
-        conv("out".into(), config.outputs(), cin, 1)?;
-        Ok(Self { config, params })
+        let up = up.into_iter().flatten().collect();
+        let out = Conv::new(vb.pp("out"), config.outputs(), cin, 1)?;
+        Ok(Self {
+            config,
+            down,
+            up,
+            out,
+            vars,
+        })
     }
 
-    fn conv(&self, x: &Tensor, name: &str, relu: bool) -> Result<Tensor> {
-        let w = self.params[&format!("{name}.weight")].as_tensor();
-        let b = self.params[&format!("{name}.bias")].as_tensor();
-        let pad = w.dim(2)? / 2;
-        labelgan_kernels::conv::conv2d_bias(x, w, b, pad, relu)
+    /// The trainable variables by name, in name order.
+    fn named_vars(&self) -> BTreeMap<String, Var> {
+        let data = self.vars.data().lock().unwrap_or_else(|e| e.into_inner());
+        data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     /// Raw outputs `[N, outputs, R, R]` for images `[N, 3, R, R]` in [-1, 1].
@@ -219,23 +297,19 @@ impl UNet {
                 x.dims()
             )));
         }
-        let levels = self.config.widths.len();
         let mut skips = vec![];
         let mut h = x.clone();
-        for l in 0..levels {
+        for (l, level) in self.down.iter().enumerate() {
             if l > 0 {
                 h = down2(&h)?;
             }
-            h = self.conv(&h, &format!("down{l}.0"), true)?;
-            h = self.conv(&h, &format!("down{l}.1"), true)?;
+            h = level.forward(&h)?;
             skips.push(h.clone());
         }
-        for l in (0..levels - 1).rev() {
-            h = Tensor::cat(&[up2(&h)?, skips[l].clone()], 1)?;
-            h = self.conv(&h, &format!("up{l}.0"), true)?;
-            h = self.conv(&h, &format!("up{l}.1"), true)?;
+        for (level, skip) in self.up.iter().zip(&skips).rev() {
+            h = level.forward(&Tensor::cat(&[up2(&h)?, skip.clone()], 1)?)?;
         }
-        self.conv(&h, "out", false)
+        self.out.forward(&h, false)
     }
 
     /// Predictions for images `[N, 3, R, R]`, in chunks.
@@ -320,12 +394,12 @@ impl UNet {
                 )));
             }
             let grads = loss.backward()?;
-            let named: BTreeMap<String, Tensor> = self
-                .params
+            let vars = self.named_vars();
+            let named: BTreeMap<String, Tensor> = vars
                 .iter()
                 .filter_map(|(k, var)| grads.get(var.as_tensor()).map(|g| (k.clone(), g.clone())))
                 .collect();
-            opt.update(&self.params, &named)?;
+            opt.update(&vars, &named)?;
             progress(step + 1, v);
         }
         Ok(())
@@ -334,7 +408,7 @@ impl UNet {
     /// Saves the weights and the config (safetensors with metadata).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let t = self
-            .params
+            .named_vars()
             .iter()
             .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
             .collect();
@@ -353,9 +427,9 @@ impl UNet {
             .get("unet_config")
             .ok_or_else(|| Error::format(&file.path, "no `unet_config` metadata: not a UNet file"))
             .and_then(|s| serde_json::from_str(s).map_err(|e| Error::format(&file.path, e.to_string())))?;
-        let mut u = Self::new(cfg, device)?;
-        for (k, v) in u.params.iter_mut() {
-            *v = Var::from_tensor(&file.get_shaped(k, v.dims())?)?;
+        let u = Self::new(cfg, device)?;
+        for (k, v) in u.named_vars() {
+            v.set(&file.get_shaped(&k, v.dims())?.to_dtype(DType::F32)?)?;
         }
         Ok(u)
     }
