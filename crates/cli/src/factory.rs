@@ -11,7 +11,7 @@ use labelgan_core::io::TensorFile;
 use labelgan_core::{Error, Generator, Inverter, Progress, Result};
 use labelgan_dataset::load_dataset;
 use labelgan_factory::{
-    FactoryConfig, FactoryEvent, FactoryRun, FitOptions, PriorCalibration, Refinement, run_factory,
+    FactoryConfig, FactoryEvent, FactoryRun, FitOptions, PriorCalibration, Refinement, check_latents, run_factory,
 };
 use labelgan_inversion::{Encoder, MeanInverter};
 use labelgan_lpips::Lpips;
@@ -131,9 +131,10 @@ pub fn run(a: FactoryArgs) -> Result<()> {
                 .latents
                 .as_ref()
                 .ok_or_else(|| Error::invalid("--method datasetgan needs --latents L.safetensors"))?;
-            labelgan_factory::Method::DatasetGan {
-                ws: TensorFile::load(path, &device)?.get("ws")?.clone(),
-            }
+            let ws = TensorFile::load(path, &device)?.get("ws")?.clone();
+            // Named by file here; the library checks again, naming the role.
+            check_latents(&g, &ws, set.len(), "`ws`").map_err(|e| Error::format(path, e.to_string()))?;
+            labelgan_factory::Method::DatasetGan { ws }
         }
     };
     let run = FactoryRun {

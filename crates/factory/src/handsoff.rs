@@ -49,7 +49,9 @@ impl<'a> Refinement<'a> {
     }
 }
 
-fn check_latents<G: Generator + ?Sized>(g: &G, ws: &Tensor, n: usize, what: &str) -> Result<()> {
+/// Checks that `ws` are `[n, num_ws, w_dim]` for `g` and finite; `what` names them in
+/// the error.
+pub fn check_latents<G: Generator + ?Sized>(g: &G, ws: &Tensor, n: usize, what: &str) -> Result<()> {
     let s = g.spec();
     if ws.dims() != [n, s.num_ws, s.w_dim] {
         return Err(Error::invalid(format!(

@@ -53,6 +53,19 @@ impl<L: PixelLabeler> Labelers<L> {
                     "a labeler predicts {dims:?} per batch but the generator makes {n} images of {resolution} px"
                 )));
             }
+            // The labeler may be a user's: its shapes are checked, not trusted.
+            let (t, want) = match &p.labels {
+                Labels::Segmentation(t) => (t, vec![n, resolution, resolution]),
+                Labels::Keypoints(t) => (t, vec![n, t.dims().get(1).copied().unwrap_or(0), 2]),
+                Labels::Depth(t) => (t, vec![n, 1, resolution, resolution]),
+            };
+            if t.dims() != want || p.score.dims() != [n] {
+                return Err(Error::invalid(format!(
+                    "a labeler returned labels {:?} and scores {:?} for {n} images of {resolution} px; expected labels {want:?} and scores [{n}]",
+                    t.dims(),
+                    p.score.dims()
+                )));
+            }
             let scores = p.score.to_vec1::<f32>()?;
             match &p.labels {
                 Labels::Segmentation(t) => {
@@ -78,5 +91,42 @@ impl<L: PixelLabeler> Labelers<L> {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Tensor};
+    use labelgan_core::{LabelKind, Prediction, Tap};
+
+    /// A labeler returning keypoints of the wrong shape (x only).
+    struct Broken(LabelKind);
+
+    impl PixelLabeler for Broken {
+        fn kind(&self) -> &LabelKind {
+            &self.0
+        }
+        fn predict(&self, taps: &FeatureTaps) -> Result<Prediction> {
+            let n = taps.batch();
+            Ok(Prediction {
+                labels: Labels::Keypoints(Tensor::zeros((n, 5, 1), DType::F32, &Device::Cpu)?),
+                uncertainty: Tensor::zeros((n, 4, 4), DType::F32, &Device::Cpu)?,
+                score: Tensor::zeros(n, DType::F32, &Device::Cpu)?,
+            })
+        }
+    }
+
+    #[test]
+    fn a_labeler_of_the_wrong_shape_is_an_error_not_a_panic() {
+        let mut taps = FeatureTaps::new();
+        taps.push(Tap::new("f", Tensor::zeros((2, 3, 4, 4), DType::F32, &Device::Cpu).unwrap()).unwrap())
+            .unwrap();
+        let l = Labelers {
+            keypoints: Some(Broken(LabelKind::Keypoints { count: 5 })),
+            ..Labelers::default()
+        };
+        let e = l.label(&taps, 4).unwrap_err().to_string();
+        assert!(e.contains("[2, 5, 1]") && e.contains("[2, 5, 2]"), "{e}");
     }
 }

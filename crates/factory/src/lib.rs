@@ -29,7 +29,7 @@ pub use config::FactoryConfig;
 pub use filter::keep_most_certain;
 pub use fitting::{FitOptions, fit_labeler, fit_labelers, taps_of};
 pub use generate::{DatasetProgress, generate_dataset};
-pub use handsoff::{Refinement, fit_datasetgan, fit_handsoff, invert};
+pub use handsoff::{Refinement, check_latents, fit_datasetgan, fit_handsoff, invert};
 pub use labelers::Labelers;
 pub use pipeline::{FactoryEvent, FactoryOutput, FactoryRun, Method, run_factory};
 pub use sampling::{candidate_z, synthesize_candidates};
