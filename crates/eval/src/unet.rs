@@ -21,7 +21,7 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use labelgan_core::io::{TensorFile, save_safetensors};
-use labelgan_core::optim::Adam;
+use labelgan_core::optim::{Adam, named_vars};
 use labelgan_core::peak::{PeakScale, subpixel_peak};
 use labelgan_core::{Error, Result, SplitMix64};
 use labelgan_dataset::{ImageLabels, Targets};
@@ -284,8 +284,7 @@ impl UNet {
 
     /// The trainable variables by name, in name order.
     fn named_vars(&self) -> BTreeMap<String, Var> {
-        let data = self.vars.data().lock().unwrap_or_else(|e| e.into_inner());
-        data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        named_vars(&self.vars)
     }
 
     /// Raw outputs `[N, outputs, R, R]` for images `[N, 3, R, R]` in [-1, 1].
@@ -393,13 +392,7 @@ impl UNet {
                     "UNet training diverged at step {step} (loss {v})"
                 )));
             }
-            let grads = loss.backward()?;
-            let vars = self.named_vars();
-            let named: BTreeMap<String, Tensor> = vars
-                .iter()
-                .filter_map(|(k, var)| grads.get(var.as_tensor()).map(|g| (k.clone(), g.clone())))
-                .collect();
-            opt.update(&vars, &named)?;
+            opt.update_from(&self.named_vars(), &loss.backward()?)?;
             progress(step + 1, v);
         }
         Ok(())

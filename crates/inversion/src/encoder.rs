@@ -429,14 +429,7 @@ impl EncoderTrainer {
                 self.stage, self.step
             )));
         }
-        let grads = loss.backward()?;
-        let named: BTreeMap<String, Tensor> = self
-            .encoder
-            .params
-            .iter()
-            .filter_map(|(k, var)| grads.get(var.as_tensor()).map(|g| (k.clone(), g.clone())))
-            .collect();
-        self.opt.update(&self.encoder.params, &named)?;
+        self.opt.update_from(&self.encoder.params, &loss.backward()?)?;
         Ok(v)
     }
 

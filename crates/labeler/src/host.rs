@@ -8,16 +8,8 @@
 //! into a reused buffer, and only two GEMMs run per step: `X W` and `Xᵀ G`. The rest of
 //! the network (small) stays in candle, starting from the first layer's output.
 
+use labelgan_core::optim::AdamStep;
 use labelgan_kernels::linalg::sgemm_threads;
-
-/// Adam's settings (no weight decay), as candle's `ParamsAdamW`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Adam {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-}
 
 /// First-layer weights `[M, D, h]` (row-major per member), their Adam moments, and
 /// scratch reused across steps.
@@ -28,7 +20,6 @@ pub(crate) struct HostLayer {
     pub weights: Vec<f32>,
     first: Vec<f32>,
     second: Vec<f32>,
-    step: i32,
     /// Gathered batch rows `[M, B, D]`.
     rows: Vec<f32>,
     /// Weight gradient `[M, D, h]`.
@@ -47,7 +38,6 @@ impl HostLayer {
             weights,
             first: vec![0.0; n],
             second: vec![0.0; n],
-            step: 0,
             rows: vec![],
             grad: vec![0.0; n],
             threads: labelgan_kernels::cpu_threads(),
@@ -89,9 +79,9 @@ impl HostLayer {
     }
 
     /// Given the loss gradient with respect to [`forward`](Self::forward)'s output
-    /// (`[M, B, h]`), computes each member's weight gradient `Xᵀ G` and takes one Adam
-    /// step in place.
-    pub fn backward_step(&mut self, out_grad: &[f32], batch: usize, adam: Adam) {
+    /// (`[M, B, h]`), computes each member's weight gradient `Xᵀ G` and takes Adam's
+    /// `step` in place.
+    pub fn backward_step(&mut self, out_grad: &[f32], batch: usize, step: &AdamStep) {
         let (d, h) = (self.dim, self.hidden);
         assert_eq!(out_grad.len(), self.members * batch * h, "first-layer output gradient");
         for k in 0..self.members {
@@ -109,51 +99,14 @@ impl HostLayer {
                 &out_grad[k * batch * h..(k + 1) * batch * h],
             );
         }
-        self.step += 1;
-        adam_in_place(
-            &mut self.weights,
-            &mut self.first,
-            &mut self.second,
-            &self.grad,
-            self.step,
-            adam,
-            self.threads,
-        );
+        // One pass over weights and moments, split into `threads` parts on rayon's pool.
+        use rayon::prelude::*;
+        let chunk = self.weights.len().div_ceil(self.threads.max(1)).max(1);
+        self.weights
+            .par_chunks_mut(chunk)
+            .zip(self.first.par_chunks_mut(chunk))
+            .zip(self.second.par_chunks_mut(chunk))
+            .zip(self.grad.par_chunks(chunk))
+            .for_each(|(((w, m), v), g)| step.update_slices(w, m, v, g));
     }
-}
-
-/// One Adam step over `w` with gradient `g`, moments updated in place, in one pass
-/// (split into `threads` parts on rayon's pool). The same arithmetic as candle's AdamW with no decay:
-/// `m ← β1 m + (1-β1) g`, `v ← β2 v + (1-β2) g²`,
-/// `w ← w - lr · (m / (1-β1ᵗ)) / (sqrt(v / (1-β2ᵗ)) + ε)`.
-pub(crate) fn adam_in_place(
-    w: &mut [f32],
-    m: &mut [f32],
-    v: &mut [f32],
-    g: &[f32],
-    step: i32,
-    adam: Adam,
-    threads: usize,
-) {
-    let b1 = adam.beta1 as f32;
-    let b2 = adam.beta2 as f32;
-    let sm = (1.0 / (1.0 - adam.beta1.powi(step))) as f32;
-    let sv = (1.0 / (1.0 - adam.beta2.powi(step))) as f32;
-    let (lr, eps) = (adam.lr as f32, adam.eps as f32);
-    use rayon::prelude::*;
-    let chunk = w.len().div_ceil(threads.max(1)).max(1);
-    w.par_chunks_mut(chunk)
-        .zip(m.par_chunks_mut(chunk))
-        .zip(v.par_chunks_mut(chunk))
-        .zip(g.par_chunks(chunk))
-        .for_each(|(((w, m), v), g)| {
-            for i in 0..w.len() {
-                let gi = g[i];
-                let mi = m[i] * b1 + gi * (1.0 - b1);
-                let vi = v[i] * b2 + gi * gi * (1.0 - b2);
-                m[i] = mi;
-                v[i] = vi;
-                w[i] -= lr * (mi * sm) / ((vi * sv).sqrt() + eps);
-            }
-        });
 }

@@ -363,13 +363,7 @@ pub fn train_rotation(
         }
         let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
         let train_accuracy = pred.iter().zip(&labels).filter(|(p, l)| p == l).count() as f32 / labels.len() as f32;
-        let grads = loss.backward()?;
-        let named: BTreeMap<String, Tensor> = net
-            .params
-            .iter()
-            .filter_map(|(k, v)| grads.get(v.as_tensor()).map(|g| (k.clone(), g.clone())))
-            .collect();
-        opt.update(&net.params, &named)?;
+        opt.update_from(&net.params, &loss.backward()?)?;
         let last = step + 1 == config.steps;
         let holdout_accuracy = if last || (config.eval_every > 0 && (step + 1) % config.eval_every == 0) {
             Some(net.accuracy(holdout)?)

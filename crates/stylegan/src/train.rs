@@ -26,6 +26,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use labelgan_core::io::{TensorFile, save_safetensors};
+use labelgan_core::optim::named_grads;
 use labelgan_core::{Error, Generator, NoiseMode, Result, SplitMix64, Truncation};
 
 use crate::config::GeneratorConfig;
@@ -606,14 +607,6 @@ pub fn r1_penalty(d: &Discriminator, real: &Tensor, gamma: f64) -> Result<Tensor
         .ok_or_else(|| Error::invalid("internal: no gradient with respect to the real images"))?;
     let n = real.dim(0)?;
     Ok((g.sqr()?.reshape((n, ()))?.sum(1)?.mean_all()? * (gamma / 2.0))?)
-}
-
-/// The gradients of `params` in `store`, by name.
-fn named_grads(params: &BTreeMap<String, Var>, store: &candle_core::backprop::GradStore) -> BTreeMap<String, Tensor> {
-    params
-        .iter()
-        .filter_map(|(k, v)| store.get(v).map(|g| (k.clone(), g.clone())))
-        .collect()
 }
 
 /// Runs a tiny backward pass on the calling thread, so that candle fixes this thread's

@@ -10,16 +10,18 @@ mod network;
 mod sources;
 mod targets;
 
-use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::Optimizer;
+use std::collections::BTreeMap;
 
+use candle_core::{DType, Device, Tensor, Var};
+
+use labelgan_core::optim::{Adam, named_grads};
 use labelgan_core::{Error, Result, SplitMix64, TapSpec};
 use labelgan_dataset::ImageLabels;
 use labelgan_hypercolumn::{sparse, sparse_into};
 
 use crate::config::{Head, LabelerConfig};
 use crate::ensemble::{Ensemble, PARAM_NAMES};
-use crate::host::{Adam, HostLayer};
+use crate::host::HostLayer;
 use network::{State, forward_from_pre, member_loss, update_running};
 pub use sources::{GeneratorTaps, InMemoryTaps, TapSource};
 use targets::{PixelTargets, check_targets, sample_pixels, targets_for};
@@ -208,12 +210,15 @@ pub(crate) fn fit_on(
 }
 
 /// The trainable state and its Adam: on the CPU's host path the first layer trains
-/// outside candle's graph ([`HostLayer`]), every other parameter through candle's AdamW.
+/// outside candle's graph ([`HostLayer`], the step applied to host memory), every other
+/// parameter through candle's autograd; both with one [`Adam`] and its step count.
 struct Optimiser {
     state: State,
-    opt: candle_nn::AdamW,
-    host: Option<HostLayer>,
     adam: Adam,
+    /// The parameters Adam updates as tensors: all of them, or all but `w1` on the
+    /// host path.
+    graph: BTreeMap<String, Var>,
+    host: Option<HostLayer>,
     /// The first layer `[M, D, h1]` (on the host path, synced by
     /// [`Optimiser::sync_first_layer`]).
     w1: Var,
@@ -233,11 +238,6 @@ impl Optimiser {
                 state.vars.push((name.to_string(), Var::from_tensor(&p)?));
             }
         }
-        let params = candle_nn::ParamsAdamW {
-            lr,
-            weight_decay: 0.0,
-            ..Default::default()
-        };
         let (m, d, h1) = init.param("w1")?.dims3()?;
         let host = if use_host {
             Some(HostLayer::new(
@@ -249,21 +249,12 @@ impl Optimiser {
         } else {
             None
         };
-        let adam = Adam {
-            lr: params.lr,
-            beta1: params.beta1,
-            beta2: params.beta2,
-            eps: params.eps,
-        };
-        let opt = candle_nn::AdamW::new(
-            state
-                .vars
-                .iter()
-                .filter(|(n, _)| !(use_host && n == "w1"))
-                .map(|(_, v)| v.clone())
-                .collect(),
-            params,
-        )?;
+        let graph = state
+            .vars
+            .iter()
+            .filter(|(n, _)| !(use_host && n == "w1"))
+            .cloned()
+            .collect();
         let w1 = state
             .vars
             .iter()
@@ -272,9 +263,9 @@ impl Optimiser {
             .ok_or_else(|| Error::invalid("no w1"))?;
         Ok(Self {
             state,
-            opt,
+            adam: Adam::new(lr, (0.9, 0.999)),
+            graph,
             host,
-            adam,
             w1,
         })
     }
@@ -308,8 +299,9 @@ impl Optimiser {
                     .ok_or_else(|| Error::invalid("no gradient reached the first layer"))?
                     .flatten_all()?
                     .to_vec1::<f32>()?;
-                host.backward_step(&g, b, self.adam);
-                self.opt.step(&grads)?;
+                let step = self.adam.next_step();
+                host.backward_step(&g, b, &step);
+                self.adam.apply(&step, &self.graph, &named_grads(&self.graph, &grads))?;
                 (out, stats, loss)
             }
             (None, Some(x)) => {
@@ -317,7 +309,7 @@ impl Optimiser {
                 let pre = xb.matmul(self.w1.as_tensor())?;
                 let (out, stats) = forward_from_pre(&self.state, &pre, true)?;
                 let loss = member_loss(head, &out, yb)?.sum_all()?;
-                self.opt.backward_step(&loss)?;
+                self.adam.update_from(&self.graph, &loss.backward()?)?;
                 (out, stats, loss)
             }
             (None, None) => return Err(Error::invalid("no training rows")),
@@ -477,9 +469,9 @@ mod tests {
         t
     }
 
-    /// The host first layer (hand-written GEMMs and Adam) against candle's autograd and
-    /// AdamW over the whole network: the same steps, so the same weights after training,
-    /// up to float rounding, for every head.
+    /// The host first layer (hand-written GEMMs, Adam on host memory) against candle's
+    /// autograd over the whole network: the same steps, so the same weights after
+    /// training, up to the GEMMs' float rounding, for every head.
     #[test]
     fn host_first_layer_takes_candle_s_steps() {
         let mut rng = SplitMix64::new(11);
