@@ -13,12 +13,14 @@
 use std::collections::BTreeMap;
 
 use candle_core::{D, DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
 
+use labelgan_core::optim::named_vars;
 use labelgan_core::{Error, Result, SplitMix64};
-
 use labelgan_kernels::resample::separable2d;
 
-use crate::fc::lrelu_gain;
+use crate::equalized_conv::EqualizedConv;
+use crate::fc::{FullyConnected, lrelu_gain};
 
 /// Widths of the discriminator (same rule as the generator's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -52,15 +54,77 @@ impl DiscriminatorConfig {
     }
 }
 
-/// A discriminator whose parameters are candle [`Var`]s (gradient leaves).
+/// One residual block at resolution `r` (`b{r}`): `fromrgb` (first block only),
+/// `conv0`, blurred stride-2 `conv1`, and the blurred 1x1 `skip`.
+#[derive(Debug, Clone)]
+struct Block {
+    fromrgb: Option<EqualizedConv>,
+    conv0: EqualizedConv,
+    conv1: EqualizedConv,
+    skip: EqualizedConv,
+    /// The skip's blur + stride 2 `[r/2, r]`.
+    down: Tensor,
+    /// conv1's blur (pad 2) `[r+2, r]` (its last row zero: `conv3x3_stride2` needs an
+    /// even size and never reads it).
+    blur: Tensor,
+}
+
+impl Block {
+    fn new(vb: VarBuilder, config: &DiscriminatorConfig, r: usize, first: bool) -> Result<Self> {
+        let (tmp, out) = (config.channels(r), config.channels(r / 2));
+        let dev = vb.device().clone();
+        let blur = resample_matrix(r, 2, 1, &dev)?;
+        let blur = Tensor::cat(&[blur, Tensor::zeros((1, r), DType::F32, &dev)?], 0)?;
+        Ok(Self {
+            fromrgb: if first {
+                Some(EqualizedConv::new(vb.pp("fromrgb"), tmp, config.img_channels, 1, true)?)
+            } else {
+                None
+            },
+            conv0: EqualizedConv::new(vb.pp("conv0"), tmp, tmp, 3, true)?,
+            conv1: EqualizedConv::new(vb.pp("conv1"), out, tmp, 3, true)?,
+            skip: EqualizedConv::new(vb.pp("skip"), out, tmp, 1, false)?,
+            down: resample_matrix(r, 1, 2, &dev)?.to_dtype(vb.dtype())?,
+            blur: blur.to_dtype(vb.dtype())?,
+        })
+    }
+
+    /// `(skip(x) + conv1(conv0(x))) / sqrt(2)`, from the image for the first block.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let half = std::f64::consts::FRAC_1_SQRT_2;
+        let h = match &self.fromrgb {
+            Some(c) => c.forward(x, 0, true, 1.0)?,
+            None => x.clone(),
+        };
+        // Skip: blur (pad 1), keep every other pixel, 1x1 conv.
+        let y = self
+            .skip
+            .forward(&separable2d(&h, &self.down, &self.down)?, 0, false, half)?;
+        let h = self.conv0.forward(&h, 1, true, 1.0)?;
+        // conv1: blur (pad 2), then a 3x3 conv with stride 2.
+        let h = self.conv1.forward_stride2(&separable2d(&h, &self.blur, &self.blur)?)?;
+        let h = lrelu_gain(&h)?.affine(half, 0.0)?;
+        Ok((y + h)?)
+    }
+}
+
+/// The 4x4 epilogue (`b4`): minibatch std, `conv`, `fc` and the linear `out`.
+#[derive(Debug, Clone)]
+struct Epilogue {
+    conv: EqualizedConv,
+    fc: FullyConnected,
+    out: FullyConnected,
+}
+
+/// A discriminator whose parameters are candle [`Var`]s (gradient leaves) in a
+/// [`VarMap`], under the official names.
 pub struct Discriminator {
     /// The shape it was built with.
     pub config: DiscriminatorConfig,
-    /// Parameters by official name.
-    pub params: BTreeMap<String, Var>,
-    /// Per block resolution r: the skip's blur + stride 2 `[r/2, r]` and conv1's blur
-    /// (pad 2) `[r+2, r]` (its last row zero).
-    resample: BTreeMap<usize, (Tensor, Tensor)>,
+    /// Blocks from the input resolution down to 8x8.
+    blocks: Vec<Block>,
+    epilogue: Epilogue,
+    vars: VarMap,
 }
 
 /// `[N, C, H, W]` blurred with the separable `[1,3,3,1]` filter (normalised), padded by
@@ -103,13 +167,9 @@ impl Discriminator {
             } else {
                 Tensor::zeros(shape, DType::F32, device)?
             };
-            params.insert(name, Var::from_tensor(&t)?);
+            params.insert(name, t);
         }
-        Ok(Self {
-            resample: Self::matrices(&config, DType::F32, device)?,
-            config,
-            params,
-        })
+        Self::build(config, params, DType::F32, device)
     }
 
     /// Every parameter's official name and shape, and whether it starts N(0, 1)
@@ -146,28 +206,41 @@ impl Discriminator {
         Ok(v)
     }
 
-    fn matrices(
-        config: &DiscriminatorConfig,
+    /// The layers over `params` (every name of [`Discriminator::param_shapes`], in
+    /// `dtype` on `device`), each a [`Var`] in the discriminator's [`VarMap`].
+    fn build(
+        config: DiscriminatorConfig,
+        params: BTreeMap<String, Tensor>,
         dtype: DType,
         device: &Device,
-    ) -> Result<BTreeMap<usize, (Tensor, Tensor)>> {
-        config
+    ) -> Result<Self> {
+        let vars = VarMap::new();
+        {
+            let mut data = vars.data().lock().unwrap_or_else(|e| e.into_inner());
+            for (name, t) in params {
+                data.insert(name, Var::from_tensor(&t)?);
+            }
+        }
+        let vb = VarBuilder::from_varmap(&vars, dtype, device);
+        let blocks = config
             .blocks()
             .into_iter()
-            .map(|r| {
-                // The conv1 blur gives r + 1 rows; a zero row makes the count even for
-                // `conv3x3_stride2` (the stride-2 conv never reads it).
-                let blur = resample_matrix(r, 2, 1, device)?;
-                let blur = Tensor::cat(&[blur, Tensor::zeros((1, r), DType::F32, device)?], 0)?;
-                Ok((
-                    r,
-                    (
-                        resample_matrix(r, 1, 2, device)?.to_dtype(dtype)?,
-                        blur.to_dtype(dtype)?,
-                    ),
-                ))
-            })
-            .collect()
+            .enumerate()
+            .map(|(i, r)| Block::new(vb.pp(format!("b{r}")), &config, r, i == 0))
+            .collect::<Result<_>>()?;
+        let c = config.channels(4);
+        let b4 = vb.pp("b4");
+        let epilogue = Epilogue {
+            conv: EqualizedConv::new(b4.pp("conv"), c, c + 1, 3, true)?,
+            fc: FullyConnected::new(b4.pp("fc"), c, c * 16, 1.0, true)?,
+            out: FullyConnected::new(b4.pp("out"), 1, c, 1.0, false)?,
+        };
+        Ok(Self {
+            config,
+            blocks,
+            epilogue,
+            vars,
+        })
     }
 
     /// Rebuilds from saved parameters (every name of [`Discriminator::new`] must be
@@ -188,54 +261,15 @@ impl Discriminator {
                     t.dims()
                 )));
             }
-            params.insert(name, Var::from_tensor(&t.to_dtype(DType::F32)?.to_device(device)?)?);
+            params.insert(name, t.to_dtype(DType::F32)?.to_device(device)?);
         }
-        Ok(Self {
-            resample: Self::matrices(&config, DType::F32, device)?,
-            config,
-            params,
-        })
+        Self::build(config, params, DType::F32, device)
     }
 
-    fn p(&self, name: &str) -> Result<Tensor> {
-        Ok(self
-            .params
-            .get(name)
-            .ok_or_else(|| Error::invalid(format!("internal: no discriminator parameter `{name}`")))?
-            .as_tensor()
-            .clone())
-    }
-
-    /// Equalized-lr conv (stride 1): `weight / sqrt(fan_in)`, then bias, optional lrelu
-    /// with gain.
-    fn conv(&self, x: &Tensor, name: &str, pad: usize, act: bool, gain: f64) -> Result<Tensor> {
-        let w = self.p(&format!("{name}.weight"))?;
-        let (o, i, kh, kw) = w.dims4()?;
-        let w = w.affine(1.0 / ((i * kh * kw) as f64).sqrt(), 0.0)?;
-        let mut y = labelgan_kernels::conv::conv2d(x, &w, pad)?;
-        if self.params.contains_key(&format!("{name}.bias")) {
-            y = y.broadcast_add(&self.p(&format!("{name}.bias"))?.reshape((1, o, 1, 1))?)?;
-        }
-        if act {
-            y = lrelu_gain(&y)?;
-        }
-        Ok(if gain != 1.0 { y.affine(gain, 0.0)? } else { y })
-    }
-
-    /// Equalized-lr 3x3 conv with stride 2 on an even-sized map, then bias.
-    fn conv_stride2(&self, x: &Tensor, name: &str) -> Result<Tensor> {
-        let w = self.p(&format!("{name}.weight"))?;
-        let (o, i, kh, kw) = w.dims4()?;
-        let w = w.affine(1.0 / ((i * kh * kw) as f64).sqrt(), 0.0)?;
-        let y = labelgan_kernels::conv::conv3x3_stride2(x, &w)?;
-        Ok(y.broadcast_add(&self.p(&format!("{name}.bias"))?.reshape((1, o, 1, 1))?)?)
-    }
-
-    fn fc(&self, x: &Tensor, name: &str, act: bool) -> Result<Tensor> {
-        let w = self.p(&format!("{name}.weight"))?;
-        let w = w.affine(1.0 / (w.dim(1)? as f64).sqrt(), 0.0)?;
-        let y = x.matmul(&w.t()?)?.broadcast_add(&self.p(&format!("{name}.bias"))?)?;
-        Ok(if act { lrelu_gain(&y)? } else { y })
+    /// The parameters by official name (the [`Var`]s the layers read: setting one
+    /// changes the discriminator).
+    pub fn params(&self) -> BTreeMap<String, Var> {
+        named_vars(&self.vars)
     }
 
     /// Minibatch standard deviation: one extra channel, the mean over channels and
@@ -276,55 +310,33 @@ impl Discriminator {
                 )));
             }
         }
-        let mut x: Option<Tensor> = None;
-        let half = std::f64::consts::FRAC_1_SQRT_2;
-        for (i, &r) in self.config.blocks().iter().enumerate() {
-            let p = format!("b{r}");
-            let h = if i == 0 {
-                self.conv(img, &format!("{p}.fromrgb"), 0, true, 1.0)?
-            } else {
-                x.take().ok_or_else(|| Error::invalid("internal: no block input"))?
-            };
-            let (down, blur) = &self.resample[&r];
-            // Skip: blur (pad 1), keep every other pixel, 1x1 conv.
-            let y = self.conv(&separable2d(&h, down, down)?, &format!("{p}.skip"), 0, false, half)?;
-            let h = self.conv(&h, &format!("{p}.conv0"), 1, true, 1.0)?;
-            // conv1: blur (pad 2), then a 3x3 conv with stride 2.
-            let h = self.conv_stride2(&separable2d(&h, blur, blur)?, &format!("{p}.conv1"))?;
-            let h = lrelu_gain(&h)?.affine(half, 0.0)?;
-            x = Some((y + h)?);
+        let mut x = img.clone();
+        for block in &self.blocks {
+            x = block.forward(&x)?;
         }
-        let x = x.ok_or_else(|| Error::invalid("internal: discriminator has no blocks"))?;
         let x = self.mbstd(&x)?;
-        let x = self.conv(&x, "b4.conv", 1, true, 1.0)?;
-        let x = self.fc(&x.flatten_from(1)?, "b4.fc", true)?;
-        Ok(self.fc(&x, "b4.out", false)?.squeeze(1)?)
+        let e = &self.epilogue;
+        let x = e.conv.forward(&x, 1, true, 1.0)?;
+        let x = e.fc.forward(&x.flatten_from(1)?)?;
+        Ok(e.out.forward(&x)?.squeeze(1)?)
     }
 
     /// A copy with parameters in `dtype` (f64 for finite-difference checks).
     pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
         let params = self
-            .params
-            .iter()
-            .map(|(k, v)| Ok((k.clone(), Var::from_tensor(&v.as_tensor().to_dtype(dtype)?)?)))
+            .params()
+            .into_iter()
+            .map(|(k, v)| Ok((k, v.as_tensor().to_dtype(dtype)?)))
             .collect::<Result<_>>()?;
-        let device = self
-            .resample
-            .values()
-            .next()
-            .map_or(Device::Cpu, |m| m.0.device().clone());
-        Ok(Self {
-            config: self.config,
-            params,
-            resample: Self::matrices(&self.config, dtype, &device)?,
-        })
+        let device = self.epilogue.conv.weight.device().clone();
+        Self::build(self.config, params, dtype, &device)
     }
 
     /// Parameters as plain tensors (for checkpoints).
     pub fn tensors(&self) -> BTreeMap<String, Tensor> {
-        self.params
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        self.params()
+            .into_iter()
+            .map(|(k, v)| (k, v.as_tensor().clone()))
             .collect()
     }
 }

@@ -49,6 +49,16 @@ impl FullyConnected {
         })
     }
 
+    /// `vb`'s `weight` `[out, inp]` and `bias` `[out]`, as trainable parameters.
+    pub fn new(vb: candle_nn::VarBuilder, out: usize, inp: usize, lr_multiplier: f64, lrelu: bool) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get((out, inp), "weight")?,
+            bias: vb.get(out, "bias")?,
+            lr_multiplier,
+            lrelu,
+        })
+    }
+
     /// Input features.
     pub fn in_features(&self) -> usize {
         self.weight.dims()[1]

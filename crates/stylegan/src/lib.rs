@@ -23,6 +23,7 @@
 
 pub mod config;
 pub mod discriminator;
+pub mod equalized_conv;
 pub mod fc;
 pub mod generator;
 pub mod mapping;

@@ -443,7 +443,7 @@ impl Trainer {
         out.fake_score = fake_logits.mean_all()?.to_scalar::<f32>()?;
         self.gap_average = 0.9 * self.gap_average + 0.1 * (out.real_score as f64 - out.fake_score as f64);
         let regularize = self.config.r1_gamma > 0.0 && self.step % self.config.r1_interval as u64 == 0;
-        let mut grads = named_grads(&self.d.params, &loss_d.backward()?);
+        let mut grads = named_grads(&self.d.params(), &loss_d.backward()?);
         if regularize {
             // On a fresh thread: its first backward reads CANDLE_GRAD_DO_NOT_DETACH, so
             // only this step keeps the graph of gradients (see `prepare_r1_environment`).
@@ -463,7 +463,7 @@ impl Trainer {
                 grads.insert(k, sum);
             }
         }
-        self.opt_d.update(&self.d.params, &grads)?;
+        self.opt_d.update(&self.d.params(), &grads)?;
         drop(grads);
         self.step += 1;
         self.nimg += n as u64;
@@ -658,7 +658,7 @@ pub fn r1_gradients(
         let penalty = r1_penalty(d, &sub, gamma)?;
         value += penalty.to_scalar::<f32>()? / groups as f32;
         let grads = (penalty * (weight / groups as f64))?.backward()?;
-        for (k, t) in named_grads(&d.params, &grads) {
+        for (k, t) in named_grads(&d.params(), &grads) {
             let t = t.detach();
             let sum = match acc.remove(&k) {
                 Some(a) => (a + t)?,

@@ -102,7 +102,7 @@ fn r1_gradient_matches_finite_differences() {
     let penalty = r1_penalty(&d, &real, gamma).unwrap();
     let grads = penalty.backward().unwrap();
     for name in ["b8.conv1.weight", "b8.fromrgb.weight", "b4.fc.weight", "b8.skip.weight"] {
-        let var = &d.params[name];
+        let var = &d.params()[name];
         let g = grads.get(var).unwrap_or_else(|| panic!("no R1 gradient for {name}"));
         let base = var.as_tensor().detach().copy().unwrap();
         let flat = base.flatten_all().unwrap().to_vec1::<f64>().unwrap();
@@ -389,7 +389,7 @@ fn r1_by_groups_equals_the_whole_batch() {
     let (value, by_group) = r1_gradients(&d, &real, 0.3, 2.0).unwrap();
     let v = full.to_scalar::<f32>().unwrap();
     assert!((value - v).abs() <= 1e-5 * v.abs().max(1e-6), "{value} vs {v}");
-    for (name, var) in &d.params {
+    for (name, var) in &d.params() {
         let Some(a) = grads.get(var) else {
             // Parameters R1 does not depend on (the output bias).
             assert!(!by_group.contains_key(name), "{name}");
