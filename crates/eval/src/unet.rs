@@ -25,6 +25,7 @@ use labelgan_core::optim::{Adam, named_vars};
 use labelgan_core::peak::{PeakScale, subpixel_peak};
 use labelgan_core::{Error, Result, SplitMix64};
 use labelgan_dataset::{ImageLabels, Targets};
+use labelgan_kernels::layer::Conv2d;
 
 /// Shape and training settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,40 +160,20 @@ impl Flip {
     }
 }
 
-/// A convolution with bias (`k x k`, zero padding `k / 2`, stride 1), optionally
-/// followed by ReLU, as one op on the CPU.
-#[derive(Debug, Clone)]
-struct Conv {
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl Conv {
-    /// `vb`'s `weight` `[o, i, k, k]` and `bias` `[o]`.
-    fn new(vb: VarBuilder, o: usize, i: usize, k: usize) -> Result<Self> {
-        Ok(Self {
-            weight: vb.get((o, i, k, k), "weight")?,
-            bias: vb.get(o, "bias")?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
-        let pad = self.weight.dim(2)? / 2;
-        labelgan_kernels::conv::conv2d_bias(x, &self.weight, &self.bias, pad, relu)
-    }
-}
-
 /// Two 3x3 convolutions with ReLU: one level of the UNet (`{name}.0`, `{name}.1`).
 #[derive(Debug, Clone)]
-struct Level(Conv, Conv);
+struct Level(Conv2d, Conv2d);
 
 impl Level {
     fn new(vb: VarBuilder, o: usize, i: usize) -> Result<Self> {
-        Ok(Self(Conv::new(vb.pp("0"), o, i, 3)?, Conv::new(vb.pp("1"), o, o, 3)?))
+        Ok(Self(
+            Conv2d::new(vb.pp("0"), o, i, 3)?,
+            Conv2d::new(vb.pp("1"), o, o, 3)?,
+        ))
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.1.forward(&self.0.forward(x, true)?, true)
+        self.1.forward_fused(&self.0.forward_fused(x, true)?, true)
     }
 }
 
@@ -206,7 +187,7 @@ pub struct UNet {
     /// `up{l}` for every level but the last (index `l`; run from the deepest up).
     up: Vec<Level>,
     /// The 1x1 output convolution `out`.
-    out: Conv,
+    out: Conv2d,
     /// The trainable variables, by name.
     vars: VarMap,
 }
@@ -272,7 +253,7 @@ impl UNet {
             cin = w[l];
         }
         let up = up.into_iter().flatten().collect();
-        let out = Conv::new(vb.pp("out"), config.outputs(), cin, 1)?;
+        let out = Conv2d::new(vb.pp("out"), config.outputs(), cin, 1)?;
         Ok(Self {
             config,
             down,
@@ -308,7 +289,7 @@ impl UNet {
         for (level, skip) in self.up.iter().zip(&skips).rev() {
             h = level.forward(&Tensor::cat(&[up2(&h)?, skip.clone()], 1)?)?;
         }
-        self.out.forward(&h, false)
+        self.out.forward_fused(&h, false)
     }
 
     /// Predictions for images `[N, 3, R, R]`, in chunks.

@@ -22,11 +22,13 @@ use std::path::Path;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{Linear, Module, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use labelgan_core::io::{TensorFile, save_safetensors};
-use labelgan_core::optim::Adam;
+use labelgan_core::optim::{Adam, named_vars};
 use labelgan_core::{Error, Generator, Inverter, NoiseMode, Result, SplitMix64, Truncation};
+use labelgan_kernels::layer::Conv2d;
 use labelgan_lpips::Lpips;
 
 use crate::metrics::mse_per_image;
@@ -144,13 +146,60 @@ impl EncoderConfig {
     }
 }
 
-/// The encoder: images `[N, 3, R, R]` in [-1, 1] to ws `[N, num_ws, w_dim]`.
+/// A residual block (`block{b}`): two 3x3 convs (`conv0`, `conv1`), a 1x1 `skip`
+/// where the width changes, leaky ReLU, joined by `1/sqrt(2)`, then 2x2 average pooling.
 #[derive(Debug, Clone)]
+struct ResBlock {
+    conv0: Conv2d,
+    conv1: Conv2d,
+    skip: Option<Conv2d>,
+}
+
+impl ResBlock {
+    fn new(vb: VarBuilder, out: usize, inp: usize) -> Result<Self> {
+        Ok(Self {
+            conv0: Conv2d::new(vb.pp("conv0"), out, inp, 3)?,
+            conv1: Conv2d::new(vb.pp("conv1"), out, out, 3)?,
+            skip: if out != inp {
+                Some(Conv2d::new(vb.pp("skip"), out, inp, 1)?)
+            } else {
+                None
+            },
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.conv1.forward(&lrelu(&self.conv0.forward(x)?)?)?;
+        let skip = match &self.skip {
+            Some(s) => s.forward(x)?,
+            None => x.clone(),
+        };
+        avg_pool2(&(lrelu(&(h + skip)?)? * std::f64::consts::FRAC_1_SQRT_2)?)
+    }
+}
+
+/// The encoder: images `[N, 3, R, R]` in [-1, 1] to ws `[N, num_ws, w_dim]`.
+#[derive(Clone)]
 pub struct Encoder {
     /// The settings it was built with.
     pub config: EncoderConfig,
-    params: BTreeMap<String, Var>,
+    stem: Conv2d,
+    blocks: Vec<ResBlock>,
+    /// `head.conv`: 1x1 to `head_channels` at 4x4.
+    head_conv: Conv2d,
+    /// `head.fc`: to `num_ws * w_dim` offsets.
+    head_fc: Linear,
+    vars: VarMap,
     w_avg: Tensor,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("config", &self.config)
+            .field("variables", &self.vars.all_vars().len())
+            .finish()
+    }
 }
 
 fn lrelu(x: &Tensor) -> Result<Tensor> {
@@ -163,7 +212,8 @@ fn avg_pool2(x: &Tensor) -> Result<Tensor> {
 }
 
 impl Encoder {
-    /// A fresh encoder (He-normal convs, small head) around `w_avg` `[w_dim]`.
+    /// A fresh encoder (He-normal convs, small head) around `w_avg` `[w_dim]`: weights
+    /// drawn from `config.seed` layer by layer (stem, blocks, head), zero biases.
     pub fn new(config: EncoderConfig, w_avg: &Tensor, device: &Device) -> Result<Self> {
         config.validate()?;
         if w_avg.dims() != [config.w_dim] {
@@ -173,50 +223,62 @@ impl Encoder {
                 w_avg.dims()
             )));
         }
-        let mut rng = SplitMix64::new(config.seed);
-        let mut params = BTreeMap::new();
-        let mut conv = |name: String, o: usize, i: usize, k: usize, rng: &mut SplitMix64| -> Result<()> {
-            let std = (2.0 / (i * k * k) as f64).sqrt();
-            let w = (rng.normal_tensor(&[o, i, k, k], device)? * std)?;
-            params.insert(format!("{name}.weight"), Var::from_tensor(&w)?);
-            params.insert(format!("{name}.bias"), Var::zeros(o, DType::F32, device)?);
-            Ok(())
-        };
-        conv("stem".into(), config.stem, 3, 3, &mut rng)?;
+        let vars = VarMap::new();
+        {
+            let mut rng = SplitMix64::new(config.seed);
+            let mut data = vars.data().lock().unwrap_or_else(|e| e.into_inner());
+            let mut conv = |name: String, o: usize, i: usize, k: usize| -> Result<()> {
+                let std = (2.0 / (i * k * k) as f64).sqrt();
+                let w = (rng.normal_tensor(&[o, i, k, k], device)? * std)?;
+                data.insert(format!("{name}.weight"), Var::from_tensor(&w)?);
+                data.insert(format!("{name}.bias"), Var::zeros(o, DType::F32, device)?);
+                Ok(())
+            };
+            conv("stem".into(), config.stem, 3, 3)?;
+            let mut cin = config.stem;
+            for (b, &c) in config.widths.iter().enumerate() {
+                conv(format!("block{b}.conv0"), c, cin, 3)?;
+                conv(format!("block{b}.conv1"), c, c, 3)?;
+                if c != cin {
+                    conv(format!("block{b}.skip"), c, cin, 1)?;
+                }
+                cin = c;
+            }
+            conv("head.conv".into(), config.head_channels, cin, 1)?;
+            let fan_in = config.head_channels * 16;
+            let out = config.num_ws * config.w_dim;
+            let w = (rng.normal_tensor(&[out, fan_in], device)? * (0.01 / (fan_in as f64).sqrt()))?;
+            data.insert("head.fc.weight".into(), Var::from_tensor(&w)?);
+            data.insert("head.fc.bias".into(), Var::zeros(out, DType::F32, device)?);
+        }
+        let vb = VarBuilder::from_varmap(&vars, DType::F32, device);
+        let stem = Conv2d::new(vb.pp("stem"), config.stem, 3, 3)?;
+        let mut blocks = Vec::with_capacity(config.widths.len());
         let mut cin = config.stem;
         for (b, &c) in config.widths.iter().enumerate() {
-            conv(format!("block{b}.conv0"), c, cin, 3, &mut rng)?;
-            conv(format!("block{b}.conv1"), c, c, 3, &mut rng)?;
-            if c != cin {
-                conv(format!("block{b}.skip"), c, cin, 1, &mut rng)?;
-            }
+            blocks.push(ResBlock::new(vb.pp(format!("block{b}")), c, cin)?);
             cin = c;
         }
-        conv("head.conv".into(), config.head_channels, cin, 1, &mut rng)?;
-        let fan_in = config.head_channels * 16;
-        let out = config.num_ws * config.w_dim;
-        let w = (rng.normal_tensor(&[out, fan_in], device)? * (0.01 / (fan_in as f64).sqrt()))?;
-        params.insert("head.fc.weight".into(), Var::from_tensor(&w)?);
-        params.insert("head.fc.bias".into(), Var::zeros(out, DType::F32, device)?);
+        let head_conv = Conv2d::new(vb.pp("head.conv"), config.head_channels, cin, 1)?;
+        let head_fc = candle_nn::linear(
+            config.head_channels * 16,
+            config.num_ws * config.w_dim,
+            vb.pp("head.fc"),
+        )?;
         Ok(Self {
             config,
-            params,
+            stem,
+            blocks,
+            head_conv,
+            head_fc,
+            vars,
             w_avg: w_avg.to_dtype(DType::F32)?.to_device(device)?.detach(),
         })
     }
 
-    fn p(&self, name: &str) -> Result<&Tensor> {
-        self.params
-            .get(name)
-            .map(|v| v.as_tensor())
-            .ok_or_else(|| Error::invalid(format!("internal: no encoder parameter `{name}`")))
-    }
-
-    fn conv(&self, x: &Tensor, name: &str, pad: usize) -> Result<Tensor> {
-        let w = self.p(&format!("{name}.weight"))?;
-        let b = self.p(&format!("{name}.bias"))?;
-        let y = labelgan_kernels::conv::conv2d(x, w, pad)?;
-        Ok(y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?)
+    /// The trainable variables by name, in name order (setting one changes the encoder).
+    fn params(&self) -> BTreeMap<String, Var> {
+        named_vars(&self.vars)
     }
 
     /// ws `[N, num_ws, w_dim]` for images `[N, 3, R, R]` in [-1, 1].
@@ -230,22 +292,12 @@ impl Encoder {
                 )));
             }
         };
-        let half = std::f64::consts::FRAC_1_SQRT_2;
-        let mut x = lrelu(&self.conv(images, "stem", 1)?)?;
-        for b in 0..self.config.widths.len() {
-            let h = lrelu(&self.conv(&x, &format!("block{b}.conv0"), 1)?)?;
-            let h = self.conv(&h, &format!("block{b}.conv1"), 1)?;
-            let skip = if self.params.contains_key(&format!("block{b}.skip.weight")) {
-                self.conv(&x, &format!("block{b}.skip"), 0)?
-            } else {
-                x.clone()
-            };
-            x = avg_pool2(&(lrelu(&(h + skip)?)? * half)?)?;
+        let mut x = lrelu(&self.stem.forward(images)?)?;
+        for block in &self.blocks {
+            x = block.forward(&x)?;
         }
-        let h = lrelu(&self.conv(&x, "head.conv", 0)?)?.flatten_from(1)?;
-        let off = h
-            .matmul(&self.p("head.fc.weight")?.t()?)?
-            .broadcast_add(self.p("head.fc.bias")?)?;
+        let h = lrelu(&self.head_conv.forward(&x)?)?.flatten_from(1)?;
+        let off = self.head_fc.forward(&h)?;
         let (k, d) = (self.config.num_ws, self.config.w_dim);
         Ok(off.reshape((n, k, d))?.broadcast_add(&self.w_avg.reshape((1, 1, d))?)?)
     }
@@ -253,7 +305,7 @@ impl Encoder {
     /// Saves weights, `w_avg` and the config (metadata `encoder_config`).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let mut t: BTreeMap<String, Tensor> = self
-            .params
+            .params()
             .iter()
             .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
             .collect();
@@ -284,9 +336,9 @@ impl Encoder {
             })?;
         let w_avg = file.get_shaped("w_avg", &[config.w_dim])?;
         let device = w_avg.device().clone();
-        let mut enc = Self::new(config, &w_avg, &device)?;
-        for (k, v) in enc.params.iter_mut() {
-            *v = Var::from_tensor(&file.get_shaped(k, v.dims())?)?;
+        let enc = Self::new(config, &w_avg, &device)?;
+        for (k, v) in enc.params() {
+            v.set(&file.get_shaped(&k, v.dims())?.to_dtype(DType::F32)?)?;
         }
         Ok(enc)
     }
@@ -397,8 +449,9 @@ impl EncoderTrainer {
     /// mismatch names the first parameter that differs.
     pub fn from_encoder<G: Generator + ?Sized>(config: EncoderConfig, g: &G, init: &Encoder) -> Result<Self> {
         let t = Self::new(config, g)?;
-        for (name, var) in &t.encoder.params {
-            let src = init.params.get(name).ok_or_else(|| {
+        let (params, init_params) = (t.encoder.params(), init.params());
+        for (name, var) in &params {
+            let src = init_params.get(name).ok_or_else(|| {
                 Error::invalid(format!(
                     "the initial encoder has no parameter `{name}`: its architecture differs from the one configured"
                 ))
@@ -413,7 +466,7 @@ impl EncoderTrainer {
             }
             var.set(&src.as_tensor().to_device(var.device())?.copy()?)?;
         }
-        if let Some(extra) = init.params.keys().find(|k| !t.encoder.params.contains_key(*k)) {
+        if let Some(extra) = init_params.keys().find(|k| !params.contains_key(*k)) {
             return Err(Error::invalid(format!(
                 "the initial encoder has a parameter `{extra}` that the configured architecture does not make"
             )));
@@ -429,7 +482,7 @@ impl EncoderTrainer {
                 self.stage, self.step
             )));
         }
-        self.opt.update_from(&self.encoder.params, &loss.backward()?)?;
+        self.opt.update_from(&self.encoder.params(), &loss.backward()?)?;
         Ok(v)
     }
 
@@ -475,14 +528,14 @@ impl EncoderTrainer {
     /// A copy of the weights (its own storage: `Var::set` overwrites the live one).
     fn snapshot(&self) -> Result<BTreeMap<String, Tensor>> {
         self.encoder
-            .params
+            .params()
             .iter()
             .map(|(k, v)| Ok((k.clone(), v.as_tensor().detach().copy()?)))
             .collect()
     }
 
     fn restore(&mut self, w: &BTreeMap<String, Tensor>) -> Result<()> {
-        for (k, v) in &self.encoder.params {
+        for (k, v) in &self.encoder.params() {
             if let Some(t) = w.get(k) {
                 v.set(t)?;
             }
@@ -635,7 +688,7 @@ impl EncoderTrainer {
     pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> Result<()> {
         let mut t: BTreeMap<String, Tensor> = self
             .encoder
-            .params
+            .params()
             .iter()
             .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
             .collect();
@@ -686,7 +739,7 @@ impl EncoderTrainer {
                     .parse()
                     .map_err(|_| Error::format(path, "metadata `best_loss` is not a number"))?;
                 let w = encoder
-                    .params
+                    .params()
                     .keys()
                     .map(|k| Ok((k.clone(), file.get(&format!("best.{k}"))?.clone())))
                     .collect::<Result<_>>()?;

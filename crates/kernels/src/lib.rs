@@ -11,6 +11,7 @@
 //! - [`linalg`]: f32 GEMM helpers on `gemm`, split across threads;
 //! - [`mod@simd`]: which vector instructions the kernels use, decided once per process;
 //! - [`mod@threads`]: how many threads the kernels split work into, decided once;
+//! - [`layer`]: the convolution as a layer built from a candle-nn `VarBuilder`;
 //! - [`heap`]: allocator tuning for candle's many short-lived buffers.
 //!
 //! Kernels that belong to one model stay beside it (the labeler's vote, the LPIPS
@@ -19,6 +20,7 @@
 
 pub mod conv;
 pub mod heap;
+pub mod layer;
 pub mod linalg;
 pub mod resample;
 pub mod simd;
