@@ -12,9 +12,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong in labelgan, each naming its cause.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A tensor operation failed (candle's own error).
+    /// A tensor operation failed (candle's own error, without the backtrace candle
+    /// attaches when `RUST_BACKTRACE` is set: errors stay one line).
     #[error(transparent)]
-    Candle(#[from] candle_core::Error),
+    Candle(candle_core::Error),
 
     /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
@@ -74,7 +75,45 @@ fn expected_shape(s: &Option<Vec<usize>>) -> String {
     }
 }
 
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Candle(without_backtrace(e))
+    }
+}
+
+/// `e` with every backtrace layer removed.
+fn without_backtrace(e: candle_core::Error) -> candle_core::Error {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => without_backtrace(*inner),
+        other => other,
+    }
+}
+
 impl Error {
+    /// An error of a [`candle_nn::VarBuilder`] over the weights of `file`, as the
+    /// named error it stands for: a missing tensor is [`Error::MissingKey`], one of
+    /// another shape [`Error::ShapeMismatch`], anything else [`Error::Format`].
+    pub fn in_weights(file: impl Into<PathBuf>, e: candle_core::Error) -> Self {
+        let file = file.into();
+        match without_backtrace(e) {
+            candle_core::Error::CannotFindTensor { path } => Error::MissingKey {
+                file,
+                key: path,
+                expected: None,
+            },
+            candle_core::Error::UnexpectedShape { msg, expected, got } => Error::ShapeMismatch {
+                file,
+                key: msg.strip_prefix("shape mismatch for ").unwrap_or(&msg).to_string(),
+                expected: expected.dims().to_vec(),
+                found: got.dims().to_vec(),
+            },
+            other => Error::Format {
+                path: file,
+                msg: other.to_string(),
+            },
+        }
+    }
+
     /// An [`Error::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

@@ -1,13 +1,16 @@
 //! The backbones of the `lpips` package, one file each (`vgg.rs`, `alex.rs`,
-//! `squeeze.rs`): which weights each has, and its taps through candle's ops. The VGG
-//! family also runs as one fused op on the CPU (`trunk.rs`).
+//! `squeeze.rs`), built as candle's models are: layers as struct fields read from a
+//! [`VarBuilder`] under the package's names (`net.slice1.0.weight`, ...). The VGG family
+//! also runs as one fused op on the CPU (`trunk.rs`).
 
 use candle_core::Tensor;
+use candle_nn::VarBuilder;
 
 use labelgan_core::Result;
-use labelgan_core::io::TensorFile;
 
-use crate::{alex, squeeze, vgg};
+use crate::alex::Alex;
+use crate::squeeze::Squeeze;
+use crate::vgg::Vgg;
 
 /// The backbones of the `lpips` package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,42 +53,56 @@ impl Net {
     }
 }
 
-/// Every backbone weight of `net` with its shape (VGG: the convs `vgg` read from the
-/// file, with their input channels chained).
-pub(crate) fn shapes(net: Net, file: &TensorFile, vgg: &[(usize, usize)]) -> Vec<(String, Vec<usize>)> {
-    match net {
-        Net::Vgg => vgg::shapes(file, vgg),
-        Net::Alex => alex::shapes(),
-        Net::Squeeze => squeeze::shapes(),
+/// A convolution with bias (`weight [out, in, k, k]`, `bias [out]`), its stride and
+/// zero padding, followed by ReLU: every conv of the three backbones.
+#[derive(Debug, Clone)]
+pub(crate) struct Conv {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl Conv {
+    /// `vb`'s `weight` and `bias` (a missing name or another shape is an error naming it).
+    pub fn new(vb: VarBuilder, (o, i, k): (usize, usize, usize), stride: usize, pad: usize) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get((o, i, k, k), "weight")?,
+            bias: vb.get(o, "bias")?,
+            stride,
+            pad,
+        })
+    }
+
+    /// `relu(conv(x) + bias)` through candle ops (weights cast to `x`'s dtype).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (w, b) = (self.weight.to_dtype(x.dtype())?, self.bias.to_dtype(x.dtype())?);
+        // Stride-1 convs take the convolution whose input gradient is a forward conv
+        // (candle's own backward is a direct-loop transposed conv, ~5x slower).
+        let y = if self.stride == 1 {
+            labelgan_kernels::conv::conv2d(x, &w, self.pad)?
+        } else {
+            x.conv2d(&w, self.pad, self.stride, 1, 1)?
+        };
+        Ok(y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?.relu()?)
     }
 }
 
-/// The weight and bias names of conv `net.slice{slice}.{idx}` with their shapes.
-pub(crate) fn conv_shapes(slice: usize, idx: &str, o: usize, i: usize, k: usize) -> [(String, Vec<usize>); 2] {
-    [
-        (format!("net.slice{slice}.{idx}.weight"), vec![o, i, k, k]),
-        (format!("net.slice{slice}.{idx}.bias"), vec![o]),
-    ]
+/// A built backbone: its layers and, per image batch, its taps.
+#[derive(Debug, Clone)]
+pub(crate) enum Backbone {
+    Vgg(Vgg),
+    Alex(Alex),
+    Squeeze(Squeeze),
 }
 
-/// `x` convolved with `w` (stride, zero padding `pad`), plus `b` per channel, then ReLU
-/// if asked, through candle ops.
-pub(crate) fn conv_bias(x: &Tensor, w: &Tensor, b: &Tensor, stride: usize, pad: usize, relu: bool) -> Result<Tensor> {
-    let (w, b) = (w.to_dtype(x.dtype())?, b.to_dtype(x.dtype())?);
-    // Stride-1 convs take the convolution whose input gradient is a forward conv
-    // (candle's own backward is a direct-loop transposed conv, ~5x slower).
-    let y = if stride == 1 {
-        labelgan_kernels::conv::conv2d(x, &w, pad)?
-    } else {
-        x.conv2d(&w, pad, stride, 1, 1)?
-    };
-    let y = y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?;
-    Ok(if relu { y.relu()? } else { y })
-}
-
-/// The conv `name` of `file` (`name.weight`, `name.bias`) applied to `x`.
-pub(crate) fn conv(file: &TensorFile, x: &Tensor, name: &str, stride: usize, pad: usize, relu: bool) -> Result<Tensor> {
-    let w = file.get(&format!("{name}.weight"))?;
-    let b = file.get(&format!("{name}.bias"))?;
-    conv_bias(x, w, b, stride, pad, relu)
+impl Backbone {
+    /// The taps of scaled images through candle's ops.
+    pub fn taps(&self, x: Tensor) -> Result<Vec<Tensor>> {
+        match self {
+            Backbone::Vgg(n) => n.taps(x),
+            Backbone::Alex(n) => n.taps(x),
+            Backbone::Squeeze(n) => n.taps(x),
+        }
+    }
 }

@@ -30,12 +30,18 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use candle_core::{D, DType, Device, Tensor};
+use candle_nn::VarBuilder;
 
 use labelgan_core::io::TensorFile;
 use labelgan_core::{Error, Result};
 use labelgan_kernels::resample::{AxisInterp, Upsample};
 
 pub use backbone::Net;
+
+use crate::alex::Alex;
+use crate::backbone::Backbone;
+use crate::squeeze::Squeeze;
+use crate::vgg::Vgg;
 
 use crate::pool::spatial_mean;
 
@@ -59,11 +65,11 @@ pub struct Lpips {
     pub weighting: Weighting,
     /// Channels of each tap.
     channels: Vec<usize>,
-    /// VGG-family convs `(slice, index)` in order, read from the file (VGG16 or a
-    /// narrower VGG-style net such as the rotation-trained one of [`rotation`]).
-    vgg: Vec<(usize, usize)>,
+    /// The layers, built from the file's weights.
+    backbone: Backbone,
     shift: Tensor,
     scale: Tensor,
+    /// The weights as read (kept to rebuild in another dtype).
     file: TensorFile,
     /// The VGG trunk as one op with a hand-written backward, built on first use when the
     /// weights are fixed CPU tensors (`None` inside: not applicable).
@@ -97,7 +103,9 @@ impl Lpips {
         Self::from_file(TensorFile::load(path, device)?)
     }
 
-    /// Builds the model from tensors already read.
+    /// Builds the model from tensors already read (a file in f64 stays f64; any other
+    /// float type is computed in f32). A missing weight or one of another shape is an
+    /// error naming it and the file.
     pub fn from_file(file: TensorFile) -> Result<Self> {
         let net = match file.metadata.get("net") {
             Some(n) => Net::from_name(n)
@@ -117,56 +125,61 @@ impl Lpips {
                 }
             }
         };
-        let shift = file.get_shaped("scaling_layer.shift", &[1, 3, 1, 1])?;
-        let scale = file.get_shaped("scaling_layer.scale", &[1, 3, 1, 1])?;
-        let (vgg, channels) = match net {
-            Net::Vgg => vgg::layout(&file)?,
-            _ => (vec![], net.channels().to_vec()),
+        let first = file.get_shaped("scaling_layer.shift", &[1, 3, 1, 1])?;
+        let dtype = match first.dtype() {
+            DType::F64 => DType::F64,
+            _ => DType::F32,
         };
-        let weighting = if file.contains("lin0.model.1.weight") {
+        let vb = VarBuilder::from_tensors(file.tensors.clone(), dtype, &first.device().clone());
+        let in_file = |e: Error| match e {
+            Error::Candle(e) => Error::in_weights(&file.path, e),
+            e => e,
+        };
+        let shift = vb
+            .get((1, 3, 1, 1), "scaling_layer.shift")
+            .map_err(|e| in_file(e.into()))?;
+        let scale = vb
+            .get((1, 3, 1, 1), "scaling_layer.scale")
+            .map_err(|e| in_file(e.into()))?;
+        let backbone = match net {
+            Net::Vgg => Backbone::Vgg(Vgg::new(vb.pp("net"), &vgg::layout(&file)?).map_err(in_file)?),
+            Net::Alex => Backbone::Alex(Alex::new(vb.pp("net")).map_err(in_file)?),
+            Net::Squeeze => Backbone::Squeeze(Squeeze::new(vb.pp("net")).map_err(in_file)?),
+        };
+        let channels = match &backbone {
+            Backbone::Vgg(v) => v.channels.clone(),
+            _ => net.channels().to_vec(),
+        };
+        let weighting = if vb.contains_tensor("lin0.model.1.weight") {
             Weighting::Learned(
                 channels
                     .iter()
                     .enumerate()
-                    .map(|(k, &c)| file.get_shaped(&format!("lin{k}.model.1.weight"), &[1, c, 1, 1]))
-                    .collect::<Result<_>>()?,
+                    .map(|(k, &c)| vb.get((1, c, 1, 1), &format!("lin{k}.model.1.weight")))
+                    .collect::<candle_core::Result<_>>()
+                    .map_err(|e| in_file(e.into()))?,
             )
         } else {
             Weighting::Uniform
         };
-        let m = Self {
+        Ok(Self {
             net,
             weighting,
             channels,
-            vgg,
+            backbone,
             shift,
             scale,
             file,
             trunk: OnceLock::new(),
-        };
-        m.check()?;
-        Ok(m)
-    }
-
-    /// Every backbone weight present with its shape.
-    fn check(&self) -> Result<()> {
-        for (name, shape) in backbone::shapes(self.net, &self.file, &self.vgg) {
-            self.file.get_shaped(&name, &shape)?;
-        }
-        Ok(())
+        })
     }
 
     /// The VGG trunk op, when the net is VGG-family with fixed CPU weights.
     fn trunk(&self) -> Option<&Arc<trunk::Trunk>> {
         self.trunk
-            .get_or_init(|| {
-                if self.net != Net::Vgg {
-                    return None;
-                }
-                trunk::Trunk::new(vgg::layers(&self.file, &self.vgg).ok()?)
-                    .ok()
-                    .flatten()
-                    .map(Arc::new)
+            .get_or_init(|| match &self.backbone {
+                Backbone::Vgg(v) => trunk::Trunk::new(v.layers.clone()).ok().flatten().map(Arc::new),
+                _ => None,
             })
             .as_ref()
     }
@@ -200,11 +213,7 @@ impl Lpips {
     /// The taps of scaled images through candle's ops (the reference for the fused
     /// trunk, and the path whenever weights are variables).
     fn taps_unfused(&self, x: Tensor) -> Result<Vec<Tensor>> {
-        match self.net {
-            Net::Vgg => vgg::taps(&self.file, &self.vgg, x),
-            Net::Alex => alex::taps(&self.file, x),
-            Net::Squeeze => squeeze::taps(&self.file, x),
-        }
+        self.backbone.taps(x)
     }
 
     /// Per-tap weighted maps `[N, 1, h_k, w_k]`.
@@ -328,7 +337,8 @@ impl Lpips {
         for t in file.tensors.values_mut() {
             *t = t.to_dtype(dtype)?;
         }
-        let weighting = match &self.weighting {
+        let mut m = Self::from_file(file)?;
+        m.weighting = match &self.weighting {
             Weighting::Learned(l) => Weighting::Learned(
                 l.iter()
                     .map(|t| t.to_dtype(dtype))
@@ -336,16 +346,7 @@ impl Lpips {
             ),
             w => w.clone(),
         };
-        Ok(Self {
-            net: self.net,
-            weighting,
-            channels: self.channels.clone(),
-            vgg: self.vgg.clone(),
-            shift: self.shift.to_dtype(dtype)?,
-            scale: self.scale.to_dtype(dtype)?,
-            file,
-            trunk: OnceLock::new(),
-        })
+        Ok(m)
     }
 }
 
@@ -460,5 +461,23 @@ mod tests {
         );
         let v = Lpips::from_file(file).unwrap();
         assert!(v.trunk().is_none());
+    }
+
+    /// A weight of the wrong shape, or a missing one, is an error naming it and the file.
+    #[test]
+    fn bad_weights_are_named() {
+        let m = small_vgg(6);
+        let mut file = m.file.clone();
+        file.tensors.insert(
+            "net.slice2.5.bias".into(),
+            Tensor::zeros(7, DType::F64, &Device::Cpu).unwrap(),
+        );
+        let e = Lpips::from_file(file).unwrap_err().to_string();
+        assert!(e.contains("<test>") && e.contains("net.slice2.5.bias"), "{e}");
+        let mut file = m.file.clone();
+        file.tensors.remove("lin3.model.1.weight");
+        let e = Lpips::from_file(file).unwrap_err().to_string();
+        assert!(e.contains("lin3.model.1.weight"), "{e}");
+        assert!(!e.contains('\n'), "one line: {e}");
     }
 }

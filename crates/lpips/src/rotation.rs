@@ -32,11 +32,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{D, DType, Device, Tensor, Var};
+use candle_nn::{Linear, Module, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use labelgan_core::image_io::ImageSource;
 use labelgan_core::io::{TensorFile, save_safetensors};
-use labelgan_core::optim::Adam;
+use labelgan_core::optim::{Adam, named_vars};
 use labelgan_core::{Error, Result, SplitMix64};
 
 use crate::Lpips;
@@ -126,14 +127,29 @@ impl RotationProgress {
 }
 
 /// A rotation-trained backbone: its LPIPS view and the rotation head.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RotationNet {
     /// The settings it is trained with.
     pub config: RotationConfig,
+    /// The backbone as LPIPS sees it (its weights are [`RotationNet::vars`]).
     lpips: Lpips,
-    params: BTreeMap<String, Var>,
+    /// The rotation head `rotation.fc`: pooled last tap to four logits.
+    head: Linear,
+    /// Every trainable variable by name: the backbone under LPIPS's VGG names, and the
+    /// head.
+    vars: VarMap,
     /// Held-out accuracy at the end of training, when trained here.
     pub holdout_accuracy: Option<f32>,
+}
+
+impl std::fmt::Debug for RotationNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotationNet")
+            .field("config", &self.config)
+            .field("variables", &self.vars.all_vars().len())
+            .field("holdout_accuracy", &self.holdout_accuracy)
+            .finish()
+    }
 }
 
 /// Name of conv `j` of slice `s` (1-based) under torchvision's numbering.
@@ -145,36 +161,39 @@ fn conv_name(s: usize, j: usize, per_slice: usize) -> String {
 }
 
 impl RotationNet {
-    /// A freshly initialised net (He-normal convs, zero biases).
+    /// A freshly initialised net (He-normal convs, zero biases), drawn from
+    /// `config.seed` conv by conv, then the head.
     pub fn new(config: RotationConfig, device: &Device) -> Result<Self> {
         config.validate()?;
-        let mut rng = SplitMix64::new(config.seed);
-        let mut params = BTreeMap::new();
-        let mut cin = 3;
-        for (s, &c) in config.widths.iter().enumerate() {
-            for j in 0..config.convs_per_slice {
-                let name = conv_name(s + 1, j, config.convs_per_slice);
-                let std = (2.0 / (9 * cin) as f64).sqrt();
-                let w = (rng.normal_tensor(&[c, cin, 3, 3], device)? * std)?;
-                params.insert(format!("{name}.weight"), Var::from_tensor(&w)?);
-                params.insert(format!("{name}.bias"), Var::zeros(c, DType::F32, device)?);
-                cin = c;
+        let vars = VarMap::new();
+        {
+            let mut rng = SplitMix64::new(config.seed);
+            let mut data = vars.data().lock().unwrap_or_else(|e| e.into_inner());
+            let mut cin = 3;
+            for (s, &c) in config.widths.iter().enumerate() {
+                for j in 0..config.convs_per_slice {
+                    let name = conv_name(s + 1, j, config.convs_per_slice);
+                    let std = (2.0 / (9 * cin) as f64).sqrt();
+                    let w = (rng.normal_tensor(&[c, cin, 3, 3], device)? * std)?;
+                    data.insert(format!("{name}.weight"), Var::from_tensor(&w)?);
+                    data.insert(format!("{name}.bias"), Var::zeros(c, DType::F32, device)?);
+                    cin = c;
+                }
             }
+            let w = (rng.normal_tensor(&[4, cin], device)? * (1.0 / cin as f64).sqrt())?;
+            data.insert("rotation.fc.weight".into(), Var::from_tensor(&w)?);
+            data.insert("rotation.fc.bias".into(), Var::zeros(4, DType::F32, device)?);
         }
-        let w = (rng.normal_tensor(&[4, cin], device)? * (1.0 / cin as f64).sqrt())?;
-        params.insert("rotation.fc.weight".into(), Var::from_tensor(&w)?);
-        params.insert("rotation.fc.bias".into(), Var::zeros(4, DType::F32, device)?);
-        Self::assemble(config, params, None, device)
+        Self::assemble(config, vars, None, device)
     }
 
-    fn assemble(
-        config: RotationConfig,
-        params: BTreeMap<String, Var>,
-        holdout_accuracy: Option<f32>,
-        device: &Device,
-    ) -> Result<Self> {
-        let mut tensors: HashMap<String, Tensor> =
-            params.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+    /// The LPIPS view and the head over `vars`.
+    fn assemble(config: RotationConfig, vars: VarMap, holdout_accuracy: Option<f32>, device: &Device) -> Result<Self> {
+        let mut tensors: HashMap<String, Tensor> = named_vars(&vars)
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("net."))
+            .map(|(k, v)| (k, v.as_tensor().clone()))
+            .collect();
         // Images in [-1, 1] go in as they are.
         tensors.insert(
             "scaling_layer.shift".into(),
@@ -190,10 +209,17 @@ impl RotationNet {
             metadata: HashMap::from([("net".to_string(), "vgg".to_string())]),
         };
         let lpips = Lpips::from_file(file)?;
+        let width = *config.widths.last().ok_or_else(|| Error::invalid("no widths"))?;
+        let head = candle_nn::linear(
+            width,
+            4,
+            VarBuilder::from_varmap(&vars, DType::F32, device).pp("rotation.fc"),
+        )?;
         Ok(Self {
             config,
             lpips,
-            params,
+            head,
+            vars,
             holdout_accuracy,
         })
     }
@@ -210,14 +236,17 @@ impl RotationNet {
                 serde_json::from_str(s).map_err(|e| Error::format(path, format!("bad `rotation_config`: {e}")))
             })?;
         config.validate().map_err(|e| Error::format(path, e.to_string()))?;
-        let fresh = Self::new(config.clone(), device)?;
-        let mut params = BTreeMap::new();
-        for (k, v) in &fresh.params {
-            let t = file.get_shaped(k, v.dims())?;
-            params.insert(k.clone(), Var::from_tensor(&t)?);
+        let vars = VarMap::new();
+        {
+            let fresh = Self::new(config.clone(), device)?;
+            let mut data = vars.data().lock().unwrap_or_else(|e| e.into_inner());
+            for (k, v) in named_vars(&fresh.vars) {
+                let t = file.get_shaped(&k, v.dims())?.to_dtype(DType::F32)?;
+                data.insert(k, Var::from_tensor(&t)?);
+            }
         }
         let acc = file.metadata.get("holdout_accuracy").and_then(|s| s.parse().ok());
-        Self::assemble(config, params, acc, device)
+        Self::assemble(config, vars, acc, device)
     }
 
     /// The LPIPS model on this backbone (uniform weights over each tap's channels).
@@ -230,9 +259,7 @@ impl RotationNet {
         let taps = self.lpips.taps(x)?;
         let last = taps.last().ok_or_else(|| Error::invalid("backbone has no taps"))?;
         let pooled = last.mean(D::Minus1)?.mean(D::Minus1)?;
-        let w = self.params["rotation.fc.weight"].as_tensor();
-        let b = self.params["rotation.fc.bias"].as_tensor();
-        Ok(pooled.matmul(&w.t()?)?.broadcast_add(b)?)
+        Ok(self.head.forward(&pooled)?)
     }
 
     /// Fraction of the four rotations of each image that the net names right.
@@ -254,8 +281,7 @@ impl RotationNet {
     /// Writes the backbone under LPIPS's VGG names plus the head, with the config and
     /// held-out accuracy as metadata.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let mut tensors: BTreeMap<String, Tensor> = self
-            .params
+        let mut tensors: BTreeMap<String, Tensor> = named_vars(&self.vars)
             .iter()
             .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
             .collect();
@@ -363,7 +389,7 @@ pub fn train_rotation(
         }
         let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
         let train_accuracy = pred.iter().zip(&labels).filter(|(p, l)| p == l).count() as f32 / labels.len() as f32;
-        opt.update_from(&net.params, &loss.backward()?)?;
+        opt.update_from(&named_vars(&net.vars), &loss.backward()?)?;
         let last = step + 1 == config.steps;
         let holdout_accuracy = if last || (config.eval_every > 0 && (step + 1) % config.eval_every == 0) {
             Some(net.accuracy(holdout)?)

@@ -21,6 +21,8 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 use labelgan_core::{Error, Result};
 use labelgan_kernels::conv::{Element, conv_cpu, cpu_slice, flip_transpose_cpu, with_cpu_slice as with_slice};
 
+use crate::backbone::Conv;
+
 #[derive(Debug)]
 enum Step {
     /// 3x3 (or any k) stride-1 conv with bias, then ReLU.
@@ -61,9 +63,10 @@ pub(crate) struct Trunk {
     dtype: DType,
 }
 
-/// The layers of the trunk: conv `(weight [O, I, k, k], bias [O], padding)`, max-pool or tap.
+/// The layers of the trunk: a stride-1 conv with ReLU, max-pool or tap.
+#[derive(Debug, Clone)]
 pub(crate) enum Layer {
-    Conv(Tensor, Tensor, usize),
+    Conv(Conv),
     Pool,
     Tap,
 }
@@ -76,7 +79,12 @@ impl Trunk {
         let mut dtype = None;
         for l in layers {
             steps.push(match l {
-                Layer::Conv(w, b, pad) => {
+                Layer::Conv(Conv {
+                    weight: w,
+                    bias: b,
+                    pad,
+                    stride: 1,
+                }) => {
                     if !w.device().is_cpu() || w.track_op() || b.track_op() {
                         return Ok(None);
                     }
@@ -110,6 +118,7 @@ impl Trunk {
                         pad,
                     }
                 }
+                Layer::Conv(_) => return Ok(None), // strided: not a trunk conv
                 Layer::Pool => Step::Pool,
                 Layer::Tap => Step::Tap,
             });
