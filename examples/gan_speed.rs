@@ -31,17 +31,8 @@ struct Args {
 
 fn main() -> labelgan::core::Result<()> {
     let a = Args::parse();
-    // As the CLI: the pool's workers fix their CANDLE_GRAD_DO_NOT_DETACH reading
-    // (unset) before the variable is set.
-    let pool = rayon::ThreadPoolBuilder::new()
-        .build()
-        .map_err(|e| labelgan::core::Error::invalid(format!("cannot start worker threads: {e}")))?;
-    for r in pool.broadcast(|_| labelgan::stylegan::train::detach_on_this_thread()) {
-        r?;
-    }
-    // SAFETY: the pool's workers are parked; R1 runs on its own thread with the
-    // variable set, as in training.
-    unsafe { labelgan::stylegan::train::prepare_r1_environment()? };
+    // As the CLI. SAFETY: no other thread exists yet.
+    let pool = unsafe { labelgan::stylegan::train::r1_training_pool()? };
     if a.in_pool { pool.install(|| run(a)) } else { run(a) }
 }
 

@@ -55,8 +55,8 @@ fn main() -> ExitCode {
     // candle allocates a buffer per tensor; reusing freed ones instead of faulting in
     // fresh pages makes training 1.4x faster (docs/training.md).
     labelgan_kernels::heap::keep_freed_memory();
-    // Parsing starts no thread, so `train_gan_pool` below still runs with this thread
-    // alone, as it must.
+    // Parsing starts no thread, so `r1_training_pool` below still runs with this
+    // thread alone, as it must.
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) if !e.use_stderr() => {
@@ -73,7 +73,8 @@ fn main() -> ExitCode {
         Command::Generate(a) => generate::run(a),
         Command::Toyworld(a) => toyworld::run(a),
         Command::Lpips(a) => lpips::run(a),
-        Command::TrainGan(a) => match train_gan_pool() {
+        // SAFETY: parsing started no thread; this one is still alone.
+        Command::TrainGan(a) => match unsafe { labelgan_stylegan::train::r1_training_pool() } {
             Ok(pool) => pool.install(|| train_gan::run(a)),
             Err(e) => Err(e),
         },
@@ -91,32 +92,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The pool GAN training runs in, with the process set up for its R1 penalty. Call
-/// only while no other thread exists.
-///
-/// GAN training runs on a worker of its own rayon pool: candle's and gemm's parallel
-/// loops then run with that thread taking part, instead of the main thread sleeping
-/// while two workers run and then spin against it for the two cores (G and D forward
-/// 1.5x faster, a training step about 1.2x; docs/training.md). Its workers fix their
-/// CANDLE_GRAD_DO_NOT_DETACH reading (unset: plain backward passes detach) before the
-/// variable is set. The R1 penalty needs second-order gradients, which candle builds
-/// only for threads that start with the variable set: this keeps plain backward passes
-/// lean and lets the R1 thread keep its graph. Only `train-gan` sets the variable: in
-/// any other command every thread started later (the UNet and labeler workers) would
-/// keep the graph of every gradient it computes.
-fn train_gan_pool() -> labelgan_core::Result<rayon::ThreadPool> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .build()
-        .map_err(|e| labelgan_core::Error::invalid(format!("cannot start worker threads: {e}")))?;
-    pool.broadcast(|_| labelgan_stylegan::train::detach_on_this_thread())
-        .into_iter()
-        .collect::<labelgan_core::Result<Vec<()>>>()?;
-    // SAFETY: no other thread runs: the pool's workers are parked, waiting for work
-    // (the broadcast above has returned), and read no environment until given some.
-    unsafe { labelgan_stylegan::train::prepare_r1_environment() }?;
-    Ok(pool)
 }
 
 /// clap's messages span several lines (error, details, usage, hint): keep the part

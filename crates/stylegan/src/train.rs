@@ -637,6 +637,35 @@ pub unsafe fn prepare_r1_environment() -> Result<()> {
     Ok(())
 }
 
+/// The pool GAN training runs in, with the process set up for its R1 penalty
+/// ([`prepare_r1_environment`]), [`labelgan_kernels::cpu_threads`] workers.
+///
+/// Training runs best on a worker of its own rayon pool: candle's and gemm's parallel
+/// loops then run with that thread taking part, instead of the main thread sleeping
+/// while the workers run and then spinning against them for the cores (G and D forward
+/// 1.5x faster on 2 cores, a training step about 1.2x; docs/training.md). Every worker
+/// fixes its `CANDLE_GRAD_DO_NOT_DETACH` reading (unset: plain backward passes detach)
+/// before the variable is set, so only the thread R1 starts keeps its graph. Nothing
+/// but GAN training should run in a process after this: any thread started later
+/// keeps the graph of every gradient it computes.
+///
+/// # Safety
+/// As [`prepare_r1_environment`]: call while no other thread exists.
+pub unsafe fn r1_training_pool() -> Result<rayon::ThreadPool> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(labelgan_kernels::cpu_threads())
+        .build()
+        .map_err(|e| Error::invalid(format!("cannot start worker threads: {e}")))?;
+    pool.broadcast(|_| detach_on_this_thread())
+        .into_iter()
+        .collect::<Result<Vec<()>>>()?;
+    // SAFETY: the pool's workers are parked, waiting for work (the broadcast above has
+    // returned), and read no environment until given some; the caller guarantees no
+    // other thread exists.
+    unsafe { prepare_r1_environment() }?;
+    Ok(pool)
+}
+
 /// The R1 penalty's value and `weight` times its gradients with respect to D's
 /// parameters (detached), computed one minibatch-std group at a time: D's statistics
 /// couple the samples of a group only, so this is exact, and the graph of gradients
