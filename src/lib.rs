@@ -27,6 +27,7 @@ pub use labelgan_kernels as kernels;
 pub use labelgan_labeler as labeler;
 pub use labelgan_lpips as lpips;
 pub use labelgan_metrics as metrics;
+pub use labelgan_optim as optim;
 pub use labelgan_stylegan as stylegan;
 pub use labelgan_toyworld as toyworld;
 

@@ -90,7 +90,7 @@ fn without_backtrace(e: candle_core::Error) -> candle_core::Error {
 }
 
 impl Error {
-    /// An error of a [`candle_nn::VarBuilder`] over the weights of `file`, as the
+    /// An error of a candle-nn `VarBuilder` over the weights of `file`, as the
     /// named error it stands for: a missing tensor is [`Error::MissingKey`], one of
     /// another shape [`Error::ShapeMismatch`], anything else [`Error::Format`].
     pub fn in_weights(file: impl Into<PathBuf>, e: candle_core::Error) -> Self {

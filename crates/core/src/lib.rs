@@ -19,7 +19,6 @@ pub mod image_io;
 pub mod io;
 pub mod labels;
 pub mod noise;
-pub mod optim;
 pub mod peak;
 pub mod progress;
 pub mod rng;

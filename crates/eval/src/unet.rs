@@ -21,11 +21,11 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use labelgan_core::io::{TensorFile, save_safetensors};
-use labelgan_core::optim::{Adam, named_vars};
 use labelgan_core::peak::{PeakScale, subpixel_peak};
 use labelgan_core::{Error, Result, SplitMix64};
 use labelgan_dataset::{ImageLabels, Targets};
 use labelgan_kernels::layer::Conv2d;
+use labelgan_optim::{Adam, named_vars};
 
 /// Shape and training settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

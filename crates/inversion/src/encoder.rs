@@ -26,10 +26,10 @@ use candle_nn::{Linear, Module, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use labelgan_core::io::{TensorFile, save_safetensors};
-use labelgan_core::optim::{Adam, named_vars};
 use labelgan_core::{Error, Generator, Inverter, NoiseMode, Result, SplitMix64, Truncation};
 use labelgan_kernels::layer::Conv2d;
 use labelgan_lpips::Lpips;
+use labelgan_optim::{Adam, named_vars};
 
 use crate::metrics::mse_per_image;
 

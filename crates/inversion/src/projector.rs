@@ -9,9 +9,9 @@
 //! separately), and each keeps the latent of its own best step.
 
 use candle_core::{D, Tensor, Var};
-use labelgan_core::optim::Adam;
 use labelgan_core::{Error, Generator, NoiseMode, Result};
 use labelgan_lpips::Lpips;
+use labelgan_optim::Adam;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::mse_per_image;

@@ -8,8 +8,8 @@
 //! into a reused buffer, and only two GEMMs run per step: `X W` and `Xᵀ G`. The rest of
 //! the network (small) stays in candle, starting from the first layer's output.
 
-use labelgan_core::optim::AdamStep;
 use labelgan_kernels::linalg::sgemm_threads;
+use labelgan_optim::AdamStep;
 
 /// First-layer weights `[M, D, h]` (row-major per member), their Adam moments, and
 /// scratch reused across steps.

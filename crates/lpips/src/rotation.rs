@@ -37,8 +37,8 @@ use serde::{Deserialize, Serialize};
 
 use labelgan_core::image_io::ImageSource;
 use labelgan_core::io::{TensorFile, save_safetensors};
-use labelgan_core::optim::{Adam, named_vars};
 use labelgan_core::{Error, Result, SplitMix64};
+use labelgan_optim::{Adam, named_vars};
 
 use crate::Lpips;
 

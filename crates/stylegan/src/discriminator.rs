@@ -15,9 +15,9 @@ use std::collections::BTreeMap;
 use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 
-use labelgan_core::optim::named_vars;
 use labelgan_core::{Error, Result, SplitMix64};
 use labelgan_kernels::resample::separable2d;
+use labelgan_optim::named_vars;
 
 use crate::equalized_conv::EqualizedConv;
 use crate::fc::{FullyConnected, lrelu_gain};

@@ -26,8 +26,8 @@ use candle_core::{DType, Device, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use labelgan_core::io::{TensorFile, save_safetensors};
-use labelgan_core::optim::named_grads;
 use labelgan_core::{Error, Generator, NoiseMode, Result, SplitMix64, Truncation};
+use labelgan_optim::named_grads;
 
 use crate::config::GeneratorConfig;
 use crate::discriminator::{Discriminator, DiscriminatorConfig};
@@ -198,7 +198,7 @@ pub fn softplus(x: &Tensor) -> Result<Tensor> {
     Ok((x.relu()? + ((x.abs()?.neg()?.exp()? + 1.0)?.log()?))?)
 }
 
-pub use labelgan_core::optim::Adam;
+pub use labelgan_optim::Adam;
 
 /// Losses of one step.
 #[derive(Debug, Clone, Copy, Default, Serialize)]

@@ -14,10 +14,10 @@ use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Tensor, Var};
 
-use labelgan_core::optim::{Adam, named_grads};
 use labelgan_core::{Error, Result, SplitMix64, TapSpec};
 use labelgan_dataset::ImageLabels;
 use labelgan_hypercolumn::{sparse, sparse_into};
+use labelgan_optim::{Adam, named_grads};
 
 use crate::config::{Head, LabelerConfig};
 use crate::ensemble::{Ensemble, PARAM_NAMES};

@@ -1,5 +1,4 @@
-//! Adam: the one optimiser every trainer in labelgan uses (GAN, encoder, projector,
-//! perceptual backbone, UNet, pixel labeler).
+//! Adam, with its state kept by variable name.
 //!
 //! Its state is kept by variable name, so that checkpoints can save and resume it, and a
 //! step's coefficients ([`AdamStep`]) can be applied to candle tensors and, where a
@@ -15,8 +14,10 @@ use std::collections::BTreeMap;
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 
-use crate::Result;
-use crate::io::TensorFile;
+use labelgan_core::Result;
+use labelgan_core::io::TensorFile;
+
+use crate::named_grads;
 
 /// Adam with the bias correction of the paper, on named [`Var`]s; its state is
 /// saved in checkpoints.
@@ -106,7 +107,8 @@ impl AdamStep {
 }
 
 impl Adam {
-    /// Adam with `lr` and `betas`, epsilon 1e-8.
+    /// Adam with `lr` and `betas`, epsilon 1e-8 (candle's `AdamW` defaults, without
+    /// weight decay).
     pub fn new(lr: f64, betas: (f64, f64)) -> Self {
         Self {
             lr,
@@ -179,21 +181,6 @@ impl Adam {
         }
         self.step = step;
     }
-}
-
-/// The gradients of `params` in `store`, by name (vars without one are left out).
-pub fn named_grads(params: &BTreeMap<String, Var>, store: &GradStore) -> BTreeMap<String, Tensor> {
-    params
-        .iter()
-        .filter_map(|(k, v)| store.get(v.as_tensor()).map(|g| (k.clone(), g.clone())))
-        .collect()
-}
-
-/// The variables of a candle-nn [`VarMap`](candle_nn::VarMap) by name, in name order
-/// (what [`Adam`] and the safetensors writers take).
-pub fn named_vars(vars: &candle_nn::VarMap) -> BTreeMap<String, Var> {
-    let data = vars.data().lock().unwrap_or_else(|e| e.into_inner());
-    data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 #[cfg(test)]
