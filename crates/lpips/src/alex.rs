@@ -6,7 +6,7 @@ use candle_nn::VarBuilder;
 
 use labelgan_core::Result;
 
-use crate::backbone::Conv;
+use crate::conv::Conv;
 use crate::pool::max_pool2d;
 
 /// AlexNet convs: (slice, index, out, in, kernel, stride, pad).

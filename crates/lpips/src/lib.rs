@@ -18,6 +18,7 @@
 #[doc(hidden)]
 mod alex;
 pub mod backbone;
+mod conv;
 pub mod detfill;
 mod fused;
 pub mod pool;

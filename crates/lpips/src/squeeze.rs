@@ -6,7 +6,7 @@ use candle_nn::VarBuilder;
 
 use labelgan_core::Result;
 
-use crate::backbone::Conv;
+use crate::conv::Conv;
 use crate::pool::max_pool2d;
 
 /// SqueezeNet 1.1 fire modules: (slice, index, in, squeeze, expand).

@@ -21,7 +21,7 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 use labelgan_core::{Error, Result};
 use labelgan_kernels::conv::{Element, conv_cpu, cpu_slice, flip_transpose_cpu, with_cpu_slice as with_slice};
 
-use crate::backbone::Conv;
+use crate::conv::Conv;
 
 #[derive(Debug)]
 enum Step {

@@ -8,7 +8,7 @@ use candle_nn::VarBuilder;
 use labelgan_core::io::TensorFile;
 use labelgan_core::{Error, Result};
 
-use crate::backbone::Conv;
+use crate::conv::Conv;
 use crate::pool::max_pool2d;
 use crate::trunk::Layer;
 

@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use super::cpu::Group;
+use super::rows::Group;
 
 /// Outputs per chunk of the fused pass: one pixel's chunk stays in L1 across groups.
 pub const KC: usize = 256;

@@ -21,10 +21,12 @@ use labelgan_core::{Error, FeatureTaps, Result, TapSpec};
 mod cpu;
 mod fuse;
 mod generic;
+mod rows;
 
 use crate::interp::Upsample;
-use cpu::{CpuProjector, CpuSlice};
+use cpu::CpuProjector;
 use generic::GenericProjector;
+use rows::CpuSlice;
 
 /// The taps of one resolution and their rows of `W`, stacked: `w [C, K]` with the
 /// taps' channels in tap order.
