@@ -15,6 +15,7 @@
 //! Factory with Minimal Human Effort", CVPR 2021.
 
 pub mod error;
+pub mod finite;
 pub mod image_io;
 pub mod io;
 pub mod labels;
@@ -26,7 +27,8 @@ pub mod taps;
 pub mod traits;
 pub mod truncation;
 
-pub use error::{Error, Result, ensure_finite, max_abs_diff, max_rel_diff};
+pub use error::{Error, Result};
+pub use finite::{ensure_finite, max_abs_diff, max_rel_diff};
 pub use labels::{LabelKind, Labels, Prediction};
 pub use noise::NoiseMode;
 pub use progress::Progress;
