@@ -72,7 +72,9 @@ pub struct TensorFile {
 }
 
 impl TensorFile {
-    /// Reads `path` onto `device`.
+    /// Reads `path` onto `device`. A float tensor holding a NaN or an infinity is an
+    /// error naming it: no model, latent or image file in labelgan has a use for one,
+    /// and a NaN weight otherwise surfaces much later as black images or a distance of 0.
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
@@ -82,6 +84,12 @@ impl TensorFile {
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(not_st)?;
         let mut tensors = HashMap::new();
         for (name, view) in st.tensors() {
+            if let Some(i) = first_non_finite(&view) {
+                return Err(Error::format(
+                    path,
+                    format!("tensor `{name}` holds a non-finite value (NaN or infinity) at flat index {i}"),
+                ));
+            }
             let t = view
                 .load(device)
                 .map_err(|e| Error::format(path, format!("tensor `{name}`: {e}")))?;
@@ -105,7 +113,8 @@ impl TensorFile {
     }
 
     /// The tensor `key` as f32 with exactly `shape`, or an error naming the key and
-    /// both shapes.
+    /// both shapes. An integer tensor is refused, not converted (a `U8` or `I32` array
+    /// where weights or latents belong is a mistake, not data).
     pub fn get_shaped(&self, key: &str, shape: &[usize]) -> Result<Tensor> {
         let t = self.tensors.get(key).ok_or_else(|| Error::MissingKey {
             file: self.path.clone(),
@@ -120,6 +129,15 @@ impl TensorFile {
                 found: t.dims().to_vec(),
             });
         }
+        if !t.dtype().is_float() {
+            return Err(Error::format(
+                &self.path,
+                format!(
+                    "tensor `{key}` is {:?}, expected a float type (F32, F16, BF16 or F64)",
+                    t.dtype()
+                ),
+            ));
+        }
         Ok(t.to_dtype(candle_core::DType::F32)?)
     }
 
@@ -131,6 +149,23 @@ impl TensorFile {
     /// The shape of `key`, if present.
     pub fn shape(&self, key: &str) -> Option<&[usize]> {
         self.tensors.get(key).map(|t| t.dims())
+    }
+}
+
+/// The flat index of the first NaN or infinity of a float tensor's raw little-endian
+/// data (`None` for integer tensors and finite ones).
+fn first_non_finite(view: &safetensors::tensor::TensorView<'_>) -> Option<usize> {
+    use safetensors::Dtype;
+    let data = view.data();
+    let find = |width: usize, finite: &dyn Fn(&[u8]) -> bool| data.chunks_exact(width).position(|b| !finite(b));
+    match view.dtype() {
+        Dtype::F32 => find(4, &|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite()),
+        Dtype::F64 => find(8, &|b| {
+            f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]).is_finite()
+        }),
+        Dtype::F16 => find(2, &|b| half::f16::from_le_bytes([b[0], b[1]]).is_finite()),
+        Dtype::BF16 => find(2, &|b| half::bf16::from_le_bytes([b[0], b[1]]).is_finite()),
+        _ => None,
     }
 }
 
@@ -263,6 +298,40 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("bad.safetensors"), "{e}");
+        // NaN and infinities are refused on load, naming the tensor; integers where a
+        // float is expected are refused, not converted.
+        for (dtype, bad) in [
+            (candle_core::DType::F32, f32::NAN),
+            (candle_core::DType::F16, f32::INFINITY),
+        ] {
+            let t = Tensor::new(&[0.5f32, bad, 1.0], &Device::Cpu)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            save_safetensors(
+                dir.join("nan.safetensors"),
+                &BTreeMap::from([("w".to_string(), t)]),
+                &BTreeMap::new(),
+            )
+            .unwrap();
+            let e = TensorFile::load(dir.join("nan.safetensors"), &Device::Cpu)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("nan.safetensors") && e.contains("`w`") && e.contains("index 1"),
+                "{e}"
+            );
+        }
+        let ints = Tensor::new(&[1u32, 2], &Device::Cpu).unwrap();
+        save_safetensors(
+            dir.join("int.safetensors"),
+            &BTreeMap::from([("ws".to_string(), ints)]),
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let f = TensorFile::load(dir.join("int.safetensors"), &Device::Cpu).unwrap();
+        let e = f.get_shaped("ws", &[2]).unwrap_err().to_string();
+        assert!(e.contains("`ws` is U32, expected a float type"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
