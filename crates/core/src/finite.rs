@@ -7,20 +7,49 @@ use candle_core::{DType, Tensor};
 use crate::{Error, Result};
 
 /// Fails with [`Error::InvalidInput`] if `t` holds a NaN or an infinity, naming `what`
-/// and the first bad position.
+/// and the first bad position. Reads a contiguous CPU tensor in place (no copy: feature
+/// maps can be large); other tensors are reduced on their device first, and copied to
+/// the host only to locate a bad value. Integer tensors pass.
 pub fn ensure_finite(t: &Tensor, what: &str) -> Result<()> {
-    let bad = t
-        .to_dtype(DType::F32)?
-        .flatten_all()?
-        .to_vec1::<f32>()?
-        .iter()
-        .position(|v| !v.is_finite());
-    match bad {
-        Some(i) => Err(Error::invalid(format!(
-            "{what} holds a non-finite value at flat index {i}"
-        ))),
-        None => Ok(()),
+    if !t.dtype().is_float() {
+        return Ok(());
     }
+    let finite = match all_finite_in_place(t) {
+        Some(ok) => ok,
+        // x * 0 is 0 for every finite x and NaN otherwise.
+        None => (t * 0.0)?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()? == 0.0,
+    };
+    if finite {
+        return Ok(());
+    }
+    let i = t
+        .to_dtype(DType::F64)?
+        .flatten_all()?
+        .to_vec1::<f64>()?
+        .iter()
+        .position(|v| !v.is_finite())
+        .unwrap_or(0);
+    Err(Error::invalid(format!(
+        "{what} holds a non-finite value (NaN or infinity) at flat index {i}"
+    )))
+}
+
+/// Whether a contiguous CPU tensor is all finite, read in place; `None` for other
+/// tensors.
+fn all_finite_in_place(t: &Tensor) -> Option<bool> {
+    use candle_core::{CpuStorage, Storage};
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        return None;
+    };
+    let (a, b) = layout.contiguous_offsets()?;
+    Some(match cpu {
+        CpuStorage::F32(v) => v[a..b].iter().all(|x| x.is_finite()),
+        CpuStorage::F64(v) => v[a..b].iter().all(|x| x.is_finite()),
+        CpuStorage::F16(v) => v[a..b].iter().all(|x| x.is_finite()),
+        CpuStorage::BF16(v) => v[a..b].iter().all(|x| x.is_finite()),
+        _ => return None,
+    })
 }
 
 /// Largest absolute elementwise difference of two tensors of the same shape (in f64);

@@ -98,6 +98,7 @@ impl Ensemble {
 
     /// Labels image `image` of `taps` (which must match [`Ensemble::taps`]).
     pub fn predict_image(&self, taps: &FeatureTaps, image: usize) -> Result<ImagePrediction> {
+        check_finite(taps)?;
         let device = taps
             .iter()
             .next()
@@ -192,6 +193,13 @@ impl Ensemble {
                     Ok(())
                 },
             )?;
+        }
+        // Non-finite features give NaN logits, which vote class 0 with a NaN (so far the
+        // lowest) uncertainty: refuse them instead of labelling.
+        if let Some(px) = uncertainty.iter().position(|u| !u.is_finite()) {
+            return Err(Error::invalid(format!(
+                "the labeler's output for image {image} is not finite at pixel {px}: its input features (or the labeler's weights) hold NaN or infinity"
+            )));
         }
         let keypoints = match self.config.head {
             Head::Keypoints { count, .. } => Some(
@@ -490,6 +498,15 @@ pub fn vote_and_js(logits: &Tensor, c: usize) -> Result<(Vec<u32>, Vec<f32>)> {
     Ok((out, js))
 }
 
+/// Refuses features holding NaN or infinity (ReLU would turn a NaN into 0 and label
+/// from garbage without a word), naming the tap.
+fn check_finite(taps: &FeatureTaps) -> Result<()> {
+    for tap in taps.iter() {
+        labelgan_core::ensure_finite(&tap.tensor, &format!("the features to label (tap `{}`)", tap.name))?;
+    }
+    Ok(())
+}
+
 /// Mean of the largest 10 % of `u` (at least one value); 0 for an empty slice.
 pub fn top_decile_mean(u: &[f32]) -> f32 {
     if u.is_empty() {
@@ -511,6 +528,7 @@ impl PixelLabeler for Ensemble {
         if n == 0 {
             return Err(Error::invalid("no images to label"));
         }
+        check_finite(taps)?;
         let device = taps
             .iter()
             .next()

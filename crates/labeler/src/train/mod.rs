@@ -365,6 +365,14 @@ impl Rows<'_> {
         for &i in chunk {
             let taps = self.source.taps(i)?;
             if held_parts[i].is_none() {
+                // First epoch: the image's features are checked once (a NaN feature
+                // trains NaN weights without a word otherwise).
+                for tap in taps.iter() {
+                    labelgan_core::ensure_finite(
+                        &tap.tensor,
+                        &format!("the features of training image {i} (tap `{}`)", tap.name),
+                    )?;
+                }
                 let hx = if self.use_host {
                     let mut v = vec![0f32; splits[i].held.len() * d];
                     sparse_into(&taps, 0, &splits[i].held, t, mode, &mut v)?;
@@ -531,6 +539,49 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// NaN features are refused by fit (naming the image and tap) and by predict,
+    /// instead of training NaN weights or labelling class 0 with the lowest uncertainty.
+    #[test]
+    fn non_finite_features_are_refused() {
+        use labelgan_core::PixelLabeler;
+        let mut rng = SplitMix64::new(12);
+        let mut images: Vec<FeatureTaps> = (0..3).map(|_| taps(&mut rng)).collect();
+        let targets: Vec<ImageLabels> = (0..3)
+            .map(|_| ImageLabels {
+                mask: Some((0..256).map(|_| rng.below(3) as u32).collect()),
+                ..ImageLabels::default()
+            })
+            .collect();
+        let cfg = LabelerConfig {
+            members: 2,
+            hidden: Some((8, 4)),
+            pixels_per_image: 60,
+            batch_size: 20,
+            max_epochs: 2,
+            ..LabelerConfig::new(Head::Segmentation { classes: 3 }, 16)
+        };
+        let clean = InMemoryTaps::from_batches(&images).unwrap();
+        let (ens, _) = fit(&cfg, &clean, &targets, |_| {}).unwrap();
+        let mut bad = FeatureTaps::new();
+        for (k, tap) in images[1].iter().enumerate() {
+            let mut v = tap.tensor.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            if k == 1 {
+                v[5] = f32::NAN;
+            }
+            let t = Tensor::from_vec(v, tap.tensor.dims(), &Device::Cpu).unwrap();
+            bad.push(Tap::new(tap.name.clone(), t).unwrap()).unwrap();
+        }
+        let e = ens.predict(&bad).unwrap_err().to_string();
+        assert!(e.contains("tap `l1`") && e.contains("non-finite"), "{e}");
+        images[1] = bad;
+        let source = InMemoryTaps::from_batches(&images).unwrap();
+        let e = fit(&cfg, &source, &targets, |_| {}).unwrap_err().to_string();
+        assert!(
+            e.contains("training image 1") && e.contains("`l1`") && e.contains("non-finite"),
+            "{e}"
+        );
     }
 
     #[test]
