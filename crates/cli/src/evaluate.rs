@@ -14,6 +14,7 @@ use labelgan_eval::{
 };
 
 use crate::device::DeviceArg;
+use crate::values;
 
 /// A label kind, one UNet each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -58,7 +59,7 @@ pub struct EvaluateArgs {
     #[arg(long, default_value_t = 16)]
     batch: usize,
     /// Learning rate (default: 3e-3 for keypoints, 1e-2 otherwise).
-    #[arg(long)]
+    #[arg(long, value_parser = values::positive)]
     lr: Option<f64>,
     /// Channels per UNet level, comma-separated (the last is the bottleneck). Default:
     /// 12,24,48 for a UNet with a segmentation head, 8,16,32 for keypoints and depth

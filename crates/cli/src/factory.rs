@@ -18,6 +18,7 @@ use labelgan_lpips::Lpips;
 use labelgan_stylegan::StyleGan2;
 
 use crate::device::DeviceArg;
+use crate::values;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Method {
@@ -59,10 +60,10 @@ pub struct FactoryArgs {
     count: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = values::finite)]
     psi: f64,
     /// Fraction of each block of candidates dropped as most uncertain.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = values::fraction)]
     filter: f64,
     #[arg(long, default_value_t = 50)]
     block: usize,
@@ -78,7 +79,7 @@ pub struct FactoryArgs {
     #[arg(long, default_value_t = 20)]
     max_epochs: usize,
     /// Keypoint heatmap std in pixels.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = values::positive_f32)]
     sigma: f32,
     /// Class-prior calibration of the segmentation labeler, in rounds (0: off): its
     /// class logits are shifted so that each class covers as large a share of

@@ -13,6 +13,7 @@ use labelgan_metrics::FeatureStats;
 use labelgan_stylegan::StyleGan2;
 
 use crate::device::DeviceArg;
+use crate::values;
 
 /// Frechet distance between two image sets, in a perceptual net's feature space.
 ///
@@ -39,7 +40,7 @@ pub struct FidArgs {
     #[arg(long, default_value_t = 50)]
     batch: usize,
     /// Truncation psi for generator sets.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = values::finite)]
     psi: f64,
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,

@@ -12,6 +12,7 @@ use labelgan_core::{Error, Generator, NoiseMode, Progress, Result, Truncation};
 use labelgan_stylegan::StyleGan2;
 
 use crate::device::DeviceArg;
+use crate::values;
 
 /// Images shown on the contact sheet at most.
 const SHEET_MAX: usize = 64;
@@ -47,7 +48,7 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "OUT.safetensors", required_unless_present = "png_dir")]
     out: Option<PathBuf>,
     /// Truncation psi (1 = none).
-    #[arg(long, value_name = "P", default_value_t = 1.0)]
+    #[arg(long, value_name = "P", default_value_t = 1.0, value_parser = values::finite)]
     truncation_psi: f64,
     /// Truncate only the first K ws.
     #[arg(long, value_name = "K")]

@@ -18,6 +18,7 @@ mod toyworld;
 mod train_encoder;
 mod train_gan;
 mod train_perceptual;
+mod values;
 
 /// Labelled training data from a pretrained StyleGAN2 (HandsOff, DatasetGAN).
 #[derive(Parser)]

@@ -12,6 +12,7 @@ use labelgan_core::{Error, Generator, NoiseMode, Progress, Result, Truncation};
 use labelgan_stylegan::{GanConfig, Trainer};
 
 use crate::device::DeviceArg;
+use crate::values;
 
 /// Train a StyleGAN2 generator (and discriminator) from scratch, or resume.
 #[derive(Debug, Args)]
@@ -34,7 +35,7 @@ pub struct TrainGanArgs {
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Train until this many thousand real images have been shown to D.
-    #[arg(long, default_value_t = 100.0)]
+    #[arg(long, default_value_t = 100.0, value_parser = values::positive)]
     kimg: f64,
     /// Minibatch size (a multiple of 4).
     #[arg(long, default_value_t = 16)]
@@ -50,14 +51,14 @@ pub struct TrainGanArgs {
     #[arg(long, default_value_t = 4)]
     mapping_layers: usize,
     /// R1 weight (default: 0.0002 * resolution^2 / batch).
-    #[arg(long)]
+    #[arg(long, value_parser = values::non_negative)]
     r1_gamma: Option<f64>,
-    #[arg(long, default_value_t = 0.0025)]
+    #[arg(long, default_value_t = 0.0025, value_parser = values::positive)]
     lr: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Checkpoint, generator and samples every this many kimg (and every 10 minutes).
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = values::positive)]
     snapshot_kimg: f64,
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
@@ -71,10 +72,10 @@ pub struct TrainGanArgs {
     g_warmup_steps: u64,
     /// End the D-only warm-up as soon as D separates real from generated images by this
     /// margin (moving average of D(x) - D(G(z))), e.g. 2.
-    #[arg(long)]
+    #[arg(long, value_parser = values::non_negative)]
     g_warmup_gap: Option<f64>,
     /// Generator learning rate (default: --lr).
-    #[arg(long)]
+    #[arg(long, value_parser = values::positive)]
     g_lr: Option<f64>,
 }
 

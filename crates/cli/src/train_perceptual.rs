@@ -13,6 +13,7 @@ use labelgan_lpips::rotation::{RotationConfig, train_rotation};
 use labelgan_stylegan::StyleGan2;
 
 use crate::device::DeviceArg;
+use crate::values;
 
 /// Train a perceptual backbone without labels (rotation prediction), usable as
 /// `labelgan lpips --weights`.
@@ -46,7 +47,7 @@ pub struct TrainPerceptualArgs {
     /// 3x3 convs per slice.
     #[arg(long, default_value_t = 2)]
     convs_per_slice: usize,
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = values::positive)]
     lr: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,

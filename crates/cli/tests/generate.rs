@@ -322,7 +322,7 @@ fn bad_input_gets_one_clear_line() {
                 "--truncation-psi",
                 "NaN"
             ],
-            1
+            2
         )
         .contains("psi")
     );

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use labelgan_core::LabelKind;
+use labelgan_core::{Error, LabelKind, Result};
 
 /// What the ensemble predicts per pixel, and its loss.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,6 +84,14 @@ pub struct LabelerConfig {
     pub tile_pixels: usize,
 }
 
+/// Most classes (or keypoints) a labeler takes: masks are 8-bit in the dataset format,
+/// and far more would only allocate without purpose.
+pub const MAX_CLASSES: usize = 4096;
+/// Most ensemble members (the papers use 10).
+pub const MAX_MEMBERS: usize = 256;
+/// Largest label resolution.
+pub const MAX_RESOLUTION: usize = 8192;
+
 fn default_max_holdout_pixels() -> usize {
     25_000
 }
@@ -110,6 +118,54 @@ impl LabelerConfig {
         }
     }
 
+    /// Checks the settings before anything is built: counts positive and bounded,
+    /// rates and fractions finite and in range. The error names the setting and value.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: &str, v: &dyn std::fmt::Display, want: &str| {
+            Err(Error::invalid(format!(
+                "labeler setting `{what}` is {v}; it must be {want}"
+            )))
+        };
+        match self.head {
+            Head::Segmentation { classes } if !(2..=MAX_CLASSES).contains(&classes) => {
+                return bad("classes", &classes, &format!("in 2..={MAX_CLASSES}"));
+            }
+            Head::Keypoints { count, .. } if !(1..=MAX_CLASSES).contains(&count) => {
+                return bad("keypoints", &count, &format!("in 1..={MAX_CLASSES}"));
+            }
+            Head::Keypoints { sigma, .. } if !(sigma.is_finite() && sigma > 0.0) => {
+                return bad("sigma", &sigma, "a finite number above 0");
+            }
+            _ => {}
+        }
+        if !(1..=MAX_MEMBERS).contains(&self.members) {
+            return bad("members", &self.members, &format!("in 1..={MAX_MEMBERS}"));
+        }
+        if !(1..=MAX_RESOLUTION).contains(&self.resolution) {
+            return bad("resolution", &self.resolution, &format!("in 1..={MAX_RESOLUTION}"));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("lr", &self.lr, "a finite number above 0");
+        }
+        if !(self.holdout.is_finite() && (0.0..1.0).contains(&self.holdout)) {
+            return bad("holdout", &self.holdout, "in [0, 1)");
+        }
+        let (h1, h2) = self.hidden_sizes();
+        for (what, v) in [
+            ("batch_size", self.batch_size),
+            ("max_epochs", self.max_epochs),
+            ("pixels_per_image", self.pixels_per_image),
+            ("tile_pixels", self.tile_pixels),
+            ("hidden.0", h1),
+            ("hidden.1", h2),
+        ] {
+            if v == 0 {
+                return bad(what, &v, "at least 1");
+            }
+        }
+        Ok(())
+    }
+
     /// `(h1, h2)`.
     pub fn hidden_sizes(&self) -> (usize, usize) {
         self.hidden.unwrap_or(if self.head.outputs() < 32 {
@@ -125,6 +181,79 @@ impl LabelerConfig {
             labelgan_hypercolumn::Upsample::Bilinear
         } else {
             labelgan_hypercolumn::Upsample::Nearest
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_validated_naming_the_setting() {
+        let ok = LabelerConfig::new(Head::Keypoints { count: 5, sigma: 2.0 }, 64);
+        assert!(ok.validate().is_ok());
+        let cases: Vec<(LabelerConfig, &str)> = vec![
+            (
+                LabelerConfig::new(
+                    Head::Keypoints {
+                        count: 5,
+                        sigma: f32::NAN,
+                    },
+                    64,
+                ),
+                "`sigma` is NaN",
+            ),
+            (
+                LabelerConfig::new(Head::Segmentation { classes: 1_000_000_000 }, 64),
+                "`classes` is 1000000000",
+            ),
+            (
+                LabelerConfig {
+                    members: 0,
+                    ..ok.clone()
+                },
+                "`members` is 0",
+            ),
+            (
+                LabelerConfig {
+                    members: 1_000_000_000,
+                    ..ok.clone()
+                },
+                "`members`",
+            ),
+            (
+                LabelerConfig {
+                    lr: f64::INFINITY,
+                    ..ok.clone()
+                },
+                "`lr` is inf",
+            ),
+            (
+                LabelerConfig {
+                    holdout: 1.0,
+                    ..ok.clone()
+                },
+                "`holdout` is 1",
+            ),
+            (
+                LabelerConfig {
+                    batch_size: 0,
+                    ..ok.clone()
+                },
+                "`batch_size` is 0",
+            ),
+            (
+                LabelerConfig {
+                    hidden: Some((0, 4)),
+                    ..ok.clone()
+                },
+                "`hidden.0` is 0",
+            ),
+        ];
+        for (cfg, want) in cases {
+            let e = cfg.validate().unwrap_err().to_string();
+            assert!(e.contains(want), "{e} (wanted {want})");
         }
     }
 }

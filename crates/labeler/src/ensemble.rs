@@ -186,6 +186,10 @@ impl Ensemble {
             .ok_or_else(|| Error::format(&file.path, "no `labelgan_labeler` metadata: not a labeler file"))?;
         let saved: Saved = serde_json::from_str(json)
             .map_err(|e| Error::format(&file.path, format!("metadata `labelgan_labeler`: {e}")))?;
+        saved
+            .config
+            .validate()
+            .map_err(|e| Error::format(&file.path, e.to_string()))?;
         let taps: Vec<TapSpec> = saved
             .taps
             .into_iter()

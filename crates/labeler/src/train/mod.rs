@@ -65,6 +65,7 @@ pub(crate) fn fit_on(
     mut progress: impl FnMut(&str),
     allow_host: bool,
 ) -> Result<(Ensemble, TrainReport)> {
+    config.validate()?;
     let start = std::time::Instant::now();
     let targets = labels
         .iter()
