@@ -15,6 +15,7 @@ use labelgan_eval::{
 
 use crate::device::DeviceArg;
 use crate::values;
+use labelgan_core::io::check_output;
 
 /// A label kind, one UNet each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -134,6 +135,16 @@ fn pairs<T: std::str::FromStr>(specs: &[String], what: &str) -> Result<Vec<(T, T
 }
 
 pub fn run(a: EvaluateArgs) -> Result<()> {
+    if let Some(out) = &a.out {
+        let added = a
+            .add_train
+            .iter()
+            .map(|s| parse_add_train(s))
+            .collect::<Result<Vec<_>>>()?;
+        let mut inputs = vec![("--train", a.train.as_path()), ("--test", a.test.as_path())];
+        inputs.extend(added.iter().map(|(p, _)| ("--add-train", p.as_path())));
+        check_output(("--out", out), &inputs)?;
+    }
     let started = Instant::now();
     let device = a.device.open()?;
     let r = resolution_of(&a.train)?;

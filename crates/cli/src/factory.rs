@@ -19,6 +19,7 @@ use labelgan_stylegan::StyleGan2;
 
 use crate::device::DeviceArg;
 use crate::values;
+use labelgan_core::io::check_output;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Method {
@@ -94,6 +95,11 @@ pub struct FactoryArgs {
 }
 
 pub fn run(a: FactoryArgs) -> Result<()> {
+    let mut inputs = vec![("--generator", a.generator.as_path()), ("--data", a.data.as_path())];
+    inputs.extend(a.encoder.as_deref().map(|p| ("--encoder", p)));
+    inputs.extend(a.perceptual.as_deref().map(|p| ("--perceptual", p)));
+    inputs.extend(a.latents.as_deref().map(|p| ("--latents", p)));
+    check_output(("--out", &a.out), &inputs)?;
     let device = a.device.open()?;
     let started = Instant::now();
     let g = StyleGan2::load(&a.generator, &device)?;

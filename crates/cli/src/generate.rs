@@ -13,6 +13,7 @@ use labelgan_stylegan::StyleGan2;
 
 use crate::device::DeviceArg;
 use crate::values;
+use labelgan_core::io::check_output;
 
 /// Images shown on the contact sheet at most.
 const SHEET_MAX: usize = 64;
@@ -128,6 +129,13 @@ fn read_latents(path: &Path, g: &StyleGan2, device: &Device) -> Result<Source> {
 }
 
 pub fn run(a: GenerateArgs) -> Result<()> {
+    let mut inputs = vec![("--weights", a.weights.as_path())];
+    inputs.extend(a.latents.as_deref().map(|p| ("--latents", p)));
+    for (flag, out) in [("--out", &a.out), ("--png-dir", &a.png_dir)] {
+        if let Some(out) = out {
+            check_output((flag, out), &inputs)?;
+        }
+    }
     if a.batch_size == 0 {
         return Err(Error::invalid("--batch-size must be at least 1"));
     }

@@ -16,6 +16,7 @@ use labelgan_lpips::Lpips;
 use labelgan_stylegan::StyleGan2;
 
 use crate::device::DeviceArg;
+use labelgan_core::io::check_output;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Method {
@@ -62,6 +63,10 @@ pub struct InvertArgs {
 }
 
 pub fn run(a: InvertArgs) -> Result<()> {
+    let mut inputs = vec![("--generator", a.generator.as_path()), ("--images", a.images.as_path())];
+    inputs.extend(a.encoder.as_deref().map(|p| ("--encoder", p)));
+    inputs.extend(a.perceptual.as_deref().map(|p| ("--perceptual", p)));
+    check_output(("--out", &a.out), &inputs)?;
     let device = a.device.open()?;
     let g = StyleGan2::load(&a.generator, &device)?;
     let r = g.spec().resolution;

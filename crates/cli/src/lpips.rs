@@ -12,6 +12,7 @@ use labelgan_core::{Error, Result, ensure_finite};
 use labelgan_lpips::Lpips;
 
 use crate::device::DeviceArg;
+use labelgan_core::io::check_output;
 
 /// LPIPS distance: two PNGs, two folders (pairs matched by file name), or tensor pairs.
 #[derive(Debug, Args)]
@@ -79,6 +80,18 @@ fn heat_png(map: &Tensor, path: &Path) -> Result<()> {
 }
 
 pub fn run(a: LpipsArgs) -> Result<()> {
+    let mut inputs = vec![("--weights", a.weights.as_path())];
+    inputs.extend(a.images.iter().map(|p| ("an input image", p.as_path())));
+    inputs.extend(a.dirs.iter().flatten().map(|p| ("--dirs", p.as_path())));
+    inputs.extend(a.pairs.as_deref().map(|p| ("--pairs", p)));
+    for (flag, out) in [
+        ("--out", a.out.as_ref()),
+        ("--spatial", a.spatial.as_ref().and_then(|s| s.as_ref())),
+    ] {
+        if let Some(out) = out {
+            check_output((flag, out), &inputs)?;
+        }
+    }
     let device = a.device.open()?;
     let m = Lpips::load(&a.weights, &device)?;
     if let Some(inp) = &a.pairs {

@@ -15,6 +15,7 @@ use labelgan_lpips::Lpips;
 use labelgan_stylegan::StyleGan2;
 
 use crate::device::DeviceArg;
+use labelgan_core::io::check_output;
 
 /// Train an encoder from images to a generator's W+ (resumes from OUT/checkpoint).
 #[derive(Debug, Args)]
@@ -63,6 +64,13 @@ pub struct TrainEncoderArgs {
 }
 
 pub fn run(a: TrainEncoderArgs) -> Result<()> {
+    let mut inputs = vec![
+        ("--generator", a.generator.as_path()),
+        ("--perceptual", a.perceptual.as_path()),
+    ];
+    inputs.extend(a.data.as_deref().map(|p| ("--data", p)));
+    inputs.extend(a.init_encoder.as_deref().map(|p| ("--init-encoder", p)));
+    check_output(("--out", &a.out), &inputs)?;
     let device = a.device.open()?;
     let g = StyleGan2::load(&a.generator, &device)?;
     let lpips = Lpips::load(&a.perceptual, &device)?;

@@ -13,6 +13,7 @@ use labelgan_stylegan::{GanConfig, Trainer};
 
 use crate::device::DeviceArg;
 use crate::values;
+use labelgan_core::io::check_output;
 
 /// Train a StyleGAN2 generator (and discriminator) from scratch, or resume.
 #[derive(Debug, Args)]
@@ -89,6 +90,10 @@ fn snapshot(t: &Trainer, out: &Path) -> Result<()> {
 }
 
 pub fn run(a: TrainGanArgs) -> Result<()> {
+    let mut inputs = vec![];
+    inputs.extend(a.data.as_deref().map(|p| ("--data", p)));
+    inputs.extend(a.init_generator.as_deref().map(|p| ("--init-generator", p)));
+    check_output(("--out", &a.out), &inputs)?;
     let device = a.device.open()?;
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     let ck = a.out.join("checkpoint.safetensors");

@@ -14,6 +14,7 @@ use labelgan_stylegan::StyleGan2;
 
 use crate::device::DeviceArg;
 use crate::values;
+use labelgan_core::io::check_output;
 
 /// Train a perceptual backbone without labels (rotation prediction), usable as
 /// `labelgan lpips --weights`.
@@ -62,6 +63,10 @@ pub struct TrainPerceptualArgs {
 }
 
 pub fn run(a: TrainPerceptualArgs) -> Result<()> {
+    let mut inputs = vec![];
+    inputs.extend(a.data.as_deref().map(|p| ("--data", p)));
+    inputs.extend(a.generator.as_deref().map(|p| ("--generator", p)));
+    check_output(("--out", &a.out), &inputs)?;
     let device = a.device.open()?;
     let r = a.resolution;
     let config = RotationConfig {

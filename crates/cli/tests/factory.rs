@@ -148,4 +148,18 @@ fn killed_and_restarted_equals_uninterrupted() {
         "datasetgan",
     ]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--latents"));
+    // Writing into the labelled set is refused before anything is written there.
+    let before = folder_contents(&data).unwrap();
+    let o = common::labelgan(&[
+        "factory",
+        "--generator",
+        gp.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        data.join("synthetic").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("lies inside the input --data"), "{err}");
+    assert_eq!(folder_contents(&data).unwrap(), before);
 }

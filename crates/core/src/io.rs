@@ -53,6 +53,68 @@ pub fn remove_stale_temp_files(dir: &Path) -> Result<usize> {
     Ok(n)
 }
 
+/// Refuses an output path that is one of the inputs, or a folder that holds one or
+/// lies inside one: writing there would overwrite or mix into what the run reads
+/// (`generate --out` equal to `--weights`, `factory --out` equal to `--data`). Each
+/// path comes with the flag that named it, for the message. Call before any work.
+pub fn check_output(output: (&str, &Path), inputs: &[(&str, &Path)]) -> Result<()> {
+    let (out_flag, out) = output;
+    let out_abs = absolute(out);
+    for &(flag, input) in inputs {
+        let inp = absolute(input);
+        let clash = if out_abs == inp {
+            Some("is")
+        } else if inp.starts_with(&out_abs) {
+            Some("holds")
+        } else if out_abs.starts_with(&inp) && inp.is_dir() {
+            Some("lies inside")
+        } else {
+            None
+        };
+        if let Some(how) = clash {
+            return Err(Error::invalid(format!(
+                "{out_flag} {} {how} the input {flag} {}: choose another output path",
+                out.display(),
+                input.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `p` made absolute, `.` and `..` folded, and symbolic links resolved as far as the
+/// path exists (the missing tail appended as written).
+fn absolute(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let joined = std::env::current_dir().map_or_else(|_| p.to_path_buf(), |cwd| cwd.join(p));
+    let mut lexical = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                lexical.pop();
+            }
+            other => lexical.push(other),
+        }
+    }
+    let mut tail = vec![];
+    let mut head = lexical.clone();
+    loop {
+        if let Ok(c) = head.canonicalize() {
+            let mut out = c;
+            out.extend(tail.iter().rev());
+            return out;
+        }
+        match (head.file_name().map(|n| n.to_os_string()), head.parent()) {
+            (Some(name), Some(parent)) => {
+                tail.push(name);
+                head = parent.to_path_buf();
+            }
+            _ => return lexical,
+        }
+    }
+}
+
 fn temp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(format!(".tmp{}", std::process::id()));
@@ -332,6 +394,23 @@ mod tests {
         let f = TensorFile::load(dir.join("int.safetensors"), &Device::Cpu).unwrap();
         let e = f.get_shaped("ws", &[2]).unwrap_err().to_string();
         assert!(e.contains("`ws` is U32, expected a float type"), "{e}");
+        // Outputs that are, hold or lie inside an input are refused, naming both flags.
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let w = dir.join("int.safetensors");
+        for (out, want) in [
+            (w.clone(), "is the input --weights"),
+            (dir.join("sub/../int.safetensors"), "is the input --weights"),
+            (data.clone(), "is the input --data"),
+            (data.join("new"), "lies inside the input --data"),
+            (dir.clone(), "holds the input"),
+        ] {
+            let e = check_output(("--out", &out), &[("--weights", &w), ("--data", &data)])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want) && e.contains("--out"), "{out:?}: {e}");
+        }
+        assert!(check_output(("--out", &dir.join("fresh/x")), &[("--weights", &w), ("--data", &data)]).is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
