@@ -107,15 +107,15 @@ pub struct EvaluateArgs {
 /// `DIR` or `DIR:REPEAT` (a folder name may hold `:`; only a last part that parses as a
 /// count is taken as one).
 fn parse_add_train(spec: &str) -> Result<(PathBuf, usize)> {
-    if let Some((dir, n)) = spec.rsplit_once(':') {
-        if let Ok(k) = n.parse::<usize>() {
-            if k == 0 {
-                return Err(Error::invalid(format!(
-                    "--add-train {spec}: the repeat must be at least 1"
-                )));
-            }
-            return Ok((PathBuf::from(dir), k));
+    if let Some((dir, n)) = spec.rsplit_once(':')
+        && let Ok(k) = n.parse::<usize>()
+    {
+        if k == 0 {
+            return Err(Error::invalid(format!(
+                "--add-train {spec}: the repeat must be at least 1"
+            )));
         }
+        return Ok((PathBuf::from(dir), k));
     }
     Ok((PathBuf::from(spec), 1))
 }

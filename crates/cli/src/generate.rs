@@ -152,13 +152,13 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         psi: a.truncation_psi,
         cutoff: a.truncation_cutoff,
     };
-    if let Some(k) = a.truncation_cutoff {
-        if k > spec.num_ws {
-            return Err(Error::invalid(format!(
-                "--truncation-cutoff {k} exceeds the generator's {} ws",
-                spec.num_ws
-            )));
-        }
+    if let Some(k) = a.truncation_cutoff
+        && k > spec.num_ws
+    {
+        return Err(Error::invalid(format!(
+            "--truncation-cutoff {k} exceeds the generator's {} ws",
+            spec.num_ws
+        )));
     }
     let source = match (&a.latents, a.count) {
         (Some(p), _) => read_latents(p, &g, &device)?,

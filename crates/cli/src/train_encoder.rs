@@ -90,7 +90,8 @@ pub fn run(a: TrainEncoderArgs) -> Result<()> {
     }
     let (holdout, train) = split_holdout(&real, a.holdout, a.seed)?;
     let (holdout, train) = (holdout.to_device(&device)?, train.to_device(&device)?);
-    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
+    // One run at a time in the folder (created here): a second is refused.
+    let _lock = labelgan_core::RunLock::acquire(&a.out)?;
     let ck = a.out.join("checkpoint.safetensors");
     let mut t = if ck.exists() {
         let mut t = EncoderTrainer::load_checkpoint(&ck, &g)?;

@@ -95,7 +95,8 @@ pub fn run(a: TrainGanArgs) -> Result<()> {
     inputs.extend(a.init_generator.as_deref().map(|p| ("--init-generator", p)));
     check_output(("--out", &a.out), &inputs)?;
     let device = a.device.open()?;
-    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
+    // One run at a time in the folder (created here): a second is refused.
+    let _lock = labelgan_core::RunLock::acquire(&a.out)?;
     let ck = a.out.join("checkpoint.safetensors");
     let mut t = if ck.exists() {
         let t = Trainer::load_checkpoint(&ck, &device)?;

@@ -160,6 +160,28 @@ fn killed_and_restarted_equals_uninterrupted() {
         data.join("synthetic").to_str().unwrap(),
     ]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("lies inside the input --data"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("lies inside the input --data"),
+        "{err}"
+    );
     assert_eq!(folder_contents(&data).unwrap(), before);
+    // A folder another run holds is refused, naming the holder.
+    let busy = t("busy");
+    let lock = labelgan_core::RunLock::acquire(&busy).unwrap();
+    let o = common::labelgan(&[
+        "factory",
+        "--generator",
+        gp.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        busy.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let holder = format!("process {}", std::process::id());
+    assert!(
+        !o.status.success() && err.contains("in use by another labelgan run") && err.contains(&holder),
+        "{err}"
+    );
+    drop(lock);
 }

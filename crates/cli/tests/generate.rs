@@ -309,10 +309,7 @@ fn bad_input_gets_one_clear_line() {
     );
     // The output may not be an input: the generator is left as it was.
     let before = std::fs::read(&w).unwrap();
-    assert!(
-        fails(&["generate", "--weights", &w, "--count", "1", "--out", &w], 1)
-            .contains("is the input --weights")
-    );
+    assert!(fails(&["generate", "--weights", &w, "--count", "1", "--out", &w], 1).contains("is the input --weights"));
     assert_eq!(std::fs::read(&w).unwrap(), before);
     assert!(
         fails(

@@ -52,21 +52,21 @@ impl ImageLabels {
     /// Checks the sizes against an image of side `resolution`.
     pub fn check(&self, resolution: usize) -> Result<()> {
         let px = resolution * resolution;
-        if let Some(m) = &self.mask {
-            if m.len() != px {
-                return Err(Error::invalid(format!(
-                    "a {resolution}x{resolution} mask needs {px} class ids, got {}",
-                    m.len()
-                )));
-            }
+        if let Some(m) = &self.mask
+            && m.len() != px
+        {
+            return Err(Error::invalid(format!(
+                "a {resolution}x{resolution} mask needs {px} class ids, got {}",
+                m.len()
+            )));
         }
-        if let Some(d) = &self.depth {
-            if d.len() != px {
-                return Err(Error::invalid(format!(
-                    "a {resolution}x{resolution} depth map needs {px} values, got {}",
-                    d.len()
-                )));
-            }
+        if let Some(d) = &self.depth
+            && d.len() != px
+        {
+            return Err(Error::invalid(format!(
+                "a {resolution}x{resolution} depth map needs {px} values, got {}",
+                d.len()
+            )));
         }
         Ok(())
     }

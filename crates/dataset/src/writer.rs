@@ -223,13 +223,17 @@ impl DatasetWriter {
     }
 }
 
-/// Every file under `dir` (recursively) as (relative path, bytes), sorted by path: what
-/// the resume tests compare between an interrupted and an uninterrupted run.
+/// Every file under `dir` (recursively) as (relative path, bytes), sorted by path, but
+/// the run lock: what the resume tests compare between an interrupted and an
+/// uninterrupted run.
 #[doc(hidden)]
 pub fn folder_contents(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     fn walk(root: &Path, d: &Path, out: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
         for e in std::fs::read_dir(d).map_err(|e| Error::io(d, e))? {
             let p = e.map_err(|e| Error::io(d, e))?.path();
+            if p.file_name().is_some_and(|n| n == labelgan_core::lock::LOCK_FILE) {
+                continue; // holds a process id, not data
+            }
             if p.is_dir() {
                 walk(root, &p, out)?;
             } else {

@@ -137,15 +137,15 @@ impl DownstreamConfig {
             .map_or(0, |c| c as usize + 1);
         self.classes = self.classes.max(found);
         self.keypoints = train.targets.keypoint_count();
-        if let Some(tk) = &test.targets.keypoints {
-            if let Some((bad, k)) = tk.iter().enumerate().find(|(_, k)| k.len() != self.keypoints) {
-                return Err(Error::invalid(format!(
-                    "test image {} has {} keypoints, the training images {}",
-                    test.names[bad],
-                    k.len(),
-                    self.keypoints
-                )));
-            }
+        if let Some(tk) = &test.targets.keypoints
+            && let Some((bad, k)) = tk.iter().enumerate().find(|(_, k)| k.len() != self.keypoints)
+        {
+            return Err(Error::invalid(format!(
+                "test image {} has {} keypoints, the training images {}",
+                test.names[bad],
+                k.len(),
+                self.keypoints
+            )));
         }
         Ok(())
     }

@@ -125,7 +125,7 @@ impl UNetConfig {
                 self.widths
             )));
         }
-        if self.resolution % (1 << (levels - 1)) != 0 {
+        if !self.resolution.is_multiple_of(1 << (levels - 1)) {
             return Err(Error::invalid(format!(
                 "resolution {} is not divisible by 2^{}",
                 self.resolution,

@@ -7,7 +7,7 @@ use std::path::Path;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use labelgan_core::{Generator, Inverter, Result};
+use labelgan_core::{Generator, Inverter, Result, RunLock};
 use labelgan_dataset::LabelledSet;
 
 use crate::calibration::{CalibrationReport, PriorCalibration, calibrate_segmentation};
@@ -79,6 +79,8 @@ pub fn run_factory<G: Generator, I: Inverter + ?Sized>(
     events: &mut dyn FnMut(FactoryEvent<'_>) -> bool,
 ) -> Result<FactoryOutput> {
     run.dataset.validate()?;
+    // One run at a time in `out`: a second is refused, naming the holder.
+    let _lock = RunLock::acquire(out)?;
     let cache = out.join("labelers");
     let mut log = |l: &str| {
         events(FactoryEvent::Log(l));

@@ -106,7 +106,7 @@ fn factored_projection_equals_dense_times_w() {
         let e = rel_err(&p.project(&taps, image, target, mode).unwrap(), &want_relu);
         assert!(e < 1e-5, "case {case} (cpu relu): relative error {e}");
         // Column blocks (any divisor of K), computed and handed out per block.
-        let divisors: Vec<usize> = (1..=k).filter(|w| k % w == 0).collect();
+        let divisors: Vec<usize> = (1..=k).filter(|w| k.is_multiple_of(*w)).collect();
         let width = divisors[rng.below(divisors.len() as u64) as usize];
         let mut rows = vec![];
         p.for_each_cpu_block(

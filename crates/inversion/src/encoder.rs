@@ -591,7 +591,7 @@ impl EncoderTrainer {
                 holdout_loss: None,
                 images_per_second: done_here as f64 / started.elapsed().as_secs_f64().max(1e-9),
             });
-            if checkpoint_every > 0 && self.step % checkpoint_every == 0 {
+            if checkpoint_every > 0 && self.step.is_multiple_of(checkpoint_every) {
                 save(self)?;
             }
         }
@@ -649,7 +649,7 @@ impl EncoderTrainer {
             self.step += 1;
             done_here += cfg.stage_b.batch;
             let mut held = None;
-            if cfg.stage_b.eval_every > 0 && self.step % cfg.stage_b.eval_every == 0 && holdout.dim(0)? > 0 {
+            if cfg.stage_b.eval_every > 0 && self.step.is_multiple_of(cfg.stage_b.eval_every) && holdout.dim(0)? > 0 {
                 let l = self.holdout_loss(g, lpips, holdout)?;
                 held = Some(l);
                 if self.best.as_ref().is_none_or(|(b, _)| l < *b) {
@@ -670,7 +670,7 @@ impl EncoderTrainer {
             if self.since_best >= cfg.stage_b.patience.max(1) {
                 break;
             }
-            if checkpoint_every > 0 && self.step % checkpoint_every == 0 {
+            if checkpoint_every > 0 && self.step.is_multiple_of(checkpoint_every) {
                 save(self)?;
             }
         }

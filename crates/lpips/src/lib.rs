@@ -188,10 +188,10 @@ impl Lpips {
     /// The backbone's taps for images `[N, 3, H, W]` in [-1, 1] (after scaling).
     pub fn taps(&self, x: &Tensor) -> Result<Vec<Tensor>> {
         let x = self.scaled(x)?;
-        if let Some(trunk) = self.trunk() {
-            if let Some(taps) = trunk.taps(&x)? {
-                return Ok(taps);
-            }
+        if let Some(trunk) = self.trunk()
+            && let Some(taps) = trunk.taps(&x)?
+        {
+            return Ok(taps);
         }
         self.taps_unfused(x)
     }
@@ -273,10 +273,8 @@ impl Lpips {
     /// takes the one-op path where it applies.
     fn tap_term(&self, k: usize, a: &Tensor, b: &Tensor, fused: bool) -> Result<Tensor> {
         let w = self.tap_weights(k, a.dim(1)?, a.dtype(), a.device())?;
-        if fused {
-            if let Some(d) = fused::tap_distance(a, b, &w)? {
-                return Ok(d);
-            }
+        if fused && let Some(d) = fused::tap_distance(a, b, &w)? {
+            return Ok(d);
         }
         let d = (normalize(a)? - normalize(b)?)?.sqr()?;
         Ok(match &self.weighting {

@@ -285,11 +285,11 @@ impl TrunkOp {
                     continue;
                 }
             };
-            if let Some((step, prev)) = cur.replace((j, next)) {
-                if keep {
-                    saved.resize(step + 1, None);
-                    saved[step] = Some(T::storage(prev));
-                }
+            if let Some((step, prev)) = cur.replace((j, next))
+                && keep
+            {
+                saved.resize(step + 1, None);
+                saved[step] = Some(T::storage(prev));
             }
         }
         if let (Some(m), Some((step, last))) = (&self.saved, cur) {

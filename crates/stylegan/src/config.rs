@@ -160,10 +160,10 @@ impl RuntimeKwargs {
                 };
         }
         for (key, inferred) in check {
-            if let Some(x) = v.get(*key).and_then(Value::as_u64) {
-                if x as usize != *inferred {
-                    return Err(bad(format!("says {key} = {x}, but the tensor shapes give {inferred}")));
-                }
+            if let Some(x) = v.get(*key).and_then(Value::as_u64)
+                && x as usize != *inferred
+            {
+                return Err(bad(format!("says {key} = {x}, but the tensor shapes give {inferred}")));
             }
         }
         Ok(out)

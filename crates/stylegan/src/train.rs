@@ -165,7 +165,11 @@ impl GanConfig {
 
     fn validate(&self) -> Result<()> {
         self.generator().validate()?;
-        if self.batch == 0 || self.batch % self.discriminator().mbstd_group.min(self.batch) != 0 {
+        if self.batch == 0
+            || !self
+                .batch
+                .is_multiple_of(self.discriminator().mbstd_group.min(self.batch))
+        {
             return Err(Error::invalid(format!(
                 "batch must be a positive multiple of 4 (minibatch-std groups), got {}",
                 self.batch
@@ -442,7 +446,7 @@ impl Trainer {
         out.real_score = real_logits.mean_all()?.to_scalar::<f32>()?;
         out.fake_score = fake_logits.mean_all()?.to_scalar::<f32>()?;
         self.gap_average = 0.9 * self.gap_average + 0.1 * (out.real_score as f64 - out.fake_score as f64);
-        let regularize = self.config.r1_gamma > 0.0 && self.step % self.config.r1_interval as u64 == 0;
+        let regularize = self.config.r1_gamma > 0.0 && self.step.is_multiple_of(self.config.r1_interval as u64);
         let mut grads = named_grads(&self.d.params(), &loss_d.backward()?);
         if regularize {
             // On a fresh thread: its first backward reads CANDLE_GRAD_DO_NOT_DETACH, so

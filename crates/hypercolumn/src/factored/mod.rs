@@ -249,7 +249,7 @@ impl FactoredProjection {
     ) -> Result<()> {
         self.check(taps, image)?;
         let k = self.out_dim();
-        if width == 0 || k % width != 0 {
+        if width == 0 || !k.is_multiple_of(width) {
             return Err(Error::invalid(format!(
                 "block width {width} does not divide the projection's {k} outputs"
             )));
