@@ -187,6 +187,8 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     };
     if let Some(dir) = &a.png_dir {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        // A killed earlier run may have left `NAME.png.tmpPID` files.
+        labelgan_core::io::remove_stale_temp_files(dir)?;
     }
     let n = source.len();
     let (mut all_ws, mut all_img, mut sheet) = (Vec::new(), Vec::new(), Vec::new());

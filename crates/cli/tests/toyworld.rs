@@ -22,6 +22,9 @@ fn files(dir: &Path) -> Vec<String> {
 #[test]
 fn writes_a_labelled_folder_deterministically() {
     let (a, b) = (tmp("a"), tmp("b"));
+    // What a run killed between writing and renaming leaves behind: removed by the next.
+    std::fs::create_dir_all(b.join("masks")).unwrap();
+    std::fs::write(b.join("masks/00003.png.tmp4242"), b"half a png").unwrap();
     for out in [&a, &b] {
         let o = labelgan(&[
             "toyworld",
@@ -39,6 +42,7 @@ fn writes_a_labelled_folder_deterministically() {
     let names = files(&a.join("images"));
     assert_eq!(names, ["00000.png", "00001.png", "00002.png", "00003.png", "00004.png"]);
     assert_eq!(files(&a.join("masks")), names);
+    assert_eq!(files(&b.join("masks")), names, "the stale temporary file is gone");
     assert_eq!(files(&a.join("depth")), names);
     for sub in ["images", "masks", "depth"] {
         for n in &names {

@@ -68,11 +68,14 @@ pub fn write_labelled_image(
     Ok(img)
 }
 
-/// Creates `dir` and the sub-folders named.
+/// Creates `dir` and the sub-folders named, removing the temporary files a killed
+/// writer left in them (`NAME.tmpPID`, see `labelgan_core::io::write_atomic`).
 pub fn create_folders(dir: &Path, subs: &[&str]) -> Result<()> {
+    labelgan_core::io::remove_stale_temp_files(dir)?;
     for sub in subs {
         let p = dir.join(sub);
         std::fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
+        labelgan_core::io::remove_stale_temp_files(&p)?;
     }
     Ok(())
 }
