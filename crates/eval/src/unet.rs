@@ -24,7 +24,7 @@ use labelgan_core::io::{TensorFile, save_safetensors};
 use labelgan_core::peak::{PeakScale, subpixel_peak};
 use labelgan_core::{Error, Result, SplitMix64};
 use labelgan_dataset::{ImageLabels, Targets};
-use labelgan_kernels::layer::Conv2d;
+use labelgan_kernels::layer::{Conv2d, init_he_normal};
 use labelgan_optim::{Adam, named_vars};
 
 /// Shape and training settings.
@@ -217,13 +217,8 @@ impl UNet {
         let vars = VarMap::new();
         {
             let mut rng = SplitMix64::new(config.seed);
-            let mut data = vars.data().lock().unwrap_or_else(|e| e.into_inner());
             let mut init = |name: String, o: usize, i: usize, k: usize| -> Result<()> {
-                let std = (2.0 / (i * k * k) as f64).sqrt();
-                let w = (rng.normal_tensor(&[o, i, k, k], device)? * std)?;
-                data.insert(format!("{name}.weight"), Var::from_tensor(&w)?);
-                data.insert(format!("{name}.bias"), Var::zeros(o, DType::F32, device)?);
-                Ok(())
+                init_he_normal(&vars, &name, (o, i, k), &mut rng, device)
             };
             let w = &config.widths;
             let mut cin = 3;

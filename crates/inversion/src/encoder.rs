@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use labelgan_core::io::{TensorFile, save_safetensors};
 use labelgan_core::{Error, Generator, Inverter, NoiseMode, Result, SplitMix64, Truncation};
-use labelgan_kernels::layer::Conv2d;
+use labelgan_kernels::layer::{Conv2d, init_he_normal};
 use labelgan_lpips::Lpips;
 use labelgan_optim::{Adam, named_vars};
 
@@ -226,25 +226,21 @@ impl Encoder {
         let vars = VarMap::new();
         {
             let mut rng = SplitMix64::new(config.seed);
-            let mut data = vars.data().lock().unwrap_or_else(|e| e.into_inner());
-            let mut conv = |name: String, o: usize, i: usize, k: usize| -> Result<()> {
-                let std = (2.0 / (i * k * k) as f64).sqrt();
-                let w = (rng.normal_tensor(&[o, i, k, k], device)? * std)?;
-                data.insert(format!("{name}.weight"), Var::from_tensor(&w)?);
-                data.insert(format!("{name}.bias"), Var::zeros(o, DType::F32, device)?);
-                Ok(())
+            let conv = |name: String, o: usize, i: usize, k: usize, rng: &mut SplitMix64| -> Result<()> {
+                init_he_normal(&vars, &name, (o, i, k), rng, device)
             };
-            conv("stem".into(), config.stem, 3, 3)?;
+            conv("stem".into(), config.stem, 3, 3, &mut rng)?;
             let mut cin = config.stem;
             for (b, &c) in config.widths.iter().enumerate() {
-                conv(format!("block{b}.conv0"), c, cin, 3)?;
-                conv(format!("block{b}.conv1"), c, c, 3)?;
+                conv(format!("block{b}.conv0"), c, cin, 3, &mut rng)?;
+                conv(format!("block{b}.conv1"), c, c, 3, &mut rng)?;
                 if c != cin {
-                    conv(format!("block{b}.skip"), c, cin, 1)?;
+                    conv(format!("block{b}.skip"), c, cin, 1, &mut rng)?;
                 }
                 cin = c;
             }
-            conv("head.conv".into(), config.head_channels, cin, 1)?;
+            conv("head.conv".into(), config.head_channels, cin, 1, &mut rng)?;
+            let mut data = vars.data().lock().unwrap_or_else(|e| e.into_inner());
             let fan_in = config.head_channels * 16;
             let out = config.num_ws * config.w_dim;
             let w = (rng.normal_tensor(&[out, fan_in], device)? * (0.01 / (fan_in as f64).sqrt()))?;

@@ -2,10 +2,10 @@
 //! weights read from a candle-nn [`VarBuilder`] as candle's own layers are (the UNet and
 //! the encoder are built from it).
 
-use candle_core::Tensor;
-use candle_nn::VarBuilder;
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
 
-use labelgan_core::Result;
+use labelgan_core::{Result, SplitMix64};
 
 use crate::conv::{conv2d, conv2d_bias};
 
@@ -45,4 +45,22 @@ impl Conv2d {
     pub fn forward_fused(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
         conv2d_bias(x, &self.weight, &self.bias, self.pad()?, relu)
     }
+}
+
+/// Adds `{name}.weight` `[out, inp, k, k]` drawn He-normal (std `sqrt(2 / (inp k k))`)
+/// from `rng`, and a zero `{name}.bias`, to `vars`: how every convolution labelgan
+/// trains from scratch starts (UNet, encoder, rotation backbone).
+pub fn init_he_normal(
+    vars: &VarMap,
+    name: &str,
+    (out, inp, k): (usize, usize, usize),
+    rng: &mut SplitMix64,
+    device: &Device,
+) -> Result<()> {
+    let std = (2.0 / (inp * k * k) as f64).sqrt();
+    let w = (rng.normal_tensor(&[out, inp, k, k], device)? * std)?;
+    let mut data = vars.data().lock().unwrap_or_else(|e| e.into_inner());
+    data.insert(format!("{name}.weight"), Var::from_tensor(&w)?);
+    data.insert(format!("{name}.bias"), Var::zeros(out, DType::F32, device)?);
+    Ok(())
 }

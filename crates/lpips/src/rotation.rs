@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use labelgan_core::image_io::ImageSource;
 use labelgan_core::io::{TensorFile, save_safetensors};
 use labelgan_core::{Error, Result, SplitMix64};
+use labelgan_kernels::layer::init_he_normal;
 use labelgan_optim::{Adam, named_vars};
 
 use crate::Lpips;
@@ -168,18 +169,15 @@ impl RotationNet {
         let vars = VarMap::new();
         {
             let mut rng = SplitMix64::new(config.seed);
-            let mut data = vars.data().lock().unwrap_or_else(|e| e.into_inner());
             let mut cin = 3;
             for (s, &c) in config.widths.iter().enumerate() {
                 for j in 0..config.convs_per_slice {
                     let name = conv_name(s + 1, j, config.convs_per_slice);
-                    let std = (2.0 / (9 * cin) as f64).sqrt();
-                    let w = (rng.normal_tensor(&[c, cin, 3, 3], device)? * std)?;
-                    data.insert(format!("{name}.weight"), Var::from_tensor(&w)?);
-                    data.insert(format!("{name}.bias"), Var::zeros(c, DType::F32, device)?);
+                    init_he_normal(&vars, &name, (c, cin, 3), &mut rng, device)?;
                     cin = c;
                 }
             }
+            let mut data = vars.data().lock().unwrap_or_else(|e| e.into_inner());
             let w = (rng.normal_tensor(&[4, cin], device)? * (1.0 / cin as f64).sqrt())?;
             data.insert("rotation.fc.weight".into(), Var::from_tensor(&w)?);
             data.insert("rotation.fc.bias".into(), Var::zeros(4, DType::F32, device)?);
