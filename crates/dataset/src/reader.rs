@@ -127,7 +127,7 @@ pub fn load_dataset(dir: &Path, resolution: usize, limit: Option<usize>) -> Resu
             paths
                 .iter()
                 .map(|p| {
-                    let m = load_image(p)?.to_luma8().into_raw();
+                    let m = mask_ids(p, load_image(p)?)?;
                     if m.len() != px {
                         return Err(Error::format(p, format!("mask is not {resolution}x{resolution}")));
                     }
@@ -182,4 +182,63 @@ pub fn load_dataset(dir: &Path, resolution: usize, limit: Option<usize>) -> Resu
         },
         names,
     })
+}
+
+/// A mask's class ids: an 8-bit single-channel image (grey or grey with alpha). A
+/// 16-bit mask (ids above 255 would be scaled, not kept) and a colour mask (a palette
+/// image or RGB, whose conversion to grey mixes ids) are refused with the reason.
+fn mask_ids(path: &Path, img: image::DynamicImage) -> Result<Vec<u8>> {
+    use image::DynamicImage::*;
+    match img {
+        ImageLuma8(g) => Ok(g.into_raw()),
+        ImageLumaA8(_) => Ok(img.to_luma8().into_raw()),
+        ImageLuma16(_) | ImageLumaA16(_) => Err(Error::format(
+            path,
+            "mask is 16-bit; masks must be 8-bit grey images of class ids (0-255)",
+        )),
+        other => Err(Error::format(
+            path,
+            format!(
+                "mask is a {:?} colour image; masks must be 8-bit grey images of class ids (convert a colour-coded mask to ids first)",
+                other.color()
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{DynamicImage, ImageBuffer, Luma, Rgb};
+
+    /// 8-bit grey masks load as ids; 16-bit and colour masks are refused, naming the
+    /// file and the reason, instead of being scaled or mixed into grey.
+    #[test]
+    fn masks_must_be_8_bit_grey() {
+        let dir = std::env::temp_dir().join(format!("labelgan-masks-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        crate::files::create_folders(&dir, &["images", "masks"]).unwrap();
+        let rgb = DynamicImage::ImageRgb8(ImageBuffer::from_pixel(4, 4, Rgb([10u8, 20, 30])));
+        rgb.save(dir.join("images/a.png")).unwrap();
+        let grey = DynamicImage::ImageLuma8(ImageBuffer::from_fn(4, 4, |x, _| Luma([x as u8 * 60])));
+        grey.save(dir.join("masks/a.png")).unwrap();
+        let set = load_dataset(&dir, 4, None).unwrap();
+        assert_eq!(set.targets.masks.unwrap()[0][..4], [0, 60, 120, 180]);
+        let cases: [(DynamicImage, &str); 2] = [
+            (
+                DynamicImage::ImageLuma16(ImageBuffer::from_pixel(4, 4, Luma([300u16]))),
+                "16-bit",
+            ),
+            (
+                DynamicImage::ImageRgb8(ImageBuffer::from_pixel(4, 4, Rgb([1u8, 2, 3]))),
+                "colour",
+            ),
+        ];
+        for (mask, want) in cases {
+            mask.save(dir.join("masks/a.png")).unwrap();
+            let e = load_dataset(&dir, 4, None).unwrap_err().to_string();
+            assert!(e.contains("masks/a.png") && e.contains(want), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
