@@ -156,20 +156,59 @@ pub fn load_dataset(dir: &Path, resolution: usize, limit: Option<usize>) -> Resu
     let keypoints = if kp_path.exists() {
         let text = std::fs::read(&kp_path).map_err(|e| Error::io(&kp_path, e))?;
         let v: serde_json::Value = serde_json::from_slice(&text).map_err(|e| Error::format(&kp_path, e.to_string()))?;
-        let by_name: std::collections::HashMap<String, Option<Vec<[f32; 2]>>> = v["images"]
+        let mut by_name = std::collections::HashMap::new();
+        for e in v["images"]
             .as_array()
             .ok_or_else(|| Error::format(&kp_path, "no `images` list"))?
+        {
+            let name = e["file"]
+                .as_str()
+                .ok_or_else(|| Error::format(&kp_path, "an entry of `images` has no `file` name"))?;
+            let kps = serde_json::from_value::<Vec<[f32; 2]>>(e["keypoints"].clone()).map_err(|err| {
+                Error::format(
+                    &kp_path,
+                    format!("`{name}`: keypoints are not a list of [x, y] pairs ({err})"),
+                )
+            })?;
+            if let Some([x, y]) = kps.iter().find(|[x, y]| !(x.is_finite() && y.is_finite())) {
+                return Err(Error::format(
+                    &kp_path,
+                    format!("`{name}`: keypoint ({x}, {y}) is not finite"),
+                ));
+            }
+            by_name.insert(name.to_string(), kps);
+        }
+        // Every image has keypoints, the same number: one image without them used to
+        // drop the keypoint labels of the whole set without a word.
+        let missing: Vec<&str> = names
             .iter()
-            .map(|e| {
-                let name = e["file"].as_str().unwrap_or_default().to_string();
-                let kps = serde_json::from_value::<Option<Vec<[f32; 2]>>>(e["keypoints"].clone())
-                    .ok()
-                    .flatten();
-                (name, kps)
-            })
+            .filter(|n| !by_name.contains_key(n.as_str()))
+            .map(String::as_str)
             .collect();
-        let kps: Option<Vec<Vec<[f32; 2]>>> = names.iter().map(|n| by_name.get(n).cloned().flatten()).collect();
-        kps
+        if !missing.is_empty() {
+            return Err(Error::format(
+                &kp_path,
+                format!(
+                    "{} of {} images have no keypoints (first: {}); label every image or move keypoints.json away",
+                    missing.len(),
+                    names.len(),
+                    missing[..missing.len().min(3)].join(", ")
+                ),
+            ));
+        }
+        let kps: Vec<Vec<[f32; 2]>> = names.iter().map(|n| by_name[n].clone()).collect();
+        if let Some((n, k)) = names.iter().zip(&kps).find(|(_, k)| k.len() != kps[0].len()) {
+            return Err(Error::format(
+                &kp_path,
+                format!(
+                    "`{n}` has {} keypoints but `{}` has {}: every image needs the same keypoints",
+                    k.len(),
+                    names[0],
+                    kps[0].len()
+                ),
+            ));
+        }
+        Some(kps)
     } else {
         None
     };
@@ -214,7 +253,7 @@ mod tests {
     /// 8-bit grey masks load as ids; 16-bit and colour masks are refused, naming the
     /// file and the reason, instead of being scaled or mixed into grey.
     #[test]
-    fn masks_must_be_8_bit_grey() {
+    fn masks_must_be_8_bit_grey_and_keypoints_complete() {
         let dir = std::env::temp_dir().join(format!("labelgan-masks-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         crate::files::create_folders(&dir, &["images", "masks"]).unwrap();
@@ -239,6 +278,37 @@ mod tests {
             let e = load_dataset(&dir, 4, None).unwrap_err().to_string();
             assert!(e.contains("masks/a.png") && e.contains(want), "{e}");
         }
+        std::fs::remove_dir_all(dir.join("masks")).unwrap();
+        // Keypoints: every image needs them, the same number.
+        rgb.save(dir.join("images/b.png")).unwrap();
+        let kp = |images: serde_json::Value| {
+            std::fs::write(
+                dir.join("keypoints.json"),
+                serde_json::json!({ "images": images }).to_string(),
+            )
+            .unwrap();
+            load_dataset(&dir, 4, None)
+        };
+        let both = serde_json::json!([
+            {"file": "a.png", "keypoints": [[1.0, 2.0]]},
+            {"file": "b.png", "keypoints": [[3.0, 0.5]]}
+        ]);
+        assert_eq!(kp(both).unwrap().targets.keypoints.unwrap()[1], vec![[3.0, 0.5]]);
+        let e = kp(serde_json::json!([{"file": "a.png", "keypoints": [[1.0, 2.0]]}]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("1 of 2 images have no keypoints (first: b.png)"), "{e}");
+        let e = kp(serde_json::json!([
+            {"file": "a.png", "keypoints": [[1.0, 2.0]]},
+            {"file": "b.png", "keypoints": [[1.0, 2.0], [3.0, 4.0]]}
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`b.png` has 2 keypoints but `a.png` has 1"), "{e}");
+        let e = kp(serde_json::json!([{"file": "a.png", "keypoints": "x"}, {"file": "b.png", "keypoints": []}]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`a.png`: keypoints are not a list"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
