@@ -228,7 +228,10 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     bar.finish();
     if let Some(dir) = &a.png_dir {
         let cols = (sheet.len() as f64).sqrt().ceil() as usize;
-        save_png(&contact_sheet(&sheet, cols, 2)?, &dir.join("contact_sheet.png"))?;
+        save_png(
+            &contact_sheet(&sheet, cols, 2)?,
+            &dir.join(labelgan_core::image_io::CONTACT_SHEET),
+        )?;
     }
     if let Some(out) = &a.out {
         let mut m = BTreeMap::new();

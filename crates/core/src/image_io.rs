@@ -122,7 +122,14 @@ impl ImageSource {
     }
 }
 
-/// The PNG and JPEG files directly in `dir`, sorted by name (an error if none).
+/// The preview labelgan writes beside images (`generate --png-dir`, toyworld, the
+/// factory): never an input image.
+pub const CONTACT_SHEET: &str = "contact_sheet.png";
+
+/// The PNG and JPEG files directly in `dir`, sorted by name, but [`CONTACT_SHEET`] (an
+/// error if none). Names that differ only in case (`a.png`, `a.PNG`) are refused: on
+/// many file systems they are one file, and outputs named after them would overwrite
+/// each other.
 pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
@@ -131,11 +138,26 @@ pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
             p.extension()
                 .and_then(|e| e.to_str())
                 .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+                && p.file_name().is_some_and(|n| n != CONTACT_SHEET)
         })
         .collect();
     files.sort();
     if files.is_empty() {
         return Err(Error::invalid(format!("{} holds no PNG or JPEG images", dir.display())));
+    }
+    let mut seen = std::collections::HashMap::new();
+    for f in &files {
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        if let Some(other) = seen.insert(name, f) {
+            return Err(Error::invalid(format!(
+                "{} and {} differ only in case; rename one",
+                other.display(),
+                f.display()
+            )));
+        }
     }
     Ok(files)
 }
@@ -203,6 +225,27 @@ mod tests {
             .unwrap();
         let img = &tensor_to_images(&t).unwrap()[0];
         assert_eq!(img.to_luma8().into_raw(), vec![0, 128, 255, 191]);
+    }
+
+    /// The contact sheet is not an input image; names equal but for case are refused.
+    #[test]
+    fn image_files_skip_the_sheet_and_refuse_case_twins() {
+        let dir = std::env::temp_dir().join(format!("lg-core-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for n in ["b.png", "a.jpg", CONTACT_SHEET, "notes.txt"] {
+            std::fs::write(dir.join(n), b"").unwrap();
+        }
+        let names: Vec<_> = image_files(&dir)
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
+            .collect();
+        assert_eq!(names, ["a.jpg", "b.png"]);
+        std::fs::write(dir.join("B.PNG"), b"").unwrap();
+        let e = image_files(&dir).unwrap_err().to_string();
+        assert!(e.contains("differ only in case"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

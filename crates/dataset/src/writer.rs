@@ -217,7 +217,10 @@ impl DatasetWriter {
             .map(|e| load_image(&self.dir.join("previews").join(Self::name(e.index))))
             .collect::<Result<Vec<_>>>()?;
         if !previews.is_empty() {
-            save_png(&contact_sheet(&previews, 8, 2)?, &self.dir.join("contact_sheet.png"))?;
+            save_png(
+                &contact_sheet(&previews, 8, 2)?,
+                &self.dir.join(labelgan_core::image_io::CONTACT_SHEET),
+            )?;
         }
         Ok(())
     }

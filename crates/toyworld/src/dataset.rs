@@ -112,7 +112,10 @@ pub fn write_dataset(
         "depth": format!("16-bit PNG: round(65535 * distance / {FAR}); background 65535"),
     });
     write_keypoint_file(out, meta, entries)?;
-    save_png(&contact_sheet(&sheet, 6, 2)?, &out.join("contact_sheet.png"))?;
+    save_png(
+        &contact_sheet(&sheet, 6, 2)?,
+        &out.join(labelgan_core::image_io::CONTACT_SHEET),
+    )?;
     let total: u64 = class_pixels.iter().sum();
     Ok(DatasetSummary {
         images: count,
