@@ -65,7 +65,29 @@ pub fn toyworld_set(
     count: usize,
     resolution: usize,
 ) -> labelgan::core::Result<labelgan::dataset::LabelledSet> {
-    if !dir.join("keypoints.json").exists() {
+    let kp = dir.join("keypoints.json");
+    if kp.exists() {
+        // Reuse the folder only if it is the set this run asks for: a folder written by
+        // another --seed or size would mix runs without a word.
+        let text = std::fs::read(&kp).map_err(|e| labelgan::core::Error::io(&kp, e))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&text).map_err(|e| labelgan::core::Error::format(&kp, e.to_string()))?;
+        let had = (
+            v["seed"].as_u64(),
+            v["resolution"].as_u64(),
+            v["images"].as_array().map(Vec::len),
+        );
+        if had.0 != Some(seed) || had.1 != Some(resolution as u64) || had.2.unwrap_or(0) < count {
+            let show = |v: Option<u64>| v.map_or("unknown".to_string(), |v| v.to_string());
+            return Err(labelgan::core::Error::invalid(format!(
+                "{} holds toyworld seed {}, {} px, {} images; this run needs seed {seed}, {resolution} px, {count} images (another --seed or size): use another --out or delete the folder",
+                dir.display(),
+                show(had.0),
+                show(had.1),
+                show(had.2.map(|n| n as u64))
+            )));
+        }
+    } else {
         labelgan::toyworld::write_dataset(dir, seed, count, resolution, |_, _| {})?;
     }
     labelgan::dataset::load_dataset(dir, resolution, Some(count))
