@@ -154,61 +154,7 @@ pub fn load_dataset(dir: &Path, resolution: usize, limit: Option<usize>) -> Resu
     };
     let kp_path = dir.join("keypoints.json");
     let keypoints = if kp_path.exists() {
-        let text = std::fs::read(&kp_path).map_err(|e| Error::io(&kp_path, e))?;
-        let v: serde_json::Value = serde_json::from_slice(&text).map_err(|e| Error::format(&kp_path, e.to_string()))?;
-        let mut by_name = std::collections::HashMap::new();
-        for e in v["images"]
-            .as_array()
-            .ok_or_else(|| Error::format(&kp_path, "no `images` list"))?
-        {
-            let name = e["file"]
-                .as_str()
-                .ok_or_else(|| Error::format(&kp_path, "an entry of `images` has no `file` name"))?;
-            let kps = serde_json::from_value::<Vec<[f32; 2]>>(e["keypoints"].clone()).map_err(|err| {
-                Error::format(
-                    &kp_path,
-                    format!("`{name}`: keypoints are not a list of [x, y] pairs ({err})"),
-                )
-            })?;
-            if let Some([x, y]) = kps.iter().find(|[x, y]| !(x.is_finite() && y.is_finite())) {
-                return Err(Error::format(
-                    &kp_path,
-                    format!("`{name}`: keypoint ({x}, {y}) is not finite"),
-                ));
-            }
-            by_name.insert(name.to_string(), kps);
-        }
-        // Every image has keypoints, the same number: one image without them used to
-        // drop the keypoint labels of the whole set without a word.
-        let missing: Vec<&str> = names
-            .iter()
-            .filter(|n| !by_name.contains_key(n.as_str()))
-            .map(String::as_str)
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::format(
-                &kp_path,
-                format!(
-                    "{} of {} images have no keypoints (first: {}); label every image or move keypoints.json away",
-                    missing.len(),
-                    names.len(),
-                    missing[..missing.len().min(3)].join(", ")
-                ),
-            ));
-        }
-        let kps: Vec<Vec<[f32; 2]>> = names.iter().map(|n| by_name[n].clone()).collect();
-        if let Some((n, k)) = names.iter().zip(&kps).find(|(_, k)| k.len() != kps[0].len()) {
-            return Err(Error::format(
-                &kp_path,
-                format!(
-                    "`{n}` has {} keypoints but `{}` has {}: every image needs the same keypoints",
-                    k.len(),
-                    names[0],
-                    kps[0].len()
-                ),
-            ));
-        }
-        Some(kps)
+        read_keypoints(&kp_path, &names)?
     } else {
         None
     };
@@ -221,6 +167,69 @@ pub fn load_dataset(dir: &Path, resolution: usize, limit: Option<usize>) -> Resu
         },
         names,
     })
+}
+
+/// The keypoints of `names` from a set's `keypoints.json`: every image labelled with
+/// the same number of finite pairs, or none (`null` throughout: a set without a
+/// keypoint head).
+fn read_keypoints(kp_path: &Path, names: &[String]) -> Result<Option<Vec<Vec<[f32; 2]>>>> {
+    let text = std::fs::read(kp_path).map_err(|e| Error::io(kp_path, e))?;
+    let v: serde_json::Value = serde_json::from_slice(&text).map_err(|e| Error::format(kp_path, e.to_string()))?;
+    let mut by_name = std::collections::HashMap::new();
+    for e in v["images"]
+        .as_array()
+        .ok_or_else(|| Error::format(kp_path, "no `images` list"))?
+    {
+        let name = e["file"]
+            .as_str()
+            .ok_or_else(|| Error::format(kp_path, "an entry of `images` has no `file` name"))?;
+        // `null`: this image has no keypoints (a set written without a keypoint head).
+        let kps = serde_json::from_value::<Option<Vec<[f32; 2]>>>(e["keypoints"].clone()).map_err(|err| {
+            Error::format(
+                kp_path,
+                format!("`{name}`: keypoints are not a list of [x, y] pairs ({err})"),
+            )
+        })?;
+        if let Some([x, y]) = kps.iter().flatten().find(|[x, y]| !(x.is_finite() && y.is_finite())) {
+            return Err(Error::format(
+                kp_path,
+                format!("`{name}`: keypoint ({x}, {y}) is not finite"),
+            ));
+        }
+        by_name.insert(name.to_string(), kps);
+    }
+    // Every image has keypoints, the same number, or none has (keypoints null
+    // throughout): one image without them used to drop the keypoint labels of the
+    // whole set without a word.
+    let labelled = |n: &String| by_name.get(n.as_str()).is_some_and(Option::is_some);
+    let missing: Vec<&str> = names.iter().filter(|n| !labelled(n)).map(String::as_str).collect();
+    if missing.len() == names.len() && names.iter().all(|n| by_name.contains_key(n.as_str())) {
+        return Ok(None);
+    }
+    if !missing.is_empty() {
+        return Err(Error::format(
+            kp_path,
+            format!(
+                "{} of {} images have no keypoints (first: {}); label every image or move keypoints.json away",
+                missing.len(),
+                names.len(),
+                missing[..missing.len().min(3)].join(", ")
+            ),
+        ));
+    }
+    let kps: Vec<Vec<[f32; 2]>> = names.iter().map(|n| by_name[n].clone().unwrap_or_default()).collect();
+    if let Some((n, k)) = names.iter().zip(&kps).find(|(_, k)| k.len() != kps[0].len()) {
+        return Err(Error::format(
+            kp_path,
+            format!(
+                "`{n}` has {} keypoints but `{}` has {}: every image needs the same keypoints",
+                k.len(),
+                names[0],
+                kps[0].len()
+            ),
+        ));
+    }
+    Ok(Some(kps))
 }
 
 /// A mask's class ids: an 8-bit single-channel image (grey or grey with alpha). A
@@ -294,6 +303,16 @@ mod tests {
             {"file": "b.png", "keypoints": [[3.0, 0.5]]}
         ]);
         assert_eq!(kp(both).unwrap().targets.keypoints.unwrap()[1], vec![[3.0, 0.5]]);
+        let none = serde_json::json!([{"file": "a.png", "keypoints": null}, {"file": "b.png", "keypoints": null}]);
+        assert!(
+            kp(none).unwrap().targets.keypoints.is_none(),
+            "null throughout: a set without keypoints"
+        );
+        let e =
+            kp(serde_json::json!([{"file": "a.png", "keypoints": [[1.0, 2.0]]}, {"file": "b.png", "keypoints": null}]))
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("1 of 2 images have no keypoints (first: b.png)"), "{e}");
         let e = kp(serde_json::json!([{"file": "a.png", "keypoints": [[1.0, 2.0]]}]))
             .unwrap_err()
             .to_string();
