@@ -398,7 +398,7 @@ impl UNet {
             .and_then(|s| serde_json::from_str(s).map_err(|e| Error::format(&file.path, e.to_string())))?;
         let u = Self::new(cfg, device)?;
         for (k, v) in u.named_vars() {
-            v.set(&file.get_shaped(&k, v.dims())?.to_dtype(DType::F32)?)?;
+            v.set(&file.get_shaped(&k, v.dims())?)?;
         }
         Ok(u)
     }

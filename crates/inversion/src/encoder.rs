@@ -334,7 +334,7 @@ impl Encoder {
         let device = w_avg.device().clone();
         let enc = Self::new(config, &w_avg, &device)?;
         for (k, v) in enc.params() {
-            v.set(&file.get_shaped(&k, v.dims())?.to_dtype(DType::F32)?)?;
+            v.set(&file.get_shaped(&k, v.dims())?)?;
         }
         Ok(enc)
     }

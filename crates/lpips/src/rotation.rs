@@ -239,7 +239,7 @@ impl RotationNet {
             let fresh = Self::new(config.clone(), device)?;
             let mut data = vars.data().lock().unwrap_or_else(|e| e.into_inner());
             for (k, v) in named_vars(&fresh.vars) {
-                let t = file.get_shaped(&k, v.dims())?.to_dtype(DType::F32)?;
+                let t = file.get_shaped(&k, v.dims())?;
                 data.insert(k, Var::from_tensor(&t)?);
             }
         }

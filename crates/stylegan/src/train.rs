@@ -447,7 +447,8 @@ impl Trainer {
         out.fake_score = fake_logits.mean_all()?.to_scalar::<f32>()?;
         self.gap_average = 0.9 * self.gap_average + 0.1 * (out.real_score as f64 - out.fake_score as f64);
         let regularize = self.config.r1_gamma > 0.0 && self.step.is_multiple_of(self.config.r1_interval as u64);
-        let mut grads = named_grads(&self.d.params(), &loss_d.backward()?);
+        let d_params = self.d.params();
+        let mut grads = named_grads(&d_params, &loss_d.backward()?);
         if regularize {
             // On a fresh thread: its first backward reads CANDLE_GRAD_DO_NOT_DETACH, so
             // only this step keeps the graph of gradients (see `prepare_r1_environment`).
@@ -467,7 +468,7 @@ impl Trainer {
                 grads.insert(k, sum);
             }
         }
-        self.opt_d.update(&self.d.params(), &grads)?;
+        self.opt_d.update(&d_params, &grads)?;
         drop(grads);
         self.step += 1;
         self.nimg += n as u64;
