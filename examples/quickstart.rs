@@ -12,8 +12,9 @@
 //! cargo run --release --example quickstart -- --full  # larger and slower
 //! ```
 //!
-//! Writes OUT (default `quickstart/`): `labelled/`, `synthetic/` (the dataset, previews,
-//! contact sheet), `results.md`; the last line printed is one JSON object.
+//! Writes OUT (default `quickstart/`): `labelled_seedS/`, `synthetic_seedS/` (the dataset,
+//! previews, contact sheet), `test/`, `real2000_seedS/`, `results.md`; the last line
+//! printed is one JSON object.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -100,6 +101,10 @@ struct Args {
     /// Off by default: its three UNets add about a sixth to the run's time.
     #[arg(long, default_value_t = 0)]
     mix_repeat: usize,
+    /// Start the synthetic dataset over (its folder holds a run with other settings,
+    /// which the quickstart refuses to mix into).
+    #[arg(long)]
+    restart: bool,
 }
 
 const CLASSES: usize = 8;
@@ -217,12 +222,13 @@ fn run() -> Result<()> {
     // disjoint toyworld seeds.
     eprintln!("[{:.0} s] writing toyworld sets", started.elapsed().as_secs_f64());
     let write = |name: &str, seed: u64, n: usize| common::toyworld_set(&a.out.join(name), seed, n, r);
-    let labelled = write("labelled", 1000 + a.seed, a.labelled)?;
+    // Per seed: a rerun with another seed into the same OUT uses its own folders.
+    let labelled = write(&format!("labelled_seed{}", a.seed), 1000 + a.seed, a.labelled)?;
     let test = write("test", 9000, a.test)?;
     let real = if a.skip_baselines {
         None
     } else {
-        Some(write(&format!("real{}", a.real), 5000 + a.seed, a.real)?)
+        Some(write(&format!("real{}_seed{}", a.real, a.seed), 5000 + a.seed, a.real)?)
     };
 
     // HandsOff: invert, fit the labelers, calibrate, generate; then the labeler's own
@@ -260,12 +266,22 @@ fn run() -> Result<()> {
                 filter_fraction: a.filter,
                 ..FactoryConfig::default()
             },
+            // The inverter's and LPIPS's files, recorded so that a rerun with others
+            // into this folder is refused.
+            inputs: [("encoder", &a.encoder), ("perceptual", &a.perceptual)]
+                .into_iter()
+                .filter(|(n, _)| *n == "encoder" || a.refine_steps > 0)
+                .map(|(n, p)| Ok((n.to_string(), labelgan::core::record::fingerprint_path(p)?)))
+                .collect::<Result<_>>()?,
         };
         let method = Method::HandsOff {
             inverter: &enc,
             refine: lpips.as_ref().map(|l| Refinement::new(l, a.refine_steps)),
         };
-        let out_dir = a.out.join("synthetic");
+        let out_dir = a.out.join(format!("synthetic_seed{}", a.seed));
+        if a.restart {
+            labelgan::factory::clear_run(&out_dir)?;
+        }
         let mut bar: Option<labelgan::core::Progress> = None;
         let made = run_factory(&g, &method, &labelled, &run, &out_dir, &mut |e| {
             match e {

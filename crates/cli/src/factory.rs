@@ -11,7 +11,8 @@ use labelgan_core::io::TensorFile;
 use labelgan_core::{Error, Generator, Inverter, Progress, Result};
 use labelgan_dataset::load_dataset;
 use labelgan_factory::{
-    FactoryConfig, FactoryEvent, FactoryRun, FitOptions, PriorCalibration, Refinement, check_latents, run_factory,
+    FactoryConfig, FactoryEvent, FactoryRun, FitOptions, PriorCalibration, Refinement, check_latents, clear_run,
+    run_factory,
 };
 use labelgan_inversion::{Encoder, MeanInverter};
 use labelgan_lpips::Lpips;
@@ -20,6 +21,7 @@ use labelgan_stylegan::StyleGan2;
 use crate::device::DeviceArg;
 use crate::values;
 use labelgan_core::io::check_output;
+use labelgan_core::record::fingerprint_path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Method {
@@ -53,9 +55,14 @@ pub struct FactoryArgs {
     /// (`labelgan generate --out` writes them).
     #[arg(long, value_name = "L.safetensors")]
     latents: Option<PathBuf>,
-    /// Output folder (resumed if it holds an unfinished run).
+    /// Output folder (resumed if it holds a run with the same settings and inputs;
+    /// any difference is refused, naming it).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// Start over: remove what an earlier run wrote into --out (its images, labels,
+    /// labelers, manifest and record; nothing else) before running.
+    #[arg(long)]
+    restart: bool,
     /// Images to write.
     #[arg(long, default_value_t = 1000)]
     count: usize,
@@ -100,51 +107,22 @@ pub fn run(a: FactoryArgs) -> Result<()> {
     inputs.extend(a.perceptual.as_deref().map(|p| ("--perceptual", p)));
     inputs.extend(a.latents.as_deref().map(|p| ("--latents", p)));
     check_output(("--out", &a.out), &inputs)?;
-    let device = a.device.open()?;
-    let started = Instant::now();
-    let g = StyleGan2::load(&a.generator, &device)?;
-    let r = g.spec().resolution;
-    let set = load_dataset(&a.data, r, None)?;
-    if set.targets.is_empty() {
-        return Err(Error::invalid(format!(
-            "{} has no labels: expected masks/, depth/ or keypoints.json beside images/",
-            a.data.display()
-        )));
+    // Every setting and flag combination is checked before anything is loaded or
+    // written.
+    match (a.method, &a.latents, &a.encoder) {
+        (Method::Datasetgan, None, _) => return Err(Error::usage("--method datasetgan needs --latents L.safetensors")),
+        (Method::Datasetgan, _, Some(_)) => {
+            return Err(Error::usage(
+                "--encoder is for --method handsoff; DatasetGAN reads --latents",
+            ));
+        }
+        (Method::Handsoff, Some(_), _) => return Err(Error::usage("--latents is for --method datasetgan")),
+        _ => {}
     }
-    let encoder = match &a.encoder {
-        Some(p) => {
-            let e = Encoder::load(p, &device)?;
-            e.check_generator(&g)?;
-            Some(e)
-        }
-        None => None,
-    };
-    let lpips = match (&a.perceptual, a.refine_steps) {
-        (_, 0) => None,
-        (Some(p), _) => Some(Lpips::load(p, &device)?),
-        (None, _) => return Err(Error::invalid("--refine-steps needs --perceptual P.safetensors")),
-    };
-    let mean = MeanInverter::new(&g)?;
-    let method = match a.method {
-        Method::Handsoff => labelgan_factory::Method::HandsOff {
-            inverter: match &encoder {
-                Some(e) => e as &dyn Inverter,
-                None => &mean,
-            },
-            refine: lpips.as_ref().map(|l| Refinement::new(l, a.refine_steps)),
-        },
-        Method::Datasetgan => {
-            let path = a
-                .latents
-                .as_ref()
-                .ok_or_else(|| Error::invalid("--method datasetgan needs --latents L.safetensors"))?;
-            let ws = TensorFile::load(path, &device)?.get("ws")?.clone();
-            // Named by file here; the library checks again, naming the role.
-            check_latents(&g, &ws, set.len(), "`ws`").map_err(|e| Error::format(path, e.to_string()))?;
-            labelgan_factory::Method::DatasetGan { ws }
-        }
-    };
-    let run = FactoryRun {
+    if a.refine_steps > 0 && a.perceptual.is_none() {
+        return Err(Error::usage("--refine-steps needs --perceptual P.safetensors"));
+    }
+    let mut run = FactoryRun {
         fit: FitOptions {
             classes: a.classes,
             members: a.members,
@@ -165,6 +143,56 @@ pub fn run(a: FactoryArgs) -> Result<()> {
             filter_fraction: a.filter,
             block: a.block,
             ..FactoryConfig::default()
+        },
+        inputs: Default::default(),
+    };
+    run.validate().map_err(Error::into_usage)?;
+    // Inputs the library cannot fingerprint itself: the inverter's and LPIPS's files.
+    for (name, path) in [("encoder", &a.encoder), ("perceptual", &a.perceptual)] {
+        if let Some(p) = path.as_ref().filter(|_| a.method == Method::Handsoff) {
+            run.inputs.insert(name.to_string(), fingerprint_path(p)?);
+        }
+    }
+    if a.restart {
+        clear_run(&a.out)?;
+    }
+    let device = a.device.open()?;
+    let started = Instant::now();
+    let g = StyleGan2::load(&a.generator, &device)?;
+    let r = g.spec().resolution;
+    let set = load_dataset(&a.data, r, None)?;
+    if set.targets.is_empty() {
+        return Err(Error::invalid(format!(
+            "{} has no labels: expected masks/, depth/ or keypoints.json beside images/",
+            a.data.display()
+        )));
+    }
+    let encoder = match &a.encoder {
+        Some(p) => {
+            let e = Encoder::load(p, &device)?;
+            e.check_generator(&g)?;
+            Some(e)
+        }
+        None => None,
+    };
+    let lpips = match (&a.perceptual, a.refine_steps) {
+        (Some(p), n) if n > 0 => Some(Lpips::load(p, &device)?),
+        _ => None,
+    };
+    let mean = MeanInverter::new(&g)?;
+    let method = match (a.method, &a.latents) {
+        (Method::Datasetgan, Some(path)) => {
+            let ws = TensorFile::load(path, &device)?.get("ws")?.clone();
+            // Named by file here; the library checks again, naming the role.
+            check_latents(&g, &ws, set.len(), "`ws`").map_err(|e| Error::format(path, e.to_string()))?;
+            labelgan_factory::Method::DatasetGan { ws }
+        }
+        _ => labelgan_factory::Method::HandsOff {
+            inverter: match &encoder {
+                Some(e) => e as &dyn Inverter,
+                None => &mean,
+            },
+            refine: lpips.as_ref().map(|l| Refinement::new(l, a.refine_steps)),
         },
     };
     let out = run_factory(&g, &method, &set, &run, &a.out, &mut print_events("generating"))?;

@@ -63,6 +63,11 @@ pub enum Error {
     #[error("invalid input: {0}")]
     InvalidInput(String),
 
+    /// A command-line argument is wrong or conflicts with another (found after
+    /// parsing, before any work): the command exits 2, as for a parse error.
+    #[error("invalid argument: {0}")]
+    Usage(String),
+
     /// Any other error, from a crate outside labelgan or a user's implementation.
     #[error(transparent)]
     Other(Box<dyn std::error::Error + Send + Sync>),
@@ -127,6 +132,20 @@ impl Error {
         Error::Format {
             path: path.into(),
             msg: msg.into(),
+        }
+    }
+
+    /// An [`Error::Usage`].
+    pub fn usage(msg: impl Into<String>) -> Self {
+        Error::Usage(msg.into())
+    }
+
+    /// The same error as an [`Error::Usage`] when it is an [`Error::InvalidInput`]:
+    /// for settings validated before the work starts, which are the user's arguments.
+    pub fn into_usage(self) -> Self {
+        match self {
+            Error::InvalidInput(m) => Error::Usage(m),
+            other => other,
         }
     }
 

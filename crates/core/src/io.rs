@@ -40,17 +40,20 @@ pub fn remove_stale_temp_files(dir: &Path) -> Result<usize> {
     };
     for e in entries {
         let p = e.map_err(|e| Error::io(dir, e))?.path();
-        let stale = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.rsplit_once(".tmp"))
-            .is_some_and(|(stem, pid)| !stem.is_empty() && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
-        if stale && p.is_file() {
+        if is_temp_file(&p) && p.is_file() {
             std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
             n += 1;
         }
     }
     Ok(n)
+}
+
+/// Whether `p` is named as [`write_atomic`]'s temporary files are (`NAME.tmpPID`).
+pub fn is_temp_file(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.rsplit_once(".tmp"))
+        .is_some_and(|(stem, pid)| !stem.is_empty() && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Refuses an output path that is one of the inputs, or a folder that holds one or
@@ -72,7 +75,7 @@ pub fn check_output(output: (&str, &Path), inputs: &[(&str, &Path)]) -> Result<(
             None
         };
         if let Some(how) = clash {
-            return Err(Error::invalid(format!(
+            return Err(Error::usage(format!(
                 "{out_flag} {} {how} the input {flag} {}: choose another output path",
                 out.display(),
                 input.display()

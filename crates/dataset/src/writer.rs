@@ -66,6 +66,36 @@ pub struct ManifestEntry {
     pub z: Vec<f32>,
     /// Image uncertainty score.
     pub score: f32,
+    /// SHA-256 of the image, mask and depth files: a resume checks the files against it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sha256: Option<String>,
+}
+
+impl ManifestEntry {
+    /// The entry's files (image, then mask and depth when present), relative to the
+    /// folder.
+    pub fn files(&self) -> Vec<&str> {
+        [Some(self.image.as_str()), self.mask.as_deref(), self.depth.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// The SHA-256 of the entry's files in `dir` (see [`ManifestEntry::sha256`]), or
+    /// `None` if one is missing.
+    pub fn hash_files(&self, dir: &Path) -> Result<Option<String>> {
+        let mut parts = vec![];
+        for f in self.files() {
+            let p = dir.join(f);
+            if !p.is_file() {
+                return Ok(None);
+            }
+            parts.push(labelgan_core::record::fingerprint_path(&p)?);
+        }
+        Ok(Some(labelgan_core::record::fingerprint_parts(
+            parts.iter().map(|s| s.as_bytes()),
+        )))
+    }
 }
 
 /// Writes a dataset folder image by image, resuming where the manifest ends.
@@ -74,6 +104,7 @@ pub struct DatasetWriter {
     dir: PathBuf,
     resolution: usize,
     entries: Vec<ManifestEntry>,
+    damaged: Vec<usize>,
 }
 
 fn manifest_path(dir: &Path) -> PathBuf {
@@ -124,11 +155,74 @@ impl DatasetWriter {
                 entries.push(e);
             }
         }
+        // Every finished image is checked against its record: a file deleted or
+        // altered since is found here, and its image written again ([`Self::rewrite`]).
+        let mut damaged = vec![];
+        for e in &entries {
+            let now = e.hash_files(&dir)?;
+            let preview = dir.join("previews").join(Self::name(e.index));
+            if now.is_none() || (e.sha256.is_some() && now != e.sha256) || !preview.is_file() {
+                damaged.push(e.index);
+            }
+        }
         Ok(Self {
             dir,
             resolution,
             entries,
+            damaged,
         })
+    }
+
+    /// Images in the manifest whose files are missing or differ from what was
+    /// written (ascending): each must be written again with [`Self::rewrite`].
+    pub fn damaged(&self) -> &[usize] {
+        &self.damaged
+    }
+
+    /// Writes the files of image `s.index`, one the manifest holds (a damaged one), again.
+    /// The sample must be the one recorded (same candidate and seed) and its files must
+    /// come out byte-identical to the recorded ones; anything else is an error, since
+    /// the folder would then mix two runs.
+    pub fn rewrite(&mut self, s: &Sample) -> Result<()> {
+        let e = self
+            .entries
+            .get(s.index)
+            .ok_or_else(|| Error::invalid(format!("image {} is not in the manifest", s.index)))?
+            .clone();
+        if (e.candidate, e.seed) != (s.candidate, s.seed) {
+            return Err(Error::invalid(format!(
+                "image {} is candidate {} of seed {} in the manifest, not candidate {} of seed {}",
+                s.index, e.candidate, e.seed, s.candidate, s.seed
+            )));
+        }
+        let name = Self::name(s.index);
+        self.write_files(&name, s)?;
+        let now = e.hash_files(&self.dir)?;
+        if e.sha256.is_some() && now != e.sha256 {
+            return Err(Error::format(
+                self.dir.join(&e.image),
+                format!(
+                    "image {} came out different when made again (the generator or labelers changed since it was written): start the dataset over",
+                    s.index
+                ),
+            ));
+        }
+        self.damaged.retain(|&i| i != s.index);
+        Ok(())
+    }
+
+    /// Writes the image, its labels and preview of `s` as `name` (atomically each).
+    fn write_files(&self, name: &str, s: &Sample) -> Result<()> {
+        let l = &s.labels;
+        for (sub, present) in [("masks", l.mask.is_some()), ("depth", l.depth.is_some())] {
+            if present {
+                create_folders(&self.dir, &[sub])?;
+            }
+        }
+        let img = write_labelled_image(&self.dir, name, self.resolution, &s.rgb, l)
+            .map_err(|e| Error::invalid(format!("image {}: {e}", s.index)))?;
+        let p = preview(img, l.mask.as_deref(), l.keypoints.as_deref());
+        save_png(&DynamicImage::ImageRgb8(p), &self.dir.join("previews").join(name))
     }
 
     /// Images already written.
@@ -162,14 +256,8 @@ impl DatasetWriter {
         }
         let name = Self::name(s.index);
         let l = &s.labels;
-        for (sub, present) in [("masks", l.mask.is_some()), ("depth", l.depth.is_some())] {
-            if present {
-                create_folders(&self.dir, &[sub])?;
-            }
-        }
-        let img = write_labelled_image(&self.dir, &name, self.resolution, &s.rgb, l)
-            .map_err(|e| Error::invalid(format!("image {}: {e}", s.index)))?;
-        let entry = ManifestEntry {
+        self.write_files(&name, s)?;
+        let mut entry = ManifestEntry {
             index: s.index,
             image: format!("images/{name}"),
             mask: l.mask.as_ref().map(|_| format!("masks/{name}")),
@@ -179,9 +267,9 @@ impl DatasetWriter {
             seed: s.seed,
             z: s.z.clone(),
             score: s.score,
+            sha256: None,
         };
-        let p = preview(img, l.mask.as_deref(), l.keypoints.as_deref());
-        save_png(&DynamicImage::ImageRgb8(p), &self.dir.join("previews").join(&name))?;
+        entry.sha256 = entry.hash_files(&self.dir)?;
         // The manifest line last: the image is done once it is on disk.
         let mut line = serde_json::to_string(&entry).map_err(|e| Error::invalid(e.to_string()))?;
         line.push('\n');

@@ -45,6 +45,40 @@ pub struct PriorCalibration {
     pub batch: usize,
 }
 
+/// Most calibration images (their feature maps are held in memory, about 1 MB each at
+/// 64 px) and rounds.
+pub const MAX_CALIBRATION_IMAGES: usize = 4096;
+/// Most calibration rounds.
+pub const MAX_CALIBRATION_ROUNDS: usize = 1000;
+
+impl PriorCalibration {
+    /// Checks the settings before any work (`rounds == 0` is "off" and always valid).
+    pub fn validate(&self) -> Result<()> {
+        if self.rounds == 0 {
+            return Ok(());
+        }
+        if !(1..=MAX_CALIBRATION_IMAGES).contains(&self.images) {
+            return Err(Error::invalid(format!(
+                "calibration images is {}; it must be in 1..={MAX_CALIBRATION_IMAGES}",
+                self.images
+            )));
+        }
+        if self.rounds > MAX_CALIBRATION_ROUNDS {
+            return Err(Error::invalid(format!(
+                "calibration rounds is {}; at most {MAX_CALIBRATION_ROUNDS} is allowed",
+                self.rounds
+            )));
+        }
+        if !(1..=MAX_CALIBRATION_IMAGES).contains(&self.batch) || !self.psi.is_finite() {
+            return Err(Error::invalid(format!(
+                "calibration batch {} must be in 1..={MAX_CALIBRATION_IMAGES} and psi {} finite",
+                self.batch, self.psi
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// XORed into the seed of the calibration images' latents.
 pub const CALIBRATION_STREAM: u64 = 0xca11_b0a7_e000_0001;
 
@@ -144,6 +178,7 @@ pub fn calibrate_class_priors<G: Generator + ?Sized, L: ShiftClassLogits>(
             "calibration needs at least one image and a positive batch",
         ));
     }
+    opts.validate()?;
     let r = g.spec().resolution;
     let seed = opts.seed ^ CALIBRATION_STREAM;
     let mut batches: Vec<FeatureTaps> = Vec::new();

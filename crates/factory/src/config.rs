@@ -34,6 +34,11 @@ impl Default for FactoryConfig {
     }
 }
 
+/// Most images one run writes (the manifest is held in memory while it runs).
+pub const MAX_COUNT: usize = 100_000_000;
+/// Most candidates per filtering block (a block is held in memory).
+pub const MAX_BLOCK: usize = 100_000;
+
 impl FactoryConfig {
     /// Images kept per block.
     pub fn keep_per_block(&self) -> usize {
@@ -59,6 +64,15 @@ impl FactoryConfig {
             return Err(Error::invalid(
                 "block and batch must be positive and keep at least one image per block",
             ));
+        }
+        for (what, v, max) in [
+            ("count", self.count, MAX_COUNT),
+            ("block", self.block, MAX_BLOCK),
+            ("batch", self.batch, MAX_BLOCK),
+        ] {
+            if v > max {
+                return Err(Error::invalid(format!("{what} is {v}; at most {max} is allowed")));
+            }
         }
         Ok(())
     }

@@ -72,6 +72,43 @@ impl Default for FitOptions {
     }
 }
 
+/// Most pixels sampled per labelled image (2^26: an 8192 px image).
+pub const MAX_PIXELS_PER_IMAGE: usize = 1 << 26;
+/// Most labeler epochs.
+pub const MAX_EPOCHS: usize = 100_000;
+
+impl FitOptions {
+    /// Checks the settings before any work.
+    pub fn validate(&self) -> Result<()> {
+        use labelgan_labeler::config::{MAX_CLASSES, MAX_MEMBERS};
+        let bad = |what: &str, v: &dyn std::fmt::Display, want: String| {
+            Err(Error::invalid(format!("{what} is {v}; it must be {want}")))
+        };
+        if let Some(c) = self.classes
+            && !(2..=MAX_CLASSES).contains(&c)
+        {
+            return bad("classes", &c, format!("in 2..={MAX_CLASSES}"));
+        }
+        if !(1..=MAX_MEMBERS).contains(&self.members) {
+            return bad("members", &self.members, format!("in 1..={MAX_MEMBERS}"));
+        }
+        if !(1..=MAX_PIXELS_PER_IMAGE).contains(&self.pixels_per_image) {
+            return bad(
+                "pixels per image",
+                &self.pixels_per_image,
+                format!("in 1..={MAX_PIXELS_PER_IMAGE}"),
+            );
+        }
+        if !(1..=MAX_EPOCHS).contains(&self.max_epochs) {
+            return bad("max epochs", &self.max_epochs, format!("in 1..={MAX_EPOCHS}"));
+        }
+        if !(self.sigma.is_finite() && self.sigma > 0.0) {
+            return bad("sigma", &self.sigma, "a finite number above 0".into());
+        }
+        Ok(())
+    }
+}
+
 /// Fits one labeler per label kind present in `targets` (segmentation, keypoints,
 /// depth) on the taps of the latents that `latents()` returns (called once, and only if
 /// something must be fitted). With `cache`, each fitted ensemble is saved there as

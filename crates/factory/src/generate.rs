@@ -13,6 +13,9 @@ use crate::filter::keep_most_certain;
 use crate::labelers::Labelers;
 use crate::sampling::synthesize_candidates;
 
+/// Most memory one block of candidates may take (8 GB).
+const MAX_BLOCK_BYTES: f64 = 8e9;
+
 /// Progress of [`generate_dataset`].
 #[derive(Debug, Clone, Copy)]
 pub struct DatasetProgress {
@@ -59,7 +62,8 @@ fn label_candidates<G: Generator + ?Sized, L: PixelLabeler>(
 
 /// Samples, labels, filters ([`crate::filter`]) and writes `cfg.count` images to `out`
 /// with any generator and labelers, resuming a run that was interrupted (a restart
-/// regenerates the block it was in and skips what the manifest already holds).
+/// regenerates the block it was in and skips what the manifest already holds). Images
+/// in the manifest whose files are missing or altered are made again first.
 /// `progress` is called after every image; returning `false` stops the run (the folder
 /// stays resumable). Returns the number of images written.
 pub fn generate_dataset<G: Generator + ?Sized, L: PixelLabeler>(
@@ -73,8 +77,41 @@ pub fn generate_dataset<G: Generator + ?Sized, L: PixelLabeler>(
     if labelers.is_empty() {
         return Err(Error::invalid("the factory needs at least one labeler"));
     }
-    let mut w = DatasetWriter::open(out, g.spec().resolution)?;
+    let r = g.spec().resolution;
+    // A block of candidates (image, mask, depth) is held in memory.
+    let block_bytes = cfg.block as f64 * (r * r) as f64 * 11.0;
+    if block_bytes > MAX_BLOCK_BYTES {
+        return Err(Error::invalid(format!(
+            "a block of {} candidates at {r} px needs {:.1} GB of memory; use a smaller block (at most {})",
+            cfg.block,
+            block_bytes / 1e9,
+            (MAX_BLOCK_BYTES / ((r * r) as f64 * 11.0)) as usize
+        )));
+    }
+    let mut w = DatasetWriter::open(out, r)?;
     let keep = cfg.keep_per_block();
+    // Images whose files were deleted or altered since they were written: their blocks
+    // are made again and the files rewritten, byte-identical.
+    let damaged = w.damaged().to_vec();
+    let mut last_block = None;
+    for index in damaged {
+        let block = index / keep;
+        if last_block == Some(block) {
+            continue;
+        }
+        last_block = Some(block);
+        let cands = label_candidates(g, labelers, cfg, (block * cfg.block) as u64, cfg.block)?;
+        let scores: Vec<f32> = cands.iter().map(|c| c.score).collect();
+        let kept = keep_most_certain(&scores, keep);
+        for (j, &ci) in kept.iter().enumerate() {
+            let i = block * keep + j;
+            if w.damaged().contains(&i) {
+                let mut s = cands[ci].clone();
+                s.index = i;
+                w.rewrite(&s)?;
+            }
+        }
+    }
     let started = Instant::now();
     let first = w.done();
     while w.done() < cfg.count {

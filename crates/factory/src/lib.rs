@@ -9,7 +9,8 @@
 //! - [`calibration`]: class-prior calibration of the segmentation labeler;
 //! - [`sampling`], [`filter`], [`generate`]: candidates, HandsOff's uncertainty filter,
 //!   and the resumable dataset folder they are written to (`labelgan-dataset`);
-//! - [`pipeline`]: all of it in one call, [`run_factory`].
+//! - [`pipeline`]: all of it in one call, [`run_factory`], recorded in [`record`] so
+//!   that a resume never mixes two runs.
 
 pub mod calibration;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod generate;
 pub mod handsoff;
 pub mod labelers;
 pub mod pipeline;
+pub mod record;
 pub mod sampling;
 
 pub use calibration::{
@@ -32,4 +34,5 @@ pub use generate::{DatasetProgress, generate_dataset};
 pub use handsoff::{Refinement, check_latents, fit_datasetgan, fit_handsoff, invert};
 pub use labelers::Labelers;
 pub use pipeline::{FactoryEvent, FactoryOutput, FactoryRun, Method, run_factory};
+pub use record::{RUN_FILE, RUN_OUTPUTS, clear_run, factory_record, generator_fingerprint};
 pub use sampling::{candidate_z, synthesize_candidates};

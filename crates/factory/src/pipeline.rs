@@ -16,6 +16,7 @@ use crate::fitting::FitOptions;
 use crate::generate::{DatasetProgress, generate_dataset};
 use crate::handsoff::{Refinement, fit_datasetgan, fit_handsoff};
 use crate::labelers::Labelers;
+use crate::record::{RUN_FILE, factory_record};
 
 /// Where the latents of the labelled images come from.
 #[derive(Debug, Clone)]
@@ -43,6 +44,21 @@ pub struct FactoryRun {
     pub calibration: PriorCalibration,
     /// What to generate.
     pub dataset: FactoryConfig,
+    /// Fingerprints of inputs the library cannot see (e.g. the inverter's weight file,
+    /// `labelgan_core::record::fingerprint_path`), recorded with the run so that a
+    /// resume with other ones is refused. The generator, the labelled set and the
+    /// DatasetGAN latents are fingerprinted by [`run_factory`] itself.
+    #[serde(default)]
+    pub inputs: std::collections::BTreeMap<String, String>,
+}
+
+impl FactoryRun {
+    /// Checks every setting before any work (sizes bounded, values finite).
+    pub fn validate(&self) -> Result<()> {
+        self.fit.validate()?;
+        self.calibration.validate()?;
+        self.dataset.validate()
+    }
 }
 
 /// What happened, as it happens.
@@ -68,8 +84,11 @@ pub struct FactoryOutput {
 /// Fits labelers on `labelled` by `method`, calibrates the segmentation labeler to the
 /// labelled masks' class shares, and generates `run.dataset.count` images into `out`.
 /// Fitted labelers and the calibration are kept in `out/labelers` and reused, and the
-/// dataset resumes, so a run that was stopped continues where it was. `events` returning
-/// `false` on [`FactoryEvent::Written`] stops the run (resumable).
+/// dataset resumes, so a run that was stopped continues where it was. The run's
+/// settings and input fingerprints are recorded in `out/run.json` ([`factory_record`]);
+/// a resume with anything different is refused before any work, naming the setting
+/// ([`clear_run`] starts over). `events` returning `false` on
+/// [`FactoryEvent::Written`] stops the run (resumable).
 pub fn run_factory<G: Generator, I: Inverter + ?Sized>(
     g: &G,
     method: &Method<'_, I>,
@@ -78,9 +97,14 @@ pub fn run_factory<G: Generator, I: Inverter + ?Sized>(
     out: &Path,
     events: &mut dyn FnMut(FactoryEvent<'_>) -> bool,
 ) -> Result<FactoryOutput> {
-    run.dataset.validate()?;
+    run.validate()?;
     // One run at a time in `out`: a second is refused, naming the holder.
     let _lock = RunLock::acquire(out)?;
+    factory_record(g, method, labelled, run)?.check_or_write(
+        out,
+        RUN_FILE,
+        "start over in a new folder (or pass --restart)",
+    )?;
     let cache = out.join("labelers");
     let mut log = |l: &str| {
         events(FactoryEvent::Log(l));

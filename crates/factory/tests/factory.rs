@@ -63,6 +63,22 @@ fn labels_filters_and_resumes_byte_identically() {
     }
     assert_eq!(folder_contents(&a).unwrap(), folder_contents(&b).unwrap());
 
+    // A finished dataset with an image deleted, a mask altered and a preview gone is
+    // found out on the next run and made whole again, byte-identical.
+    std::fs::remove_file(b.join("images/000002.png")).unwrap();
+    std::fs::write(b.join("masks/000005.png"), b"not the mask").unwrap();
+    std::fs::remove_file(b.join("previews/000006.png")).unwrap();
+    assert_eq!(DatasetWriter::open(&b, 16).unwrap().damaged(), &[2, 5, 6]);
+    generate_dataset(&g, &labelers, &fc, &b, &mut |_| true).unwrap();
+    assert_eq!(folder_contents(&a).unwrap(), folder_contents(&b).unwrap());
+    // Made again from other settings, the same image cannot come out the same: refused.
+    std::fs::remove_file(b.join("images/000001.png")).unwrap();
+    let other = FactoryConfig { seed: 4, ..fc.clone() };
+    let e = generate_dataset(&g, &labelers, &other, &b, &mut |_| true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("image 1") && e.contains("seed 3"), "{e}");
+
     // Each block of 4 candidates keeps its 3 least uncertain, in candidate order.
     let w = DatasetWriter::open(&a, 16).unwrap();
     let cands: Vec<u64> = w.entries().iter().map(|e| e.candidate).collect();
@@ -86,4 +102,78 @@ fn labels_filters_and_resumes_byte_identically() {
         assert!(a.join(f).exists(), "{f}");
     }
     std::fs::remove_dir_all(&base).unwrap();
+}
+
+/// `run_factory` records what made its folder; a resume with another seed, block or
+/// labelled set is refused before anything is written, naming the setting and both
+/// values; `clear_run` starts over.
+#[test]
+fn a_resume_with_other_settings_is_refused_until_restarted() {
+    use labelgan_dataset::{LabelledSet, Targets};
+    use labelgan_factory::{FactoryRun, FitOptions, Method, PriorCalibration, RUN_FILE, clear_run, run_factory};
+    let g = tiny_g();
+    let ws = g.map(&g.sample_z(3, 5).unwrap(), None, Truncation::NONE).unwrap();
+    let images = g.image(&ws, NoiseMode::Const).unwrap();
+    let masks: Vec<Vec<u32>> = (0..3)
+        .map(|i| (0..256).map(|p| ((p + i) % 3 == 0) as u32).collect())
+        .collect();
+    let set = LabelledSet {
+        images,
+        targets: Targets {
+            masks: Some(masks),
+            ..Targets::default()
+        },
+        names: (0..3).map(|i| format!("{i}.png")).collect(),
+    };
+    let run = FactoryRun {
+        fit: FitOptions {
+            members: 1,
+            pixels_per_image: 64,
+            max_epochs: 1,
+            ..FitOptions::default()
+        },
+        calibration: PriorCalibration {
+            rounds: 0,
+            ..PriorCalibration::default()
+        },
+        dataset: FactoryConfig {
+            count: 3,
+            block: 4,
+            batch: 2,
+            ..FactoryConfig::default()
+        },
+        inputs: Default::default(),
+    };
+    let method: Method<'_, dyn labelgan_core::Inverter> = Method::DatasetGan { ws: ws.clone() };
+    let out = std::env::temp_dir().join(format!("lg-factory-record-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    run_factory(&g, &method, &set, &run, &out, &mut |_| true).unwrap();
+    assert!(out.join(RUN_FILE).exists());
+    let before = folder_contents(&out).unwrap();
+    // The same run again: resumes (nothing to do).
+    run_factory(&g, &method, &set, &run, &out, &mut |_| true).unwrap();
+    let mut other = run.clone();
+    other.dataset.seed = 1;
+    let e = run_factory(&g, &method, &set, &other, &out, &mut |_| true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dataset.seed = 0, this run has 1"), "{e}");
+    let mut other = run.clone();
+    other.fit.members = 2;
+    let e = run_factory(&g, &method, &set, &other, &out, &mut |_| true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("fit.members = 1, this run has 2"), "{e}");
+    let mut changed = set.clone();
+    changed.targets.masks.as_mut().unwrap()[0][0] ^= 1;
+    let e = run_factory(&g, &method, &changed, &run, &out, &mut |_| true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("input labelled set"), "{e}");
+    assert_eq!(folder_contents(&out).unwrap(), before, "a refused run writes nothing");
+    clear_run(&out).unwrap();
+    let mut other = run.clone();
+    other.dataset.seed = 1;
+    run_factory(&g, &method, &set, &other, &out, &mut |_| true).unwrap();
+    std::fs::remove_dir_all(&out).unwrap();
 }
