@@ -110,9 +110,9 @@ fn parse_add_train(spec: &str) -> Result<(PathBuf, usize)> {
     if let Some((dir, n)) = spec.rsplit_once(':')
         && let Ok(k) = n.parse::<usize>()
     {
-        if k == 0 {
-            return Err(Error::invalid(format!(
-                "--add-train {spec}: the repeat must be at least 1"
+        if !(1..=MAX_REPEAT).contains(&k) {
+            return Err(Error::usage(format!(
+                "--add-train {spec}: the repeat must be in 1..={MAX_REPEAT}"
             )));
         }
         return Ok((PathBuf::from(dir), k));
@@ -124,7 +124,7 @@ fn pairs<T: std::str::FromStr>(specs: &[String], what: &str) -> Result<Vec<(T, T
     specs
         .iter()
         .map(|s| {
-            let bad = || Error::invalid(format!("--flip-{what} `{s}`: expected two indices as A:B"));
+            let bad = || Error::usage(format!("--flip-{what} `{s}`: expected two indices as A:B"));
             let (a, b) = s.split_once(':').ok_or_else(bad)?;
             Ok((
                 a.trim().parse().map_err(|_| bad())?,
@@ -134,20 +134,56 @@ fn pairs<T: std::str::FromStr>(specs: &[String], what: &str) -> Result<Vec<(T, T
         .collect()
 }
 
+/// Most times one --add-train folder is repeated.
+const MAX_REPEAT: usize = 10_000;
+/// Most memory the training images may take once concatenated (8 GB).
+const MAX_TRAIN_BYTES: f64 = 8e9;
+
 pub fn run(a: EvaluateArgs) -> Result<()> {
+    let flip = Flip {
+        classes: pairs(&a.flip_classes, "classes")?,
+        keypoints: pairs(&a.flip_keypoints, "keypoints")?,
+    };
+    let added = a
+        .add_train
+        .iter()
+        .map(|s| parse_add_train(s))
+        .collect::<Result<Vec<_>>>()?;
     if let Some(out) = &a.out {
-        let added = a
-            .add_train
-            .iter()
-            .map(|s| parse_add_train(s))
-            .collect::<Result<Vec<_>>>()?;
         let mut inputs = vec![("--train", a.train.as_path()), ("--test", a.test.as_path())];
         inputs.extend(added.iter().map(|(p, _)| ("--add-train", p.as_path())));
         check_output(("--out", out), &inputs)?;
     }
     let started = Instant::now();
-    let device = a.device.open()?;
     let r = resolution_of(&a.train)?;
+    // Every UNet setting is checked (sizes bounded) before anything is loaded.
+    let probe = DownstreamConfig {
+        steps: [a.steps; 3],
+        batch: a.batch,
+        lr: a.lr,
+        widths: a.widths.clone(),
+        shift: a.shift,
+        classes: a.classes.unwrap_or(2),
+        keypoints: 1,
+        ..DownstreamConfig::default()
+    };
+    for h in HeadKind::ALL {
+        probe.unet_config(&[h], r)?.validate().map_err(Error::into_usage)?;
+    }
+    if a.classes
+        .is_some_and(|c| !(2..=labelgan_eval::unet::MAX_WIDTH).contains(&c))
+    {
+        return Err(Error::usage(format!(
+            "--classes must be in 2..={}",
+            labelgan_eval::unet::MAX_WIDTH
+        )));
+    }
+    let device = a.device.open()?;
+    // One run at a time writes --out (created here, once the settings are checked).
+    let _lock = match &a.out {
+        Some(dir) => Some(labelgan_core::RunLock::acquire(dir)?),
+        None => None,
+    };
     let rt = resolution_of(&a.test)?;
     if rt != r {
         return Err(Error::invalid(format!(
@@ -155,12 +191,11 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
         )));
     }
     let mut train = load_dataset(&a.train, r, a.limit)?;
-    if !a.add_train.is_empty() {
-        let extra = a
-            .add_train
+    if !added.is_empty() {
+        let extra = added
             .iter()
-            .map(|spec| {
-                let (dir, repeat) = parse_add_train(spec)?;
+            .map(|(dir, repeat)| {
+                let (dir, repeat) = (dir.clone(), *repeat);
                 let rd = resolution_of(&dir)?;
                 if rd != r {
                     return Err(Error::invalid(format!(
@@ -173,6 +208,15 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
             .collect::<Result<Vec<_>>>()?;
         let mut parts = vec![(&train, 1)];
         parts.extend(extra.iter().map(|(s, k)| (s, *k)));
+        let images: usize = parts.iter().map(|(s, k)| s.len() * k).sum();
+        let bytes = images as f64 * (3 * r * r * 4) as f64;
+        if bytes > MAX_TRAIN_BYTES {
+            return Err(Error::usage(format!(
+                "--add-train makes {images} training images at {r} px ({:.0} GB); at most {:.0} GB is allowed: use smaller repeats",
+                bytes / 1e9,
+                MAX_TRAIN_BYTES / 1e9
+            )));
+        }
         train = LabelledSet::concat(&parts)?;
     }
     let test = load_dataset(&a.test, r, None)?;
@@ -228,10 +272,7 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
             cfg.classes
         )));
     }
-    let mut flip = Flip {
-        classes: pairs(&a.flip_classes, "classes")?,
-        keypoints: pairs(&a.flip_keypoints, "keypoints")?,
-    };
+    let mut flip = flip;
     if a.toyworld {
         flip = Flip::toyworld();
     }
@@ -249,9 +290,6 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
     }
     let use_flip = a.toyworld || !a.flip_classes.is_empty() || !a.flip_keypoints.is_empty();
     cfg.flip = use_flip.then_some(flip);
-    if let Some(dir) = &a.out {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
     eprintln!(
         "training on {} images of {}{} ({r}x{r}), scoring on {} of {}",
         train.len(),
@@ -312,6 +350,8 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
         }
     }
     results["seconds"] = started.elapsed().as_secs_f64().into();
+    // Every setting the UNets were trained with, saved with the run.
+    results["config"] = serde_json::to_value(&cfg).map_err(|e| Error::invalid(e.to_string()))?;
     if let Some(dir) = &a.out {
         let text = serde_json::to_string_pretty(&results).map_err(|e| Error::invalid(e.to_string()))?;
         labelgan_core::io::write_atomic(&dir.join("results.json"), text.as_bytes())?;

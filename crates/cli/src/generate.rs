@@ -7,7 +7,8 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use clap::{Args, ValueEnum};
 use labelgan_core::image_io::{contact_sheet, save_png, tensor_to_images};
-use labelgan_core::io::{TensorFile, save_safetensors};
+use labelgan_core::io::TensorFile;
+use labelgan_core::safetensors_stream::SafetensorsStream;
 use labelgan_core::{Error, Generator, NoiseMode, Progress, Result, Truncation};
 use labelgan_stylegan::StyleGan2;
 
@@ -71,17 +72,47 @@ pub struct GenerateArgs {
     device: DeviceArg,
 }
 
-/// What to render: sampled z, given z (and c), or given ws.
+/// Most images one command writes.
+const MAX_COUNT: usize = 100_000_000;
+/// Most images per forward pass.
+const MAX_BATCH: usize = 4096;
+
+/// What to render: z sampled batch by batch, given z (and c), or given ws.
 enum Source {
-    Z { z: Tensor, c: Option<Tensor> },
+    /// `n` latents from one stream, drawn as they are rendered (never all in memory).
+    Sampled {
+        n: usize,
+        rng: labelgan_core::SplitMix64,
+    },
+    Z {
+        z: Tensor,
+        c: Option<Tensor>,
+    },
     Ws(Tensor),
 }
 
 impl Source {
     fn len(&self) -> usize {
         match self {
+            Source::Sampled { n, .. } => *n,
             Source::Z { z, .. } => z.dims()[0],
             Source::Ws(ws) => ws.dims()[0],
+        }
+    }
+
+    /// The ws of images `b0..b0 + len` (called in order).
+    fn ws(&mut self, g: &StyleGan2, b0: usize, len: usize, truncation: Truncation) -> Result<Tensor> {
+        match self {
+            // The same stream as `Generator::sample_z(n, seed)`, drawn in pieces.
+            Source::Sampled { rng, .. } => {
+                let z = rng.normal_tensor(&[len, g.spec().z_dim], g.device())?;
+                g.map(&z, None, truncation)
+            }
+            Source::Z { z, c } => {
+                let c = c.as_ref().map(|c| c.narrow(0, b0, len)).transpose()?;
+                g.map(&z.narrow(0, b0, len)?, c.as_ref(), truncation)
+            }
+            Source::Ws(ws) => Ok(ws.narrow(0, b0, len)?),
         }
     }
 }
@@ -136,14 +167,11 @@ pub fn run(a: GenerateArgs) -> Result<()> {
             check_output((flag, out), &inputs)?;
         }
     }
-    if a.batch_size == 0 {
-        return Err(Error::invalid("--batch-size must be at least 1"));
+    if !(1..=MAX_BATCH).contains(&a.batch_size) {
+        return Err(Error::usage(format!("--batch-size must be in 1..={MAX_BATCH}")));
     }
-    if !a.truncation_psi.is_finite() {
-        return Err(Error::invalid(format!(
-            "--truncation-psi must be a finite number, got {}",
-            a.truncation_psi
-        )));
+    if a.count.is_some_and(|n| !(1..=MAX_COUNT).contains(&n)) {
+        return Err(Error::usage(format!("--count must be in 1..={MAX_COUNT}")));
     }
     let device = a.device.open()?;
     let g = StyleGan2::load(&a.weights, &device)?;
@@ -155,14 +183,13 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     if let Some(k) = a.truncation_cutoff
         && k > spec.num_ws
     {
-        return Err(Error::invalid(format!(
+        return Err(Error::usage(format!(
             "--truncation-cutoff {k} exceeds the generator's {} ws",
             spec.num_ws
         )));
     }
-    let source = match (&a.latents, a.count) {
+    let mut source = match (&a.latents, a.count) {
         (Some(p), _) => read_latents(p, &g, &device)?,
-        (None, Some(0)) => return Err(Error::invalid("--count must be at least 1")),
         (None, Some(n)) => {
             if spec.c_dim > 0 {
                 return Err(Error::invalid(format!(
@@ -170,9 +197,9 @@ pub fn run(a: GenerateArgs) -> Result<()> {
                     spec.c_dim
                 )));
             }
-            Source::Z {
-                z: g.sample_z(n, a.seed.unwrap_or(0))?,
-                c: None,
+            Source::Sampled {
+                n,
+                rng: labelgan_core::SplitMix64::new(a.seed.unwrap_or(0)),
             }
         }
         (None, None) => return Err(Error::invalid("give --latents or --count")),
@@ -191,18 +218,33 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         labelgan_core::io::remove_stale_temp_files(dir)?;
     }
     let n = source.len();
-    let (mut all_ws, mut all_img, mut sheet) = (Vec::new(), Vec::new(), Vec::new());
+    // `ws` and `img` stream to --out batch by batch (a million images would not fit in
+    // memory); the file appears under its name only once complete.
+    let mut stream = match &a.out {
+        Some(out) => {
+            let shapes = BTreeMap::from([
+                ("ws".to_string(), vec![n, spec.num_ws, spec.w_dim]),
+                (
+                    "img".to_string(),
+                    vec![n, spec.img_channels, spec.resolution, spec.resolution],
+                ),
+            ]);
+            let meta = BTreeMap::from([
+                ("generator".to_string(), a.weights.display().to_string()),
+                ("truncation_psi".to_string(), a.truncation_psi.to_string()),
+                ("truncation_cutoff".to_string(), format!("{:?}", a.truncation_cutoff)),
+                ("noise".to_string(), format!("{noise:?}")),
+            ]);
+            Some(SafetensorsStream::create(out, &shapes, &meta)?)
+        }
+        None => None,
+    };
+    let mut sheet = Vec::new();
     let start = Instant::now();
     let bar = Progress::new(n as u64, "generating", "images");
     for b0 in (0..n).step_by(a.batch_size) {
         let len = a.batch_size.min(n - b0);
-        let ws = match &source {
-            Source::Z { z, c } => {
-                let c = c.as_ref().map(|c| c.narrow(0, b0, len)).transpose()?;
-                g.map(&z.narrow(0, b0, len)?, c.as_ref(), truncation)?
-            }
-            Source::Ws(ws) => ws.narrow(0, b0, len)?,
-        };
+        let ws = source.ws(&g, b0, len, truncation)?;
         // A distinct noise draw per batch (the same for the same --batch-size).
         let noise = match noise {
             NoiseMode::Random(s) => NoiseMode::Random(labelgan_core::SplitMix64::derive(s, b0 as u64).next_u64()),
@@ -217,9 +259,9 @@ pub fn run(a: GenerateArgs) -> Result<()> {
                 }
             }
         }
-        if a.out.is_some() {
-            all_ws.push(ws.to_device(&Device::Cpu)?);
-            all_img.push(img);
+        if let Some(st) = stream.as_mut() {
+            st.append("ws", &ws)?;
+            st.append("img", &img)?;
         }
         if n > a.batch_size {
             bar.inc(len as u64);
@@ -233,17 +275,8 @@ pub fn run(a: GenerateArgs) -> Result<()> {
             &dir.join(labelgan_core::image_io::CONTACT_SHEET),
         )?;
     }
-    if let Some(out) = &a.out {
-        let mut m = BTreeMap::new();
-        m.insert("ws".to_string(), Tensor::cat(&all_ws, 0)?);
-        m.insert("img".to_string(), Tensor::cat(&all_img, 0)?);
-        let meta = BTreeMap::from([
-            ("generator".to_string(), a.weights.display().to_string()),
-            ("truncation_psi".to_string(), a.truncation_psi.to_string()),
-            ("truncation_cutoff".to_string(), format!("{:?}", a.truncation_cutoff)),
-            ("noise".to_string(), format!("{noise:?}")),
-        ]);
-        save_safetensors(out, &m, &meta)?;
+    if let Some(st) = stream {
+        st.finish()?;
     }
     eprintln!(
         "wrote {n} images ({}x{}) in {:.2} s{}{}",

@@ -7,7 +7,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use clap::Args;
 use labelgan_core::image_io::{load_image_folder, split_holdout};
-use labelgan_core::{Error, Generator, Inverter, Progress, Result};
+use labelgan_core::{Error, Generator, Inverter, Progress, Result, RunRecord};
 use labelgan_inversion::encoder::EncoderTrainer;
 use labelgan_inversion::metrics::reconstruction;
 use labelgan_inversion::{EncoderConfig, MeanInverter};
@@ -39,9 +39,14 @@ pub struct TrainEncoderArgs {
     real_images: usize,
     #[arg(long, default_value_t = 100)]
     holdout: usize,
-    /// Output folder: checkpoint.safetensors, encoder.safetensors.
+    /// Output folder: checkpoint.safetensors (resumed with the same generator, LPIPS,
+    /// images and seed; any difference is refused, naming it), encoder.safetensors,
+    /// run.json (the settings).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// Start over: remove the checkpoint, encoders and record in --out.
+    #[arg(long)]
+    restart: bool,
     /// Stage (a) steps (on resume: a new total, at least the steps already taken).
     #[arg(long)]
     steps_a: Option<usize>,
@@ -63,6 +68,19 @@ pub struct TrainEncoderArgs {
     init_encoder: Option<PathBuf>,
 }
 
+/// What `train-encoder` writes into --out, all of which --restart removes.
+const OUTPUTS: [&str; 4] = [
+    "checkpoint.safetensors",
+    "encoder_stage_a.safetensors",
+    "encoder.safetensors",
+    "run.json",
+];
+
+/// Most images per stage-(a) step.
+const MAX_BATCH: usize = 4096;
+/// Most memory the real images may take (8 GB).
+const MAX_REAL_BYTES: f64 = 8e9;
+
 pub fn run(a: TrainEncoderArgs) -> Result<()> {
     let mut inputs = vec![
         ("--generator", a.generator.as_path()),
@@ -71,10 +89,24 @@ pub fn run(a: TrainEncoderArgs) -> Result<()> {
     inputs.extend(a.data.as_deref().map(|p| ("--data", p)));
     inputs.extend(a.init_encoder.as_deref().map(|p| ("--init-encoder", p)));
     check_output(("--out", &a.out), &inputs)?;
+    if a.batch_a.is_some_and(|b| !(1..=MAX_BATCH).contains(&b)) {
+        return Err(Error::usage(format!("--batch-a must be in 1..={MAX_BATCH}")));
+    }
     let device = a.device.open()?;
     let g = StyleGan2::load(&a.generator, &device)?;
     let lpips = Lpips::load(&a.perceptual, &device)?;
     let r = g.spec().resolution;
+    // The real images are held in memory: bounded before they are made.
+    let bytes = a.real_images as f64 * (3 * r * r * 4) as f64;
+    if a.toyworld && bytes > MAX_REAL_BYTES {
+        return Err(Error::usage(format!(
+            "--real-images {} at {r} px needs {:.0} GB of memory; at most {} fit in {:.0} GB",
+            a.real_images,
+            bytes / 1e9,
+            (MAX_REAL_BYTES / (3 * r * r * 4) as f64) as usize,
+            MAX_REAL_BYTES / 1e9
+        )));
+    }
     let real = if a.toyworld {
         labelgan_toyworld::batch_tensor(a.toyworld_seed, 0, a.real_images, r, &Device::Cpu)?
     } else {
@@ -92,6 +124,32 @@ pub fn run(a: TrainEncoderArgs) -> Result<()> {
     let (holdout, train) = (holdout.to_device(&device)?, train.to_device(&device)?);
     // One run at a time in the folder (created here): a second is refused.
     let _lock = labelgan_core::RunLock::acquire(&a.out)?;
+    if a.restart {
+        for f in OUTPUTS {
+            let p = a.out.join(f);
+            if p.exists() {
+                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            }
+        }
+    }
+    // A resume continues the run with the same generator, LPIPS, images and seed, or
+    // is refused (the steps may change, as below).
+    let mut record = RunRecord::new()
+        .setting("--seed", &a.seed)?
+        .setting("--batch-a", &a.batch_a)?
+        .setting("--holdout", &a.holdout)?
+        .input_path("--generator", &a.generator)?
+        .input_path("--perceptual", &a.perceptual)?;
+    record = match &a.data {
+        Some(d) => record.input_path("--data", d)?,
+        None => record
+            .setting("--toyworld-seed", &a.toyworld_seed)?
+            .setting("--real-images", &a.real_images)?,
+    };
+    if let Some(p) = &a.init_encoder {
+        record = record.input_path("--init-encoder", p)?;
+    }
+    record.check_or_write(&a.out, "run.json", "pass --restart to start over")?;
     let ck = a.out.join("checkpoint.safetensors");
     let mut t = if ck.exists() {
         let mut t = EncoderTrainer::load_checkpoint(&ck, &g)?;

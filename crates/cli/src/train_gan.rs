@@ -13,6 +13,7 @@ use labelgan_stylegan::{GanConfig, Trainer};
 
 use crate::device::DeviceArg;
 use crate::values;
+use labelgan_core::RunRecord;
 use labelgan_core::io::check_output;
 
 /// Train a StyleGAN2 generator (and discriminator) from scratch, or resume.
@@ -31,10 +32,14 @@ pub struct TrainGanArgs {
     /// Image size (power of two).
     #[arg(long)]
     resolution: usize,
-    /// Output folder: checkpoint.safetensors (resumed if present), generator.safetensors
-    /// (G_ema, official layout), samples.png, log.jsonl.
+    /// Output folder: checkpoint.safetensors (resumed if present, with the same
+    /// settings and data; any difference is refused, naming it), generator.safetensors
+    /// (G_ema, official layout), samples.png, log.jsonl, run.json (the settings).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// Start over: remove the checkpoint, generator, samples, log and record in --out.
+    #[arg(long)]
+    restart: bool,
     /// Train until this many thousand real images have been shown to D.
     #[arg(long, default_value_t = 100.0, value_parser = values::positive)]
     kimg: f64,
@@ -89,50 +94,101 @@ fn snapshot(t: &Trainer, out: &Path) -> Result<()> {
     save_png(&contact_sheet(&imgs, 8, 2)?, &out.join("samples.png"))
 }
 
+/// What `train-gan` writes into --out, all of which --restart removes.
+const OUTPUTS: [&str; 5] = [
+    "checkpoint.safetensors",
+    "generator.safetensors",
+    "samples.png",
+    "log.jsonl",
+    "run.json",
+];
+
+/// The settings a resume must share with the run it continues (not --kimg,
+/// --snapshot-kimg or --device, which may change), and fingerprints of the inputs.
+fn record(a: &TrainGanArgs, cfg: &GanConfig) -> Result<RunRecord> {
+    let mut r = RunRecord::new().setting("config", cfg)?;
+    if a.toyworld {
+        r = r.setting("--toyworld-seed", &a.toyworld_seed)?;
+    }
+    if let Some(d) = &a.data {
+        r = r.input_path("--data", d)?;
+    }
+    if let Some(g) = &a.init_generator {
+        r = r.input_path("--init-generator", g)?;
+    }
+    Ok(r)
+}
+
 pub fn run(a: TrainGanArgs) -> Result<()> {
     let mut inputs = vec![];
     inputs.extend(a.data.as_deref().map(|p| ("--data", p)));
     inputs.extend(a.init_generator.as_deref().map(|p| ("--init-generator", p)));
     check_output(("--out", &a.out), &inputs)?;
+    let mut cfg = GanConfig {
+        batch: a.batch,
+        z_dim: a.z_dim,
+        w_dim: a.w_dim,
+        mapping_layers: a.mapping_layers,
+        channel_base: a.channel_base,
+        channel_max: a.channel_max,
+        d_channel_base: a.channel_base,
+        d_channel_max: a.channel_max,
+        g_lr: a.g_lr.unwrap_or(a.lr),
+        d_lr: a.lr,
+        seed: a.seed,
+        ..GanConfig::small(a.resolution)
+    };
+    cfg.r1_gamma = a
+        .r1_gamma
+        .unwrap_or(0.0002 * (a.resolution * a.resolution) as f64 / a.batch.max(1) as f64);
+    cfg.ema_kimg = a.batch as f64 * 10.0 / 32.0;
+    cfg.g_warmup_steps = a.g_warmup_steps;
+    cfg.g_warmup_gap = a.g_warmup_gap;
+    if a.init_generator.is_some() {
+        // G_ema starts as the trained generator: average over the full half-life from
+        // the start instead of ramping up from G's latest step.
+        cfg.ema_rampup = None;
+    }
+    // Every setting is checked before the folder is made or anything allocated.
+    cfg.validate().map_err(Error::into_usage)?;
+    if a.toyworld {
+        labelgan_toyworld::check_resolution(a.resolution).map_err(Error::into_usage)?;
+    }
+    let source = if a.toyworld {
+        let (seed, r) = (a.toyworld_seed, a.resolution);
+        ImageSource::Stream(Box::new(move |start, n| {
+            labelgan_toyworld::batch_tensor(seed, start, n, r, &Device::Cpu)
+        }))
+    } else {
+        let dir = a.data.as_ref().expect("clap requires --data or --toyworld");
+        ImageSource::Images(load_image_folder(dir, a.resolution)?)
+    };
     let device = a.device.open()?;
     // One run at a time in the folder (created here): a second is refused.
     let _lock = labelgan_core::RunLock::acquire(&a.out)?;
+    if a.restart {
+        for f in OUTPUTS {
+            let p = a.out.join(f);
+            if p.exists() {
+                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            }
+        }
+    }
+    // A resume continues the run with the same settings and inputs, or is refused.
+    record(&a, &cfg)?.check_or_write(&a.out, "run.json", "pass --restart to start over")?;
     let ck = a.out.join("checkpoint.safetensors");
     let mut t = if ck.exists() {
         let t = Trainer::load_checkpoint(&ck, &device)?;
         eprintln!(
-            "resuming {} at step {} ({:.1} kimg); architecture and seed come from the checkpoint",
+            "resuming {} at step {} ({:.1} kimg)",
             ck.display(),
             t.step,
             t.nimg as f64 / 1000.0
         );
         t
     } else {
-        let mut cfg = GanConfig {
-            batch: a.batch,
-            z_dim: a.z_dim,
-            w_dim: a.w_dim,
-            mapping_layers: a.mapping_layers,
-            channel_base: a.channel_base,
-            channel_max: a.channel_max,
-            d_channel_base: a.channel_base,
-            d_channel_max: a.channel_max,
-            g_lr: a.g_lr.unwrap_or(a.lr),
-            d_lr: a.lr,
-            seed: a.seed,
-            ..GanConfig::small(a.resolution)
-        };
-        cfg.r1_gamma = a
-            .r1_gamma
-            .unwrap_or(0.0002 * (a.resolution * a.resolution) as f64 / a.batch as f64);
-        cfg.ema_kimg = a.batch as f64 * 10.0 / 32.0;
-        cfg.g_warmup_steps = a.g_warmup_steps;
-        cfg.g_warmup_gap = a.g_warmup_gap;
         match &a.init_generator {
             Some(p) => {
-                // G_ema starts as the trained generator: average over the full
-                // half-life from the start instead of ramping up from G's latest step.
-                cfg.ema_rampup = None;
                 let g = labelgan_stylegan::StyleGan2::load(p, &device)?;
                 eprintln!(
                     "starting from the generator {} with a fresh discriminator ({} D-only steps first)",
@@ -152,16 +208,6 @@ pub fn run(a: TrainGanArgs) -> Result<()> {
             a.resolution
         )));
     }
-    let source = if a.toyworld {
-        let (seed, r) = (a.toyworld_seed, a.resolution);
-        labelgan_toyworld::check_resolution(r)?;
-        ImageSource::Stream(Box::new(move |start, n| {
-            labelgan_toyworld::batch_tensor(seed, start, n, r, &Device::Cpu)
-        }))
-    } else {
-        let dir = a.data.as_ref().expect("clap requires --data or --toyworld");
-        ImageSource::Images(load_image_folder(dir, a.resolution)?)
-    };
     let target = (a.kimg * 1000.0) as u64;
     let snap_every = ((a.snapshot_kimg * 1000.0) as u64).max(1);
     let mut log = std::fs::OpenOptions::new()

@@ -79,9 +79,13 @@ pub fn run(a: TrainPerceptualArgs) -> Result<()> {
         seed: a.seed,
         eval_every: a.eval_every,
     };
-    config.validate()?;
-    if a.holdout == 0 {
-        return Err(Error::invalid("--holdout must be at least 1"));
+    config.validate().map_err(Error::into_usage)?;
+    // The held-out images are held in memory: bounded before they are made.
+    if a.holdout == 0 || a.holdout as f64 * (3 * r * r * 4) as f64 > 4e9 {
+        return Err(Error::usage(format!(
+            "--holdout must be at least 1 and its images fit in 4 GB ({} at {r} px)",
+            (4e9 / (3 * r * r * 4) as f64) as usize
+        )));
     }
     let (source, holdout) = if a.toyworld {
         labelgan_toyworld::check_resolution(r)?;

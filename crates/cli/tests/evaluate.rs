@@ -128,15 +128,17 @@ fn mistakes_are_named() {
     labelgan_toyworld::write_dataset(&small, 1, 2, 64, |_, _| {}).unwrap();
     std::fs::create_dir_all(test.join("images")).unwrap();
     std::fs::copy(train.join("images/00000.png"), test.join("images/00000.png")).unwrap();
-    let fails = |args: &[&str], needle: &str| {
+    // Bad arguments exit 2, bad data 1.
+    let fails_with = |code: i32, args: &[&str], needle: &str| {
         let mut all = vec!["evaluate", "--train", train.to_str().unwrap(), "--steps", "1"];
         all.extend_from_slice(args);
         let o = labelgan(&all);
         let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: `{needle}` not in {err}");
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     };
+    let fails = |args: &[&str], needle: &str| fails_with(1, args, needle);
     // A test folder with images only: no labels to score.
     fails(&["--test", test.to_str().unwrap()], "share no label kind");
     fails(
@@ -148,7 +150,8 @@ fn mistakes_are_named() {
         &["--test", train.to_str().unwrap(), "--classes", "3"],
         "hold class 7 but --classes is 3",
     );
-    fails(
+    fails_with(
+        2,
         &["--test", train.to_str().unwrap(), "--flip-classes", "3"],
         "expected two indices as A:B",
     );
@@ -158,10 +161,33 @@ fn mistakes_are_named() {
         &["--test", tr, "--add-train", small.to_str().unwrap()],
         "64x64 but the training images 32x32",
     );
-    fails(
+    fails_with(
+        2,
         &["--test", tr, "--add-train", &format!("{tr}:0")],
-        "the repeat must be at least 1",
+        "the repeat must be in 1..=10000",
     );
+    // Absurd sizes are refused before anything is allocated or written.
+    let out = t("out");
+    let huge_repeat = format!("{tr}:1000000000000");
+    for (args, needle) in [
+        (
+            ["--add-train", huge_repeat.as_str(), "--batch", "16"],
+            "repeat must be in",
+        ),
+        (
+            ["--batch", "1000000000000", "--shift", "3"],
+            "UNet batch is 1000000000000",
+        ),
+        (["--widths", "1000000,8", "--shift", "3"], "UNet widths is 1000000"),
+        (["--batch", "4096", "--widths", "4096,4096"], "GB"),
+        (["--classes", "1000000000", "--shift", "3"], "classes"),
+        (["--shift", "1000", "--batch", "16"], "UNet shift is 1000"),
+    ] {
+        let mut a = vec!["--test", tr, "--out", out.to_str().unwrap()];
+        a.extend(args);
+        fails_with(2, &a, needle);
+        assert!(!out.exists(), "{args:?} left {} behind", out.display());
+    }
     fails(
         &["--test", tr, "--heads", "seg", "--add-train", test.to_str().unwrap()],
         "with the --add-train folders has no segmentation labels",

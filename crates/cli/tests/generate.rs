@@ -300,16 +300,24 @@ fn bad_input_gets_one_clear_line() {
         e.contains("`z`") && e.contains("[2, 63]") && e.contains("[2, 64]"),
         "{e}"
     );
-    assert!(
-        fails(
-            &["generate", "--weights", &w, "--count", "0", "--seed", "1", "--out", o],
-            1
-        )
-        .contains("--count")
-    );
+    // Counts and sizes out of bounds are argument errors, refused before any work.
+    for (flag, v) in [
+        ("--count", "0"),
+        ("--count", "1000000000000"),
+        ("--batch-size", "0"),
+        ("--batch-size", "1000000000000"),
+    ] {
+        let mut args = vec!["generate", "--weights", &w, "--count", "2", "--out", o];
+        if flag == "--count" {
+            args[4] = v;
+        } else {
+            args.extend([flag, v]);
+        }
+        assert!(fails(&args, 2).contains(flag), "{flag} {v}");
+    }
     // The output may not be an input: the generator is left as it was.
     let before = std::fs::read(&w).unwrap();
-    assert!(fails(&["generate", "--weights", &w, "--count", "1", "--out", &w], 1).contains("is the input --weights"));
+    assert!(fails(&["generate", "--weights", &w, "--count", "1", "--out", &w], 2).contains("is the input --weights"));
     assert_eq!(std::fs::read(&w).unwrap(), before);
     assert!(
         fails(
@@ -345,7 +353,7 @@ fn bad_input_gets_one_clear_line() {
                 "--truncation-cutoff",
                 "99"
             ],
-            1
+            2
         )
         .contains("99")
     );

@@ -82,7 +82,43 @@ pub fn check_output(output: (&str, &Path), inputs: &[(&str, &Path)]) -> Result<(
             )));
         }
     }
-    Ok(())
+    check_writable(out_flag, &out_abs)
+}
+
+/// Fails unless `out` can be written: the nearest folder at or above it that exists
+/// must be a folder this process can create files in (a probe file is made and
+/// removed). Nothing is created.
+fn check_writable(flag: &str, out: &Path) -> Result<()> {
+    let mut dir = out;
+    while !dir.exists() {
+        match dir.parent() {
+            Some(p) => dir = p,
+            None => return Ok(()),
+        }
+    }
+    if dir == out && out.is_file() {
+        // An output file that exists is replaced: its folder must be writable.
+        dir = out.parent().unwrap_or(out);
+    }
+    if !dir.is_dir() {
+        return Err(Error::usage(format!(
+            "{flag} {}: {} is a file, not a folder",
+            out.display(),
+            dir.display()
+        )));
+    }
+    let probe = dir.join(format!(".labelgan-probe.tmp{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(Error::usage(format!(
+            "{flag} {}: cannot write in {} ({e})",
+            out.display(),
+            dir.display()
+        ))),
+    }
 }
 
 /// `p` made absolute, `.` and `..` folded, and symbolic links resolved as far as the
@@ -118,7 +154,7 @@ fn absolute(p: &Path) -> PathBuf {
     }
 }
 
-fn temp_path(path: &Path) -> PathBuf {
+pub(crate) fn temp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(format!(".tmp{}", std::process::id()));
     path.with_file_name(name)

@@ -25,6 +25,7 @@ pub mod peak;
 pub mod progress;
 pub mod record;
 pub mod rng;
+pub mod safetensors_stream;
 pub mod taps;
 pub mod traits;
 pub mod truncation;

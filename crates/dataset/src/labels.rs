@@ -85,6 +85,32 @@ pub struct Targets {
 }
 
 impl Targets {
+    /// SHA-256 fingerprint of every label (which kinds are present, and their values).
+    pub fn fingerprint(&self) -> String {
+        let le32 = |v: &mut Vec<u8>, x: u32| v.extend_from_slice(&x.to_le_bytes());
+        let mut masks = vec![];
+        for m in self.masks.iter().flatten() {
+            le32(&mut masks, m.len() as u32);
+            m.iter().for_each(|&c| le32(&mut masks, c));
+        }
+        let mut kps = vec![];
+        for k in self.keypoints.iter().flatten() {
+            le32(&mut kps, k.len() as u32);
+            k.iter().flatten().for_each(|&c| le32(&mut kps, c.to_bits()));
+        }
+        let mut depth = vec![];
+        for d in self.depth.iter().flatten() {
+            le32(&mut depth, d.len() as u32);
+            d.iter().for_each(|&c| le32(&mut depth, c.to_bits()));
+        }
+        let present = [
+            self.masks.is_some() as u8,
+            self.keypoints.is_some() as u8,
+            self.depth.is_some() as u8,
+        ];
+        labelgan_core::record::fingerprint_parts([&present[..], &masks, &kps, &depth])
+    }
+
     /// The columns of `labels`: a kind is kept when every image has it.
     pub fn from_images(labels: &[ImageLabels]) -> Self {
         Self {

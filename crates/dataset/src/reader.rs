@@ -35,40 +35,15 @@ impl LabelledSet {
     /// fitted on this set records, so that resuming it on another set is refused.
     pub fn fingerprint(&self) -> Result<String> {
         use labelgan_core::record::{fingerprint_parts, fingerprint_tensor};
-        let t = &self.targets;
-        let le32 = |v: &mut Vec<u8>, x: u32| v.extend_from_slice(&x.to_le_bytes());
         let mut names = vec![];
         for n in &self.names {
             names.extend_from_slice(n.as_bytes());
             names.push(0);
         }
-        let mut masks = vec![];
-        for m in t.masks.iter().flatten() {
-            le32(&mut masks, m.len() as u32);
-            m.iter().for_each(|&c| le32(&mut masks, c));
-        }
-        let mut kps = vec![];
-        for k in t.keypoints.iter().flatten() {
-            le32(&mut kps, k.len() as u32);
-            k.iter().flatten().for_each(|&c| le32(&mut kps, c.to_bits()));
-        }
-        let mut depth = vec![];
-        for d in t.depth.iter().flatten() {
-            le32(&mut depth, d.len() as u32);
-            d.iter().for_each(|&c| le32(&mut depth, c.to_bits()));
-        }
-        let present = [
-            t.masks.is_some() as u8,
-            t.keypoints.is_some() as u8,
-            t.depth.is_some() as u8,
-        ];
         Ok(fingerprint_parts([
             fingerprint_tensor(&self.images)?.as_bytes(),
             &names,
-            &present,
-            &masks,
-            &kps,
-            &depth,
+            self.targets.fingerprint().as_bytes(),
         ]))
     }
 

@@ -100,6 +100,17 @@ pub const SEGMENTATION_WIDTHS: [usize; 3] = [12, 24, 48];
 /// step costs about 40 % of one at [`SEGMENTATION_WIDTHS`].
 pub const DENSE_WIDTHS: [usize; 3] = [8, 16, 32];
 
+/// Most channels per level, classes or keypoints.
+pub const MAX_WIDTH: usize = 4096;
+/// Most levels.
+pub const MAX_LEVELS: usize = 12;
+/// Most images per step.
+pub const MAX_BATCH: usize = 4096;
+/// Most training steps.
+pub const MAX_STEPS: usize = 100_000_000;
+/// Most memory one batch's activations may take (16 GB).
+const MAX_ACTIVATION_BYTES: f64 = 16e9;
+
 /// The default widths for a UNet with these heads ([`SEGMENTATION_WIDTHS`] when it
 /// segments, [`DENSE_WIDTHS`] otherwise).
 pub fn default_widths(segmentation: bool) -> Vec<usize> {
@@ -134,6 +145,44 @@ impl UNetConfig {
         }
         if self.outputs() == 0 || self.batch == 0 {
             return Err(Error::invalid("the UNet needs a head and a positive batch"));
+        }
+        for (what, v, max) in [
+            ("widths", self.widths.iter().copied().max().unwrap_or(0), MAX_WIDTH),
+            ("levels", levels, MAX_LEVELS),
+            ("classes", self.classes, MAX_WIDTH),
+            ("keypoints", self.keypoints, MAX_WIDTH),
+            ("batch", self.batch, MAX_BATCH),
+            ("shift", self.shift, self.resolution),
+            ("steps", self.steps, MAX_STEPS),
+        ] {
+            if v > max {
+                return Err(Error::invalid(format!("UNet {what} is {v}; at most {max} is allowed")));
+            }
+        }
+        // One batch's activations (about 4 maps per level, f32, forward and backward).
+        let bytes: f64 = self
+            .widths
+            .iter()
+            .enumerate()
+            .map(|(l, &w)| (w * (self.resolution >> l).pow(2)) as f64)
+            .sum::<f64>()
+            * self.batch as f64
+            * 4.0
+            * 8.0;
+        if bytes > MAX_ACTIVATION_BYTES {
+            return Err(Error::invalid(format!(
+                "a UNet of widths {:?} on batches of {} at {} px needs about {:.0} GB; use fewer channels or a smaller batch",
+                self.widths,
+                self.batch,
+                self.resolution,
+                bytes / 1e9
+            )));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0 && self.sigma.is_finite() && self.sigma > 0.0) {
+            return Err(Error::invalid(format!(
+                "UNet lr {} and sigma {} must be finite and above 0",
+                self.lr, self.sigma
+            )));
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use std::path::Path;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use labelgan_core::{Error, Generator, NoiseMode, Result};
+use labelgan_core::{Error, Generator, NoiseMode, Result, RunRecord};
 use labelgan_dataset::{ImageLabels, Targets};
 use labelgan_labeler::{Ensemble, GeneratorTaps, Head, LabelerConfig, TrainReport, fit};
 
@@ -112,7 +112,8 @@ impl FitOptions {
 /// Fits one labeler per label kind present in `targets` (segmentation, keypoints,
 /// depth) on the taps of the latents that `latents()` returns (called once, and only if
 /// something must be fitted). With `cache`, each fitted ensemble is saved there as
-/// `KIND.safetensors` and later calls load it instead of fitting again.
+/// `KIND.safetensors` with its settings and a fingerprint of the labels in
+/// `KIND.json`; later calls with the same load it instead of fitting again.
 pub fn fit_labelers<G: Generator>(
     g: &G,
     targets: &Targets,
@@ -128,31 +129,53 @@ pub fn fit_labelers<G: Generator>(
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         labelgan_core::io::remove_stale_temp_files(dir)?;
     }
+    options.validate()?;
     let r = g.spec().resolution;
     let images = targets.images();
+    let labels = targets.fingerprint();
     let mut ws: Option<Tensor> = None;
     let mut fit_or_load = |name: &str, head: Head| -> Result<Ensemble> {
         let path = cache.map(|d| d.join(format!("{name}.safetensors")));
-        if let Some(p) = path.as_ref().filter(|p| p.exists()) {
-            progress(&format!("using the {name} labeler fitted earlier: {}", p.display()));
-            return Ensemble::load(p, g.device());
-        }
-        let ws = match &ws {
-            Some(ws) => ws,
-            None => ws.insert(latents()?),
-        };
         let mut cfg = LabelerConfig::new(head, r);
         cfg.members = options.members;
         cfg.pixels_per_image = options.pixels_per_image;
         cfg.max_epochs = options.max_epochs;
         cfg.seed = options.seed;
+        // A cached labeler is used only if it was fitted with these settings on these
+        // labels (its record beside it says so); otherwise it is fitted again.
+        let record = RunRecord::new()
+            .setting("labeler", &cfg)?
+            .input("labels", labels.clone());
+        let record_path = cache.map(|d| d.join(format!("{name}.json")));
+        if let (Some(p), Some(rp)) = (path.as_ref().filter(|p| p.exists()), &record_path) {
+            let earlier: Option<RunRecord> = std::fs::read_to_string(rp)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok());
+            match earlier.as_ref().and_then(|e| record.difference(e).map(|d| (d, e))) {
+                None if earlier.is_some() => {
+                    progress(&format!("using the {name} labeler fitted earlier: {}", p.display()));
+                    return Ensemble::load(p, g.device());
+                }
+                Some(((what, was, now), _)) => progress(&format!(
+                    "{} was fitted with {what} = {was}, not {now}: fitting again",
+                    p.display()
+                )),
+                None => progress(&format!("{} has no record of its settings: fitting again", p.display())),
+            }
+        }
+        let ws = match &ws {
+            Some(ws) => ws,
+            None => ws.insert(latents()?),
+        };
         let (e, rep) = fit_labeler(g, ws, &images, &cfg, |l| progress(&format!("{name}: {l}")))?;
         progress(&format!(
             "{name} labeler: {} epochs, best held-out loss per member {:?}",
             rep.epochs, rep.best_val_loss
         ));
-        if let Some(p) = &path {
+        if let (Some(p), Some(rp)) = (&path, &record_path) {
             e.save(p)?;
+            let text = serde_json::to_string_pretty(&record).map_err(|e| Error::invalid(e.to_string()))?;
+            labelgan_core::io::write_atomic(rp, text.as_bytes())?;
         }
         Ok(e)
     };

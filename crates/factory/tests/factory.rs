@@ -175,5 +175,28 @@ fn a_resume_with_other_settings_is_refused_until_restarted() {
     let mut other = run.clone();
     other.dataset.seed = 1;
     run_factory(&g, &method, &set, &other, &out, &mut |_| true).unwrap();
+
+    // The labeler cache on its own: reused with the same settings and labels, fitted
+    // again (and said so) with others.
+    let cache = out.join("cache");
+    let fit = |opts: &FitOptions, targets: &Targets| {
+        let mut log = vec![];
+        labelgan_factory::fit_labelers(&g, targets, opts, Some(&cache), &mut || Ok(ws.clone()), &mut |l| {
+            log.push(l.to_string())
+        })
+        .unwrap();
+        log.join("\n")
+    };
+    let log = fit(&run.fit, &set.targets);
+    assert!(!log.contains("fitted earlier"), "{log}");
+    assert!(fit(&run.fit, &set.targets).contains("using the segmentation labeler fitted earlier"));
+    let more = FitOptions {
+        max_epochs: 2,
+        ..run.fit.clone()
+    };
+    let log = fit(&more, &set.targets);
+    assert!(log.contains("max_epochs = 1, not 2: fitting again"), "{log}");
+    let log = fit(&more, &changed.targets);
+    assert!(log.contains("input labels"), "{log}");
     std::fs::remove_dir_all(&out).unwrap();
 }

@@ -91,10 +91,28 @@ impl RotationConfig {
         if self.convs_per_slice == 0 || self.batch == 0 || self.steps == 0 || self.lr.is_nan() || self.lr <= 0.0 {
             return Err(Error::invalid("convs_per_slice, batch, steps and lr must be positive"));
         }
-        if self.resolution < 16 {
+        if !(16..=4096).contains(&self.resolution) {
             return Err(Error::invalid(format!(
-                "resolution must be at least 16 (four 2x2 pools), got {}",
+                "resolution must be in 16..=4096 (at least four 2x2 pools), got {}",
                 self.resolution
+            )));
+        }
+        if self.widths.iter().any(|&w| w > 4096) || self.convs_per_slice > 64 || self.batch > 4096 {
+            return Err(Error::invalid(format!(
+                "widths {:?} (each at most 4096), convs_per_slice {} (at most 64) or batch {} (at most 4096) too large",
+                self.widths, self.convs_per_slice, self.batch
+            )));
+        }
+        // One batch's activations at the first slice (4 rotations, f32, about 4 maps
+        // kept for the backward pass).
+        let bytes = (4 * self.batch * self.widths[0] * self.resolution * self.resolution) as f64 * 4.0 * 4.0;
+        if bytes > 16e9 {
+            return Err(Error::invalid(format!(
+                "batch {} at {} px with {} channels needs about {:.0} GB; use a smaller batch or width",
+                self.batch,
+                self.resolution,
+                self.widths[0],
+                bytes / 1e9
             )));
         }
         Ok(())

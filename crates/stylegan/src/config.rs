@@ -55,6 +55,11 @@ impl Default for GeneratorConfig {
     }
 }
 
+/// Most channels, latent or label dimensions (the official models use at most 512).
+pub const MAX_WIDTH: usize = 16_384;
+/// Most mapping layers (the official models use 2 to 8).
+pub const MAX_MAPPING_LAYERS: usize = 64;
+
 impl GeneratorConfig {
     /// Block resolutions `4, 8, ..., img_resolution`.
     pub fn block_resolutions(&self) -> Vec<usize> {
@@ -71,7 +76,8 @@ impl GeneratorConfig {
         num_ws(self.img_resolution)
     }
 
-    /// Fails unless the settings describe a buildable generator.
+    /// Fails unless the settings describe a buildable generator, with every size
+    /// bounded so that an absurd one is an error before anything is allocated.
     pub fn validate(&self) -> Result<()> {
         let r = self.img_resolution;
         if !(4..=1024).contains(&r) || !r.is_power_of_two() {
@@ -83,6 +89,23 @@ impl GeneratorConfig {
             return Err(Error::invalid(
                 "z_dim, w_dim, mapping_layers and img_channels must be positive",
             ));
+        }
+        for (what, v) in [
+            ("z_dim", self.z_dim),
+            ("w_dim", self.w_dim),
+            ("c_dim", self.c_dim),
+            ("channel_max", self.channel_max),
+            ("img_channels", self.img_channels),
+        ] {
+            if v > MAX_WIDTH {
+                return Err(Error::invalid(format!("{what} is {v}; at most {MAX_WIDTH} is allowed")));
+            }
+        }
+        if self.mapping_layers > MAX_MAPPING_LAYERS {
+            return Err(Error::invalid(format!(
+                "mapping_layers is {}; at most {MAX_MAPPING_LAYERS} is allowed",
+                self.mapping_layers
+            )));
         }
         if let Some(r) = self.block_resolutions().into_iter().find(|&r| self.channels(r) == 0) {
             return Err(Error::invalid(format!(

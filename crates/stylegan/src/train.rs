@@ -163,7 +163,8 @@ impl GanConfig {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks every setting (sizes bounded) before anything is allocated.
+    pub fn validate(&self) -> Result<()> {
         self.generator().validate()?;
         if self.batch == 0
             || !self
@@ -172,6 +173,19 @@ impl GanConfig {
         {
             return Err(Error::invalid(format!(
                 "batch must be a positive multiple of 4 (minibatch-std groups), got {}",
+                self.batch
+            )));
+        }
+        if self.d_channel_max > crate::config::MAX_WIDTH {
+            return Err(Error::invalid(format!(
+                "d_channel_max is {}; at most {} is allowed",
+                self.d_channel_max,
+                crate::config::MAX_WIDTH
+            )));
+        }
+        if self.batch > MAX_BATCH {
+            return Err(Error::invalid(format!(
+                "batch is {}; at most {MAX_BATCH} is allowed",
                 self.batch
             )));
         }
@@ -194,6 +208,9 @@ impl GanConfig {
         Ok(())
     }
 }
+
+/// Most images per training step.
+pub const MAX_BATCH: usize = 4096;
 
 pub use labelgan_core::image_io::ImageSource;
 
