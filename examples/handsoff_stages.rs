@@ -170,6 +170,7 @@ fn main() -> labelgan::core::Result<()> {
                 flip: Some(Flip::toyworld()),
                 shift: 3,
                 keypoint_loss: labelgan::eval::KeypointLoss::SpatialSoftmax,
+                ignore_index: Some(255),
             },
             &dev,
         )?;

@@ -77,6 +77,7 @@ fn run() -> Result<()> {
         flip: Some(Flip::toyworld()),
         shift: 3,
         keypoint_loss: labelgan::eval::KeypointLoss::SpatialSoftmax,
+        ignore_index: Some(255),
     };
     let mut unet = UNet::new(config, &Device::Cpu)?;
     let started = Instant::now();

@@ -97,6 +97,10 @@ pub struct EvaluateArgs {
     add_train: Vec<String>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Mask id of unlabelled pixels: not trained on, not scored (`none`: every id is a
+    /// class).
+    #[arg(long, default_value = "255", value_parser = values::ignore_index)]
+    ignore_index: Option<u32>,
     /// Folder for the trained models (`KIND.safetensors`) and `results.json`.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -259,6 +263,7 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
         widths: a.widths.clone(),
         shift: a.shift,
         seed: a.seed,
+        ignore_index: a.ignore_index,
         ..DownstreamConfig::default()
     };
     cfg.infer_label_sizes(&train, &test)

@@ -78,6 +78,10 @@ pub struct FactoryArgs {
     /// Segmentation classes (default: the largest id in the masks + 1).
     #[arg(long)]
     classes: Option<usize>,
+    /// Mask id of unlabelled pixels: never fitted, not a class (`none`: every id is a
+    /// class).
+    #[arg(long, default_value = "255", value_parser = values::ignore_index)]
+    ignore_index: Option<u32>,
     /// Ensemble members per labeler.
     #[arg(long, default_value_t = 10)]
     members: usize,
@@ -130,6 +134,7 @@ pub fn run(a: FactoryArgs) -> Result<()> {
             max_epochs: a.max_epochs,
             sigma: a.sigma,
             seed: a.seed,
+            ignore_index: a.ignore_index,
         },
         calibration: PriorCalibration {
             images: a.calibrate_images,

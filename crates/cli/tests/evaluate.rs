@@ -233,6 +233,7 @@ fn trains_the_same_weights_as_the_library() {
         flip: None,
         shift: 3,
         keypoint_loss: labelgan_eval::KeypointLoss::SpatialSoftmax,
+        ignore_index: Some(255),
     };
     let mut u = UNet::new(cfg, &Device::Cpu).unwrap();
     let targets = labelgan_dataset::Targets {

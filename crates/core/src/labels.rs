@@ -6,6 +6,15 @@
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
+/// The class id that marks unlabelled pixels in masks (as in torchvision and mmseg):
+/// never sampled for fitting, never scored. `None` in a setting makes every id a class.
+pub const DEFAULT_IGNORE_INDEX: Option<u32> = Some(255);
+
+/// [`DEFAULT_IGNORE_INDEX`], for serde defaults of saved settings.
+pub fn default_ignore_index() -> Option<u32> {
+    DEFAULT_IGNORE_INDEX
+}
+
 /// What a labeler predicts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LabelKind {

@@ -32,7 +32,7 @@ pub mod truncation;
 
 pub use error::{Error, Result};
 pub use finite::{ensure_finite, max_abs_diff, max_rel_diff};
-pub use labels::{LabelKind, Labels, Prediction};
+pub use labels::{DEFAULT_IGNORE_INDEX, LabelKind, Labels, Prediction};
 pub use lock::RunLock;
 pub use noise::NoiseMode;
 pub use progress::Progress;

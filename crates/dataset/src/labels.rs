@@ -158,11 +158,15 @@ impl Targets {
         }
     }
 
-    /// The largest class id in the masks, if any.
-    pub fn max_class(&self) -> Option<u32> {
-        self.masks
-            .as_ref()
-            .and_then(|m| m.iter().flat_map(|v| v.iter()).copied().max())
+    /// The largest class id in the masks (but `ignore_index`), if any.
+    pub fn max_class(&self, ignore_index: Option<u32>) -> Option<u32> {
+        self.masks.as_ref().and_then(|m| {
+            m.iter()
+                .flat_map(|v| v.iter())
+                .copied()
+                .filter(|&c| Some(c) != ignore_index)
+                .max()
+        })
     }
 
     /// Keypoints per image (of the first image; 0 without keypoints).
@@ -190,7 +194,7 @@ mod tests {
         let t = Targets::from_images(&[a.clone(), b.clone()]);
         assert_eq!(t.len(), 2);
         assert!(t.keypoints.is_none() && t.depth.is_none());
-        assert_eq!(t.max_class(), Some(3));
+        assert_eq!(t.max_class(None), Some(3));
         assert_eq!(t.image(1).mask, b.mask);
         let one = Targets::from_images(std::slice::from_ref(&a));
         assert_eq!(one.images(), vec![a.clone()]);

@@ -74,6 +74,10 @@ pub struct DownstreamConfig {
     pub shift: usize,
     /// Seed; a UNet's own is `seed + ` its first head's index.
     pub seed: u64,
+    /// Mask id of unlabelled pixels: not trained on, not scored (`None`: every id is
+    /// a class).
+    #[serde(default = "labelgan_core::labels::default_ignore_index")]
+    pub ignore_index: Option<u32>,
 }
 
 impl Default for DownstreamConfig {
@@ -89,6 +93,7 @@ impl Default for DownstreamConfig {
             flip: None,
             shift: 3,
             seed: 0,
+            ignore_index: labelgan_core::DEFAULT_IGNORE_INDEX,
         }
     }
 }
@@ -123,6 +128,7 @@ impl DownstreamConfig {
             shift: self.shift,
             // 2000-real PCK@0.1 1.00 against 0.21 for heatmap regression (`KeypointLoss`).
             keypoint_loss: KeypointLoss::SpatialSoftmax,
+            ignore_index: self.ignore_index,
         })
     }
 
@@ -132,8 +138,8 @@ impl DownstreamConfig {
     pub fn infer_label_sizes(&mut self, train: &LabelledSet, test: &LabelledSet) -> Result<()> {
         let found = train
             .targets
-            .max_class()
-            .max(test.targets.max_class())
+            .max_class(self.ignore_index)
+            .max(test.targets.max_class(self.ignore_index))
             .map_or(0, |c| c as usize + 1);
         self.classes = self.classes.max(found);
         self.keypoints = train.targets.keypoint_count();
@@ -262,6 +268,7 @@ pub fn score_predictions(
     heads: &[HeadKind],
     test: &LabelledSet,
     classes: usize,
+    ignore_index: Option<u32>,
     scores: &mut Scores,
 ) -> Result<()> {
     let t = &test.targets;
@@ -279,7 +286,7 @@ pub fn score_predictions(
         match h {
             HeadKind::Segmentation => {
                 let truth = t.masks.as_ref().ok_or_else(|| missing(h))?;
-                let mut c = Confusion::new(classes);
+                let mut c = Confusion::with_ignore_index(classes, ignore_index);
                 for (m, p) in truth.iter().zip(preds) {
                     c.add(m, p.mask.as_ref().ok_or_else(|| no_head(h))?)?;
                 }
@@ -311,12 +318,13 @@ pub fn score_predictions(
     Ok(())
 }
 
-/// Scores trained UNets (each with the heads it was trained for) on `test`.
+/// Scores trained UNets (each with the heads it was trained for) on `test`; mask
+/// pixels of a UNet's ignore index are left out.
 pub fn score(models: &[(&UNet, &[HeadKind])], test: &LabelledSet, classes: usize) -> Result<Scores> {
     let mut scores = Scores::default();
     for (unet, heads) in models {
         let preds = unet.predict(&test.images)?;
-        score_predictions(&preds, heads, test, classes, &mut scores)?;
+        score_predictions(&preds, heads, test, classes, unet.config.ignore_index, &mut scores)?;
     }
     Ok(scores)
 }

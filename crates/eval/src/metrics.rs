@@ -8,6 +8,8 @@ use serde::Serialize;
 pub struct Confusion {
     /// Number of classes.
     pub classes: usize,
+    /// Truth pixels of this id are left out ([`labelgan_core::DEFAULT_IGNORE_INDEX`]).
+    pub ignore_index: Option<u32>,
     counts: Vec<u64>,
 }
 
@@ -23,10 +25,17 @@ pub struct IouReport {
 }
 
 impl Confusion {
-    /// An empty confusion matrix over `classes` classes.
+    /// An empty confusion matrix over `classes` classes; truth pixels of class 255
+    /// (the default ignore index) are left out.
     pub fn new(classes: usize) -> Self {
+        Self::with_ignore_index(classes, labelgan_core::DEFAULT_IGNORE_INDEX)
+    }
+
+    /// An empty confusion matrix that leaves out truth pixels of `ignore_index`.
+    pub fn with_ignore_index(classes: usize, ignore_index: Option<u32>) -> Self {
         Self {
             classes,
+            ignore_index,
             counts: vec![0; classes * classes],
         }
     }
@@ -42,6 +51,9 @@ impl Confusion {
         }
         let c = self.classes as u32;
         for (&t, &p) in truth.iter().zip(pred) {
+            if Some(t) == self.ignore_index {
+                continue;
+            }
             if t >= c || p >= c {
                 return Err(Error::invalid(format!("class id {} out of range 0..{c}", t.max(p))));
             }
@@ -200,6 +212,11 @@ mod tests {
         assert!((r.pixel_accuracy - 0.75).abs() < 1e-12);
         assert!(c.add(&[3], &[0]).is_err());
         assert!(c.add(&[0], &[0, 1]).is_err());
+        // Unlabelled truth pixels (255 by default) are left out, whatever is predicted.
+        c.add(&[255, 255], &[2, 0]).unwrap();
+        assert_eq!(c.report().iou, r.iou);
+        let mut strict = Confusion::with_ignore_index(3, None);
+        assert!(strict.add(&[255], &[0]).is_err());
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub struct UNetConfig {
     /// How the keypoint head is trained (files from before this option: squared error).
     #[serde(default = "heatmap_mse")]
     pub keypoint_loss: KeypointLoss,
+    /// Mask id of unlabelled pixels: no loss there (`None`: every id is a class).
+    #[serde(default = "labelgan_core::labels::default_ignore_index")]
+    pub ignore_index: Option<u32>,
 }
 
 fn heatmap_mse() -> KeypointLoss {
@@ -461,7 +464,19 @@ fn check_targets(cfg: &UNetConfig, t: &Targets, n: usize) -> Result<()> {
         )))
     };
     match (&t.masks, cfg.classes > 0) {
-        (Some(m), true) if m.len() == n && m.iter().all(|v| v.len() == px) => {}
+        (Some(m), true) if m.len() == n && m.iter().all(|v| v.len() == px) => {
+            let c = cfg.classes as u32;
+            if let Some((i, v)) = m.iter().enumerate().find_map(|(i, v)| {
+                v.iter()
+                    .find(|&&x| x >= c && Some(x) != cfg.ignore_index)
+                    .map(|x| (i, *x))
+            }) {
+                return Err(Error::invalid(format!(
+                    "training mask {i} holds class {v}, but the UNet has {c} classes (and ignores {:?})",
+                    cfg.ignore_index
+                )));
+            }
+        }
         (None, false) => {}
         _ => return bad("segmentation"),
     }
@@ -566,7 +581,10 @@ fn batch(
                             }
                         }
                     }
-                    onehot[(j * c + cl as usize) * px + o] = class_weights[cl as usize];
+                    // An ignored pixel has no target: it adds nothing to the loss.
+                    if (cl as usize) < c {
+                        onehot[(j * c + cl as usize) * px + o] = class_weights[cl as usize];
+                    }
                 }
                 if let Some(d) = &t.depth {
                     depth[j * px + o] = d[i][si];
@@ -758,6 +776,7 @@ mod tests {
             }),
             shift: 0,
             keypoint_loss: KeypointLoss::HeatmapMse,
+            ignore_index: Some(255),
         };
         let img = Tensor::arange(0f32, 48.0, &Device::Cpu)
             .unwrap()

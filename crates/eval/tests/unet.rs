@@ -21,6 +21,7 @@ fn config(classes: usize, keypoints: usize, depth: bool, steps: usize) -> UNetCo
         flip: Some(Flip::toyworld()),
         shift: 2,
         keypoint_loss: labelgan_eval::KeypointLoss::SpatialSoftmax,
+        ignore_index: Some(255),
     }
 }
 
@@ -190,4 +191,30 @@ fn concurrent_training_equals_sequential() {
             .unwrap();
         assert_eq!(diff, 0.0, "model {k}: outputs differ by up to {diff}");
     }
+}
+
+/// Unlabelled pixels (the ignore index, 255) carry no loss: a set whose masks are all
+/// unlabelled trains at loss 0, and without an ignore index the same masks are an
+/// error naming the class instead of an index out of bounds.
+#[test]
+fn ignored_pixels_carry_no_loss() {
+    let dir = std::env::temp_dir().join(format!("lg-eval-ignore-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    labelgan_toyworld::write_dataset(&dir, 4, 4, 32, |_, _| {}).unwrap();
+    let mut seg = load_dataset(&dir, 32, None).unwrap();
+    (seg.targets.keypoints, seg.targets.depth) = (None, None);
+    for m in seg.targets.masks.as_mut().unwrap() {
+        m.iter_mut().for_each(|c| *c = 255);
+    }
+    let (_, losses) = train(config(8, 0, false, 3), &seg);
+    assert!(losses.iter().all(|&l| l == 0.0), "{losses:?}");
+    let mut strict = config(8, 0, false, 3);
+    strict.ignore_index = None;
+    let mut u = UNet::new(strict, &Device::Cpu).unwrap();
+    let e = u
+        .train(&seg.images, &seg.targets, &mut |_, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("holds class 255"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -111,11 +111,12 @@ pub struct CalibrationReport {
     pub distance_after: f64,
 }
 
-/// Share of pixels per class over `masks` (ids below `classes`).
-pub fn class_frequencies(masks: &[Vec<u32>], classes: usize) -> Result<Vec<f64>> {
+/// Share of pixels per class over `masks` (ids below `classes`; pixels of
+/// `ignore_index` left out).
+pub fn class_frequencies(masks: &[Vec<u32>], classes: usize, ignore_index: Option<u32>) -> Result<Vec<f64>> {
     let mut n = vec![0u64; classes];
     for m in masks {
-        for &v in m {
+        for &v in m.iter().filter(|&&v| Some(v) != ignore_index) {
             let slot = n
                 .get_mut(v as usize)
                 .ok_or_else(|| Error::invalid(format!("mask holds class {v} but there are {classes} classes")))?;
@@ -359,6 +360,7 @@ pub fn calibrate_segmentation<G: Generator + ?Sized, L: ShiftClassLogits>(
     g: &G,
     labelers: &mut Labelers<L>,
     masks: &[Vec<u32>],
+    ignore_index: Option<u32>,
     opts: &PriorCalibration,
     cache: Option<&Path>,
     progress: &mut dyn FnMut(&str),
@@ -373,7 +375,7 @@ pub fn calibrate_segmentation<G: Generator + ?Sized, L: ShiftClassLogits>(
         LabelKind::Segmentation { classes } => *classes,
         _ => return Err(Error::invalid("the segmentation labeler does not predict classes")),
     };
-    let target = class_frequencies(masks, classes)?;
+    let target = class_frequencies(masks, classes, ignore_index)?;
     let (cal, report) = calibrate_class_priors_cached(g, seg, &target, opts, cache, progress)?;
     labelers.segmentation = Some(cal);
     Ok(Some(report))

@@ -57,6 +57,10 @@ pub struct FitOptions {
     pub sigma: f32,
     /// Seed of the members' initialisation and the pixel sampling.
     pub seed: u64,
+    /// Mask id of unlabelled pixels: never fitted, not a class (`None`: every id is a
+    /// class).
+    #[serde(default = "labelgan_core::labels::default_ignore_index")]
+    pub ignore_index: Option<u32>,
 }
 
 impl Default for FitOptions {
@@ -68,6 +72,7 @@ impl Default for FitOptions {
             max_epochs: 20,
             sigma: 2.0,
             seed: 0,
+            ignore_index: labelgan_core::DEFAULT_IGNORE_INDEX,
         }
     }
 }
@@ -141,6 +146,7 @@ pub fn fit_labelers<G: Generator>(
         cfg.pixels_per_image = options.pixels_per_image;
         cfg.max_epochs = options.max_epochs;
         cfg.seed = options.seed;
+        cfg.ignore_index = options.ignore_index;
         // A cached labeler is used only if it was fitted with these settings on these
         // labels (its record beside it says so); otherwise it is fitted again.
         let record = RunRecord::new()
@@ -181,7 +187,7 @@ pub fn fit_labelers<G: Generator>(
     };
     let mut labelers = Labelers::default();
     if targets.masks.is_some() {
-        let found = targets.max_class().unwrap_or(0) as usize + 1;
+        let found = targets.max_class(options.ignore_index).unwrap_or(0) as usize + 1;
         let classes = options.classes.unwrap_or(found);
         if found > classes {
             return Err(Error::invalid(format!(

@@ -128,7 +128,15 @@ pub fn run_factory<G: Generator, I: Inverter + ?Sized>(
                 psi: run.dataset.psi,
                 ..run.calibration.clone()
             };
-            calibrate_segmentation(g, &mut labelers, masks, &opts, Some(&cache), &mut log)?
+            calibrate_segmentation(
+                g,
+                &mut labelers,
+                masks,
+                run.fit.ignore_index,
+                &opts,
+                Some(&cache),
+                &mut log,
+            )?
         }
         None => None,
     };

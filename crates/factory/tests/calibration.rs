@@ -94,14 +94,17 @@ fn shares(g: &StyleGan2, e: &Ensemble, opts: &PriorCalibration) -> Vec<f64> {
             masks.push(e.predict_image(&taps, j).unwrap().classes.unwrap());
         }
     }
-    class_frequencies(&masks, 2).unwrap()
+    class_frequencies(&masks, 2, None).unwrap()
 }
 
 #[test]
 fn class_frequencies_count_pixels() {
-    let f = class_frequencies(&[vec![0, 0, 1, 2], vec![2, 2, 2, 2]], 4).unwrap();
+    let f = class_frequencies(&[vec![0, 0, 1, 2], vec![2, 2, 2, 2]], 4, None).unwrap();
+    // Unlabelled pixels (255) are not counted.
+    let g = class_frequencies(&[vec![0, 0, 1, 2, 255], vec![2, 2, 2, 2, 255]], 4, Some(255)).unwrap();
+    assert_eq!(f, g);
     assert_eq!(f, vec![0.25, 0.125, 0.625, 0.0]);
-    let err = class_frequencies(&[vec![0, 5]], 4).unwrap_err().to_string();
+    let err = class_frequencies(&[vec![0, 5]], 4, Some(255)).unwrap_err().to_string();
     assert!(err.contains("class 5") && err.contains("4 classes"), "{err}");
 }
 

@@ -77,6 +77,10 @@ pub struct LabelerConfig {
     /// image holds out at most its share, the rest of its pixels train.
     #[serde(default = "default_max_holdout_pixels")]
     pub max_holdout_pixels: usize,
+    /// Segmentation: pixels of this class id are never sampled (unlabelled; 255 by
+    /// default, as in torchvision and mmseg).
+    #[serde(default = "labelgan_core::labels::default_ignore_index")]
+    pub ignore_index: Option<u32>,
     /// Memory for gathered training features at a time, in MB (images are processed in
     /// groups that fit).
     pub feature_budget_mb: usize,
@@ -113,6 +117,7 @@ impl LabelerConfig {
             pixels_per_image: 20_000,
             holdout: 0.1,
             max_holdout_pixels: default_max_holdout_pixels(),
+            ignore_index: labelgan_core::DEFAULT_IGNORE_INDEX,
             feature_budget_mb: 1024,
             tile_pixels: 1024,
         }

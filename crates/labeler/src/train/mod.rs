@@ -585,6 +585,62 @@ mod tests {
         );
     }
 
+    /// Each pixel at most once, held-out pixels never also training ones, at most every
+    /// pixel of the image, and the ignore index never sampled; for every head, with more
+    /// pixels asked for than the image has.
+    #[test]
+    fn pixels_are_sampled_without_replacement_and_held_out_apart() {
+        let r = 8;
+        let mask: Vec<u32> = (0..r * r)
+            .map(|p| if p % 5 == 0 { 255 } else { (p % 3) as u32 })
+            .collect();
+        let heads = [
+            (
+                Head::Segmentation { classes: 3 },
+                PixelTargets::Segmentation(mask.clone()),
+            ),
+            (
+                Head::Keypoints { count: 2, sigma: 2.0 },
+                PixelTargets::Keypoints(vec![(1.0, 1.0), (6.0, 5.0)]),
+            ),
+            (Head::Depth, PixelTargets::Depth(vec![0.5; r * r])),
+        ];
+        for (head, t) in heads {
+            for want in [10, 40, 1000] {
+                let cfg = LabelerConfig {
+                    pixels_per_image: want,
+                    holdout: 0.25,
+                    ..LabelerConfig::new(head.clone(), r)
+                };
+                let s = sample_pixels(&cfg, &t, usize::MAX, &mut SplitMix64::new(want as u64)).unwrap();
+                let mut all: Vec<u32> = s.train.iter().chain(&s.held).copied().collect();
+                let n = all.len();
+                all.sort_unstable();
+                all.dedup();
+                assert_eq!(all.len(), n, "{head:?} {want}: a pixel sampled twice");
+                let eligible = if matches!(head, Head::Segmentation { .. }) {
+                    mask.iter().filter(|&&c| c != 255).count()
+                } else {
+                    r * r
+                };
+                assert_eq!(n, want.min(eligible), "{head:?} {want}");
+                if matches!(head, Head::Segmentation { .. }) {
+                    assert!(
+                        all.iter().all(|&p| mask[p as usize] != 255),
+                        "an ignored pixel was sampled"
+                    );
+                }
+            }
+        }
+        // Without an ignore index, 255 is a class like any other (and here out of range).
+        let cfg = LabelerConfig {
+            ignore_index: None,
+            ..LabelerConfig::new(Head::Segmentation { classes: 3 }, r)
+        };
+        let e = sample_pixels(&cfg, &PixelTargets::Segmentation(mask), 1, &mut SplitMix64::new(0));
+        assert!(e.is_err_and(|e| e.to_string().contains("class 255")));
+    }
+
     #[test]
     fn held_out_pixels_are_capped_and_the_rest_train() {
         let cfg = LabelerConfig {

@@ -47,6 +47,11 @@ pub(crate) struct Split {
     pub(crate) held: Vec<u32>,
 }
 
+/// The pixels image `t` contributes, each at most once: per class an equal quota
+/// (segmentation; pixels of class `cfg.ignore_index` are never sampled), the
+/// neighbourhoods of the keypoints first (keypoints), the rest uniformly among the
+/// pixels not yet taken. At most every pixel of the image, so the held-out pixels that
+/// early stopping watches are never also training pixels.
 pub(crate) fn sample_pixels(
     cfg: &LabelerConfig,
     t: &PixelTargets,
@@ -54,18 +59,32 @@ pub(crate) fn sample_pixels(
     rng: &mut SplitMix64,
 ) -> Result<Split> {
     let n = cfg.resolution * cfg.resolution;
-    let want = cfg.pixels_per_image.max(2);
-    let mut pick: Vec<u32> = Vec::with_capacity(want);
+    let mut taken = vec![false; n];
+    let mut pick: Vec<u32> = Vec::new();
+    let mut eligible = n;
     match t {
         PixelTargets::Segmentation(cls) => {
             let classes = cfg.head.outputs();
             let mut by_class: Vec<Vec<u32>> = vec![vec![]; classes];
             for (p, &c) in cls.iter().enumerate() {
+                if Some(c) == cfg.ignore_index {
+                    // Never sampled: neither by class nor among the rest.
+                    taken[p] = true;
+                    eligible -= 1;
+                    continue;
+                }
                 by_class
                     .get_mut(c as usize)
                     .ok_or_else(|| Error::invalid(format!("class {c} at pixel {p} is not below {classes}")))?
                     .push(p as u32);
             }
+            if eligible < 2 {
+                return Err(Error::invalid(format!(
+                    "fewer than 2 of the image's {n} pixels are labelled (the rest hold the ignore index {:?})",
+                    cfg.ignore_index
+                )));
+            }
+            let want = cfg.pixels_per_image.clamp(2, eligible);
             let present: Vec<&mut Vec<u32>> = by_class.iter_mut().filter(|v| !v.is_empty()).collect();
             let quota = want / present.len().max(1);
             for v in present {
@@ -74,6 +93,9 @@ pub(crate) fn sample_pixels(
                 for i in 0..k {
                     let j = i + rng.below((v.len() - i) as u64) as usize;
                     v.swap(i, j);
+                }
+                for &p in &v[..k] {
+                    taken[p as usize] = true;
                 }
                 pick.extend_from_slice(&v[..k]);
             }
@@ -85,21 +107,44 @@ pub(crate) fn sample_pixels(
                     _ => 1.0,
                 };
             let res = cfg.resolution as f32;
+            let want = cfg.pixels_per_image.clamp(2, n);
+            // Half near the keypoints, each pixel once (a draw that hits a taken
+            // pixel is retried a few times, then given up).
             for i in 0..want / 2 {
                 let (x, y) = kps[i % kps.len().max(1)];
-                let px = (x + (2.0 * rng.uniform() as f32 - 1.0) * r)
-                    .round()
-                    .clamp(0.0, res - 1.0) as u32;
-                let py = (y + (2.0 * rng.uniform() as f32 - 1.0) * r)
-                    .round()
-                    .clamp(0.0, res - 1.0) as u32;
-                pick.push(py * cfg.resolution as u32 + px);
+                for _ in 0..8 {
+                    let px = (x + (2.0 * rng.uniform() as f32 - 1.0) * r)
+                        .round()
+                        .clamp(0.0, res - 1.0) as u32;
+                    let py = (y + (2.0 * rng.uniform() as f32 - 1.0) * r)
+                        .round()
+                        .clamp(0.0, res - 1.0) as u32;
+                    let p = py * cfg.resolution as u32 + px;
+                    if !taken[p as usize] {
+                        taken[p as usize] = true;
+                        pick.push(p);
+                        break;
+                    }
+                }
             }
         }
         PixelTargets::Depth(_) => {}
     }
-    while pick.len() < want {
-        pick.push(rng.below(n as u64) as u32);
+    // The rest uniformly among the pixels not taken, without replacement.
+    let want = cfg.pixels_per_image.clamp(2, eligible.max(2)).min(eligible);
+    if pick.len() < want {
+        let mut rest: Vec<u32> = (0..n as u32).filter(|&p| !taken[p as usize]).collect();
+        let k = (want - pick.len()).min(rest.len());
+        for i in 0..k {
+            let j = i + rng.below((rest.len() - i) as u64) as usize;
+            rest.swap(i, j);
+        }
+        pick.extend_from_slice(&rest[..k]);
+    }
+    if pick.len() < 2 {
+        return Err(Error::invalid(format!(
+            "an image of {n} pixels gives fewer than 2 to train on"
+        )));
     }
     rng.shuffle(&mut pick);
     let held = ((pick.len() as f32 * cfg.holdout).round() as usize)
