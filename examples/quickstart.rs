@@ -24,7 +24,8 @@ mod common;
 use clap::Parser;
 use labelgan::dataset::LabelledSet;
 use labelgan::eval::{
-    DownstreamConfig, DownstreamJob, Flip, HeadKind, Scores, UNet, UNetProgress, concurrent_workers, score, train_unets,
+    DownstreamConfig, DownstreamJob, Flip, HeadKind, Scores, Selected, Selection, UNet, UNetProgress, concurrent_workers, score,
+    select_unets,
 };
 use labelgan::factory::{
     FactoryConfig, FactoryEvent, FactoryRun, FitOptions, Method, PriorCalibration, Refinement, run_factory,
@@ -49,9 +50,23 @@ struct Args {
     /// Labelled real images.
     #[arg(long, default_value_t = 16)]
     labelled: usize,
-    /// Held-out test images.
+    /// Held-out test images (only ever scored; no setting is chosen on them).
     #[arg(long, default_value_t = 500)]
     test: usize,
+    /// Validation images, from a toyworld seed of their own: each UNet's learning rate
+    /// (among --lr-factors), widths (among --width-factors) and steps are chosen on
+    /// them. 0: the default settings, trained to the last step.
+    #[arg(long, default_value_t = 100)]
+    val: usize,
+    /// Multiples of the default UNet learning rate tried per UNet (chosen on --val).
+    #[arg(long, value_delimiter = ',', default_value = "1,0.3")]
+    lr_factors: Vec<f64>,
+    /// Multiples of the default UNet widths tried per UNet (chosen on --val).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    width_factors: Vec<f64>,
+    /// Validation scores per UNet training run, among which its steps are chosen.
+    #[arg(long, default_value_t = 10)]
+    evaluations: usize,
     /// Synthetic images (default 500, --full 2000).
     #[arg(long)]
     synthetic: Option<usize>,
@@ -110,13 +125,16 @@ struct Args {
 const CLASSES: usize = 8;
 
 /// The three UNets (segmentation, keypoints, depth) for each of `sets`, trained
-/// `workers` at a time (each on one core). `started` times the log.
+/// `workers` at a time (each on one core), their settings chosen on `val` when given.
+/// `started` times the log.
 fn train_sets(
     sets: &[(&str, &LabelledSet)],
     cfg: &DownstreamConfig,
+    selection: &Selection,
+    val: Option<&LabelledSet>,
     workers: usize,
     started: Instant,
-) -> Result<Vec<Vec<UNet>>> {
+) -> Result<Vec<Vec<Selected>>> {
     let jobs: Vec<DownstreamJob<'_>> = sets
         .iter()
         .flat_map(|(name, set)| {
@@ -127,10 +145,15 @@ fn train_sets(
             })
         })
         .collect();
-    let total: usize = jobs.iter().map(|j| cfg.steps[j.heads[0].index()]).sum();
+    let combos = if val.is_some() {
+        selection.lr_factors.len() * selection.width_factors.len()
+    } else {
+        1
+    };
+    let total: usize = jobs.iter().map(|j| cfg.steps[j.heads[0].index()]).sum::<usize>() * combos;
     let names: Vec<&str> = sets.iter().map(|(n, _)| *n).collect();
     let bar = labelgan::core::Progress::new(total as u64, &format!("  UNets [{}]", names.join(", ")), "steps");
-    let models = train_unets(&jobs, cfg, workers, &Device::Cpu, &|p: &UNetProgress<'_>| {
+    let models = select_unets(&jobs, cfg, selection, val, workers, &Device::Cpu, &|p: &UNetProgress<'_>| {
         bar.note(format!("{} {} loss {:.4}", p.name, p.heads[0].name(), p.loss));
         bar.inc(1);
         if p.step == p.steps {
@@ -150,13 +173,22 @@ fn train_sets(
 }
 
 /// Scores one set's three UNets on the test faces.
-fn score_set(models: &[UNet], test: &LabelledSet) -> Result<Scores> {
+fn score_set(models: &[Selected], test: &LabelledSet) -> Result<Scores> {
     let pairs: Vec<(&UNet, &[HeadKind])> = models
         .iter()
         .zip(&HeadKind::ALL)
-        .map(|(m, h)| (m, std::slice::from_ref(h)))
+        .map(|(m, h)| (&m.unet, std::slice::from_ref(h)))
         .collect();
     score(&pairs, test, CLASSES)
+}
+
+/// What was chosen on the validation faces for one set's three UNets, as a table row.
+fn chosen_row(name: &str, models: &[Selected]) -> String {
+    let cells: Vec<String> = models
+        .iter()
+        .map(|m| format!("lr {:.0e}, widths {:?}, {} steps", m.lr, m.widths, m.steps))
+        .collect();
+    format!("| {name} | {} |\n", cells.join(" | "))
 }
 
 /// A score that every row has (NaN would show a missing one).
@@ -225,6 +257,18 @@ fn run() -> Result<()> {
     // Per seed: a rerun with another seed into the same OUT uses its own folders.
     let labelled = write(&format!("labelled_seed{}", a.seed), 1000 + a.seed, a.labelled)?;
     let test = write("test", 9000, a.test)?;
+    // Validation faces: their own toyworld seed, apart from every other set.
+    let val = if a.val > 0 {
+        Some(write("val", 8000, a.val)?)
+    } else {
+        None
+    };
+    let selection = Selection {
+        lr_factors: a.lr_factors.clone(),
+        width_factors: a.width_factors.clone(),
+        evaluations: a.evaluations,
+    };
+    selection.validate()?;
     let real = if a.skip_baselines {
         None
     } else {
@@ -325,12 +369,13 @@ fn run() -> Result<()> {
         None => Vec::new(),
     };
     let has_mixed = !a.skip_baselines && a.mix_repeat > 0;
-    let (rows, miou_labeler) = std::thread::scope(|sc| -> Result<(Vec<(String, Scores)>, f64)> {
+    type Row = (String, Scores, String);
+    let (rows, miou_labeler) = std::thread::scope(|sc| -> Result<(Vec<Row>, f64)> {
         let baselines = if baseline_sets.is_empty() {
             None
         } else {
             eprintln!("  training the baselines' UNets ({few}, {many}) on one core meanwhile");
-            Some(sc.spawn(|| train_sets(&baseline_sets, &downstream, 1, started)))
+            Some(sc.spawn(|| train_sets(&baseline_sets, &downstream, &selection, val.as_ref(), 1, started)))
         };
         let (synth, miou_labeler) = handsoff()?;
         eprintln!(
@@ -354,7 +399,14 @@ fn run() -> Result<()> {
             ));
         }
         let named: Vec<(&str, &LabelledSet)> = sets.iter().map(|(n, _, s)| (*n, *s)).collect();
-        let mut models = train_sets(&named, &downstream, concurrent_workers(&Device::Cpu), started)?;
+        let mut models = train_sets(
+            &named,
+            &downstream,
+            &selection,
+            val.as_ref(),
+            concurrent_workers(&Device::Cpu),
+            started,
+        )?;
         if let Some(handle) = baselines {
             let trained = handle
                 .join()
@@ -367,14 +419,14 @@ fn run() -> Result<()> {
         let rows = models
             .iter()
             .zip(&sets)
-            .map(|(m, (_, name, _))| Ok((name.clone(), score_set(m, &test)?)))
+            .map(|(m, (_, name, _))| Ok((name.clone(), score_set(m, &test)?, chosen_row(name, m))))
             .collect::<Result<_>>()?;
         Ok((rows, miou_labeler))
     })?;
-    let row = |name: &str| rows.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone());
+    let row = |name: &str| rows.iter().find(|(n, _, _)| n == name).map(|(_, s, _)| s.clone());
     let seconds = started.elapsed().as_secs_f64();
     let mut md = format!(
-        "# quickstart results (seed {}, {} test faces, {synthetic} synthetic images at psi {}, UNet steps: {} segmentation, {} keypoints, {} depth; widths {:?} segmentation, {:?} keypoints and depth)\n\n\
+        "# quickstart results (seed {}, {} test faces, {synthetic} synthetic images at psi {}, UNet steps at most {} segmentation, {} keypoints, {} depth; default widths {:?} segmentation, {:?} keypoints and depth)\n\n\
          | UNet trained on | mIoU | PCK@0.05 | PCK@0.1 | depth RMSE | depth AbsRel |\n| --- | --- | --- | --- | --- | --- |\n",
         a.seed,
         a.test,
@@ -385,7 +437,7 @@ fn run() -> Result<()> {
         labelgan::eval::SEGMENTATION_WIDTHS,
         labelgan::eval::DENSE_WIDTHS
     );
-    for (name, s) in &rows {
+    for (name, s, _) in &rows {
         md += &format!(
             "| {name} | {:.3} | {:.3} | {:.3} | {:.4} | {:.3} |\n",
             v(s.miou),
@@ -396,6 +448,16 @@ fn run() -> Result<()> {
         );
     }
     md += &format!("\nPixel labeler on the test faces (inverted with the encoder): mIoU {miou_labeler:.3}.\n");
+    if val.is_some() {
+        md += &format!(
+            "\nChosen on {} validation faces (toyworld seed 8000; learning rate x {:?}, widths x {:?}, steps among {} evaluations; the test faces only score):\n\n\
+             | UNet trained on | segmentation | keypoints | depth |\n| --- | --- | --- | --- |\n",
+            a.val, a.lr_factors, a.width_factors, a.evaluations
+        );
+        for (_, _, chosen) in &rows {
+            md += chosen;
+        }
+    }
     md += &format!("\nTotal time {seconds:.0} s.\n");
     labelgan::core::io::write_atomic(&a.out.join("results.md"), md.as_bytes())?;
     println!("{md}");

@@ -9,7 +9,9 @@ use labelgan_core::{Error, Result};
 use labelgan_dataset::{ImageLabels, LabelledSet, Targets};
 
 use crate::metrics::{Confusion, DepthError, Pck};
-use crate::unet::{Flip, KeypointLoss, TrainJob, UNet, UNetConfig, default_widths, train_concurrently};
+use crate::unet::{
+    Flip, KeypointLoss, TrainJob, UNet, UNetConfig, Validation, ValidationReport, default_widths, train_concurrently,
+};
 
 /// A label kind, one UNet head each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -183,6 +185,86 @@ pub struct UNetProgress<'a> {
     pub loss: f32,
 }
 
+/// Settings chosen on a validation split by [`select_unets`]: every combination of a
+/// learning-rate and a width factor is trained, each scored every `steps /
+/// evaluations` steps; per job the combination and step that scored best are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Selection {
+    /// Multiples of the default learning rate to try.
+    pub lr_factors: Vec<f64>,
+    /// Multiples of the default widths to try (each width rounded, at least 1).
+    pub width_factors: Vec<f64>,
+    /// Validation scores per training run (the steps chosen among them).
+    pub evaluations: usize,
+}
+
+impl Default for Selection {
+    /// The defaults alone, their steps chosen among 10 evaluations.
+    fn default() -> Self {
+        Self {
+            lr_factors: vec![1.0],
+            width_factors: vec![1.0],
+            evaluations: 10,
+        }
+    }
+}
+
+/// Most combinations [`select_unets`] trains per job.
+pub const MAX_CANDIDATES: usize = 64;
+
+impl Selection {
+    /// Checks the settings before any work.
+    pub fn validate(&self) -> Result<()> {
+        let n = self.lr_factors.len() * self.width_factors.len();
+        if n == 0 || n > MAX_CANDIDATES {
+            return Err(Error::invalid(format!(
+                "{n} learning-rate x width combinations; give 1 to {MAX_CANDIDATES}"
+            )));
+        }
+        if let Some(f) = self
+            .lr_factors
+            .iter()
+            .chain(&self.width_factors)
+            .find(|f| !(f.is_finite() && **f > 0.0 && **f <= 1e3))
+        {
+            return Err(Error::invalid(format!("factor {f} must be a finite number in (0, 1000]")));
+        }
+        if !(1..=10_000).contains(&self.evaluations) {
+            return Err(Error::invalid(format!(
+                "{} validation evaluations per run; give 1 to 10000",
+                self.evaluations
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A UNet trained by [`select_unets`] and the settings chosen for it.
+#[derive(Debug, Clone)]
+pub struct Selected {
+    /// The model, with the weights of the step that scored best on validation.
+    pub unet: UNet,
+    /// Its learning rate, widths and kept step.
+    pub lr: f64,
+    /// Channels per level.
+    pub widths: Vec<usize>,
+    /// Steps whose weights were kept (`unet.config.steps` is the schedule's length).
+    pub steps: usize,
+    /// Its validation score (`None`: trained without validation).
+    pub score: Option<f64>,
+    /// Every combination tried: learning rate, widths, best step and score.
+    pub tried: Vec<(f64, Vec<usize>, usize, f64)>,
+}
+
+/// The number a validation split ranks models by (higher is better): mIoU for
+/// segmentation, the mean of PCK@0.05 and PCK@0.1 for keypoints, minus the RMSE for
+/// depth; summed over a joint model's heads.
+pub fn selection_score(s: &Scores) -> f64 {
+    s.miou.unwrap_or(0.0)
+        + s.pck05.zip(s.pck10).map_or(0.0, |(a, b)| (a + b) / 2.0)
+        - s.depth_rmse.unwrap_or(0.0)
+}
+
 /// Trains one UNet per job, `workers` at a time (each on one core; see
 /// [`train_concurrently`]), the longest first so that the last to finish is a short
 /// one. Returns them in the jobs' order. A UNet trains to the same weights whatever the
@@ -194,52 +276,145 @@ pub fn train_unets(
     device: &candle_core::Device,
     progress: &(dyn Fn(&UNetProgress<'_>) + Sync),
 ) -> Result<Vec<UNet>> {
-    let mut configs = Vec::with_capacity(jobs.len());
+    let selected = select_unets(jobs, config, &Selection::default(), None, workers, device, progress)?;
+    Ok(selected.into_iter().map(|s| s.unet).collect())
+}
+
+/// [`train_unets`] with settings chosen on the validation split `val` (never the test
+/// set): per job, every combination of `selection`'s learning-rate and width factors
+/// is trained and scored on `val` as it trains ([`selection_score`]); the combination
+/// and step that scored best are kept. Without `val`, the single combination is
+/// trained to its last step.
+pub fn select_unets(
+    jobs: &[DownstreamJob<'_>],
+    config: &DownstreamConfig,
+    selection: &Selection,
+    val: Option<&LabelledSet>,
+    workers: usize,
+    device: &candle_core::Device,
+    progress: &(dyn Fn(&UNetProgress<'_>) + Sync),
+) -> Result<Vec<Selected>> {
+    selection.validate()?;
+    if val.is_none() && selection.lr_factors.len() * selection.width_factors.len() > 1 {
+        return Err(Error::invalid("choosing among several settings needs a validation split"));
+    }
+    // Per job and combination: its config, targets and name.
+    struct Run {
+        job: usize,
+        config: UNetConfig,
+        name: String,
+    }
+    let mut runs = Vec::new();
     let mut targets = Vec::with_capacity(jobs.len());
-    for j in jobs {
+    for (ji, j) in jobs.iter().enumerate() {
         for h in &j.heads {
             if !h.present_in(&j.set.targets) {
                 return Err(Error::invalid(format!("{} has no {} labels", j.name, h.name())));
             }
+            if let Some(v) = val
+                && !h.present_in(&v.targets)
+            {
+                return Err(Error::invalid(format!("the validation split has no {} labels", h.name())));
+            }
         }
         let r = j.set.images.dims().get(2).copied().unwrap_or(0);
-        configs.push(config.unet_config(&j.heads, r)?);
+        let base = config.unet_config(&j.heads, r)?;
         let with = |h| j.heads.contains(&h);
         targets.push(j.set.targets.only(
             with(HeadKind::Segmentation),
             with(HeadKind::Keypoints),
             with(HeadKind::Depth),
         ));
+        for &lf in &selection.lr_factors {
+            for &wf in &selection.width_factors {
+                let mut c = base.clone();
+                c.lr *= lf;
+                c.widths = base.widths.iter().map(|&w| ((w as f64 * wf).round() as usize).max(1)).collect();
+                c.validate()?;
+                let several = selection.lr_factors.len() * selection.width_factors.len() > 1;
+                let name = if several {
+                    format!("{} (lr {:.0e}, widths {:?})", j.name, c.lr, c.widths)
+                } else {
+                    j.name.clone()
+                };
+                runs.push(Run { job: ji, config: c, name });
+            }
+        }
     }
+    let scorers: Vec<Box<dyn Fn(&UNet) -> Result<f64> + Sync + '_>> = runs
+        .iter()
+        .map(|run| {
+            let heads = jobs[run.job].heads.clone();
+            let classes = config.classes;
+            Box::new(move |u: &UNet| -> Result<f64> {
+                let v = val.ok_or_else(|| Error::invalid("internal: no validation split"))?;
+                Ok(selection_score(&score(&[(u, &heads)], v, classes)?))
+            }) as Box<dyn Fn(&UNet) -> Result<f64> + Sync>
+        })
+        .collect();
     // The longest first (ties: by first head, then job order).
-    let mut order: Vec<usize> = (0..jobs.len()).collect();
-    order.sort_by_key(|&i| (std::cmp::Reverse(configs[i].steps), jobs[i].heads[0], i));
+    let mut order: Vec<usize> = (0..runs.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(runs[i].config.steps), jobs[runs[i].job].heads[0], i));
     let train_jobs = order
         .iter()
         .map(|&i| {
+            let run = &runs[i];
             Ok(TrainJob {
-                unet: UNet::new(configs[i].clone(), device)?,
-                images: &jobs[i].set.images,
-                targets: &targets[i],
+                unet: UNet::new(run.config.clone(), device)?,
+                images: &jobs[run.job].set.images,
+                targets: &targets[run.job],
+                validation: val.map(|_| Validation {
+                    score: scorers[i].as_ref(),
+                    every: run.config.steps.div_ceil(selection.evaluations).max(1),
+                }),
             })
         })
         .collect::<Result<Vec<_>>>()?;
     let trained = train_concurrently(train_jobs, workers, &|k, step, loss| {
-        let i = order[k];
+        let run = &runs[order[k]];
         progress(&UNetProgress {
-            name: &jobs[i].name,
-            heads: &jobs[i].heads,
+            name: &run.name,
+            heads: &jobs[run.job].heads,
             step,
-            steps: configs[i].steps,
+            steps: run.config.steps,
             loss,
         })
     })?;
-    let mut out: Vec<Option<UNet>> = (0..jobs.len()).map(|_| None).collect();
-    for (&i, u) in order.iter().zip(trained) {
-        out[i] = Some(u);
+    let mut by_run: Vec<Option<(UNet, Option<ValidationReport>)>> = (0..runs.len()).map(|_| None).collect();
+    for (&i, t) in order.iter().zip(trained) {
+        by_run[i] = Some(t);
+    }
+    let mut out: Vec<Option<Selected>> = (0..jobs.len()).map(|_| None).collect();
+    for (run, t) in runs.iter().zip(by_run) {
+        let (unet, report) = t.ok_or_else(|| Error::invalid("internal: a UNet is missing"))?;
+        let (steps, score) = match &report {
+            Some(r) => (r.best_step, Some(r.best_score)),
+            None => (run.config.steps, None),
+        };
+        let tried = (run.config.lr, run.config.widths.clone(), steps, score.unwrap_or(f64::NAN));
+        let slot = &mut out[run.job];
+        // Strictly better only: ties keep the earlier combination.
+        let better = match slot {
+            None => true,
+            Some(s) => score.zip(s.score).is_some_and(|(a, b)| a > b),
+        };
+        let mut all = slot.as_ref().map(|s| s.tried.clone()).unwrap_or_default();
+        all.push(tried);
+        if better {
+            *slot = Some(Selected {
+                lr: run.config.lr,
+                widths: run.config.widths.clone(),
+                steps,
+                score,
+                unet,
+                tried: all,
+            });
+        } else if let Some(s) = slot {
+            s.tried = all;
+        }
     }
     out.into_iter()
-        .map(|u| u.ok_or_else(|| Error::invalid("internal: a UNet is missing")))
+        .map(|s| s.ok_or_else(|| Error::invalid("internal: a job has no model")))
         .collect()
 }
 

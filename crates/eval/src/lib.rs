@@ -17,10 +17,13 @@ pub mod labeler_score;
 pub mod metrics;
 pub mod unet;
 
-pub use downstream::{DownstreamConfig, DownstreamJob, HeadKind, Scores, UNetProgress, score, train_unets};
+pub use downstream::{
+    DownstreamConfig, DownstreamJob, HeadKind, Scores, Selected, Selection, UNetProgress, score, select_unets,
+    selection_score, train_unets,
+};
 pub use labeler_score::labeler_miou;
 pub use metrics::{Confusion, DepthError, Pck};
 pub use unet::{
-    DENSE_WIDTHS, Flip, KeypointLoss, SEGMENTATION_WIDTHS, TrainJob, UNet, UNetConfig, concurrent_workers,
-    default_widths, train_concurrently,
+    DENSE_WIDTHS, Flip, KeypointLoss, SEGMENTATION_WIDTHS, TrainJob, UNet, UNetConfig, Validation, ValidationReport,
+    concurrent_workers, default_widths, train_concurrently,
 };

@@ -400,11 +400,31 @@ impl UNet {
 
     /// Trains on `images` `[N, 3, R, R]` with `targets`; `progress(step, loss)`.
     pub fn train(&mut self, images: &Tensor, targets: &Targets, progress: &mut dyn FnMut(usize, f32)) -> Result<()> {
+        self.train_validated(images, targets, None, progress).map(|_| ())
+    }
+
+    /// [`UNet::train`], scoring the model on a validation split every
+    /// `validation.every` steps and at the end: the weights that scored best are kept
+    /// (the number of steps is chosen on the validation split, never on test data).
+    /// Returns the scores, `None` without a validation split.
+    pub fn train_validated(
+        &mut self,
+        images: &Tensor,
+        targets: &Targets,
+        validation: Option<&Validation<'_>>,
+        progress: &mut dyn FnMut(usize, f32),
+    ) -> Result<Option<ValidationReport>> {
         let cfg = self.config.clone();
         let n = images.dim(0)?;
         check_targets(&cfg, targets, n)?;
         let mut opt = Adam::new(cfg.lr, (0.9, 0.999));
         let class_weights = balanced_weights(cfg.classes, targets.masks.as_deref());
+        let mut report = ValidationReport {
+            best_step: 0,
+            best_score: f64::NEG_INFINITY,
+            curve: vec![],
+        };
+        let mut best: Vec<Tensor> = vec![];
         // Linear warm-up over the first 5 % of the steps, then cosine decay to 0.
         let warm = (cfg.steps / 20).max(1);
         for step in 0..cfg.steps {
@@ -422,8 +442,28 @@ impl UNet {
             }
             opt.update_from(&self.named_vars(), &loss.backward()?)?;
             progress(step + 1, v);
+            if let Some(val) = validation
+                && ((step + 1) % val.every.max(1) == 0 || step + 1 == cfg.steps)
+            {
+                let s = (val.score)(self)?;
+                report.curve.push((step + 1, s));
+                // Ties keep the earlier (shorter) model; NaN never wins.
+                if s > report.best_score {
+                    (report.best_step, report.best_score) = (step + 1, s);
+                    best = self.named_vars().values().map(|v| v.as_tensor().copy()).collect::<candle_core::Result<_>>()?;
+                }
+            }
         }
-        Ok(())
+        if validation.is_none() {
+            return Ok(None);
+        }
+        if report.best_step == 0 {
+            return Err(Error::invalid("no validation score was finite"));
+        }
+        for (v, b) in self.named_vars().values().zip(&best) {
+            v.set(b)?;
+        }
+        Ok(Some(report))
     }
 
     /// Saves the weights and the config (safetensors with metadata).
@@ -672,11 +712,34 @@ pub struct TrainJob<'a> {
     pub images: &'a Tensor,
     /// Their labels.
     pub targets: &'a Targets,
+    /// Steps chosen on a validation split ([`UNet::train_validated`]), if any.
+    pub validation: Option<Validation<'a>>,
+}
+
+/// A validation split for [`UNet::train_validated`]: how to score a model on it
+/// (higher is better) and how often.
+pub struct Validation<'a> {
+    /// The model's score on the validation split.
+    pub score: &'a (dyn Fn(&UNet) -> Result<f64> + Sync),
+    /// Score every this many steps (and after the last).
+    pub every: usize,
+}
+
+/// What [`UNet::train_validated`] measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValidationReport {
+    /// The step whose weights were kept.
+    pub best_step: usize,
+    /// Their validation score.
+    pub best_score: f64,
+    /// (step, score) at every evaluation.
+    pub curve: Vec<(usize, f64)>,
 }
 
 /// Trains several UNets at once, `workers` at a time, each on a thread with a
-/// single-threaded rayon pool of its own; returns them in the jobs' order, or the first
-/// error. `progress(job, step, loss)` is called from the workers.
+/// single-threaded rayon pool of its own; returns them (with their validation reports,
+/// for jobs with a validation split) in the jobs' order, or the first error.
+/// `progress(job, step, loss)` is called from the workers.
 ///
 /// The small convolutions of these UNets use two cores poorly: on a 2-core Xeon one
 /// model ran 7.6 steps/s on both cores and 5.1 on one, while two single-threaded
@@ -688,13 +751,14 @@ pub fn train_concurrently(
     jobs: Vec<TrainJob<'_>>,
     workers: usize,
     progress: &(dyn Fn(usize, usize, f32) + Sync),
-) -> Result<Vec<UNet>> {
+) -> Result<Vec<(UNet, Option<ValidationReport>)>> {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let n = jobs.len();
     let workers = workers.clamp(1, n.max(1));
     let slots: Vec<Mutex<Option<TrainJob<'_>>>> = jobs.into_iter().map(|j| Mutex::new(Some(j))).collect();
-    let done: Vec<Mutex<Option<Result<UNet>>>> = (0..n).map(|_| Mutex::new(None)).collect();
+    type Trained = Result<(UNet, Option<ValidationReport>)>;
+    let done: Vec<Mutex<Option<Trained>>> = (0..n).map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
     std::thread::scope(|s| {
         for _ in 0..workers {
@@ -711,8 +775,15 @@ pub fn train_concurrently(
                     let job = slots[i].lock().unwrap_or_else(|e| e.into_inner()).take();
                     let result = match (job, &pool) {
                         (Some(mut job), Ok(pool)) => pool
-                            .install(|| job.unet.train(job.images, job.targets, &mut |s, l| progress(i, s, l)))
-                            .map(|()| job.unet),
+                            .install(|| {
+                                job.unet.train_validated(
+                                    job.images,
+                                    job.targets,
+                                    job.validation.as_ref(),
+                                    &mut |s, l| progress(i, s, l),
+                                )
+                            })
+                            .map(|r| (job.unet, r)),
                         (None, _) => Err(Error::invalid("internal: a training job was taken twice")),
                         (_, Err(e)) => Err(Error::invalid(e.clone())),
                     };

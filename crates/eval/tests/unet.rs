@@ -171,6 +171,7 @@ fn concurrent_training_equals_sequential() {
             unet: UNet::new(c.clone(), &Device::Cpu).unwrap(),
             images: &set.images,
             targets: t,
+            validation: None,
         })
         .collect();
     let calls = std::sync::atomic::AtomicUsize::new(0);
@@ -179,7 +180,7 @@ fn concurrent_training_equals_sequential() {
     })
     .unwrap();
     assert_eq!(calls.into_inner(), 12, "one progress call per step of each model");
-    for (k, (a, b)) in sequential.iter().zip(&concurrent).enumerate() {
+    for (k, (a, (b, _))) in sequential.iter().zip(&concurrent).enumerate() {
         let (ya, yb) = (a.forward(&set.images).unwrap(), b.forward(&set.images).unwrap());
         let diff = (ya - yb)
             .unwrap()
@@ -216,5 +217,48 @@ fn ignored_pixels_carry_no_loss() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("holds class 255"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `select_unets` trains every combination, scores each on the validation split as it
+/// trains and keeps the best combination at its best step; the model it returns scores
+/// exactly what it reports on that split (its weights are the kept step's).
+#[test]
+fn settings_are_chosen_on_the_validation_split() {
+    use labelgan_eval::{DownstreamConfig, DownstreamJob, HeadKind, Selection, score, select_unets, selection_score};
+    let dir = std::env::temp_dir().join(format!("lg-eval-select-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    labelgan_toyworld::write_dataset(&dir.join("train"), 4, 16, 32, |_, _| {}).unwrap();
+    labelgan_toyworld::write_dataset(&dir.join("val"), 5, 6, 32, |_, _| {}).unwrap();
+    let train = load_dataset(&dir.join("train"), 32, None).unwrap();
+    let val = load_dataset(&dir.join("val"), 32, None).unwrap();
+    let cfg = DownstreamConfig {
+        steps: [40, 40, 40],
+        batch: 4,
+        widths: Some(vec![4, 8]),
+        classes: 8,
+        keypoints: 5,
+        ..DownstreamConfig::default()
+    };
+    let jobs = [DownstreamJob {
+        name: "train".into(),
+        set: &train,
+        heads: vec![HeadKind::Segmentation],
+    }];
+    // A learning rate 10^4 times smaller learns nothing in 40 steps: never chosen.
+    let sel = Selection {
+        lr_factors: vec![1e-4, 1.0],
+        width_factors: vec![1.0],
+        evaluations: 4,
+    };
+    let out = select_unets(&jobs, &cfg, &sel, Some(&val), 2, &Device::Cpu, &|_| {}).unwrap();
+    let s = &out[0];
+    assert_eq!(s.tried.len(), 2);
+    assert_eq!(s.lr, 1e-2, "{:?}", s.tried);
+    assert!([10, 20, 30, 40].contains(&s.steps), "{}", s.steps);
+    let again = selection_score(&score(&[(&s.unet, &[HeadKind::Segmentation])], &val, 8).unwrap());
+    assert_eq!(Some(again), s.score);
+    // Several combinations without a validation split: refused.
+    assert!(select_unets(&jobs, &cfg, &sel, None, 1, &Device::Cpu, &|_| {}).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }
