@@ -24,8 +24,8 @@ mod common;
 use clap::Parser;
 use labelgan::dataset::LabelledSet;
 use labelgan::eval::{
-    DownstreamConfig, DownstreamJob, Flip, HeadKind, Scores, Selected, Selection, UNet, UNetProgress, concurrent_workers, score,
-    select_unets,
+    DownstreamConfig, DownstreamJob, Flip, HeadKind, Scores, Selected, Selection, UNet, UNetProgress,
+    concurrent_workers, score, select_unets,
 };
 use labelgan::factory::{
     FactoryConfig, FactoryEvent, FactoryRun, FitOptions, Method, PriorCalibration, Refinement, run_factory,
@@ -153,20 +153,28 @@ fn train_sets(
     let total: usize = jobs.iter().map(|j| cfg.steps[j.heads[0].index()]).sum::<usize>() * combos;
     let names: Vec<&str> = sets.iter().map(|(n, _)| *n).collect();
     let bar = labelgan::core::Progress::new(total as u64, &format!("  UNets [{}]", names.join(", ")), "steps");
-    let models = select_unets(&jobs, cfg, selection, val, workers, &Device::Cpu, &|p: &UNetProgress<'_>| {
-        bar.note(format!("{} {} loss {:.4}", p.name, p.heads[0].name(), p.loss));
-        bar.inc(1);
-        if p.step == p.steps {
-            bar.println(&format!(
-                "  UNet[{}, {}] trained ({} steps, loss {:.4}) at {:.0} s",
-                p.name,
-                p.heads[0].name(),
-                p.steps,
-                p.loss,
-                started.elapsed().as_secs_f64()
-            ));
-        }
-    })?;
+    let models = select_unets(
+        &jobs,
+        cfg,
+        selection,
+        val,
+        workers,
+        &Device::Cpu,
+        &|p: &UNetProgress<'_>| {
+            bar.note(format!("{} {} loss {:.4}", p.name, p.heads[0].name(), p.loss));
+            bar.inc(1);
+            if p.step == p.steps {
+                bar.println(&format!(
+                    "  UNet[{}, {}] trained ({} steps, loss {:.4}) at {:.0} s",
+                    p.name,
+                    p.heads[0].name(),
+                    p.steps,
+                    p.loss,
+                    started.elapsed().as_secs_f64()
+                ));
+            }
+        },
+    )?;
     bar.finish();
     let mut it = models.into_iter();
     Ok(sets.iter().map(|_| it.by_ref().take(3).collect()).collect())
@@ -240,7 +248,8 @@ fn run() -> Result<()> {
         (None, true) => [2000; 3],
         (None, false) => [1000, 300, 300],
     };
-    std::fs::create_dir_all(&a.out).map_err(|e| labelgan::core::Error::io(&a.out, e))?;
+    // One quickstart at a time in OUT (a second is refused, naming the first).
+    let _lock = labelgan::core::RunLock::acquire(&a.out)?;
     let downstream = DownstreamConfig {
         steps,
         classes: CLASSES,

@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use labelgan_core::{Error, Progress, Result};
 use labelgan_dataset::{LabelledSet, load_dataset, resolution_of};
 use labelgan_eval::{
-    DownstreamConfig, DownstreamJob, Flip, HeadKind, UNetProgress, concurrent_workers, score, train_unets,
+    DownstreamConfig, DownstreamJob, Flip, HeadKind, Selection, UNetProgress, concurrent_workers, score, select_unets,
 };
 
 use crate::device::DeviceArg;
@@ -100,7 +100,21 @@ pub struct EvaluateArgs {
     /// Mask id of unlabelled pixels: not trained on, not scored (`none`: every id is a
     /// class).
     #[arg(long, default_value = "255", value_parser = values::ignore_index)]
-    ignore_index: Option<u32>,
+    ignore_index: values::IgnoreIndex,
+    /// Validation set (labelled, never the --test set): each UNet's learning rate,
+    /// widths and steps are chosen on it among --lr-factors x --width-factors (steps:
+    /// the best of --evaluations scores per run).
+    #[arg(long, value_name = "DIR")]
+    val: Option<PathBuf>,
+    /// Multiples of the default learning rate tried (needs --val for more than one).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    lr_factors: Vec<f64>,
+    /// Multiples of the default widths tried (needs --val for more than one).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    width_factors: Vec<f64>,
+    /// Validation scores per UNet training run (with --val).
+    #[arg(long, default_value_t = 10)]
+    evaluations: usize,
     /// Folder for the trained models (`KIND.safetensors`) and `results.json`.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -156,7 +170,19 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
     if let Some(out) = &a.out {
         let mut inputs = vec![("--train", a.train.as_path()), ("--test", a.test.as_path())];
         inputs.extend(added.iter().map(|(p, _)| ("--add-train", p.as_path())));
+        inputs.extend(a.val.as_deref().map(|p| ("--val", p)));
         check_output(("--out", out), &inputs)?;
+    }
+    let selection = Selection {
+        lr_factors: a.lr_factors.clone(),
+        width_factors: a.width_factors.clone(),
+        evaluations: a.evaluations,
+    };
+    selection.validate().map_err(Error::into_usage)?;
+    if a.val.is_none() && a.lr_factors.len() * a.width_factors.len() > 1 {
+        return Err(Error::usage(
+            "--lr-factors and --width-factors choose among settings on --val DIR: give it",
+        ));
     }
     let started = Instant::now();
     let r = resolution_of(&a.train)?;
@@ -224,6 +250,18 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
         train = LabelledSet::concat(&parts)?;
     }
     let test = load_dataset(&a.test, r, None)?;
+    let val = match &a.val {
+        Some(dir) => {
+            let rv = resolution_of(dir)?;
+            if rv != r {
+                return Err(Error::invalid(format!(
+                    "the training images are {r}x{r} but the validation images {rv}x{rv}"
+                )));
+            }
+            Some(load_dataset(dir, r, None)?)
+        }
+        None => None,
+    };
     let has = |set: &LabelledSet, h: HeadKind| h.present_in(&set.targets);
     let heads: Vec<HeadKind> = if a.heads.is_empty() {
         HeadKind::ALL
@@ -263,7 +301,7 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
         widths: a.widths.clone(),
         shift: a.shift,
         seed: a.seed,
-        ignore_index: a.ignore_index,
+        ignore_index: a.ignore_index.0,
         ..DownstreamConfig::default()
     };
     cfg.infer_label_sizes(&train, &test)
@@ -323,10 +361,13 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
         .collect();
     // On the CPU the models train side by side, one per core; on a GPU one after the
     // other.
-    let bar = Progress::new((a.steps * jobs.len()) as u64, "training UNets", "steps");
-    let models = train_unets(
+    let combos = a.lr_factors.len() * a.width_factors.len();
+    let bar = Progress::new((a.steps * jobs.len() * combos) as u64, "training UNets", "steps");
+    let models = select_unets(
         &jobs,
         &cfg,
+        &selection,
+        val.as_ref(),
         concurrent_workers(&device),
         &device,
         &|p: &UNetProgress<'_>| {
@@ -336,12 +377,23 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
     )?;
     bar.finish();
     if let Some(dir) = &a.out {
-        for (unet, name) in models.iter().zip(&names) {
-            unet.save(dir.join(format!("{name}.safetensors")))?;
+        for (m, name) in models.iter().zip(&names) {
+            m.unet.save(dir.join(format!("{name}.safetensors")))?;
         }
     }
-    let pairs: Vec<(&labelgan_eval::UNet, &[HeadKind])> =
-        models.iter().zip(&groups).map(|(m, g)| (m, g.as_slice())).collect();
+    let chosen: Vec<serde_json::Value> = models
+        .iter()
+        .zip(&names)
+        .map(|(m, name)| {
+            serde_json::json!({"model": name, "lr": m.lr, "widths": m.widths, "steps": m.steps,
+                "val_score": m.score, "tried": m.tried})
+        })
+        .collect();
+    let pairs: Vec<(&labelgan_eval::UNet, &[HeadKind])> = models
+        .iter()
+        .zip(&groups)
+        .map(|(m, g)| (&m.unet, g.as_slice()))
+        .collect();
     let scores = score(&pairs, &test, cfg.classes)?;
     let mut results = serde_json::json!({
         "train": a.train.display().to_string(), "test": a.test.display().to_string(),
@@ -357,6 +409,9 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
     results["seconds"] = started.elapsed().as_secs_f64().into();
     // Every setting the UNets were trained with, saved with the run.
     results["config"] = serde_json::to_value(&cfg).map_err(|e| Error::invalid(e.to_string()))?;
+    if a.val.is_some() {
+        results["chosen_on_val"] = chosen.into();
+    }
     if let Some(dir) = &a.out {
         let text = serde_json::to_string_pretty(&results).map_err(|e| Error::invalid(e.to_string()))?;
         labelgan_core::io::write_atomic(&dir.join("results.json"), text.as_bytes())?;

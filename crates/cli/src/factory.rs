@@ -81,7 +81,7 @@ pub struct FactoryArgs {
     /// Mask id of unlabelled pixels: never fitted, not a class (`none`: every id is a
     /// class).
     #[arg(long, default_value = "255", value_parser = values::ignore_index)]
-    ignore_index: Option<u32>,
+    ignore_index: values::IgnoreIndex,
     /// Ensemble members per labeler.
     #[arg(long, default_value_t = 10)]
     members: usize,
@@ -134,7 +134,7 @@ pub fn run(a: FactoryArgs) -> Result<()> {
             max_epochs: a.max_epochs,
             sigma: a.sigma,
             seed: a.seed,
-            ignore_index: a.ignore_index,
+            ignore_index: a.ignore_index.0,
         },
         calibration: PriorCalibration {
             images: a.calibrate_images,
@@ -201,6 +201,12 @@ pub fn run(a: FactoryArgs) -> Result<()> {
         },
     };
     let out = run_factory(&g, &method, &set, &run, &a.out, &mut print_events("generating"))?;
+    labelgan_core::stop::check(&format!(
+        "{} of {} images are in {}; rerun the same command to resume",
+        out.images,
+        a.count,
+        a.out.display()
+    ))?;
     println!(
         "{}",
         serde_json::json!({"images": out.images, "out": a.out.display().to_string(), "seconds": started.elapsed().as_secs_f64()})
@@ -208,7 +214,8 @@ pub fn run(a: FactoryArgs) -> Result<()> {
     Ok(())
 }
 
-/// Prints a factory run's log lines and a progress bar over the images it writes.
+/// Prints a factory run's log lines and a progress bar over the images it writes; stops
+/// the run after the image at hand when a stop was requested (SIGINT/SIGTERM).
 pub fn print_events(label: &str) -> impl FnMut(FactoryEvent<'_>) -> bool {
     let label = label.to_string();
     let mut bar: Option<Progress> = None;
@@ -223,6 +230,6 @@ pub fn print_events(label: &str) -> impl FnMut(FactoryEvent<'_>) -> bool {
                 }
             }
         }
-        true
+        !labelgan_core::stop::requested()
     }
 }

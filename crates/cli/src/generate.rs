@@ -243,6 +243,9 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     let start = Instant::now();
     let bar = Progress::new(n as u64, "generating", "images");
     for b0 in (0..n).step_by(a.batch_size) {
+        // On SIGINT/SIGTERM: the PNGs written so far stay, --out (incomplete) is not
+        // written.
+        labelgan_core::stop::check(&format!("{b0} of {n} images rendered; --out not written"))?;
         let len = a.batch_size.min(n - b0);
         let ws = source.ws(&g, b0, len, truncation)?;
         // A distinct noise draw per batch (the same for the same --batch-size).

@@ -1,7 +1,8 @@
 //! `labelgan`: the command-line face of labelgan.
 //!
 //! Every failure prints one line, `error: ...`, naming the file, key or argument at
-//! fault, and exits non-zero (2 for bad arguments, 1 for everything else).
+//! fault, and exits non-zero (2 for bad arguments, 130 for a clean stop on SIGINT or
+//! SIGTERM, 1 for everything else).
 
 use std::process::ExitCode;
 
@@ -71,6 +72,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Commands that write resumable output stop cleanly on SIGINT/SIGTERM (the file at
+    // hand finished, a checkpoint saved); the others keep the default (their writes
+    // are atomic, so a signal leaves nothing half-written either way).
+    if matches!(
+        cli.command,
+        Command::Factory(_) | Command::TrainGan(_) | Command::TrainEncoder(_) | Command::Generate(_)
+    ) && let Err(e) = labelgan_core::stop::install_handler()
+    {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let res = match cli.command {
         Command::Generate(a) => generate::run(a),
         Command::Toyworld(a) => toyworld::run(a),
@@ -93,6 +105,7 @@ fn main() -> ExitCode {
             eprintln!("error: {}", one_line(&e.to_string()));
             match e {
                 Error::Usage(_) => ExitCode::from(2),
+                Error::Stopped(_) => ExitCode::from(130),
                 _ => ExitCode::FAILURE,
             }
         }

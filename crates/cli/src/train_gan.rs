@@ -224,6 +224,15 @@ pub fn run(a: TrainGanArgs) -> Result<()> {
     let mut acc = (0f64, 0f64, 0f64, 0f64, 0usize);
     let mut r1 = None;
     while t.nimg < target {
+        if labelgan_core::stop::requested() {
+            snapshot(&t, &a.out)?;
+            return Err(Error::Stopped(format!(
+                "checkpoint at step {} ({:.1} kimg) saved in {}; rerun the same command to resume",
+                t.step,
+                t.nimg as f64 / 1000.0,
+                a.out.display()
+            )));
+        }
         let l = t.step(&source)?;
         acc = (
             acc.0 + l.g as f64,

@@ -55,13 +55,17 @@ pub fn fraction(s: &str) -> Result<f64, String> {
     }
 }
 
+/// The mask id of unlabelled pixels, or none (every id is a class).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IgnoreIndex(pub Option<u32>);
+
 /// A mask id of unlabelled pixels (0-255), or `none` (every id is a class).
-pub fn ignore_index(s: &str) -> Result<Option<u32>, String> {
+pub fn ignore_index(s: &str) -> Result<IgnoreIndex, String> {
     if s.trim().eq_ignore_ascii_case("none") {
-        return Ok(None);
+        return Ok(IgnoreIndex(None));
     }
     match s.trim().parse::<u32>() {
-        Ok(v) if v <= 255 => Ok(Some(v)),
+        Ok(v) if v <= 255 => Ok(IgnoreIndex(Some(v))),
         _ => Err(format!("`{s}` is not a mask id in 0..=255 or `none`")),
     }
 }
@@ -83,8 +87,8 @@ mod tests {
         assert_eq!(non_negative("0"), Ok(0.0));
         assert!(fraction("1").is_err() && fraction("-0.1").is_err());
         assert_eq!(fraction("0.1"), Ok(0.1));
-        assert_eq!(ignore_index("255"), Ok(Some(255)));
-        assert_eq!(ignore_index("None"), Ok(None));
+        assert_eq!(ignore_index("255"), Ok(IgnoreIndex(Some(255))));
+        assert_eq!(ignore_index("None"), Ok(IgnoreIndex(None)));
         assert!(ignore_index("256").is_err() && ignore_index("-1").is_err());
     }
 }

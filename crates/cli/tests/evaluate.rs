@@ -116,6 +116,27 @@ fn printed_scores_are_those_of_the_saved_models() {
         ],
     );
     assert_eq!(v["train_images"], 8 + 3 * 6);
+    // --val: the learning rate and steps chosen on a validation folder, each tried
+    // combination reported (and the test folder only scored).
+    let v = evaluate(
+        &train,
+        &test,
+        &[
+            "--heads",
+            "seg",
+            "--steps",
+            "4",
+            "--val",
+            train.to_str().unwrap(),
+            "--lr-factors",
+            "1,0.3",
+            "--evaluations",
+            "2",
+        ],
+    );
+    let chosen = &v["chosen_on_val"][0];
+    assert_eq!(chosen["tried"].as_array().unwrap().len(), 2, "{v}");
+    assert!([2, 4].contains(&chosen["steps"].as_u64().unwrap()), "{v}");
     let both = UNet::load(joint.join("segmentation+depth.safetensors"), &Device::Cpu).unwrap();
     assert_eq!((both.config.classes, both.config.depth), (8, true));
 }
@@ -166,6 +187,8 @@ fn mistakes_are_named() {
         &["--test", tr, "--add-train", &format!("{tr}:0")],
         "the repeat must be in 1..=10000",
     );
+    fails_with(2, &["--test", tr, "--lr-factors", "1,0.3"], "give it");
+    fails_with(2, &["--test", tr, "--lr-factors", "0"], "factor 0");
     // Absurd sizes are refused before anything is allocated or written.
     let out = t("out");
     let huge_repeat = format!("{tr}:1000000000000");

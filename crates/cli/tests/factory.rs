@@ -125,6 +125,74 @@ fn killed_and_restarted_equals_uninterrupted() {
     assert!(b.join("labelers/segmentation_calibration.json").exists());
     same_files(&a, &b);
 
+    // SIGINT and SIGTERM: the image at hand is finished, the run exits 130 with one
+    // line saying how to resume, and the resumed run ends byte-identical.
+    for (signal, name) in [("-INT", "c_int"), ("-TERM", "c_term")] {
+        let c = t(name);
+        let child = Command::new(env!("CARGO_BIN_EXE_labelgan"))
+            .args(args(&c))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let manifest = c.join("manifest.jsonl");
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(120) {
+            let lines = std::fs::read(&manifest)
+                .map(|v| v.iter().filter(|&&x| x == b'\n').count())
+                .unwrap_or(0);
+            if lines >= 20 {
+                Command::new("kill")
+                    .args([signal, &child.id().to_string()])
+                    .status()
+                    .unwrap();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(130), "{signal}: {err}");
+        let last = err.lines().last().unwrap_or("");
+        assert!(
+            last.starts_with("error: stopped:") && last.contains("rerun the same command"),
+            "{err}"
+        );
+        let partial = std::fs::read(&manifest)
+            .unwrap()
+            .iter()
+            .filter(|&&x| x == b'\n')
+            .count();
+        assert!((20..150).contains(&partial), "{signal}: {partial} images");
+        let o = common::labelgan(&args(&c).iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        same_files(&a, &c);
+    }
+
+    // A resume with another seed is refused before anything is written, naming the
+    // setting and both values; --restart starts over.
+    let mut other = args(&b);
+    *other.last_mut().unwrap() = "5".into();
+    let before = folder_contents(&b).unwrap();
+    let o = common::labelgan(&other.iter().map(String::as_str).collect::<Vec<_>>());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.code() == Some(1) && err.contains("seed = 4, this run has 5") && err.contains("--restart"),
+        "{err}"
+    );
+    assert_eq!(folder_contents(&b).unwrap(), before);
+    let count = other.iter().position(|x| x == "--count").unwrap() + 1;
+    other[count] = "3".into();
+    other.push("--restart".into());
+    let o = common::labelgan(&other.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines = std::fs::read(b.join("manifest.jsonl"))
+        .unwrap()
+        .iter()
+        .filter(|&&x| x == b'\n')
+        .count();
+    assert_eq!(lines, 3);
+
     // Mistakes.
     let o = common::labelgan(&[
         "factory",

@@ -68,6 +68,11 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     Usage(String),
 
+    /// The run stopped on request (SIGINT or SIGTERM) after finishing what it was
+    /// writing; rerunning the same command resumes it. The command exits 130.
+    #[error("stopped: {0}")]
+    Stopped(String),
+
     /// Any other error, from a crate outside labelgan or a user's implementation.
     #[error(transparent)]
     Other(Box<dyn std::error::Error + Send + Sync>),

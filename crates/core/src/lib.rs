@@ -26,6 +26,7 @@ pub mod progress;
 pub mod record;
 pub mod rng;
 pub mod safetensors_stream;
+pub mod stop;
 pub mod taps;
 pub mod traits;
 pub mod truncation;

@@ -227,7 +227,9 @@ impl Selection {
             .chain(&self.width_factors)
             .find(|f| !(f.is_finite() && **f > 0.0 && **f <= 1e3))
         {
-            return Err(Error::invalid(format!("factor {f} must be a finite number in (0, 1000]")));
+            return Err(Error::invalid(format!(
+                "factor {f} must be a finite number in (0, 1000]"
+            )));
         }
         if !(1..=10_000).contains(&self.evaluations) {
             return Err(Error::invalid(format!(
@@ -260,9 +262,7 @@ pub struct Selected {
 /// segmentation, the mean of PCK@0.05 and PCK@0.1 for keypoints, minus the RMSE for
 /// depth; summed over a joint model's heads.
 pub fn selection_score(s: &Scores) -> f64 {
-    s.miou.unwrap_or(0.0)
-        + s.pck05.zip(s.pck10).map_or(0.0, |(a, b)| (a + b) / 2.0)
-        - s.depth_rmse.unwrap_or(0.0)
+    s.miou.unwrap_or(0.0) + s.pck05.zip(s.pck10).map_or(0.0, |(a, b)| (a + b) / 2.0) - s.depth_rmse.unwrap_or(0.0)
 }
 
 /// Trains one UNet per job, `workers` at a time (each on one core; see
@@ -296,7 +296,9 @@ pub fn select_unets(
 ) -> Result<Vec<Selected>> {
     selection.validate()?;
     if val.is_none() && selection.lr_factors.len() * selection.width_factors.len() > 1 {
-        return Err(Error::invalid("choosing among several settings needs a validation split"));
+        return Err(Error::invalid(
+            "choosing among several settings needs a validation split",
+        ));
     }
     // Per job and combination: its config, targets and name.
     struct Run {
@@ -314,7 +316,10 @@ pub fn select_unets(
             if let Some(v) = val
                 && !h.present_in(&v.targets)
             {
-                return Err(Error::invalid(format!("the validation split has no {} labels", h.name())));
+                return Err(Error::invalid(format!(
+                    "the validation split has no {} labels",
+                    h.name()
+                )));
             }
         }
         let r = j.set.images.dims().get(2).copied().unwrap_or(0);
@@ -329,7 +334,11 @@ pub fn select_unets(
             for &wf in &selection.width_factors {
                 let mut c = base.clone();
                 c.lr *= lf;
-                c.widths = base.widths.iter().map(|&w| ((w as f64 * wf).round() as usize).max(1)).collect();
+                c.widths = base
+                    .widths
+                    .iter()
+                    .map(|&w| ((w as f64 * wf).round() as usize).max(1))
+                    .collect();
                 c.validate()?;
                 let several = selection.lr_factors.len() * selection.width_factors.len() > 1;
                 let name = if several {
@@ -337,11 +346,16 @@ pub fn select_unets(
                 } else {
                     j.name.clone()
                 };
-                runs.push(Run { job: ji, config: c, name });
+                runs.push(Run {
+                    job: ji,
+                    config: c,
+                    name,
+                });
             }
         }
     }
-    let scorers: Vec<Box<dyn Fn(&UNet) -> Result<f64> + Sync + '_>> = runs
+    type Scorer<'s> = Box<dyn Fn(&UNet) -> Result<f64> + Sync + 's>;
+    let scorers: Vec<Scorer<'_>> = runs
         .iter()
         .map(|run| {
             let heads = jobs[run.job].heads.clone();
@@ -349,7 +363,7 @@ pub fn select_unets(
             Box::new(move |u: &UNet| -> Result<f64> {
                 let v = val.ok_or_else(|| Error::invalid("internal: no validation split"))?;
                 Ok(selection_score(&score(&[(u, &heads)], v, classes)?))
-            }) as Box<dyn Fn(&UNet) -> Result<f64> + Sync>
+            }) as Scorer<'_>
         })
         .collect();
     // The longest first (ties: by first head, then job order).
@@ -391,7 +405,12 @@ pub fn select_unets(
             Some(r) => (r.best_step, Some(r.best_score)),
             None => (run.config.steps, None),
         };
-        let tried = (run.config.lr, run.config.widths.clone(), steps, score.unwrap_or(f64::NAN));
+        let tried = (
+            run.config.lr,
+            run.config.widths.clone(),
+            steps,
+            score.unwrap_or(f64::NAN),
+        );
         let slot = &mut out[run.job];
         // Strictly better only: ties keep the earlier combination.
         let better = match slot {

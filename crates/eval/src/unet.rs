@@ -450,7 +450,11 @@ impl UNet {
                 // Ties keep the earlier (shorter) model; NaN never wins.
                 if s > report.best_score {
                     (report.best_step, report.best_score) = (step + 1, s);
-                    best = self.named_vars().values().map(|v| v.as_tensor().copy()).collect::<candle_core::Result<_>>()?;
+                    best = self
+                        .named_vars()
+                        .values()
+                        .map(|v| v.as_tensor().copy())
+                        .collect::<candle_core::Result<_>>()?;
                 }
             }
         }

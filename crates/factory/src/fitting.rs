@@ -182,6 +182,9 @@ pub fn fit_labelers<G: Generator>(
             e.save(p)?;
             let text = serde_json::to_string_pretty(&record).map_err(|e| Error::invalid(e.to_string()))?;
             labelgan_core::io::write_atomic(rp, text.as_bytes())?;
+            // A stop requested (SIGINT/SIGTERM) while fitting takes effect here, with
+            // this labeler saved for the next run.
+            labelgan_core::stop::check(&format!("the {name} labeler is saved in {}", p.display()))?;
         }
         Ok(e)
     };
