@@ -114,6 +114,25 @@ impl FitOptions {
     }
 }
 
+/// The segmentation labeler's classes for `targets` (`None` without masks): `classes`
+/// if set, else the largest id in the masks + 1 (the ignore index left out); a mask
+/// id beyond the classes asked for is an error naming it.
+pub fn segmentation_classes(targets: &Targets, options: &FitOptions) -> Result<Option<usize>> {
+    if targets.masks.is_none() {
+        return Ok(None);
+    }
+    let found = targets.max_class(options.ignore_index).unwrap_or(0) as usize + 1;
+    let classes = options.classes.unwrap_or(found);
+    if found > classes {
+        return Err(Error::invalid(format!(
+            "masks hold class {} but only {classes} classes were asked for (unlabelled pixels: --ignore-index {})",
+            found - 1,
+            options.ignore_index.map_or("none".into(), |i| i.to_string())
+        )));
+    }
+    Ok(Some(classes))
+}
+
 /// Fits one labeler per label kind present in `targets` (segmentation, keypoints,
 /// depth) on the taps of the latents that `latents()` returns (called once, and only if
 /// something must be fitted). With `cache`, each fitted ensemble is saved there as
@@ -189,15 +208,7 @@ pub fn fit_labelers<G: Generator>(
         Ok(e)
     };
     let mut labelers = Labelers::default();
-    if targets.masks.is_some() {
-        let found = targets.max_class(options.ignore_index).unwrap_or(0) as usize + 1;
-        let classes = options.classes.unwrap_or(found);
-        if found > classes {
-            return Err(Error::invalid(format!(
-                "masks hold class {} but only {classes} classes were asked for",
-                found - 1
-            )));
-        }
+    if let Some(classes) = segmentation_classes(targets, options)? {
         labelers.segmentation = Some(fit_or_load("segmentation", Head::Segmentation { classes })?);
     }
     if targets.keypoints.is_some() {

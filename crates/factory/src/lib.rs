@@ -29,7 +29,7 @@ pub use calibration::{
 };
 pub use config::FactoryConfig;
 pub use filter::keep_most_certain;
-pub use fitting::{FitOptions, fit_labeler, fit_labelers, taps_of};
+pub use fitting::{FitOptions, fit_labeler, fit_labelers, segmentation_classes, taps_of};
 pub use generate::{DatasetProgress, generate_dataset};
 pub use handsoff::{Refinement, check_latents, fit_datasetgan, fit_handsoff, invert};
 pub use labelers::Labelers;

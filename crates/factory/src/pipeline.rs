@@ -98,6 +98,8 @@ pub fn run_factory<G: Generator, I: Inverter + ?Sized>(
     events: &mut dyn FnMut(FactoryEvent<'_>) -> bool,
 ) -> Result<FactoryOutput> {
     run.validate()?;
+    // The labelled set against the settings, before the folder is touched.
+    crate::fitting::segmentation_classes(&labelled.targets, &run.fit)?;
     // One run at a time in `out`: a second is refused, naming the holder.
     let _lock = RunLock::acquire(out)?;
     factory_record(g, method, labelled, run)?.check_or_write(
