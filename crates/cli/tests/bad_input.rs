@@ -8,8 +8,6 @@ mod common;
 
 use std::path::Path;
 
-use candle_core::Device;
-use labelgan_stylegan::{GeneratorConfig, StyleGan2};
 
 struct Case {
     args: Vec<String>,
@@ -53,17 +51,8 @@ fn check(cases: &[Case], out: &Path) {
 #[test]
 fn every_command_refuses_bad_input_in_one_line_and_leaves_nothing() {
     let t = |n: &str| common::tmp_in("bad-input", n);
-    let cfg = GeneratorConfig {
-        z_dim: 8,
-        w_dim: 8,
-        img_resolution: 32,
-        mapping_layers: 2,
-        channel_base: 128,
-        channel_max: 8,
-        ..Default::default()
-    };
     let gp = t("g.safetensors");
-    StyleGan2::random(&cfg, 2, &Device::Cpu).unwrap().save(&gp).unwrap();
+    common::tiny_generator(&gp);
     let data = t("labelled");
     labelgan_toyworld::write_dataset(&data, 1, 3, 32, |_, _| {}).unwrap();
     let out = t("out");

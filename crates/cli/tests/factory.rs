@@ -1,7 +1,8 @@
 //! `labelgan factory` end to end with a tiny random generator and toyworld labels: a
-//! run killed (SIGKILL) in the middle and restarted ends byte-identical to an
-//! uninterrupted run (class-prior calibration included), and mistakes fail with
-//! messages that name them.
+//! run killed (SIGKILL) or stopped (SIGINT, SIGTERM) in the middle and restarted ends
+//! byte-identical to an uninterrupted run (class-prior calibration included), a rerun
+//! with other settings is refused until --restart, and mistakes fail with messages that
+//! name them.
 
 mod common;
 
@@ -9,9 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use candle_core::Device;
 use labelgan_dataset::folder_contents;
-use labelgan_stylegan::{GeneratorConfig, StyleGan2};
 
 /// The two folders hold the same files with the same bytes (names any that differ).
 fn same_files(a: &Path, b: &Path) {
@@ -38,17 +37,8 @@ fn same_files(a: &Path, b: &Path) {
 #[test]
 fn killed_and_restarted_equals_uninterrupted() {
     let t = |n: &str| common::tmp_in("factory", n);
-    let cfg = GeneratorConfig {
-        z_dim: 8,
-        w_dim: 8,
-        img_resolution: 32,
-        mapping_layers: 2,
-        channel_base: 128,
-        channel_max: 8,
-        ..Default::default()
-    };
     let gp = t("g.safetensors");
-    StyleGan2::random(&cfg, 2, &Device::Cpu).unwrap().save(&gp).unwrap();
+    common::tiny_generator(&gp);
     let data = t("labelled");
     labelgan_toyworld::write_dataset(&data, 1, 4, 32, |_, _| {}).unwrap();
     let args = |out: &Path| -> Vec<String> {
