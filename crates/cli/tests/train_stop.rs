@@ -1,0 +1,86 @@
+//! `labelgan train-gan` stopped by SIGINT or SIGTERM saves a checkpoint and exits 130;
+//! rerun, it continues to the same generator, bit for bit, as a run never stopped. A
+//! rerun with another seed is refused, naming it.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn args(out: &str, seed: &str) -> Vec<String> {
+    [
+        "train-gan",
+        "--toyworld",
+        "--resolution",
+        "32",
+        "--out",
+        out,
+        "--kimg",
+        "0.12",
+        "--batch",
+        "4",
+        "--channel-base",
+        "64",
+        "--channel-max",
+        "8",
+        "--z-dim",
+        "8",
+        "--w-dim",
+        "8",
+        "--mapping-layers",
+        "2",
+        "--seed",
+        seed,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn run(args: &[String]) -> std::process::Output {
+    common::labelgan(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+#[test]
+fn a_signal_checkpoints_and_the_rerun_ends_as_an_unstopped_run() {
+    let t = |n: &str| common::tmp_in("train-stop", n).to_str().unwrap().to_string();
+    let a = t("a");
+    let o = run(&args(&a, "1"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want = std::fs::read(format!("{a}/generator.safetensors")).unwrap();
+    for (signal, name) in [("-INT", "int"), ("-TERM", "term")] {
+        let b = t(name);
+        let child = Command::new(env!("CARGO_BIN_EXE_labelgan"))
+            .args(args(&b, "1"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Signalled once training has begun (the folder's record is written first).
+        let start = Instant::now();
+        while !std::path::Path::new(&format!("{b}/run.json")).exists() && start.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        if o.status.success() {
+            // Finished before the signal arrived: nothing to test on this machine.
+            eprintln!("{signal}: the run finished first");
+            continue;
+        }
+        assert_eq!(o.status.code(), Some(130), "{signal}: {err}");
+        assert!(err.lines().last().unwrap_or("").contains("checkpoint at step"), "{err}");
+        let o = run(&args(&b, "1"));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("resuming"));
+        assert!(
+            std::fs::read(format!("{b}/generator.safetensors")).unwrap() == want,
+            "{signal}: the resumed run's generator differs"
+        );
+        // Another seed into the same folder: refused, naming it.
+        let o = run(&args(&b, "2"));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.code() == Some(1) && err.contains("seed = 1, this run has 2"), "{err}");
+    }
+}
