@@ -8,7 +8,6 @@ mod common;
 
 use std::path::Path;
 
-
 struct Case {
     args: Vec<String>,
     code: i32,

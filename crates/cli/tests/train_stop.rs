@@ -61,7 +61,10 @@ fn a_signal_checkpoints_and_the_rerun_ends_as_an_unstopped_run() {
             std::thread::sleep(Duration::from_millis(5));
         }
         std::thread::sleep(Duration::from_millis(300));
-        Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
         let o = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         if o.status.success() {
@@ -81,6 +84,99 @@ fn a_signal_checkpoints_and_the_rerun_ends_as_an_unstopped_run() {
         // Another seed into the same folder: refused, naming it.
         let o = run(&args(&b, "2"));
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(o.status.code() == Some(1) && err.contains("seed = 1, this run has 2"), "{err}");
+        assert!(
+            o.status.code() == Some(1) && err.contains("seed = 1, this run has 2"),
+            "{err}"
+        );
+    }
+}
+
+/// The same for `labelgan train-encoder`, in either stage.
+#[test]
+fn a_stopped_encoder_run_resumes_to_the_same_encoder() {
+    let t = |n: &str| common::tmp_in("encoder-stop", n);
+    let g = t("g.safetensors");
+    common::tiny_generator(&g);
+    let p = t("p.safetensors");
+    let o = common::labelgan(&[
+        "train-perceptual",
+        "--toyworld",
+        "--out",
+        p.to_str().unwrap(),
+        "--resolution",
+        "32",
+        "--steps",
+        "1",
+        "--batch",
+        "2",
+        "--widths",
+        "4,4,4,4,4",
+        "--convs-per-slice",
+        "1",
+        "--holdout",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let args = |out: &std::path::Path| -> Vec<String> {
+        [
+            "train-encoder",
+            "--generator",
+            g.to_str().unwrap(),
+            "--perceptual",
+            p.to_str().unwrap(),
+            "--toyworld",
+            "--real-images",
+            "10",
+            "--holdout",
+            "4",
+            "--out",
+            out.to_str().unwrap(),
+            "--steps-a",
+            "60",
+            "--steps-b",
+            "20",
+            "--batch-a",
+            "4",
+            "--checkpoint-every",
+            "1000",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let a = t("a");
+    let o = run(&args(&a));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want = std::fs::read(a.join("encoder.safetensors")).unwrap();
+    for (signal, wait_ms) in [("-INT", 200), ("-TERM", 900)] {
+        let b = t(&format!("b{wait_ms}"));
+        let child = Command::new(env!("CARGO_BIN_EXE_labelgan"))
+            .args(args(&b))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while !b.join("run.json").exists() && start.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        if o.status.success() {
+            eprintln!("{signal}: the run finished first");
+            continue;
+        }
+        assert_eq!(o.status.code(), Some(130), "{signal}: {err}");
+        assert!(err.lines().last().unwrap_or("").contains("checkpointed"), "{err}");
+        let o = run(&args(&b));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            std::fs::read(b.join("encoder.safetensors")).unwrap() == want,
+            "{signal}: the resumed encoder differs"
+        );
     }
 }
