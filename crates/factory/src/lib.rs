@@ -33,6 +33,6 @@ pub use fitting::{FitOptions, fit_labeler, fit_labelers, segmentation_classes, t
 pub use generate::{DatasetProgress, generate_dataset};
 pub use handsoff::{Refinement, check_latents, fit_datasetgan, fit_handsoff, invert};
 pub use labelers::Labelers;
-pub use pipeline::{FactoryEvent, FactoryOutput, FactoryRun, Method, run_factory};
-pub use record::{RUN_FILE, RUN_OUTPUTS, clear_run, factory_record, generator_fingerprint};
+pub use pipeline::{FactoryEvent, FactoryOutput, FactoryRun, Method, factory_record, run_factory};
+pub use record::{RUN_FILE, RUN_OUTPUTS, clear_run, generator_fingerprint};
 pub use sampling::{candidate_z, synthesize_candidates};

@@ -7,7 +7,8 @@ use std::path::Path;
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use labelgan_core::{Generator, Inverter, Result, RunLock};
+use labelgan_core::record::fingerprint_tensor;
+use labelgan_core::{Generator, Inverter, Result, RunLock, RunRecord};
 use labelgan_dataset::LabelledSet;
 
 use crate::calibration::{CalibrationReport, PriorCalibration, calibrate_segmentation};
@@ -16,7 +17,7 @@ use crate::fitting::FitOptions;
 use crate::generate::{DatasetProgress, generate_dataset};
 use crate::handsoff::{Refinement, fit_datasetgan, fit_handsoff};
 use crate::labelers::Labelers;
-use crate::record::{RUN_FILE, factory_record};
+use crate::record::{RUN_FILE, generator_fingerprint};
 
 /// Where the latents of the labelled images come from.
 #[derive(Debug, Clone)]
@@ -153,4 +154,40 @@ pub fn run_factory<G: Generator, I: Inverter + ?Sized>(
         calibration,
         images,
     })
+}
+
+/// The record of a factory run: `run`'s settings (`run.inputs` included), the method
+/// (with its refinement's settings, or the DatasetGAN latents' fingerprint), and the
+/// fingerprints of the generator and the labelled set.
+pub fn factory_record<G: Generator, I: Inverter + ?Sized>(
+    g: &G,
+    method: &Method<'_, I>,
+    labelled: &LabelledSet,
+    run: &FactoryRun,
+) -> Result<RunRecord> {
+    let mut r = RunRecord::new()
+        .setting("fit", &run.fit)?
+        .setting("calibration", &run.calibration)?
+        .setting("dataset", &run.dataset)?
+        .input("generator", generator_fingerprint(g)?)
+        .input("labelled set", labelled.fingerprint()?);
+    for (k, v) in &run.inputs {
+        r = r.input(k, v.clone());
+    }
+    r = match method {
+        Method::HandsOff { refine, .. } => {
+            let r = r.setting("method", &"handsoff")?;
+            match refine {
+                Some(f) => r
+                    .setting("refine", &f.config)?
+                    .setting("refine.batch", &f.batch)?
+                    .setting("refine.lpips", &f.lpips.is_some())?,
+                None => r.setting("refine", &"none")?,
+            }
+        }
+        Method::DatasetGan { ws } => r
+            .setting("method", &"datasetgan")?
+            .input("latents", fingerprint_tensor(ws)?),
+    };
+    Ok(r)
 }

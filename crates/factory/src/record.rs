@@ -1,15 +1,14 @@
-//! What made a factory folder ([`RunRecord`] in `OUT/run.json`): the run's settings,
-//! the method, and fingerprints of the generator, the labelled set and the latents.
-//! A resume with any of them different is refused before anything is written, so a
-//! folder never mixes two runs; [`clear_run`] starts over.
+//! What made a factory folder (a `RunRecord` in `OUT/run.json`, written by
+//! `pipeline::factory_record`): the run's settings, the method, and fingerprints of the
+//! generator ([`generator_fingerprint`]), the labelled set and the latents. A resume
+//! with any of them different is refused before anything is written, so a folder never
+//! mixes two runs; [`clear_run`] starts over.
 
 use std::path::Path;
 
 use labelgan_core::record::fingerprint_tensor;
-use labelgan_core::{Error, Generator, Inverter, Result, RunLock, RunRecord};
-use labelgan_dataset::LabelledSet;
+use labelgan_core::{Error, Generator, Result, RunLock};
 
-use crate::pipeline::{FactoryRun, Method};
 use crate::sampling::synthesize_candidates;
 
 /// The record's file name in a factory folder.
@@ -43,42 +42,6 @@ pub fn generator_fingerprint<G: Generator + ?Sized>(g: &G) -> Result<String> {
     Ok(labelgan_core::record::fingerprint_parts(
         parts.iter().map(|s| s.as_bytes()),
     ))
-}
-
-/// The record of a factory run: `run`'s settings (`run.inputs` included), the method
-/// (with its refinement's settings, or the DatasetGAN latents' fingerprint), and the
-/// fingerprints of the generator and the labelled set.
-pub fn factory_record<G: Generator, I: Inverter + ?Sized>(
-    g: &G,
-    method: &Method<'_, I>,
-    labelled: &LabelledSet,
-    run: &FactoryRun,
-) -> Result<RunRecord> {
-    let mut r = RunRecord::new()
-        .setting("fit", &run.fit)?
-        .setting("calibration", &run.calibration)?
-        .setting("dataset", &run.dataset)?
-        .input("generator", generator_fingerprint(g)?)
-        .input("labelled set", labelled.fingerprint()?);
-    for (k, v) in &run.inputs {
-        r = r.input(k, v.clone());
-    }
-    r = match method {
-        Method::HandsOff { refine, .. } => {
-            let r = r.setting("method", &"handsoff")?;
-            match refine {
-                Some(f) => r
-                    .setting("refine", &f.config)?
-                    .setting("refine.batch", &f.batch)?
-                    .setting("refine.lpips", &f.lpips.is_some())?,
-                None => r.setting("refine", &"none")?,
-            }
-        }
-        Method::DatasetGan { ws } => r
-            .setting("method", &"datasetgan")?
-            .input("latents", fingerprint_tensor(ws)?),
-    };
-    Ok(r)
 }
 
 /// Removes what a factory run wrote into `out` ([`RUN_OUTPUTS`]; nothing else), so the
