@@ -113,6 +113,12 @@ fn stats(name: &str, set: &Set, lp: &Lpips, a: &FidArgs, device: &Device) -> Res
 }
 
 pub fn run(a: FidArgs) -> Result<()> {
+    if !(1..=4096).contains(&a.batch) || !(2..=100_000_000).contains(&a.count) {
+        return Err(Error::usage(format!(
+            "--batch {} must be in 1..=4096 and --count {} in 2..=100000000",
+            a.batch, a.count
+        )));
+    }
     let device = a.device.open()?;
     let lp = Lpips::load(&a.perceptual, &device)?;
     let (sa, sb) = (Set::parse(&a.a, &device)?, Set::parse(&a.b, &device)?);

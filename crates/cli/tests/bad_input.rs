@@ -152,6 +152,41 @@ fn every_command_refuses_bad_input_in_one_line_and_leaves_nothing() {
     ];
     check(&cases, &pf);
 
+    // fid: a batch that would not fit is refused before any image is made.
+    let cases = [
+        case(
+            &[
+                "fid",
+                "--perceptual",
+                g,
+                "--a",
+                "toyworld:1",
+                "--b",
+                "toyworld:2",
+                "--batch",
+                "1000000000000",
+            ],
+            2,
+            "--batch 1000000000000",
+        ),
+        case(
+            &[
+                "fid",
+                "--perceptual",
+                g,
+                "--a",
+                "toyworld:1",
+                "--b",
+                "toyworld:2",
+                "--count",
+                "1",
+            ],
+            2,
+            "--count 1",
+        ),
+    ];
+    check(&cases, &out);
+
     // train-encoder.
     let te = |extra: &[&str]| {
         with(
