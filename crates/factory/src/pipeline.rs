@@ -88,7 +88,7 @@ pub struct FactoryOutput {
 /// dataset resumes, so a run that was stopped continues where it was. The run's
 /// settings and input fingerprints are recorded in `out/run.json` ([`factory_record`]);
 /// a resume with anything different is refused before any work, naming the setting
-/// ([`clear_run`] starts over). `events` returning `false` on
+/// ([`clear_run`](crate::record::clear_run) starts over). `events` returning `false` on
 /// [`FactoryEvent::Written`] stops the run (resumable).
 pub fn run_factory<G: Generator, I: Inverter + ?Sized>(
     g: &G,
