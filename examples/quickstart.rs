@@ -8,7 +8,7 @@
 //! the encoder).
 //!
 //! ```text
-//! cargo run --release --example quickstart            # default: within 15 minutes on 2 cores
+//! cargo run --release --example quickstart            # default: about 25 minutes on 2 cores
 //! cargo run --release --example quickstart -- --full  # larger and slower
 //! ```
 //!
