@@ -44,25 +44,7 @@ fn train_encoder_then_invert() {
         save_png(im, &imgs_dir.join(format!("img{i}.png"))).unwrap();
     }
     let p = t("p.safetensors");
-    let o = labelgan(&[
-        "train-perceptual",
-        "--toyworld",
-        "--out",
-        p.to_str().unwrap(),
-        "--resolution",
-        "32",
-        "--steps",
-        "1",
-        "--batch",
-        "2",
-        "--widths",
-        "4,4,4,4,4",
-        "--convs-per-slice",
-        "1",
-        "--holdout",
-        "2",
-    ]);
-    last_json(&o);
+    common::tiny_perceptual(&p);
     let (gs, ps, is) = (gp.to_str().unwrap(), p.to_str().unwrap(), imgs_dir.to_str().unwrap());
 
     let out_mean = t("out_mean");

@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn args(out: &str, seed: &str) -> Vec<String> {
     [
@@ -49,23 +48,9 @@ fn a_signal_checkpoints_and_the_rerun_ends_as_an_unstopped_run() {
     let want = std::fs::read(format!("{a}/generator.safetensors")).unwrap();
     for (signal, name) in [("-INT", "int"), ("-TERM", "term")] {
         let b = t(name);
-        let child = Command::new(env!("CARGO_BIN_EXE_labelgan"))
-            .args(args(&b, "1"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
         // Signalled once training has begun (the folder's record is written first).
-        let start = Instant::now();
-        while !std::path::Path::new(&format!("{b}/run.json")).exists() && start.elapsed() < Duration::from_secs(60) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .unwrap();
-        let o = child.wait_with_output().unwrap();
+        let ready = std::path::PathBuf::from(format!("{b}/run.json"));
+        let o = common::signalled(&args(&b, "1"), &ready, Duration::from_millis(300), signal);
         let err = String::from_utf8_lossy(&o.stderr);
         if o.status.success() {
             // Finished before the signal arrived: nothing to test on this machine.
@@ -98,25 +83,7 @@ fn a_stopped_encoder_run_resumes_to_the_same_encoder() {
     let g = t("g.safetensors");
     common::tiny_generator(&g);
     let p = t("p.safetensors");
-    let o = common::labelgan(&[
-        "train-perceptual",
-        "--toyworld",
-        "--out",
-        p.to_str().unwrap(),
-        "--resolution",
-        "32",
-        "--steps",
-        "1",
-        "--batch",
-        "2",
-        "--widths",
-        "4,4,4,4,4",
-        "--convs-per-slice",
-        "1",
-        "--holdout",
-        "2",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    common::tiny_perceptual(&p);
     let args = |out: &std::path::Path| -> Vec<String> {
         [
             "train-encoder",
@@ -149,22 +116,7 @@ fn a_stopped_encoder_run_resumes_to_the_same_encoder() {
     let want = std::fs::read(a.join("encoder.safetensors")).unwrap();
     for (signal, wait_ms) in [("-INT", 200), ("-TERM", 900)] {
         let b = t(&format!("b{wait_ms}"));
-        let child = Command::new(env!("CARGO_BIN_EXE_labelgan"))
-            .args(args(&b))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while !b.join("run.json").exists() && start.elapsed() < Duration::from_secs(60) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        std::thread::sleep(Duration::from_millis(wait_ms));
-        Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .unwrap();
-        let o = child.wait_with_output().unwrap();
+        let o = common::signalled(&args(&b), &b.join("run.json"), Duration::from_millis(wait_ms), signal);
         let err = String::from_utf8_lossy(&o.stderr);
         if o.status.success() {
             eprintln!("{signal}: the run finished first");

@@ -29,6 +29,50 @@ pub fn tiny_generator(path: &std::path::Path) {
         .unwrap();
 }
 
+/// Trains a tiny perceptual backbone (one step, 4 channels per slice) into `path`.
+pub fn tiny_perceptual(path: &std::path::Path) {
+    let o = labelgan(&[
+        "train-perceptual",
+        "--toyworld",
+        "--out",
+        path.to_str().unwrap(),
+        "--resolution",
+        "32",
+        "--steps",
+        "1",
+        "--batch",
+        "2",
+        "--widths",
+        "4,4,4,4,4",
+        "--convs-per-slice",
+        "1",
+        "--holdout",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Starts `labelgan ARGS`, sends it `signal` (`-INT`, `-TERM`) `wait` after `ready`
+/// appears, and returns its output (stderr captured).
+pub fn signalled(args: &[String], ready: &std::path::Path, wait: std::time::Duration, signal: &str) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_labelgan"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !ready.exists() && start.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(wait);
+    Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// Runs the `labelgan` binary.
 pub fn labelgan(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_labelgan"))
