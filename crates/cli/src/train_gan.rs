@@ -167,12 +167,7 @@ pub fn run(a: TrainGanArgs) -> Result<()> {
     // One run at a time in the folder (created here): a second is refused.
     let _lock = labelgan_core::RunLock::acquire(&a.out)?;
     if a.restart {
-        for f in OUTPUTS {
-            let p = a.out.join(f);
-            if p.exists() {
-                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
-            }
-        }
+        labelgan_core::io::remove_outputs(&a.out, &OUTPUTS)?;
     }
     // A resume continues the run with the same settings and inputs, or is refused.
     record(&a, &cfg)?.check_or_write(&a.out, "run.json", "pass --restart to start over")?;

@@ -56,6 +56,47 @@ pub fn is_temp_file(p: &Path) -> bool {
         .is_some_and(|(stem, pid)| !stem.is_empty() && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// Removes the files and folders `names` from `dir` (those that exist; nothing else):
+/// what `--restart` does with the outputs a command writes.
+pub fn remove_outputs(dir: &Path, names: &[&str]) -> Result<()> {
+    for name in names {
+        let p = dir.join(name);
+        let res = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else if p.exists() {
+            std::fs::remove_file(&p)
+        } else {
+            Ok(())
+        };
+        res.map_err(|e| Error::io(&p, e))?;
+    }
+    Ok(())
+}
+
+/// Every file under `dir`, recursively, as paths relative to it (sorted), but the run
+/// lock (a process id, not data) and, unless `temporaries`, [`write_atomic`]'s
+/// temporary files.
+pub fn files_under(dir: &Path, temporaries: bool) -> Result<Vec<String>> {
+    fn walk(root: &Path, d: &Path, temporaries: bool, out: &mut Vec<String>) -> Result<()> {
+        for e in std::fs::read_dir(d).map_err(|e| Error::io(d, e))? {
+            let p = e.map_err(|e| Error::io(d, e))?.path();
+            if p.file_name().is_some_and(|n| n == crate::lock::LOCK_FILE) || (!temporaries && is_temp_file(&p)) {
+                continue;
+            }
+            if p.is_dir() {
+                walk(root, &p, temporaries, out)?;
+            } else {
+                out.push(p.strip_prefix(root).unwrap_or(&p).to_string_lossy().into_owned());
+            }
+        }
+        Ok(())
+    }
+    let mut out = vec![];
+    walk(dir, dir, temporaries, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
 /// Refuses an output path that is one of the inputs, or a folder that holds one or
 /// lies inside one: writing there would overwrite or mix into what the run reads
 /// (`generate --out` equal to `--weights`, `factory --out` equal to `--data`). Each
@@ -292,13 +333,7 @@ pub fn serialize_safetensors(
     metadata: &BTreeMap<String, String>,
 ) -> Result<Vec<u8>> {
     use candle_core::DType;
-    let mut header = serde_json::Map::new();
-    if !metadata.is_empty() {
-        header.insert(
-            "__metadata__".into(),
-            serde_json::to_value(metadata).map_err(|e| Error::invalid(e.to_string()))?,
-        );
-    }
+    let mut entries = serde_json::Map::new();
     let mut data: Vec<u8> = Vec::new();
     for (name, t) in tensors {
         let t = t.to_device(&Device::Cpu)?.flatten_all()?;
@@ -334,18 +369,40 @@ pub fn serialize_safetensors(
             }
             d => return Err(Error::invalid(format!("tensor `{name}`: dtype {d:?} cannot be saved"))),
         };
-        let shape: Vec<usize> = tensors[name].dims().to_vec();
-        header.insert(
+        entries.insert(
             name.clone(),
-            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [start, data.len()]}),
+            header_entry(dtype, tensors[name].dims(), start as u64, data.len() as u64),
         );
     }
-    let mut h = serde_json::to_vec(&serde_json::Value::Object(header)).map_err(|e| Error::invalid(e.to_string()))?;
+    let mut out = safetensors_header(metadata, entries)?;
+    out.extend(data);
+    Ok(out)
+}
+
+/// One tensor's entry in a safetensors header: its dtype, shape and byte range in the
+/// data section.
+pub(crate) fn header_entry(dtype: &str, shape: &[usize], begin: u64, end: u64) -> serde_json::Value {
+    serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [begin, end]})
+}
+
+/// The bytes before a safetensors file's data: the header's length (u64,
+/// little-endian), then the header (`metadata` and the tensors' `entries`) as JSON,
+/// padded with spaces to a multiple of 8.
+pub(crate) fn safetensors_header(
+    metadata: &BTreeMap<String, String>,
+    mut entries: serde_json::Map<String, serde_json::Value>,
+) -> Result<Vec<u8>> {
+    if !metadata.is_empty() {
+        entries.insert(
+            "__metadata__".into(),
+            serde_json::to_value(metadata).map_err(|e| Error::invalid(e.to_string()))?,
+        );
+    }
+    let mut h = serde_json::to_vec(&serde_json::Value::Object(entries)).map_err(|e| Error::invalid(e.to_string()))?;
     h.resize(h.len().next_multiple_of(8), b' ');
-    let mut out = Vec::with_capacity(8 + h.len() + data.len());
+    let mut out = Vec::with_capacity(8 + h.len());
     out.extend((h.len() as u64).to_le_bytes());
     out.extend(h);
-    out.extend(data);
     Ok(out)
 }
 

@@ -159,10 +159,7 @@ pub fn fingerprint_tensor(t: &candle_core::Tensor) -> Result<String> {
 pub fn fingerprint_path(path: &Path) -> Result<String> {
     let mut h = Sha256::new();
     if path.is_dir() {
-        let mut files = vec![];
-        walk(path, path, &mut files)?;
-        files.sort();
-        for rel in files {
+        for rel in crate::io::files_under(path, false)? {
             h.update(rel.as_bytes());
             h.update([0]);
             hash_file(&path.join(&rel), &mut h)?;
@@ -171,25 +168,6 @@ pub fn fingerprint_path(path: &Path) -> Result<String> {
         hash_file(path, &mut h)?;
     }
     Ok(hex(&h.finalize()))
-}
-
-fn walk(root: &Path, d: &Path, out: &mut Vec<String>) -> Result<()> {
-    for e in std::fs::read_dir(d).map_err(|e| Error::io(d, e))? {
-        let p = e.map_err(|e| Error::io(d, e))?.path();
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name == crate::lock::LOCK_FILE || crate::io::is_temp_file(&p) {
-            continue;
-        }
-        if p.is_dir() {
-            walk(root, &p, out)?;
-        } else {
-            out.push(p.strip_prefix(root).unwrap_or(&p).to_string_lossy().into_owned());
-        }
-    }
-    Ok(())
 }
 
 fn hash_file(p: &Path, h: &mut Sha256) -> Result<()> {

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::io::{header_entry, safetensors_header};
 use crate::{Error, Result};
 
 struct Region {
@@ -40,13 +41,7 @@ impl SafetensorsStream {
         shapes: &BTreeMap<String, Vec<usize>>,
         metadata: &BTreeMap<String, String>,
     ) -> Result<Self> {
-        let mut header = serde_json::Map::new();
-        if !metadata.is_empty() {
-            header.insert(
-                "__metadata__".into(),
-                serde_json::to_value(metadata).map_err(|e| Error::invalid(e.to_string()))?,
-            );
-        }
+        let mut entries = serde_json::Map::new();
         let mut offset = 0u64;
         let mut regions = BTreeMap::new();
         for (name, shape) in shapes {
@@ -54,10 +49,7 @@ impl SafetensorsStream {
                 .iter()
                 .try_fold(4u64, |a, &d| a.checked_mul(d as u64))
                 .ok_or_else(|| Error::invalid(format!("tensor `{name}` of shape {shape:?} is too large")))?;
-            header.insert(
-                name.clone(),
-                serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + len]}),
-            );
+            entries.insert(name.clone(), header_entry("F32", shape, offset, offset + len));
             regions.insert(
                 name.clone(),
                 Region {
@@ -69,10 +61,8 @@ impl SafetensorsStream {
             );
             offset += len;
         }
-        let mut h =
-            serde_json::to_vec(&serde_json::Value::Object(header)).map_err(|e| Error::invalid(e.to_string()))?;
-        h.resize(h.len().next_multiple_of(8), b' ');
-        let data_start = 8 + h.len() as u64;
+        let header = safetensors_header(metadata, entries)?;
+        let data_start = header.len() as u64;
         for r in regions.values_mut() {
             r.start += data_start;
         }
@@ -85,9 +75,7 @@ impl SafetensorsStream {
         };
         let f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let mut w = BufWriter::new(f);
-        w.write_all(&(h.len() as u64).to_le_bytes())
-            .and_then(|()| w.write_all(&h))
-            .map_err(|e| Error::io(&tmp, e))?;
+        w.write_all(&header).map_err(|e| Error::io(&tmp, e))?;
         s.file = Some(w);
         Ok(s)
     }

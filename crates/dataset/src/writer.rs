@@ -319,25 +319,14 @@ impl DatasetWriter {
 /// uninterrupted run.
 #[doc(hidden)]
 pub fn folder_contents(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
-    fn walk(root: &Path, d: &Path, out: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
-        for e in std::fs::read_dir(d).map_err(|e| Error::io(d, e))? {
-            let p = e.map_err(|e| Error::io(d, e))?.path();
-            if p.file_name().is_some_and(|n| n == labelgan_core::lock::LOCK_FILE) {
-                continue; // holds a process id, not data
-            }
-            if p.is_dir() {
-                walk(root, &p, out)?;
-            } else {
-                let rel = p.strip_prefix(root).unwrap_or(&p).display().to_string();
-                out.push((rel, std::fs::read(&p).map_err(|e| Error::io(&p, e))?));
-            }
-        }
-        Ok(())
-    }
-    let mut out = vec![];
-    walk(dir, dir, &mut out)?;
-    out.sort();
-    Ok(out)
+    labelgan_core::io::files_under(dir, true)?
+        .into_iter()
+        .map(|rel| {
+            let p = dir.join(&rel);
+            let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+            Ok((rel, bytes))
+        })
+        .collect()
 }
 
 #[cfg(test)]

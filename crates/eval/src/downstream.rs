@@ -399,41 +399,41 @@ pub fn select_unets(
         by_run[i] = Some(t);
     }
     let mut out: Vec<Option<Selected>> = (0..jobs.len()).map(|_| None).collect();
+    let mut tried = vec![Vec::new(); jobs.len()];
     for (run, t) in runs.iter().zip(by_run) {
         let (unet, report) = t.ok_or_else(|| Error::invalid("internal: a UNet is missing"))?;
         let (steps, score) = match &report {
             Some(r) => (r.best_step, Some(r.best_score)),
             None => (run.config.steps, None),
         };
-        let tried = (
+        tried[run.job].push((
             run.config.lr,
             run.config.widths.clone(),
             steps,
             score.unwrap_or(f64::NAN),
-        );
-        let slot = &mut out[run.job];
+        ));
         // Strictly better only: ties keep the earlier combination.
-        let better = match slot {
-            None => true,
-            Some(s) => score.zip(s.score).is_some_and(|(a, b)| a > b),
-        };
-        let mut all = slot.as_ref().map(|s| s.tried.clone()).unwrap_or_default();
-        all.push(tried);
+        let better = out[run.job]
+            .as_ref()
+            .is_none_or(|s| score.zip(s.score).is_some_and(|(a, b)| a > b));
         if better {
-            *slot = Some(Selected {
+            out[run.job] = Some(Selected {
                 lr: run.config.lr,
                 widths: run.config.widths.clone(),
                 steps,
                 score,
                 unet,
-                tried: all,
+                tried: Vec::new(),
             });
-        } else if let Some(s) = slot {
-            s.tried = all;
         }
     }
     out.into_iter()
-        .map(|s| s.ok_or_else(|| Error::invalid("internal: a job has no model")))
+        .zip(tried)
+        .map(|(s, t)| {
+            let mut s = s.ok_or_else(|| Error::invalid("internal: a job has no model"))?;
+            s.tried = t;
+            Ok(s)
+        })
         .collect()
 }
 

@@ -176,12 +176,12 @@ pub fn fit_labelers<G: Generator>(
             let earlier: Option<RunRecord> = std::fs::read_to_string(rp)
                 .ok()
                 .and_then(|t| serde_json::from_str(&t).ok());
-            match earlier.as_ref().and_then(|e| record.difference(e).map(|d| (d, e))) {
-                None if earlier.is_some() => {
+            match earlier.map(|e| record.difference(&e)) {
+                Some(None) => {
                     progress(&format!("using the {name} labeler fitted earlier: {}", p.display()));
                     return Ensemble::load(p, g.device());
                 }
-                Some(((what, was, now), _)) => progress(&format!(
+                Some(Some((what, was, now))) => progress(&format!(
                     "{} was fitted with {what} = {was}, not {now}: fitting again",
                     p.display()
                 )),

@@ -60,6 +60,31 @@ fn label_candidates<G: Generator + ?Sized, L: PixelLabeler>(
     Ok(out)
 }
 
+/// The samples that filtering block `block` keeps, in candidate order, each with its
+/// dataset index (`block * keep + j`).
+fn kept_block<G: Generator + ?Sized, L: PixelLabeler>(
+    g: &G,
+    labelers: &Labelers<L>,
+    cfg: &FactoryConfig,
+    block: usize,
+) -> Result<Vec<Sample>> {
+    let keep = cfg.keep_per_block();
+    let cands = label_candidates(g, labelers, cfg, (block * cfg.block) as u64, cfg.block)?;
+    let scores: Vec<f32> = cands.iter().map(|c| c.score).collect();
+    let kept = keep_most_certain(&scores, keep);
+    let mut cands: Vec<Option<Sample>> = cands.into_iter().map(Some).collect();
+    kept.iter()
+        .enumerate()
+        .map(|(j, &ci)| {
+            let mut s = cands[ci]
+                .take()
+                .ok_or_else(|| Error::invalid("internal: candidate kept twice"))?;
+            s.index = block * keep + j;
+            Ok(s)
+        })
+        .collect()
+}
+
 /// Samples, labels, filters ([`crate::filter`]) and writes `cfg.count` images to `out`
 /// with any generator and labelers, resuming a run that was interrupted (a restart
 /// regenerates the block it was in and skips what the manifest already holds). Images
@@ -92,22 +117,11 @@ pub fn generate_dataset<G: Generator + ?Sized, L: PixelLabeler>(
     let keep = cfg.keep_per_block();
     // Images whose files were deleted or altered since they were written: their blocks
     // are made again and the files rewritten, byte-identical.
-    let damaged = w.damaged().to_vec();
-    let mut last_block = None;
-    for index in damaged {
-        let block = index / keep;
-        if last_block == Some(block) {
-            continue;
-        }
-        last_block = Some(block);
-        let cands = label_candidates(g, labelers, cfg, (block * cfg.block) as u64, cfg.block)?;
-        let scores: Vec<f32> = cands.iter().map(|c| c.score).collect();
-        let kept = keep_most_certain(&scores, keep);
-        for (j, &ci) in kept.iter().enumerate() {
-            let i = block * keep + j;
-            if w.damaged().contains(&i) {
-                let mut s = cands[ci].clone();
-                s.index = i;
+    let mut blocks: Vec<usize> = w.damaged().iter().map(|i| i / keep).collect();
+    blocks.dedup();
+    for block in blocks {
+        for s in kept_block(g, labelers, cfg, block)? {
+            if w.damaged().contains(&s.index) {
                 w.rewrite(&s)?;
             }
         }
@@ -115,21 +129,10 @@ pub fn generate_dataset<G: Generator + ?Sized, L: PixelLabeler>(
     let started = Instant::now();
     let first = w.done();
     while w.done() < cfg.count {
-        let block = w.done() / keep;
-        let start = (block * cfg.block) as u64;
-        let cands = label_candidates(g, labelers, cfg, start, cfg.block)?;
-        let scores: Vec<f32> = cands.iter().map(|c| c.score).collect();
-        let kept = keep_most_certain(&scores, keep);
-        let mut cands: Vec<Option<Sample>> = cands.into_iter().map(Some).collect();
-        for (j, &ci) in kept.iter().enumerate() {
-            let index = block * keep + j;
-            if index < w.done() || index >= cfg.count {
+        for s in kept_block(g, labelers, cfg, w.done() / keep)? {
+            if s.index < w.done() || s.index >= cfg.count {
                 continue;
             }
-            let mut s = cands[ci]
-                .take()
-                .ok_or_else(|| Error::invalid("internal: candidate kept twice"))?;
-            s.index = index;
             w.write(&s)?;
             let done_here = w.done() - first;
             let rate = done_here as f64 / started.elapsed().as_secs_f64().max(1e-9);

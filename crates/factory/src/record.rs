@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use labelgan_core::record::fingerprint_tensor;
-use labelgan_core::{Error, Generator, Result, RunLock};
+use labelgan_core::{Generator, Result, RunLock};
 
 use crate::sampling::synthesize_candidates;
 
@@ -51,16 +51,5 @@ pub fn clear_run(out: &Path) -> Result<()> {
         return Ok(());
     }
     let _lock = RunLock::acquire(out)?;
-    for name in RUN_OUTPUTS {
-        let p = out.join(name);
-        let res = if p.is_dir() {
-            std::fs::remove_dir_all(&p)
-        } else if p.exists() {
-            std::fs::remove_file(&p)
-        } else {
-            Ok(())
-        };
-        res.map_err(|e| Error::io(&p, e))?;
-    }
-    Ok(())
+    labelgan_core::io::remove_outputs(out, &RUN_OUTPUTS)
 }

@@ -579,7 +579,7 @@ impl EncoderTrainer {
         while self.stage == "a" && self.step < cfg.stage_a.steps {
             if labelgan_core::stop::requested() {
                 save(self)?;
-                return labelgan_core::stop::check(&format!("stage (a) step {} checkpointed", self.step));
+                return Err(Error::Stopped(format!("stage (a) step {} checkpointed", self.step)));
             }
             let loss = self.step_a(g)?;
             done_here += cfg.stage_a.batch;
@@ -643,7 +643,7 @@ impl EncoderTrainer {
         while self.stage == "b" && self.step < cfg.stage_b.steps {
             if labelgan_core::stop::requested() {
                 save(self)?;
-                return labelgan_core::stop::check(&format!("stage (b) step {} checkpointed", self.step));
+                return Err(Error::Stopped(format!("stage (b) step {} checkpointed", self.step)));
             }
             let mut rng = SplitMix64::derive(cfg.seed ^ 0x0B0B_B0B0, self.step as u64);
             let idx: Vec<u32> = (0..cfg.stage_b.batch).map(|_| rng.below(n as u64) as u32).collect();

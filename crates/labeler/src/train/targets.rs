@@ -59,32 +59,32 @@ pub(crate) fn sample_pixels(
     rng: &mut SplitMix64,
 ) -> Result<Split> {
     let n = cfg.resolution * cfg.resolution;
+    // Pixels of the ignore index are taken from the start: never sampled.
     let mut taken = vec![false; n];
+    if let PixelTargets::Segmentation(cls) = t {
+        for (x, &c) in taken.iter_mut().zip(cls) {
+            *x = Some(c) == cfg.ignore_index;
+        }
+    }
+    let eligible = taken.iter().filter(|&&x| !x).count();
+    let want = cfg.pixels_per_image.max(2).min(eligible);
+    if want < 2 {
+        return Err(Error::invalid(format!(
+            "{eligible} of the image's {n} pixels can be sampled (pixels of the ignore index {:?} never are); at least 2 are needed",
+            cfg.ignore_index
+        )));
+    }
     let mut pick: Vec<u32> = Vec::new();
-    let mut eligible = n;
     match t {
         PixelTargets::Segmentation(cls) => {
             let classes = cfg.head.outputs();
             let mut by_class: Vec<Vec<u32>> = vec![vec![]; classes];
-            for (p, &c) in cls.iter().enumerate() {
-                if Some(c) == cfg.ignore_index {
-                    // Never sampled: neither by class nor among the rest.
-                    taken[p] = true;
-                    eligible -= 1;
-                    continue;
-                }
+            for (p, (&c, _)) in cls.iter().zip(&taken).enumerate().filter(|(_, (_, x))| !**x) {
                 by_class
                     .get_mut(c as usize)
                     .ok_or_else(|| Error::invalid(format!("class {c} at pixel {p} is not below {classes}")))?
                     .push(p as u32);
             }
-            if eligible < 2 {
-                return Err(Error::invalid(format!(
-                    "fewer than 2 of the image's {n} pixels are labelled (the rest hold the ignore index {:?})",
-                    cfg.ignore_index
-                )));
-            }
-            let want = cfg.pixels_per_image.clamp(2, eligible);
             let present: Vec<&mut Vec<u32>> = by_class.iter_mut().filter(|v| !v.is_empty()).collect();
             let quota = want / present.len().max(1);
             for v in present {
@@ -107,7 +107,6 @@ pub(crate) fn sample_pixels(
                     _ => 1.0,
                 };
             let res = cfg.resolution as f32;
-            let want = cfg.pixels_per_image.clamp(2, n);
             // Half near the keypoints, each pixel once (a draw that hits a taken
             // pixel is retried a few times, then given up).
             for i in 0..want / 2 {
@@ -131,7 +130,6 @@ pub(crate) fn sample_pixels(
         PixelTargets::Depth(_) => {}
     }
     // The rest uniformly among the pixels not taken, without replacement.
-    let want = cfg.pixels_per_image.clamp(2, eligible.max(2)).min(eligible);
     if pick.len() < want {
         let mut rest: Vec<u32> = (0..n as u32).filter(|&p| !taken[p as usize]).collect();
         let k = (want - pick.len()).min(rest.len());
@@ -140,11 +138,6 @@ pub(crate) fn sample_pixels(
             rest.swap(i, j);
         }
         pick.extend_from_slice(&rest[..k]);
-    }
-    if pick.len() < 2 {
-        return Err(Error::invalid(format!(
-            "an image of {n} pixels gives fewer than 2 to train on"
-        )));
     }
     rng.shuffle(&mut pick);
     let held = ((pick.len() as f32 * cfg.holdout).round() as usize)
