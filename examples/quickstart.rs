@@ -8,7 +8,7 @@
 //! the encoder).
 //!
 //! ```text
-//! cargo run --release --example quickstart            # default: about 25 minutes on 2 cores
+//! cargo run --release --example quickstart            # default: about 30 minutes on 2 cores
 //! cargo run --release --example quickstart -- --full  # larger and slower
 //! ```
 //!
@@ -62,7 +62,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "1,0.3")]
     lr_factors: Vec<f64>,
     /// Multiples of the default UNet widths tried per UNet (chosen on --val).
-    #[arg(long, value_delimiter = ',', default_value = "1")]
+    #[arg(long, value_delimiter = ',', default_value = "1,0.5")]
     width_factors: Vec<f64>,
     /// Validation scores per UNet training run, among which its steps are chosen.
     #[arg(long, default_value_t = 10)]
