@@ -302,19 +302,11 @@ pub fn run(a: EvaluateArgs) -> Result<()> {
         shift: a.shift,
         seed: a.seed,
         ignore_index: a.ignore_index.0,
+        classes: a.classes.unwrap_or(0),
         ..DownstreamConfig::default()
     };
-    cfg.infer_label_sizes(&train, &test)
-        .map_err(|e| Error::invalid(format!("{}: {e}", a.test.join("keypoints.json").display())))?;
-    let found = cfg.classes;
-    cfg.classes = a.classes.unwrap_or(found);
-    if heads.contains(&HeadKind::Segmentation) && found > cfg.classes {
-        return Err(Error::invalid(format!(
-            "the masks hold class {} but --classes is {}",
-            found - 1,
-            cfg.classes
-        )));
-    }
+    cfg.infer_label_sizes(&heads, &train, &test)
+        .map_err(|e| Error::invalid(format!("{} and {}: {e}", a.train.display(), a.test.display())))?;
     let mut flip = flip;
     if a.toyworld {
         flip = Flip::toyworld();

@@ -169,7 +169,7 @@ fn mistakes_are_named() {
     fails(&["--test", small.to_str().unwrap()], "32x32 but the test images 64x64");
     fails(
         &["--test", train.to_str().unwrap(), "--classes", "3"],
-        "hold class 7 but --classes is 3",
+        "hold class 7 but only 3 classes were asked for",
     );
     fails_with(
         2,

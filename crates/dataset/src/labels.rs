@@ -2,6 +2,7 @@
 
 use labelgan_core::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// Whatever labels one square image of side R has. Conventions as in
 /// `docs/architecture.md`: masks and depth are row-major `R*R`; keypoints are (x, y) in
@@ -158,21 +159,55 @@ impl Targets {
         }
     }
 
-    /// The largest class id in the masks (but `ignore_index`), if any.
-    pub fn max_class(&self, ignore_index: Option<u32>) -> Option<u32> {
-        self.masks.as_ref().and_then(|m| {
-            m.iter()
-                .flat_map(|v| v.iter())
-                .copied()
-                .filter(|&c| Some(c) != ignore_index)
-                .max()
-        })
+    /// The class ids the masks use (but `ignore_index`); empty without masks.
+    pub fn class_ids(&self, ignore_index: Option<u32>) -> BTreeSet<u32> {
+        let mut ids = BTreeSet::new();
+        for mask in self.masks.iter().flatten() {
+            ids.extend(mask.iter().copied().filter(|&c| Some(c) != ignore_index));
+        }
+        ids
     }
 
     /// Keypoints per image (of the first image; 0 without keypoints).
     pub fn keypoint_count(&self) -> usize {
         self.keypoints.as_ref().and_then(|k| k.first()).map_or(0, Vec::len)
     }
+}
+
+/// The segmentation classes of masks that use `ids`: `asked` if given (an id beyond it
+/// is an error naming it), else the largest id + 1. An inferred count is refused when
+/// the ids leave more than half of `0..=max` unused: a stray id (an "unlabelled" 255, a
+/// mask saved with other values) would otherwise make a labeler of hundreds of classes
+/// that are never seen, and score them. The error names the ids and both ways out.
+pub fn segmentation_classes(ids: &BTreeSet<u32>, asked: Option<usize>, ignore_index: Option<u32>) -> Result<usize> {
+    let ignore = ignore_index.map_or("none".into(), |i| i.to_string());
+    let Some(&max) = ids.last() else {
+        return Err(Error::invalid(format!(
+            "the masks hold no labelled pixel (every pixel is the ignore index {ignore})"
+        )));
+    };
+    let found = max as usize + 1;
+    if let Some(classes) = asked {
+        if found > classes {
+            return Err(Error::invalid(format!(
+                "masks hold class {} but only {classes} classes were asked for (unlabelled pixels: ignore index {ignore})",
+                found - 1
+            )));
+        }
+        return Ok(classes);
+    }
+    if ids.len() * 2 < found {
+        let shown: Vec<String> = ids.iter().take(12).map(u32::to_string).collect();
+        let more = if ids.len() > shown.len() { ", ..." } else { "" };
+        return Err(Error::invalid(format!(
+            "masks use {} class ids ({}{more}) of 0..={}, so their class count cannot be inferred: \
+             give the classes (--classes), or the id that marks unlabelled pixels (--ignore-index; now {ignore})",
+            ids.len(),
+            shown.join(", "),
+            found - 1
+        )));
+    }
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -194,10 +229,42 @@ mod tests {
         let t = Targets::from_images(&[a.clone(), b.clone()]);
         assert_eq!(t.len(), 2);
         assert!(t.keypoints.is_none() && t.depth.is_none());
-        assert_eq!(t.max_class(None), Some(3));
+        assert_eq!(t.class_ids(None), BTreeSet::from([0, 1, 2, 3]));
+        assert_eq!(t.class_ids(Some(2)), BTreeSet::from([0, 1, 3]));
         assert_eq!(t.image(1).mask, b.mask);
         let one = Targets::from_images(std::slice::from_ref(&a));
         assert_eq!(one.images(), vec![a.clone()]);
         assert!(a.check(2).is_ok() && a.check(3).is_err());
+    }
+
+    #[test]
+    fn inferred_classes_refuse_ids_that_leave_most_classes_unused() {
+        let ids = |v: &[u32]| v.iter().copied().collect::<BTreeSet<u32>>();
+        assert_eq!(segmentation_classes(&ids(&[0, 1, 2, 3]), None, Some(255)).unwrap(), 4);
+        // A gap or two is a class absent from these masks, not a stray id.
+        assert_eq!(segmentation_classes(&ids(&[0, 2, 3]), None, None).unwrap(), 4);
+        let e = segmentation_classes(&ids(&[0, 1, 255]), None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("3 class ids (0, 1, 255) of 0..=255"), "{e}");
+        assert!(e.contains("--classes") && e.contains("--ignore-index; now none"), "{e}");
+        let many: Vec<u32> = (0..20).chain([200]).collect();
+        let e = segmentation_classes(&ids(&many), None, Some(255))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("21 class ids (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, ...) of 0..=200"),
+            "{e}"
+        );
+        // Asked for: any ids within it are fine, an id beyond it is named.
+        assert_eq!(segmentation_classes(&ids(&[0, 200]), Some(201), None).unwrap(), 201);
+        let e = segmentation_classes(&ids(&[0, 7]), Some(3), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hold class 7 but only 3 classes"), "{e}");
+        let e = segmentation_classes(&ids(&[]), None, Some(255))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no labelled pixel") && e.contains("255"), "{e}");
     }
 }

@@ -134,16 +134,20 @@ impl DownstreamConfig {
         })
     }
 
-    /// Classes and keypoint count read off the sets: one more than the largest class id
-    /// in any mask, and the first training image's keypoint count (every test image must
-    /// have as many).
-    pub fn infer_label_sizes(&mut self, train: &LabelledSet, test: &LabelledSet) -> Result<()> {
-        let found = train
-            .targets
-            .max_class(self.ignore_index)
-            .max(test.targets.max_class(self.ignore_index))
-            .map_or(0, |c| c as usize + 1);
-        self.classes = self.classes.max(found);
+    /// Classes and keypoint count of the `heads` read off the sets. Classes: `classes`
+    /// if above 0 (a mask id beyond it is an error), else inferred from the ids in either
+    /// set's masks ([`labelgan_dataset::segmentation_classes`]). Keypoints: the first
+    /// training image's count (every test image must have as many).
+    pub fn infer_label_sizes(&mut self, heads: &[HeadKind], train: &LabelledSet, test: &LabelledSet) -> Result<()> {
+        if heads.contains(&HeadKind::Segmentation) {
+            let mut ids = train.targets.class_ids(self.ignore_index);
+            ids.extend(test.targets.class_ids(self.ignore_index));
+            let asked = (self.classes > 0).then_some(self.classes);
+            self.classes = labelgan_dataset::segmentation_classes(&ids, asked, self.ignore_index)?;
+        }
+        if !heads.contains(&HeadKind::Keypoints) {
+            return Ok(());
+        }
         self.keypoints = train.targets.keypoint_count();
         if let Some(tk) = &test.targets.keypoints
             && let Some((bad, k)) = tk.iter().enumerate().find(|(_, k)| k.len() != self.keypoints)

@@ -114,23 +114,15 @@ impl FitOptions {
     }
 }
 
-/// The segmentation labeler's classes for `targets` (`None` without masks): `classes`
-/// if set, else the largest id in the masks + 1 (the ignore index left out); a mask
-/// id beyond the classes asked for is an error naming it.
+/// The segmentation labeler's classes for `targets` (`None` without masks): the
+/// classes asked for, else inferred from the mask ids (the ignore index left out; see
+/// [`labelgan_dataset::segmentation_classes`] for what is refused).
 pub fn segmentation_classes(targets: &Targets, options: &FitOptions) -> Result<Option<usize>> {
     if targets.masks.is_none() {
         return Ok(None);
     }
-    let found = targets.max_class(options.ignore_index).unwrap_or(0) as usize + 1;
-    let classes = options.classes.unwrap_or(found);
-    if found > classes {
-        return Err(Error::invalid(format!(
-            "masks hold class {} but only {classes} classes were asked for (unlabelled pixels: --ignore-index {})",
-            found - 1,
-            options.ignore_index.map_or("none".into(), |i| i.to_string())
-        )));
-    }
-    Ok(Some(classes))
+    let ids = targets.class_ids(options.ignore_index);
+    labelgan_dataset::segmentation_classes(&ids, options.classes, options.ignore_index).map(Some)
 }
 
 /// Fits one labeler per label kind present in `targets` (segmentation, keypoints,
