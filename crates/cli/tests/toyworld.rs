@@ -1,5 +1,6 @@
 //! `labelgan toyworld` end to end: matching files in every folder, 16-bit depth,
-//! keypoints JSON, the contact sheet, same seed same bytes, and one-line errors.
+//! keypoints JSON, the contact sheet, same seed same bytes, and one-line errors; with
+//! `--classes`, the toy objects and their class labels.
 
 mod common;
 
@@ -71,6 +72,65 @@ fn writes_a_labelled_folder_deterministically() {
     assert_eq!(meta["keypoint_names"][2], "nose_tip");
     assert_eq!(meta["classes"][3], "left_eye");
     assert!(a.join("contact_sheet.png").exists());
+}
+
+#[test]
+fn writes_class_labelled_objects() {
+    let (a, b) = (tmp("objects_a"), tmp("objects_b"));
+    for out in [&a, &b] {
+        let o = labelgan(&[
+            "toyworld",
+            "--classes",
+            "--count",
+            "30",
+            "--resolution",
+            "32",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let labels = labelgan_dataset::ClassLabels::read(&a).unwrap().expect("classes.json");
+    assert_eq!(labels.classes.len(), 10);
+    assert_eq!(labels.classes[7], "snowman");
+    assert_eq!(labels.images.len(), 30);
+    let names = files(&a.join("images"));
+    assert_eq!(names.len(), 30);
+    assert_eq!(files(&a.join("masks")), names);
+    for (l, n) in labels.images.iter().zip(&names) {
+        assert_eq!(&l.file, n);
+        // The same class as the library draws for that index.
+        let i: u64 = n.trim_end_matches(".png").parse().unwrap();
+        assert_eq!(l.class, labelgan_toyworld::objects::sample_object(0, i, 32).class);
+    }
+    assert!(
+        labels
+            .images
+            .iter()
+            .map(|l| l.class)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            >= 6
+    );
+    for n in &names {
+        assert_eq!(
+            std::fs::read(a.join("images").join(n)).unwrap(),
+            std::fs::read(b.join("images").join(n)).unwrap()
+        );
+    }
+    assert!(a.join("contact_sheet.png").exists());
+    let o = labelgan(&[
+        "toyworld",
+        "--classes",
+        "--count",
+        "2",
+        "--resolution",
+        "8",
+        "--out",
+        a.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("16 to 256"));
 }
 
 #[test]

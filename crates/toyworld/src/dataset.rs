@@ -26,26 +26,9 @@ pub fn batch_tensor(seed: u64, start: u64, count: usize, resolution: usize, devi
     Ok(Tensor::from_vec(data, (count, 3, resolution, resolution), device)?)
 }
 
-/// Renders images `start..start + count` on all cores, in order.
+/// Faces `start..start + count` of stream `seed`, rendered on all cores.
 fn render_range(seed: u64, start: u64, count: usize, resolution: usize) -> Vec<ToyFace> {
-    let threads = labelgan_kernels::cpu_threads().min(count).max(1);
-    let per = count.div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let (a, b) = ((t * per).min(count), ((t + 1) * per).min(count));
-                s.spawn(move || {
-                    (a..b)
-                        .map(|i| sample(seed, start + i as u64, resolution))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("toyworld render thread panicked"))
-            .collect()
-    })
+    crate::parallel::render_range(start, count, |i| sample(seed, i, resolution))
 }
 
 /// What [`write_dataset`] wrote.

@@ -11,6 +11,9 @@
 //! supersampling. Labels: 8-class segmentation ([`CLASSES`]), 5 keypoints
 //! ([`KEYPOINTS`]) and depth. The same seed and index give the same bytes.
 //!
+//! [`objects`] is a second domain, of ten object classes with image-level labels, for
+//! class-conditional GANs.
+//!
 //! ```
 //! use labelgan_toyworld::{CLASSES, sample};
 //!
@@ -22,6 +25,8 @@
 
 mod dataset;
 mod face;
+pub mod objects;
+mod parallel;
 mod render;
 
 pub use dataset::{DatasetSummary, batch_tensor, write_dataset};
