@@ -1,6 +1,7 @@
-//! `labelgan train-perceptual` and `labelgan fid` end to end on tiny settings: the
-//! trained file is an LPIPS model, a set's distance to itself is 0 and to another set
-//! positive and symmetric, and bad sets fail with a message that names them.
+//! `labelgan train-perceptual`, `labelgan fid` and `labelgan metrics` end to end on
+//! tiny settings: the trained file is an LPIPS model, a set's distance to itself is 0
+//! and to another set positive and symmetric, `metrics` agrees with `fid` and with
+//! itself from saved feature files, and bad sets fail with a message that names them.
 
 mod common;
 
@@ -73,4 +74,58 @@ fn train_perceptual_then_fid() {
     let o = labelgan(&["fid", "--perceptual", p, "--a", "/no/such/dir", "--b", "toyworld:1"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("/no/such/dir"));
+
+    // metrics: the same FID as the streamed `fid`, and the same scores again from the
+    // feature files it saved.
+    let feats = common::tmp_in("perceptual", "features");
+    let _ = std::fs::remove_dir_all(&feats);
+    let f = feats.to_str().unwrap();
+    let sets = [
+        "--a",
+        "toyworld:1",
+        "--b",
+        "toyworld:2",
+        "--extractor",
+        p,
+        "--count",
+        "24",
+        "--resolution",
+        "32",
+    ];
+    let o = labelgan(
+        &[
+            &["metrics"],
+            &sets[..],
+            &["--kid-subset-size", "10", "--save-features", f],
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = last_json(&o);
+    let fd = m["fid"].as_f64().unwrap();
+    assert!((fd - ab).abs() < 1e-6 * ab, "{fd} {ab}");
+    assert_eq!((m["count_a"].as_u64(), m["dims"].as_u64()), (Some(24), Some(32)));
+    for key in ["kid", "kid_std", "precision", "recall"] {
+        assert!(m[key].as_f64().is_some_and(f64::is_finite), "{key}: {m}");
+    }
+    assert!(m["kid_std"].as_f64().unwrap() > 0.0, "{m}");
+    let (fa, fb) = (feats.join("a.safetensors"), feats.join("b.safetensors"));
+    let args = [
+        "--features-a",
+        fa.to_str().unwrap(),
+        "--features-b",
+        fb.to_str().unwrap(),
+    ];
+    let o = labelgan(&[&["metrics"], &args[..], &["--kid-subset-size", "10"]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let again = last_json(&o);
+    for key in ["kid", "kid_std", "precision", "recall"] {
+        assert_eq!(again[key], m[key], "{key}");
+    }
+    assert!((again["fid"].as_f64().unwrap() - fd).abs() < 1e-4 * fd, "{again} {m}");
+    // Neither or both ways of giving the sets: a usage error.
+    let o = labelgan(&[&["metrics"], &sets[..], &args[..]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = labelgan(&["metrics", "--features-a", fa.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
 }

@@ -40,7 +40,7 @@ pub use progress::Progress;
 pub use record::RunRecord;
 pub use rng::SplitMix64;
 pub use taps::{FeatureTaps, Tap, TapRole, TapSpec};
-pub use traits::{Generator, GeneratorSpec, Inverter, PixelLabeler, Synthesis};
+pub use traits::{FeatureExtractor, Generator, GeneratorSpec, Inverter, PixelLabeler, Synthesis};
 pub use truncation::Truncation;
 
 /// Re-exported so that downstream crates name the same candle types.

@@ -1,4 +1,4 @@
-//! The three traits that the pipelines compose.
+//! The traits that the pipelines compose.
 //!
 //! Small on purpose: inference only. Training lives in each crate's own `fit`/`train`
 //! functions with a config struct. Any GAN that can return feature maps can be a
@@ -97,6 +97,24 @@ pub trait PixelLabeler {
 
     /// Labels, per-pixel uncertainty and per-image score for a batch of taps.
     fn predict(&self, taps: &FeatureTaps) -> Result<Prediction>;
+}
+
+/// Images to the feature vectors that generative-model metrics compare (FID, KID,
+/// precision and recall) and, for a classifier, class probabilities (Inception Score).
+pub trait FeatureExtractor {
+    /// Length of one image's feature vector.
+    fn dim(&self) -> usize;
+
+    /// Images `[N, 3, H, W]` in [-1, 1] to features `[N, dim]`. An extractor that needs
+    /// one input size resizes to it itself, and documents how (resizing moves FID).
+    fn features(&self, images: &Tensor) -> Result<Tensor>;
+
+    /// Class probabilities `[N, classes]` (rows summing to 1), or `None` (the
+    /// default) for an extractor without a classifier head.
+    fn class_probabilities(&self, images: &Tensor) -> Result<Option<Tensor>> {
+        let _ = images;
+        Ok(None)
+    }
 }
 
 impl<G: Generator + ?Sized> Generator for &G {

@@ -349,6 +349,19 @@ impl Lpips {
     }
 }
 
+/// The backbone's pooled taps as the metrics' embedding ([`Lpips::pooled_features`]):
+/// any image size goes in as it is (the pooling is global), so no resizing moves the
+/// scores.
+impl labelgan_core::FeatureExtractor for Lpips {
+    fn dim(&self) -> usize {
+        self.channels.iter().sum()
+    }
+
+    fn features(&self, images: &Tensor) -> Result<Tensor> {
+        self.pooled_features(images)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,20 +1,27 @@
-//! Feature statistics and the Frechet distance between Gaussians (the "FID" formula,
-//! Heusel et al. 2017), in f64.
+//! Feature statistics and the Frechet distance between Gaussians fitted to two feature
+//! sets (the "FID" formula, Heusel et al. 2017), in f64.
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
+use faer::{Mat, Side};
 
+use crate::Features;
 use labelgan_core::{Error, Result};
 
-/// Running mean and covariance of feature vectors.
+/// Running mean and covariance of feature vectors, added in batches.
+///
+/// The vectors are summed shifted by the first batch's mean: the covariance does not
+/// change, and the subtraction of the mean's outer product at the end no longer
+/// cancels most of the digits when the features sit far from 0.
 #[derive(Debug, Clone)]
 pub struct FeatureStats {
     /// Feature dimension.
     pub dim: usize,
     /// Vectors added so far.
     pub count: usize,
+    shift: Option<Vec<f64>>,
     sum: Vec<f64>,
-    /// Row-major `dim x dim` sum of outer products.
-    outer: Vec<f64>,
+    /// `dim x dim` sum of outer products of the shifted vectors.
+    outer: Mat<f64>,
 }
 
 impl FeatureStats {
@@ -23,56 +30,81 @@ impl FeatureStats {
         Self {
             dim,
             count: 0,
+            shift: None,
             sum: vec![0.0; dim],
-            outer: vec![0.0; dim * dim],
+            outer: Mat::zeros(dim, dim),
         }
+    }
+
+    /// The statistics of a whole feature set.
+    pub fn of(features: &Features) -> Result<Self> {
+        let mut s = Self::new(features.dim());
+        s.add_features(features)?;
+        Ok(s)
     }
 
     /// Adds the rows of `features` `[N, dim]`; non-finite values are an error.
     pub fn add(&mut self, features: &Tensor) -> Result<()> {
-        let (n, d) = features
-            .dims2()
-            .map_err(|_| Error::invalid(format!("features must be [N, D], got {:?}", features.dims())))?;
+        self.add_features(&Features::from_tensor(features)?)
+    }
+
+    /// Adds the rows of `features`.
+    pub fn add_features(&mut self, features: &Features) -> Result<()> {
+        let (n, d) = (features.len(), features.dim());
         if d != self.dim {
             return Err(Error::invalid(format!(
                 "features have {d} dimensions, expected {}",
                 self.dim
             )));
         }
-        let rows = features.to_dtype(DType::F64)?.to_vec2::<f64>()?;
-        for row in &rows {
-            if row.iter().any(|v| !v.is_finite()) {
-                return Err(Error::invalid("features contain NaN or infinity"));
-            }
-            for (i, &a) in row.iter().enumerate() {
-                self.sum[i] += a;
-                let o = &mut self.outer[i * d..(i + 1) * d];
-                for (x, &b) in o.iter_mut().zip(row) {
-                    *x += a * b;
-                }
-            }
+        if n == 0 {
+            return Ok(());
         }
+        let x = features.matrix();
+        let shift = self.shift.get_or_insert_with(|| {
+            (0..d)
+                .map(|j| (0..n).map(|i| x[(i, j)]).sum::<f64>() / n as f64)
+                .collect()
+        });
+        let centred = Mat::from_fn(n, d, |i, j| x[(i, j)] - shift[j]);
+        for (j, s) in self.sum.iter_mut().enumerate() {
+            *s += (0..n).map(|i| centred[(i, j)]).sum::<f64>();
+        }
+        self.outer += centred.transpose() * &centred;
         self.count += n;
         Ok(())
     }
 
     /// The mean vector.
     pub fn mean(&self) -> Vec<f64> {
-        self.sum.iter().map(|s| s / self.count.max(1) as f64).collect()
+        let n = self.count.max(1) as f64;
+        match &self.shift {
+            Some(shift) => self.sum.iter().zip(shift).map(|(s, c)| s / n + c).collect(),
+            None => vec![0.0; self.dim],
+        }
     }
 
-    /// Unbiased covariance (row-major), as numpy's `np.cov(rowvar=False)`.
+    /// Unbiased covariance (divided by N - 1, as numpy's `np.cov(rowvar=False)`),
+    /// row-major `dim x dim`.
     pub fn covariance(&self) -> Result<Vec<f64>> {
+        let c = self.covariance_matrix()?;
+        Ok((0..self.dim * self.dim)
+            .map(|k| c[(k / self.dim, k % self.dim)])
+            .collect())
+    }
+
+    fn covariance_matrix(&self) -> Result<Mat<f64>> {
         if self.count < 2 {
             return Err(Error::invalid(format!(
                 "a covariance needs at least 2 samples, got {}",
                 self.count
             )));
         }
-        let (n, d, mu) = (self.count as f64, self.dim, self.mean());
-        Ok((0..d * d)
-            .map(|k| (self.outer[k] - n * mu[k / d] * mu[k % d]) / (n - 1.0))
-            .collect())
+        let n = self.count as f64;
+        let m: Vec<f64> = self.sum.iter().map(|s| s / n).collect();
+        Ok(Mat::from_fn(self.dim, self.dim, |i, j| {
+            (self.outer[(i, j)] - n * m[i] * m[j]) / (n - 1.0)
+        }))
     }
 
     /// The Frechet distance between the Gaussians fitted to `self` and `other`.
@@ -83,112 +115,50 @@ impl FeatureStats {
                 self.dim, other.dim
             )));
         }
-        frechet_distance(
+        frechet(
             &self.mean(),
-            &self.covariance()?,
+            &self.covariance_matrix()?,
             &other.mean(),
-            &other.covariance()?,
-            self.dim,
+            &other.covariance_matrix()?,
         )
     }
 }
 
+/// The Frechet distance (FID) between two feature sets.
+pub fn fid(a: &Features, b: &Features) -> Result<f64> {
+    Features::check_pair(a, b, 2, "FID")?;
+    FeatureStats::of(a)?.frechet_distance(&FeatureStats::of(b)?)
+}
+
 /// `|mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2))` for row-major `d x d`
-/// covariances. The trace of the square root is taken as the sum of the square roots of
-/// the eigenvalues of the symmetric `S1^(1/2) S2 S1^(1/2)` (similar to `S1 S2`), so no
-/// complex arithmetic is needed; tiny negative eigenvalues from rounding count as 0.
+/// covariances.
 pub fn frechet_distance(mu1: &[f64], s1: &[f64], mu2: &[f64], s2: &[f64], d: usize) -> Result<f64> {
     if mu1.len() != d || mu2.len() != d || s1.len() != d * d || s2.len() != d * d {
         return Err(Error::invalid("frechet_distance: inconsistent sizes"));
     }
+    let m = |s: &[f64]| Mat::from_fn(d, d, |i, j| s[i * d + j]);
+    frechet(mu1, &m(s1), mu2, &m(s2))
+}
+
+/// The trace of the square root is the sum of the square roots of the eigenvalues of
+/// the symmetric `S1^(1/2) S2 S1^(1/2)` (similar to `S1 S2`), so one symmetric
+/// eigensolver serves and no complex arithmetic is needed; tiny negative eigenvalues
+/// from rounding count as 0.
+fn frechet(mu1: &[f64], s1: &Mat<f64>, mu2: &[f64], s2: &Mat<f64>) -> Result<f64> {
+    let d = mu1.len();
     let mean_term: f64 = mu1.iter().zip(mu2).map(|(a, b)| (a - b) * (a - b)).sum();
-    let trace = |s: &[f64]| (0..d).map(|i| s[i * d + i]).sum::<f64>();
-    let (vals, vecs) = symmetric_eigen(s1, d);
-    // S1^(1/2) = V diag(sqrt(l)) V^T.
-    let mut h = vec![0.0; d * d];
-    for k in 0..d {
-        let r = vals[k].max(0.0).sqrt();
-        for i in 0..d {
-            let vik = vecs[i * d + k] * r;
-            for j in 0..d {
-                h[i * d + j] += vik * vecs[j * d + k];
-            }
-        }
-    }
-    let m = matmul(&matmul(&h, s2, d), &h, d);
-    let sym: Vec<f64> = (0..d * d).map(|k| 0.5 * (m[k] + m[(k % d) * d + k / d])).collect();
-    let (mv, _) = symmetric_eigen(&sym, d);
-    let tr_sqrt: f64 = mv.iter().map(|l| l.max(0.0).sqrt()).sum();
+    let trace = |s: &Mat<f64>| (0..d).map(|i| s[(i, i)]).sum::<f64>();
+    let failed = |e| Error::invalid(format!("the covariance's eigendecomposition failed: {e:?}"));
+    let eig = s1.self_adjoint_eigen(Side::Lower).map_err(failed)?;
+    let (u, l) = (eig.U(), eig.S().column_vector());
+    // S1^(1/2) = U diag(sqrt l) U^T.
+    let scaled = Mat::from_fn(d, d, |i, k| u[(i, k)] * l[k].max(0.0).sqrt());
+    let root = &scaled * u.transpose();
+    let m = &root * s2 * &root;
+    let sym = Mat::from_fn(d, d, |i, j| 0.5 * (m[(i, j)] + m[(j, i)]));
+    let vals = sym.self_adjoint_eigenvalues(Side::Lower).map_err(failed)?;
+    let tr_sqrt: f64 = vals.iter().map(|l| l.max(0.0).sqrt()).sum();
     Ok((mean_term + trace(s1) + trace(s2) - 2.0 * tr_sqrt).max(0.0))
-}
-
-fn matmul(a: &[f64], b: &[f64], d: usize) -> Vec<f64> {
-    let mut c = vec![0.0; d * d];
-    for i in 0..d {
-        for k in 0..d {
-            let aik = a[i * d + k];
-            if aik == 0.0 {
-                continue;
-            }
-            let (row, brow) = (&mut c[i * d..(i + 1) * d], &b[k * d..(k + 1) * d]);
-            for (x, &y) in row.iter_mut().zip(brow) {
-                *x += aik * y;
-            }
-        }
-    }
-    c
-}
-
-/// Eigenvalues and eigenvectors (columns, row-major `d x d`) of a symmetric matrix, by
-/// cyclic Jacobi rotations.
-pub fn symmetric_eigen(a: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut a = a.to_vec();
-    let mut v = vec![0.0; d * d];
-    for i in 0..d {
-        v[i * d + i] = 1.0;
-    }
-    let norm: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
-    for _sweep in 0..100 {
-        let off: f64 = (0..d)
-            .flat_map(|i| (0..d).filter(move |&j| j != i).map(move |j| (i, j)))
-            .map(|(i, j)| a[i * d + j] * a[i * d + j])
-            .sum::<f64>()
-            .sqrt();
-        if off <= 1e-14 * norm.max(f64::MIN_POSITIVE) {
-            break;
-        }
-        for p in 0..d {
-            for q in p + 1..d {
-                let apq = a[p * d + q];
-                if apq.abs() < 1e-300 {
-                    continue;
-                }
-                let (app, aqq) = (a[p * d + p], a[q * d + q]);
-                let theta = (aqq - app) / (2.0 * apq);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let t = if theta == 0.0 { 1.0 } else { t };
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let s = t * c;
-                // Rows and columns p, q of A; columns p, q of V.
-                for k in 0..d {
-                    let (akp, akq) = (a[k * d + p], a[k * d + q]);
-                    a[k * d + p] = c * akp - s * akq;
-                    a[k * d + q] = s * akp + c * akq;
-                }
-                for k in 0..d {
-                    let (apk, aqk) = (a[p * d + k], a[q * d + k]);
-                    a[p * d + k] = c * apk - s * aqk;
-                    a[q * d + k] = s * apk + c * aqk;
-                }
-                for k in 0..d {
-                    let (vkp, vkq) = (v[k * d + p], v[k * d + q]);
-                    v[k * d + p] = c * vkp - s * vkq;
-                    v[k * d + q] = s * vkp + c * vkq;
-                }
-            }
-        }
-    }
-    ((0..d).map(|i| a[i * d + i]).collect(), v)
 }
 
 #[cfg(test)]
@@ -209,25 +179,16 @@ mod tests {
     }
 
     #[test]
-    fn eigen_reconstructs() {
-        let mut rng = SplitMix64::new(1);
-        let d = 7;
-        let s = random_spd(d, &mut rng);
-        let (l, v) = symmetric_eigen(&s, d);
-        for i in 0..d {
-            for j in 0..d {
-                let r: f64 = (0..d).map(|k| v[i * d + k] * l[k] * v[j * d + k]).sum();
-                assert!((r - s[i * d + j]).abs() < 1e-10, "{r} vs {}", s[i * d + j]);
-            }
-        }
-    }
-
-    #[test]
     fn commuting_covariances_have_the_closed_form() {
         // S1 = Q diag(a) Q^T, S2 = Q diag(b) Q^T: FD = |dmu|^2 + sum (sqrt a - sqrt b)^2.
         let mut rng = SplitMix64::new(2);
         let d = 6;
-        let (_, q) = symmetric_eigen(&random_spd(d, &mut rng), d);
+        // An orthogonal Q from the eigenvectors of a random symmetric matrix.
+        let spd = random_spd(d, &mut rng);
+        let eig = Mat::from_fn(d, d, |i, j| spd[i * d + j])
+            .self_adjoint_eigen(Side::Lower)
+            .unwrap();
+        let q: Vec<f64> = (0..d * d).map(|k| eig.U()[(k / d, k % d)]).collect();
         let a: Vec<f64> = (0..d).map(|_| 0.1 + rng.uniform() * 3.0).collect();
         let b: Vec<f64> = (0..d).map(|_| 0.1 + rng.uniform() * 3.0).collect();
         let build = |e: &[f64]| -> Vec<f64> {
@@ -273,7 +234,8 @@ mod tests {
         let mut st = FeatureStats::new(2);
         st.add(&x.narrow(0, 0, 2).unwrap()).unwrap();
         st.add(&x.narrow(0, 2, 1).unwrap()).unwrap();
-        assert_eq!(st.mean(), vec![1.0, 7.0 / 3.0]);
+        let m = st.mean();
+        assert!((m[0] - 1.0).abs() < 1e-12 && (m[1] - 7.0 / 3.0).abs() < 1e-12, "{m:?}");
         let c = st.covariance().unwrap();
         // np.cov([[1,3,-1],[2,5,0]]) = [[4, 5], [5, 6.3333]].
         assert!((c[0] - 4.0).abs() < 1e-12 && (c[1] - 5.0).abs() < 1e-12 && (c[3] - 19.0 / 3.0).abs() < 1e-12);
