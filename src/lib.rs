@@ -21,6 +21,7 @@ pub use labelgan_core as core;
 pub use labelgan_dataset as dataset;
 pub use labelgan_eval as eval;
 pub use labelgan_factory as factory;
+pub use labelgan_gan as gan;
 pub use labelgan_hypercolumn as hypercolumn;
 pub use labelgan_inversion as inversion;
 pub use labelgan_kernels as kernels;
@@ -60,7 +61,10 @@ pub mod prelude {
     pub use labelgan_inversion::{Encoder, EncoderConfig, LatentSpace, MeanInverter, ProjectorConfig, project};
     pub use labelgan_labeler::{Ensemble, GeneratorTaps, Head, InMemoryTaps, LabelerConfig, TapSource, fit};
     pub use labelgan_lpips::Lpips;
-    pub use labelgan_metrics::{FeatureStats, frechet_distance};
+    pub use labelgan_metrics::{
+        FeatureExtractor, FeatureStats, Features, KidConfig, MetricsConfig, compare, fid, frechet_distance,
+        inception_score, kid, precision_recall,
+    };
     pub use labelgan_stylegan::modulated_conv::SynthesisLayer;
     pub use labelgan_stylegan::{GanConfig, GeneratorConfig, StyleGan2, Trainer};
     /// The built-in toy domain (`toyworld::sample`, `toyworld::write_dataset`, ...).
@@ -76,3 +80,13 @@ pub struct ReadmeDoctests;
 #[doc = include_str!("../docs/toyworld.md")]
 #[cfg(doctest)]
 pub struct DocsDoctests;
+
+/// `docs/compare_gan.md`'s Rust example.
+#[doc = include_str!("../docs/compare_gan.md")]
+#[cfg(doctest)]
+pub struct CompareGanDoctests;
+
+/// `docs/metrics.md`'s Rust example.
+#[doc = include_str!("../docs/metrics.md")]
+#[cfg(doctest)]
+pub struct MetricsDoctests;

@@ -13,9 +13,12 @@ mod device;
 mod evaluate;
 mod factory;
 mod fid;
+mod gan_run;
 mod generate;
+mod image_set;
 mod invert;
 mod lpips;
+mod metrics;
 mod toyworld;
 mod train_encoder;
 mod train_gan;
@@ -42,6 +45,8 @@ enum Command {
     TrainGan(train_gan::TrainGanArgs),
     /// Frechet distance between two image sets in a perceptual net's feature space.
     Fid(fid::FidArgs),
+    /// FID, KID, precision and recall between two image sets or two feature files.
+    Metrics(metrics::MetricsArgs),
     /// Invert a folder of images into a generator's latent space.
     Invert(invert::InvertArgs),
     /// Make a labelled synthetic dataset (HandsOff or DatasetGAN), resumably.
@@ -93,6 +98,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Fid(a) => fid::run(a),
+        Command::Metrics(a) => metrics::run(a),
         Command::Invert(a) => invert::run(a),
         Command::Factory(a) => factory::run(a),
         Command::Evaluate(a) => evaluate::run(a),

@@ -18,20 +18,35 @@ use labelgan_core::io::check_output;
 
 /// Train a StyleGAN2 generator (and discriminator) from scratch, or resume.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("data_source").required(true).args(["data", "toyworld"])))]
+#[command(group(clap::ArgGroup::new("data_source").required(true).args(["data", "toyworld", "objects"])))]
 pub struct TrainGanArgs {
-    /// Folder of training images (PNG/JPEG, all `--resolution` square).
+    /// Folder of training images (PNG/JPEG, all `--resolution` square; with
+    /// --config, a dataset folder's `images/` and `classes.json` are read if present).
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
     /// Train on a fresh stream of toyworld faces instead.
     #[arg(long)]
     toyworld: bool,
-    /// Seed of the toyworld stream.
+    /// Train on a stream of toy objects with their classes (with --config).
+    #[arg(long, requires = "config")]
+    objects: bool,
+    /// Seed of the toyworld (or objects) stream; scores use the next seed's stream.
     #[arg(long, default_value_t = 1000)]
     toyworld_seed: u64,
-    /// Image size (power of two).
-    #[arg(long)]
-    resolution: usize,
+    /// A Compare GAN run instead of StyleGAN2: every option from this TOML file
+    /// (`docs/compare_gan.md`); the StyleGAN2 flags do not apply.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["resolution", "r1_gamma", "g_lr", "init_generator", "g_warmup_gap"])]
+    config: Option<PathBuf>,
+    /// Override a setting of --config: `section.key=value` (repeatable).
+    #[arg(long, value_name = "KEY=VALUE", requires = "config")]
+    set: Vec<String>,
+    /// With --config: score FID, KID, precision and recall at every eval interval in
+    /// this perceptual backbone's features (scores.csv).
+    #[arg(long, value_name = "P.safetensors", requires = "config")]
+    extractor: Option<PathBuf>,
+    /// Image size (power of two; StyleGAN2 runs).
+    #[arg(long, required_unless_present = "config")]
+    resolution: Option<usize>,
     /// Output folder: checkpoint.safetensors (resumed if present, with the same
     /// settings and data; any difference is refused, naming it), generator.safetensors
     /// (G_ema, official layout), samples.png, log.jsonl, run.json (the settings).
@@ -120,6 +135,21 @@ fn record(a: &TrainGanArgs, cfg: &GanConfig) -> Result<RunRecord> {
 }
 
 pub fn run(a: TrainGanArgs) -> Result<()> {
+    if let Some(config) = &a.config {
+        return crate::gan_run::run(&crate::gan_run::ConfigRun {
+            config,
+            set: &a.set,
+            data: a.data.as_deref(),
+            objects: a.objects,
+            toyworld: a.toyworld,
+            stream_seed: a.toyworld_seed,
+            out: &a.out,
+            restart: a.restart,
+            extractor: a.extractor.as_deref(),
+            device: a.device,
+        });
+    }
+    let resolution = a.resolution.ok_or_else(|| Error::usage("--resolution is required"))?;
     let mut inputs = vec![];
     inputs.extend(a.data.as_deref().map(|p| ("--data", p)));
     inputs.extend(a.init_generator.as_deref().map(|p| ("--init-generator", p)));
@@ -136,11 +166,11 @@ pub fn run(a: TrainGanArgs) -> Result<()> {
         g_lr: a.g_lr.unwrap_or(a.lr),
         d_lr: a.lr,
         seed: a.seed,
-        ..GanConfig::small(a.resolution)
+        ..GanConfig::small(resolution)
     };
     cfg.r1_gamma = a
         .r1_gamma
-        .unwrap_or(0.0002 * (a.resolution * a.resolution) as f64 / a.batch.max(1) as f64);
+        .unwrap_or(0.0002 * (resolution * resolution) as f64 / a.batch.max(1) as f64);
     cfg.ema_kimg = a.batch as f64 * 10.0 / 32.0;
     cfg.g_warmup_steps = a.g_warmup_steps;
     cfg.g_warmup_gap = a.g_warmup_gap;
@@ -152,16 +182,16 @@ pub fn run(a: TrainGanArgs) -> Result<()> {
     // Every setting is checked before the folder is made or anything allocated.
     cfg.validate().map_err(Error::into_usage)?;
     if a.toyworld {
-        labelgan_toyworld::check_resolution(a.resolution).map_err(Error::into_usage)?;
+        labelgan_toyworld::check_resolution(resolution).map_err(Error::into_usage)?;
     }
     let source = if a.toyworld {
-        let (seed, r) = (a.toyworld_seed, a.resolution);
+        let (seed, r) = (a.toyworld_seed, resolution);
         ImageSource::Stream(Box::new(move |start, n| {
             labelgan_toyworld::batch_tensor(seed, start, n, r, &Device::Cpu)
         }))
     } else {
         let dir = a.data.as_ref().expect("clap requires --data or --toyworld");
-        ImageSource::Images(load_image_folder(dir, a.resolution)?)
+        ImageSource::Images(load_image_folder(dir, resolution)?)
     };
     let device = a.device.open()?;
     // One run at a time in the folder (created here): a second is refused.
@@ -195,12 +225,12 @@ pub fn run(a: TrainGanArgs) -> Result<()> {
             None => Trainer::new(cfg, &device)?,
         }
     };
-    if t.config.resolution != a.resolution {
+    if t.config.resolution != resolution {
         return Err(Error::invalid(format!(
             "the checkpoint in {} is for {} px, not --resolution {}",
             a.out.display(),
             t.config.resolution,
-            a.resolution
+            resolution
         )));
     }
     let target = (a.kimg * 1000.0) as u64;

@@ -56,6 +56,14 @@ fn every_command_refuses_bad_input_in_one_line_and_leaves_nothing() {
     labelgan_toyworld::write_dataset(&data, 1, 3, 32, |_, _| {}).unwrap();
     let out = t("out");
     let (g, d, o) = (gp.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    // The same set with one pixel of a stray id: an inferred class count would be 201.
+    let stray_dir = t("stray");
+    labelgan_toyworld::write_dataset(&stray_dir, 1, 3, 32, |_, _| {}).unwrap();
+    let mask_file = stray_dir.join("masks/00000.png");
+    let mut mask = image::open(&mask_file).unwrap().into_luma8();
+    mask.put_pixel(0, 0, image::Luma([200]));
+    mask.save(&mask_file).unwrap();
+    let stray = stray_dir.to_str().unwrap();
 
     // factory: settings checked before the generator is even loaded.
     let f = |extra: &[&str]| with(&["factory", "--generator", g, "--data", d, "--out", o], extra);
@@ -85,6 +93,11 @@ fn every_command_refuses_bad_input_in_one_line_and_leaves_nothing() {
             "/no/G.safetensors",
         ),
         case(&f(&["--classes", "3"]), 1, "masks hold class 7 but only 3 classes"),
+        case(
+            &["factory", "--generator", g, "--data", stray, "--out", o],
+            1,
+            "9 class ids (0, 1, 2, 3, 4, 5, 6, 7, 200) of 0..=200",
+        ),
     ];
     check(&cases, &out);
 
@@ -183,6 +196,37 @@ fn every_command_refuses_bad_input_in_one_line_and_leaves_nothing() {
             ],
             2,
             "--count 1",
+        ),
+    ];
+    check(&cases, &out);
+
+    // metrics: settings before any feature is extracted; --save-features is the output.
+    let m = |extra: &[&str]| {
+        with(
+            &[
+                "metrics",
+                "--a",
+                "toyworld:1",
+                "--b",
+                "toyworld:2",
+                "--extractor",
+                g,
+                "--save-features",
+                o,
+            ],
+            extra,
+        )
+    };
+    let cases = [
+        case(&m(&["--kid-subset-size", "1"]), 2, "KID subset size is 1"),
+        case(&m(&["--kid-subsets", "1000000000"]), 2, "KID subsets is 1000000000"),
+        case(&m(&["--pr-k", "0"]), 2, "--pr-k 0"),
+        case(&m(&["--count", "1"]), 2, "--count 1"),
+        case(&m(&["--features-a", g]), 2, "either --a SET"),
+        case(
+            &["metrics", "--features-a", "/no/a.safetensors", "--features-b", g],
+            1,
+            "/no/a.safetensors",
         ),
     ];
     check(&cases, &out);

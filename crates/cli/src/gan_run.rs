@@ -1,0 +1,227 @@
+//! `labelgan train-gan --config FILE`: a Compare GAN run (SNDCGAN or the CIFAR ResNet,
+//! any loss, penalty and normalisation) on toy objects, toyworld faces or a folder,
+//! scored at intervals when given an extractor.
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use labelgan_core::image_io::{file_names, image_files, load_images};
+use labelgan_core::{Error, Result, SplitMix64};
+use labelgan_dataset::ClassLabels;
+use labelgan_gan::{RunOptions, Trainer, TrainingConfig, one_hot, train_run};
+use labelgan_lpips::Lpips;
+use labelgan_metrics::{Features, KidConfig, MetricsConfig, compare, extract};
+use labelgan_toyworld::objects::object_batch;
+
+use crate::device::DeviceArg;
+
+/// What `train-gan --config` takes from its command line.
+pub struct ConfigRun<'a> {
+    /// The TOML file.
+    pub config: &'a Path,
+    /// `section.key=value` overrides.
+    pub set: &'a [String],
+    /// A folder of images (and `classes.json`).
+    pub data: Option<&'a Path>,
+    /// The toy-object stream.
+    pub objects: bool,
+    /// The toyworld face stream.
+    pub toyworld: bool,
+    /// Seed of the built-in stream (scores use the next).
+    pub stream_seed: u64,
+    /// The run folder.
+    pub out: &'a Path,
+    /// Start over.
+    pub restart: bool,
+    /// Perceptual backbone for scores.
+    pub extractor: Option<&'a Path>,
+    /// Where to train.
+    pub device: DeviceArg,
+}
+
+/// Where real images come from: `f(start, n)` gives images `start..start + n` and their
+/// classes (if known).
+type Source = Box<dyn FnMut(u64, usize) -> Result<(Tensor, Option<Vec<u32>>)>>;
+
+/// The images of a folder (its `images/` if it has one) and their classes from
+/// `classes.json` if present.
+fn load_folder(dir: &Path, resolution: usize) -> Result<(Tensor, Option<Vec<u32>>)> {
+    let images_dir = if dir.join("images").is_dir() {
+        dir.join("images")
+    } else {
+        dir.to_path_buf()
+    };
+    let files = image_files(&images_dir)?;
+    let images = load_images(&files, resolution)?;
+    let classes = match ClassLabels::read(dir)? {
+        Some(labels) => {
+            // One lookup table, not a scan of the labels per image.
+            let by_file: std::collections::HashMap<&str, u32> =
+                labels.images.iter().map(|l| (l.file.as_str(), l.class)).collect();
+            let per: Vec<u32> = file_names(&files)
+                .iter()
+                .map(|n| {
+                    by_file.get(n.as_str()).copied().ok_or_else(|| {
+                        Error::invalid(format!("{} has no class in {}", n, dir.join("classes.json").display()))
+                    })
+                })
+                .collect::<Result<_>>()?;
+            Some(per)
+        }
+        None => None,
+    };
+    Ok((images, classes))
+}
+
+/// Loaded images (and classes) visited in a fixed shuffled order (seeded), cycling.
+fn shuffled_source(images: Tensor, classes: Option<Vec<u32>>, seed: u64) -> Result<Source> {
+    let mut order: Vec<usize> = (0..images.dim(0)?).collect();
+    SplitMix64::new(seed).shuffle(&mut order);
+    let source: Source = Box::new(move |start, n| {
+        let idx: Vec<u32> = (0..n)
+            .map(|i| order[(start as usize + i) % order.len()] as u32)
+            .collect();
+        let x = images.index_select(&Tensor::new(idx.as_slice(), &Device::Cpu)?, 0)?;
+        let c = classes.as_ref().map(|c| idx.iter().map(|&i| c[i as usize]).collect());
+        Ok((x, c))
+    });
+    Ok(source)
+}
+
+/// The real images of the run, the images scores compare with (a held-out stream when
+/// built in; a folder's own images), whether classes are known, and the data's
+/// identity for the run record.
+fn sources(a: &ConfigRun, cfg: &TrainingConfig) -> Result<(Source, Source, bool, String)> {
+    let r = cfg.model.resolution;
+    let seed = a.stream_seed;
+    if a.objects {
+        let stream = |s: u64| -> Source {
+            Box::new(move |start, n| {
+                let (x, c) = object_batch(s, start, n, r, &Device::Cpu)?;
+                Ok((x, Some(c)))
+            })
+        };
+        return Ok((stream(seed), stream(seed + 1), true, format!("objects:{seed}")));
+    }
+    if a.toyworld {
+        labelgan_toyworld::check_resolution(r)?;
+        let stream = |s: u64| -> Source {
+            Box::new(move |start, n| Ok((labelgan_toyworld::batch_tensor(s, start, n, r, &Device::Cpu)?, None)))
+        };
+        return Ok((stream(seed), stream(seed + 1), false, format!("toyworld:{seed}")));
+    }
+    let dir = a
+        .data
+        .ok_or_else(|| Error::usage("give --data DIR, --objects or --toyworld"))?;
+    // Loaded once; the two sources share the tensor.
+    let (images, classes) = load_folder(dir, r)?;
+    let has_classes = classes.is_some();
+    let train = shuffled_source(images.clone(), classes.clone(), cfg.seed)?;
+    let reference = shuffled_source(images, classes, cfg.seed)?;
+    Ok((
+        train,
+        reference,
+        has_classes,
+        labelgan_core::record::fingerprint_path(dir)?,
+    ))
+}
+
+/// Runs the config path of `train-gan`.
+pub fn run(a: &ConfigRun) -> Result<()> {
+    let cfg = TrainingConfig::load(Some(a.config), a.set)?;
+    let mut inputs = vec![("--config", a.config)];
+    inputs.extend(a.data.map(|p| ("--data", p)));
+    labelgan_core::io::check_output(("--out", a.out), &inputs)?;
+    let (mut real, reference_source, has_classes, data_id) = sources(a, &cfg)?;
+    if cfg.model.conditional && !has_classes {
+        return Err(Error::invalid(
+            "model.conditional needs class labels: --objects, or --data with classes.json (or --set model.conditional=false)",
+        ));
+    }
+    let device = a.device.open()?;
+    let extractor = match a.extractor {
+        Some(p) => Some(Lpips::load(p, &device)?),
+        None => None,
+    };
+    let mut inputs = vec![("data".to_string(), data_id)];
+    if let Some(p) = a.extractor {
+        inputs.push(("--extractor".into(), labelgan_core::record::fingerprint_path(p)?));
+    }
+    // Reference features: the held-out stream (or, for a folder, its own images, read
+    // through the same shuffled order), extracted at the first score, once the run's
+    // record has been checked.
+    let n = cfg.eval.images;
+    let mut reference: Option<Features> = None;
+    let mut reference_images: Option<Source> = extractor.is_some().then_some(reference_source);
+    let mut scorer = |t: &Trainer| -> Result<Vec<(String, f64)>> {
+        let (Some(ex), Some(from)) = (&extractor, reference_images.as_mut()) else {
+            return Ok(vec![]);
+        };
+        let reference = match reference.take() {
+            Some(r) => reference.insert(r),
+            None => {
+                let mut images =
+                    |s: usize, k: usize| -> Result<Tensor> { Ok(from(s as u64, k)?.0.to_device(&device)?) };
+                reference.insert(extract(ex, n, 50, "reference features", &mut images)?.0)
+            }
+        };
+        score(t, ex, reference, n, &device)
+    };
+    let opts = RunOptions {
+        out: a.out,
+        restart: a.restart,
+        inputs,
+    };
+    let scorer_ref: Option<&mut labelgan_gan::Scorer> = if extractor.is_some() { Some(&mut scorer) } else { None };
+    let summary = train_run(&cfg, &opts, &mut real, scorer_ref, &device)?;
+    println!(
+        "trained to {:.1} kimg ({} steps) in {}{}",
+        summary.images as f64 / 1000.0,
+        summary.steps,
+        a.out.display(),
+        if summary.last_scores.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {}",
+                summary
+                    .last_scores
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v:.4}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    );
+    Ok(())
+}
+
+/// FID, KID, precision and recall of `n` images from the weight average (classes in
+/// turn) against `reference`.
+fn score(t: &Trainer, ex: &Lpips, reference: &Features, n: usize, device: &Device) -> Result<Vec<(String, f64)>> {
+    let m = &t.config.model;
+    let (features, _) = extract(ex, n, 50, "scoring", &mut |start, k| {
+        let z = SplitMix64::derive(0x5c0e, start as u64).normal_tensor(&[k, m.z_dim], device)?;
+        let y = if m.conditional {
+            let classes: Vec<u32> = (start..start + k).map(|i| (i % m.classes) as u32).collect();
+            Some(one_hot(&classes, m.classes, device)?)
+        } else {
+            None
+        };
+        t.generate(&z, y.as_ref(), true)
+    })?;
+    let cfg = MetricsConfig {
+        kid: KidConfig {
+            subset_size: 1000.min(n),
+            ..KidConfig::default()
+        },
+        ..MetricsConfig::default()
+    };
+    let s = compare(reference, &features, &cfg)?;
+    Ok(vec![
+        ("fid".into(), s.fid),
+        ("kid".into(), s.kid),
+        ("precision".into(), s.precision),
+        ("recall".into(), s.recall),
+    ])
+}

@@ -1,0 +1,415 @@
+//! A GAN training run's every option, read from a TOML file with `key=value`
+//! overrides, validated before anything is built, and written back resolved into the
+//! run folder (Compare GAN's gin configs, as TOML).
+//!
+//! ```toml
+//! seed = 0
+//!
+//! [model]
+//! architecture = "resnet_cifar"   # sndcgan | resnet_cifar
+//! resolution = 32
+//! conditional = true
+//! classes = 10
+//! z_dim = 128
+//! g_width = 256
+//! d_width = 128
+//! g_norm = "batch_norm"           # none | batch_norm | self_modulated (conditional: class-conditional)
+//! d_spectral_norm = true
+//! init = "normal_0.02"            # normal_0.02 | default (each layer's own)
+//!
+//! [train]
+//! loss = "hinge"                  # non_saturating | hinge | wasserstein | least_squares
+//! penalty = "none"                # none | wgan_gp | dragan | r1
+//! penalty_weight = 10.0
+//! batch = 64
+//! d_steps = 1
+//! g_lr = 0.0002
+//! d_lr = 0.0002
+//! g_betas = [0.5, 0.999]
+//! d_betas = [0.5, 0.999]
+//! ema_decay = 0.0                 # G weight EMA; 0: off
+//! ema_start_kimg = 0.0
+//! kimg = 100.0
+//!
+//! [eval]
+//! every_kimg = 10.0
+//! images = 2000
+//! ```
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use labelgan_core::{Error, Result};
+
+use crate::{Loss, Penalty};
+
+/// Largest channel width, latent size, batch and class count accepted.
+pub const MAX_SIZE: usize = 8192;
+
+/// The network families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Architecture {
+    /// The DCGAN of the spectral-norm paper (Miyato et al. 2018).
+    Sndcgan,
+    /// The CIFAR ResNet of WGAN-GP and SNGAN, 32 px.
+    ResnetCifar,
+}
+
+/// How the generator normalises its activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GeneratorNorm {
+    /// None.
+    None,
+    /// Batch norm (class-conditional when the model is conditional).
+    BatchNorm,
+    /// Self-modulated batch norm (on z, and the class when conditional).
+    SelfModulated,
+}
+
+/// How weights start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Init {
+    /// N(0, 0.02), DCGAN's.
+    #[serde(rename = "normal_0.02")]
+    Normal002,
+    /// Each layer's own default.
+    #[serde(rename = "default")]
+    Default,
+}
+
+/// The networks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Network family.
+    pub architecture: Architecture,
+    /// Image side in pixels.
+    pub resolution: usize,
+    /// Conditioned on a class (G's normalisation and a projection discriminator).
+    pub conditional: bool,
+    /// Number of classes (when conditional).
+    pub classes: usize,
+    /// Latent size.
+    pub z_dim: usize,
+    /// Generator base width (channels).
+    pub g_width: usize,
+    /// Discriminator base width.
+    pub d_width: usize,
+    /// Generator normalisation.
+    pub g_norm: GeneratorNorm,
+    /// Spectral norm on every discriminator weight.
+    pub d_spectral_norm: bool,
+    /// Weight initialisation.
+    pub init: Init,
+}
+
+/// The optimisation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// The GAN loss.
+    pub loss: Loss,
+    /// A gradient penalty on D.
+    pub penalty: Penalty,
+    /// Its weight.
+    pub penalty_weight: f64,
+    /// Images per step.
+    pub batch: usize,
+    /// Discriminator steps per generator step.
+    pub d_steps: usize,
+    /// Generator learning rate.
+    pub g_lr: f64,
+    /// Discriminator learning rate.
+    pub d_lr: f64,
+    /// Generator Adam betas.
+    pub g_betas: [f64; 2],
+    /// Discriminator Adam betas.
+    pub d_betas: [f64; 2],
+    /// Decay of the generator's weight average (0: none).
+    pub ema_decay: f64,
+    /// When the average starts, in thousands of images.
+    pub ema_start_kimg: f64,
+    /// Training length, in thousands of real images shown to D.
+    pub kimg: f64,
+}
+
+/// Scoring while training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Score every this many thousand images (and at the end).
+    pub every_kimg: f64,
+    /// Generated and real images per score.
+    pub images: usize,
+}
+
+/// Everything a training run is made of.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingConfig {
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// The networks.
+    pub model: ModelConfig,
+    /// The optimisation.
+    pub train: TrainConfig,
+    /// Scoring while training.
+    pub eval: EvalConfig,
+}
+
+impl Default for TrainingConfig {
+    /// A conditional CIFAR ResNet with hinge loss and spectral norm in D (SNGAN's
+    /// recipe with Compare GAN's defaults for the optimiser).
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            model: ModelConfig {
+                architecture: Architecture::ResnetCifar,
+                resolution: 32,
+                conditional: true,
+                classes: 10,
+                z_dim: 128,
+                g_width: 256,
+                d_width: 128,
+                g_norm: GeneratorNorm::BatchNorm,
+                d_spectral_norm: true,
+                init: Init::Normal002,
+            },
+            train: TrainConfig {
+                loss: Loss::Hinge,
+                penalty: Penalty::None,
+                penalty_weight: 10.0,
+                batch: 64,
+                d_steps: 1,
+                g_lr: 2e-4,
+                d_lr: 2e-4,
+                g_betas: [0.5, 0.999],
+                d_betas: [0.5, 0.999],
+                ema_decay: 0.0,
+                ema_start_kimg: 0.0,
+                kimg: 100.0,
+            },
+            eval: EvalConfig {
+                every_kimg: 10.0,
+                images: 2000,
+            },
+        }
+    }
+}
+
+fn bad(what: &str, value: impl std::fmt::Display, want: &str) -> Error {
+    Error::invalid(format!("{what} is {value}, expected {want}"))
+}
+
+impl TrainingConfig {
+    /// Reads a TOML file (every key optional: the rest come from the defaults), applies
+    /// `sets` (`section.key=value`, the value in TOML syntax; a bare word is a string)
+    /// and validates the result. Unknown keys, in the file or a `--set`, are errors
+    /// naming them.
+    pub fn load(path: Option<&Path>, sets: &[String]) -> Result<Self> {
+        let mut table = toml::Table::try_from(Self::default()).map_err(|e| Error::invalid(e.to_string()))?;
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+            let file: toml::Table = text
+                .parse()
+                .map_err(|e: toml::de::Error| Error::format(path, one_line(&e.to_string())))?;
+            merge(&mut table, file, "").map_err(|e| Error::format(path, e))?;
+        }
+        for set in sets {
+            apply_set(&mut table, set)?;
+        }
+        let cfg: TrainingConfig = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
+            let source = path.map_or("the settings".to_string(), |p| p.display().to_string());
+            Error::invalid(format!("{source} (with any --set): {}", one_line(&e.to_string())))
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The resolved config as TOML (what a run folder keeps).
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|e| Error::invalid(e.to_string()))
+    }
+
+    /// Errors on any option out of range or combination that cannot be built.
+    pub fn validate(&self) -> Result<()> {
+        let (m, t, e) = (&self.model, &self.train, &self.eval);
+        if !m.resolution.is_power_of_two() || !(16..=1024).contains(&m.resolution) {
+            return Err(bad("model.resolution", m.resolution, "a power of two in 16..=1024"));
+        }
+        if m.architecture == Architecture::ResnetCifar && m.resolution != 32 {
+            return Err(bad("model.resolution", m.resolution, "32 for resnet_cifar"));
+        }
+        for (name, v) in [
+            ("model.z_dim", m.z_dim),
+            ("model.g_width", m.g_width),
+            ("model.d_width", m.d_width),
+        ] {
+            if !(1..=MAX_SIZE).contains(&v) {
+                return Err(bad(name, v, &format!("in 1..={MAX_SIZE}")));
+            }
+        }
+        if m.conditional && !(2..=MAX_SIZE).contains(&m.classes) {
+            return Err(bad(
+                "model.classes",
+                m.classes,
+                &format!("in 2..={MAX_SIZE} for a conditional model"),
+            ));
+        }
+        let positive = |name: &str, v: f64| -> Result<()> {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(bad(name, v, "a finite number above 0"))
+            }
+        };
+        positive("train.g_lr", t.g_lr)?;
+        positive("train.d_lr", t.d_lr)?;
+        positive("train.kimg", t.kimg)?;
+        positive("eval.every_kimg", e.every_kimg)?;
+        if !(t.penalty_weight.is_finite() && t.penalty_weight >= 0.0) {
+            return Err(bad(
+                "train.penalty_weight",
+                t.penalty_weight,
+                "a finite number of at least 0",
+            ));
+        }
+        for (name, b) in [("train.g_betas", t.g_betas), ("train.d_betas", t.d_betas)] {
+            if !b.iter().all(|v| (0.0..1.0).contains(v)) {
+                return Err(bad(name, format!("{b:?}"), "two numbers in [0, 1)"));
+            }
+        }
+        if !((0.0..1.0).contains(&t.ema_decay) && t.ema_start_kimg.is_finite() && t.ema_start_kimg >= 0.0) {
+            return Err(bad(
+                "train.ema_decay, ema_start_kimg",
+                format!("{}, {}", t.ema_decay, t.ema_start_kimg),
+                "a decay in [0, 1) and a start of at least 0",
+            ));
+        }
+        if !(1..=MAX_SIZE).contains(&t.batch) {
+            return Err(bad("train.batch", t.batch, &format!("in 1..={MAX_SIZE}")));
+        }
+        if !(1..=100).contains(&t.d_steps) {
+            return Err(bad("train.d_steps", t.d_steps, "in 1..=100"));
+        }
+        if !(2..=10_000_000).contains(&e.images) {
+            return Err(bad("eval.images", e.images, "in 2..=10000000"));
+        }
+        Ok(())
+    }
+}
+
+/// The first line of a parser's message (toml's span multiple lines with a caret).
+fn one_line(msg: &str) -> String {
+    msg.lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Overlays `file` on `base`, refusing keys `base` does not have.
+fn merge(base: &mut toml::Table, file: toml::Table, prefix: &str) -> std::result::Result<(), String> {
+    for (k, v) in file {
+        let name = format!("{prefix}{k}");
+        match (base.get_mut(&k), v) {
+            (None, _) => return Err(format!("unknown setting `{name}`")),
+            (Some(toml::Value::Table(b)), toml::Value::Table(f)) => merge(b, f, &format!("{name}."))?,
+            (Some(toml::Value::Table(_)), _) => return Err(format!("`{name}` is a section, not a value")),
+            (Some(slot), v) => *slot = v,
+        }
+    }
+    Ok(())
+}
+
+/// Applies one `section.key=value`.
+fn apply_set(table: &mut toml::Table, set: &str) -> Result<()> {
+    let (key, raw) = set
+        .split_once('=')
+        .ok_or_else(|| Error::usage(format!("--set {set}: expected KEY=VALUE")))?;
+    let (key, raw) = (key.trim(), raw.trim());
+    // A TOML value; a bare word (hinge, resnet_cifar) is taken as a string.
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().unwrap_or_default();
+    let mut at = table;
+    for p in &parts {
+        at = match at.get_mut(*p) {
+            Some(toml::Value::Table(t)) => t,
+            _ => return Err(Error::usage(format!("--set {set}: unknown setting `{key}`"))),
+        };
+    }
+    match at.get_mut(last) {
+        Some(toml::Value::Table(_)) => Err(Error::usage(format!("--set {set}: `{key}` is a section, not a value"))),
+        Some(slot) => {
+            *slot = value;
+            Ok(())
+        }
+        None => Err(Error::usage(format!("--set {set}: unknown setting `{key}`"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, text: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("labelgan-gan-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn file_and_sets_override_the_defaults_and_round_trip() {
+        let p = write(
+            "a.toml",
+            "seed = 3\n[model]\narchitecture = \"sndcgan\"\n[train]\nloss = \"wasserstein\"\npenalty = \"wgan_gp\"\n",
+        );
+        let sets = vec![
+            "train.d_steps=5".to_string(),
+            "train.loss=non_saturating".into(),
+            "model.conditional=false".into(),
+        ];
+        let c = TrainingConfig::load(Some(&p), &sets).unwrap();
+        assert_eq!(c.seed, 3);
+        assert_eq!(c.model.architecture, Architecture::Sndcgan);
+        assert_eq!(
+            (c.train.loss, c.train.penalty, c.train.d_steps),
+            (Loss::NonSaturating, Penalty::WganGp, 5)
+        );
+        assert!(!c.model.conditional);
+        assert_eq!(c.train.g_lr, 2e-4, "untouched keys keep their defaults");
+        let back = write("b.toml", &c.to_toml().unwrap());
+        assert_eq!(TrainingConfig::load(Some(&back), &[]).unwrap(), c);
+        assert_eq!(TrainingConfig::load(None, &[]).unwrap(), TrainingConfig::default());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let err = |file: Option<&str>, sets: &[&str]| -> String {
+            let p = file.map(|t| write("bad.toml", t));
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            TrainingConfig::load(p.as_deref(), &sets).unwrap_err().to_string()
+        };
+        assert!(err(Some("[model]\nwidht = 3\n"), &[]).contains("unknown setting `model.widht`"));
+        assert!(err(None, &["train.lr=0.1"]).contains("unknown setting `train.lr`"));
+        assert!(err(None, &["train=3"]).contains("is a section"));
+        assert!(err(None, &["train.loss"]).contains("expected KEY=VALUE"));
+        assert!(err(None, &["train.loss=hing"]).contains("hing"));
+        assert!(err(None, &["train.g_lr=nan"]).contains("train.g_lr is NaN"));
+        assert!(err(None, &["train.batch=0"]).contains("train.batch is 0"));
+        assert!(err(None, &["model.resolution=64"]).contains("32 for resnet_cifar"));
+        assert!(err(None, &["model.architecture=biggan"]).contains("biggan"));
+        assert!(err(None, &["train.g_betas=[0.5, 1.5]"]).contains("train.g_betas"));
+        assert!(err(Some("seed = \"x\""), &[]).contains("bad.toml"));
+        assert!(err(Some("[model\n"), &[]).contains("bad.toml"));
+    }
+}

@@ -1,0 +1,59 @@
+//! # labelgan-gan
+//!
+//! Compare GAN's interchangeable parts (Kurach et al. 2019), each tested against its
+//! formula or finite differences, for training and comparing GANs fairly:
+//!
+//! - [`Loss`]: non-saturating, hinge, Wasserstein, least-squares.
+//! - [`Penalty`]: none, WGAN-GP, DRAGAN, R1.
+//! - [`SpectralNorm`]: a weight over its largest singular value, by one power
+//!   iteration per step from a persistent vector.
+//! - [`TrainingConfig`]: every option of a run, from a TOML file and `key=value`
+//!   overrides, validated, written back resolved.
+//! - [`BatchNorm`] with moving averages and standing statistics ([`BnMode`]),
+//!   [`ConditionalBatchNorm`] (gamma centred at 1) and [`SelfModulatedBatchNorm`].
+//! - Architectures behind [`GanGenerator`] and [`GanDiscriminator`]: SNDCGAN
+//!   ([`SndcganGenerator`], [`SndcganDiscriminator`]) and the CIFAR ResNet
+//!   ([`ResnetCifarGenerator`], [`ResnetCifarDiscriminator`]), conditional-capable.
+//! - [`Trainer`]: one loop for them all (D steps per G step, Adam per network, the
+//!   config's loss and penalty, a G weight average), resumable bit-exactly.
+//!
+//! ```
+//! use candle_core::{Device, Tensor};
+//! use labelgan_gan::Loss;
+//!
+//! let real = Tensor::new(&[2.0f32, 1.5], &Device::Cpu)?;
+//! let fake = Tensor::new(&[-1.0f32, 0.5], &Device::Cpu)?;
+//! let d = Loss::Hinge.discriminator(&real, &fake)?; // relu(1 - real) + relu(1 + fake)
+//! assert_eq!(d.total.to_scalar::<f32>()?, 0.0 + 0.75);
+//! # Ok::<(), labelgan_core::Error>(())
+//! ```
+
+pub mod batch_norm;
+pub mod config;
+pub mod init;
+pub mod layers;
+pub mod loss;
+pub mod model;
+pub mod norm;
+pub mod penalty;
+pub mod resnet_cifar;
+pub mod run;
+pub mod second_order;
+pub mod sndcgan;
+pub mod spectral_norm;
+#[cfg(test)]
+mod testing;
+pub mod trainer;
+
+pub use batch_norm::{BatchNorm, BnMode, ConditionalBatchNorm, SelfModulatedBatchNorm};
+pub use config::{Architecture, EvalConfig, GeneratorNorm, Init, ModelConfig, TrainConfig, TrainingConfig};
+pub use init::seeded_var_builder;
+pub use loss::{DiscriminatorLoss, Loss};
+pub use model::{GanDiscriminator, GanGenerator};
+pub use norm::NormLayer;
+pub use penalty::Penalty;
+pub use resnet_cifar::{ResnetCifarDiscriminator, ResnetCifarGenerator};
+pub use run::{RUN_OUTPUTS, RunOptions, RunSummary, Scorer, train_run};
+pub use sndcgan::{SndcganDiscriminator, SndcganGenerator};
+pub use spectral_norm::SpectralNorm;
+pub use trainer::{RealBatches, StepReport, Trainer, one_hot};

@@ -1,0 +1,40 @@
+//! What the training loop needs of a generator and a discriminator, whatever their
+//! architecture.
+
+use std::collections::BTreeMap;
+
+use candle_core::Tensor;
+
+use labelgan_core::Result;
+
+use crate::BnMode;
+
+/// A generator: latents (and classes) to images in [-1, 1].
+pub trait GanGenerator {
+    /// Latent size.
+    fn z_dim(&self) -> usize;
+
+    /// `z` `[N, z_dim]` and, for a conditional model, one-hot classes `y`
+    /// `[N, classes]` to images `[N, 3, R, R]`.
+    fn forward(&self, z: &Tensor, y: Option<&Tensor>, mode: BnMode) -> Result<Tensor>;
+
+    /// State that is not trained but must be saved (normalisation statistics), by name.
+    fn buffers(&self) -> BTreeMap<String, Tensor>;
+
+    /// Restores what [`GanGenerator::buffers`] returned (a missing or misshapen one
+    /// is an error naming it).
+    fn set_buffers(&self, from: &BTreeMap<String, Tensor>) -> Result<()>;
+}
+
+/// A discriminator: images (and classes) to one logit per image.
+pub trait GanDiscriminator {
+    /// Images `[N, 3, R, R]` (and one-hot classes) to logits `[N]`; `training` steps
+    /// the spectral norms' power iterations.
+    fn forward(&self, x: &Tensor, y: Option<&Tensor>, training: bool) -> Result<Tensor>;
+
+    /// State that is not trained but must be saved (spectral norm vectors), by name.
+    fn buffers(&self) -> BTreeMap<String, Tensor>;
+
+    /// Restores what [`GanDiscriminator::buffers`] returned.
+    fn set_buffers(&self, from: &BTreeMap<String, Tensor>) -> Result<()>;
+}

@@ -1,0 +1,359 @@
+//! The CIFAR ResNet of WGAN-GP and SNGAN (Gulrajani et al. 2017, Miyato et al. 2018),
+//! 32 px: G of three up-sampling residual blocks from a 4x4 map, D of two
+//! down-sampling and two plain residual blocks, ReLU throughout, D's features summed
+//! over space before the dense logit (and the projection term when conditional).
+
+use std::collections::BTreeMap;
+
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
+
+use labelgan_core::{Error, Result};
+
+use crate::layers::{Conv, Dense};
+use crate::model::{GanDiscriminator, GanGenerator};
+use crate::norm::NormLayer;
+use crate::{BnMode, ModelConfig};
+
+fn classes(cfg: &ModelConfig) -> Option<usize> {
+    cfg.conditional.then_some(cfg.classes)
+}
+
+/// Nearest-neighbour 2x up-sampling. The no-op affine isolates the input: candle's
+/// `upsample_nearest2d` backward overwrites, rather than adds to, the gradient of an
+/// input that feeds another op too (`../shared/CANDLE_NOTES.md`).
+fn up(x: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    Ok(x.affine(1.0, 0.0)?.upsample_nearest2d(2 * h, 2 * w)?)
+}
+
+fn down(x: &Tensor) -> Result<Tensor> {
+    Ok(x.avg_pool2d(2)?)
+}
+
+/// G's block: `conv(relu(norm(up(conv(relu(norm(x)))))))` beside `conv1x1(up(x))`.
+#[derive(Debug)]
+struct UpBlock {
+    norm1: NormLayer,
+    conv1: Conv,
+    norm2: NormLayer,
+    conv2: Conv,
+    shortcut: Conv,
+}
+
+impl UpBlock {
+    fn new(cfg: &ModelConfig, c: usize, vb: VarBuilder) -> Result<Self> {
+        let norm = |vb| NormLayer::new(cfg.g_norm, c, cfg.z_dim, classes(cfg), vb);
+        Ok(Self {
+            norm1: norm(vb.pp("norm1"))?,
+            conv1: Conv::new(c, c, 3, 1, None, cfg.init, vb.pp("conv1"))?,
+            norm2: norm(vb.pp("norm2"))?,
+            conv2: Conv::new(c, c, 3, 1, None, cfg.init, vb.pp("conv2"))?,
+            shortcut: Conv::new(c, c, 1, 1, None, cfg.init, vb.pp("shortcut"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, z: &Tensor, y: Option<&Tensor>, mode: BnMode) -> Result<Tensor> {
+        let h = self.norm1.forward(x, z, y, mode)?.relu()?;
+        let h = self.conv1.forward(&up(&h)?, false)?;
+        let h = self.norm2.forward(&h, z, y, mode)?.relu()?;
+        let h = self.conv2.forward(&h, false)?;
+        Ok((h + self.shortcut.forward(&up(x)?, false)?)?)
+    }
+
+    fn buffers(&self, prefix: &str, out: &mut BTreeMap<String, Tensor>) {
+        self.norm1.buffers(&format!("{prefix}.norm1"), out);
+        self.norm2.buffers(&format!("{prefix}.norm2"), out);
+    }
+
+    fn set_buffers(&self, prefix: &str, from: &BTreeMap<String, Tensor>) -> Result<()> {
+        self.norm1.set_buffers(&format!("{prefix}.norm1"), from)?;
+        self.norm2.set_buffers(&format!("{prefix}.norm2"), from)
+    }
+}
+
+/// The generator: z to a 4x4 map of `g_width` channels, three up-blocks, then norm,
+/// ReLU, a 3x3 convolution to RGB and tanh.
+#[derive(Debug)]
+pub struct ResnetCifarGenerator {
+    z_dim: usize,
+    width: usize,
+    dense: Dense,
+    blocks: Vec<UpBlock>,
+    norm: NormLayer,
+    out: Conv,
+}
+
+impl ResnetCifarGenerator {
+    /// Built from `cfg` (resolution 32) with weights under `vb`.
+    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        if cfg.resolution != 32 {
+            return Err(Error::invalid(format!(
+                "the CIFAR ResNet is 32 px, got {}",
+                cfg.resolution
+            )));
+        }
+        let c = cfg.g_width;
+        Ok(Self {
+            z_dim: cfg.z_dim,
+            width: c,
+            dense: Dense::new(cfg.z_dim, 16 * c, true, None, cfg.init, vb.pp("dense"))?,
+            blocks: (0..3)
+                .map(|i| UpBlock::new(cfg, c, vb.pp(format!("block{i}"))))
+                .collect::<Result<_>>()?,
+            norm: NormLayer::new(cfg.g_norm, c, cfg.z_dim, classes(cfg), vb.pp("norm"))?,
+            out: Conv::new(c, 3, 3, 1, None, cfg.init, vb.pp("out"))?,
+        })
+    }
+}
+
+impl GanGenerator for ResnetCifarGenerator {
+    fn z_dim(&self) -> usize {
+        self.z_dim
+    }
+
+    fn forward(&self, z: &Tensor, y: Option<&Tensor>, mode: BnMode) -> Result<Tensor> {
+        let n = z.dim(0)?;
+        let mut h = self.dense.forward(z, false)?.reshape((n, self.width, 4, 4))?;
+        for b in &self.blocks {
+            h = b.forward(&h, z, y, mode)?;
+        }
+        let h = self.norm.forward(&h, z, y, mode)?.relu()?;
+        Ok(self.out.forward(&h, false)?.tanh()?)
+    }
+
+    fn buffers(&self) -> BTreeMap<String, Tensor> {
+        let mut out = BTreeMap::new();
+        for (i, b) in self.blocks.iter().enumerate() {
+            b.buffers(&format!("block{i}"), &mut out);
+        }
+        self.norm.buffers("norm", &mut out);
+        out
+    }
+
+    fn set_buffers(&self, from: &BTreeMap<String, Tensor>) -> Result<()> {
+        for (i, b) in self.blocks.iter().enumerate() {
+            b.set_buffers(&format!("block{i}"), from)?;
+        }
+        self.norm.set_buffers("norm", from)
+    }
+}
+
+/// D's block: `conv(relu(conv(relu(x))))` (down-sampled) beside a 1x1 convolution of
+/// `x` (down-sampled); the first block skips the leading ReLU (its input is the image)
+/// and pools before its shortcut convolution.
+#[derive(Debug)]
+struct DownBlock {
+    conv1: Conv,
+    conv2: Conv,
+    shortcut: Option<Conv>,
+    downsample: bool,
+    first: bool,
+}
+
+impl DownBlock {
+    fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor> {
+        let h = if self.first { x.clone() } else { x.relu()? };
+        let h = self.conv1.forward(&h, training)?.relu()?;
+        let mut h = self.conv2.forward(&h, training)?;
+        if self.downsample {
+            h = down(&h)?;
+        }
+        let s = match (&self.shortcut, self.first, self.downsample) {
+            (Some(c), true, _) => c.forward(&down(x)?, training)?,
+            (Some(c), false, true) => down(&c.forward(x, training)?)?,
+            (Some(c), false, false) => c.forward(x, training)?,
+            (None, _, _) => x.clone(),
+        };
+        Ok((h + s)?)
+    }
+
+    fn buffers(&self, out: &mut BTreeMap<String, Tensor>) {
+        self.conv1.buffers(out);
+        self.conv2.buffers(out);
+        if let Some(c) = &self.shortcut {
+            c.buffers(out);
+        }
+    }
+
+    fn set_buffers(&self, from: &BTreeMap<String, Tensor>) -> Result<()> {
+        self.conv1.set_buffers(from)?;
+        self.conv2.set_buffers(from)?;
+        match &self.shortcut {
+            Some(c) => c.set_buffers(from),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The discriminator: a first down-block from RGB to `d_width` channels, a second
+/// down-block, two plain blocks, ReLU, the sum over space, and a dense logit.
+#[derive(Debug)]
+pub struct ResnetCifarDiscriminator {
+    blocks: Vec<DownBlock>,
+    dense: Dense,
+    projection: Option<Dense>,
+}
+
+impl ResnetCifarDiscriminator {
+    /// Built from `cfg` with weights under `vb`; spectral norms seeded from `seed`.
+    pub fn new(cfg: &ModelConfig, seed: u64, vb: VarBuilder) -> Result<Self> {
+        if cfg.resolution != 32 {
+            return Err(Error::invalid(format!(
+                "the CIFAR ResNet is 32 px, got {}",
+                cfg.resolution
+            )));
+        }
+        let c = cfg.d_width;
+        let mut k = 0u64;
+        let mut sn = || {
+            k += 1;
+            cfg.d_spectral_norm.then_some(seed.wrapping_mul(1000).wrapping_add(k))
+        };
+        let mut blocks = Vec::with_capacity(4);
+        for i in 0..4 {
+            let vb = vb.pp(format!("block{i}"));
+            let inputs = if i == 0 { 3 } else { c };
+            let downsample = i < 2;
+            blocks.push(DownBlock {
+                conv1: Conv::new(inputs, c, 3, 1, sn(), cfg.init, vb.pp("conv1"))?,
+                conv2: Conv::new(c, c, 3, 1, sn(), cfg.init, vb.pp("conv2"))?,
+                shortcut: if i < 2 {
+                    Some(Conv::new(inputs, c, 1, 1, sn(), cfg.init, vb.pp("shortcut"))?)
+                } else {
+                    None
+                },
+                downsample,
+                first: i == 0,
+            });
+        }
+        let projection = match classes(cfg) {
+            Some(n) => Some(Dense::new(n, c, false, sn(), cfg.init, vb.pp("projection"))?),
+            None => None,
+        };
+        Ok(Self {
+            blocks,
+            dense: Dense::new(c, 1, true, sn(), cfg.init, vb.pp("dense"))?,
+            projection,
+        })
+    }
+}
+
+impl GanDiscriminator for ResnetCifarDiscriminator {
+    fn forward(&self, x: &Tensor, y: Option<&Tensor>, training: bool) -> Result<Tensor> {
+        let mut h = x.clone();
+        for b in &self.blocks {
+            h = b.forward(&h, training)?;
+        }
+        let features = h.relu()?.sum((2, 3))?;
+        let mut logit = self.dense.forward(&features, training)?.squeeze(1)?;
+        match (&self.projection, y) {
+            (Some(p), Some(y)) => logit = (logit + (p.forward(y, training)? * &features)?.sum(1)?)?,
+            (Some(_), None) => return Err(Error::invalid("a conditional discriminator needs the classes")),
+            (None, _) => {}
+        }
+        Ok(logit)
+    }
+
+    fn buffers(&self) -> BTreeMap<String, Tensor> {
+        let mut out = BTreeMap::new();
+        for b in &self.blocks {
+            b.buffers(&mut out);
+        }
+        self.dense.buffers(&mut out);
+        if let Some(p) = &self.projection {
+            p.buffers(&mut out);
+        }
+        out
+    }
+
+    fn set_buffers(&self, from: &BTreeMap<String, Tensor>) -> Result<()> {
+        for b in &self.blocks {
+            b.set_buffers(from)?;
+        }
+        self.dense.set_buffers(from)?;
+        match &self.projection {
+            Some(p) => p.set_buffers(from),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{GeneratorNorm, TrainingConfig};
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+    use labelgan_core::SplitMix64;
+
+    #[test]
+    fn shapes_gradients_and_buffers_for_each_normalisation() {
+        for (norm, conditional) in [
+            (GeneratorNorm::BatchNorm, true),
+            (GeneratorNorm::BatchNorm, false),
+            (GeneratorNorm::SelfModulated, true),
+            (GeneratorNorm::None, false),
+        ] {
+            let mut cfg = TrainingConfig::default().model;
+            (cfg.g_width, cfg.d_width, cfg.z_dim, cfg.g_norm, cfg.conditional) = (16, 8, 12, norm, conditional);
+            let (gm, dm) = (VarMap::new(), VarMap::new());
+            let g =
+                ResnetCifarGenerator::new(&cfg, crate::seeded_var_builder(&gm, 7, DType::F32, &Device::Cpu)).unwrap();
+            let d = ResnetCifarDiscriminator::new(&cfg, 3, crate::seeded_var_builder(&dm, 7, DType::F32, &Device::Cpu))
+                .unwrap();
+            let z = SplitMix64::new(0).normal_tensor(&[3, 12], &Device::Cpu).unwrap();
+            let y = conditional.then(|| {
+                Tensor::from_vec(
+                    (0..30).map(|k| f32::from(k % 10 == k / 10 * 4 % 10)).collect(),
+                    (3, 10),
+                    &Device::Cpu,
+                )
+                .unwrap()
+            });
+            let x = g.forward(&z, y.as_ref(), BnMode::Train).unwrap();
+            assert_eq!(x.dims(), &[3, 3, 32, 32]);
+            let logits = d.forward(&x, y.as_ref(), true).unwrap();
+            assert_eq!(logits.dims(), &[3]);
+            let grads = crate::Loss::NonSaturating
+                .generator(&logits)
+                .unwrap()
+                .backward()
+                .unwrap();
+            for (name, var) in gm.data().lock().unwrap().iter().chain(dm.data().lock().unwrap().iter()) {
+                assert!(
+                    grads.get(var).is_some(),
+                    "{norm:?} {conditional}: {name} has no gradient"
+                );
+            }
+            let norms = match norm {
+                GeneratorNorm::None => 0,
+                _ => 7,
+            };
+            assert_eq!(g.buffers().len(), 2 * norms, "{norm:?}");
+            // D: 8 convs + 2 shortcuts + dense (+ projection), each with its u.
+            assert_eq!(d.buffers().len(), 11 + usize::from(conditional));
+        }
+        let mut cfg = TrainingConfig::default().model;
+        cfg.resolution = 64;
+        let vm = VarMap::new();
+        assert!(ResnetCifarGenerator::new(&cfg, crate::seeded_var_builder(&vm, 7, DType::F32, &Device::Cpu)).is_err());
+    }
+
+    #[test]
+    fn generator_gradient_matches_finite_differences() {
+        // Through the up-sampling shortcuts and batch norm in training mode, in f64.
+        let mut cfg = TrainingConfig::default().model;
+        (cfg.g_width, cfg.z_dim, cfg.conditional, cfg.init) = (4, 3, false, crate::Init::Default);
+        let gm = VarMap::new();
+        let g = ResnetCifarGenerator::new(&cfg, crate::seeded_var_builder(&gm, 7, DType::F64, &Device::Cpu)).unwrap();
+        let r = crate::testing::randn(6, &[2, 3, 32, 32]);
+        let f = |z: &Tensor| {
+            (g.forward(z, None, BnMode::Train).unwrap() * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+        };
+        crate::testing::assert_gradient(&f, &crate::testing::randn(5, &[2, 3]), &[0, 1, 2, 3, 4, 5], 1e-7, 1e-5);
+    }
+}

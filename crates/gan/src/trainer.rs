@@ -1,0 +1,355 @@
+//! One training loop for every architecture: D steps per G step, Adam per network, a
+//! loss and a penalty from the config, a G weight average, and checkpoints that resume
+//! bit-exactly (every random draw is derived from the seed and the step).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarMap;
+
+use labelgan_core::io::{TensorFile, save_safetensors};
+use labelgan_core::{Error, Result, SplitMix64};
+use labelgan_optim::{Adam, named_grads, named_vars};
+
+use crate::init::seeded_var_builder;
+use crate::model::{GanDiscriminator, GanGenerator};
+use crate::{
+    Architecture, BnMode, Penalty, ResnetCifarDiscriminator, ResnetCifarGenerator, SndcganDiscriminator,
+    SndcganGenerator, TrainingConfig,
+};
+
+/// Real images `[n, 3, R, R]` in [-1, 1] starting at image `start` of the data, with
+/// their classes (needed when the model is conditional). The same `start` must give
+/// the same images, so that a resumed run sees what an unbroken one would.
+pub type RealBatches<'a> = dyn FnMut(u64, usize) -> Result<(Tensor, Option<Vec<u32>>)> + 'a;
+
+/// Stream tags, so that the draws of one step never coincide.
+const Z_STREAM: u64 = 0x7a;
+const CLASS_STREAM: u64 = 0x63;
+const PENALTY_STREAM: u64 = 0x70;
+
+/// What one G step (with its D steps) did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    /// D's loss (without the penalty), on its last step.
+    pub d_loss: f32,
+    /// The penalty's value (0 without one), on D's last step.
+    pub penalty: f32,
+    /// G's loss.
+    pub g_loss: f32,
+}
+
+/// Both networks, their optimisers and the G weight average.
+pub struct Trainer {
+    /// What the run is made of.
+    pub config: TrainingConfig,
+    g: Box<dyn GanGenerator + Send + Sync>,
+    d: Box<dyn GanDiscriminator + Send + Sync>,
+    g_vars: BTreeMap<String, Var>,
+    d_vars: BTreeMap<String, Var>,
+    opt_g: Adam,
+    opt_d: Adam,
+    /// The G weight average, once started.
+    ema: Option<BTreeMap<String, Tensor>>,
+    /// G steps done.
+    pub step: u64,
+    device: Device,
+}
+
+/// One-hot rows of `classes`.
+pub fn one_hot(classes: &[u32], n: usize, device: &Device) -> Result<Tensor> {
+    if let Some(&c) = classes.iter().find(|&&c| c as usize >= n) {
+        return Err(Error::invalid(format!("class {c} of a model with {n} classes")));
+    }
+    let v: Vec<f32> = classes
+        .iter()
+        .flat_map(|&c| (0..n).map(move |j| f32::from(j == c as usize)))
+        .collect();
+    Ok(Tensor::from_vec(v, (classes.len(), n), device)?)
+}
+
+impl Trainer {
+    /// Fresh networks for `config` (validated) on `device`, initialised from its seed.
+    pub fn new(config: &TrainingConfig, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let (gm, dm) = (VarMap::new(), VarMap::new());
+        let m = &config.model;
+        let (gb, db) = (
+            seeded_var_builder(&gm, config.seed, DType::F32, device),
+            seeded_var_builder(&dm, config.seed ^ 0x6469_7363, DType::F32, device),
+        );
+        let (g, d): (
+            Box<dyn GanGenerator + Send + Sync>,
+            Box<dyn GanDiscriminator + Send + Sync>,
+        ) = match m.architecture {
+            Architecture::Sndcgan => (
+                Box::new(SndcganGenerator::new(m, gb)?),
+                Box::new(SndcganDiscriminator::new(m, config.seed, db)?),
+            ),
+            Architecture::ResnetCifar => (
+                Box::new(ResnetCifarGenerator::new(m, gb)?),
+                Box::new(ResnetCifarDiscriminator::new(m, config.seed, db)?),
+            ),
+        };
+        let t = &config.train;
+        Ok(Self {
+            config: config.clone(),
+            g,
+            d,
+            g_vars: named_vars(&gm),
+            d_vars: named_vars(&dm),
+            opt_g: Adam::new(t.g_lr, (t.g_betas[0], t.g_betas[1])),
+            opt_d: Adam::new(t.d_lr, (t.d_betas[0], t.d_betas[1])),
+            ema: None,
+            step: 0,
+            device: device.clone(),
+        })
+    }
+
+    /// Real images shown to D so far.
+    pub fn images_seen(&self) -> u64 {
+        self.step * (self.config.train.d_steps * self.config.train.batch) as u64
+    }
+
+    /// The device the networks live on.
+    pub fn device(&self) -> Device {
+        self.device.clone()
+    }
+
+    /// The generator's parameters by name.
+    pub fn generator_vars(&self) -> &BTreeMap<String, Var> {
+        &self.g_vars
+    }
+
+    /// The discriminator's parameters by name.
+    pub fn discriminator_vars(&self) -> &BTreeMap<String, Var> {
+        &self.d_vars
+    }
+
+    /// Latents and (for a conditional model) one-hot classes for draw `index` of
+    /// stream `tag` at the current step.
+    fn latents(&self, tag: u64, index: u64, n: usize) -> Result<(Tensor, Option<Tensor>)> {
+        let key = (self.step << 8) | index;
+        let m = &self.config.model;
+        let z = SplitMix64::derive(self.config.seed ^ (tag << 56), key).normal_tensor(&[n, m.z_dim], &self.device)?;
+        let y = if m.conditional {
+            let mut rng = SplitMix64::derive(self.config.seed ^ (CLASS_STREAM << 56), key);
+            let classes: Vec<u32> = (0..n).map(|_| rng.below(m.classes as u64) as u32).collect();
+            Some(one_hot(&classes, m.classes, &self.device)?)
+        } else {
+            None
+        };
+        Ok((z, y))
+    }
+
+    /// One G step after `d_steps` D steps, on real images from `real`.
+    pub fn train_step(&mut self, real: &mut RealBatches) -> Result<StepReport> {
+        let t = self.config.train.clone();
+        let m = self.config.model.clone();
+        let (mut d_loss, mut penalty) = (0f32, 0f32);
+        for k in 0..t.d_steps {
+            let start = (self.step * t.d_steps as u64 + k as u64) * t.batch as u64;
+            let (x, classes) = real(start, t.batch)?;
+            if x.dims() != [t.batch, 3, m.resolution, m.resolution] {
+                return Err(Error::invalid(format!(
+                    "real batch is {:?}, expected [{}, 3, {r}, {r}]",
+                    x.dims(),
+                    t.batch,
+                    r = m.resolution
+                )));
+            }
+            let y_real = match (m.conditional, classes) {
+                (true, Some(c)) => Some(one_hot(&c, m.classes, &self.device)?),
+                (true, None) => return Err(Error::invalid("a conditional model needs the real images' classes")),
+                (false, _) => None,
+            };
+            let (z, y_fake) = self.latents(Z_STREAM, k as u64, t.batch)?;
+            let fake = self.g.forward(&z, y_fake.as_ref(), BnMode::Train)?.detach();
+            let real_logits = self.d.forward(&x, y_real.as_ref(), true)?;
+            let fake_logits = self.d.forward(&fake, y_fake.as_ref(), false)?;
+            let loss = t.loss.discriminator(&real_logits, &fake_logits)?;
+            d_loss = loss.total.to_dtype(DType::F32)?.to_scalar()?;
+            let mut grads = named_grads(&self.d_vars, &loss.total.backward()?);
+            if t.penalty != Penalty::None && t.penalty_weight > 0.0 {
+                let (value, pg) = self.penalty_gradients(&x, &fake, y_real.as_ref(), k as u64)?;
+                penalty = value;
+                for (name, g) in pg {
+                    let sum = match grads.remove(&name) {
+                        Some(a) => (a + g)?,
+                        None => g,
+                    };
+                    grads.insert(name, sum);
+                }
+            }
+            self.opt_d.update(&self.d_vars, &grads)?;
+        }
+        let (z, y) = self.latents(Z_STREAM, 255, t.batch)?;
+        let fake = self.g.forward(&z, y.as_ref(), BnMode::Train)?;
+        let g_loss = t.loss.generator(&self.d.forward(&fake, y.as_ref(), false)?)?;
+        let g_value = g_loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        self.opt_g.update_from(&self.g_vars, &g_loss.backward()?)?;
+        self.step += 1;
+        self.update_average()?;
+        if !(d_loss.is_finite() && g_value.is_finite() && penalty.is_finite()) {
+            return Err(Error::invalid(format!(
+                "training diverged at step {}: D loss {d_loss}, G loss {g_value}, penalty {penalty}",
+                self.step
+            )));
+        }
+        Ok(StepReport {
+            d_loss,
+            penalty,
+            g_loss: g_value,
+        })
+    }
+
+    /// The weighted penalty's value and gradients with respect to D's weights, on a
+    /// fresh thread (which keeps the graph of gradients; `second_order`).
+    fn penalty_gradients(
+        &self,
+        real: &Tensor,
+        fake: &Tensor,
+        y: Option<&Tensor>,
+        index: u64,
+    ) -> Result<(f32, BTreeMap<String, Tensor>)> {
+        let t = &self.config.train;
+        let mut rng = SplitMix64::derive(self.config.seed ^ (PENALTY_STREAM << 56), (self.step << 8) | index);
+        let d = &self.d;
+        let d_fn = |x: &Tensor| d.forward(x, y, false);
+        std::thread::scope(|s| {
+            s.spawn(|| -> Result<(f32, BTreeMap<String, Tensor>)> {
+                let p = t.penalty.value(&d_fn, real, fake, &mut rng)?;
+                let value = p.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+                let grads = named_grads(&self.d_vars, &(p * t.penalty_weight)?.backward()?);
+                Ok((value, grads.into_iter().map(|(k, g)| (k, g.detach())).collect()))
+            })
+            .join()
+            .map_err(|_| Error::invalid("the penalty's thread panicked"))?
+        })
+    }
+
+    fn update_average(&mut self) -> Result<()> {
+        let t = &self.config.train;
+        if t.ema_decay == 0.0 || (self.images_seen() as f64) < t.ema_start_kimg * 1000.0 {
+            return Ok(());
+        }
+        let current = |v: &Var| v.as_tensor().detach().copy();
+        self.ema = Some(match self.ema.take() {
+            None => self
+                .g_vars
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), current(v)?)))
+                .collect::<Result<_>>()?,
+            Some(avg) => avg
+                .into_iter()
+                .map(|(k, a)| {
+                    let w = self.g_vars[&k].as_tensor().detach();
+                    Ok((k, ((a * t.ema_decay)? + (w * (1.0 - t.ema_decay))?)?))
+                })
+                .collect::<Result<_>>()?,
+        });
+        Ok(())
+    }
+
+    /// Images from latents `z` (and one-hot classes) with the generator in evaluation
+    /// mode, using the weight average when there is one and `average` asks for it.
+    pub fn generate(&self, z: &Tensor, y: Option<&Tensor>, average: bool) -> Result<Tensor> {
+        let swap = |from: &BTreeMap<String, Tensor>| -> Result<BTreeMap<String, Tensor>> {
+            let mut old = BTreeMap::new();
+            for (k, v) in &self.g_vars {
+                old.insert(k.clone(), v.as_tensor().detach().copy()?);
+                v.set(&from[k])?;
+            }
+            Ok(old)
+        };
+        match (&self.ema, average) {
+            (Some(avg), true) => {
+                let old = swap(avg)?;
+                let out = self.g.forward(z, y, BnMode::Eval);
+                swap(&old)?;
+                out
+            }
+            _ => self.g.forward(z, y, BnMode::Eval),
+        }
+    }
+
+    /// Writes everything a resume needs (weights, buffers, optimiser moments, the
+    /// average, the step, the config) to one safetensors file, atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut out = BTreeMap::new();
+        for (prefix, vars) in [("g", &self.g_vars), ("d", &self.d_vars)] {
+            for (k, v) in vars {
+                out.insert(format!("{prefix}.{k}"), v.as_tensor().detach());
+            }
+        }
+        for (k, t) in self.g.buffers() {
+            out.insert(format!("g_buffer.{k}"), t);
+        }
+        for (k, t) in self.d.buffers() {
+            out.insert(format!("d_buffer.{k}"), t);
+        }
+        if let Some(avg) = &self.ema {
+            for (k, t) in avg {
+                out.insert(format!("g_average.{k}"), t.clone());
+            }
+        }
+        self.opt_g.save_into("adam_g", &mut out);
+        self.opt_d.save_into("adam_d", &mut out);
+        let meta = BTreeMap::from([
+            ("step".to_string(), self.step.to_string()),
+            ("config".to_string(), self.config.to_toml()?),
+        ]);
+        save_safetensors(path, &out, &meta)
+    }
+
+    /// Reads a checkpoint [`Trainer::save`] wrote, refusing one made with another
+    /// config (naming the first setting that differs).
+    pub fn load(path: &Path, config: &TrainingConfig, device: &Device) -> Result<Self> {
+        let file = TensorFile::load(path, device)?;
+        let saved = file
+            .metadata
+            .get("config")
+            .ok_or_else(|| Error::format(path, "no `config` in the metadata: not a labelgan GAN checkpoint"))?;
+        let mut saved: TrainingConfig =
+            toml::from_str(saved).map_err(|e| Error::format(path, format!("its config: {e}")))?;
+        // The training length may grow on resume; nothing else may change.
+        saved.train.kimg = config.train.kimg;
+        let (a, b) = (
+            labelgan_core::RunRecord::new().setting("config", &saved)?,
+            labelgan_core::RunRecord::new().setting("config", config)?,
+        );
+        if let Some((name, was, now)) = b.difference(&a) {
+            return Err(Error::format(
+                path,
+                format!("was made with {name} = {was}, this run has {now}"),
+            ));
+        }
+        let mut tr = Trainer::new(config, device)?;
+        let get = |key: String, like: &Tensor| -> Result<Tensor> { file.get_shaped(&key, like.dims()) };
+        for (prefix, vars) in [("g", &tr.g_vars), ("d", &tr.d_vars)] {
+            for (k, v) in vars {
+                v.set(&get(format!("{prefix}.{k}"), v.as_tensor())?)?;
+            }
+        }
+        let strip = |prefix: &str| -> BTreeMap<String, Tensor> {
+            file.tensors
+                .iter()
+                .filter_map(|(k, t)| k.strip_prefix(prefix).map(|n| (n.to_string(), t.clone())))
+                .collect()
+        };
+        tr.g.set_buffers(&strip("g_buffer."))?;
+        tr.d.set_buffers(&strip("d_buffer."))?;
+        let avg = strip("g_average.");
+        tr.ema = (!avg.is_empty()).then_some(avg);
+        tr.step = file
+            .metadata
+            .get("step")
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Error::format(path, "metadata `step` is missing or not a number"))?;
+        let updates_d = tr.step * tr.config.train.d_steps as u64;
+        tr.opt_g.load_from("adam_g", &file, tr.step);
+        tr.opt_d.load_from("adam_d", &file, updates_d);
+        Ok(tr)
+    }
+}
