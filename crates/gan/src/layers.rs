@@ -107,9 +107,15 @@ impl Conv {
         })
     }
 
-    /// `[N, in, H, W]` to `[N, out, H / stride, W / stride]`.
+    /// `[N, in, H, W]` to `[N, out, H / stride, W / stride]`. Strides 1 and 2 run on
+    /// the kernels' convolution (fast both ways, differentiable twice for penalties).
     pub fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor> {
-        let y = x.conv2d(&self.weight.get(training)?, self.padding, self.stride, 1, 1)?;
+        let w = self.weight.get(training)?;
+        let y = match self.stride {
+            1 => labelgan_kernels::conv::conv2d(x, &w, self.padding)?,
+            2 => labelgan_kernels::strided::conv2d_stride2(x, &w, self.padding)?,
+            s => x.conv2d(&w, self.padding, s, 1, 1)?,
+        };
         match &self.weight.b {
             Some(b) => Ok(y.broadcast_add(&b.reshape((1, (), 1, 1))?)?),
             None => Ok(y),
@@ -145,7 +151,7 @@ impl UpConv {
 
     /// `[N, in, H, W]` to `[N, out, 2H, 2W]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.conv_transpose2d(&self.w, 1, 0, 2, 1)?;
+        let y = labelgan_kernels::strided::conv_transpose4x4_stride2(x, &self.w)?;
         Ok(y.broadcast_add(&self.b.reshape((1, (), 1, 1))?)?)
     }
 }

@@ -19,16 +19,15 @@ fn classes(cfg: &ModelConfig) -> Option<usize> {
     cfg.conditional.then_some(cfg.classes)
 }
 
-/// Nearest-neighbour 2x up-sampling. The no-op affine isolates the input: candle's
-/// `upsample_nearest2d` backward overwrites, rather than adds to, the gradient of an
-/// input that feeds another op too (`../shared/CANDLE_NOTES.md`).
+/// Nearest-neighbour 2x up-sampling (the kernels' one pass each way; candle's own
+/// overwrites the gradient of an input that feeds another op, `../shared/CANDLE_NOTES.md`).
 fn up(x: &Tensor) -> Result<Tensor> {
-    let (_, _, h, w) = x.dims4()?;
-    Ok(x.affine(1.0, 0.0)?.upsample_nearest2d(2 * h, 2 * w)?)
+    labelgan_kernels::resample::upsample_nearest2(x)
 }
 
+/// 2x2 average pooling, differentiable to any order (the penalties need two).
 fn down(x: &Tensor) -> Result<Tensor> {
-    Ok(x.avg_pool2d(2)?)
+    labelgan_kernels::resample::avg_pool2(x)
 }
 
 /// G's block: `conv(relu(norm(up(conv(relu(norm(x)))))))` beside `conv1x1(up(x))`.

@@ -6,6 +6,7 @@
 //!
 //! - [`conv`]: the stride-1 convolution as an implicit GEMM, with a backward that is
 //!   itself a forward convolution (derivatives of any order at forward speed);
+//! - [`strided`]: stride-2 and transposed convolutions as stride-1 ones, on [`conv`];
 //! - [`resample`]: separable linear resampling (bilinear resize, blurs, pooling) as
 //!   two matrix products, differentiable;
 //! - [`linalg`]: f32 GEMM helpers on `gemm`, split across threads;
@@ -24,6 +25,7 @@ pub mod layer;
 pub mod linalg;
 pub mod resample;
 pub mod simd;
+pub mod strided;
 pub mod threads;
 
 pub use simd::{Simd, simd};
