@@ -8,19 +8,16 @@ use candle_core::{Device, Tensor};
 use labelgan_core::image_io::{file_names, image_files, load_images};
 use labelgan_core::{Error, Result, SplitMix64};
 use labelgan_dataset::ClassLabels;
-use labelgan_gan::{RunOptions, Trainer, TrainingConfig, one_hot, train_run};
+use labelgan_gan::{RunOptions, RunSummary, Trainer, TrainingConfig, one_hot, train_run};
 use labelgan_lpips::Lpips;
 use labelgan_metrics::{Features, KidConfig, MetricsConfig, compare, extract};
 use labelgan_toyworld::objects::object_batch;
 
 use crate::device::DeviceArg;
 
-/// What `train-gan --config` takes from its command line.
-pub struct ConfigRun<'a> {
-    /// The TOML file.
-    pub config: &'a Path,
-    /// `section.key=value` overrides.
-    pub set: &'a [String],
+/// Where a Compare GAN run's real images come from.
+#[derive(Debug, Clone, Copy)]
+pub struct DataArgs<'a> {
     /// A folder of images (and `classes.json`).
     pub data: Option<&'a Path>,
     /// The toy-object stream.
@@ -29,6 +26,16 @@ pub struct ConfigRun<'a> {
     pub toyworld: bool,
     /// Seed of the built-in stream (scores use the next).
     pub stream_seed: u64,
+}
+
+/// What `train-gan --config` takes from its command line.
+pub struct ConfigRun<'a> {
+    /// The TOML file.
+    pub config: &'a Path,
+    /// `section.key=value` overrides.
+    pub set: &'a [String],
+    /// The training images.
+    pub data: DataArgs<'a>,
     /// The run folder.
     pub out: &'a Path,
     /// Start over.
@@ -37,6 +44,25 @@ pub struct ConfigRun<'a> {
     pub extractor: Option<&'a Path>,
     /// Where to train.
     pub device: DeviceArg,
+}
+
+/// Scoring during training: the extractor, and the reference features per
+/// (resolution, count), extracted once and shared by every run of a study.
+pub struct Scoring {
+    extractor: Lpips,
+    fingerprint: String,
+    reference: std::collections::HashMap<(usize, usize), Features>,
+}
+
+impl Scoring {
+    /// Loads the perceptual backbone at `path`.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        Ok(Self {
+            extractor: Lpips::load(path, device)?,
+            fingerprint: labelgan_core::record::fingerprint_path(path)?,
+            reference: Default::default(),
+        })
+    }
 }
 
 /// Where real images come from: `f(start, n)` gives images `start..start + n` and their
@@ -91,7 +117,7 @@ fn shuffled_source(images: Tensor, classes: Option<Vec<u32>>, seed: u64) -> Resu
 /// The real images of the run, the images scores compare with (a held-out stream when
 /// built in; a folder's own images), whether classes are known, and the data's
 /// identity for the run record.
-fn sources(a: &ConfigRun, cfg: &TrainingConfig) -> Result<(Source, Source, bool, String)> {
+fn sources(a: &DataArgs, cfg: &TrainingConfig) -> Result<(Source, Source, bool, String)> {
     let r = cfg.model.resolution;
     let seed = a.stream_seed;
     if a.objects {
@@ -130,50 +156,11 @@ fn sources(a: &ConfigRun, cfg: &TrainingConfig) -> Result<(Source, Source, bool,
 pub fn run(a: &ConfigRun) -> Result<()> {
     let cfg = TrainingConfig::load(Some(a.config), a.set)?;
     let mut inputs = vec![("--config", a.config)];
-    inputs.extend(a.data.map(|p| ("--data", p)));
+    inputs.extend(a.data.data.map(|p| ("--data", p)));
     labelgan_core::io::check_output(("--out", a.out), &inputs)?;
-    let (mut real, reference_source, has_classes, data_id) = sources(a, &cfg)?;
-    if cfg.model.conditional && !has_classes {
-        return Err(Error::invalid(
-            "model.conditional needs class labels: --objects, or --data with classes.json (or --set model.conditional=false)",
-        ));
-    }
     let device = a.device.open()?;
-    let extractor = match a.extractor {
-        Some(p) => Some(Lpips::load(p, &device)?),
-        None => None,
-    };
-    let mut inputs = vec![("data".to_string(), data_id)];
-    if let Some(p) = a.extractor {
-        inputs.push(("--extractor".into(), labelgan_core::record::fingerprint_path(p)?));
-    }
-    // Reference features: the held-out stream (or, for a folder, its own images, read
-    // through the same shuffled order), extracted at the first score, once the run's
-    // record has been checked.
-    let n = cfg.eval.images;
-    let mut reference: Option<Features> = None;
-    let mut reference_images: Option<Source> = extractor.is_some().then_some(reference_source);
-    let mut scorer = |t: &Trainer| -> Result<Vec<(String, f64)>> {
-        let (Some(ex), Some(from)) = (&extractor, reference_images.as_mut()) else {
-            return Ok(vec![]);
-        };
-        let reference = match reference.take() {
-            Some(r) => reference.insert(r),
-            None => {
-                let mut images =
-                    |s: usize, k: usize| -> Result<Tensor> { Ok(from(s as u64, k)?.0.to_device(&device)?) };
-                reference.insert(extract(ex, n, 50, "reference features", &mut images)?.0)
-            }
-        };
-        score(t, ex, reference, n, &device)
-    };
-    let opts = RunOptions {
-        out: a.out,
-        restart: a.restart,
-        inputs,
-    };
-    let scorer_ref: Option<&mut labelgan_gan::Scorer> = if extractor.is_some() { Some(&mut scorer) } else { None };
-    let summary = train_run(&cfg, &opts, &mut real, scorer_ref, &device)?;
+    let mut scoring = a.extractor.map(|p| Scoring::load(p, &device)).transpose()?;
+    let summary = train_config(&a.data, &cfg, a.out, a.restart, scoring.as_mut(), &device)?;
     println!(
         "trained to {:.1} kimg ({} steps) in {}{}",
         summary.images as f64 / 1000.0,
@@ -194,6 +181,52 @@ pub fn run(a: &ConfigRun) -> Result<()> {
         }
     );
     Ok(())
+}
+
+/// Trains (or resumes) `cfg` in `out` on `data`, scored at every eval interval when
+/// given `scoring`.
+pub fn train_config(
+    data: &DataArgs,
+    cfg: &TrainingConfig,
+    out: &Path,
+    restart: bool,
+    scoring: Option<&mut Scoring>,
+    device: &Device,
+) -> Result<RunSummary> {
+    let (mut real, mut reference_source, has_classes, data_id) = sources(data, cfg)?;
+    if cfg.model.conditional && !has_classes {
+        return Err(Error::invalid(
+            "model.conditional needs class labels: --objects, or --data with classes.json (or --set model.conditional=false)",
+        ));
+    }
+    let mut inputs = vec![("data".to_string(), data_id)];
+    if let Some(s) = &scoring {
+        inputs.push(("--extractor".into(), s.fingerprint.clone()));
+    }
+    let opts = RunOptions { out, restart, inputs };
+    let Some(scoring) = scoring else {
+        return train_run(cfg, &opts, &mut real, None, device);
+    };
+    // Reference features: the held-out stream (or, for a folder, its own images, read
+    // through the same shuffled order), extracted at the first score, once the run's
+    // record has been checked.
+    let n = cfg.eval.images;
+    let key = (cfg.model.resolution, n);
+    let mut scorer = |t: &Trainer| -> Result<Vec<(String, f64)>> {
+        let Scoring {
+            extractor, reference, ..
+        } = &mut *scoring;
+        let reference = match reference.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let mut images =
+                    |s: usize, k: usize| -> Result<Tensor> { Ok(reference_source(s as u64, k)?.0.to_device(device)?) };
+                e.insert(extract(extractor, n, 50, "reference features", &mut images)?.0)
+            }
+        };
+        score(t, extractor, reference, n, device)
+    };
+    train_run(cfg, &opts, &mut real, Some(&mut scorer), device)
 }
 
 /// FID, KID, precision and recall of `n` images from the weight average (classes in

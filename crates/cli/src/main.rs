@@ -19,6 +19,7 @@ mod image_set;
 mod invert;
 mod lpips;
 mod metrics;
+mod study;
 mod toyworld;
 mod train_encoder;
 mod train_gan;
@@ -47,6 +48,8 @@ enum Command {
     Fid(fid::FidArgs),
     /// FID, KID, precision and recall between two image sets or two feature files.
     Metrics(metrics::MetricsArgs),
+    /// Train and compare a grid of GAN configs × seeds (resumable, shardable).
+    Study(study::StudyArgs),
     /// Invert a folder of images into a generator's latent space.
     Invert(invert::InvertArgs),
     /// Make a labelled synthetic dataset (HandsOff or DatasetGAN), resumably.
@@ -82,7 +85,11 @@ fn main() -> ExitCode {
     // are atomic, so a signal leaves nothing half-written either way).
     if matches!(
         cli.command,
-        Command::Factory(_) | Command::TrainGan(_) | Command::TrainEncoder(_) | Command::Generate(_)
+        Command::Factory(_)
+            | Command::TrainGan(_)
+            | Command::Study(_)
+            | Command::TrainEncoder(_)
+            | Command::Generate(_)
     ) && let Err(e) = labelgan_core::stop::install_handler()
     {
         eprintln!("error: {e}");
@@ -93,12 +100,17 @@ fn main() -> ExitCode {
         Command::Toyworld(a) => toyworld::run(a),
         Command::Lpips(a) => lpips::run(a),
         // SAFETY: parsing started no thread; this one is still alone.
-        Command::TrainGan(a) => match unsafe { labelgan_stylegan::train::r1_training_pool() } {
+        Command::TrainGan(a) => match unsafe { labelgan_gan::second_order::r1_training_pool() } {
             Ok(pool) => pool.install(|| train_gan::run(a)),
             Err(e) => Err(e),
         },
         Command::Fid(a) => fid::run(a),
         Command::Metrics(a) => metrics::run(a),
+        // SAFETY: as for train-gan: no other thread yet.
+        Command::Study(a) => match unsafe { labelgan_gan::second_order::r1_training_pool() } {
+            Ok(pool) => pool.install(|| study::run(a)),
+            Err(e) => Err(e),
+        },
         Command::Invert(a) => invert::run(a),
         Command::Factory(a) => factory::run(a),
         Command::Evaluate(a) => evaluate::run(a),

@@ -139,10 +139,12 @@ pub fn run(a: TrainGanArgs) -> Result<()> {
         return crate::gan_run::run(&crate::gan_run::ConfigRun {
             config,
             set: &a.set,
-            data: a.data.as_deref(),
-            objects: a.objects,
-            toyworld: a.toyworld,
-            stream_seed: a.toyworld_seed,
+            data: crate::gan_run::DataArgs {
+                data: a.data.as_deref(),
+                objects: a.objects,
+                toyworld: a.toyworld,
+                stream_seed: a.toyworld_seed,
+            },
             out: &a.out,
             restart: a.restart,
             extractor: a.extractor.as_deref(),

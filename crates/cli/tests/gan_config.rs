@@ -135,3 +135,93 @@ fn config_runs_write_scores_and_refuse_bad_settings() {
     );
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// `labelgan study`: two configs × two seeds, trained as two shards and merged, the
+/// table and plot written; a rerun skips what finished; a bad study is named first.
+#[test]
+fn a_study_runs_in_shards_merges_and_skips_finished_runs() {
+    let root = common::tmp_in("gan-config", "study");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("tiny.toml"),
+        "[model]\narchitecture = \"sndcgan\"\nresolution = 16\ng_width = 16\nd_width = 4\nz_dim = 8\n\
+         [train]\nbatch = 8\nkimg = 0.016\n[eval]\nevery_kimg = 0.016\nimages = 24\n",
+    )
+    .unwrap();
+    let study = root.join("s.toml");
+    std::fs::write(
+        &study,
+        "base = \"tiny.toml\"\nseeds = [0, 1]\n[[axes]]\nname = \"loss\"\n\
+         values = [{ name = \"ns\", set = [\"train.loss=non_saturating\"] }, { name = \"hinge\", set = [\"train.loss=hinge\"] }]\n",
+    )
+    .unwrap();
+    let p = root.join("p.safetensors");
+    common::tiny_perceptual(&p);
+    let (s, e) = (study.to_str().unwrap(), p.to_str().unwrap());
+    let shard = |k: &str, out: &str| {
+        let o = root.join(out);
+        let r = labelgan(&[
+            "study",
+            "--config",
+            s,
+            "--objects",
+            "--extractor",
+            e,
+            "--out",
+            o.to_str().unwrap(),
+            "--shard",
+            k,
+        ]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        String::from_utf8_lossy(&r.stderr).to_string()
+    };
+    shard("1/2", "a");
+    let log = shard("2/2", "b");
+    assert!(log.contains("2 trained") && log.contains("2 in other shards"), "{log}");
+    assert!(root.join("b/runs/hinge/seed0/scores.csv").exists());
+    assert!(!root.join("b/runs/ns/seed0").exists(), "shard 2 holds runs 2 and 4");
+    let again = shard("2/2", "b");
+    assert!(
+        again.contains("finished, skipped") && again.contains("0 trained"),
+        "{again}"
+    );
+
+    let merged = root.join("merged");
+    let (a, b) = (root.join("a"), root.join("b"));
+    let r = labelgan(&[
+        "study",
+        "--config",
+        s,
+        "--out",
+        merged.to_str().unwrap(),
+        "--merge",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(String::from_utf8_lossy(&r.stdout).contains("\"finished\":4"));
+    let md = std::fs::read_to_string(merged.join("results.md")).unwrap();
+    assert!(md.contains("| ns | 2/2 |") && md.contains("| hinge | 2/2 |"), "{md}");
+    assert!(merged.join("fid.png").exists() && merged.join("scores.csv").exists());
+
+    // A setting that cannot be built is named before anything trains.
+    std::fs::write(&study, "base = \"tiny.toml\"\nseeds = [0]\nset = [\"train.batch=0\"]\n").unwrap();
+    let r = labelgan(&[
+        "study",
+        "--config",
+        s,
+        "--objects",
+        "--extractor",
+        e,
+        "--out",
+        root.join("c").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("train.batch is 0") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    assert!(!root.join("c").exists());
+}

@@ -303,7 +303,7 @@ impl TrainingConfig {
 }
 
 /// The first line of a parser's message (toml's span multiple lines with a caret).
-fn one_line(msg: &str) -> String {
+pub(crate) fn one_line(msg: &str) -> String {
     msg.lines()
         .filter(|l| !l.trim().is_empty())
         .collect::<Vec<_>>()

@@ -16,6 +16,8 @@
 //!   ([`ResnetCifarGenerator`], [`ResnetCifarDiscriminator`]), conditional-capable.
 //! - [`Trainer`]: one loop for them all (D steps per G step, Adam per network, the
 //!   config's loss and penalty, a G weight average), resumable bit-exactly.
+//! - [`study`]: a grid of configs × seeds, resumable and shardable, gathered into a
+//!   table and a plot.
 //!
 //! ```
 //! use candle_core::{Device, Tensor};
@@ -41,6 +43,7 @@ pub mod run;
 pub mod second_order;
 pub mod sndcgan;
 pub mod spectral_norm;
+pub mod study;
 #[cfg(test)]
 mod testing;
 pub mod trainer;

@@ -1,0 +1,21 @@
+//! Studies: a grid of training configs × seeds run to the same budget, resumable and
+//! shardable across machines, gathered into one table and plot (Compare GAN's studies).
+//!
+//! ```text
+//! OUT/study.toml                   the study file as last run
+//! OUT/runs/CONFIG/seedS/           one training run each (see [`crate::run`])
+//! OUT/scores.csv                   every run's scores: config,seed,kimg,step,...
+//! OUT/results.md                   mean ± std over seeds at the end of training
+//! OUT/fid.png                      the first score against kimg, per config
+//! ```
+
+pub mod config;
+pub mod merge;
+pub mod plot;
+pub mod results;
+pub mod runner;
+
+pub use config::{Axis, AxisValue, Shard, Study, StudyConfig, StudyRun};
+pub use merge::merge_studies;
+pub use results::{ConfigResult, RunScores, ScoreRow, ScoreSummary, StudyResults, collect, read_scores};
+pub use runner::{StudyReport, run_finished, run_study};

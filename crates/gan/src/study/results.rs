@@ -1,0 +1,279 @@
+//! A study's results: every run's `scores.csv` gathered into one table, the mean ± std
+//! over seeds at the end of training as `results.md`, and the curves as a plot.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use labelgan_core::{Error, Result};
+
+use super::plot::plot_curves;
+use super::runner::run_finished;
+use super::{Study, StudyRun};
+
+/// One row of a run's `scores.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreRow {
+    /// Thousands of real images shown.
+    pub kimg: f64,
+    /// G steps.
+    pub step: u64,
+    /// The scores, in the file's column order.
+    pub values: Vec<f64>,
+}
+
+/// A run's `scores.csv`: its score names and rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunScores {
+    /// Score names (the columns after `kimg,step`).
+    pub names: Vec<String>,
+    /// Rows in the order written.
+    pub rows: Vec<ScoreRow>,
+}
+
+impl RunScores {
+    /// The value of score `name` in `row`.
+    pub fn get(&self, row: &ScoreRow, name: &str) -> Option<f64> {
+        self.names.iter().position(|n| n == name).map(|i| row.values[i])
+    }
+}
+
+/// Reads a run's `scores.csv` (`None` if absent); a malformed line is an error naming
+/// the file and line.
+pub fn read_scores(path: &Path) -> Result<Option<RunScores>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    if header.len() < 2 || header[0] != "kimg" || header[1] != "step" {
+        return Err(Error::format(path, "expected a header starting kimg,step"));
+    }
+    let names: Vec<String> = header[2..].iter().map(|s| s.to_string()).collect();
+    let mut rows = vec![];
+    for (i, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let bad = || Error::format(path, format!("line {}: {line:?}", i + 2));
+        let cells: Vec<&str> = line.split(',').collect();
+        if cells.len() != header.len() {
+            return Err(bad());
+        }
+        let values: Vec<f64> = cells[2..]
+            .iter()
+            .map(|c| c.parse::<f64>())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| bad())?;
+        rows.push(ScoreRow {
+            kimg: cells[0].parse().map_err(|_| bad())?,
+            step: cells[1].parse().map_err(|_| bad())?,
+            values,
+        });
+    }
+    Ok(Some(RunScores { names, rows }))
+}
+
+/// Mean and sample standard deviation (0 for one value).
+pub fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    if v.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+/// A score at the end of training over a config's finished seeds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreSummary {
+    /// The score's name.
+    pub name: String,
+    /// Mean over the seeds (NaN without any).
+    pub mean: f64,
+    /// Sample standard deviation (0 for one seed).
+    pub std: f64,
+}
+
+/// One config's results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigResult {
+    /// The config's name.
+    pub name: String,
+    /// Seeds finished.
+    pub seeds: usize,
+    /// Each score at the end of training.
+    pub scores: Vec<ScoreSummary>,
+}
+
+/// What [`collect`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StudyResults {
+    /// Per config, in grid order.
+    pub configs: Vec<ConfigResult>,
+    /// Runs finished, of all.
+    pub finished: usize,
+    /// Runs in the study.
+    pub total: usize,
+}
+
+/// Gathers every run of `study` found under `out` into `out/scores.csv`,
+/// `out/results.md` and `out/fid.png` (the curves of the first score, FID when
+/// scored with an extractor); unfinished runs appear in the curves, not the table.
+pub fn collect(study: &Study, out: &Path) -> Result<StudyResults> {
+    let mut csv = String::new();
+    let mut names: Option<Vec<String>> = None;
+    let mut per_run: Vec<(&StudyRun, RunScores, bool)> = vec![];
+    for run in &study.runs {
+        let dir = run.dir(out);
+        let Some(scores) = read_scores(&dir.join("scores.csv"))? else {
+            continue;
+        };
+        match &names {
+            None => {
+                csv = format!("config,seed,kimg,step,{}\n", scores.names.join(","));
+                names = Some(scores.names.clone());
+            }
+            Some(n) if *n != scores.names => {
+                return Err(Error::format(
+                    dir.join("scores.csv"),
+                    format!("scores {:?}, but other runs have {n:?}", scores.names),
+                ));
+            }
+            Some(_) => {}
+        }
+        for r in &scores.rows {
+            let v: Vec<String> = r.values.iter().map(|x| x.to_string()).collect();
+            let _ = writeln!(csv, "{},{},{},{},{}", run.name, run.seed, r.kimg, r.step, v.join(","));
+        }
+        let finished = run_finished(run, &dir)?;
+        per_run.push((run, scores, finished));
+    }
+    let names = names.unwrap_or_default();
+    labelgan_core::io::write_atomic(&out.join("scores.csv"), csv.as_bytes())?;
+
+    let mut configs = vec![];
+    for name in study.config_names() {
+        let done: Vec<&RunScores> = per_run
+            .iter()
+            .filter(|(r, _, f)| r.name == name && *f)
+            .map(|(_, s, _)| s)
+            .collect();
+        let scores = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let last: Vec<f64> = done.iter().filter_map(|s| s.rows.last().map(|r| r.values[i])).collect();
+                let (mean, std) = if last.is_empty() {
+                    (f64::NAN, f64::NAN)
+                } else {
+                    mean_std(&last)
+                };
+                ScoreSummary {
+                    name: n.clone(),
+                    mean,
+                    std,
+                }
+            })
+            .collect();
+        configs.push(ConfigResult {
+            name: name.to_string(),
+            seeds: done.len(),
+            scores,
+        });
+    }
+    let results = StudyResults {
+        configs,
+        finished: per_run.iter().filter(|(_, _, f)| *f).count(),
+        total: study.runs.len(),
+    };
+    labelgan_core::io::write_atomic(&out.join("results.md"), results_markdown(study, &results).as_bytes())?;
+    if let Some(first) = names.first() {
+        let curves: Vec<(String, Vec<(f64, f64)>)> = study
+            .config_names()
+            .iter()
+            .map(|name| {
+                let mut points: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
+                for (_, s, _) in per_run.iter().filter(|(r, _, _)| r.name == *name) {
+                    for row in &s.rows {
+                        if let Some(v) = s.get(row, first) {
+                            points.entry((row.kimg * 1000.0).round() as u64).or_default().push(v);
+                        }
+                    }
+                }
+                let mean: Vec<(f64, f64)> = points
+                    .into_iter()
+                    .map(|(k, v)| (k as f64 / 1000.0, mean_std(&v).0))
+                    .collect();
+                (name.to_string(), mean)
+            })
+            .filter(|(_, p)| !p.is_empty())
+            .collect();
+        let title = study
+            .path
+            .file_stem()
+            .map_or("study".into(), |s| s.to_string_lossy().to_string());
+        plot_curves(
+            &out.join(format!("{first}.png")),
+            &format!("{title}: {first} (mean over seeds)"),
+            first,
+            &curves,
+        )?;
+    }
+    Ok(results)
+}
+
+/// The results table: a column per axis, the seeds finished, and mean ± std of each
+/// score; the best mean of the first score in bold.
+fn results_markdown(study: &Study, r: &StudyResults) -> String {
+    let axes: Vec<&str> = study.config.axes.iter().map(|a| a.name.as_str()).collect();
+    let score_names: Vec<&str> = r
+        .configs
+        .first()
+        .map(|c| c.scores.iter().map(|s| s.name.as_str()).collect())
+        .unwrap_or_default();
+    let best = r
+        .configs
+        .iter()
+        .filter(|c| c.seeds > 0)
+        .map(|c| c.scores.first().map_or(f64::NAN, |s| s.mean))
+        .filter(|v| v.is_finite())
+        .fold(f64::INFINITY, f64::min);
+    let mut md = format!(
+        "# Study `{}`\n\n{} of {} runs finished; scores at the end of training, mean ± std over the finished seeds (of {:?}).\n\n",
+        study.path.display(),
+        r.finished,
+        r.total,
+        study.config.seeds
+    );
+    let mut header: Vec<String> = if axes.is_empty() {
+        vec!["config".into()]
+    } else {
+        axes.iter().map(|s| s.to_string()).collect()
+    };
+    header.push("seeds".into());
+    header.extend(score_names.iter().map(|s| s.to_string()));
+    let _ = writeln!(md, "| {} |", header.join(" | "));
+    let _ = writeln!(md, "|{}", " --- |".repeat(header.len()));
+    let per_seed = study.runs.len() / study.config.seeds.len();
+    for (c, run) in r.configs.iter().zip(&study.runs[..per_seed]) {
+        let mut cells: Vec<String> = if axes.is_empty() {
+            vec![c.name.clone()]
+        } else {
+            run.values.clone()
+        };
+        cells.push(format!("{}/{}", c.seeds, study.config.seeds.len()));
+        for (i, s) in c.scores.iter().enumerate() {
+            let cell = match c.seeds {
+                0 => "-".to_string(),
+                1 => format!("{:.4}", s.mean),
+                _ => format!("{:.4} ± {:.4}", s.mean, s.std),
+            };
+            cells.push(if i == 0 && s.mean == best {
+                format!("**{cell}**")
+            } else {
+                cell
+            });
+        }
+        let _ = writeln!(md, "| {} |", cells.join(" | "));
+    }
+    md
+}
