@@ -9,7 +9,7 @@ use labelgan_core::image_io::{file_names, image_files, load_images};
 use labelgan_core::{Error, Result, SplitMix64};
 use labelgan_dataset::ClassLabels;
 use labelgan_gan::{RunOptions, RunSummary, Trainer, TrainingConfig, one_hot, train_run};
-use labelgan_lpips::Lpips;
+use labelgan_lpips::classifier::load_extractor;
 use labelgan_metrics::{Features, KidConfig, MetricsConfig, compare, extract};
 use labelgan_toyworld::objects::object_batch;
 
@@ -49,7 +49,7 @@ pub struct ConfigRun<'a> {
 /// Scoring during training: the extractor, and the reference features per
 /// (resolution, count), extracted once and shared by every run of a study.
 pub struct Scoring {
-    extractor: Lpips,
+    extractor: Box<dyn labelgan_core::FeatureExtractor>,
     fingerprint: String,
     reference: std::collections::HashMap<(usize, usize), Features>,
 }
@@ -58,7 +58,7 @@ impl Scoring {
     /// Loads the perceptual backbone at `path`.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         Ok(Self {
-            extractor: Lpips::load(path, device)?,
+            extractor: load_extractor(path, device)?,
             fingerprint: labelgan_core::record::fingerprint_path(path)?,
             reference: Default::default(),
         })
@@ -71,7 +71,7 @@ type Source = Box<dyn FnMut(u64, usize) -> Result<(Tensor, Option<Vec<u32>>)>>;
 
 /// The images of a folder (its `images/` if it has one) and their classes from
 /// `classes.json` if present.
-fn load_folder(dir: &Path, resolution: usize) -> Result<(Tensor, Option<Vec<u32>>)> {
+pub(crate) fn load_folder(dir: &Path, resolution: usize) -> Result<(Tensor, Option<Vec<u32>>)> {
     let images_dir = if dir.join("images").is_dir() {
         dir.join("images")
     } else {
@@ -230,10 +230,17 @@ pub fn train_config(
 }
 
 /// FID, KID, precision and recall of `n` images from the weight average (classes in
-/// turn) against `reference`.
-fn score(t: &Trainer, ex: &Lpips, reference: &Features, n: usize, device: &Device) -> Result<Vec<(String, f64)>> {
+/// turn) against `reference`; with a classifier also the Inception Score and, for a
+/// conditional model, class consistency.
+fn score(
+    t: &Trainer,
+    ex: &dyn labelgan_core::FeatureExtractor,
+    reference: &Features,
+    n: usize,
+    device: &Device,
+) -> Result<Vec<(String, f64)>> {
     let m = &t.config.model;
-    let (features, _) = extract(ex, n, 50, "scoring", &mut |start, k| {
+    let (features, probs) = extract(ex, n, 50, "scoring", &mut |start, k| {
         let z = SplitMix64::derive(0x5c0e, start as u64).normal_tensor(&[k, m.z_dim], device)?;
         let y = if m.conditional {
             let classes: Vec<u32> = (start..start + k).map(|i| (i % m.classes) as u32).collect();
@@ -251,10 +258,18 @@ fn score(t: &Trainer, ex: &Lpips, reference: &Features, n: usize, device: &Devic
         ..MetricsConfig::default()
     };
     let s = compare(reference, &features, &cfg)?;
-    Ok(vec![
+    let mut scores = vec![
         ("fid".into(), s.fid),
         ("kid".into(), s.kid),
         ("precision".into(), s.precision),
         ("recall".into(), s.recall),
-    ])
+    ];
+    if let Some(p) = probs {
+        scores.push(("is".into(), labelgan_metrics::inception_score(&p, 10.min(n))?.mean));
+        if m.conditional {
+            let classes: Vec<u32> = (0..n).map(|i| (i % m.classes) as u32).collect();
+            scores.push(("class_consistency".into(), labelgan_metrics::class_consistency(&p, &classes)?));
+        }
+    }
+    Ok(scores)
 }

@@ -1,5 +1,6 @@
 //! The image sets that `labelgan fid` and `labelgan metrics` compare: a folder,
-//! `toyworld:SEED` or `generator:G.safetensors`, and running an extractor over one.
+//! `toyworld:SEED` (faces), `toyworld-classes:SEED` (toy objects of the ten classes)
+//! or `generator:G.safetensors`, and running an extractor over one.
 
 use std::path::Path;
 
@@ -20,7 +21,8 @@ pub struct ImageSetArgs {
     /// Images per set (toyworld and generators; folders use all their images).
     #[arg(long, default_value_t = 2000)]
     pub count: usize,
-    /// Image size for toyworld sets (generators and folders have their own).
+    /// Image size for toyworld sets, faces or objects (generators and folders have
+    /// their own).
     #[arg(long, default_value_t = 64)]
     pub resolution: usize,
     /// Images per forward pass.
@@ -50,14 +52,22 @@ pub enum ImageSet {
     Folder(Tensor),
     /// Toyworld faces `0..count` of a seed.
     Toyworld(u64),
+    /// Toy objects `0..count` of a seed (classes in turn with the stream's draws).
+    Objects(u64),
     /// A generator's images of latent seeds `0..count`.
     Generator(Box<StyleGan2>),
 }
 
 impl ImageSet {
-    /// Parses `FOLDER`, `toyworld:SEED` or `generator:G.safetensors`.
+    /// Parses `FOLDER`, `toyworld:SEED`, `toyworld-classes:SEED` or
+    /// `generator:G.safetensors`.
     pub fn parse(spec: &str, device: &Device) -> Result<Self> {
-        if let Some(seed) = spec.strip_prefix("toyworld:") {
+        if let Some(seed) = spec.strip_prefix("toyworld-classes:") {
+            let seed = seed
+                .parse()
+                .map_err(|_| Error::invalid(format!("`{spec}`: the seed must be an integer")))?;
+            Ok(ImageSet::Objects(seed))
+        } else if let Some(seed) = spec.strip_prefix("toyworld:") {
             let seed = seed
                 .parse()
                 .map_err(|_| Error::invalid(format!("`{spec}`: the toyworld seed must be an integer")))?;
@@ -68,7 +78,7 @@ impl ImageSet {
             let dir = Path::new(spec);
             if !dir.is_dir() {
                 return Err(Error::invalid(format!(
-                    "`{spec}` is not a folder, `toyworld:SEED` or `generator:G.safetensors`"
+                    "`{spec}` is not a folder, `toyworld:SEED`, `toyworld-classes:SEED` or `generator:G.safetensors`"
                 )));
             }
             // Folders must hold square images of one size; take it from the first.
@@ -91,6 +101,9 @@ impl ImageSet {
         match self {
             ImageSet::Folder(t) => Ok(t.narrow(0, start, n)?.to_device(device)?),
             ImageSet::Toyworld(seed) => labelgan_toyworld::batch_tensor(*seed, start as u64, n, a.resolution, device),
+            ImageSet::Objects(seed) => {
+                Ok(labelgan_toyworld::objects::object_batch(*seed, start as u64, n, a.resolution, device)?.0)
+            }
             ImageSet::Generator(g) => g.seeded_images(start as u64, n, Truncation::psi(a.psi)),
         }
     }

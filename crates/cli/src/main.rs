@@ -21,6 +21,7 @@ mod lpips;
 mod metrics;
 mod study;
 mod toyworld;
+mod train_classifier;
 mod train_encoder;
 mod train_gan;
 mod train_perceptual;
@@ -60,6 +61,8 @@ enum Command {
     TrainEncoder(train_encoder::TrainEncoderArgs),
     /// Train a perceptual (LPIPS) backbone without labels, by predicting rotations.
     TrainPerceptual(train_perceptual::TrainPerceptualArgs),
+    /// Train an image classifier on labelled images (an extractor for `metrics`).
+    TrainClassifier(train_classifier::TrainClassifierArgs),
 }
 
 fn main() -> ExitCode {
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
         Command::Evaluate(a) => evaluate::run(a),
         Command::TrainEncoder(a) => train_encoder::run(a),
         Command::TrainPerceptual(a) => train_perceptual::run(a),
+        Command::TrainClassifier(a) => train_classifier::run(a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use clap::Args;
 use labelgan_core::{Error, Result};
-use labelgan_lpips::Lpips;
+use labelgan_lpips::classifier::load_extractor;
 use labelgan_metrics::{Features, KidConfig, MetricsConfig, compare};
 
 use crate::device::DeviceArg;
@@ -97,7 +97,7 @@ pub fn run(a: MetricsArgs) -> Result<()> {
                 labelgan_core::io::check_output(("--save-features", dir), &[("--extractor", p)])?;
             }
             let device = a.device.open()?;
-            let ex = Lpips::load(p, &device)?;
+            let ex = load_extractor(p, &device)?;
             let (set_a, set_b) = (ImageSet::parse(sa, &device)?, ImageSet::parse(sb, &device)?);
             let (fa, _) = set_a.extract(sa, &ex, &a.images, &device)?;
             let (fb, probs) = set_b.extract(sb, &ex, &a.images, &device)?;

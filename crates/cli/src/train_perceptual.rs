@@ -9,7 +9,7 @@ use candle_core::Device;
 use clap::Args;
 use labelgan_core::image_io::{ImageSource, load_image_folder, split_holdout};
 use labelgan_core::{Error, Generator, Progress, Result, Truncation};
-use labelgan_lpips::rotation::{RotationConfig, train_rotation};
+use labelgan_lpips::rotation::{RotationConfig, RotationProgress, Task, train_rotation};
 use labelgan_stylegan::StyleGan2;
 
 use crate::device::DeviceArg;
@@ -70,6 +70,7 @@ pub fn run(a: TrainPerceptualArgs) -> Result<()> {
     let device = a.device.open()?;
     let r = a.resolution;
     let config = RotationConfig {
+        task: Task::Rotation,
         widths: a.widths.clone(),
         convs_per_slice: a.convs_per_slice,
         resolution: r,
@@ -126,16 +127,7 @@ pub fn run(a: TrainPerceptualArgs) -> Result<()> {
     let holdout = holdout.to_device(&device)?;
     let started = Instant::now();
     let bar = Progress::new(a.steps as u64, "rotation pre-training", "steps");
-    let net = train_rotation(&config, &source, &holdout, &device, &mut |p| {
-        bar.note(format!(
-            "loss {:.3}, batch acc {:.2}, {:.1} img/s",
-            p.loss, p.train_accuracy, p.images_per_second
-        ));
-        bar.set(p.step as u64);
-        if let Some(h) = p.holdout_accuracy {
-            bar.println(&format!("step {}/{}: held-out accuracy {h:.3}", p.step, p.steps));
-        }
-    })?;
+    let net = train_rotation(&config, &source, &holdout, &device, &mut |p| show_progress(&bar, p))?;
     bar.finish();
     net.save(&a.out)?;
     let line = serde_json::json!({
@@ -147,4 +139,17 @@ pub fn run(a: TrainPerceptualArgs) -> Result<()> {
     });
     println!("{line}");
     Ok(())
+}
+
+/// One training step on the bar: loss, batch accuracy and speed, and the held-out
+/// accuracy when measured (shared with `train-classifier`).
+pub(crate) fn show_progress(bar: &Progress, p: &RotationProgress) {
+    bar.note(format!(
+        "loss {:.3}, batch acc {:.2}, {:.1} img/s",
+        p.loss, p.train_accuracy, p.images_per_second
+    ));
+    bar.set(p.step as u64);
+    if let Some(h) = p.holdout_accuracy {
+        bar.println(&format!("step {}/{}: held-out accuracy {h:.3}", p.step, p.steps));
+    }
 }

@@ -129,3 +129,95 @@ fn train_perceptual_then_fid() {
     let o = labelgan(&["metrics", "--features-a", fa.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// `train-classifier` on toy objects (and on a folder with `classes.json`), then
+/// `metrics` with it as the extractor adds the Inception Score; a folder without
+/// classes is refused by name.
+#[test]
+fn train_classifier_then_metrics_with_inception_score() {
+    let c = common::tmp_in("classifier", "c.safetensors");
+    let o = labelgan(&[
+        "train-classifier",
+        "--objects",
+        "--resolution",
+        "16",
+        "--steps",
+        "20",
+        "--batch",
+        "8",
+        "--widths",
+        "4,4,8,8,8",
+        "--holdout",
+        "16",
+        "--out",
+        c.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j = last_json(&o);
+    assert_eq!(j["classes"], 10);
+    assert!(j["holdout_accuracy"].as_f64().unwrap() >= 0.0);
+    let m = labelgan(&[
+        "metrics",
+        "--a",
+        "toyworld-classes:1",
+        "--b",
+        "toyworld-classes:2",
+        "--extractor",
+        c.to_str().unwrap(),
+        "--count",
+        "40",
+        "--resolution",
+        "16",
+        "--kid-subset-size",
+        "20",
+        "--is-splits",
+        "2",
+    ]);
+    assert!(m.status.success(), "{}", String::from_utf8_lossy(&m.stderr));
+    let j = last_json(&m);
+    let is = j["is"].as_f64().unwrap();
+    assert!((1.0..=10.0).contains(&is), "an Inception Score over 10 classes: {j}");
+    assert!(j["fid"].as_f64().unwrap().is_finite() && j["dims"] == 32, "{j}");
+
+    // A folder: with classes.json it trains; without, it is refused by name.
+    let data = common::tmp_in("classifier", "objects");
+    let _ = std::fs::remove_dir_all(&data);
+    let w = labelgan(&[
+        "toyworld",
+        "--classes",
+        "--count",
+        "30",
+        "--resolution",
+        "16",
+        "--out",
+        data.to_str().unwrap(),
+    ]);
+    assert!(w.status.success(), "{}", String::from_utf8_lossy(&w.stderr));
+    let args = |out: &str| {
+        vec![
+            "train-classifier".to_string(),
+            "--data".into(),
+            data.to_str().unwrap().into(),
+            "--resolution".into(),
+            "16".into(),
+            "--steps".into(),
+            "3".into(),
+            "--holdout".into(),
+            "10".into(),
+            "--out".into(),
+            common::tmp_in("classifier", out).to_str().unwrap().into(),
+        ]
+    };
+    let a: Vec<String> = args("d.safetensors");
+    let o = labelgan(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::remove_file(data.join("classes.json")).unwrap();
+    let a: Vec<String> = args("e.safetensors");
+    let o = labelgan(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("has no classes.json") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+}

@@ -117,6 +117,18 @@ pub trait FeatureExtractor {
     }
 }
 
+impl<E: FeatureExtractor + ?Sized> FeatureExtractor for Box<E> {
+    fn dim(&self) -> usize {
+        (**self).dim()
+    }
+    fn features(&self, images: &Tensor) -> Result<Tensor> {
+        (**self).features(images)
+    }
+    fn class_probabilities(&self, images: &Tensor) -> Result<Option<Tensor>> {
+        (**self).class_probabilities(images)
+    }
+}
+
 impl<G: Generator + ?Sized> Generator for &G {
     fn spec(&self) -> &GeneratorSpec {
         (**self).spec()

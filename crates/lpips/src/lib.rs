@@ -18,6 +18,7 @@
 #[doc(hidden)]
 mod alex;
 pub mod backbone;
+pub mod classifier;
 mod conv;
 pub mod detfill;
 mod fused;

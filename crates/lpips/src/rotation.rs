@@ -43,9 +43,42 @@ use labelgan_optim::{Adam, named_vars};
 
 use crate::Lpips;
 
+/// What the net's head is trained to predict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// By how much an image was turned (four classes), learned without labels.
+    #[default]
+    Rotation,
+    /// The image's class among this many, learned from labels: a classifier
+    /// ([`crate::classifier`]).
+    Classes(usize),
+}
+
+impl Task {
+    /// The head's outputs.
+    pub fn outputs(self) -> usize {
+        match self {
+            Task::Rotation => 4,
+            Task::Classes(k) => k,
+        }
+    }
+
+    /// The head's name in the file.
+    pub fn head_name(self) -> &'static str {
+        match self {
+            Task::Rotation => "rotation.fc",
+            Task::Classes(_) => "classes.fc",
+        }
+    }
+}
+
 /// Architecture and training settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RotationConfig {
+    /// What the head predicts (files written before classifiers existed: rotations).
+    #[serde(default)]
+    pub task: Task,
     /// Channels of the five slices (taps).
     pub widths: Vec<usize>,
     /// 3x3 convs per slice.
@@ -67,6 +100,7 @@ pub struct RotationConfig {
 impl Default for RotationConfig {
     fn default() -> Self {
         Self {
+            task: Task::Rotation,
             widths: vec![16, 32, 64, 128, 128],
             convs_per_slice: 2,
             resolution: 64,
@@ -86,6 +120,13 @@ impl RotationConfig {
             return Err(Error::invalid(format!(
                 "widths must be five positive channel counts, got {:?}",
                 self.widths
+            )));
+        }
+        if let Task::Classes(k) = self.task
+            && !(2..=100_000).contains(&k)
+        {
+            return Err(Error::invalid(format!(
+                "a classifier needs 2..=100000 classes, got {k}"
             )));
         }
         if self.convs_per_slice == 0 || self.batch == 0 || self.steps == 0 || self.lr.is_nan() || self.lr <= 0.0 {
@@ -145,14 +186,15 @@ impl RotationProgress {
     }
 }
 
-/// A rotation-trained backbone: its LPIPS view and the rotation head.
+/// A backbone trained with a head (on rotations, or on classes): its LPIPS view and the
+/// head.
 #[derive(Clone)]
 pub struct RotationNet {
     /// The settings it is trained with.
     pub config: RotationConfig,
     /// The backbone as LPIPS sees it (its weights are [`RotationNet::vars`]).
     lpips: Lpips,
-    /// The rotation head `rotation.fc`: pooled last tap to four logits.
+    /// The head (`rotation.fc` or `classes.fc`): pooled last tap to the task's logits.
     head: Linear,
     /// Every trainable variable by name: the backbone under LPIPS's VGG names, and the
     /// head.
@@ -196,9 +238,10 @@ impl RotationNet {
                 }
             }
             let mut data = vars.data().lock().unwrap_or_else(|e| e.into_inner());
-            let w = (rng.normal_tensor(&[4, cin], device)? * (1.0 / cin as f64).sqrt())?;
-            data.insert("rotation.fc.weight".into(), Var::from_tensor(&w)?);
-            data.insert("rotation.fc.bias".into(), Var::zeros(4, DType::F32, device)?);
+            let (k, head) = (config.task.outputs(), config.task.head_name());
+            let w = (rng.normal_tensor(&[k, cin], device)? * (1.0 / cin as f64).sqrt())?;
+            data.insert(format!("{head}.weight"), Var::from_tensor(&w)?);
+            data.insert(format!("{head}.bias"), Var::zeros(k, DType::F32, device)?);
         }
         Self::assemble(config, vars, None, device)
     }
@@ -228,8 +271,8 @@ impl RotationNet {
         let width = *config.widths.last().ok_or_else(|| Error::invalid("no widths"))?;
         let head = candle_nn::linear(
             width,
-            4,
-            VarBuilder::from_varmap(&vars, DType::F32, device).pp("rotation.fc"),
+            config.task.outputs(),
+            VarBuilder::from_varmap(&vars, DType::F32, device).pp(config.task.head_name()),
         )?;
         Ok(Self {
             config,
@@ -270,7 +313,8 @@ impl RotationNet {
         self.lpips.clone()
     }
 
-    /// Rotation logits `[N, 4]` (classes 0, 90, 180, 270 degrees counter-clockwise).
+    /// The head's logits `[N, K]`: rotations 0, 90, 180, 270 degrees counter-clockwise,
+    /// or the classes.
     pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
         let taps = self.lpips.taps(x)?;
         let last = taps.last().ok_or_else(|| Error::invalid("backbone has no taps"))?;
@@ -278,8 +322,12 @@ impl RotationNet {
         Ok(self.head.forward(&pooled)?)
     }
 
-    /// Fraction of the four rotations of each image that the net names right.
+    /// Fraction of the four rotations of each image that the net names right (a
+    /// rotation net; a classifier's is [`crate::classifier::class_accuracy`]).
     pub fn accuracy(&self, images: &Tensor) -> Result<f32> {
+        if self.config.task != Task::Rotation {
+            return Err(Error::invalid("rotation accuracy of a net not trained on rotations"));
+        }
         let n = images.dim(0)?;
         if n == 0 {
             return Err(Error::invalid("accuracy needs at least one image"));
@@ -348,7 +396,7 @@ pub fn rotation_batch(images: &Tensor) -> Result<(Tensor, Vec<u32>)> {
 }
 
 /// Mean cross-entropy of `logits` `[N, K]` against class ids.
-fn cross_entropy(logits: &Tensor, labels: &[u32]) -> Result<Tensor> {
+pub(crate) fn cross_entropy(logits: &Tensor, labels: &[u32]) -> Result<Tensor> {
     let (n, k) = logits.dims2()?;
     let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
     let mut onehot = vec![0f32; n * k];
@@ -369,38 +417,58 @@ pub fn train_rotation(
     device: &Device,
     progress: &mut dyn FnMut(&RotationProgress),
 ) -> Result<RotationNet> {
-    let mut net = RotationNet::new(config.clone(), device)?;
-    let r = config.resolution;
-    if holdout.dims().len() != 4 || holdout.dims()[1..] != [3, r, r] {
-        return Err(Error::invalid(format!(
-            "held-out images must be [N, 3, {r}, {r}], got {:?}",
-            holdout.dims()
-        )));
+    if config.task != Task::Rotation {
+        return Err(Error::invalid("train_rotation needs task = rotation"));
     }
-    let mut opt = Adam::new(config.lr, (0.9, 0.999));
+    let r = config.resolution;
+    check_images("held-out images", holdout, r)?;
     let rev = Tensor::new((0..r as u32).rev().collect::<Vec<_>>(), device)?;
-    let started = Instant::now();
-    for step in 0..config.steps {
+    let mut batches = |step: usize| -> Result<(Tensor, Vec<u32>)> {
         let mut rng = SplitMix64::derive(config.seed ^ 0x0005_EED0_F0A7, step as u64);
         let mut imgs = source.batch(step as u64, config.batch, &mut rng, device)?;
-        if imgs.dims()[1..] != [3, r, r] {
-            return Err(Error::invalid(format!(
-                "training images must be [N, 3, {r}, {r}], got {:?}",
-                imgs.dims()
-            )));
-        }
+        check_images("training images", &imgs, r)?;
         if matches!(source, ImageSource::Images(_)) && config.batch > 1 {
             let h = config.batch / 2;
             let flipped = imgs.narrow(0, h, config.batch - h)?.index_select(&rev, 3)?;
             imgs = Tensor::cat(&[imgs.narrow(0, 0, h)?, flipped], 0)?;
         }
-        let (x, labels) = rotation_batch(&imgs)?;
+        rotation_batch(&imgs)
+    };
+    train_head(config, &mut batches, &mut |net| net.accuracy(holdout), device, progress)
+}
+
+/// Errors unless `images` is `[N, 3, r, r]`.
+pub(crate) fn check_images(what: &str, images: &Tensor, r: usize) -> Result<()> {
+    if images.dims().len() != 4 || images.dims()[1..] != [3, r, r] {
+        return Err(Error::invalid(format!(
+            "{what} must be [N, 3, {r}, {r}], got {:?}",
+            images.dims()
+        )));
+    }
+    Ok(())
+}
+
+/// The training loop every task shares: a fresh net from `config`, Adam on the
+/// cross-entropy of each step's `batches(step)` (images and their targets), held-out
+/// accuracy from `evaluate` every `eval_every` steps and at the end.
+pub(crate) fn train_head(
+    config: &RotationConfig,
+    batches: &mut dyn FnMut(usize) -> Result<(Tensor, Vec<u32>)>,
+    evaluate: &mut dyn FnMut(&RotationNet) -> Result<f32>,
+    device: &Device,
+    progress: &mut dyn FnMut(&RotationProgress),
+) -> Result<RotationNet> {
+    let mut net = RotationNet::new(config.clone(), device)?;
+    let mut opt = Adam::new(config.lr, (0.9, 0.999));
+    let started = Instant::now();
+    for step in 0..config.steps {
+        let (x, labels) = batches(step)?;
         let logits = net.logits(&x)?;
         let loss = cross_entropy(&logits, &labels)?;
         let loss_v = loss.to_scalar::<f32>()?;
         if !loss_v.is_finite() {
             return Err(Error::invalid(format!(
-                "rotation training diverged at step {step} (loss {loss_v}); lower lr"
+                "training diverged at step {step} (loss {loss_v}); lower lr"
             )));
         }
         let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
@@ -408,7 +476,7 @@ pub fn train_rotation(
         opt.update_from(&named_vars(&net.vars), &loss.backward()?)?;
         let last = step + 1 == config.steps;
         let holdout_accuracy = if last || (config.eval_every > 0 && (step + 1) % config.eval_every == 0) {
-            Some(net.accuracy(holdout)?)
+            Some(evaluate(&net)?)
         } else {
             None
         };
@@ -426,6 +494,25 @@ pub fn train_rotation(
         });
     }
     Ok(net)
+}
+
+/// Features are the LPIPS view's pooled taps; a classifier also gives class
+/// probabilities (for the Inception Score and class consistency).
+impl labelgan_core::FeatureExtractor for RotationNet {
+    fn dim(&self) -> usize {
+        self.config.widths.iter().sum()
+    }
+
+    fn features(&self, images: &Tensor) -> Result<Tensor> {
+        self.lpips.pooled_features(images)
+    }
+
+    fn class_probabilities(&self, images: &Tensor) -> Result<Option<Tensor>> {
+        match self.config.task {
+            Task::Rotation => Ok(None),
+            Task::Classes(_) => Ok(Some(candle_nn::ops::softmax(&self.logits(images)?, D::Minus1)?)),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,8 +2,10 @@
 //! serves as an LPIPS model.
 
 use candle_core::{DType, Device, Tensor};
+use labelgan_core::FeatureExtractor;
 use labelgan_core::image_io::ImageSource;
-use labelgan_lpips::rotation::{RotationConfig, RotationNet, train_rotation};
+use labelgan_lpips::classifier::{class_accuracy, load_extractor, train_classifier};
+use labelgan_lpips::rotation::{RotationConfig, RotationNet, Task, train_rotation};
 use labelgan_lpips::{Lpips, Weighting};
 
 fn toy(seed: u64, start: u64, n: usize) -> Tensor {
@@ -19,6 +21,7 @@ fn tmp_dir(name: &str) -> std::path::PathBuf {
 #[test]
 fn learns_rotations_of_toy_faces_and_round_trips() {
     let cfg = RotationConfig {
+        task: Task::Rotation,
         widths: vec![8, 8, 16, 16, 16],
         convs_per_slice: 1,
         resolution: 32,
@@ -103,4 +106,73 @@ fn bad_configs_and_files_are_errors() {
     assert!(e.to_string().contains("held-out"), "{e}");
     let e = RotationNet::load(tmp_dir("bad").join("missing.safetensors"), &Device::Cpu).unwrap_err();
     assert!(e.to_string().contains("missing.safetensors"), "{e}");
+}
+
+#[test]
+fn a_classifier_learns_the_object_classes_and_loads_as_an_extractor() {
+    let cfg = RotationConfig {
+        task: Task::Classes(10),
+        widths: vec![8, 8, 16, 16, 16],
+        convs_per_slice: 1,
+        resolution: 16,
+        batch: 16,
+        steps: 600,
+        lr: 3e-3,
+        seed: 1,
+        eval_every: 0,
+    };
+    let dev = Device::Cpu;
+    let (held_out, classes) = labelgan_toyworld::objects::object_batch(50, 0, 200, 16, &dev).unwrap();
+    let mut batches = |start: u64, n: usize| labelgan_toyworld::objects::object_batch(4, start, n, 16, &dev);
+    let before = class_accuracy(&RotationNet::new(cfg.clone(), &dev).unwrap(), &held_out, &classes).unwrap();
+    let net = train_classifier(&cfg, &mut batches, &held_out, &classes, &dev, &mut |_| {}).unwrap();
+    let after = net.holdout_accuracy.unwrap();
+    eprintln!("held-out class accuracy {before} -> {after}");
+    // Ten classes: chance is 0.1.
+    assert!(after > 0.3 && after > before + 0.15, "{before} -> {after}");
+    assert!(net.accuracy(&held_out).is_err(), "not a rotation net");
+
+    let path = tmp_dir("classifier").join("c.safetensors");
+    net.save(&path).unwrap();
+    let ex = load_extractor(&path, &dev).unwrap();
+    assert_eq!(ex.dim(), 8 + 8 + 16 + 16 + 16);
+    let x = held_out.narrow(0, 0, 5).unwrap();
+    let p = ex
+        .class_probabilities(&x)
+        .unwrap()
+        .expect("a classifier has class probabilities");
+    assert_eq!(p.dims(), [5, 10]);
+    for row in p.to_vec2::<f32>().unwrap() {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+    let f = ex.features(&x).unwrap();
+    assert_eq!(f.dims(), [5, 64]);
+    // A rotation net's file is an LPIPS backbone: features, no classes.
+    let rot = RotationNet::new(
+        RotationConfig {
+            resolution: 16,
+            ..RotationConfig::default()
+        },
+        &dev,
+    )
+    .unwrap();
+    let rot_path = tmp_dir("classifier").join("r.safetensors");
+    rot.save(&rot_path).unwrap();
+    assert!(
+        load_extractor(&rot_path, &dev)
+            .unwrap()
+            .class_probabilities(&x)
+            .unwrap()
+            .is_none()
+    );
+    // Labels out of range are named.
+    let mut bad = |start: u64, n: usize| {
+        let (x, _) = labelgan_toyworld::objects::object_batch(4, start, n, 16, &dev)?;
+        Ok((x, vec![12; n]))
+    };
+    let e = train_classifier(&cfg, &mut bad, &held_out, &classes, &dev, &mut |_| {}).unwrap_err();
+    assert!(
+        e.to_string().contains("class 12 of a classifier with 10 classes"),
+        "{e}"
+    );
 }

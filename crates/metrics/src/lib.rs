@@ -5,7 +5,8 @@
 //! [`fid()`] (the Frechet distance between Gaussians fitted to the two sets, with the
 //! running statistics [`FeatureStats`]), [`kid()`] (unbiased MMD^2 under the cubic
 //! kernel, over subsets), [`inception_score()`] (over any classifier's probabilities)
-//! and [`precision_recall()`] (k-NN manifolds). Host-side linear algebra (covariances,
+//! [`precision_recall()`] (k-NN manifolds) and [`class_consistency()`] (a conditional
+//! generator's classes as a classifier sees them). Host-side linear algebra (covariances,
 //! the symmetric eigendecomposition, kernel and distance blocks) is faer's.
 //!
 //! ```
@@ -18,6 +19,7 @@
 //! # Ok::<(), labelgan_core::Error>(())
 //! ```
 
+pub mod class_consistency;
 pub mod compare;
 pub mod extract;
 pub mod features;
@@ -26,6 +28,7 @@ pub mod inception_score;
 pub mod kid;
 pub mod precision_recall;
 
+pub use class_consistency::class_consistency;
 pub use compare::{MetricsConfig, Scores, compare};
 pub use extract::{extract, extract_each};
 pub use features::Features;
