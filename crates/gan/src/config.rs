@@ -6,7 +6,7 @@
 //! seed = 0
 //!
 //! [model]
-//! architecture = "resnet_cifar"   # sndcgan | resnet_cifar
+//! architecture = "resnet_cifar"   # sndcgan | resnet_cifar | biggan
 //! resolution = 32
 //! conditional = true
 //! classes = 10
@@ -16,6 +16,8 @@
 //! g_norm = "batch_norm"           # none | batch_norm | self_modulated (conditional: class-conditional)
 //! d_spectral_norm = true
 //! init = "normal_0.02"            # normal_0.02 | default (each layer's own)
+//! attention_resolution = 0        # biggan: self-attention at this size (0: none)
+//! embed_dim = 128                 # biggan: the shared class embedding
 //!
 //! [train]
 //! loss = "hinge"                  # non_saturating | hinge | wasserstein | least_squares
@@ -55,6 +57,9 @@ pub enum Architecture {
     Sndcgan,
     /// The CIFAR ResNet of WGAN-GP and SNGAN, 32 px.
     ResnetCifar,
+    /// BigGAN's ResNet: hierarchical z, a shared class embedding, optional
+    /// self-attention, a projection discriminator.
+    Biggan,
 }
 
 /// How the generator normalises its activations.
@@ -104,6 +109,16 @@ pub struct ModelConfig {
     pub d_spectral_norm: bool,
     /// Weight initialisation.
     pub init: Init,
+    /// BigGAN: the size at which both networks apply self-attention (0: none).
+    #[serde(default)]
+    pub attention_resolution: usize,
+    /// BigGAN: the shared class embedding's size.
+    #[serde(default = "default_embed_dim")]
+    pub embed_dim: usize,
+}
+
+fn default_embed_dim() -> usize {
+    128
 }
 
 /// The optimisation.
@@ -177,6 +192,8 @@ impl Default for TrainingConfig {
                 g_norm: GeneratorNorm::BatchNorm,
                 d_spectral_norm: true,
                 init: Init::Normal002,
+                attention_resolution: 0,
+                embed_dim: 128,
             },
             train: TrainConfig {
                 loss: Loss::Hinge,
@@ -242,6 +259,18 @@ impl TrainingConfig {
         }
         if m.architecture == Architecture::ResnetCifar && m.resolution != 32 {
             return Err(bad("model.resolution", m.resolution, "32 for resnet_cifar"));
+        }
+        if m.embed_dim > MAX_SIZE {
+            return Err(bad("model.embed_dim", m.embed_dim, &format!("at most {MAX_SIZE}")));
+        }
+        if m.architecture == Architecture::Biggan {
+            crate::biggan::validate(m)?;
+        } else if m.attention_resolution != 0 {
+            return Err(bad(
+                "model.attention_resolution",
+                m.attention_resolution,
+                "0 except for biggan",
+            ));
         }
         for (name, v) in [
             ("model.z_dim", m.z_dim),
@@ -407,7 +436,7 @@ mod tests {
         assert!(err(None, &["train.g_lr=nan"]).contains("train.g_lr is NaN"));
         assert!(err(None, &["train.batch=0"]).contains("train.batch is 0"));
         assert!(err(None, &["model.resolution=64"]).contains("32 for resnet_cifar"));
-        assert!(err(None, &["model.architecture=biggan"]).contains("biggan"));
+        assert!(err(None, &["model.architecture=stylegan9"]).contains("stylegan9"));
         assert!(err(None, &["train.g_betas=[0.5, 1.5]"]).contains("train.g_betas"));
         assert!(err(Some("seed = \"x\""), &[]).contains("bad.toml"));
         assert!(err(Some("[model\n"), &[]).contains("bad.toml"));

@@ -13,7 +13,9 @@
 //!   [`ConditionalBatchNorm`] (gamma centred at 1) and [`SelfModulatedBatchNorm`].
 //! - Architectures behind [`GanGenerator`] and [`GanDiscriminator`]: SNDCGAN
 //!   ([`SndcganGenerator`], [`SndcganDiscriminator`]) and the CIFAR ResNet
-//!   ([`ResnetCifarGenerator`], [`ResnetCifarDiscriminator`]), conditional-capable.
+//!   ([`ResnetCifarGenerator`], [`ResnetCifarDiscriminator`]) and BigGAN
+//!   ([`BigGanGenerator`], [`BigGanDiscriminator`]: hierarchical z, a shared class
+//!   embedding, [`SelfAttention`], a [`ProjectionHead`]), conditional-capable.
 //! - [`Trainer`]: one loop for them all (D steps per G step, Adam per network, the
 //!   config's loss and penalty, a G weight average), resumable bit-exactly.
 //! - [`study`]: a grid of configs × seeds, resumable and shardable, gathered into a
@@ -30,7 +32,9 @@
 //! # Ok::<(), labelgan_core::Error>(())
 //! ```
 
+pub mod attention;
 pub mod batch_norm;
+pub mod biggan;
 pub mod config;
 pub mod init;
 pub mod layers;
@@ -38,6 +42,7 @@ pub mod loss;
 pub mod model;
 pub mod norm;
 pub mod penalty;
+pub mod projection;
 pub mod resnet_cifar;
 pub mod run;
 pub mod second_order;
@@ -48,13 +53,16 @@ pub mod study;
 mod testing;
 pub mod trainer;
 
+pub use attention::SelfAttention;
 pub use batch_norm::{BatchNorm, BnMode, ConditionalBatchNorm, SelfModulatedBatchNorm};
+pub use biggan::{BigGanDiscriminator, BigGanGenerator};
 pub use config::{Architecture, EvalConfig, GeneratorNorm, Init, ModelConfig, TrainConfig, TrainingConfig};
 pub use init::seeded_var_builder;
 pub use loss::{DiscriminatorLoss, Loss};
 pub use model::{GanDiscriminator, GanGenerator};
 pub use norm::NormLayer;
 pub use penalty::Penalty;
+pub use projection::ProjectionHead;
 pub use resnet_cifar::{ResnetCifarDiscriminator, ResnetCifarGenerator};
 pub use run::{RUN_OUTPUTS, RunOptions, RunSummary, Scorer, train_run};
 pub use sndcgan::{SndcganDiscriminator, SndcganGenerator};

@@ -13,6 +13,7 @@ use labelgan_core::{Error, Result};
 use crate::layers::{Conv, Dense};
 use crate::model::{GanDiscriminator, GanGenerator};
 use crate::norm::NormLayer;
+use crate::projection::ProjectionHead;
 use crate::{BnMode, ModelConfig};
 
 fn classes(cfg: &ModelConfig) -> Option<usize> {
@@ -32,7 +33,7 @@ fn down(x: &Tensor) -> Result<Tensor> {
 
 /// G's block: `conv(relu(norm(up(conv(relu(norm(x)))))))` beside `conv1x1(up(x))`.
 #[derive(Debug)]
-struct UpBlock {
+pub(crate) struct UpBlock {
     norm1: NormLayer,
     conv1: Conv,
     norm2: NormLayer,
@@ -43,16 +44,29 @@ struct UpBlock {
 impl UpBlock {
     fn new(cfg: &ModelConfig, c: usize, vb: VarBuilder) -> Result<Self> {
         let norm = |vb| NormLayer::new(cfg.g_norm, c, cfg.z_dim, classes(cfg), vb);
+        Self::with_norms(cfg, c, norm(vb.pp("norm1"))?, norm(vb.pp("norm2"))?, vb)
+    }
+
+    /// A block of `c` channels with the given normalisations (BigGAN's are conditioned
+    /// on its share of z and the class embedding).
+    pub(crate) fn with_norms(
+        cfg: &ModelConfig,
+        c: usize,
+        norm1: NormLayer,
+        norm2: NormLayer,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         Ok(Self {
-            norm1: norm(vb.pp("norm1"))?,
+            norm1,
             conv1: Conv::new(c, c, 3, 1, None, cfg.init, vb.pp("conv1"))?,
-            norm2: norm(vb.pp("norm2"))?,
+            norm2,
             conv2: Conv::new(c, c, 3, 1, None, cfg.init, vb.pp("conv2"))?,
             shortcut: Conv::new(c, c, 1, 1, None, cfg.init, vb.pp("shortcut"))?,
         })
     }
 
-    fn forward(&self, x: &Tensor, z: &Tensor, y: Option<&Tensor>, mode: BnMode) -> Result<Tensor> {
+    /// `x` `[N, c, H, W]` to `[N, c, 2H, 2W]`; `z` and `y` go to the normalisations.
+    pub(crate) fn forward(&self, x: &Tensor, z: &Tensor, y: Option<&Tensor>, mode: BnMode) -> Result<Tensor> {
         let h = self.norm1.forward(x, z, y, mode)?.relu()?;
         let h = self.conv1.forward(&up(&h)?, false)?;
         let h = self.norm2.forward(&h, z, y, mode)?.relu()?;
@@ -60,12 +74,12 @@ impl UpBlock {
         Ok((h + self.shortcut.forward(&up(x)?, false)?)?)
     }
 
-    fn buffers(&self, prefix: &str, out: &mut BTreeMap<String, Tensor>) {
+    pub(crate) fn buffers(&self, prefix: &str, out: &mut BTreeMap<String, Tensor>) {
         self.norm1.buffers(&format!("{prefix}.norm1"), out);
         self.norm2.buffers(&format!("{prefix}.norm2"), out);
     }
 
-    fn set_buffers(&self, prefix: &str, from: &BTreeMap<String, Tensor>) -> Result<()> {
+    pub(crate) fn set_buffers(&self, prefix: &str, from: &BTreeMap<String, Tensor>) -> Result<()> {
         self.norm1.set_buffers(&format!("{prefix}.norm1"), from)?;
         self.norm2.set_buffers(&format!("{prefix}.norm2"), from)
     }
@@ -142,7 +156,7 @@ impl GanGenerator for ResnetCifarGenerator {
 /// `x` (down-sampled); the first block skips the leading ReLU (its input is the image)
 /// and pools before its shortcut convolution.
 #[derive(Debug)]
-struct DownBlock {
+pub(crate) struct DownBlock {
     conv1: Conv,
     conv2: Conv,
     shortcut: Option<Conv>,
@@ -151,7 +165,31 @@ struct DownBlock {
 }
 
 impl DownBlock {
-    fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor> {
+    /// `inputs` to `c` channels, halving the size when `downsample`; the `first` block
+    /// takes the image. A shortcut convolution when the size or width changes; `sn`
+    /// hands out the spectral norms' seeds (`None`: none).
+    pub(crate) fn new(
+        cfg: &ModelConfig,
+        (inputs, c): (usize, usize),
+        downsample: bool,
+        first: bool,
+        sn: &mut dyn FnMut() -> Option<u64>,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        Ok(DownBlock {
+            conv1: Conv::new(inputs, c, 3, 1, sn(), cfg.init, vb.pp("conv1"))?,
+            conv2: Conv::new(c, c, 3, 1, sn(), cfg.init, vb.pp("conv2"))?,
+            shortcut: if downsample || inputs != c {
+                Some(Conv::new(inputs, c, 1, 1, sn(), cfg.init, vb.pp("shortcut"))?)
+            } else {
+                None
+            },
+            downsample,
+            first,
+        })
+    }
+
+    pub(crate) fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor> {
         let h = if self.first { x.clone() } else { x.relu()? };
         let h = self.conv1.forward(&h, training)?.relu()?;
         let mut h = self.conv2.forward(&h, training)?;
@@ -167,7 +205,7 @@ impl DownBlock {
         Ok((h + s)?)
     }
 
-    fn buffers(&self, out: &mut BTreeMap<String, Tensor>) {
+    pub(crate) fn buffers(&self, out: &mut BTreeMap<String, Tensor>) {
         self.conv1.buffers(out);
         self.conv2.buffers(out);
         if let Some(c) = &self.shortcut {
@@ -175,7 +213,7 @@ impl DownBlock {
         }
     }
 
-    fn set_buffers(&self, from: &BTreeMap<String, Tensor>) -> Result<()> {
+    pub(crate) fn set_buffers(&self, from: &BTreeMap<String, Tensor>) -> Result<()> {
         self.conv1.set_buffers(from)?;
         self.conv2.set_buffers(from)?;
         match &self.shortcut {
@@ -190,8 +228,7 @@ impl DownBlock {
 #[derive(Debug)]
 pub struct ResnetCifarDiscriminator {
     blocks: Vec<DownBlock>,
-    dense: Dense,
-    projection: Option<Dense>,
+    head: ProjectionHead,
 }
 
 impl ResnetCifarDiscriminator {
@@ -213,29 +250,22 @@ impl ResnetCifarDiscriminator {
         for i in 0..4 {
             let vb = vb.pp(format!("block{i}"));
             let inputs = if i == 0 { 3 } else { c };
-            let downsample = i < 2;
-            blocks.push(DownBlock {
-                conv1: Conv::new(inputs, c, 3, 1, sn(), cfg.init, vb.pp("conv1"))?,
-                conv2: Conv::new(c, c, 3, 1, sn(), cfg.init, vb.pp("conv2"))?,
-                shortcut: if i < 2 {
-                    Some(Conv::new(inputs, c, 1, 1, sn(), cfg.init, vb.pp("shortcut"))?)
-                } else {
-                    None
-                },
-                downsample,
-                first: i == 0,
-            });
+            blocks.push(DownBlock::new(cfg, (inputs, c), i < 2, i == 0, &mut sn, vb)?);
         }
-        let projection = match classes(cfg) {
-            Some(n) => Some(Dense::new(n, c, false, sn(), cfg.init, vb.pp("projection"))?),
-            None => None,
-        };
+        // Seeds in the order the layers always took them: the embedding (conditional
+        // only), then the logit.
+        let projection_sn = if cfg.conditional { sn() } else { None };
+        let dense_sn = sn();
         Ok(Self {
             blocks,
-            dense: Dense::new(c, 1, true, sn(), cfg.init, vb.pp("dense"))?,
-            projection,
+            head: ProjectionHead::new(c, classes(cfg), (dense_sn, projection_sn), cfg.init, vb)?,
         })
     }
+}
+
+/// D's features: ReLU, then the sum over space (the CIFAR ResNet's and BigGAN's).
+pub(crate) fn pooled(h: &Tensor) -> Result<Tensor> {
+    Ok(h.relu()?.sum((2, 3))?)
 }
 
 impl GanDiscriminator for ResnetCifarDiscriminator {
@@ -244,14 +274,7 @@ impl GanDiscriminator for ResnetCifarDiscriminator {
         for b in &self.blocks {
             h = b.forward(&h, training)?;
         }
-        let features = h.relu()?.sum((2, 3))?;
-        let mut logit = self.dense.forward(&features, training)?.squeeze(1)?;
-        match (&self.projection, y) {
-            (Some(p), Some(y)) => logit = (logit + (p.forward(y, training)? * &features)?.sum(1)?)?,
-            (Some(_), None) => return Err(Error::invalid("a conditional discriminator needs the classes")),
-            (None, _) => {}
-        }
-        Ok(logit)
+        self.head.forward(&pooled(&h)?, y, training)
     }
 
     fn buffers(&self) -> BTreeMap<String, Tensor> {
@@ -259,10 +282,7 @@ impl GanDiscriminator for ResnetCifarDiscriminator {
         for b in &self.blocks {
             b.buffers(&mut out);
         }
-        self.dense.buffers(&mut out);
-        if let Some(p) = &self.projection {
-            p.buffers(&mut out);
-        }
+        self.head.buffers(&mut out);
         out
     }
 
@@ -270,11 +290,7 @@ impl GanDiscriminator for ResnetCifarDiscriminator {
         for b in &self.blocks {
             b.set_buffers(from)?;
         }
-        self.dense.set_buffers(from)?;
-        match &self.projection {
-            Some(p) => p.set_buffers(from),
-            None => Ok(()),
-        }
+        self.head.set_buffers(from)
     }
 }
 

@@ -15,8 +15,8 @@ use labelgan_optim::{Adam, named_grads, named_vars};
 use crate::init::seeded_var_builder;
 use crate::model::{GanDiscriminator, GanGenerator};
 use crate::{
-    Architecture, BnMode, Penalty, ResnetCifarDiscriminator, ResnetCifarGenerator, SndcganDiscriminator,
-    SndcganGenerator, TrainingConfig,
+    Architecture, BigGanDiscriminator, BigGanGenerator, BnMode, Penalty, ResnetCifarDiscriminator,
+    ResnetCifarGenerator, SndcganDiscriminator, SndcganGenerator, TrainingConfig,
 };
 
 /// Real images `[n, 3, R, R]` in [-1, 1] starting at image `start` of the data, with
@@ -90,6 +90,10 @@ impl Trainer {
             Architecture::ResnetCifar => (
                 Box::new(ResnetCifarGenerator::new(m, gb)?),
                 Box::new(ResnetCifarDiscriminator::new(m, config.seed, db)?),
+            ),
+            Architecture::Biggan => (
+                Box::new(BigGanGenerator::new(m, gb)?),
+                Box::new(BigGanDiscriminator::new(m, config.seed, db)?),
             ),
         };
         let t = &config.train;

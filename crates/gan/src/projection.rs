@@ -1,0 +1,69 @@
+//! The projection discriminator's head (Miyato and Koyama 2018): a dense logit on D's
+//! pooled features plus, for a conditional model, the inner product of the class's
+//! embedding with those features.
+
+use std::collections::BTreeMap;
+
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
+
+use labelgan_core::{Error, Result};
+
+use crate::Init;
+use crate::layers::Dense;
+
+/// D's last layer over `features`-vectors.
+#[derive(Debug)]
+pub struct ProjectionHead {
+    dense: Dense,
+    projection: Option<Dense>,
+}
+
+impl ProjectionHead {
+    /// `classes`: `None` for an unconditional model. `sn`: the spectral norms' seeds
+    /// of the dense layer and the embedding (`None`: not normalised). Weights `dense`
+    /// and `projection` under `vb`.
+    pub fn new(
+        features: usize,
+        classes: Option<usize>,
+        sn: (Option<u64>, Option<u64>),
+        init: Init,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let projection = match classes {
+            Some(n) => Some(Dense::new(n, features, false, sn.1, init, vb.pp("projection"))?),
+            None => None,
+        };
+        Ok(Self {
+            dense: Dense::new(features, 1, true, sn.0, init, vb.pp("dense"))?,
+            projection,
+        })
+    }
+
+    /// Logits `[N]` of features `[N, F]` (and one-hot classes, when conditional).
+    pub fn forward(&self, features: &Tensor, y: Option<&Tensor>, training: bool) -> Result<Tensor> {
+        let logit = self.dense.forward(features, training)?.squeeze(1)?;
+        match (&self.projection, y) {
+            (Some(p), Some(y)) => Ok((logit + (p.forward(y, training)? * features)?.sum(1)?)?),
+            (Some(_), None) => Err(Error::invalid("a conditional discriminator needs the classes")),
+            (None, _) => Ok(logit),
+        }
+    }
+
+    /// Spectral norm state, by name.
+    pub fn buffers(&self, out: &mut BTreeMap<String, Tensor>) {
+        self.dense.buffers(out);
+        if let Some(p) = &self.projection {
+            p.buffers(out);
+        }
+    }
+
+    /// Restores what [`Self::buffers`] wrote.
+    pub fn set_buffers(&self, from: &BTreeMap<String, Tensor>) -> Result<()> {
+        self.dense.set_buffers(from)?;
+        match &self.projection {
+            Some(p) => p.set_buffers(from),
+            None => Ok(()),
+        }
+    }
+}
