@@ -21,7 +21,7 @@ use crate::layers::{Conv, Dense};
 use crate::model::{GanDiscriminator, GanGenerator};
 use crate::norm::NormLayer;
 use crate::projection::ProjectionHead;
-use crate::resnet_cifar::{DownBlock, UpBlock, pooled};
+use crate::resnet_cifar::{DownBlock, UpBlock, generator_buffers, pooled, set_generator_buffers};
 use crate::{BnMode, ConditionalBatchNorm, GeneratorNorm, ModelConfig};
 
 /// Up-blocks from 4x4 to the image size.
@@ -161,19 +161,11 @@ impl GanGenerator for BigGanGenerator {
     }
 
     fn buffers(&self) -> BTreeMap<String, Tensor> {
-        let mut out = BTreeMap::new();
-        for (i, b) in self.blocks.iter().enumerate() {
-            b.buffers(&format!("block{i}"), &mut out);
-        }
-        self.norm.buffers("norm", &mut out);
-        out
+        generator_buffers(&self.blocks, &self.norm)
     }
 
     fn set_buffers(&self, from: &BTreeMap<String, Tensor>) -> Result<()> {
-        for (i, b) in self.blocks.iter().enumerate() {
-            b.set_buffers(&format!("block{i}"), from)?;
-        }
-        self.norm.set_buffers("norm", from)
+        set_generator_buffers(&self.blocks, &self.norm, from)
     }
 }
 

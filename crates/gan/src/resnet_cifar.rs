@@ -136,20 +136,34 @@ impl GanGenerator for ResnetCifarGenerator {
     }
 
     fn buffers(&self) -> BTreeMap<String, Tensor> {
-        let mut out = BTreeMap::new();
-        for (i, b) in self.blocks.iter().enumerate() {
-            b.buffers(&format!("block{i}"), &mut out);
-        }
-        self.norm.buffers("norm", &mut out);
-        out
+        generator_buffers(&self.blocks, &self.norm)
     }
 
     fn set_buffers(&self, from: &BTreeMap<String, Tensor>) -> Result<()> {
-        for (i, b) in self.blocks.iter().enumerate() {
-            b.set_buffers(&format!("block{i}"), from)?;
-        }
-        self.norm.set_buffers("norm", from)
+        set_generator_buffers(&self.blocks, &self.norm, from)
     }
+}
+
+/// The statistics of a ResNet generator's blocks (`blockI.norm1`, ...) and final norm.
+pub(crate) fn generator_buffers(blocks: &[UpBlock], norm: &NormLayer) -> BTreeMap<String, Tensor> {
+    let mut out = BTreeMap::new();
+    for (i, b) in blocks.iter().enumerate() {
+        b.buffers(&format!("block{i}"), &mut out);
+    }
+    norm.buffers("norm", &mut out);
+    out
+}
+
+/// Restores what [`generator_buffers`] returned.
+pub(crate) fn set_generator_buffers(
+    blocks: &[UpBlock],
+    norm: &NormLayer,
+    from: &BTreeMap<String, Tensor>,
+) -> Result<()> {
+    for (i, b) in blocks.iter().enumerate() {
+        b.set_buffers(&format!("block{i}"), from)?;
+    }
+    norm.set_buffers("norm", from)
 }
 
 /// D's block: `conv(relu(conv(relu(x))))` (down-sampled) beside a 1x1 convolution of
