@@ -268,7 +268,10 @@ fn score(
         scores.push(("is".into(), labelgan_metrics::inception_score(&p, 10.min(n))?.mean));
         if m.conditional {
             let classes: Vec<u32> = (0..n).map(|i| (i % m.classes) as u32).collect();
-            scores.push(("class_consistency".into(), labelgan_metrics::class_consistency(&p, &classes)?));
+            scores.push((
+                "class_consistency".into(),
+                labelgan_metrics::class_consistency(&p, &classes)?,
+            ));
         }
     }
     Ok(scores)

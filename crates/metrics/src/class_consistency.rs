@@ -17,7 +17,9 @@ pub fn class_consistency(probs: &Features, classes: &[u32]) -> Result<f64> {
         )));
     }
     if let Some(c) = classes.iter().find(|&&c| c as usize >= k) {
-        return Err(Error::invalid(format!("class consistency: class {c} of a {k}-class classifier")));
+        return Err(Error::invalid(format!(
+            "class consistency: class {c} of a {k}-class classifier"
+        )));
     }
     let rows = probs.slice(0, n);
     let hits = (0..n)
@@ -39,6 +41,11 @@ mod tests {
         assert_eq!(class_consistency(&p, &[0, 2, 1, 1]).unwrap(), 0.75);
         assert_eq!(class_consistency(&p, &[1, 1, 0, 2]).unwrap(), 0.0);
         assert!(class_consistency(&p, &[0, 1]).is_err());
-        assert!(class_consistency(&p, &[0, 1, 2, 3]).unwrap_err().to_string().contains("class 3 of a 3-class"));
+        assert!(
+            class_consistency(&p, &[0, 1, 2, 3])
+                .unwrap_err()
+                .to_string()
+                .contains("class 3 of a 3-class")
+        );
     }
 }
