@@ -32,7 +32,7 @@ struct Args {
 fn main() -> labelgan::core::Result<()> {
     let a = Args::parse();
     // As the CLI. SAFETY: no other thread exists yet.
-    let pool = unsafe { labelgan::stylegan::train::r1_training_pool()? };
+    let pool = unsafe { labelgan::gan::second_order::r1_training_pool()? };
     if a.in_pool { pool.install(|| run(a)) } else { run(a) }
 }
 

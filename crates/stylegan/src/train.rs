@@ -13,7 +13,8 @@
 //! only when `CANDLE_GRAD_DO_NOT_DETACH=1` is set in the environment before the first
 //! backward pass of a thread (see `CANDLE_NOTES.md`); [`Trainer::new`] refuses R1
 //! without it rather than silently training with a wrong penalty. R1 runs on a fresh
-//! thread each time; call [`prepare_r1_environment`] at the start of `main` so that
+//! thread each time; call `labelgan_gan::second_order::r1_training_pool` (or
+//! `prepare_r1_environment`) at the start of `main` so that
 //! the other backward passes detach (3.5x less memory), as the `labelgan` binary does.
 //!
 //! Every random draw of step `s` comes from `SplitMix64::derive(seed, s)`, so a run
@@ -630,8 +631,6 @@ pub fn r1_penalty(d: &Discriminator, real: &Tensor, gamma: f64) -> Result<Tensor
     let n = real.dim(0)?;
     Ok((g.sqr()?.reshape((n, ()))?.sum(1)?.mean_all()? * (gamma / 2.0))?)
 }
-
-pub use labelgan_gan::second_order::{detach_on_this_thread, prepare_r1_environment, r1_training_pool};
 
 /// The R1 penalty's value and `weight` times its gradients with respect to D's
 /// parameters (detached), computed one minibatch-std group at a time: D's statistics
