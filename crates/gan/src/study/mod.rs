@@ -14,8 +14,10 @@ pub mod merge;
 pub mod plot;
 pub mod results;
 pub mod runner;
+pub mod scores;
 
 pub use config::{Axis, AxisValue, Shard, Study, StudyConfig, StudyRun};
 pub use merge::merge_studies;
-pub use results::{ConfigResult, RunScores, ScoreRow, ScoreSummary, StudyResults, collect, read_scores};
+pub use results::{ConfigResult, ScoreSummary, StudyResults, collect};
 pub use runner::{StudyReport, run_finished, run_study};
+pub use scores::{RunScores, ScoreRow, read_scores};

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use labelgan_core::{Error, Result};
 
-use super::results::read_scores;
+use super::scores::read_scores;
 use super::{Shard, Study, StudyRun};
 
 /// Whether `run` has finished in `dir`: its folder holds the same resolved config and
