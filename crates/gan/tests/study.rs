@@ -90,6 +90,17 @@ fn runs_are_skipped_when_finished_and_results_gathered() {
     let png = image::open(out.join("fid.png")).unwrap();
     assert_eq!((png.width(), png.height()), (960, 600));
 
+    // A config file written before a setting existed counts with its default.
+    let dir0 = study.runs[0].dir(&out);
+    let text = std::fs::read_to_string(dir0.join("config.toml")).unwrap();
+    let older: String = text
+        .lines()
+        .filter(|l| !l.starts_with("embed_dim"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(older, text);
+    std::fs::write(dir0.join("config.toml"), older).unwrap();
+    assert!(run_finished(&study.runs[0], &dir0).unwrap());
     // A longer run is no longer finished; a changed setting neither.
     let mut longer = study.runs[0].clone();
     longer.config.train.kimg = 3.0;

@@ -7,17 +7,19 @@ use labelgan_core::{Error, Result};
 
 use super::scores::read_scores;
 use super::{Shard, Study, StudyRun};
+use crate::TrainingConfig;
 
-/// Whether `run` has finished in `dir`: its folder holds the same resolved config and
+/// Whether `run` has finished in `dir`: its folder holds the same config (read back,
+/// so a file written before a setting existed counts with that setting's default) and
 /// scores up to the config's length.
 pub fn run_finished(run: &StudyRun, dir: &Path) -> Result<bool> {
     let config = dir.join("config.toml");
     if !config.exists() {
         return Ok(false);
     }
-    let written = std::fs::read_to_string(&config).map_err(|e| Error::io(&config, e))?;
-    if written != run.config.to_toml()? {
-        return Ok(false);
+    match TrainingConfig::load(Some(&config), &[]) {
+        Ok(written) if written == run.config => {}
+        _ => return Ok(false),
     }
     let target = (run.config.train.kimg * 1000.0).round() as u64;
     Ok(read_scores(&dir.join("scores.csv"))?
