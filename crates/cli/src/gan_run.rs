@@ -71,7 +71,7 @@ type Source = Box<dyn FnMut(u64, usize) -> Result<(Tensor, Option<Vec<u32>>)>>;
 
 /// The images of a folder (its `images/` if it has one) and their classes from
 /// `classes.json` if present.
-pub(crate) fn load_folder(dir: &Path, resolution: usize) -> Result<(Tensor, Option<Vec<u32>>)> {
+pub(crate) fn load_folder(dir: &Path, resolution: usize) -> Result<(Tensor, Option<FolderClasses>)> {
     let images_dir = if dir.join("images").is_dir() {
         dir.join("images")
     } else {
@@ -92,12 +92,15 @@ pub(crate) fn load_folder(dir: &Path, resolution: usize) -> Result<(Tensor, Opti
                     })
                 })
                 .collect::<Result<_>>()?;
-            Some(per)
+            Some((per, labels.classes.len()))
         }
         None => None,
     };
     Ok((images, classes))
 }
+
+/// A folder's classes: each image's, and how many `classes.json` declares.
+pub(crate) type FolderClasses = (Vec<u32>, usize);
 
 /// Loaded images (and classes) visited in a fixed shuffled order (seeded), cycling.
 fn shuffled_source(images: Tensor, classes: Option<Vec<u32>>, seed: u64) -> Result<Source> {
@@ -141,6 +144,7 @@ fn sources(a: &DataArgs, cfg: &TrainingConfig) -> Result<(Source, Source, bool, 
         .ok_or_else(|| Error::usage("give --data DIR, --objects or --toyworld"))?;
     // Loaded once; the two sources share the tensor.
     let (images, classes) = load_folder(dir, r)?;
+    let classes = classes.map(|(per_image, _)| per_image);
     let has_classes = classes.is_some();
     let train = shuffled_source(images.clone(), classes.clone(), cfg.seed)?;
     let reference = shuffled_source(images, classes, cfg.seed)?;

@@ -62,12 +62,7 @@ pub fn run(a: TrainClassifierArgs) -> Result<()> {
     let inputs: Vec<(&str, &std::path::Path)> = a.data.as_deref().map(|p| ("--data", p)).into_iter().collect();
     check_output(("--out", &a.out), &inputs)?;
     let r = a.resolution;
-    if a.holdout == 0 || a.holdout as f64 * (3 * r * r * 4) as f64 > 4e9 {
-        return Err(Error::usage(format!(
-            "--holdout must be at least 1 and its images fit in 4 GB ({} at {r} px)",
-            (4e9 / (3 * r * r * 4) as f64) as usize
-        )));
-    }
+    crate::train_perceptual::check_holdout(a.holdout, r)?;
     // Settings checked before any image is made (the class count is the data's).
     let mut config = RotationConfig {
         task: Task::Classes(2),
@@ -90,7 +85,7 @@ pub fn run(a: TrainClassifierArgs) -> Result<()> {
     } else {
         let dir = a.data.as_deref().expect("clap requires one image source");
         let (images, classes) = crate::gan_run::load_folder(dir, r)?;
-        let classes = classes.ok_or_else(|| {
+        let (classes, k) = classes.ok_or_else(|| {
             Error::invalid(format!(
                 "{} has no classes.json to train a classifier on",
                 dir.display()
@@ -104,7 +99,6 @@ pub fn run(a: TrainClassifierArgs) -> Result<()> {
                 a.holdout
             )));
         }
-        let k = classes.iter().max().map_or(0, |&c| c as usize + 1);
         let mut order: Vec<usize> = (0..n).collect();
         SplitMix64::new(a.seed).shuffle(&mut order);
         let pick = move |idx: &[usize]| -> Result<(Tensor, Vec<u32>)> {

@@ -81,13 +81,7 @@ pub fn run(a: TrainPerceptualArgs) -> Result<()> {
         eval_every: a.eval_every,
     };
     config.validate().map_err(Error::into_usage)?;
-    // The held-out images are held in memory: bounded before they are made.
-    if a.holdout == 0 || a.holdout as f64 * (3 * r * r * 4) as f64 > 4e9 {
-        return Err(Error::usage(format!(
-            "--holdout must be at least 1 and its images fit in 4 GB ({} at {r} px)",
-            (4e9 / (3 * r * r * 4) as f64) as usize
-        )));
-    }
+    check_holdout(a.holdout, r)?;
     let (source, holdout) = if a.toyworld {
         labelgan_toyworld::check_resolution(r)?;
         let seed = a.seed;
@@ -152,4 +146,16 @@ pub(crate) fn show_progress(bar: &Progress, p: &RotationProgress) {
     if let Some(h) = p.holdout_accuracy {
         bar.println(&format!("step {}/{}: held-out accuracy {h:.3}", p.step, p.steps));
     }
+}
+
+/// The held-out images are held in memory: `holdout` of them at `r` px bounded (at least
+/// one, at most 4 GB) before they are made (shared with `train-classifier`).
+pub(crate) fn check_holdout(holdout: usize, r: usize) -> Result<()> {
+    if holdout == 0 || holdout as f64 * (3 * r * r * 4) as f64 > 4e9 {
+        return Err(Error::usage(format!(
+            "--holdout must be at least 1 and its images fit in 4 GB ({} at {r} px)",
+            (4e9 / (3 * r * r * 4) as f64) as usize
+        )));
+    }
+    Ok(())
 }
