@@ -15,7 +15,8 @@
 //! d_width = 128
 //! g_norm = "batch_norm"           # none | batch_norm | self_modulated (conditional: class-conditional)
 //! d_spectral_norm = true
-//! init = "normal_0.02"            # normal_0.02 | default (each layer's own)
+//! d_layer_norm = false            # layer norm on D's hidden activations
+//! init = "normal_0.02"            # normal_0.02 | orthogonal | default (each layer's own)
 //! attention_resolution = 0        # biggan: self-attention at this size (0: none)
 //! embed_dim = 128                 # biggan: the shared class embedding
 //!
@@ -83,6 +84,9 @@ pub enum Init {
     /// Each layer's own default.
     #[serde(rename = "default")]
     Default,
+    /// Orthogonal weight matrices (BigGAN's).
+    #[serde(rename = "orthogonal")]
+    Orthogonal,
 }
 
 /// The networks.
@@ -107,6 +111,10 @@ pub struct ModelConfig {
     pub g_norm: GeneratorNorm,
     /// Spectral norm on every discriminator weight.
     pub d_spectral_norm: bool,
+    /// Layer norm on D's hidden activations (before each non-linearity after the
+    /// first layer), Compare GAN's `layer_norm` for D.
+    #[serde(default)]
+    pub d_layer_norm: bool,
     /// Weight initialisation.
     pub init: Init,
     /// BigGAN: the size at which both networks apply self-attention (0: none).
@@ -191,6 +199,7 @@ impl Default for TrainingConfig {
                 d_width: 128,
                 g_norm: GeneratorNorm::BatchNorm,
                 d_spectral_norm: true,
+                d_layer_norm: false,
                 init: Init::Normal002,
                 attention_resolution: 0,
                 embed_dim: 128,

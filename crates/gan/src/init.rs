@@ -2,6 +2,13 @@
 //! each variable with its layer's init hint, drawing from a generator derived from the
 //! run's seed and the variable's name. candle's own initialisers draw from an
 //! unseeded generator on the CPU, so two runs would start from different weights.
+//!
+//! In orthogonal mode (Saxe et al. 2014; BigGAN's and Compare GAN's `orthogonal`
+//! initialiser) every weight of two or more dimensions hinted as a normal draw is made
+//! orthogonal instead: the Gaussian matrix `[outputs, inputs * k * k]` through a QR
+//! decomposition (faer), its columns' signs fixed by R's diagonal so that the result
+//! is uniform over orthogonal matrices. Constant hints (a zero-initialised conditional
+//! gain, biases) are left as they are.
 
 use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::init::{Init, NormalOrUniform};
@@ -14,6 +21,7 @@ use labelgan_core::SplitMix64;
 struct SeededVars {
     vars: VarMap,
     seed: u64,
+    orthogonal: bool,
 }
 
 /// FNV-1a of a variable's name: its stream within the seed.
@@ -47,6 +55,30 @@ fn draw(shape: &Shape, hint: Init, rng: &mut SplitMix64, device: &Device) -> can
     Tensor::from_vec(values, shape.clone(), device)
 }
 
+/// A `shape` weight whose `[shape[0], rest]` matrix has orthonormal rows (or columns,
+/// when it has more rows than columns), drawn from `rng`.
+fn orthogonal(shape: &Shape, rng: &mut SplitMix64, device: &Device) -> candle_core::Result<Tensor> {
+    let rows = shape.dims()[0];
+    let cols = shape.elem_count() / rows.max(1);
+    // QR of the tall orientation; its thin Q has orthonormal columns.
+    let (m, n) = (rows.max(cols), rows.min(cols));
+    let a = faer::Mat::<f64>::from_fn(m, n, |_, _| rng.normal());
+    let qr = a.qr();
+    let (q, r) = (qr.compute_thin_Q(), qr.thin_R());
+    let sign = |j: usize| if r[(j, j)] < 0.0 { -1.0 } else { 1.0 };
+    let values: Vec<f64> = (0..rows)
+        .flat_map(|i| (0..cols).map(move |j| (i, j)))
+        .map(|(i, j)| {
+            if rows >= cols {
+                q[(i, j)] * sign(j)
+            } else {
+                q[(j, i)] * sign(i)
+            }
+        })
+        .collect();
+    Tensor::from_vec(values, shape.clone(), device)
+}
+
 impl SimpleBackend for SeededVars {
     fn get(&self, s: Shape, name: &str, h: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
         let mut data = self.vars.data().lock().unwrap_or_else(|e| e.into_inner());
@@ -58,7 +90,11 @@ impl SimpleBackend for SeededVars {
             return Ok(t.clone());
         }
         let mut rng = SplitMix64::derive(self.seed, name_key(name));
-        let v = Var::from_tensor(&draw(&s, h, &mut rng, dev)?.to_dtype(dtype)?)?;
+        let value = match h {
+            Init::Randn { .. } if self.orthogonal && s.rank() >= 2 => orthogonal(&s, &mut rng, dev)?,
+            _ => draw(&s, h, &mut rng, dev)?,
+        };
+        let v = Var::from_tensor(&value.to_dtype(dtype)?)?;
         let t = v.as_tensor().clone();
         data.insert(name.to_string(), v);
         Ok(t)
@@ -80,9 +116,26 @@ impl SimpleBackend for SeededVars {
 /// A builder whose variables land in `vars`, each initialised by its hint from `seed`
 /// and its name (the same seed and names give the same weights, whatever the order).
 pub fn seeded_var_builder(vars: &VarMap, seed: u64, dtype: DType, device: &Device) -> VarBuilder<'static> {
+    builder(vars, seed, false, dtype, device)
+}
+
+/// As [`seeded_var_builder`], for the networks of a config with initialisation `init`:
+/// orthogonal weights when it says so.
+pub fn init_var_builder(
+    vars: &VarMap,
+    seed: u64,
+    init: crate::Init,
+    dtype: DType,
+    device: &Device,
+) -> VarBuilder<'static> {
+    builder(vars, seed, init == crate::Init::Orthogonal, dtype, device)
+}
+
+fn builder(vars: &VarMap, seed: u64, orthogonal: bool, dtype: DType, device: &Device) -> VarBuilder<'static> {
     let backend = SeededVars {
         vars: vars.clone(),
         seed,
+        orthogonal,
     };
     VarBuilder::from_backend(Box::new(backend), dtype, device.clone())
 }
@@ -115,5 +168,43 @@ mod tests {
         // Kaiming normal, fan in 20, ReLU gain: std sqrt(2 / 20).
         assert!((sd(&flat(&k)) - (0.1f64).sqrt()).abs() < 0.02, "{}", sd(&flat(&k)));
         assert_eq!(vm.all_vars().len(), 3);
+    }
+
+    #[test]
+    fn orthogonal_weights_are_orthonormal_and_seeded() {
+        let vm = VarMap::new();
+        let vb = init_var_builder(&vm, 5, crate::Init::Orthogonal, DType::F64, &Device::Cpu);
+        let normal = Init::Randn { mean: 0.0, stdev: 0.02 };
+        // Wide (8 x 3*3*3 = 27): orthonormal rows; tall (40 x 6): orthonormal columns.
+        let wide = vb.get_with_hints((8, 3, 3, 3), "conv.weight", normal).unwrap();
+        let tall = vb.get_with_hints((40, 6), "dense.weight", normal).unwrap();
+        let zero = vb.get_with_hints((4, 4), "gain.weight", Init::Const(0.0)).unwrap();
+        let bias = vb.get_with_hints(8, "conv.bias", normal).unwrap();
+        let gram = |m: &Tensor, rows: bool| -> Vec<Vec<f64>> {
+            let m = m.reshape((m.dim(0).unwrap(), ())).unwrap();
+            let g = if rows {
+                m.matmul(&m.t().unwrap())
+            } else {
+                m.t().unwrap().matmul(&m)
+            };
+            g.unwrap().to_vec2().unwrap()
+        };
+        for (m, rows) in [(&wide, true), (&tall, false)] {
+            let g = gram(m, rows);
+            for (i, row) in g.iter().enumerate() {
+                for (j, v) in row.iter().enumerate() {
+                    let want = if i == j { 1.0 } else { 0.0 };
+                    assert!((v - want).abs() < 1e-12, "gram[{i}][{j}] = {v}");
+                }
+            }
+        }
+        let flat = |t: &Tensor| -> Vec<f64> { t.flatten_all().unwrap().to_vec1().unwrap() };
+        assert!(flat(&zero).iter().all(|&v| v == 0.0), "constant hints stay constant");
+        let sd = (flat(&bias).iter().map(|x| x * x).sum::<f64>() / 8.0).sqrt();
+        assert!(sd < 0.1, "a one-dimensional weight keeps its normal draw (sd {sd})");
+        let again = init_var_builder(&VarMap::new(), 5, crate::Init::Orthogonal, DType::F64, &Device::Cpu)
+            .get_with_hints((8, 3, 3, 3), "conv.weight", normal)
+            .unwrap();
+        assert_eq!(flat(&wide), flat(&again), "the same seed gives the same weights");
     }
 }

@@ -16,6 +16,8 @@ fn hint(init: Init) -> candle_nn::Init {
     match init {
         Init::Normal002 => candle_nn::Init::Randn { mean: 0.0, stdev: 0.02 },
         Init::Default => candle_nn::init::DEFAULT_KAIMING_NORMAL,
+        // A normal draw that the seeded builder turns orthogonal (`init`).
+        Init::Orthogonal => candle_nn::Init::Randn { mean: 0.0, stdev: 1.0 },
     }
 }
 
@@ -120,6 +122,11 @@ impl Conv {
             Some(b) => Ok(y.broadcast_add(&b.reshape((1, (), 1, 1))?)?),
             None => Ok(y),
         }
+    }
+
+    /// Output channels.
+    pub fn outputs(&self) -> usize {
+        self.weight.w.dims()[0]
     }
 
     /// Spectral norm state, by name.

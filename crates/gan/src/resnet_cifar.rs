@@ -10,6 +10,7 @@ use candle_nn::VarBuilder;
 
 use labelgan_core::{Error, Result};
 
+use crate::layer_norm::LayerNorm;
 use crate::layers::{Conv, Dense};
 use crate::model::{GanDiscriminator, GanGenerator};
 use crate::norm::NormLayer;
@@ -173,6 +174,10 @@ pub(crate) fn set_generator_buffers(
 pub(crate) struct DownBlock {
     conv1: Conv,
     conv2: Conv,
+    /// Layer norms before the two activations (with `d_layer_norm`; the first block's
+    /// input is the image, which gets none).
+    norm1: Option<LayerNorm>,
+    norm2: Option<LayerNorm>,
     shortcut: Option<Conv>,
     downsample: bool,
     first: bool,
@@ -190,7 +195,15 @@ impl DownBlock {
         sn: &mut dyn FnMut() -> Option<u64>,
         vb: VarBuilder,
     ) -> Result<Self> {
+        let ln = |on: bool, channels: usize, name: &str| -> Result<Option<LayerNorm>> {
+            match cfg.d_layer_norm && on {
+                true => Ok(Some(LayerNorm::new(channels, vb.pp(name))?)),
+                false => Ok(None),
+            }
+        };
         Ok(DownBlock {
+            norm1: ln(!first, inputs, "norm1")?,
+            norm2: ln(true, c, "norm2")?,
             conv1: Conv::new(inputs, c, 3, 1, sn(), cfg.init, vb.pp("conv1"))?,
             conv2: Conv::new(c, c, 3, 1, sn(), cfg.init, vb.pp("conv2"))?,
             shortcut: if downsample || inputs != c {
@@ -204,8 +217,18 @@ impl DownBlock {
     }
 
     pub(crate) fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor> {
-        let h = if self.first { x.clone() } else { x.relu()? };
-        let h = self.conv1.forward(&h, training)?.relu()?;
+        let norm = |n: &Option<LayerNorm>, h: Tensor| -> Result<Tensor> {
+            match n {
+                Some(n) => n.forward(&h),
+                None => Ok(h),
+            }
+        };
+        let h = if self.first {
+            x.clone()
+        } else {
+            norm(&self.norm1, x.clone())?.relu()?
+        };
+        let h = norm(&self.norm2, self.conv1.forward(&h, training)?)?.relu()?;
         let mut h = self.conv2.forward(&h, training)?;
         if self.downsample {
             h = down(&h)?;
@@ -318,14 +341,15 @@ mod tests {
 
     #[test]
     fn shapes_gradients_and_buffers_for_each_normalisation() {
-        for (norm, conditional) in [
-            (GeneratorNorm::BatchNorm, true),
-            (GeneratorNorm::BatchNorm, false),
-            (GeneratorNorm::SelfModulated, true),
-            (GeneratorNorm::None, false),
+        for (norm, conditional, layer_norm) in [
+            (GeneratorNorm::BatchNorm, true, false),
+            (GeneratorNorm::BatchNorm, false, true),
+            (GeneratorNorm::SelfModulated, true, false),
+            (GeneratorNorm::None, false, false),
         ] {
             let mut cfg = TrainingConfig::default().model;
             (cfg.g_width, cfg.d_width, cfg.z_dim, cfg.g_norm, cfg.conditional) = (16, 8, 12, norm, conditional);
+            cfg.d_layer_norm = layer_norm;
             let (gm, dm) = (VarMap::new(), VarMap::new());
             let g =
                 ResnetCifarGenerator::new(&cfg, crate::seeded_var_builder(&gm, 7, DType::F32, &Device::Cpu)).unwrap();
@@ -355,6 +379,9 @@ mod tests {
                     "{norm:?} {conditional}: {name} has no gradient"
                 );
             }
+            // D's layer norms: 7 (block 1 has no norm before its first activation).
+            let d_norms = dm.data().lock().unwrap().keys().filter(|k| k.contains(".norm")).count();
+            assert_eq!(d_norms, if layer_norm { 2 * 7 } else { 0 });
             let norms = match norm {
                 GeneratorNorm::None => 0,
                 _ => 7,

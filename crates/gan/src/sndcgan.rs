@@ -11,6 +11,7 @@ use candle_nn::VarBuilder;
 
 use labelgan_core::{Error, Result};
 
+use crate::layer_norm::LayerNorm;
 use crate::layers::{Conv, Dense, UpConv};
 use crate::model::{GanDiscriminator, GanGenerator};
 use crate::norm::NormLayer;
@@ -107,6 +108,8 @@ impl GanGenerator for SndcganGenerator {
 #[derive(Debug)]
 pub struct SndcganDiscriminator {
     convs: Vec<Conv>,
+    /// Layer norms after every convolution but the first (with `d_layer_norm`).
+    norms: Vec<Option<LayerNorm>>,
     dense: Dense,
     projection: Option<Dense>,
 }
@@ -154,8 +157,16 @@ impl SndcganDiscriminator {
             Some(c) => Some(Dense::new(c, last, false, sn(900), cfg.init, vb.pp("projection"))?),
             None => None,
         };
+        let mut norms = Vec::with_capacity(convs.len());
+        for (i, c) in convs.iter().enumerate() {
+            norms.push(match cfg.d_layer_norm && i > 0 {
+                true => Some(LayerNorm::new(c.outputs(), vb.pp(format!("norm{i}")))?),
+                false => None,
+            });
+        }
         Ok(Self {
             convs,
+            norms,
             dense: Dense::new(16 * last, 1, true, sn(901), cfg.init, vb.pp("dense"))?,
             projection,
         })
@@ -165,8 +176,11 @@ impl SndcganDiscriminator {
 impl GanDiscriminator for SndcganDiscriminator {
     fn forward(&self, x: &Tensor, y: Option<&Tensor>, training: bool) -> Result<Tensor> {
         let mut h = x.clone();
-        for c in &self.convs {
-            let a = c.forward(&h, training)?;
+        for (c, norm) in self.convs.iter().zip(&self.norms) {
+            let mut a = c.forward(&h, training)?;
+            if let Some(norm) = norm {
+                a = norm.forward(&a)?;
+            }
             h = a.maximum(&(&a * LEAK)?)?;
         }
         let n = h.dim(0)?;
@@ -254,6 +268,46 @@ mod tests {
             .unwrap();
         let grads = loss.backward().unwrap();
         for (name, var) in gm.data().lock().unwrap().iter().chain(dm.data().lock().unwrap().iter()) {
+            assert!(grads.get(var).is_some(), "{name} has no gradient");
+        }
+    }
+
+    #[test]
+    fn layer_norm_in_d_trains_and_keeps_samples_apart() {
+        let mut cfg = small();
+        cfg.d_layer_norm = true;
+        let dm = VarMap::new();
+        let d =
+            SndcganDiscriminator::new(&cfg, 1, crate::seeded_var_builder(&dm, 7, DType::F32, &Device::Cpu)).unwrap();
+        let names: Vec<String> = dm
+            .data()
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|k| k.starts_with("norm"))
+            .cloned()
+            .collect();
+        assert_eq!(names.len(), 2 * 6, "every conv but the first: {names:?}");
+        let x = SplitMix64::new(3).normal_tensor(&[3, 3, 32, 32], &Device::Cpu).unwrap();
+        let y = one_hot(&[1, 2, 5], 10);
+        let all: Vec<f32> = d.forward(&x, Some(&y), false).unwrap().to_vec1().unwrap();
+        // Unlike batch norm, a sample's logit does not depend on the rest of its batch.
+        let one: Vec<f32> = d
+            .forward(&x.narrow(0, 1, 1).unwrap(), Some(&y.narrow(0, 1, 1).unwrap()), false)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert!((all[1] - one[0]).abs() < 1e-5, "{} vs {}", all[1], one[0]);
+        let grads = crate::Loss::Hinge
+            .discriminator(
+                &d.forward(&x, Some(&y), false).unwrap(),
+                &d.forward(&x.neg().unwrap(), Some(&y), false).unwrap(),
+            )
+            .unwrap()
+            .total
+            .backward()
+            .unwrap();
+        for (name, var) in dm.data().lock().unwrap().iter() {
             assert!(grads.get(var).is_some(), "{name} has no gradient");
         }
     }

@@ -12,7 +12,7 @@ use labelgan_core::io::{TensorFile, save_safetensors};
 use labelgan_core::{Error, Result, SplitMix64};
 use labelgan_optim::{Adam, named_grads, named_vars};
 
-use crate::init::seeded_var_builder;
+use crate::init::init_var_builder;
 use crate::model::{GanDiscriminator, GanGenerator};
 use crate::{
     Architecture, BigGanDiscriminator, BigGanGenerator, BnMode, Penalty, ResnetCifarDiscriminator,
@@ -76,8 +76,8 @@ impl Trainer {
         let (gm, dm) = (VarMap::new(), VarMap::new());
         let m = &config.model;
         let (gb, db) = (
-            seeded_var_builder(&gm, config.seed, DType::F32, device),
-            seeded_var_builder(&dm, config.seed ^ 0x6469_7363, DType::F32, device),
+            init_var_builder(&gm, config.seed, m.init, DType::F32, device),
+            init_var_builder(&dm, config.seed ^ 0x6469_7363, m.init, DType::F32, device),
         );
         let (g, d): (
             Box<dyn GanGenerator + Send + Sync>,

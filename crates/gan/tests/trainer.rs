@@ -96,6 +96,35 @@ fn resumes_bit_exactly_and_refuses_another_config() {
         w(&Trainer::new(&other, &Device::Cpu).unwrap())
     );
 
+    // Orthogonal init: the networks' weight matrices start orthonormal.
+    let mut ortho = cfg.clone();
+    ortho.model.init = labelgan_gan::Init::Orthogonal;
+    let t = Trainer::new(&ortho, &Device::Cpu).unwrap();
+    for (name, vars) in [
+        ("dense.weight", t.generator_vars()),
+        ("conv2.weight", t.discriminator_vars()),
+    ] {
+        let m = vars[name].as_tensor();
+        let m = m.reshape((m.dim(0).unwrap(), ())).unwrap();
+        let (r, c) = m.dims2().unwrap();
+        let gram = if r <= c {
+            m.matmul(&m.t().unwrap())
+        } else {
+            m.t().unwrap().matmul(&m)
+        }
+        .unwrap();
+        let eye = Tensor::eye(r.min(c), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let err = (gram - eye)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(err < 1e-4, "{name} [{r}, {c}] is {err} from orthonormal");
+    }
+
     // Another config is refused, naming the setting.
     let mut changed = cfg.clone();
     changed.train.d_lr = 1e-3;
