@@ -101,11 +101,15 @@ pub fn class_accuracy(net: &RotationNet, images: &Tensor, classes: &[u32]) -> Re
     Ok(correct as f32 / n as f32)
 }
 
-/// The feature extractor in `path`: a classifier written by [`train_classifier`]
-/// (features and class probabilities), else the file as an LPIPS backbone (features:
-/// its pooled taps).
+/// The feature extractor in `path`: the FID Inception-v3 converted by
+/// `tools/convert_inception.py` (pool3 features, 1008-way probabilities), a classifier
+/// written by [`train_classifier`] (features and class probabilities), else the file
+/// as an LPIPS backbone (features: its pooled taps).
 pub fn load_extractor(path: &Path, device: &Device) -> Result<Box<dyn FeatureExtractor>> {
     let file = TensorFile::load(path, device)?;
+    if crate::inception_v3::InceptionV3::is_inception(&file) {
+        return Ok(Box::new(crate::inception_v3::InceptionV3::from_file(&file, device)?));
+    }
     let classifier = file
         .metadata
         .get("rotation_config")

@@ -22,6 +22,7 @@ pub mod classifier;
 mod conv;
 pub mod detfill;
 mod fused;
+pub mod inception_v3;
 pub mod pool;
 pub mod rotation;
 mod squeeze;
