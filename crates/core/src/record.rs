@@ -74,11 +74,27 @@ impl RunRecord {
     /// checks that this run is the same: a difference is an error naming the setting
     /// and both values. `restart_hint` says how to start over (e.g. "pass --restart").
     pub fn check_or_write(&self, dir: &Path, file: &str, restart_hint: &str) -> Result<()> {
+        self.check_or_write_with_defaults(dir, file, restart_hint, &RunRecord::new())
+    }
+
+    /// As [`RunRecord::check_or_write`], with a setting missing from an earlier record
+    /// read as its value in `defaults`: a run begun before a setting existed resumes
+    /// when the setting is left at its default.
+    pub fn check_or_write_with_defaults(
+        &self,
+        dir: &Path,
+        file: &str,
+        restart_hint: &str,
+        defaults: &RunRecord,
+    ) -> Result<()> {
         let path = dir.join(file);
         if path.exists() {
             let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-            let earlier: RunRecord =
+            let mut earlier: RunRecord =
                 serde_json::from_str(&text).map_err(|e| Error::format(&path, format!("run record: {e}")))?;
+            for (k, v) in &defaults.settings {
+                earlier.settings.entry(k.clone()).or_insert_with(|| v.clone());
+            }
             return match self.difference(&earlier) {
                 None => Ok(()),
                 Some((name, was, now)) => Err(Error::invalid(format!(
@@ -246,6 +262,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("input generator"), "{e}");
+        // A setting the earlier record lacks: its default resumes, anything else names it.
+        let later = record(0, 10, "g").setting("added", &5).unwrap();
+        let defaults = RunRecord::new().setting("added", &5).unwrap();
+        later
+            .check_or_write_with_defaults(&dir, "run.json", "x", &defaults)
+            .unwrap();
+        let e = record(0, 10, "g")
+            .setting("added", &6)
+            .unwrap()
+            .check_or_write_with_defaults(&dir, "run.json", "x", &defaults)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("added = 5, this run has 6"), "{e}");
+        let e = later.check_or_write(&dir, "run.json", "x").unwrap_err().to_string();
+        assert!(e.contains("added = (not set), this run has 5"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -6,7 +6,7 @@
 //! seed = 0
 //!
 //! [model]
-//! architecture = "resnet_cifar"   # sndcgan | resnet_cifar | biggan
+//! architecture = "resnet_cifar"   # sndcgan | resnet_cifar | biggan | stylegan2
 //! resolution = 32
 //! conditional = true
 //! classes = 10
@@ -19,6 +19,16 @@
 //! init = "normal_0.02"            # normal_0.02 | orthogonal | default (each layer's own)
 //! attention_resolution = 0        # biggan: self-attention at this size (0: none)
 //! embed_dim = 128                 # biggan: the shared class embedding
+//!
+//! [model.stylegan2]               # architecture = "stylegan2" (g_width, d_width: channel maxima)
+//! w_dim = 256
+//! mapping_layers = 4
+//! g_channel_base = 4096
+//! d_channel_base = 4096
+//! mapping_lr_multiplier = 0.01
+//! style_mixing = 0.9
+//! w_avg_beta = 0.995
+//! mbstd_group = 4
 //!
 //! [train]
 //! loss = "hinge"                  # non_saturating | hinge | wasserstein | least_squares
@@ -33,6 +43,11 @@
 //! ema_decay = 0.0                 # G weight EMA; 0: off
 //! ema_start_kimg = 0.0
 //! kimg = 100.0
+//! penalty_interval = 1            # lazy regularisation: the penalty every k D steps
+//! ema_half_life_kimg = 0.0        # StyleGAN2's average (instead of ema_decay)
+//! ema_rampup = 0.0
+//! g_warmup_steps = 0              # G rests while a fresh D catches up
+//! g_warmup_gap = 0.0
 //!
 //! [eval]
 //! every_kimg = 10.0
@@ -61,6 +76,48 @@ pub enum Architecture {
     /// BigGAN's ResNet: hierarchical z, a shared class embedding, optional
     /// self-attention, a projection discriminator.
     Biggan,
+    /// StyleGAN2 (Karras et al. 2020): the mapping network, modulated convolutions and
+    /// the residual discriminator, with their official initialisation; settings in
+    /// `[model.stylegan2]`, `g_width` and `d_width` the channel maxima.
+    Stylegan2,
+}
+
+/// StyleGAN2's own settings (`[model.stylegan2]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StyleGan2Config {
+    /// Size of w.
+    pub w_dim: usize,
+    /// Layers of the mapping network.
+    pub mapping_layers: usize,
+    /// Generator widths: `min(g_channel_base / r, g_width)` at resolution r.
+    pub g_channel_base: usize,
+    /// Discriminator widths: `min(d_channel_base / r, d_width)`.
+    pub d_channel_base: usize,
+    /// Learning-rate multiplier of the mapping network.
+    pub mapping_lr_multiplier: f64,
+    /// Probability of style mixing per training batch.
+    pub style_mixing: f64,
+    /// Decay of the tracked mean w (`w_avg`, what truncation pulls towards).
+    pub w_avg_beta: f64,
+    /// Minibatch standard deviation group (the batch must be a multiple of it).
+    pub mbstd_group: usize,
+}
+
+impl Default for StyleGan2Config {
+    /// The small CPU configuration of `docs/training.md` (4 mapping layers, 256-d w).
+    fn default() -> Self {
+        Self {
+            w_dim: 256,
+            mapping_layers: 4,
+            g_channel_base: 4096,
+            d_channel_base: 4096,
+            mapping_lr_multiplier: 0.01,
+            style_mixing: 0.9,
+            w_avg_beta: 0.995,
+            mbstd_group: 4,
+        }
+    }
 }
 
 /// How the generator normalises its activations.
@@ -123,6 +180,9 @@ pub struct ModelConfig {
     /// BigGAN: the shared class embedding's size.
     #[serde(default = "default_embed_dim")]
     pub embed_dim: usize,
+    /// StyleGAN2's own settings.
+    #[serde(default)]
+    pub stylegan2: StyleGan2Config,
 }
 
 fn default_embed_dim() -> usize {
@@ -157,6 +217,32 @@ pub struct TrainConfig {
     pub ema_start_kimg: f64,
     /// Training length, in thousands of real images shown to D.
     pub kimg: f64,
+    /// Lazy regularisation (StyleGAN2): the penalty on every this many D steps only,
+    /// times this many; with more than 1, D's Adam learning rate and betas are scaled
+    /// by `k / (k + 1)` (Karras et al. 2020, appendix B).
+    #[serde(default = "one")]
+    pub penalty_interval: usize,
+    /// The weight average's half-life in thousands of images (StyleGAN2's `ema_kimg`;
+    /// 0: use `ema_decay`).
+    #[serde(default)]
+    pub ema_half_life_kimg: f64,
+    /// With a half-life: at most this fraction of the images seen (StyleGAN2's ramp-up;
+    /// 0: none).
+    #[serde(default)]
+    pub ema_rampup: f64,
+    /// G rests for the first this many steps while D trains (for a run that starts
+    /// from a trained generator with a fresh D).
+    #[serde(default)]
+    pub g_warmup_steps: u64,
+    /// With `g_warmup_steps`: end the rest early once D separates real from generated
+    /// images by this margin (a moving average, 0.9 per step, of `D(x) - D(G(z))`);
+    /// 0: rest all `g_warmup_steps`.
+    #[serde(default)]
+    pub g_warmup_gap: f64,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Scoring while training.
@@ -203,6 +289,7 @@ impl Default for TrainingConfig {
                 init: Init::Normal002,
                 attention_resolution: 0,
                 embed_dim: 128,
+                stylegan2: StyleGan2Config::default(),
             },
             train: TrainConfig {
                 loss: Loss::Hinge,
@@ -217,6 +304,11 @@ impl Default for TrainingConfig {
                 ema_decay: 0.0,
                 ema_start_kimg: 0.0,
                 kimg: 100.0,
+                penalty_interval: 1,
+                ema_half_life_kimg: 0.0,
+                ema_rampup: 0.0,
+                g_warmup_steps: 0,
+                g_warmup_gap: 0.0,
             },
             eval: EvalConfig {
                 every_kimg: 10.0,
@@ -265,6 +357,9 @@ impl TrainingConfig {
         let (m, t, e) = (&self.model, &self.train, &self.eval);
         if !m.resolution.is_power_of_two() || !(16..=1024).contains(&m.resolution) {
             return Err(bad("model.resolution", m.resolution, "a power of two in 16..=1024"));
+        }
+        if m.architecture == Architecture::Stylegan2 {
+            crate::stylegan2::validate(self)?;
         }
         if m.architecture == Architecture::ResnetCifar && m.resolution != 32 {
             return Err(bad("model.resolution", m.resolution, "32 for resnet_cifar"));
@@ -325,6 +420,32 @@ impl TrainingConfig {
                 "train.ema_decay, ema_start_kimg",
                 format!("{}, {}", t.ema_decay, t.ema_start_kimg),
                 "a decay in [0, 1) and a start of at least 0",
+            ));
+        }
+        if !(1..=1000).contains(&t.penalty_interval) {
+            return Err(bad("train.penalty_interval", t.penalty_interval, "in 1..=1000"));
+        }
+        for (name, v) in [
+            ("train.ema_half_life_kimg", t.ema_half_life_kimg),
+            ("train.ema_rampup", t.ema_rampup),
+            ("train.g_warmup_gap", t.g_warmup_gap),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(bad(name, v, "a finite number of at least 0"));
+            }
+        }
+        if t.ema_half_life_kimg > 0.0 && t.ema_decay > 0.0 {
+            return Err(bad(
+                "train.ema_decay",
+                t.ema_decay,
+                "0 when train.ema_half_life_kimg sets the average",
+            ));
+        }
+        if t.g_warmup_gap > 0.0 && t.g_warmup_steps == 0 {
+            return Err(bad(
+                "train.g_warmup_gap",
+                t.g_warmup_gap,
+                "0 unless train.g_warmup_steps caps the rest",
             ));
         }
         if !(1..=MAX_SIZE).contains(&t.batch) {

@@ -2,10 +2,11 @@
 //! architecture.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use candle_core::Tensor;
 
-use labelgan_core::Result;
+use labelgan_core::{Result, SplitMix64};
 
 use crate::BnMode;
 
@@ -18,12 +19,29 @@ pub trait GanGenerator {
     /// `[N, classes]` to images `[N, 3, R, R]`.
     fn forward(&self, z: &Tensor, y: Option<&Tensor>, mode: BnMode) -> Result<Tensor>;
 
+    /// Images for a training step: [`GanGenerator::forward`] in training mode plus any
+    /// randomness of the architecture's own, drawn from `rng` (StyleGAN2: style mixing
+    /// and per-pixel noise); `track` on the generator's own step (StyleGAN2 follows
+    /// the mean w there).
+    fn forward_train(&self, z: &Tensor, y: Option<&Tensor>, rng: &mut SplitMix64, track: bool) -> Result<Tensor> {
+        let _ = (rng, track);
+        self.forward(z, y, BnMode::Train)
+    }
+
     /// State that is not trained but must be saved (normalisation statistics), by name.
     fn buffers(&self) -> BTreeMap<String, Tensor>;
 
     /// Restores what [`GanGenerator::buffers`] returned (a missing or misshapen one
     /// is an error naming it).
     fn set_buffers(&self, from: &BTreeMap<String, Tensor>) -> Result<()>;
+
+    /// Writes the generator with trained weights `weights` (by name) as a model file
+    /// the rest of labelgan loads, if the architecture has one (StyleGAN2: the official
+    /// layout); `false` when it has none.
+    fn export(&self, weights: &BTreeMap<String, Tensor>, path: &Path) -> Result<bool> {
+        let _ = (weights, path);
+        Ok(false)
+    }
 }
 
 /// A discriminator: images (and classes) to one logit per image.

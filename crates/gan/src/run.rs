@@ -5,6 +5,7 @@
 //! OUT/config.toml              the resolved config
 //! OUT/run.json                 settings and input fingerprints (a resume must match)
 //! OUT/checkpoint.safetensors   everything a resume needs
+//! OUT/generator.safetensors    G's average as a model file (StyleGAN2: the official layout)
 //! OUT/samples.png              a grid from fixed latents (a row per class)
 //! OUT/log.jsonl                losses and speed, every ~10 s
 //! OUT/scores.csv               kimg, step and each score, at every eval interval
@@ -21,10 +22,11 @@ use crate::TrainingConfig;
 use crate::trainer::{RealBatches, Trainer, one_hot};
 
 /// What a run writes into its folder (and `restart` removes).
-pub const RUN_OUTPUTS: [&str; 6] = [
+pub const RUN_OUTPUTS: [&str; 7] = [
     "config.toml",
     "run.json",
     "checkpoint.safetensors",
+    "generator.safetensors",
     "samples.png",
     "log.jsonl",
     "scores.csv",
@@ -84,6 +86,7 @@ fn samples(t: &Trainer, out: &Path) -> Result<()> {
 
 fn snapshot(t: &Trainer, out: &Path) -> Result<()> {
     t.save(&out.join("checkpoint.safetensors"))?;
+    t.export_generator(&out.join("generator.safetensors"))?;
     samples(t, out)
 }
 
@@ -115,7 +118,14 @@ pub fn train_run(
     if opts.restart {
         labelgan_core::io::remove_outputs(out, &RUN_OUTPUTS)?;
     }
-    record(config, &opts.inputs)?.check_or_write(out, "run.json", "pass --restart to start over")?;
+    // Settings added since a run began read as their defaults (`TrainingConfig::default`).
+    let defaults = record(&TrainingConfig::default(), &[])?;
+    record(config, &opts.inputs)?.check_or_write_with_defaults(
+        out,
+        "run.json",
+        "pass --restart to start over",
+        &defaults,
+    )?;
     labelgan_core::io::write_atomic(&out.join("config.toml"), config.to_toml()?.as_bytes())?;
     let ck = out.join("checkpoint.safetensors");
     let mut t = if ck.exists() {

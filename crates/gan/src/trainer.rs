@@ -16,7 +16,8 @@ use crate::init::init_var_builder;
 use crate::model::{GanDiscriminator, GanGenerator};
 use crate::{
     Architecture, BigGanDiscriminator, BigGanGenerator, BnMode, Penalty, ResnetCifarDiscriminator,
-    ResnetCifarGenerator, SndcganDiscriminator, SndcganGenerator, TrainingConfig,
+    ResnetCifarGenerator, SndcganDiscriminator, SndcganGenerator, StyleGan2Discriminator, StyleGan2Generator,
+    TrainingConfig,
 };
 
 /// Real images `[n, 3, R, R]` in [-1, 1] starting at image `start` of the data, with
@@ -28,6 +29,7 @@ pub type RealBatches<'a> = dyn FnMut(u64, usize) -> Result<(Tensor, Option<Vec<u
 const Z_STREAM: u64 = 0x7a;
 const CLASS_STREAM: u64 = 0x63;
 const PENALTY_STREAM: u64 = 0x70;
+const NOISE_STREAM: u64 = 0x6e;
 
 /// What one G step (with its D steps) did.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -54,7 +56,53 @@ pub struct Trainer {
     ema: Option<BTreeMap<String, Tensor>>,
     /// G steps done.
     pub step: u64,
+    /// Moving average (0.9 per step) of `D(x) - D(G(z))`: how well D separates them.
+    pub gap_average: f64,
+    /// The step at which G started training (`None` while it rests: `g_warmup_steps`).
+    pub g_started: Option<u64>,
     device: Device,
+}
+
+/// Both networks of `config` and their weights by name.
+type Networks = (
+    Box<dyn GanGenerator + Send + Sync>,
+    BTreeMap<String, Var>,
+    Box<dyn GanDiscriminator + Send + Sync>,
+    BTreeMap<String, Var>,
+);
+
+/// Fresh networks for `config`, initialised from its seed.
+fn networks(config: &TrainingConfig, device: &Device) -> Result<Networks> {
+    let m = &config.model;
+    if m.architecture == Architecture::Stylegan2 {
+        let (g, g_vars) = StyleGan2Generator::new(m, config.seed, device)?;
+        let (d, d_vars) = StyleGan2Discriminator::new(m, config.seed ^ 0x6469_7363, device)?;
+        return Ok((Box::new(g), g_vars, Box::new(d), d_vars));
+    }
+    let (gm, dm) = (VarMap::new(), VarMap::new());
+    let (gb, db) = (
+        init_var_builder(&gm, config.seed, m.init, DType::F32, device),
+        init_var_builder(&dm, config.seed ^ 0x6469_7363, m.init, DType::F32, device),
+    );
+    let (g, d): (
+        Box<dyn GanGenerator + Send + Sync>,
+        Box<dyn GanDiscriminator + Send + Sync>,
+    ) = match m.architecture {
+        Architecture::Sndcgan => (
+            Box::new(SndcganGenerator::new(m, gb)?),
+            Box::new(SndcganDiscriminator::new(m, config.seed, db)?),
+        ),
+        Architecture::ResnetCifar => (
+            Box::new(ResnetCifarGenerator::new(m, gb)?),
+            Box::new(ResnetCifarDiscriminator::new(m, config.seed, db)?),
+        ),
+        Architecture::Biggan => (
+            Box::new(BigGanGenerator::new(m, gb)?),
+            Box::new(BigGanDiscriminator::new(m, config.seed, db)?),
+        ),
+        Architecture::Stylegan2 => unreachable!("built above"),
+    };
+    Ok((g, named_vars(&gm), d, named_vars(&dm)))
 }
 
 /// One-hot rows of `classes`.
@@ -73,42 +121,57 @@ impl Trainer {
     /// Fresh networks for `config` (validated) on `device`, initialised from its seed.
     pub fn new(config: &TrainingConfig, device: &Device) -> Result<Self> {
         config.validate()?;
-        let (gm, dm) = (VarMap::new(), VarMap::new());
-        let m = &config.model;
-        let (gb, db) = (
-            init_var_builder(&gm, config.seed, m.init, DType::F32, device),
-            init_var_builder(&dm, config.seed ^ 0x6469_7363, m.init, DType::F32, device),
-        );
-        let (g, d): (
-            Box<dyn GanGenerator + Send + Sync>,
-            Box<dyn GanDiscriminator + Send + Sync>,
-        ) = match m.architecture {
-            Architecture::Sndcgan => (
-                Box::new(SndcganGenerator::new(m, gb)?),
-                Box::new(SndcganDiscriminator::new(m, config.seed, db)?),
-            ),
-            Architecture::ResnetCifar => (
-                Box::new(ResnetCifarGenerator::new(m, gb)?),
-                Box::new(ResnetCifarDiscriminator::new(m, config.seed, db)?),
-            ),
-            Architecture::Biggan => (
-                Box::new(BigGanGenerator::new(m, gb)?),
-                Box::new(BigGanDiscriminator::new(m, config.seed, db)?),
-            ),
-        };
+        let (g, g_vars, d, d_vars) = networks(config, device)?;
         let t = &config.train;
+        // Lazy regularisation: D's Adam sees fewer, larger steps (StyleGAN2, appendix B).
+        let lazy = t.penalty != Penalty::None && t.penalty_weight > 0.0 && t.penalty_interval > 1;
+        let mb = if lazy {
+            t.penalty_interval as f64 / (t.penalty_interval as f64 + 1.0)
+        } else {
+            1.0
+        };
         Ok(Self {
             config: config.clone(),
             g,
             d,
-            g_vars: named_vars(&gm),
-            d_vars: named_vars(&dm),
+            g_vars,
+            d_vars,
             opt_g: Adam::new(t.g_lr, (t.g_betas[0], t.g_betas[1])),
-            opt_d: Adam::new(t.d_lr, (t.d_betas[0], t.d_betas[1])),
+            opt_d: Adam::new(t.d_lr * mb, (t.d_betas[0].powf(mb), t.d_betas[1].powf(mb))),
             ema: None,
             step: 0,
+            gap_average: 0.0,
+            g_started: (t.g_warmup_steps == 0).then_some(0),
             device: device.clone(),
         })
+    }
+
+    /// Fresh networks whose generator starts from trained weights `state` (by name, as
+    /// the architecture's export writes them: StyleGAN2's official layout, its
+    /// `mapping.w_avg` included), with a fresh discriminator. A missing or misshapen
+    /// tensor is an error naming it.
+    pub fn with_generator(config: &TrainingConfig, state: &BTreeMap<String, Tensor>, device: &Device) -> Result<Self> {
+        let mut t = Self::new(config, device)?;
+        if config.model.architecture == Architecture::Stylegan2 {
+            let (g, vars) = StyleGan2Generator::from_state(&config.model, state, device)?;
+            t.g = Box::new(g);
+            t.g_vars = vars;
+            return Ok(t);
+        }
+        for (k, v) in &t.g_vars {
+            let w = state
+                .get(k)
+                .ok_or_else(|| Error::invalid(format!("the generator has no tensor `{k}` that the config makes")))?;
+            if w.dims() != v.as_tensor().dims() {
+                return Err(Error::invalid(format!(
+                    "generator tensor `{k}` is {:?}, the config makes {:?}",
+                    w.dims(),
+                    v.as_tensor().dims()
+                )));
+            }
+            v.set(&w.to_dtype(DType::F32)?.to_device(device)?)?;
+        }
+        Ok(t)
     }
 
     /// Real images shown to D so far.
@@ -169,13 +232,20 @@ impl Trainer {
                 (false, _) => None,
             };
             let (z, y_fake) = self.latents(Z_STREAM, k as u64, t.batch)?;
-            let fake = self.g.forward(&z, y_fake.as_ref(), BnMode::Train)?.detach();
+            let mut noise = self.stream(NOISE_STREAM, k as u64);
+            let fake = self.g.forward_train(&z, y_fake.as_ref(), &mut noise, false)?.detach();
             let real_logits = self.d.forward(&x, y_real.as_ref(), true)?;
             let fake_logits = self.d.forward(&fake, y_fake.as_ref(), false)?;
             let loss = t.loss.discriminator(&real_logits, &fake_logits)?;
             d_loss = loss.total.to_dtype(DType::F32)?.to_scalar()?;
+            let gap = (real_logits.mean_all()? - fake_logits.mean_all()?)?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?;
+            self.gap_average = 0.9 * self.gap_average + 0.1 * gap;
             let mut grads = named_grads(&self.d_vars, &loss.total.backward()?);
-            if t.penalty != Penalty::None && t.penalty_weight > 0.0 {
+            let update = self.step * t.d_steps as u64 + k as u64;
+            if t.penalty != Penalty::None && t.penalty_weight > 0.0 && update.is_multiple_of(t.penalty_interval as u64)
+            {
                 let (value, pg) = self.penalty_gradients(&x, &fake, y_real.as_ref(), k as u64)?;
                 penalty = value;
                 for (name, g) in pg {
@@ -188,11 +258,24 @@ impl Trainer {
             }
             self.opt_d.update(&self.d_vars, &grads)?;
         }
-        let (z, y) = self.latents(Z_STREAM, 255, t.batch)?;
-        let fake = self.g.forward(&z, y.as_ref(), BnMode::Train)?;
-        let g_loss = t.loss.generator(&self.d.forward(&fake, y.as_ref(), false)?)?;
-        let g_value = g_loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
-        self.opt_g.update_from(&self.g_vars, &g_loss.backward()?)?;
+        if self.g_started.is_none() {
+            let capped = self.step >= t.g_warmup_steps;
+            let separated = t.g_warmup_gap > 0.0 && self.gap_average >= t.g_warmup_gap;
+            if capped || separated {
+                self.g_started = Some(self.step);
+            }
+        }
+        let g_value = if self.g_started.is_some() {
+            let (z, y) = self.latents(Z_STREAM, 255, t.batch)?;
+            let mut noise = self.stream(NOISE_STREAM, 255);
+            let fake = self.g.forward_train(&z, y.as_ref(), &mut noise, true)?;
+            let g_loss = t.loss.generator(&self.d.forward(&fake, y.as_ref(), false)?)?;
+            let g_value = g_loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+            self.opt_g.update_from(&self.g_vars, &g_loss.backward()?)?;
+            g_value
+        } else {
+            0.0
+        };
         self.step += 1;
         self.update_average()?;
         if !(d_loss.is_finite() && g_value.is_finite() && penalty.is_finite()) {
@@ -206,6 +289,11 @@ impl Trainer {
             penalty,
             g_loss: g_value,
         })
+    }
+
+    /// A generator for draw `index` of stream `tag` at the current step.
+    fn stream(&self, tag: u64, index: u64) -> SplitMix64 {
+        SplitMix64::derive(self.config.seed ^ (tag << 56), (self.step << 8) | index)
     }
 
     /// The weighted penalty's value and gradients with respect to D's weights, on a
@@ -225,7 +313,9 @@ impl Trainer {
             s.spawn(|| -> Result<(f32, BTreeMap<String, Tensor>)> {
                 let p = t.penalty.value(&d_fn, real, fake, &mut rng)?;
                 let value = p.to_dtype(DType::F32)?.to_scalar::<f32>()?;
-                let grads = named_grads(&self.d_vars, &(p * t.penalty_weight)?.backward()?);
+                // Lazy: every `penalty_interval` updates, as much as that many would add.
+                let weight = t.penalty_weight * t.penalty_interval as f64;
+                let grads = named_grads(&self.d_vars, &(p * weight)?.backward()?);
                 Ok((value, grads.into_iter().map(|(k, g)| (k, g.detach())).collect()))
             })
             .join()
@@ -233,11 +323,28 @@ impl Trainer {
         })
     }
 
-    fn update_average(&mut self) -> Result<()> {
+    /// The weight average's decay at this step: `ema_decay`, or from the half-life
+    /// (`0.5^(batch / half-life images)`, the half-life at most `ema_rampup` of the
+    /// images seen), or `None` while off.
+    fn average_decay(&self) -> Option<f64> {
         let t = &self.config.train;
-        if t.ema_decay == 0.0 || (self.images_seen() as f64) < t.ema_start_kimg * 1000.0 {
-            return Ok(());
+        if (self.images_seen() as f64) < t.ema_start_kimg * 1000.0 {
+            return None;
         }
+        if t.ema_half_life_kimg > 0.0 {
+            let mut half_life = t.ema_half_life_kimg * 1000.0;
+            if t.ema_rampup > 0.0 {
+                half_life = half_life.min(self.images_seen() as f64 * t.ema_rampup);
+            }
+            return Some(0.5f64.powf(t.batch as f64 / half_life.max(1e-8)));
+        }
+        (t.ema_decay > 0.0).then_some(t.ema_decay)
+    }
+
+    fn update_average(&mut self) -> Result<()> {
+        let Some(decay) = self.average_decay() else {
+            return Ok(());
+        };
         let current = |v: &Var| v.as_tensor().detach().copy();
         self.ema = Some(match self.ema.take() {
             None => self
@@ -249,7 +356,7 @@ impl Trainer {
                 .into_iter()
                 .map(|(k, a)| {
                     let w = self.g_vars[&k].as_tensor().detach();
-                    Ok((k, ((a * t.ema_decay)? + (w * (1.0 - t.ema_decay))?)?))
+                    Ok((k, ((a * decay)? + (w * (1.0 - decay))?)?))
                 })
                 .collect::<Result<_>>()?,
         });
@@ -278,6 +385,21 @@ impl Trainer {
         }
     }
 
+    /// Writes the generator as a model file the rest of labelgan loads (StyleGAN2: the
+    /// official layout), with the weight average when there is one; `false` for an
+    /// architecture without such a file.
+    pub fn export_generator(&self, path: &Path) -> Result<bool> {
+        let weights = match &self.ema {
+            Some(avg) => avg.clone(),
+            None => self
+                .g_vars
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+                .collect(),
+        };
+        self.g.export(&weights, path)
+    }
+
     /// Writes everything a resume needs (weights, buffers, optimiser moments, the
     /// average, the step, the config) to one safetensors file, atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
@@ -303,6 +425,12 @@ impl Trainer {
         let meta = BTreeMap::from([
             ("step".to_string(), self.step.to_string()),
             ("config".to_string(), self.config.to_toml()?),
+            ("adam_g_step".to_string(), self.opt_g.step.to_string()),
+            ("gap_average".to_string(), self.gap_average.to_string()),
+            (
+                "g_started".to_string(),
+                self.g_started.map_or("none".into(), |s| s.to_string()),
+            ),
         ]);
         save_safetensors(path, &out, &meta)
     }
@@ -352,7 +480,28 @@ impl Trainer {
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| Error::format(path, "metadata `step` is missing or not a number"))?;
         let updates_d = tr.step * tr.config.train.d_steps as u64;
-        tr.opt_g.load_from("adam_g", &file, tr.step);
+        let meta = |key: &str| file.metadata.get(key).map(String::as_str);
+        // Checkpoints from before G's rest existed: G trained from the start.
+        let g_steps = match meta("adam_g_step") {
+            Some(v) => v
+                .parse()
+                .map_err(|_| Error::format(path, "metadata `adam_g_step` is not a number"))?,
+            None => tr.step,
+        };
+        tr.g_started = match meta("g_started") {
+            None => Some(0),
+            Some("none") => None,
+            Some(v) => Some(
+                v.parse()
+                    .map_err(|_| Error::format(path, "metadata `g_started` is not a number"))?,
+            ),
+        };
+        if let Some(v) = meta("gap_average") {
+            tr.gap_average = v
+                .parse()
+                .map_err(|_| Error::format(path, "metadata `gap_average` is not a number"))?;
+        }
+        tr.opt_g.load_from("adam_g", &file, g_steps);
         tr.opt_d.load_from("adam_d", &file, updates_d);
         Ok(tr)
     }

@@ -300,6 +300,12 @@ impl Discriminator {
 
     /// Logits `[N]` for images `[N, C, R, R]` in [-1, 1].
     pub fn forward(&self, img: &Tensor) -> Result<Tensor> {
+        self.logits(&self.features(img)?)
+    }
+
+    /// The epilogue's `fc` output `[N, channels(4)]`, what the linear `out` reads (a
+    /// projection head adds its class term on these).
+    pub fn features(&self, img: &Tensor) -> Result<Tensor> {
         let r = self.config.resolution;
         match img.dims() {
             [_, c, h, w] if *c == self.config.img_channels && *h == r && *w == r => {}
@@ -317,8 +323,12 @@ impl Discriminator {
         let x = self.mbstd(&x)?;
         let e = &self.epilogue;
         let x = e.conv.forward(&x, 1, true, 1.0)?;
-        let x = e.fc.forward(&x.flatten_from(1)?)?;
-        Ok(e.out.forward(&x)?.squeeze(1)?)
+        e.fc.forward(&x.flatten_from(1)?)
+    }
+
+    /// Logits `[N]` of [`Discriminator::features`].
+    pub fn logits(&self, features: &Tensor) -> Result<Tensor> {
+        Ok(self.epilogue.out.forward(features)?.squeeze(1)?)
     }
 
     /// A copy with parameters in `dtype` (f64 for finite-difference checks).

@@ -1,0 +1,125 @@
+//! StyleGAN2 in the one training loop: conditional, lazy R1, the half-life average
+//! with its ramp-up, style mixing and noise; a run stopped, saved and resumed ends with
+//! the same bytes as an unbroken one; the exported generator (official layout) makes
+//! the loop's own images; a run from a trained generator rests G while D catches up.
+
+use std::collections::BTreeMap;
+
+use candle_core::{Device, Tensor};
+use labelgan_core::{Generator, NoiseMode, Result, SplitMix64, Truncation};
+use labelgan_gan::{Architecture, Loss, Penalty, Trainer, TrainingConfig};
+
+fn real(start: u64, n: usize) -> Result<(Tensor, Option<Vec<u32>>)> {
+    let x = SplitMix64::derive(7, start)
+        .normal_tensor(&[n, 3, 16, 16], &Device::Cpu)?
+        .tanh()?;
+    Ok((x, Some((0..n as u64).map(|i| ((start + i) % 3) as u32).collect())))
+}
+
+fn config() -> TrainingConfig {
+    let mut c = TrainingConfig::default();
+    let m = &mut c.model;
+    (m.architecture, m.resolution, m.classes, m.z_dim, m.g_width, m.d_width) =
+        (Architecture::Stylegan2, 16, 3, 8, 16, 16);
+    let s = &mut m.stylegan2;
+    (
+        s.w_dim,
+        s.mapping_layers,
+        s.g_channel_base,
+        s.d_channel_base,
+        s.mbstd_group,
+    ) = (8, 2, 128, 128, 2);
+    let t = &mut c.train;
+    (t.loss, t.penalty, t.penalty_weight, t.penalty_interval) = (Loss::NonSaturating, Penalty::R1, 0.5, 2);
+    (t.batch, t.g_lr, t.d_lr, t.g_betas, t.d_betas) = (4, 0.0025, 0.0025, [0.0, 0.99], [0.0, 0.99]);
+    (t.ema_half_life_kimg, t.ema_rampup) = (0.01, 0.5);
+    c
+}
+
+fn state(t: &Trainer, dir: &std::path::Path) -> BTreeMap<String, Vec<f32>> {
+    let p = dir.join("s.safetensors");
+    t.save(&p).unwrap();
+    let f = labelgan_core::io::TensorFile::load(&p, &Device::Cpu).unwrap();
+    f.tensors
+        .iter()
+        .map(|(k, v)| (k.clone(), v.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect()
+}
+
+fn flat(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+#[test]
+fn trains_resumes_exports_and_rests() {
+    // SAFETY: first thing in this test binary's only test, before any other thread.
+    unsafe { labelgan_gan::second_order::prepare_r1_environment() }.unwrap();
+    let dir = std::env::temp_dir().join(format!("labelgan-gan-sg2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = config();
+    let dev = Device::Cpu;
+
+    let mut whole = Trainer::new(&cfg, &dev).unwrap();
+    assert!(whole.discriminator_vars().contains_key("projection.weight"));
+    assert!(whole.generator_vars().contains_key("mapping.embed.weight"));
+    let losses: Vec<_> = (0..4).map(|_| whole.train_step(&mut real).unwrap()).collect();
+    // Lazy R1: on updates 0 and 2 only.
+    let on: Vec<bool> = losses.iter().map(|l| l.penalty > 0.0).collect();
+    assert_eq!(on, [true, false, true, false], "{losses:?}");
+    assert!(losses.iter().all(|l| l.d_loss.is_finite() && l.g_loss.is_finite()));
+
+    let ck = dir.join("ck.safetensors");
+    let mut first = Trainer::new(&cfg, &dev).unwrap();
+    first.train_step(&mut real).unwrap();
+    first.train_step(&mut real).unwrap();
+    first.save(&ck).unwrap();
+    let mut resumed = Trainer::load(&ck, &cfg, &dev).unwrap();
+    resumed.train_step(&mut real).unwrap();
+    resumed.train_step(&mut real).unwrap();
+    let (a, b) = (state(&whole, &dir), state(&resumed, &dir));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (k, v) in &a {
+        assert_eq!(v, &b[k], "{k} differs after a resume");
+    }
+    assert!(a.contains_key("g_buffer.mapping.w_avg") && a.keys().any(|k| k.starts_with("g_average.")));
+
+    // The export is an official-layout generator that makes the loop's average images.
+    let g_path = dir.join("g.safetensors");
+    assert!(whole.export_generator(&g_path).unwrap());
+    let g = labelgan_stylegan::StyleGan2::load(&g_path, &dev).unwrap();
+    let z = SplitMix64::new(3).normal_tensor(&[2, 8], &dev).unwrap();
+    let y = labelgan_gan::one_hot(&[0, 2], 3, &dev).unwrap();
+    let exported = g
+        .image(&g.map(&z, Some(&y), Truncation::NONE).unwrap(), NoiseMode::Const)
+        .unwrap();
+    assert_eq!(exported.dims(), &[2, 3, 16, 16]);
+    assert_eq!(flat(&exported), flat(&whole.generate(&z, Some(&y), true).unwrap()));
+    assert_eq!(flat(&g.mapping.w_avg), a["g_buffer.mapping.w_avg"]);
+
+    // From a trained generator with a fresh D: G rests for 2 steps, then trains.
+    let file = labelgan_core::io::TensorFile::load(&g_path, &dev).unwrap();
+    let trained: BTreeMap<String, Tensor> = file.tensors.iter().map(|(k, t)| (k.clone(), t.clone())).collect();
+    let mut rest = cfg.clone();
+    rest.train.g_warmup_steps = 2;
+    let mut t = Trainer::with_generator(&rest, &trained, &dev).unwrap();
+    let w = |t: &Trainer| flat(t.generator_vars()["synthesis.b8.conv0.weight"].as_tensor());
+    let start = w(&t);
+    assert_eq!(start, flat(&trained["synthesis.b8.conv0.weight"]));
+    t.train_step(&mut real).unwrap();
+    t.train_step(&mut real).unwrap();
+    assert_eq!(w(&t), start, "G rests during the warm-up");
+    assert_eq!(t.g_started, None);
+    t.train_step(&mut real).unwrap();
+    assert_eq!(t.g_started, Some(2));
+    assert_ne!(w(&t), start, "then trains");
+
+    // A generator of another architecture is refused, naming the tensor.
+    let mut wider = cfg.clone();
+    wider.model.g_width = 32;
+    let err = Trainer::with_generator(&wider, &trained, &dev)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("synthesis.") && err.contains("is [16"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
