@@ -1,5 +1,5 @@
-//! Where a GAN training step's time goes: generator and discriminator forward and
-//! backward at a given size, on the CPU.
+//! Where a StyleGAN2 training step's time goes: generator and discriminator forward
+//! and backward at a given size, and the R1 penalty, on the CPU.
 //!
 //! ```text
 //! cargo run --release --example gan_speed -- --resolution 64 --channel-max 64 --batch 16
@@ -8,8 +8,9 @@
 use std::time::Instant;
 
 use clap::Parser;
+use labelgan::gan::{Penalty, loss::softplus};
 use labelgan::prelude::*;
-use labelgan::stylegan::{GanConfig, Trainer, train::softplus};
+use labelgan::stylegan::discriminator::{Discriminator, DiscriminatorConfig};
 
 #[derive(Parser)]
 struct Args {
@@ -40,16 +41,29 @@ fn run(a: Args) -> labelgan::core::Result<()> {
     if a.keep_freed_memory {
         labelgan::kernels::heap::keep_freed_memory();
     }
-    let cfg = GanConfig {
-        batch: a.batch,
+    let cfg = GeneratorConfig {
+        z_dim: 256,
+        w_dim: 256,
+        img_resolution: a.resolution,
+        mapping_layers: 4,
         channel_base: a.channel_base,
         channel_max: a.channel_max,
-        d_channel_base: a.channel_base,
-        d_channel_max: a.channel_max,
-        ..GanConfig::small(a.resolution)
+        ..GeneratorConfig::default()
     };
-    let t = Trainer::new(cfg, &Device::Cpu)?;
-    let z = t.g.sample_z(a.batch, 0)?;
+    let mut g = StyleGan2::random(&cfg, 0, &Device::Cpu)?;
+    g.thaw();
+    let d = Discriminator::new(
+        DiscriminatorConfig {
+            resolution: a.resolution,
+            img_channels: 3,
+            channel_base: a.channel_base,
+            channel_max: a.channel_max,
+            mbstd_group: 4,
+        },
+        0,
+        &Device::Cpu,
+    )?;
+    let z = g.sample_z(a.batch, 0)?;
     let time = |label: &str, f: &mut dyn FnMut() -> labelgan::core::Result<()>| -> labelgan::core::Result<()> {
         f()?;
         let s = Instant::now();
@@ -57,30 +71,33 @@ fn run(a: Args) -> labelgan::core::Result<()> {
         eprintln!("{label:<28} {:8.3} s", s.elapsed().as_secs_f64());
         Ok(())
     };
-    let ws = t.g.map(&z, None, Truncation::NONE)?;
+    let ws = g.map(&z, None, Truncation::NONE)?;
     time("G forward", &mut || {
-        t.g.image(&ws, NoiseMode::Random(1))?;
+        g.image(&ws, NoiseMode::Random(1))?;
         Ok(())
     })?;
-    let img = t.g.image(&ws, NoiseMode::Random(1))?;
+    let img = g.image(&ws, NoiseMode::Random(1))?;
     time("D forward", &mut || {
-        t.d.forward(&img)?;
+        d.forward(&img)?;
         Ok(())
     })?;
     time("D forward+backward", &mut || {
-        softplus(&t.d.forward(&img.detach())?)?.mean_all()?.backward()?;
+        softplus(&d.forward(&img.detach())?)?.mean_all()?.backward()?;
         Ok(())
     })?;
     time("G+D forward+backward", &mut || {
-        let img = t.g.image(&ws, NoiseMode::Random(1))?;
-        softplus(&t.d.forward(&img)?.neg()?)?.mean_all()?.backward()?;
+        let img = g.image(&ws, NoiseMode::Random(1))?;
+        softplus(&d.forward(&img)?.neg()?)?.mean_all()?.backward()?;
         Ok(())
     })?;
-    // A fresh thread sees CANDLE_GRAD_DO_NOT_DETACH, as the trainer's R1 step does.
+    // A fresh thread sees CANDLE_GRAD_DO_NOT_DETACH, as the loop's penalty step does.
+    let real = img.detach();
     std::thread::scope(|s| {
         s.spawn(|| {
             time("R1 penalty + backward", &mut || {
-                t.r1_penalty(&img.detach())?.backward()?;
+                let d_fn = |x: &Tensor| d.forward(x);
+                let mut rng = labelgan::core::SplitMix64::new(0);
+                Penalty::R1.value(&d_fn, &real, &real, &mut rng)?.backward()?;
                 Ok(())
             })
         })

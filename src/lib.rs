@@ -56,6 +56,7 @@ pub mod prelude {
         ShiftClassLogits, calibrate_segmentation, fit_datasetgan, fit_handsoff, fit_labeler, fit_labelers,
         generate_dataset, invert, run_factory, taps_of,
     };
+    pub use labelgan_gan::{Trainer, TrainingConfig};
     pub use labelgan_hypercolumn::{FactoredProjection, Upsample, dense, sparse};
     pub use labelgan_inversion::encoder::EncoderTrainer;
     pub use labelgan_inversion::{Encoder, EncoderConfig, LatentSpace, MeanInverter, ProjectorConfig, project};
@@ -66,7 +67,7 @@ pub mod prelude {
         inception_score, kid, precision_recall,
     };
     pub use labelgan_stylegan::modulated_conv::SynthesisLayer;
-    pub use labelgan_stylegan::{GanConfig, GeneratorConfig, StyleGan2, Trainer};
+    pub use labelgan_stylegan::{GeneratorConfig, StyleGan2};
     /// The built-in toy domain (`toyworld::sample`, `toyworld::write_dataset`, ...).
     pub use labelgan_toyworld as toyworld;
 }

@@ -1,4 +1,4 @@
-//! `labelgan train-gan --config FILE`: a Compare GAN run (SNDCGAN or the CIFAR ResNet,
+//! `labelgan train-gan`: a Compare GAN run (any architecture, StyleGAN2's included;
 //! any loss, penalty and normalisation) on toy objects, toyworld faces or a folder,
 //! scored at intervals when given an extractor.
 
@@ -164,12 +164,24 @@ pub fn run(a: &ConfigRun) -> Result<()> {
     labelgan_core::io::check_output(("--out", a.out), &inputs)?;
     let device = a.device.open()?;
     let mut scoring = a.extractor.map(|p| Scoring::load(p, &device)).transpose()?;
-    let summary = train_config(&a.data, &cfg, a.out, a.restart, scoring.as_mut(), &device)?;
+    let summary = train_config(&a.data, &cfg, a.out, a.restart, scoring.as_mut(), None, &device)?;
+    print_summary(&summary, a.out);
+    Ok(())
+}
+
+/// The line a finished run prints.
+pub fn print_summary(summary: &RunSummary, out: &Path) {
+    let generator = out.join("generator.safetensors");
     println!(
-        "trained to {:.1} kimg ({} steps) in {}{}",
+        "trained to {:.1} kimg ({} steps) in {}{}{}",
         summary.images as f64 / 1000.0,
         summary.steps,
-        a.out.display(),
+        out.display(),
+        if generator.exists() {
+            format!("; generator: {}", generator.display())
+        } else {
+            String::new()
+        },
         if summary.last_scores.is_empty() {
             String::new()
         } else {
@@ -184,17 +196,17 @@ pub fn run(a: &ConfigRun) -> Result<()> {
             )
         }
     );
-    Ok(())
 }
 
 /// Trains (or resumes) `cfg` in `out` on `data`, scored at every eval interval when
-/// given `scoring`.
+/// given `scoring`, starting from the generator `init_generator` when given.
 pub fn train_config(
     data: &DataArgs,
     cfg: &TrainingConfig,
     out: &Path,
     restart: bool,
     scoring: Option<&mut Scoring>,
+    init_generator: Option<&Path>,
     device: &Device,
 ) -> Result<RunSummary> {
     let (mut real, mut reference_source, has_classes, data_id) = sources(data, cfg)?;
@@ -207,7 +219,15 @@ pub fn train_config(
     if let Some(s) = &scoring {
         inputs.push(("--extractor".into(), s.fingerprint.clone()));
     }
-    let opts = RunOptions { out, restart, inputs };
+    if let Some(g) = init_generator {
+        inputs.push(("--init-generator".into(), labelgan_core::record::fingerprint_path(g)?));
+    }
+    let opts = RunOptions {
+        out,
+        restart,
+        inputs,
+        init_generator,
+    };
     let Some(scoring) = scoring else {
         return train_run(cfg, &opts, &mut real, None, device);
     };

@@ -73,7 +73,7 @@ pub fn run(a: StudyArgs) -> Result<()> {
             .ok_or_else(|| Error::usage("--extractor is required"))?;
         let mut scoring = Scoring::load(extractor, &device)?;
         let report = run_study(&study, &a.out, a.shard, &mut |run, dir| {
-            train_config(&data, &run.config, dir, false, Some(&mut scoring), &device).map(|_| ())
+            train_config(&data, &run.config, dir, false, Some(&mut scoring), None, &device).map(|_| ())
         });
         // Whatever happened, gather what is there.
         let results = collect(&study, &a.out)?;

@@ -1,20 +1,16 @@
-//! `labelgan train-gan`: train a StyleGAN2 on a folder of images or on toyworld,
-//! with checkpoints, resume, progress, sample grids and a log.
+//! `labelgan train-gan`: train a StyleGAN2 on a folder of images or on toyworld (its
+//! flags), or any Compare GAN config (`--config`), in the one training loop of
+//! `labelgan-gan`, with checkpoints, resume, progress, sample grids and a log.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::PathBuf;
 
-use candle_core::Device;
 use clap::Args;
-use labelgan_core::image_io::{ImageSource, contact_sheet, load_image_folder, save_png, tensor_to_images};
-use labelgan_core::{Error, Generator, NoiseMode, Progress, Result, Truncation};
-use labelgan_stylegan::{GanConfig, Trainer};
+use labelgan_core::io::check_output;
+use labelgan_core::{Error, Result};
+use labelgan_gan::{Architecture, Init, Loss, Penalty, TrainingConfig};
 
 use crate::device::DeviceArg;
 use crate::values;
-use labelgan_core::RunRecord;
-use labelgan_core::io::check_output;
 
 /// Train a StyleGAN2 generator (and discriminator) from scratch, or resume.
 #[derive(Debug, Args)]
@@ -49,10 +45,11 @@ pub struct TrainGanArgs {
     resolution: Option<usize>,
     /// Output folder: checkpoint.safetensors (resumed if present, with the same
     /// settings and data; any difference is refused, naming it), generator.safetensors
-    /// (G_ema, official layout), samples.png, log.jsonl, run.json (the settings).
+    /// (G_ema, official layout), samples.png, log.jsonl, config.toml and run.json (the
+    /// settings).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
-    /// Start over: remove the checkpoint, generator, samples, log and record in --out.
+    /// Start over: remove the checkpoint, generator, samples, log, scores and record in --out.
     #[arg(long)]
     restart: bool,
     /// Train until this many thousand real images have been shown to D.
@@ -100,38 +97,38 @@ pub struct TrainGanArgs {
     g_lr: Option<f64>,
 }
 
-fn snapshot(t: &Trainer, out: &Path) -> Result<()> {
-    t.save_checkpoint(out.join("checkpoint.safetensors"))?;
-    let g = t.generator_ema()?;
-    g.save(out.join("generator.safetensors"))?;
-    let ws = g.map(&g.sample_z(64, 0)?, None, Truncation::NONE)?;
-    let imgs = tensor_to_images(&g.image(&ws, NoiseMode::Const)?)?;
-    save_png(&contact_sheet(&imgs, 8, 2)?, &out.join("samples.png"))
-}
-
-/// What `train-gan` writes into --out, all of which --restart removes.
-const OUTPUTS: [&str; 5] = [
-    "checkpoint.safetensors",
-    "generator.safetensors",
-    "samples.png",
-    "log.jsonl",
-    "run.json",
-];
-
-/// The settings a resume must share with the run it continues (not --kimg,
-/// --snapshot-kimg or --device, which may change), and fingerprints of the inputs.
-fn record(a: &TrainGanArgs, cfg: &GanConfig) -> Result<RunRecord> {
-    let mut r = RunRecord::new().setting("config", cfg)?;
-    if a.toyworld {
-        r = r.setting("--toyworld-seed", &a.toyworld_seed)?;
-    }
-    if let Some(d) = &a.data {
-        r = r.input_path("--data", d)?;
-    }
-    if let Some(g) = &a.init_generator {
-        r = r.input_path("--init-generator", g)?;
-    }
-    Ok(r)
+/// The StyleGAN2 run the flags describe, as a Compare GAN config (validated): the
+/// non-saturating loss, lazy R1 every 16 D steps at weight `gamma / 2`, Adam (0, 0.99),
+/// the StyleGAN2-ADA `auto` rules for gamma (`0.0002 r^2 / batch`) and the average's
+/// half-life (`batch * 10 / 32` kimg, ramped up over 5 % of the images unless starting
+/// from a trained generator), style mixing 0.9.
+pub fn stylegan2_config(a: &TrainGanArgs, resolution: usize) -> Result<TrainingConfig> {
+    let mut c = TrainingConfig {
+        seed: a.seed,
+        ..TrainingConfig::default()
+    };
+    let m = &mut c.model;
+    m.architecture = Architecture::Stylegan2;
+    (m.resolution, m.conditional, m.z_dim, m.init) = (resolution, false, a.z_dim, Init::Default);
+    (m.g_width, m.d_width) = (a.channel_max, a.channel_max);
+    let s = &mut m.stylegan2;
+    (s.w_dim, s.mapping_layers) = (a.w_dim, a.mapping_layers);
+    (s.g_channel_base, s.d_channel_base) = (a.channel_base, a.channel_base);
+    let t = &mut c.train;
+    let gamma = a
+        .r1_gamma
+        .unwrap_or(0.0002 * (resolution * resolution) as f64 / a.batch.max(1) as f64);
+    (t.loss, t.penalty, t.penalty_weight, t.penalty_interval) = (Loss::NonSaturating, Penalty::R1, gamma / 2.0, 16);
+    (t.batch, t.d_steps, t.g_lr, t.d_lr) = (a.batch, 1, a.g_lr.unwrap_or(a.lr), a.lr);
+    (t.g_betas, t.d_betas) = ([0.0, 0.99], [0.0, 0.99]);
+    (t.ema_decay, t.ema_half_life_kimg) = (0.0, a.batch as f64 * 10.0 / 32.0);
+    // From a trained generator the average starts as it: no ramp-up from G's latest step.
+    t.ema_rampup = if a.init_generator.is_some() { 0.0 } else { 0.05 };
+    (t.g_warmup_steps, t.g_warmup_gap) = (a.g_warmup_steps, a.g_warmup_gap.unwrap_or(0.0));
+    t.kimg = a.kimg;
+    c.eval.every_kimg = a.snapshot_kimg;
+    c.validate()?;
+    Ok(c)
 }
 
 pub fn run(a: TrainGanArgs) -> Result<()> {
@@ -152,164 +149,31 @@ pub fn run(a: TrainGanArgs) -> Result<()> {
         });
     }
     let resolution = a.resolution.ok_or_else(|| Error::usage("--resolution is required"))?;
+    // Every setting is checked before the folder is made or anything allocated.
+    let cfg = stylegan2_config(&a, resolution).map_err(Error::into_usage)?;
+    if a.toyworld {
+        labelgan_toyworld::check_resolution(resolution).map_err(Error::into_usage)?;
+    }
     let mut inputs = vec![];
     inputs.extend(a.data.as_deref().map(|p| ("--data", p)));
     inputs.extend(a.init_generator.as_deref().map(|p| ("--init-generator", p)));
     check_output(("--out", &a.out), &inputs)?;
-    let mut cfg = GanConfig {
-        batch: a.batch,
-        z_dim: a.z_dim,
-        w_dim: a.w_dim,
-        mapping_layers: a.mapping_layers,
-        channel_base: a.channel_base,
-        channel_max: a.channel_max,
-        d_channel_base: a.channel_base,
-        d_channel_max: a.channel_max,
-        g_lr: a.g_lr.unwrap_or(a.lr),
-        d_lr: a.lr,
-        seed: a.seed,
-        ..GanConfig::small(resolution)
-    };
-    cfg.r1_gamma = a
-        .r1_gamma
-        .unwrap_or(0.0002 * (resolution * resolution) as f64 / a.batch.max(1) as f64);
-    cfg.ema_kimg = a.batch as f64 * 10.0 / 32.0;
-    cfg.g_warmup_steps = a.g_warmup_steps;
-    cfg.g_warmup_gap = a.g_warmup_gap;
-    if a.init_generator.is_some() {
-        // G_ema starts as the trained generator: average over the full half-life from
-        // the start instead of ramping up from G's latest step.
-        cfg.ema_rampup = None;
-    }
-    // Every setting is checked before the folder is made or anything allocated.
-    cfg.validate().map_err(Error::into_usage)?;
-    if a.toyworld {
-        labelgan_toyworld::check_resolution(resolution).map_err(Error::into_usage)?;
-    }
-    let source = if a.toyworld {
-        let (seed, r) = (a.toyworld_seed, resolution);
-        ImageSource::Stream(Box::new(move |start, n| {
-            labelgan_toyworld::batch_tensor(seed, start, n, r, &Device::Cpu)
-        }))
-    } else {
-        let dir = a.data.as_ref().expect("clap requires --data or --toyworld");
-        ImageSource::Images(load_image_folder(dir, resolution)?)
+    let data = crate::gan_run::DataArgs {
+        data: a.data.as_deref(),
+        objects: false,
+        toyworld: a.toyworld,
+        stream_seed: a.toyworld_seed,
     };
     let device = a.device.open()?;
-    // One run at a time in the folder (created here): a second is refused.
-    let _lock = labelgan_core::RunLock::acquire(&a.out)?;
-    if a.restart {
-        labelgan_core::io::remove_outputs(&a.out, &OUTPUTS)?;
-    }
-    // A resume continues the run with the same settings and inputs, or is refused.
-    record(&a, &cfg)?.check_or_write(&a.out, "run.json", "pass --restart to start over")?;
-    let ck = a.out.join("checkpoint.safetensors");
-    let mut t = if ck.exists() {
-        let t = Trainer::load_checkpoint(&ck, &device)?;
-        eprintln!(
-            "resuming {} at step {} ({:.1} kimg)",
-            ck.display(),
-            t.step,
-            t.nimg as f64 / 1000.0
-        );
-        t
-    } else {
-        match &a.init_generator {
-            Some(p) => {
-                let g = labelgan_stylegan::StyleGan2::load(p, &device)?;
-                eprintln!(
-                    "starting from the generator {} with a fresh discriminator ({} D-only steps first)",
-                    p.display(),
-                    a.g_warmup_steps
-                );
-                Trainer::from_generator(cfg, &g, &device)?
-            }
-            None => Trainer::new(cfg, &device)?,
-        }
-    };
-    if t.config.resolution != resolution {
-        return Err(Error::invalid(format!(
-            "the checkpoint in {} is for {} px, not --resolution {}",
-            a.out.display(),
-            t.config.resolution,
-            resolution
-        )));
-    }
-    let target = (a.kimg * 1000.0) as u64;
-    let snap_every = ((a.snapshot_kimg * 1000.0) as u64).max(1);
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(a.out.join("log.jsonl"))
-        .map_err(|e| Error::io(a.out.join("log.jsonl"), e))?;
-    let start = Instant::now();
-    let (start_nimg, mut last_print, mut last_snap) = (t.nimg, Instant::now(), Instant::now());
-    // Images shown to D, towards `--kimg`; the note carries the losses of the last ~10 s.
-    let bar = Progress::new(target, "training", "images");
-    bar.set(t.nimg);
-    let mut next_snap = (t.nimg / snap_every + 1) * snap_every;
-    let mut acc = (0f64, 0f64, 0f64, 0f64, 0usize);
-    let mut r1 = None;
-    while t.nimg < target {
-        if labelgan_core::stop::requested() {
-            snapshot(&t, &a.out)?;
-            return Err(Error::Stopped(format!(
-                "checkpoint at step {} ({:.1} kimg) saved in {}; rerun the same command to resume",
-                t.step,
-                t.nimg as f64 / 1000.0,
-                a.out.display()
-            )));
-        }
-        let l = t.step(&source)?;
-        acc = (
-            acc.0 + l.g as f64,
-            acc.1 + l.d as f64,
-            acc.2 + l.real_score as f64,
-            acc.3 + l.fake_score as f64,
-            acc.4 + 1,
-        );
-        r1 = l.r1.or(r1);
-        let done = t.nimg >= target;
-        if last_print.elapsed().as_secs_f64() >= 10.0 || done {
-            let k = acc.4.max(1) as f64;
-            let rate = (t.nimg - start_nimg) as f64 / start.elapsed().as_secs_f64().max(1e-9);
-            let line = serde_json::json!({
-                "step": t.step, "kimg": t.nimg as f64 / 1000.0, "loss_g": acc.0 / k, "loss_d": acc.1 / k,
-                "real_score": acc.2 / k, "fake_score": acc.3 / k, "r1": r1, "img_per_s": rate,
-                "seconds": start.elapsed().as_secs_f64(), "gap_average": t.gap_average, "g_started": t.g_started,
-            });
-            let g_loss = if t.g_started.is_some() {
-                format!("{:.3}", acc.0 / k)
-            } else {
-                format!("held (gap {:.2})", t.gap_average)
-            };
-            bar.note(format!(
-                "step {} | G {} | D {:.3} | D(x) {:+.2} D(G(z)) {:+.2} | R1 {}",
-                t.step,
-                g_loss,
-                acc.1 / k,
-                acc.2 / k,
-                acc.3 / k,
-                r1.map_or("-".into(), |v| format!("{v:.4}")),
-            ));
-            bar.set(t.nimg);
-            writeln!(log, "{line}").map_err(|e| Error::io(a.out.join("log.jsonl"), e))?;
-            acc = (0.0, 0.0, 0.0, 0.0, 0);
-            last_print = Instant::now();
-        }
-        if t.nimg >= next_snap || done || last_snap.elapsed().as_secs_f64() >= 600.0 {
-            snapshot(&t, &a.out)?;
-            next_snap = (t.nimg / snap_every + 1) * snap_every;
-            last_snap = Instant::now();
-        }
-    }
-    bar.finish();
-    snapshot(&t, &a.out)?;
-    println!(
-        "trained to {:.1} kimg ({} steps); generator: {}",
-        t.nimg as f64 / 1000.0,
-        t.step,
-        a.out.join("generator.safetensors").display()
-    );
+    let summary = crate::gan_run::train_config(
+        &data,
+        &cfg,
+        &a.out,
+        a.restart,
+        None,
+        a.init_generator.as_deref(),
+        &device,
+    )?;
+    crate::gan_run::print_summary(&summary, &a.out);
     Ok(())
 }

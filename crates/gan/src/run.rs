@@ -44,6 +44,9 @@ pub struct RunOptions<'a> {
     pub restart: bool,
     /// Fingerprints of the inputs (the data), recorded and compared on resume.
     pub inputs: Vec<(String, String)>,
+    /// A trained generator to start from (its export's layout), with a fresh D;
+    /// ignored when resuming.
+    pub init_generator: Option<&'a Path>,
 }
 
 /// How a run ended.
@@ -58,10 +61,11 @@ pub struct RunSummary {
 }
 
 /// The record a resume must match: every setting but the training length (which may
-/// grow), and the inputs.
+/// grow) and the scoring interval, and the inputs.
 fn record(config: &TrainingConfig, inputs: &[(String, String)]) -> Result<RunRecord> {
     let mut r = RunRecord::new().setting("config", config)?;
     r.settings.remove("config.train.kimg");
+    r.settings.remove("config.eval.every_kimg");
     for (name, f) in inputs {
         r = r.input(name, f.clone());
     }
@@ -137,6 +141,15 @@ pub fn train_run(
             t.images_seen() as f64 / 1000.0
         );
         t
+    } else if let Some(path) = opts.init_generator {
+        let file = labelgan_core::io::TensorFile::load(path, device)?;
+        let state = file.tensors.iter().map(|(k, t)| (k.clone(), t.clone())).collect();
+        eprintln!(
+            "starting from the generator {} with a fresh discriminator (G rests for at most {} steps)",
+            path.display(),
+            config.train.g_warmup_steps
+        );
+        Trainer::with_generator(config, &state, device).map_err(|e| Error::format(path, e.to_string()))?
     } else {
         Trainer::new(config, device)?
     };
@@ -207,20 +220,24 @@ pub fn train_run(
             let k = acc.3.max(1) as f64;
             let rate = (t.images_seen() - start_images) as f64 / started.elapsed().as_secs_f64().max(1e-9);
             let line = format!(
-                "{{\"step\":{},\"kimg\":{},\"loss_d\":{},\"loss_g\":{},\"penalty\":{},\"img_per_s\":{rate},\"seconds\":{}}}\n",
+                "{{\"step\":{},\"kimg\":{},\"loss_d\":{},\"loss_g\":{},\"penalty\":{},\"gap_average\":{},\"img_per_s\":{rate},\"seconds\":{}}}\n",
                 t.step,
                 t.images_seen() as f64 / 1000.0,
                 acc.0 / k,
                 acc.1 / k,
                 acc.2 / k,
+                t.gap_average,
                 started.elapsed().as_secs_f64()
             );
             log.write_all(line.as_bytes()).map_err(|e| Error::io(&log_path, e))?;
+            let g = match t.g_started {
+                Some(_) => format!("{:.3}", acc.1 / k),
+                None => format!("resting (D gap {:.2})", t.gap_average),
+            };
             bar.note(format!(
-                "step {} | D {:.3} | G {:.3} | penalty {:.4}",
+                "step {} | D {:.3} | G {g} | penalty {:.4}",
                 t.step,
                 acc.0 / k,
-                acc.1 / k,
                 acc.2 / k
             ));
             acc = (0.0, 0.0, 0.0, 0);

@@ -86,11 +86,19 @@ pub fn validate(c: &TrainingConfig) -> Result<()> {
     if m.d_layer_norm {
         return Err(bad("model.d_layer_norm", "true".into(), "false for stylegan2"));
     }
-    if !(1..=64).contains(&s.mbstd_group) || !c.train.batch.is_multiple_of(s.mbstd_group.min(c.train.batch)) {
+    if !(1..=64).contains(&s.mbstd_group) {
         return Err(bad(
-            "train.batch, model.stylegan2.mbstd_group",
-            format!("{}, {}", c.train.batch, s.mbstd_group),
-            "a group in 1..=64 that divides the batch",
+            "model.stylegan2.mbstd_group",
+            s.mbstd_group.to_string(),
+            "in 1..=64",
+        ));
+    }
+    let group = s.mbstd_group.min(c.train.batch.max(1));
+    if !c.train.batch.is_multiple_of(group) {
+        return Err(bad(
+            "train.batch",
+            c.train.batch.to_string(),
+            &format!("a multiple of {group}, the minibatch-std group (model.stylegan2.mbstd_group)"),
         ));
     }
     if !(0.0..=1.0).contains(&s.style_mixing) || !(0.0..1.0).contains(&s.w_avg_beta) {

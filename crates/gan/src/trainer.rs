@@ -445,8 +445,10 @@ impl Trainer {
             .ok_or_else(|| Error::format(path, "no `config` in the metadata: not a labelgan GAN checkpoint"))?;
         let mut saved: TrainingConfig =
             toml::from_str(saved).map_err(|e| Error::format(path, format!("its config: {e}")))?;
-        // The training length may grow on resume; nothing else may change.
+        // The training length may grow and the scoring interval change on resume;
+        // nothing else may.
         saved.train.kimg = config.train.kimg;
+        saved.eval.every_kimg = config.eval.every_kimg;
         let (a, b) = (
             labelgan_core::RunRecord::new().setting("config", &saved)?,
             labelgan_core::RunRecord::new().setting("config", config)?,

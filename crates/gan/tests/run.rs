@@ -42,6 +42,7 @@ fn run(dir: &Path, cfg: &TrainingConfig) -> Result<labelgan_gan::RunSummary> {
         out: dir,
         restart: false,
         inputs: vec![("data".into(), "synthetic-7".into())],
+        init_generator: None,
     };
     train_run(cfg, &opts, &mut real, Some(&mut score), &Device::Cpu)
 }

@@ -1,7 +1,8 @@
 //! StyleGAN2 in the one training loop: conditional, lazy R1, the half-life average
 //! with its ramp-up, style mixing and noise; a run stopped, saved and resumed ends with
 //! the same bytes as an unbroken one; the exported generator (official layout) makes
-//! the loop's own images; a run from a trained generator rests G while D catches up.
+//! the loop's own images; a run from a trained generator rests G while D catches up;
+//! R1's gradient through StyleGAN2's discriminator against finite differences.
 
 use std::collections::BTreeMap;
 
@@ -122,4 +123,61 @@ fn trains_resumes_exports_and_rests() {
         .to_string();
     assert!(err.contains("synthesis.") && err.contains("is [16"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+
+    // R1 through StyleGAN2's discriminator (its own convolutions and resampling):
+    // d(R1)/d(theta) by autograd, second order, against central differences in f64, on
+    // a fresh thread (which keeps the graph of gradients).
+    std::thread::scope(|s| s.spawn(r1_gradient_matches_finite_differences).join().unwrap());
+}
+
+fn r1_gradient_matches_finite_differences() {
+    use labelgan_stylegan::discriminator::{Discriminator, DiscriminatorConfig};
+    let dev = Device::Cpu;
+    let config = DiscriminatorConfig {
+        resolution: 8,
+        img_channels: 3,
+        channel_base: 64,
+        channel_max: 8,
+        mbstd_group: 2,
+    };
+    let d = Discriminator::new(config, 3, &dev)
+        .unwrap()
+        .to_dtype(candle_core::DType::F64)
+        .unwrap();
+    let real = SplitMix64::new(4)
+        .normal_tensor(&[4, 3, 8, 8], &dev)
+        .unwrap()
+        .to_dtype(candle_core::DType::F64)
+        .unwrap();
+    let r1 = || {
+        let d_fn = |x: &Tensor| d.forward(x);
+        Penalty::R1.value(&d_fn, &real, &real, &mut SplitMix64::new(0)).unwrap()
+    };
+    let grads = r1().backward().unwrap();
+    for name in ["b8.conv1.weight", "b8.fromrgb.weight", "b4.fc.weight", "b8.skip.weight"] {
+        let var = &d.params()[name];
+        let g = grads.get(var).unwrap_or_else(|| panic!("no R1 gradient for {name}"));
+        let base = var.as_tensor().detach().copy().unwrap();
+        let flat = base.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let gflat = g.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let mut rng = SplitMix64::new(9);
+        for _ in 0..3 {
+            let i = rng.below(flat.len() as u64) as usize;
+            let eps = 1e-4;
+            let at = |delta: f64| {
+                let mut v = flat.clone();
+                v[i] += delta;
+                var.set(&Tensor::from_vec(v, base.dims(), &dev).unwrap()).unwrap();
+                r1().to_scalar::<f64>().unwrap()
+            };
+            let fd = (at(eps) - at(-eps)) / (2.0 * eps);
+            var.set(&base).unwrap();
+            let err = (fd - gflat[i]).abs() / (fd.abs().max(gflat[i].abs()).max(1e-6));
+            assert!(
+                err < 1e-4,
+                "{name}[{i}]: autograd {} vs finite differences {fd} (rel {err})",
+                gflat[i]
+            );
+        }
+    }
 }

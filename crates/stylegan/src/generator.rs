@@ -203,7 +203,7 @@ impl StyleGan2 {
     }
 
     /// Drops the kernels precomputed at load, so that forward passes follow weights
-    /// that change (training; see [`crate::train`]).
+    /// that change (training, as `labelgan-gan`'s loop does).
     pub fn thaw(&mut self) {
         self.synthesis.thaw();
     }

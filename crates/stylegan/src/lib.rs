@@ -15,7 +15,8 @@
 //! ```
 //!
 //! What is computed is specified in `docs/stylegan2.md`; parity with the official
-//! PyTorch code is tested on reference outputs in `tests/fixtures/stylegan2`.
+//! PyTorch code is tested on reference outputs in `tests/fixtures/stylegan2`. The
+//! networks are trained by `labelgan-gan`'s one loop (`architecture = "stylegan2"`).
 //!
 //! References: Karras et al., "Analyzing and Improving the Image Quality of StyleGAN",
 //! CVPR 2020; Karras et al., "Training Generative Adversarial Networks with Limited
@@ -29,7 +30,6 @@ pub mod generator;
 pub mod mapping;
 pub mod modulated_conv;
 pub mod synthesis;
-pub mod train;
 pub mod upfirdn;
 
 pub use config::GeneratorConfig;
@@ -37,4 +37,3 @@ pub use discriminator::{Discriminator, DiscriminatorConfig};
 pub use generator::StyleGan2;
 pub use labelgan_core::{Error, Result};
 pub use labelgan_kernels::conv;
-pub use train::{GanConfig, ImageSource, StepLosses, Trainer};
