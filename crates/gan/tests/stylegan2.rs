@@ -4,9 +4,12 @@
 //! the loop's own images; a run from a trained generator rests G while D catches up;
 //! R1's gradient through StyleGAN2's discriminator against finite differences.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use candle_core::{Device, Tensor};
+use common::checkpoint_values as state;
 use labelgan_core::{Generator, NoiseMode, Result, SplitMix64, Truncation};
 use labelgan_gan::{Architecture, Loss, Penalty, Trainer, TrainingConfig};
 
@@ -35,16 +38,6 @@ fn config() -> TrainingConfig {
     (t.batch, t.g_lr, t.d_lr, t.g_betas, t.d_betas) = (4, 0.0025, 0.0025, [0.0, 0.99], [0.0, 0.99]);
     (t.ema_half_life_kimg, t.ema_rampup) = (0.01, 0.5);
     c
-}
-
-fn state(t: &Trainer, dir: &std::path::Path) -> BTreeMap<String, Vec<f32>> {
-    let p = dir.join("s.safetensors");
-    t.save(&p).unwrap();
-    let f = labelgan_core::io::TensorFile::load(&p, &Device::Cpu).unwrap();
-    f.tensors
-        .iter()
-        .map(|(k, v)| (k.clone(), v.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
-        .collect()
 }
 
 fn flat(t: &Tensor) -> Vec<f32> {
@@ -77,7 +70,7 @@ fn trains_resumes_exports_and_rests() {
     let mut resumed = Trainer::load(&ck, &cfg, &dev).unwrap();
     resumed.train_step(&mut real).unwrap();
     resumed.train_step(&mut real).unwrap();
-    let (a, b) = (state(&whole, &dir), state(&resumed, &dir));
+    let (a, b) = (state(&whole), state(&resumed));
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     for (k, v) in &a {
         assert_eq!(v, &b[k], "{k} differs after a resume");

@@ -2,9 +2,10 @@
 //! unbroken one (weights, buffers, the weight average), with a penalty on a thread of
 //! its own; a checkpoint refuses another config, naming the setting.
 
-use std::collections::BTreeMap;
+mod common;
 
 use candle_core::{Device, Tensor};
+use common::checkpoint_values as state;
 use labelgan_core::{Result, SplitMix64};
 use labelgan_gan::{Architecture, Penalty, Trainer, TrainingConfig};
 
@@ -33,18 +34,6 @@ fn config() -> TrainingConfig {
     c.train.penalty_weight = 1.0;
     c.train.ema_decay = 0.9;
     c
-}
-
-fn state(t: &Trainer) -> BTreeMap<String, Vec<f32>> {
-    let dir = std::env::temp_dir().join(format!("labelgan-gan-state-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join("s.safetensors");
-    t.save(&p).unwrap();
-    let f = labelgan_core::io::TensorFile::load(&p, &Device::Cpu).unwrap();
-    f.tensors
-        .iter()
-        .map(|(k, v)| (k.clone(), v.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
-        .collect()
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The FID Inception-v3 against pytorch-fid's own forward pass. The real weights cannot
-//! ship, so both sides fill every tensor from a hash of its name and index
-//! (`tests/fixtures/inception/make_fixture.py` wrote the reference outputs with
+//! ship, so both sides fill every tensor from a hash of its name and index (the LPIPS
+//! fixtures' `detfill`; `tests/fixtures/inception/make_fixture.py` wrote the reference
+//! outputs with
 //! pytorch-fid 0.3.0's network); the pool3 features and logits of two 37 x 50 images
 //! (resized to 299) must agree.
 
@@ -13,25 +14,11 @@ use labelgan_core::io::{TensorFile, save_safetensors};
 use labelgan_lpips::classifier::load_extractor;
 use labelgan_lpips::inception_v3::{CLASSES, FEATURES, InceptionV3, KIND};
 
-const MASK: u64 = u64::MAX;
-
-fn fnv1a(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    }) & MASK
-}
-
-/// `n` values in [-1, 1), as the fixture script's `hashed`.
+/// `n` values in [-1, 1) for `name`, as the fixture script's `hashed`.
 fn hashed(name: &str, n: usize) -> Vec<f64> {
-    let base = fnv1a(name);
-    (1..=n as u64)
-        .map(|i| {
-            let mut z = base.wrapping_add(i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            2.0 * ((z >> 11) as f64 / (1u64 << 53) as f64) - 1.0
-        })
+    labelgan_lpips::detfill::fill(name, n, 0, 1.0)
+        .into_iter()
+        .map(f64::from)
         .collect()
 }
 
