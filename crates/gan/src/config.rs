@@ -60,7 +60,7 @@ use serde::{Deserialize, Serialize};
 
 use labelgan_core::{Error, Result};
 
-use crate::{Loss, Penalty};
+use crate::{Loss, Penalty, StyleGan2Config};
 
 /// Largest channel width, latent size, batch and class count accepted.
 pub const MAX_SIZE: usize = 8192;
@@ -80,44 +80,6 @@ pub enum Architecture {
     /// the residual discriminator, with their official initialisation; settings in
     /// `[model.stylegan2]`, `g_width` and `d_width` the channel maxima.
     Stylegan2,
-}
-
-/// StyleGAN2's own settings (`[model.stylegan2]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StyleGan2Config {
-    /// Size of w.
-    pub w_dim: usize,
-    /// Layers of the mapping network.
-    pub mapping_layers: usize,
-    /// Generator widths: `min(g_channel_base / r, g_width)` at resolution r.
-    pub g_channel_base: usize,
-    /// Discriminator widths: `min(d_channel_base / r, d_width)`.
-    pub d_channel_base: usize,
-    /// Learning-rate multiplier of the mapping network.
-    pub mapping_lr_multiplier: f64,
-    /// Probability of style mixing per training batch.
-    pub style_mixing: f64,
-    /// Decay of the tracked mean w (`w_avg`, what truncation pulls towards).
-    pub w_avg_beta: f64,
-    /// Minibatch standard deviation group (the batch must be a multiple of it).
-    pub mbstd_group: usize,
-}
-
-impl Default for StyleGan2Config {
-    /// The small CPU configuration of `docs/training.md` (4 mapping layers, 256-d w).
-    fn default() -> Self {
-        Self {
-            w_dim: 256,
-            mapping_layers: 4,
-            g_channel_base: 4096,
-            d_channel_base: 4096,
-            mapping_lr_multiplier: 0.01,
-            style_mixing: 0.9,
-            w_avg_beta: 0.995,
-            mbstd_group: 4,
-        }
-    }
 }
 
 /// How the generator normalises its activations.

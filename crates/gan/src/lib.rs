@@ -58,9 +58,7 @@ pub mod trainer;
 pub use attention::SelfAttention;
 pub use batch_norm::{BatchNorm, BnMode, ConditionalBatchNorm, SelfModulatedBatchNorm};
 pub use biggan::{BigGanDiscriminator, BigGanGenerator};
-pub use config::{
-    Architecture, EvalConfig, GeneratorNorm, Init, ModelConfig, StyleGan2Config, TrainConfig, TrainingConfig,
-};
+pub use config::{Architecture, EvalConfig, GeneratorNorm, Init, ModelConfig, TrainConfig, TrainingConfig};
 pub use init::{init_var_builder, seeded_var_builder};
 pub use layer_norm::LayerNorm;
 pub use loss::{DiscriminatorLoss, Loss};
@@ -72,5 +70,5 @@ pub use resnet_cifar::{ResnetCifarDiscriminator, ResnetCifarGenerator};
 pub use run::{RUN_OUTPUTS, RunOptions, RunSummary, Scorer, train_run};
 pub use sndcgan::{SndcganDiscriminator, SndcganGenerator};
 pub use spectral_norm::SpectralNorm;
-pub use stylegan2::{StyleGan2Discriminator, StyleGan2Generator};
+pub use stylegan2::{StyleGan2Config, StyleGan2Discriminator, StyleGan2Generator};
 pub use trainer::{RealBatches, StepReport, Trainer, one_hot};

@@ -17,6 +17,7 @@ use std::sync::Mutex;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
 
 use labelgan_core::io::{TensorFile, save_safetensors};
 use labelgan_core::{Error, Generator, NoiseMode, Result, SplitMix64, Truncation};
@@ -27,6 +28,44 @@ use labelgan_stylegan::{GeneratorConfig, StyleGan2};
 use crate::layers::Dense;
 use crate::model::{GanDiscriminator, GanGenerator};
 use crate::{Architecture, BnMode, Init, ModelConfig, TrainingConfig};
+
+/// StyleGAN2's own settings (`[model.stylegan2]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StyleGan2Config {
+    /// Size of w.
+    pub w_dim: usize,
+    /// Layers of the mapping network.
+    pub mapping_layers: usize,
+    /// Generator widths: `min(g_channel_base / r, g_width)` at resolution r.
+    pub g_channel_base: usize,
+    /// Discriminator widths: `min(d_channel_base / r, d_width)`.
+    pub d_channel_base: usize,
+    /// Learning-rate multiplier of the mapping network.
+    pub mapping_lr_multiplier: f64,
+    /// Probability of style mixing per training batch.
+    pub style_mixing: f64,
+    /// Decay of the tracked mean w (`w_avg`, what truncation pulls towards).
+    pub w_avg_beta: f64,
+    /// Minibatch standard deviation group (the batch must be a multiple of it).
+    pub mbstd_group: usize,
+}
+
+impl Default for StyleGan2Config {
+    /// The small CPU configuration of `docs/training.md` (4 mapping layers, 256-d w).
+    fn default() -> Self {
+        Self {
+            w_dim: 256,
+            mapping_layers: 4,
+            g_channel_base: 4096,
+            d_channel_base: 4096,
+            mapping_lr_multiplier: 0.01,
+            style_mixing: 0.9,
+            w_avg_beta: 0.995,
+            mbstd_group: 4,
+        }
+    }
+}
 
 /// The generator's settings from a model config.
 pub fn generator_config(m: &ModelConfig) -> GeneratorConfig {
