@@ -50,6 +50,15 @@ pub trait GanDiscriminator {
     /// the spectral norms' power iterations.
     fn forward(&self, x: &Tensor, y: Option<&Tensor>, training: bool) -> Result<Tensor>;
 
+    /// Into how many interleaved groups a batch of `n` may be split for a gradient
+    /// penalty without changing it (sample `i` in group `i % groups`): groups whose
+    /// samples D never couples with another group's. 1 (the default): D couples none,
+    /// or the penalty takes the batch whole.
+    fn penalty_groups(&self, n: usize) -> usize {
+        let _ = n;
+        1
+    }
+
     /// State that is not trained but must be saved (spectral norm vectors), by name.
     fn buffers(&self) -> BTreeMap<String, Tensor>;
 

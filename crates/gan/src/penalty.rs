@@ -6,10 +6,13 @@
 //! (`../shared/CANDLE_NOTES.md`; [`crate::second_order::r1_training_pool`] sets a
 //! process up for it). Elsewhere the value is right and the weights get no gradient.
 
-use candle_core::{Tensor, Var};
+use std::collections::BTreeMap;
+
+use candle_core::{DType, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use labelgan_core::{Error, Result, SplitMix64};
+use labelgan_optim::named_grads;
 
 /// Added under the square root of the slopes, as Compare GAN does, so that the
 /// penalty's gradient is finite where D's input gradient vanishes.
@@ -79,6 +82,60 @@ impl Penalty {
                 Ok(g.sqr()?.reshape((n, ()))?.sum(1)?.mean_all()?)
             }
         }
+    }
+}
+
+/// A discriminator for a penalty: images and the one-hot classes of the same samples
+/// to logits.
+pub type PenaltyDiscriminator<'a> = dyn Fn(&Tensor, Option<&Tensor>) -> Result<Tensor> + 'a;
+
+impl Penalty {
+    /// The penalty's value and `weight` times its gradients with respect to `vars`
+    /// (detached), with the batch taken in `groups` interleaved groups (sample `i` in
+    /// group `i % groups`), each differentiated on its own and weighted by its share:
+    /// the same as the whole batch at once for a discriminator that couples samples
+    /// only within such groups (StyleGAN2's minibatch standard deviation), while the
+    /// graph of gradients is held for one group at a time. One group (or a batch it
+    /// does not divide) is the whole batch.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gradients(
+        &self,
+        d: &PenaltyDiscriminator,
+        (real, fake, y): (&Tensor, &Tensor, Option<&Tensor>),
+        groups: usize,
+        weight: f64,
+        vars: &BTreeMap<String, Var>,
+        rng: &mut SplitMix64,
+    ) -> Result<(f32, BTreeMap<String, Tensor>)> {
+        let n = real.dim(0)?;
+        let groups = if groups > 1 && n.is_multiple_of(groups) {
+            groups
+        } else {
+            1
+        };
+        let (mut value, mut acc) = (0f32, BTreeMap::<String, Tensor>::new());
+        for j in 0..groups {
+            let pick = |t: &Tensor| -> Result<Tensor> {
+                if groups == 1 {
+                    return Ok(t.clone());
+                }
+                let idx: Vec<u32> = (0..n / groups).map(|k| (j + k * groups) as u32).collect();
+                Ok(t.index_select(&Tensor::new(idx, t.device())?, 0)?)
+            };
+            let yj = y.map(pick).transpose()?;
+            let dj = |x: &Tensor| d(x, yj.as_ref());
+            let p = self.value(&dj, &pick(real)?, &pick(fake)?, rng)?;
+            value += p.to_dtype(DType::F32)?.to_scalar::<f32>()? / groups as f32;
+            for (k, g) in named_grads(vars, &(p * (weight / groups as f64))?.backward()?) {
+                let g = g.detach();
+                let sum = match acc.remove(&k) {
+                    Some(a) => (a + g)?,
+                    None => g,
+                };
+                acc.insert(k, sum);
+            }
+        }
+        Ok((value, acc))
     }
 }
 

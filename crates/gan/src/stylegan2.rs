@@ -359,6 +359,12 @@ impl GanDiscriminator for StyleGan2Discriminator {
         }
     }
 
+    /// The minibatch-std groups: sample `i` shares statistics with `i + n / g`, ... only.
+    fn penalty_groups(&self, n: usize) -> usize {
+        let g = self.d.config.mbstd_group.min(n).max(1);
+        if n.is_multiple_of(g) { n / g } else { 1 }
+    }
+
     fn buffers(&self) -> BTreeMap<String, Tensor> {
         BTreeMap::new()
     }

@@ -308,15 +308,14 @@ impl Trainer {
         let t = &self.config.train;
         let mut rng = SplitMix64::derive(self.config.seed ^ (PENALTY_STREAM << 56), (self.step << 8) | index);
         let d = &self.d;
-        let d_fn = |x: &Tensor| d.forward(x, y, false);
+        let d_fn = |x: &Tensor, y: Option<&Tensor>| d.forward(x, y, false);
+        let groups = d.penalty_groups(real.dim(0)?);
+        // Lazy: every `penalty_interval` updates, as much as that many would add.
+        let weight = t.penalty_weight * t.penalty_interval as f64;
         std::thread::scope(|s| {
-            s.spawn(|| -> Result<(f32, BTreeMap<String, Tensor>)> {
-                let p = t.penalty.value(&d_fn, real, fake, &mut rng)?;
-                let value = p.to_dtype(DType::F32)?.to_scalar::<f32>()?;
-                // Lazy: every `penalty_interval` updates, as much as that many would add.
-                let weight = t.penalty_weight * t.penalty_interval as f64;
-                let grads = named_grads(&self.d_vars, &(p * weight)?.backward()?);
-                Ok((value, grads.into_iter().map(|(k, g)| (k, g.detach())).collect()))
+            s.spawn(|| {
+                t.penalty
+                    .gradients(&d_fn, (real, fake, y), groups, weight, &self.d_vars, &mut rng)
             })
             .join()
             .map_err(|_| Error::invalid("the penalty's thread panicked"))?

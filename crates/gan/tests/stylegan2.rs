@@ -121,6 +121,51 @@ fn trains_resumes_exports_and_rests() {
     // d(R1)/d(theta) by autograd, second order, against central differences in f64, on
     // a fresh thread (which keeps the graph of gradients).
     std::thread::scope(|s| s.spawn(r1_gradient_matches_finite_differences).join().unwrap());
+    // R1 taken in minibatch-std groups (what the loop does for StyleGAN2) equals the
+    // whole batch at once.
+    std::thread::scope(|s| s.spawn(r1_by_groups_equals_the_whole_batch).join().unwrap());
+}
+
+fn r1_by_groups_equals_the_whole_batch() {
+    use labelgan_stylegan::discriminator::{Discriminator, DiscriminatorConfig};
+    let dev = Device::Cpu;
+    let config = DiscriminatorConfig {
+        resolution: 8,
+        img_channels: 3,
+        channel_base: 64,
+        channel_max: 8,
+        mbstd_group: 2,
+    };
+    let d = Discriminator::new(config, 5, &dev).unwrap();
+    let real = SplitMix64::new(6).normal_tensor(&[8, 3, 8, 8], &dev).unwrap();
+    let d_fn = |x: &Tensor, _: Option<&Tensor>| d.forward(x);
+    let vars = d.params();
+    let run = |groups| {
+        Penalty::R1
+            .gradients(&d_fn, (&real, &real, None), groups, 2.0, &vars, &mut SplitMix64::new(0))
+            .unwrap()
+    };
+    let (whole, by_group) = (run(1), run(4));
+    assert!(
+        (whole.0 - by_group.0).abs() <= 1e-5 * whole.0.abs().max(1e-6),
+        "{} vs {}",
+        whole.0,
+        by_group.0
+    );
+    assert_eq!(
+        whole.1.keys().collect::<Vec<_>>(),
+        by_group.1.keys().collect::<Vec<_>>()
+    );
+    for (name, a) in &whole.1 {
+        let e = labelgan_core::max_rel_diff(&by_group.1[name], a, 1e-12).unwrap();
+        assert!(e < 1e-3, "{name}: relative difference {e}");
+    }
+    // Groups that split minibatch-std statistics would not match: 8 groups of 1.
+    let wrong = run(8);
+    assert!(
+        (wrong.0 - whole.0).abs() > 1e-4 * whole.0.abs(),
+        "the grouping is visible"
+    );
 }
 
 fn r1_gradient_matches_finite_differences() {
