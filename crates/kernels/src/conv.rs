@@ -80,7 +80,7 @@ pub fn conv2d_bias(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, relu: bool) -
         && pad < k
         && x.dim(2)? + 2 * pad >= k
         && x.dim(3)? + 2 * pad >= k;
-    if !x.device().is_cpu() || !float || !fits {
+    if !crate::native_on(x.device()) || !float || !fits {
         let y = conv2d_raw(x, w, pad)?.broadcast_add(&b.reshape((1, o, 1, 1))?)?;
         return Ok(if relu { y.relu()? } else { y });
     }
@@ -212,7 +212,7 @@ fn mask_and_sum<T: Element>(g: &Tensor, y: &Tensor, o: usize, relu: bool) -> can
 fn conv2d_raw(x: &Tensor, w: &Tensor, pad: usize) -> candle_core::Result<Tensor> {
     let k = w.dim(2)?;
     let float = matches!(x.dtype(), DType::F32 | DType::F64) && x.dtype() == w.dtype();
-    if !x.device().is_cpu() || pad >= k || !float || x.rank() != 4 || w.rank() != 4 {
+    if !crate::native_on(x.device()) || pad >= k || !float || x.rank() != 4 || w.rank() != 4 {
         return x.conv2d(w, pad, 1, 1, 1);
     }
     if x.dim(1)? != w.dim(1)? || w.dim(2)? != w.dim(3)? || x.dim(2)? + 2 * pad < k || x.dim(3)? + 2 * pad < k {
@@ -627,7 +627,7 @@ fn weight_grad_tensor<T: Element>(
 fn weight_grad(x: &Tensor, g: &Tensor, k: usize, pad: usize) -> candle_core::Result<Tensor> {
     let (n, i, h, wd) = x.dims4()?;
     let (_, o, ho, wo) = g.dims4()?;
-    if x.device().is_cpu() && x.dtype() == g.dtype() && matches!(x.dtype(), DType::F32 | DType::F64) {
+    if crate::native_on(x.device()) && x.dtype() == g.dtype() && matches!(x.dtype(), DType::F32 | DType::F64) {
         let (x, g) = (x.contiguous()?, g.contiguous()?);
         return match x.dtype() {
             DType::F32 => weight_grad_tensor::<f32>(&x, &g, (n, i, h, wd), (o, k), pad),

@@ -10,6 +10,8 @@
 //! - [`resample`]: separable linear resampling (bilinear resize, blurs, pooling) as
 //!   two matrix products, differentiable;
 //! - [`linalg`]: f32 GEMM helpers on `gemm`, split across threads;
+//! - [`path`]: whether the hand-written CPU bodies run (`LABELGAN_KERNELS=generic`
+//!   sends the CPU down the candle-op bodies other devices take, to test them);
 //! - [`mod@simd`]: which vector instructions the kernels use, decided once per process;
 //! - [`mod@threads`]: how many threads the kernels split work into, decided once;
 //! - [`layer`]: the convolution as a layer built from a candle-nn `VarBuilder`;
@@ -23,10 +25,12 @@ pub mod conv;
 pub mod heap;
 pub mod layer;
 pub mod linalg;
+pub mod path;
 pub mod resample;
 pub mod simd;
 pub mod strided;
 pub mod threads;
 
+pub use path::{KernelPath, kernel_path, native_on};
 pub use simd::{Simd, simd};
 pub use threads::cpu_threads;

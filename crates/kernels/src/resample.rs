@@ -31,7 +31,7 @@ pub fn avg_pool2(x: &Tensor) -> Result<Tensor> {
             x.dims()
         )));
     }
-    if !x.device().is_cpu() || !matches!(x.dtype(), DType::F32 | DType::F64) {
+    if !crate::native_on(x.device()) || !matches!(x.dtype(), DType::F32 | DType::F64) {
         return Ok(x.reshape((n, c, h / 2, 2, w / 2, 2))?.mean(5)?.mean(3)?);
     }
     Ok(x.contiguous()?.apply_op1(Resample2 { up: false })?)
@@ -42,7 +42,7 @@ pub fn avg_pool2(x: &Tensor) -> Result<Tensor> {
 /// a broadcast (whose gradient candle gets right).
 pub fn upsample_nearest2(x: &Tensor) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
-    if !x.device().is_cpu() || !matches!(x.dtype(), DType::F32 | DType::F64) {
+    if !crate::native_on(x.device()) || !matches!(x.dtype(), DType::F32 | DType::F64) {
         return Ok(x
             .reshape((n, c, h, 1, w, 1))?
             .broadcast_as((n, c, h, 2, w, 2))?

@@ -82,7 +82,7 @@ impl Ensemble {
             let (w3f, b3f) = fold(w3, b3, &s2, &t2)?;
             members.push((w2f, b2f, w3f, b3f));
         }
-        let cpu = if device.is_cpu() {
+        let cpu = if labelgan_kernels::native_on(device) {
             let v = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
             Some(
                 members

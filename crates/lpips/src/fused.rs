@@ -65,7 +65,7 @@ struct TapDistance {
 
 impl TapDistance {
     fn apply(self, a: &Tensor, b: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
-        let ok = a.device().is_cpu()
+        let ok = labelgan_kernels::native_on(a.device())
             && matches!(a.dtype(), DType::F32 | DType::F64)
             && a.dtype() == b.dtype()
             && a.dtype() == w.dtype()

@@ -417,7 +417,12 @@ mod tests {
     #[test]
     fn fused_paths_match_candle_ops() {
         let m = small_vgg(3);
-        assert!(m.trunk().is_some(), "fixed f64 CPU weights take the trunk");
+        // With LABELGAN_KERNELS=generic both sides are the candle-op path.
+        assert_eq!(
+            m.trunk().is_some(),
+            labelgan_kernels::native_on(&Device::Cpu),
+            "fixed f64 CPU weights take the trunk unless the generic path is asked for"
+        );
         let mut rng = SplitMix64::new(4);
         let dev = Device::Cpu;
         let mut image = || {

@@ -85,7 +85,7 @@ impl Trunk {
                     pad,
                     stride: 1,
                 }) => {
-                    if !w.device().is_cpu() || w.track_op() || b.track_op() {
+                    if !labelgan_kernels::native_on(w.device()) || w.track_op() || b.track_op() {
                         return Ok(None);
                     }
                     if !matches!(w.dtype(), DType::F32 | DType::F64) || *dtype.get_or_insert(w.dtype()) != w.dtype() {
@@ -138,7 +138,7 @@ impl Trunk {
     /// The trunk's output as it comes: every tap flattened and concatenated tap by tap
     /// (`[N, C, H, W]` each), with the taps' `(C, H, W)`; `None` as for [`Trunk::taps`].
     pub(crate) fn flat(self: &Arc<Self>, x: &Tensor) -> Result<Option<(Tensor, Vec<TapShape>)>> {
-        if x.dtype() != self.dtype || !x.device().is_cpu() {
+        if x.dtype() != self.dtype || !labelgan_kernels::native_on(x.device()) {
             return Ok(None);
         }
         let (n, c, h, w) = x.dims4()?;

@@ -187,7 +187,8 @@ impl FactoredProjection {
         mut f: impl FnMut(Range<usize>, Tensor) -> Result<()>,
     ) -> Result<()> {
         self.check(taps, image)?;
-        let on_cpu = taps.iter().all(|t| t.tensor.device().is_cpu()) && self.bias.device().is_cpu();
+        let on_cpu = taps.iter().all(|t| labelgan_kernels::native_on(t.tensor.device()))
+            && labelgan_kernels::native_on(self.bias.device());
         if on_cpu && !self.force_generic {
             let k = self.out_dim();
             return self.for_each_cpu_tile(taps, image, target, mode, tile_pixels, |rows, data| {

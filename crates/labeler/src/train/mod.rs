@@ -98,7 +98,7 @@ pub(crate) fn fit_on(
         .collect::<Result<Vec<_>>>()?;
     let train_pixels: usize = splits.iter().map(|s| s.train.len()).sum();
 
-    let use_host = allow_host && dev.is_cpu();
+    let use_host = allow_host && labelgan_kernels::native_on(&dev);
     let rows = Rows {
         config,
         source,
