@@ -29,17 +29,12 @@ struct Args {
     repeats: usize,
     /// cpu, cuda or metal.
     #[arg(long, default_value = "cpu")]
-    device: String,
+    device: DeviceKind,
 }
 
 fn main() -> labelgan::core::Result<()> {
     let a = Args::parse();
-    let device = match a.device.as_str() {
-        "cpu" => Device::Cpu,
-        "cuda" => Device::new_cuda(0)?,
-        "metal" => Device::new_metal(0)?,
-        d => return Err(Error::invalid(format!("unknown device `{d}`"))),
-    };
+    let device = a.device.open()?;
     let config = GeneratorConfig {
         img_resolution: a.resolution,
         channel_base: a.channel_base,
@@ -56,7 +51,7 @@ fn main() -> labelgan::core::Result<()> {
     })? / a.batch as f64;
     println!(
         "{}",
-        serde_json::json!({"resolution": a.resolution, "channel_base": a.channel_base, "batch": a.batch, "s_per_image": (s * 1e4).round() / 1e4})
+        serde_json::json!({"device": a.device.name(), "resolution": a.resolution, "channel_base": a.channel_base, "batch": a.batch, "s_per_image": (s * 1e4).round() / 1e4})
     );
     Ok(())
 }

@@ -26,25 +26,31 @@ struct Args {
     /// Output pixels per tile (default: the labeler's).
     #[arg(long)]
     tile_pixels: Option<usize>,
+    /// cpu, cuda or metal.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceKind,
 }
 
 fn main() -> labelgan::core::Result<()> {
     let a = Args::parse();
-    let taps = common::random_taps(a.resolution, a.channel_base, 0)?;
+    let dev = a.device.open()?;
+    let taps = common::random_taps_on(a.resolution, a.channel_base, 0, &dev)?;
     let mut cfg = LabelerConfig::new(Head::Segmentation { classes: 8 }, a.resolution);
     if let Some(t) = a.tile_pixels {
         cfg.tile_pixels = t;
     }
-    let ens = Ensemble::init(&cfg, &taps.specs(), &Device::Cpu)?;
-    let prepared = ens.prepare(&Device::Cpu)?;
+    let ens = Ensemble::init(&cfg, &taps.specs(), &dev)?;
+    let prepared = ens.prepare(&dev)?;
     let s = common::median_seconds(a.repeats, || {
         let p = ens.predict_prepared(&prepared, &taps, 0)?;
+        dev.synchronize()?;
         std::hint::black_box((p.classes, p.score));
         Ok(())
     })?;
     println!(
         "{}",
         serde_json::json!({
+            "device": a.device.name(),
             "resolution": a.resolution,
             "channel_base": a.channel_base,
             "dim": taps.total_channels(),

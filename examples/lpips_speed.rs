@@ -23,6 +23,9 @@ struct Args {
     /// come back as fresh zeroed pages) instead of `keep_freed_memory`, as the CLI sets.
     #[arg(long)]
     default_heap: bool,
+    /// cpu, cuda or metal.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceKind,
 }
 
 fn main() -> labelgan::core::Result<()> {
@@ -30,7 +33,7 @@ fn main() -> labelgan::core::Result<()> {
     if !a.default_heap {
         labelgan::kernels::heap::keep_freed_memory();
     }
-    let dev = Device::Cpu;
+    let dev = a.device.open()?;
     // The VGG weight shapes of the reference fixture, filled deterministically.
     let io = TensorFile::load("tests/fixtures/lpips/lpips_vgg_io.safetensors", &dev)?;
     let tensors = labelgan::lpips::detfill::fixture_model(&io, &dev)?;
@@ -45,12 +48,13 @@ fn main() -> labelgan::core::Result<()> {
     let s = common::median_seconds(a.repeats, || {
         let v = candle_core::Var::from_tensor(&x0)?;
         let grads = m.distance(v.as_tensor(), &x1)?.sum_all()?.backward()?;
+        dev.synchronize()?;
         std::hint::black_box(grads.get(&v).map(|g| g.dims().to_vec()));
         Ok(())
     })?;
     println!(
         "{}",
-        serde_json::json!({"impl": "labelgan", "size": a.size, "s_fwd_bwd": (s * 1e4).round() / 1e4, "peak_rss_mb": common::peak_rss_mb()})
+        serde_json::json!({"impl": "labelgan", "device": a.device.name(), "size": a.size, "s_fwd_bwd": (s * 1e4).round() / 1e4, "peak_rss_mb": common::peak_rss_mb()})
     );
     Ok(())
 }

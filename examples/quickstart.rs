@@ -120,6 +120,9 @@ struct Args {
     /// which the quickstart refuses to mix into).
     #[arg(long)]
     restart: bool,
+    /// Where the networks run: cpu, cuda or metal (a GPU build: `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    device: DeviceKind,
 }
 
 const CLASSES: usize = 8;
@@ -133,6 +136,7 @@ fn train_sets(
     selection: &Selection,
     val: Option<&LabelledSet>,
     workers: usize,
+    device: &Device,
     started: Instant,
 ) -> Result<Vec<Vec<Selected>>> {
     let jobs: Vec<DownstreamJob<'_>> = sets
@@ -153,28 +157,20 @@ fn train_sets(
     let total: usize = jobs.iter().map(|j| cfg.steps[j.heads[0].index()]).sum::<usize>() * combos;
     let names: Vec<&str> = sets.iter().map(|(n, _)| *n).collect();
     let bar = labelgan::core::Progress::new(total as u64, &format!("  UNets [{}]", names.join(", ")), "steps");
-    let models = select_unets(
-        &jobs,
-        cfg,
-        selection,
-        val,
-        workers,
-        &Device::Cpu,
-        &|p: &UNetProgress<'_>| {
-            bar.note(format!("{} {} loss {:.4}", p.name, p.heads[0].name(), p.loss));
-            bar.inc(1);
-            if p.step == p.steps {
-                bar.println(&format!(
-                    "  UNet[{}, {}] trained ({} steps, loss {:.4}) at {:.0} s",
-                    p.name,
-                    p.heads[0].name(),
-                    p.steps,
-                    p.loss,
-                    started.elapsed().as_secs_f64()
-                ));
-            }
-        },
-    )?;
+    let models = select_unets(&jobs, cfg, selection, val, workers, device, &|p: &UNetProgress<'_>| {
+        bar.note(format!("{} {} loss {:.4}", p.name, p.heads[0].name(), p.loss));
+        bar.inc(1);
+        if p.step == p.steps {
+            bar.println(&format!(
+                "  UNet[{}, {}] trained ({} steps, loss {:.4}) at {:.0} s",
+                p.name,
+                p.heads[0].name(),
+                p.steps,
+                p.loss,
+                started.elapsed().as_secs_f64()
+            ));
+        }
+    })?;
     bar.finish();
     let mut it = models.into_iter();
     Ok(sets.iter().map(|_| it.by_ref().take(3).collect()).collect())
@@ -234,7 +230,7 @@ fn run() -> Result<()> {
     if a.refine_steps > 0 {
         need(&a.perceptual, "perceptual backbone")?;
     }
-    let dev = Device::Cpu;
+    let dev = a.device.open()?;
     let g = StyleGan2::load(&a.generator, &dev)?;
     let enc = Encoder::load(&a.encoder, &dev)?;
     enc.check_generator(&g)?;
@@ -384,7 +380,7 @@ fn run() -> Result<()> {
             None
         } else {
             eprintln!("  training the baselines' UNets ({few}, {many}) on one core meanwhile");
-            Some(sc.spawn(|| train_sets(&baseline_sets, &downstream, &selection, val.as_ref(), 1, started)))
+            Some(sc.spawn(|| train_sets(&baseline_sets, &downstream, &selection, val.as_ref(), 1, &dev, started)))
         };
         let (synth, miou_labeler) = handsoff()?;
         eprintln!(
@@ -413,7 +409,8 @@ fn run() -> Result<()> {
             &downstream,
             &selection,
             val.as_ref(),
-            concurrent_workers(&Device::Cpu),
+            concurrent_workers(&dev),
+            &dev,
             started,
         )?;
         if let Some(handle) = baselines {

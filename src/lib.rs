@@ -43,8 +43,8 @@ pub mod prelude {
     pub use image;
     pub use labelgan_core::io::TensorFile;
     pub use labelgan_core::{
-        Error, FeatureTaps, Generator, GeneratorSpec, Inverter, LabelKind, Labels, NoiseMode, PixelLabeler, Prediction,
-        Progress, Result, SplitMix64, Synthesis, Tap, TapRole, TapSpec, Truncation,
+        DeviceKind, Error, FeatureTaps, Generator, GeneratorSpec, Inverter, LabelKind, Labels, NoiseMode, PixelLabeler,
+        Prediction, Progress, Result, SplitMix64, Synthesis, Tap, TapRole, TapSpec, Truncation,
     };
     pub use labelgan_dataset::{DatasetWriter, ImageLabels, LabelledSet, ManifestEntry, Sample, Targets, load_dataset};
     pub use labelgan_eval::{

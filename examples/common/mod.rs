@@ -30,18 +30,32 @@ pub fn stylegan_tap_shapes(resolution: usize, channel_base: usize) -> Vec<(Strin
     out
 }
 
-/// Random N(0, 1) taps of those shapes (batch 1).
+/// Random N(0, 1) taps of those shapes (batch 1), on the CPU.
 pub fn random_taps(resolution: usize, channel_base: usize, seed: u64) -> labelgan::core::Result<FeatureTaps> {
+    random_taps_on(resolution, channel_base, seed, &Device::Cpu)
+}
+
+/// [`random_taps`] on `device` (drawn on the CPU, so every device gets the same values).
+pub fn random_taps_on(
+    resolution: usize,
+    channel_base: usize,
+    seed: u64,
+    device: &Device,
+) -> labelgan::core::Result<FeatureTaps> {
     let mut rng = labelgan::core::SplitMix64::new(seed);
     let mut taps = FeatureTaps::new();
     for (name, r, c) in stylegan_tap_shapes(resolution, channel_base) {
-        taps.push(Tap::new(name, rng.normal_tensor(&[1, c, r, r], &Device::Cpu)?)?)?;
+        taps.push(Tap::new(
+            name,
+            rng.normal_tensor(&[1, c, r, r], &Device::Cpu)?.to_device(device)?,
+        )?)?;
     }
     Ok(taps)
 }
 
 /// Median seconds of `repeats` (at least 1) timed calls of `f`, after one untimed
-/// warm-up call.
+/// warm-up call. On a GPU, `f` must end with `device.synchronize()` to time the work
+/// rather than its launch.
 pub fn median_seconds(
     repeats: usize,
     mut f: impl FnMut() -> labelgan::core::Result<()>,

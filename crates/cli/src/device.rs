@@ -2,7 +2,7 @@
 
 use candle_core::Device;
 use clap::ValueEnum;
-use labelgan_core::{Error, Result};
+use labelgan_core::{DeviceKind, Result};
 
 /// Where tensors live.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -16,17 +16,18 @@ pub enum DeviceArg {
 }
 
 impl DeviceArg {
-    /// Opens the device, explaining how to get it when this build lacks it.
+    /// Opens the device (a one-line error names what is missing).
     pub fn open(self) -> Result<Device> {
-        let hint = |name: &str, e: candle_core::Error| {
-            Error::invalid(format!(
-                "cannot open the {name} device ({e}); build labelgan with `--features {name}` on a machine that has one"
-            ))
-        };
-        match self {
-            DeviceArg::Cpu => Ok(Device::Cpu),
-            DeviceArg::Cuda => Device::new_cuda(0).map_err(|e| hint("cuda", e)),
-            DeviceArg::Metal => Device::new_metal(0).map_err(|e| hint("metal", e)),
+        DeviceKind::from(self).open()
+    }
+}
+
+impl From<DeviceArg> for DeviceKind {
+    fn from(d: DeviceArg) -> Self {
+        match d {
+            DeviceArg::Cpu => DeviceKind::Cpu,
+            DeviceArg::Cuda => DeviceKind::Cuda,
+            DeviceArg::Metal => DeviceKind::Metal,
         }
     }
 }

@@ -14,6 +14,7 @@
 //! Human Annotations", CVPR 2023; Zhang et al., "DatasetGAN: Efficient Labeled Data
 //! Factory with Minimal Human Effort", CVPR 2021.
 
+pub mod device;
 pub mod error;
 pub mod finite;
 pub mod image_io;
@@ -31,6 +32,7 @@ pub mod taps;
 pub mod traits;
 pub mod truncation;
 
+pub use device::DeviceKind;
 pub use error::{Error, Result};
 pub use finite::{ensure_finite, max_abs_diff, max_rel_diff};
 pub use labels::{DEFAULT_IGNORE_INDEX, LabelKind, Labels, Prediction};

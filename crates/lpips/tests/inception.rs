@@ -123,7 +123,8 @@ fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
 
 #[test]
 fn matches_pytorch_fid_and_loads_as_an_extractor() {
-    let dev = Device::Cpu;
+    // The CPU, or the GPU named by LABELGAN_TEST_DEVICE (tools/gpu_check.sh).
+    let dev = labelgan_core::device::test_device().unwrap();
     let dir = std::env::temp_dir().join(format!("labelgan-inception-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("inception.safetensors");

@@ -14,10 +14,16 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The model of the fixture for `net`, and its io tensors.
+/// The device the checks run on: the CPU, or the GPU named by LABELGAN_TEST_DEVICE.
+fn device() -> Device {
+    labelgan_core::device::test_device().unwrap()
+}
+
+/// The model of the fixture for `net`, and its io tensors, on [`device`].
 fn model(net: &str) -> (Lpips, TensorFile) {
-    let io = TensorFile::load(fixture(&format!("lpips_{net}_io.safetensors")), &Device::Cpu).unwrap();
-    let tensors = labelgan_lpips::detfill::fixture_model(&io, &Device::Cpu).unwrap();
+    let dev = device();
+    let io = TensorFile::load(fixture(&format!("lpips_{net}_io.safetensors")), &dev).unwrap();
+    let tensors = labelgan_lpips::detfill::fixture_model(&io, &dev).unwrap();
     let file = TensorFile {
         path: format!("<detfill {net}>").into(),
         tensors,
@@ -68,10 +74,11 @@ fn gradients_match_finite_differences() {
     for (net, size) in [("vgg", 32), ("alex", 64), ("squeeze", 48)] {
         let (m, _) = model(net);
         let m = m.to_dtype(DType::F64).unwrap();
+        let dev = device();
         let mut rng = SplitMix64::new(7);
         let mut image = || {
             let t = rng.normal_tensor(&[1, 3, size, size], &Device::Cpu).unwrap();
-            t.tanh().unwrap().to_dtype(DType::F64).unwrap()
+            t.tanh().unwrap().to_dtype(DType::F64).unwrap().to_device(&dev).unwrap()
         };
         let (x0, x1) = (image(), image());
         let v = Var::from_tensor(&x0).unwrap();
@@ -87,7 +94,7 @@ fn gradients_match_finite_differences() {
         let at = |i: usize, delta: f64| {
             let mut p = flat.clone();
             p[i] += delta;
-            let x = Tensor::from_vec(p, x0.dims(), &Device::Cpu).unwrap();
+            let x = Tensor::from_vec(p, x0.dims(), &dev).unwrap();
             m.distance(&x, &x1)
                 .unwrap()
                 .sum_all()

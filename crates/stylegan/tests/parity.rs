@@ -1,6 +1,7 @@
 //! Parity with the official stylegan2-ada-pytorch Generator on reference outputs
 //! (`tests/fixtures/stylegan2`, made as described in `tests/fixtures/README.md`):
-//! every case's `ws` and `img`, and every tap of case 0, within 1e-4 max abs error.
+//! every case's `ws` and `img`, and every tap of case 0, within 1e-4 max abs error, on
+//! the CPU or on the device `LABELGAN_TEST_DEVICE` names.
 
 use std::path::PathBuf;
 
@@ -40,7 +41,8 @@ fn case(io: &TensorFile, k: usize) -> Case {
 
 #[test]
 fn ws_images_and_taps_match_the_official_generator() {
-    let dev = Device::Cpu;
+    // The CPU, or the GPU named by LABELGAN_TEST_DEVICE (tools/gpu_check.sh).
+    let dev = labelgan_core::device::test_device().unwrap();
     let g = StyleGan2::load(fixture("sg2_res32.safetensors"), &dev).unwrap();
     let io = TensorFile::load(fixture("sg2_res32_io.safetensors"), &dev).unwrap();
     let spec = g.spec();
