@@ -10,7 +10,7 @@ here); its `training/networks.py` is imported as it is. On a GPU its custom CUDA
 are compiled at the first call when the machine can (nvcc, ninja); otherwise it falls
 back to its reference ops, and the JSON says which ran.
 """
-import argparse, json, sys, time
+import argparse, json, sys
 
 p = argparse.ArgumentParser()
 p.add_argument("--official", required=True)
@@ -25,6 +25,7 @@ sys.path.insert(0, a.official)
 import torch  # noqa: E402
 from training.networks import Generator  # noqa: E402
 from torch_utils.ops import bias_act, upfirdn2d  # noqa: E402
+from timing import median_seconds  # noqa: E402
 
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
@@ -49,16 +50,10 @@ def step():
     return img
 
 
-step()
-ts = []
-for _ in range(a.repeats):
-    t = time.perf_counter()
-    step()
-    ts.append(time.perf_counter() - t)
-ts.sort()
+s = median_seconds(step, a.repeats)
 print(json.dumps({
     "impl": "stylegan2-ada-pytorch", "device": a.device, "resolution": a.resolution,
     "channel_base": a.channel_base, "batch": a.batch, "threads": torch.get_num_threads(),
     "custom_ops": bool(getattr(bias_act, "_plugin", None)) and bool(getattr(upfirdn2d, "_plugin", None)),
-    "s_per_image": round(ts[len(ts) // 2] / a.batch, 5),
+    "s_per_image": round(s / a.batch, 5),
 }))

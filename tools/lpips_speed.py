@@ -6,8 +6,9 @@ the lin weights ship inside the package). The counterpart of
     pip install torch lpips
     python tools/lpips_speed.py [--threads 2] [--size 256] [--device cuda]
 """
-import argparse, json, time
+import argparse, json
 import torch, lpips
+from timing import median_seconds
 
 p = argparse.ArgumentParser()
 p.add_argument("--threads", type=int, default=2)
@@ -29,12 +30,6 @@ def step():
     sync()
     return x.grad
 
-step()
-ts = []
-for _ in range(a.repeats):
-    t = time.perf_counter()
-    step()
-    ts.append(time.perf_counter() - t)
-ts.sort()
+s = median_seconds(step, a.repeats)
 print(json.dumps({"impl": "pytorch-lpips", "device": a.device, "size": a.size, "threads": torch.get_num_threads(),
-                  "s_fwd_bwd": round(ts[len(ts) // 2], 4)}))
+                  "s_fwd_bwd": round(s, 4)}))
