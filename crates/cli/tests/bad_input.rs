@@ -265,4 +265,27 @@ fn every_command_refuses_bad_input_in_one_line_and_leaves_nothing() {
         ),
     ];
     check(&cases, &out);
+
+    // A device this build or this machine lacks (a CPU build names the feature).
+    let gen_on = |device: &str| {
+        vec![
+            "generate".to_string(),
+            "--weights".into(),
+            g.into(),
+            "--count".into(),
+            "1".into(),
+            "--out".into(),
+            o.into(),
+            "--device".into(),
+            device.into(),
+        ]
+    };
+    let mut cases = vec![];
+    if !labelgan_core::DeviceKind::Cuda.compiled() {
+        cases.push(case(&gen_on("cuda"), 1, "build labelgan with `--features cuda`"));
+    }
+    if !labelgan_core::DeviceKind::Metal.compiled() {
+        cases.push(case(&gen_on("metal"), 1, "build labelgan with `--features metal`"));
+    }
+    check(&cases, &out);
 }
