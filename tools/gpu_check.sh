@@ -6,7 +6,7 @@
 # ${OUT:-.gpu}/gpu_check.json (logs beside it).
 #
 #   tools/gpu_check.sh                     # on the GPU machine
-#   DEVICE=cpu QUICK=1 BATCHES=1 STUB_LIBCUDA=target/cuda/stubrt tools/gpu_check.sh
+#   DEVICE=cpu QUICK=1 BATCHES=1 CUDA_WORK=target/cuda tools/gpu_check.sh
 #                                        # a dry run of the script itself, without a GPU
 #
 # QUICK=1 runs the quickstart at CI scale instead of its default size; BATCHES (default
@@ -48,7 +48,12 @@ except ImportError:
 print(":".join(d for d in dirs if os.path.isdir(d)))
 PY
 )
-export LD_LIBRARY_PATH="$libdirs${STUB_LIBCUDA:+:$STUB_LIBCUDA}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# A dry run without a GPU: CUDA_WORK is the wheels' toolkit and the libcuda stub that
+# tools/cuda_env.sh set up (the binaries need libcuda.so.1 to start at all).
+if [ -n "${CUDA_WORK:-}" ]; then
+    libdirs="$libdirs:$CUDA_WORK/site/nvidia/cu13/lib:$CUDA_WORK/stubrt"
+fi
+export LD_LIBRARY_PATH="$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 if ldd "$BIN/labelgan" | grep -q "not found"; then
     echo "gpu_check: libraries not found: $(ldd "$BIN/labelgan" | grep 'not found' | tr -s ' \t\n' ' ')" >&2
     exit 1
