@@ -126,9 +126,10 @@ fn trains_resumes_exports_and_rests() {
     std::thread::scope(|s| s.spawn(r1_by_groups_equals_the_whole_batch).join().unwrap());
 }
 
-fn r1_by_groups_equals_the_whole_batch() {
+/// A StyleGAN2 discriminator small enough for second-order checks: 8 px, 8 channels,
+/// minibatch-std groups of 2, weights from `seed`.
+fn tiny_discriminator(seed: u64) -> labelgan_stylegan::discriminator::Discriminator {
     use labelgan_stylegan::discriminator::{Discriminator, DiscriminatorConfig};
-    let dev = Device::Cpu;
     let config = DiscriminatorConfig {
         resolution: 8,
         img_channels: 3,
@@ -136,7 +137,12 @@ fn r1_by_groups_equals_the_whole_batch() {
         channel_max: 8,
         mbstd_group: 2,
     };
-    let d = Discriminator::new(config, 5, &dev).unwrap();
+    Discriminator::new(config, seed, &Device::Cpu).unwrap()
+}
+
+fn r1_by_groups_equals_the_whole_batch() {
+    let dev = Device::Cpu;
+    let d = tiny_discriminator(5);
     let real = SplitMix64::new(6).normal_tensor(&[8, 3, 8, 8], &dev).unwrap();
     let d_fn = |x: &Tensor, _: Option<&Tensor>| d.forward(x);
     let vars = d.params();
@@ -169,19 +175,8 @@ fn r1_by_groups_equals_the_whole_batch() {
 }
 
 fn r1_gradient_matches_finite_differences() {
-    use labelgan_stylegan::discriminator::{Discriminator, DiscriminatorConfig};
     let dev = Device::Cpu;
-    let config = DiscriminatorConfig {
-        resolution: 8,
-        img_channels: 3,
-        channel_base: 64,
-        channel_max: 8,
-        mbstd_group: 2,
-    };
-    let d = Discriminator::new(config, 3, &dev)
-        .unwrap()
-        .to_dtype(candle_core::DType::F64)
-        .unwrap();
+    let d = tiny_discriminator(3).to_dtype(candle_core::DType::F64).unwrap();
     let real = SplitMix64::new(4)
         .normal_tensor(&[4, 3, 8, 8], &dev)
         .unwrap()
