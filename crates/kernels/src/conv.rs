@@ -364,19 +364,119 @@ pub fn with_cpu_slice<T: Element, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> c
     }
 }
 
+/// How many images one GEMM of [`conv_cpu`] or [`weight_grad_cpu`] spans: enough that
+/// its columns (`plane` per image) reach about `columns`, spread evenly over the `n`
+/// images. Small maps need it: one 8x8 image alone gives a GEMM of 80 columns, too
+/// narrow for the microkernels; large maps stay one image per GEMM, cache-sized.
+pub fn images_per_gemm(plane: usize, n: usize, columns: usize) -> usize {
+    let n = n.max(1);
+    let want = (columns / plane.max(1)).clamp(1, n);
+    n.div_ceil(n.div_ceil(want))
+}
+
+/// The columns [`conv_cpu`] aims each GEMM at (`[O, C] x [C, columns]`): measured
+/// best from 8x8 to 32x32 maps (`examples/conv_speed.rs`).
+pub const FORWARD_COLUMNS: usize = 2048;
+
+/// The columns [`weight_grad_cpu`] aims each GEMM at (`[O, cols] x [cols, C]`): the
+/// weight gradient gains less from grouping and loses beyond a few hundred.
+pub const WEIGHT_GRAD_COLUMNS: usize = 400;
+
+/// A group of `nb` zero-padded images laid side by side per channel: channel `ch`'s row
+/// starts at `ch * row` and holds image `i`'s padded plane at `i * plane`, then `k`
+/// slack elements so that the last shifted view stays in bounds. Seen from tap
+/// (dy, dx), the `[C, cols]` matrix starting at `dy * wp + dx` holds, in column
+/// `i * plane + y * wp + x`, the input under output pixel (y, x) of image `i`; the
+/// columns with `x >= wo` or past an image's `ho` rows fall between images and are
+/// cropped (forward) or meet zeros (weight gradient).
+struct Fold {
+    hp: usize,
+    wp: usize,
+    ho: usize,
+    wo: usize,
+    plane: usize,
+    row: usize,
+}
+
+impl Fold {
+    fn new((h, wd): (usize, usize), k: usize, p: usize, nb: usize) -> Self {
+        let (hp, wp) = (h + 2 * p, wd + 2 * p);
+        let plane = hp * wp;
+        Self {
+            hp,
+            wp,
+            ho: hp + 1 - k,
+            wo: wp + 1 - k,
+            plane,
+            row: nb * plane + k,
+        }
+    }
+
+    /// The GEMM's column count for a group of `nb` images.
+    fn cols(&self, nb: usize) -> usize {
+        (nb - 1) * self.plane + self.ho * self.wp
+    }
+
+    /// Copies images `first..first + nb` of `x [N, C, h, wd]` into the interior of the
+    /// padded buffer `xp` (borders stay as they are: zero).
+    fn fill<T: Element>(
+        &self,
+        xp: &mut [T],
+        x: &[T],
+        (c, h, wd): (usize, usize, usize),
+        p: usize,
+        first: usize,
+        nb: usize,
+    ) {
+        debug_assert_eq!(self.hp, h + 2 * p);
+        for i in 0..nb {
+            for ch in 0..c {
+                for y in 0..h {
+                    let s = (((first + i) * c + ch) * h + y) * wd;
+                    let d = ch * self.row + i * self.plane + (y + p) * self.wp + p;
+                    xp[d..d + wd].copy_from_slice(&x[s..s + wd]);
+                }
+            }
+        }
+    }
+}
+
 /// A stride-1 convolution on raw CPU buffers: `x [N, C, H, W]` with `w [O, C, k, k]`,
 /// zero padding `p < k`, optionally followed by a per-channel `bias [O]` and a ReLU
 /// (applied in the same pass that writes the output), giving `[N, O, Ho, Wo]`.
 ///
-/// It runs as k*k GEMMs over shifted views, without im2col: on the zero-padded input
-/// `[C, Hp, Wp]` flattened, tap (dy, dx) reads the `[C, Ho*Wp]` matrix starting at
-/// `dy*Wp + dx` (row stride `Hp*Wp`), so `Y [O, Ho*Wp] += W_tap [O, C] · X_tap`; the
-/// `k - 1` extra columns per row are cropped at the end. 65-100 GFLOP/s here against
-/// 26 for candle's tiled im2col.
+/// It runs as k*k GEMMs over shifted views, without im2col: with a group of images
+/// zero-padded and laid side by side per channel (see [`images_per_gemm`]), tap
+/// (dy, dx) reads the `[C, cols]` matrix starting at `dy*Wp + dx`, so
+/// `Y [O, cols] += W_tap [O, C] · X_tap`; the columns that fall between output pixels
+/// are cropped at the end.
 ///
 /// # Panics
 /// If the buffer lengths do not match the dimensions (a caller's bug).
 pub fn conv_cpu<T: Element>(
+    x: &[T],
+    w: &[T],
+    dims: (usize, usize, usize, usize),
+    ok: (usize, usize),
+    p: usize,
+    bias: Option<&[T]>,
+    relu: bool,
+) -> Vec<T> {
+    let (n, _, h, wd) = dims;
+    let nb = if std::env::var("XGROUP1").is_ok() {
+        1
+    } else {
+        images_per_gemm((h + 2 * p) * (wd + 2 * p), n, FORWARD_COLUMNS)
+    };
+    conv_cpu_grouped(x, w, dims, ok, p, bias, relu, nb)
+}
+
+/// [`conv_cpu`] with `group` images per GEMM (at least 1) instead of the chosen number.
+///
+/// # Panics
+/// If the buffer lengths do not match the dimensions (a caller's bug).
+#[allow(clippy::too_many_arguments)]
+pub fn conv_cpu_grouped<T: Element>(
     x: &[T],
     w: &[T],
     (n, c, h, wd): (usize, usize, usize, usize),
@@ -384,71 +484,51 @@ pub fn conv_cpu<T: Element>(
     p: usize,
     bias: Option<&[T]>,
     relu: bool,
+    group: usize,
 ) -> Vec<T> {
     assert!(p < k && x.len() == n * c * h * wd && w.len() == o * c * k * k);
     assert!(bias.is_none_or(|b| b.len() == o));
-    let one = T::ONE;
-    let (hp, wp) = (h + 2 * p, wd + 2 * p);
-    let (ho, wo) = (hp + 1 - k, wp + 1 - k);
-    let plane = hp * wp;
-    // Padded input plus k slack elements so the last shifted view stays in bounds. Built
-    // by appending (no zero-fill of the whole buffer); later images overwrite the
-    // interior only.
-    let mut xp: Vec<T> = Vec::with_capacity(c * plane + k);
-    for ch in 0..c {
-        xp.extend(std::iter::repeat_n(T::ZERO, p * wp));
-        for y in 0..h {
-            xp.extend(std::iter::repeat_n(T::ZERO, p));
-            xp.extend_from_slice(&x[(ch * h + y) * wd..(ch * h + y + 1) * wd]);
-            xp.extend(std::iter::repeat_n(T::ZERO, p));
-        }
-        xp.extend(std::iter::repeat_n(T::ZERO, p * wp));
-    }
-    xp.extend(std::iter::repeat_n(T::ZERO, k));
-    // Every element of `ypw` is written by the first tap's GEMM (`read_dst` false)
-    // before anything reads it.
-    let mut ypw: Vec<T> = Vec::with_capacity(o * ho * wp);
+    let nb = group.clamp(1, n.max(1));
+    let f = Fold::new((h, wd), k, p, nb);
+    let (ho, wo, wp) = (f.ho, f.wo, f.wp);
+    let mut xp = vec![T::ZERO; c * f.row];
+    let mut ypw: Vec<T> = Vec::with_capacity(o * f.cols(nb));
     let mut out: Vec<T> = Vec::with_capacity(n * o * ho * wo);
     let threads = crate::threads::cpu_threads();
-    let par = if threads > 1 && o * ho * wp * c >= 1 << 16 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    for img in 0..n {
-        if img > 0 {
-            for ch in 0..c {
-                for y in 0..h {
-                    let src = &x[((img * c + ch) * h + y) * wd..((img * c + ch) * h + y + 1) * wd];
-                    let d = ch * plane + (y + p) * wp + p;
-                    xp[d..d + wd].copy_from_slice(src);
-                }
-            }
-        }
+    for first in (0..n).step_by(nb) {
+        let nb = nb.min(n - first);
+        f.fill(&mut xp, x, (c, h, wd), p, first, nb);
+        let cols = f.cols(nb);
+        let par = if threads > 1 && o * cols * c >= 1 << 16 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
         for dy in 0..k {
             for dx in 0..k {
-                let first = dy == 0 && dx == 0;
-                // SAFETY: dst [o, ho*wp] is ypw; lhs element (oo, cc) is
-                // w[oo*c*k*k + cc*k*k + dy*k + dx] < w.len(); rhs element (cc, j) is
-                // xp[dy*wp + dx + cc*plane + j] with j < ho*wp, at most
-                // (k-1)*wp + (k-1) + (c-1)*plane + ho*wp - 1 < c*plane + k = xp.len().
+                let first_tap = dy == 0 && dx == 0;
+                // SAFETY: dst [o, cols] is ypw (capacity o * f.cols(group) >= o * cols);
+                // lhs element (oo, cc) is w[oo*c*k*k + cc*k*k + dy*k + dx] < w.len(); rhs
+                // element (cc, j) is xp[dy*wp + dx + cc*row + j] with j < cols, at most
+                // (k-1)*wp + (k-1) + (c-1)*row + (nb-1)*plane + ho*wp - 1
+                // = (c-1)*row + nb*plane + k - 2 < c*row = xp.len().
                 unsafe {
                     gemm::gemm(
                         o,
-                        ho * wp,
+                        cols,
                         c,
                         ypw.spare_capacity_mut().as_mut_ptr().cast::<T>(),
                         1,
-                        (ho * wp) as isize,
-                        !first,
+                        cols as isize,
+                        !first_tap,
                         w.as_ptr().add(dy * k + dx),
                         (k * k) as isize,
                         (c * k * k) as isize,
                         xp.as_ptr().add(dy * wp + dx),
                         1,
-                        plane as isize,
-                        one,
-                        one,
+                        f.row as isize,
+                        T::ONE,
+                        T::ONE,
                         false,
                         false,
                         false,
@@ -457,24 +537,27 @@ pub fn conv_cpu<T: Element>(
                 }
             }
         }
-        // SAFETY: the first GEMM above wrote all `o * ho * wp` elements.
-        unsafe { ypw.set_len(o * ho * wp) };
-        for oo in 0..o {
-            let b = bias.map_or(T::ZERO, |b| b[oo]);
-            for y in 0..ho {
-                let src = &ypw[(oo * ho + y) * wp..(oo * ho + y) * wp + wo];
-                // Appended in output order: image, channel, row.
-                match (bias.is_some(), relu) {
-                    (false, false) => out.extend_from_slice(src),
-                    (_, false) => out.extend(src.iter().map(|&s| s + b)),
-                    (_, true) => out.extend(src.iter().map(|&s| {
-                        let v = s + b;
-                        if v > T::ZERO { v } else { T::ZERO }
-                    })),
+        // SAFETY: the first tap's GEMM above wrote all `o * cols` elements.
+        unsafe { ypw.set_len(o * cols) };
+        for i in 0..nb {
+            for oo in 0..o {
+                let b = bias.map_or(T::ZERO, |b| b[oo]);
+                for y in 0..ho {
+                    let s = oo * cols + i * f.plane + y * wp;
+                    let src = &ypw[s..s + wo];
+                    // Appended in output order: image, channel, row.
+                    match (bias.is_some(), relu) {
+                        (false, false) => out.extend_from_slice(src),
+                        (_, false) => out.extend(src.iter().map(|&s| s + b)),
+                        (_, true) => out.extend(src.iter().map(|&s| {
+                            let v = s + b;
+                            if v > T::ZERO { v } else { T::ZERO }
+                        })),
+                    }
                 }
             }
         }
-        // The next image's first GEMM rewrites it.
+        // The next group's first GEMM rewrites it.
         ypw.clear();
     }
     out
@@ -485,65 +568,86 @@ pub fn conv_cpu<T: Element>(
 /// `x [N, C, H, W]`, `g [N, O, Ho, Wo]`, padding `p < k`; returns `[O, C, k, k]`.
 ///
 /// The same shifted views as the forward, without im2col: with `g` laid out on the
-/// padded row width (`[O, Ho*Wp]`, zeros in the `k - 1` extra columns of each row), tap
-/// (dy, dx) is one GEMM `dW_tap [O, C] += G [O, Ho*Wp] · X_tap^T`, where `X_tap` is the
-/// `[C, Ho*Wp]` view of the padded input starting at `dy*Wp + dx`; the zero columns
-/// cancel the values that wrap around rows. Images are split across threads, each
-/// summing its own `dW`.
+/// forward's columns (`[O, cols]`, zeros in the columns between output pixels), tap
+/// (dy, dx) is one GEMM `dW_tap [O, C] += G [O, cols] · X_tap^T`, where `X_tap` is the
+/// `[C, cols]` view of the padded group starting at `dy*Wp + dx`; the zero columns
+/// cancel the values that wrap around rows and images. The images are split evenly
+/// across threads, each grouping its share and summing its own `dW`.
 ///
 /// # Panics
 /// If the buffer lengths do not match the dimensions (a caller's bug).
 pub fn weight_grad_cpu<T: Element>(
     x: &[T],
     g: &[T],
+    dims: (usize, usize, usize, usize),
+    ok: (usize, usize),
+    p: usize,
+) -> Vec<T> {
+    let (n, _, h, wd) = dims;
+    let share = n.div_ceil(crate::threads::cpu_threads().clamp(1, n.max(1)));
+    let nb = if std::env::var("XGROUP1").is_ok() {
+        1
+    } else {
+        images_per_gemm((h + 2 * p) * (wd + 2 * p), share, WEIGHT_GRAD_COLUMNS)
+    };
+    weight_grad_cpu_grouped(x, g, dims, ok, p, nb)
+}
+
+/// [`weight_grad_cpu`] with at most `group` images per GEMM (at least 1).
+///
+/// # Panics
+/// If the buffer lengths do not match the dimensions (a caller's bug).
+pub fn weight_grad_cpu_grouped<T: Element>(
+    x: &[T],
+    g: &[T],
     (n, c, h, wd): (usize, usize, usize, usize),
     (o, k): (usize, usize),
     p: usize,
+    group: usize,
 ) -> Vec<T> {
-    let (hp, wp) = (h + 2 * p, wd + 2 * p);
-    let (ho, wo) = (hp + 1 - k, wp + 1 - k);
+    let nb = group.clamp(1, n.max(1));
+    let f = Fold::new((h, wd), k, p, nb);
+    let (ho, wo, wp) = (f.ho, f.wo, f.wp);
     assert!(p < k && x.len() == n * c * h * wd && g.len() == n * o * ho * wo);
-    let plane = hp * wp;
     let size = o * c * k * k;
     let partial = |images: std::ops::Range<usize>| -> Vec<T> {
         let mut dw = vec![T::ZERO; size];
-        let mut xp = vec![T::ZERO; c * plane + k];
-        let mut gp = vec![T::ZERO; o * ho * wp];
-        for img in images {
-            for ch in 0..c {
-                for y in 0..h {
-                    let src = &x[((img * c + ch) * h + y) * wd..((img * c + ch) * h + y + 1) * wd];
-                    let d = ch * plane + (y + p) * wp + p;
-                    xp[d..d + wd].copy_from_slice(src);
-                }
-            }
-            for oo in 0..o {
-                for y in 0..ho {
-                    let src = &g[((img * o + oo) * ho + y) * wo..((img * o + oo) * ho + y + 1) * wo];
-                    let d = (oo * ho + y) * wp;
-                    gp[d..d + wo].copy_from_slice(src);
+        let mut xp = vec![T::ZERO; c * f.row];
+        let gcols = f.cols(nb);
+        let mut gp = vec![T::ZERO; o * gcols];
+        for first in images.clone().step_by(nb) {
+            let nb = nb.min(images.end - first);
+            f.fill(&mut xp, x, (c, h, wd), p, first, nb);
+            let cols = f.cols(nb);
+            for i in 0..nb {
+                for oo in 0..o {
+                    for y in 0..ho {
+                        let s = (((first + i) * o + oo) * ho + y) * wo;
+                        let d = oo * gcols + i * f.plane + y * wp;
+                        gp[d..d + wo].copy_from_slice(&g[s..s + wo]);
+                    }
                 }
             }
             for dy in 0..k {
                 for dx in 0..k {
                     // SAFETY: dst element (oo, cc) is dw[oo*c*k*k + cc*k*k + dy*k + dx]
-                    // < size; lhs element (oo, j) is gp[oo*ho*wp + j] with j < ho*wp; rhs
-                    // element (j, cc) is xp[dy*wp + dx + j + cc*plane], at most
-                    // (k-1)*wp + (k-1) + ho*wp - 1 + (c-1)*plane < c*plane + k = xp.len().
+                    // < size; lhs element (oo, j) is gp[oo*gcols + j] with j < cols <=
+                    // gcols; rhs element (j, cc) is xp[dy*wp + dx + j + cc*row], at most
+                    // (c-1)*row + nb*plane + k - 2 < c*row = xp.len() (as in the forward).
                     unsafe {
                         gemm::gemm(
                             o,
                             c,
-                            ho * wp,
+                            cols,
                             dw.as_mut_ptr().add(dy * k + dx),
                             (k * k) as isize,
                             (c * k * k) as isize,
                             true,
                             gp.as_ptr(),
                             1,
-                            (ho * wp) as isize,
+                            gcols as isize,
                             xp.as_ptr().add(dy * wp + dx),
-                            plane as isize,
+                            f.row as isize,
                             1,
                             T::ONE,
                             T::ONE,
@@ -724,6 +828,45 @@ mod tests {
             let got64 = weight_grad(&x.to_dtype(DType::F64).unwrap(), &r.to_dtype(DType::F64).unwrap(), k, p).unwrap();
             assert!(max_abs_diff(&got64.to_dtype(DType::F32).unwrap(), want).unwrap() < 1e-5 * scale.max(1.0));
         }
+    }
+
+    #[test]
+    fn image_groups_give_the_same_convolution_and_weight_gradient() {
+        // One image per GEMM, uneven groups (the last one short) and all images in one.
+        let mut rng = SplitMix64::new(77);
+        let dev = Device::Cpu;
+        for (n, c, o, h, w, k, p) in [(5, 3, 4, 6, 5, 3, 1), (7, 2, 3, 4, 4, 3, 0), (4, 2, 2, 5, 7, 5, 2)] {
+            let x = rng.normal_tensor(&[n, c, h, w], &dev).unwrap();
+            let wt = rng.normal_tensor(&[o, c, k, k], &dev).unwrap();
+            let y = x.conv2d(&wt, p, 1, 1, 1).unwrap();
+            let r = rng.normal_tensor(y.dims(), &dev).unwrap();
+            let want_dw = weight_grad(&x, &r, k, p).unwrap();
+            let (xv, wv, rv) = (
+                x.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                wt.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                r.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            );
+            for group in [1, 2, 3, n] {
+                let got = conv_cpu_grouped(&xv, &wv, (n, c, h, w), (o, k), p, None, false, group);
+                let got = Tensor::from_vec(got, y.shape(), &dev).unwrap();
+                assert!(max_abs_diff(&got, &y).unwrap() < 1e-4, "forward, group {group}");
+                let dw = weight_grad_cpu_grouped(&xv, &rv, (n, c, h, w), (o, k), p, group);
+                let dw = Tensor::from_vec(dw, want_dw.shape(), &dev).unwrap();
+                assert!(
+                    max_abs_diff(&dw, &want_dw).unwrap() < 1e-4,
+                    "weight gradient, group {group}"
+                );
+            }
+        }
+        assert_eq!(
+            images_per_gemm(100, 64, 2048),
+            16,
+            "8x8 maps padded to 10x10: 4 even groups of 16"
+        );
+        assert_eq!(images_per_gemm(100, 32, 400), 4);
+        assert_eq!(images_per_gemm(34 * 34, 64, 2048), 1);
+        assert_eq!(images_per_gemm(36, 3, 2048), 3);
+        assert_eq!(images_per_gemm(36, 0, 2048), 1);
     }
 
     #[test]
