@@ -38,8 +38,6 @@ fn main() -> labelgan::core::Result<()> {
 }
 
 fn run(a: Args) -> labelgan::core::Result<()> {
-    // As `labelgan train-gan`.
-    labelgan::kernels::heap::keep_large_buffers();
     let cfg = TrainingConfig::load(a.config.as_deref(), &a.set)?;
     let m = cfg.model.clone();
     let mut t = Trainer::new(&cfg, &Device::Cpu)?;

@@ -104,21 +104,14 @@ fn main() -> ExitCode {
         Command::Lpips(a) => lpips::run(a),
         // SAFETY: parsing started no thread; this one is still alone.
         Command::TrainGan(a) => match unsafe { labelgan_gan::second_order::r1_training_pool() } {
-            Ok(pool) => {
-                // The same large buffers every step: no mmap for them (docs/compare_gan.md).
-                labelgan_kernels::heap::keep_large_buffers();
-                pool.install(|| train_gan::run(a))
-            }
+            Ok(pool) => pool.install(|| train_gan::run(a)),
             Err(e) => Err(e),
         },
         Command::Fid(a) => fid::run(a),
         Command::Metrics(a) => metrics::run(a),
         // SAFETY: as for train-gan: no other thread yet.
         Command::Study(a) => match unsafe { labelgan_gan::second_order::r1_training_pool() } {
-            Ok(pool) => {
-                labelgan_kernels::heap::keep_large_buffers();
-                pool.install(|| study::run(a))
-            }
+            Ok(pool) => pool.install(|| study::run(a)),
             Err(e) => Err(e),
         },
         Command::Invert(a) => invert::run(a),

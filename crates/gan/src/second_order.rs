@@ -48,11 +48,14 @@ pub unsafe fn prepare_r1_environment() -> Result<()> {
 /// fixes its `CANDLE_GRAD_DO_NOT_DETACH` reading (unset: plain backward passes detach)
 /// before the variable is set, so only the thread a penalty starts keeps its graph. Nothing
 /// but GAN training should run in a process after this: any thread started later
-/// keeps the graph of every gradient it computes.
+/// keeps the graph of every gradient it computes. The heap is set up first for the
+/// same large buffers every step ([`labelgan_kernels::heap::keep_large_buffers`],
+/// which must precede the workers).
 ///
 /// # Safety
 /// As [`prepare_r1_environment`]: call while no other thread exists.
 pub unsafe fn r1_training_pool() -> Result<rayon::ThreadPool> {
+    labelgan_kernels::heap::keep_large_buffers();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(labelgan_kernels::cpu_threads())
         .build()

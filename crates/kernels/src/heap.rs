@@ -46,13 +46,18 @@ pub fn keep_freed_memory() -> bool {
 /// `mmap`: for loops that allocate and free the same large buffers step after step
 /// (GAN training, where activations of 64 images at 32 px and 256 channels are 64 MiB
 /// each), which glibc would otherwise map, have the kernel zero and unmap each time.
-/// Resident memory stays at the peak of the work done so far.
+/// All threads share the main heap: a thread's own arena holds at most 64 MiB, and
+/// glibc maps anything larger even with `mmap` turned off (training runs on a rayon
+/// worker, so its activations would). Call it before starting threads: one that has
+/// allocated keeps its arena. Resident memory stays at the peak of the work done so
+/// far.
 pub fn keep_large_buffers() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         const M_MMAP_MAX: i32 = -4;
+        const M_ARENA_MAX: i32 = -8;
         // SAFETY: as in keep_freed_memory.
-        keep_freed_memory() && unsafe { mallopt(M_MMAP_MAX, 0) == 1 }
+        keep_freed_memory() && unsafe { mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_ARENA_MAX, 1) == 1 }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {
