@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{Init, Linear, Module, VarBuilder};
+use labelgan_kernels::channel::{channel_affine, channel_sum};
 
 use labelgan_core::{Error, Result};
 
@@ -105,12 +106,15 @@ impl BatchNorm {
                 x.dims()
             )));
         }
-        // Channels first: [C, N * spatial].
-        let flat = x.transpose(0, 1)?.flatten_from(1)?;
+        // Per-channel sums without strided reductions either way (`labelgan_kernels::channel`).
+        let count = (x.elem_count() / self.channels).max(1) as f64;
+        let mut centred = None;
         let stats = match mode {
             BnMode::Train | BnMode::Accumulate => {
-                let mean = flat.mean(D::Minus1)?;
-                let var = flat.broadcast_sub(&mean.unsqueeze(1)?)?.sqr()?.mean(D::Minus1)?;
+                let mean = (channel_sum(x)? / count)?;
+                let xc = channel_affine(x, None, Some(&mean.neg()?))?;
+                let var = (channel_sum(&xc.sqr()?)? / count)?;
+                centred = Some(xc);
                 let fixed = Stats {
                     mean: mean.detach(),
                     var: var.detach(),
@@ -147,10 +151,12 @@ impl BatchNorm {
                 None => self.moving.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             },
         };
-        let shape: Vec<usize> = (0..x.rank()).map(|i| if i == 1 { self.channels } else { 1 }).collect();
-        let mean = stats.mean.reshape(shape.as_slice())?;
-        let inv = (stats.var + self.eps)?.sqrt()?.recip()?.reshape(shape.as_slice())?;
-        Ok(x.broadcast_sub(&mean)?.broadcast_mul(&inv)?)
+        let xc = match centred {
+            Some(xc) => xc,
+            None => channel_affine(x, None, Some(&stats.mean.neg()?))?,
+        };
+        let inv = (stats.var + self.eps)?.sqrt()?.recip()?;
+        channel_affine(&xc, Some(&inv), None)
     }
 }
 

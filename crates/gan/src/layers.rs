@@ -119,7 +119,7 @@ impl Conv {
             s => x.conv2d(&w, self.padding, s, 1, 1)?,
         };
         match &self.weight.b {
-            Some(b) => Ok(y.broadcast_add(&b.reshape((1, (), 1, 1))?)?),
+            Some(b) => labelgan_kernels::channel::channel_affine(&y, None, Some(b)),
             None => Ok(y),
         }
     }
@@ -159,7 +159,7 @@ impl UpConv {
     /// `[N, in, H, W]` to `[N, out, 2H, 2W]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = labelgan_kernels::strided::conv_transpose4x4_stride2(x, &self.w)?;
-        Ok(y.broadcast_add(&self.b.reshape((1, (), 1, 1))?)?)
+        labelgan_kernels::channel::channel_affine(&y, None, Some(&self.b))
     }
 }
 

@@ -6,6 +6,8 @@
 //!
 //! - [`conv`]: the stride-1 convolution as an implicit GEMM, with a backward that is
 //!   itself a forward convolution (derivatives of any order at forward speed);
+//! - [`channel`]: per-channel sums and affine maps (biases, batch norm) whose
+//!   backward needs no strided reduction;
 //! - [`strided`]: stride-2 and transposed convolutions as stride-1 ones, on [`conv`];
 //! - [`resample`]: separable linear resampling (bilinear resize, blurs, pooling) as
 //!   two matrix products, differentiable;
@@ -21,6 +23,7 @@
 //! trunk, the factored projection's fused rows) but take their SIMD level and thread
 //! count from here.
 
+pub mod channel;
 pub mod conv;
 pub mod heap;
 pub mod layer;

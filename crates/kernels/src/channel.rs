@@ -1,0 +1,261 @@
+//! Per-channel sums and affine maps of `[N, C, ...]` activations: the bias of a
+//! convolution and batch normalisation.
+//!
+//! Written with candle's broadcast ops, each backward pass sums the gradient over
+//! batch and space with candle's strided reduction, a tenth of a GAN training step on
+//! the CPU (`docs/compare_gan.md`). Here the forward is one pass and the backward is
+//! made of [`channel_sum`] (one contiguous pass over each plane) and these same ops,
+//! so it differentiates again (penalties take gradients of gradients). Other devices
+//! and dtypes compose candle's ops.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor};
+
+use crate::conv::{Element, cpu_slice};
+use labelgan_core::{Error, Result};
+
+/// Planes at or above this many elements in all are split across threads.
+const PARALLEL_ELEMENTS: usize = 1 << 18;
+
+/// `x [N, C, ...]` summed over every axis but the channel: `[C]`.
+pub fn channel_sum(x: &Tensor) -> Result<Tensor> {
+    let (_, c) = batch_and_channels(x)?;
+    if !fast(x) {
+        let dims: Vec<usize> = (0..x.rank()).filter(|&i| i != 1).collect();
+        return Ok(x.sum_keepdim(dims)?.reshape(c)?);
+    }
+    Ok(x.contiguous()?.apply_op1(ChannelSum)?)
+}
+
+/// `x [N, C, ...] * a[c] + b[c]` for `a`, `b` of shape `[C]` (`None`: 1 and 0).
+pub fn channel_affine(x: &Tensor, a: Option<&Tensor>, b: Option<&Tensor>) -> Result<Tensor> {
+    let (_, c) = batch_and_channels(x)?;
+    for (name, t) in [("scale", a), ("shift", b)] {
+        if let Some(t) = t
+            && (t.dims() != [c] || t.dtype() != x.dtype())
+        {
+            return Err(Error::invalid(format!(
+                "channel_affine: {name} of shape {:?} and {:?} for activations {:?} of {:?}",
+                t.dims(),
+                t.dtype(),
+                x.dims(),
+                x.dtype()
+            )));
+        }
+    }
+    if !fast(x) {
+        let shape: Vec<usize> = (0..x.rank()).map(|i| if i == 1 { c } else { 1 }).collect();
+        let mut y = x.clone();
+        if let Some(a) = a {
+            y = y.broadcast_mul(&a.reshape(shape.as_slice())?)?;
+        }
+        if let Some(b) = b {
+            y = y.broadcast_add(&b.reshape(shape.as_slice())?)?;
+        }
+        return Ok(y);
+    }
+    let a = match a {
+        Some(a) => a.contiguous()?,
+        None => Tensor::ones(c, x.dtype(), x.device())?,
+    };
+    let b = match b {
+        Some(b) => b.contiguous()?,
+        None => Tensor::zeros(c, x.dtype(), x.device())?,
+    };
+    Ok(x.contiguous()?.apply_op3(&a, &b, ChannelAffine)?)
+}
+
+fn batch_and_channels(x: &Tensor) -> Result<(usize, usize)> {
+    if x.rank() < 2 {
+        return Err(Error::invalid(format!(
+            "per-channel ops need [N, C, ...] activations, got {:?}",
+            x.dims()
+        )));
+    }
+    Ok((x.dim(0)?, x.dim(1)?))
+}
+
+fn fast(x: &Tensor) -> bool {
+    crate::native_on(x.device()) && matches!(x.dtype(), DType::F32 | DType::F64)
+}
+
+/// `(N, C, plane)` of a `[N, C, ...]` layout.
+fn planes(l: &Layout) -> (usize, usize, usize) {
+    let d = l.shape().dims();
+    (d[0], d[1], d[2..].iter().product())
+}
+
+fn sum_planes<T: Element>(x: &[T], (n, c, hw): (usize, usize, usize)) -> Vec<T> {
+    let one = |ch: usize| -> T {
+        (0..n).fold(T::ZERO, |acc, i| {
+            let p = &x[(i * c + ch) * hw..(i * c + ch + 1) * hw];
+            acc + p.iter().fold(T::ZERO, |s, &v| s + v)
+        })
+    };
+    if x.len() >= PARALLEL_ELEMENTS && crate::cpu_threads() > 1 {
+        use rayon::prelude::*;
+        (0..c).into_par_iter().map(one).collect()
+    } else {
+        (0..c).map(one).collect()
+    }
+}
+
+fn affine_planes<T: Element>(x: &[T], a: &[T], b: &[T], (_, c, hw): (usize, usize, usize)) -> Vec<T> {
+    let mut out = vec![T::ZERO; x.len()];
+    if hw == 0 {
+        return out;
+    }
+    let plane = |(k, (o, i)): (usize, (&mut [T], &[T]))| {
+        let (s, t) = (a[k % c], b[k % c]);
+        for (o, &v) in o.iter_mut().zip(i) {
+            *o = v * s + t;
+        }
+    };
+    if x.len() >= PARALLEL_ELEMENTS && crate::cpu_threads() > 1 {
+        use rayon::prelude::*;
+        out.par_chunks_mut(hw).zip(x.par_chunks(hw)).enumerate().for_each(plane);
+    } else {
+        out.chunks_mut(hw).zip(x.chunks(hw)).enumerate().for_each(plane);
+    }
+    out
+}
+
+struct ChannelSum;
+
+impl CustomOp1 for ChannelSum {
+    fn name(&self) -> &'static str {
+        "labelgan-channel-sum"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let dims = planes(l);
+        let out = match s {
+            CpuStorage::F32(_) => f32::storage(sum_planes::<f32>(cpu_slice(s, l)?, dims)),
+            _ => f64::storage(sum_planes::<f64>(cpu_slice(s, l)?, dims)),
+        };
+        Ok((out, Shape::from(dims.1)))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let shape: Vec<usize> = (0..x.rank())
+            .map(|i| if i == 1 { x.dim(1).unwrap_or(1) } else { 1 })
+            .collect();
+        Ok(Some(g.reshape(shape.as_slice())?.broadcast_as(x.shape())?))
+    }
+}
+
+struct ChannelAffine;
+
+impl CustomOp3 for ChannelAffine {
+    fn name(&self) -> &'static str {
+        "labelgan-channel-affine"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let dims = planes(l1);
+        let out = match s1 {
+            CpuStorage::F32(_) => f32::storage(affine_planes::<f32>(
+                cpu_slice(s1, l1)?,
+                cpu_slice(s2, l2)?,
+                cpu_slice(s3, l3)?,
+                dims,
+            )),
+            _ => f64::storage(affine_planes::<f64>(
+                cpu_slice(s1, l1)?,
+                cpu_slice(s2, l2)?,
+                cpu_slice(s3, l3)?,
+                dims,
+            )),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let err = |e: Error| candle_core::Error::Msg(e.to_string());
+        let gx = match x.track_op() {
+            true => Some(channel_affine(g, Some(a), None).map_err(err)?),
+            false => None,
+        };
+        let ga = match a.track_op() {
+            true => Some(channel_sum(&(g * x)?).map_err(err)?),
+            false => None,
+        };
+        let gb = match b.track_op() {
+            true => Some(channel_sum(g).map_err(err)?),
+            false => None,
+        };
+        Ok((gx, ga, gb))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+    use labelgan_core::{SplitMix64, max_abs_diff};
+
+    /// The same function with candle's broadcast ops.
+    fn reference(x: &Tensor, a: &Tensor, b: &Tensor) -> Tensor {
+        let c = a.dim(0).unwrap();
+        x.broadcast_mul(&a.reshape((1, c, 1, 1)).unwrap())
+            .unwrap()
+            .broadcast_add(&b.reshape((1, c, 1, 1)).unwrap())
+            .unwrap()
+    }
+
+    #[test]
+    fn sums_and_affine_maps_match_broadcast_ops_with_gradients() {
+        let mut rng = SplitMix64::new(3);
+        let dev = Device::Cpu;
+        // Small, and large enough to split across threads.
+        for dims in [[3usize, 4, 5, 6], [8, 16, 48, 48]] {
+            let x = Var::from_tensor(&rng.normal_tensor(&dims, &dev).unwrap()).unwrap();
+            let a = Var::from_tensor(&rng.normal_tensor(&[dims[1]], &dev).unwrap()).unwrap();
+            let b = Var::from_tensor(&rng.normal_tensor(&[dims[1]], &dev).unwrap()).unwrap();
+            let got = channel_affine(x.as_tensor(), Some(a.as_tensor()), Some(b.as_tensor())).unwrap();
+            let want = reference(x.as_tensor(), a.as_tensor(), b.as_tensor());
+            assert!(max_abs_diff(&got, &want).unwrap() < 1e-5);
+            let s = channel_sum(x.as_tensor()).unwrap();
+            let ws = x.as_tensor().sum_keepdim((0, 2, 3)).unwrap().flatten_all().unwrap();
+            let scale = (dims[0] * dims[2] * dims[3]) as f32;
+            assert!(max_abs_diff(&s, &ws).unwrap() < 1e-5 * scale.sqrt() * 4.0);
+            // The gradients of a weighted sum of both, through both paths.
+            let r = rng.normal_tensor(&dims, &dev).unwrap();
+            let rs = rng.normal_tensor(&[dims[1]], &dev).unwrap();
+            let loss = |y: &Tensor, s: &Tensor| {
+                ((y * &r).unwrap().sum_all().unwrap() + (s * &rs).unwrap().sum_all().unwrap()).unwrap()
+            };
+            let g1 = loss(&got, &s).backward().unwrap();
+            let g2 = loss(&want, &ws).backward().unwrap();
+            for v in [&x, &a, &b] {
+                let (p, q) = (g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
+                let tol = 1e-4 * q.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1.0);
+                assert!(max_abs_diff(p, q).unwrap() < tol, "{dims:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        let dev = Device::Cpu;
+        let x = Tensor::zeros((2, 3, 4, 4), DType::F32, &dev).unwrap();
+        let bad = Tensor::zeros(4, DType::F32, &dev).unwrap();
+        assert!(channel_affine(&x, Some(&bad), None).is_err());
+        assert!(channel_affine(&x, None, Some(&bad)).is_err());
+        assert!(channel_sum(&Tensor::zeros(3, DType::F32, &dev).unwrap()).is_err());
+    }
+}
