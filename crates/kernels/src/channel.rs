@@ -100,22 +100,31 @@ fn sum_planes<T: Element>(x: &[T], (n, c, hw): (usize, usize, usize)) -> Vec<T> 
 }
 
 fn affine_planes<T: Element>(x: &[T], a: &[T], b: &[T], (_, c, hw): (usize, usize, usize)) -> Vec<T> {
-    let mut out = vec![T::ZERO; x.len()];
-    if hw == 0 {
-        return out;
-    }
-    let plane = |(k, (o, i)): (usize, (&mut [T], &[T]))| {
+    let map = |k: usize, i: &[T], o: &mut [std::mem::MaybeUninit<T>]| {
         let (s, t) = (a[k % c], b[k % c]);
         for (o, &v) in o.iter_mut().zip(i) {
-            *o = v * s + t;
+            o.write(v * s + t);
         }
     };
-    if x.len() >= PARALLEL_ELEMENTS && crate::cpu_threads() > 1 {
-        use rayon::prelude::*;
-        out.par_chunks_mut(hw).zip(x.par_chunks(hw)).enumerate().for_each(plane);
-    } else {
-        out.chunks_mut(hw).zip(x.chunks(hw)).enumerate().for_each(plane);
+    let mut out: Vec<T> = Vec::with_capacity(x.len());
+    if hw > 0 {
+        let spare = &mut out.spare_capacity_mut()[..x.len()];
+        if x.len() >= PARALLEL_ELEMENTS && crate::cpu_threads() > 1 {
+            use rayon::prelude::*;
+            spare
+                .par_chunks_mut(hw)
+                .zip(x.par_chunks(hw))
+                .enumerate()
+                .for_each(|(k, (o, i))| map(k, i, o));
+        } else {
+            for (k, (o, i)) in spare.chunks_mut(hw).zip(x.chunks(hw)).enumerate() {
+                map(k, i, o);
+            }
+        }
     }
+    // SAFETY: every plane of `hw` elements above was written, `x.len()` in all (none
+    // when `x` is empty).
+    unsafe { out.set_len(x.len()) };
     out
 }
 
