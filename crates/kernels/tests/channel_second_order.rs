@@ -3,7 +3,7 @@
 //! `∂P/∂a[c] = 2 a[c] Σ_{n, space} r²` and no gradient in `b`.
 
 use candle_core::{Device, Tensor, Var};
-use labelgan_core::SplitMix64;
+use labelgan_core::{SplitMix64, max_abs_diff};
 use labelgan_kernels::channel::{channel_affine, channel_sum};
 
 #[test]
@@ -53,13 +53,6 @@ fn a_penalty_on_the_input_gradient_reaches_the_scale() {
     let gg = g.sqr().unwrap().sum_all().unwrap().backward().unwrap();
     let got = gg.get(x.as_tensor()).unwrap();
     let want = channel_affine(&(x.as_tensor() * 8.0).unwrap(), Some(&w.sqr().unwrap()), None).unwrap();
-    let err = (got - &want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let err = max_abs_diff(got, &want).unwrap();
     assert!(err < 1e-4, "second order through channel_sum: error {err}");
 }
