@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use labelgan_kernels::conv::{
+use labelgan_kernels::implicit_gemm::{
     FORWARD_COLUMNS, WEIGHT_GRAD_COLUMNS, conv_cpu_grouped, images_per_gemm, weight_grad_cpu_grouped,
 };
 

@@ -10,7 +10,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor};
 
-use crate::conv::{Element, cpu_slice};
+use crate::element::{Element, cpu_slice};
 use labelgan_core::{Error, Result};
 
 /// Planes at or above this many elements in all are split across threads.

@@ -4,8 +4,10 @@
 //! beat candle's own ops (`docs/performance.md`), each with a candle-op path that other
 //! devices take:
 //!
-//! - [`conv`]: the stride-1 convolution as an implicit GEMM, with a backward that is
-//!   itself a forward convolution (derivatives of any order at forward speed);
+//! - [`conv`]: the stride-1 convolution as a differentiable op, with a backward that
+//!   is itself a forward convolution (derivatives of any order at forward speed);
+//! - [`implicit_gemm`]: its CPU body on raw buffers, GEMMs over shifted views;
+//! - [`element`]: the element types the CPU kernels take, and their storage as slices;
 //! - [`channel`]: per-channel sums and affine maps (biases, batch norm) whose
 //!   backward needs no strided reduction;
 //! - [`strided`]: stride-2 and transposed convolutions as stride-1 ones, on [`conv`];
@@ -25,7 +27,9 @@
 
 pub mod channel;
 pub mod conv;
+pub mod element;
 pub mod heap;
+pub mod implicit_gemm;
 pub mod layer;
 pub mod linalg;
 pub mod path;

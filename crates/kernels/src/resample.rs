@@ -16,7 +16,7 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
 
-use crate::conv::{Element, cpu_slice};
+use crate::element::{Element, cpu_slice};
 use labelgan_core::Result;
 
 /// 2x2 average pooling with stride 2 of `x [N, C, H, W]` (even H and W):

@@ -11,7 +11,7 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 
 use labelgan_core::Result;
-use labelgan_kernels::conv::{Element, cpu_slice, with_cpu_slice};
+use labelgan_kernels::element::{Element, cpu_slice, with_cpu_slice};
 
 /// The map `[N, 1, H, W]` of one tap, or `None` when the inputs are not for this path
 /// (not on the CPU, not f32/f64, mismatched, or weights that want a gradient).

@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 
 use labelgan_core::{Error, Result};
-use labelgan_kernels::conv::{Element, conv_cpu, cpu_slice, flip_transpose_cpu, with_cpu_slice as with_slice};
+use labelgan_kernels::element::{Element, cpu_slice, with_cpu_slice as with_slice};
+use labelgan_kernels::implicit_gemm::{conv_cpu, flip_transpose_cpu};
 
 use crate::conv::Conv;
 
