@@ -14,6 +14,7 @@
 //! Human Annotations", CVPR 2023; Zhang et al., "DatasetGAN: Efficient Labeled Data
 //! Factory with Minimal Human Effort", CVPR 2021.
 
+pub mod cross_entropy;
 pub mod device;
 pub mod error;
 pub mod finite;
@@ -26,6 +27,7 @@ pub mod peak;
 pub mod progress;
 pub mod record;
 pub mod rng;
+pub mod rotation;
 pub mod safetensors_stream;
 pub mod stop;
 pub mod taps;

@@ -35,8 +35,10 @@ use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::{Linear, Module, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
+use labelgan_core::cross_entropy::cross_entropy;
 use labelgan_core::image_io::ImageSource;
 use labelgan_core::io::{TensorFile, save_safetensors};
+pub use labelgan_core::rotation::{rotate90, rotation_batch};
 use labelgan_core::{Error, Result, SplitMix64};
 use labelgan_kernels::layer::init_he_normal;
 use labelgan_optim::{Adam, named_vars};
@@ -370,43 +372,6 @@ impl RotationNet {
     }
 }
 
-/// `x` rotated by `k` quarter turns counter-clockwise (`[N, C, R, R]`).
-pub fn rotate90(x: &Tensor, k: usize) -> Result<Tensor> {
-    let (_, _, h, w) = x.dims4()?;
-    if h != w {
-        return Err(Error::invalid(format!("rotation needs square images, got {h}x{w}")));
-    }
-    let rev = Tensor::new((0..h as u32).rev().collect::<Vec<_>>(), x.device())?;
-    let flip = |t: &Tensor, dim: usize| -> Result<Tensor> { Ok(t.index_select(&rev, dim)?) };
-    Ok(match k % 4 {
-        0 => x.clone(),
-        // Counter-clockwise: out[i][j] = in[j][R-1-i].
-        1 => flip(&x.transpose(2, 3)?.contiguous()?, 2)?,
-        2 => flip(&flip(x, 2)?, 3)?,
-        _ => flip(&x.transpose(2, 3)?.contiguous()?, 3)?,
-    })
-}
-
-/// The four rotations of each image, stacked rotation-major, and their labels.
-pub fn rotation_batch(images: &Tensor) -> Result<(Tensor, Vec<u32>)> {
-    let n = images.dim(0)?;
-    let rot = (0..4).map(|k| rotate90(images, k)).collect::<Result<Vec<_>>>()?;
-    let labels = (0..4u32).flat_map(|k| std::iter::repeat_n(k, n)).collect();
-    Ok((Tensor::cat(&rot, 0)?, labels))
-}
-
-/// Mean cross-entropy of `logits` `[N, K]` against class ids.
-pub(crate) fn cross_entropy(logits: &Tensor, labels: &[u32]) -> Result<Tensor> {
-    let (n, k) = logits.dims2()?;
-    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
-    let mut onehot = vec![0f32; n * k];
-    for (i, &l) in labels.iter().enumerate() {
-        onehot[i * k + l as usize] = 1.0;
-    }
-    let onehot = Tensor::from_vec(onehot, (n, k), logits.device())?.to_dtype(logits.dtype())?;
-    Ok(((logp * onehot)?.sum_all()? * (-1.0 / n as f64))?)
-}
-
 /// Trains a [`RotationNet`] on `source` (images `[N, 3, R, R]` in [-1, 1] at the
 /// config's resolution), reporting held-out accuracy on `holdout`. Finite image sets
 /// are augmented with horizontal flips (half of each batch).
@@ -518,49 +483,6 @@ impl labelgan_core::FeatureExtractor for RotationNet {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rotate90_matches_index_rule() {
-        let x = Tensor::arange(0f32, 9.0, &Device::Cpu)
-            .unwrap()
-            .reshape((1, 1, 3, 3))
-            .unwrap();
-        // [[0,1,2],[3,4,5],[6,7,8]] counter-clockwise -> [[2,5,8],[1,4,7],[0,3,6]].
-        let r1 = rotate90(&x, 1)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        assert_eq!(r1, [2., 5., 8., 1., 4., 7., 0., 3., 6.]);
-        let r2 = rotate90(&x, 2)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        assert_eq!(r2, [8., 7., 6., 5., 4., 3., 2., 1., 0.]);
-        let r3 = rotate90(&x, 3)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        assert_eq!(r3, [6., 3., 0., 7., 4., 1., 8., 5., 2.]);
-        // Four quarter turns are the identity; one turn three times is three turns.
-        let back = rotate90(&rotate90(&rotate90(&x, 1).unwrap(), 1).unwrap(), 1).unwrap();
-        assert_eq!(back.flatten_all().unwrap().to_vec1::<f32>().unwrap(), r3);
-        assert!(rotate90(&Tensor::zeros((1, 1, 2, 3), DType::F32, &Device::Cpu).unwrap(), 1).is_err());
-    }
-
-    #[test]
-    fn cross_entropy_matches_formula() {
-        let logits = Tensor::new(&[[1f32, 2., 0.5, -1.], [0., 0., 3., 1.]], &Device::Cpu).unwrap();
-        let got = cross_entropy(&logits, &[1, 3]).unwrap().to_scalar::<f32>().unwrap();
-        let lse = |v: &[f32]| v.iter().map(|x| x.exp()).sum::<f32>().ln();
-        let want = ((lse(&[1., 2., 0.5, -1.]) - 2.0) + (lse(&[0., 0., 3., 1.]) - 1.0)) / 2.0;
-        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
-    }
 
     #[test]
     fn layout_loads_as_vgg_lpips() {
