@@ -18,7 +18,7 @@ use labelgan_core::{Error, Result};
 
 use crate::attention::SelfAttention;
 use crate::layers::{Conv, Dense};
-use crate::model::{GanDiscriminator, GanGenerator};
+use crate::model::{DiscriminatorOutput, GanDiscriminator, GanGenerator, ProjectionClasses};
 use crate::norm::NormLayer;
 use crate::projection::ProjectionHead;
 use crate::resnet_cifar::{DownBlock, UpBlock, generator_buffers, pooled, set_generator_buffers};
@@ -219,7 +219,16 @@ impl BigGanDiscriminator {
 }
 
 impl GanDiscriminator for BigGanDiscriminator {
-    fn forward(&self, x: &Tensor, y: Option<&Tensor>, training: bool) -> Result<Tensor> {
+    fn feature_dim(&self) -> usize {
+        self.head.features()
+    }
+
+    fn forward_features(
+        &self,
+        x: &Tensor,
+        classes: &mut ProjectionClasses,
+        training: bool,
+    ) -> Result<DiscriminatorOutput> {
         let mut h = x.clone();
         for (i, b) in self.blocks.iter().enumerate() {
             h = b.forward(&h, training)?;
@@ -229,7 +238,7 @@ impl GanDiscriminator for BigGanDiscriminator {
                 h = a.forward(&h, training)?;
             }
         }
-        self.head.forward(&pooled(&h)?, y, training)
+        self.head.forward_pooled(&pooled(&h)?, classes, training)
     }
 
     fn buffers(&self) -> BTreeMap<String, Tensor> {

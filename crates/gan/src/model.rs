@@ -44,11 +44,40 @@ pub trait GanGenerator {
     }
 }
 
+/// The classes D's projection term uses for a batch, given the batch's features
+/// `φ(x)` `[N, F]`: fixed ones, or ones predicted from `φ(x)` (S2GAN-CO's co-training).
+/// `None` for an unconditional discriminator.
+pub type ProjectionClasses<'a> = dyn FnMut(&Tensor) -> Result<Option<Tensor>> + 'a;
+
+/// What D computes for a batch: its logits and the features its heads read.
+#[derive(Debug, Clone)]
+pub struct DiscriminatorOutput {
+    /// One logit per image `[N]`.
+    pub logits: Tensor,
+    /// The pooled features `φ(x)` `[N, F]` of the projection term, which auxiliary
+    /// heads (rotation, class predictor) read too.
+    pub features: Tensor,
+}
+
 /// A discriminator: images (and classes) to one logit per image.
 pub trait GanDiscriminator {
+    /// The width `F` of the features `φ(x)`.
+    fn feature_dim(&self) -> usize;
+
+    /// Images `[N, 3, R, R]` to logits and features, the projection's classes taken
+    /// from `classes(φ(x))`; `training` steps the spectral norms' power iterations.
+    fn forward_features(
+        &self,
+        x: &Tensor,
+        classes: &mut ProjectionClasses,
+        training: bool,
+    ) -> Result<DiscriminatorOutput>;
+
     /// Images `[N, 3, R, R]` (and one-hot classes) to logits `[N]`; `training` steps
     /// the spectral norms' power iterations.
-    fn forward(&self, x: &Tensor, y: Option<&Tensor>, training: bool) -> Result<Tensor>;
+    fn forward(&self, x: &Tensor, y: Option<&Tensor>, training: bool) -> Result<Tensor> {
+        Ok(self.forward_features(x, &mut |_| Ok(y.cloned()), training)?.logits)
+    }
 
     /// Into how many interleaved groups a batch of `n` may be split for a gradient
     /// penalty without changing it (sample `i` in group `i % groups`): groups whose

@@ -11,10 +11,12 @@ use labelgan_core::{Error, Result};
 
 use crate::Init;
 use crate::layers::Dense;
+use crate::model::{DiscriminatorOutput, ProjectionClasses};
 
 /// D's last layer over `features`-vectors.
 #[derive(Debug)]
 pub struct ProjectionHead {
+    features: usize,
     dense: Dense,
     projection: Option<Dense>,
 }
@@ -35,9 +37,15 @@ impl ProjectionHead {
             None => None,
         };
         Ok(Self {
+            features,
             dense: Dense::new(features, 1, true, sn.0, init, vb.pp("dense"))?,
             projection,
         })
+    }
+
+    /// The width of the features it reads.
+    pub fn features(&self) -> usize {
+        self.features
     }
 
     /// Logits `[N]` of features `[N, F]` (and one-hot classes, when conditional).
@@ -48,6 +56,21 @@ impl ProjectionHead {
             (Some(_), None) => Err(Error::invalid("a conditional discriminator needs the classes")),
             (None, _) => Ok(logit),
         }
+    }
+
+    /// Logits and features of pooled features `[N, F]`, the classes taken from
+    /// `classes(features)`.
+    pub fn forward_pooled(
+        &self,
+        features: &Tensor,
+        classes: &mut ProjectionClasses,
+        training: bool,
+    ) -> Result<DiscriminatorOutput> {
+        let y = classes(features)?;
+        Ok(DiscriminatorOutput {
+            logits: self.forward(features, y.as_ref(), training)?,
+            features: features.clone(),
+        })
     }
 
     /// Spectral norm state, by name.

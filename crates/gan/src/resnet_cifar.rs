@@ -12,7 +12,7 @@ use labelgan_core::{Error, Result};
 
 use crate::layer_norm::LayerNorm;
 use crate::layers::{Conv, Dense};
-use crate::model::{GanDiscriminator, GanGenerator};
+use crate::model::{DiscriminatorOutput, GanDiscriminator, GanGenerator, ProjectionClasses};
 use crate::norm::NormLayer;
 use crate::projection::ProjectionHead;
 use crate::{BnMode, ModelConfig};
@@ -306,12 +306,21 @@ pub(crate) fn pooled(h: &Tensor) -> Result<Tensor> {
 }
 
 impl GanDiscriminator for ResnetCifarDiscriminator {
-    fn forward(&self, x: &Tensor, y: Option<&Tensor>, training: bool) -> Result<Tensor> {
+    fn feature_dim(&self) -> usize {
+        self.head.features()
+    }
+
+    fn forward_features(
+        &self,
+        x: &Tensor,
+        classes: &mut ProjectionClasses,
+        training: bool,
+    ) -> Result<DiscriminatorOutput> {
         let mut h = x.clone();
         for b in &self.blocks {
             h = b.forward(&h, training)?;
         }
-        self.head.forward(&pooled(&h)?, y, training)
+        self.head.forward_pooled(&pooled(&h)?, classes, training)
     }
 
     fn buffers(&self) -> BTreeMap<String, Tensor> {

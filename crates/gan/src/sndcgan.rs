@@ -13,7 +13,7 @@ use labelgan_core::{Error, Result};
 
 use crate::layer_norm::LayerNorm;
 use crate::layers::{Conv, Dense, UpConv};
-use crate::model::{GanDiscriminator, GanGenerator};
+use crate::model::{DiscriminatorOutput, GanDiscriminator, GanGenerator, ProjectionClasses};
 use crate::norm::NormLayer;
 use crate::{BnMode, ModelConfig};
 
@@ -174,7 +174,16 @@ impl SndcganDiscriminator {
 }
 
 impl GanDiscriminator for SndcganDiscriminator {
-    fn forward(&self, x: &Tensor, y: Option<&Tensor>, training: bool) -> Result<Tensor> {
+    fn feature_dim(&self) -> usize {
+        self.convs.last().map_or(0, |c| c.outputs())
+    }
+
+    fn forward_features(
+        &self,
+        x: &Tensor,
+        classes: &mut ProjectionClasses,
+        training: bool,
+    ) -> Result<DiscriminatorOutput> {
         let mut h = x.clone();
         for (c, norm) in self.convs.iter().zip(&self.norms) {
             let mut a = c.forward(&h, training)?;
@@ -184,16 +193,16 @@ impl GanDiscriminator for SndcganDiscriminator {
             h = a.maximum(&(&a * LEAK)?)?;
         }
         let n = h.dim(0)?;
-        let mut logit = self.dense.forward(&h.reshape((n, ()))?, training)?.squeeze(1)?;
-        match (&self.projection, y) {
+        let mut logits = self.dense.forward(&h.reshape((n, ()))?, training)?.squeeze(1)?;
+        let features = h.sum((2, 3))?;
+        match (&self.projection, classes(&features)?) {
             (Some(p), Some(y)) => {
-                let features = h.sum((2, 3))?;
-                logit = (logit + (p.forward(y, training)? * features)?.sum(1)?)?;
+                logits = (logits + (p.forward(&y, training)? * &features)?.sum(1)?)?;
             }
             (Some(_), None) => return Err(Error::invalid("a conditional discriminator needs the classes")),
             (None, _) => {}
         }
-        Ok(logit)
+        Ok(DiscriminatorOutput { logits, features })
     }
 
     fn buffers(&self) -> BTreeMap<String, Tensor> {

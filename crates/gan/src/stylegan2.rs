@@ -26,7 +26,7 @@ use labelgan_stylegan::discriminator::{Discriminator, DiscriminatorConfig};
 use labelgan_stylegan::{GeneratorConfig, StyleGan2};
 
 use crate::layers::Dense;
-use crate::model::{GanDiscriminator, GanGenerator};
+use crate::model::{DiscriminatorOutput, GanDiscriminator, GanGenerator, ProjectionClasses};
 use crate::{Architecture, BnMode, Init, ModelConfig, TrainingConfig};
 
 /// StyleGAN2's own settings (`[model.stylegan2]`).
@@ -349,14 +349,24 @@ impl StyleGan2Discriminator {
 }
 
 impl GanDiscriminator for StyleGan2Discriminator {
-    fn forward(&self, x: &Tensor, y: Option<&Tensor>, training: bool) -> Result<Tensor> {
+    fn feature_dim(&self) -> usize {
+        self.d.config.channels(4)
+    }
+
+    fn forward_features(
+        &self,
+        x: &Tensor,
+        classes: &mut ProjectionClasses,
+        training: bool,
+    ) -> Result<DiscriminatorOutput> {
         let features = self.d.features(x)?;
-        let logits = self.d.logits(&features)?;
-        match (&self.projection, y) {
-            (Some(p), Some(y)) => Ok((logits + (p.forward(y, training)? * features)?.sum(1)?)?),
-            (Some(_), None) => Err(Error::invalid("a conditional discriminator needs the classes")),
-            (None, _) => Ok(logits),
+        let mut logits = self.d.logits(&features)?;
+        match (&self.projection, classes(&features)?) {
+            (Some(p), Some(y)) => logits = (logits + (p.forward(&y, training)? * &features)?.sum(1)?)?,
+            (Some(_), None) => return Err(Error::invalid("a conditional discriminator needs the classes")),
+            (None, _) => {}
         }
+        Ok(DiscriminatorOutput { logits, features })
     }
 
     /// The minibatch-std groups: sample `i` shares statistics with `i + n / g`, ... only.
