@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use labelgan::core::SplitMix64;
-use labelgan::gan::{Trainer, TrainingConfig};
+use labelgan::gan::{RealClasses, Trainer, TrainingConfig};
 use labelgan::prelude::*;
 
 #[derive(Parser)]
@@ -45,10 +45,10 @@ fn run(a: Args) -> labelgan::core::Result<()> {
     let real = SplitMix64::new(1)
         .normal_tensor(&[n, 3, m.resolution, m.resolution], &Device::Cpu)?
         .tanh()?;
-    let mut batches = |_start: u64, k: usize| -> labelgan::core::Result<(Tensor, Option<Vec<u32>>)> {
+    let mut batches = |_start: u64, k: usize| -> labelgan::core::Result<(Tensor, Option<RealClasses>)> {
         Ok((
             real.narrow(0, 0, k)?,
-            Some((0..k).map(|i| (i % m.classes) as u32).collect()),
+            Some(RealClasses::Ids((0..k).map(|i| (i % m.classes) as u32).collect())),
         ))
     };
     for _ in 0..a.warmup {

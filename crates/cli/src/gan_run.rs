@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 use labelgan_core::image_io::{file_names, image_files, load_images};
 use labelgan_core::{Error, Result, SplitMix64};
 use labelgan_dataset::ClassLabels;
-use labelgan_gan::{RunOptions, RunSummary, Trainer, TrainingConfig, one_hot, train_run};
+use labelgan_gan::{RealClasses, RunOptions, RunSummary, Trainer, TrainingConfig, one_hot, train_run};
 use labelgan_lpips::classifier::load_extractor;
 use labelgan_metrics::{Features, KidConfig, MetricsConfig, compare, extract};
 use labelgan_toyworld::objects::object_batch;
@@ -67,7 +67,7 @@ impl Scoring {
 
 /// Where real images come from: `f(start, n)` gives images `start..start + n` and their
 /// classes (if known).
-type Source = Box<dyn FnMut(u64, usize) -> Result<(Tensor, Option<Vec<u32>>)>>;
+type Source = Box<dyn FnMut(u64, usize) -> Result<(Tensor, Option<RealClasses>)>>;
 
 /// The images of a folder (its `images/` if it has one) and their classes from
 /// `classes.json` if present.
@@ -111,7 +111,9 @@ fn shuffled_source(images: Tensor, classes: Option<Vec<u32>>, seed: u64) -> Resu
             .map(|i| order[(start as usize + i) % order.len()] as u32)
             .collect();
         let x = images.index_select(&Tensor::new(idx.as_slice(), &Device::Cpu)?, 0)?;
-        let c = classes.as_ref().map(|c| idx.iter().map(|&i| c[i as usize]).collect());
+        let c = classes
+            .as_ref()
+            .map(|c| RealClasses::Ids(idx.iter().map(|&i| c[i as usize]).collect()));
         Ok((x, c))
     });
     Ok(source)
@@ -127,7 +129,7 @@ fn sources(a: &DataArgs, cfg: &TrainingConfig) -> Result<(Source, Source, bool, 
         let stream = |s: u64| -> Source {
             Box::new(move |start, n| {
                 let (x, c) = object_batch(s, start, n, r, &Device::Cpu)?;
-                Ok((x, Some(c)))
+                Ok((x, Some(c.into())))
             })
         };
         return Ok((stream(seed), stream(seed + 1), true, format!("objects:{seed}")));

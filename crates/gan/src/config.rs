@@ -201,10 +201,42 @@ pub struct TrainConfig {
     /// 0: rest all `g_warmup_steps`.
     #[serde(default)]
     pub g_warmup_gap: f64,
+    /// Self-supervision in D (SSGAN, S3GAN): `batch / this` images of each real and
+    /// generated batch take part in the rotation task, a quarter of them upright and
+    /// the same images turned by 90, 180 and 270 degrees appended (the reference's
+    /// `rotated_batch_fraction`); 0: off.
+    #[serde(default)]
+    pub rotation_batch_fraction: usize,
+    /// Weight of the rotation loss on real images in D's loss.
+    #[serde(default = "one_f64")]
+    pub rotation_weight_d: f64,
+    /// Weight of the rotation loss on generated images in G's loss.
+    #[serde(default = "rotation_weight_g")]
+    pub rotation_weight_g: f64,
+    /// Co-training (S2GAN-CO, S3GAN): a class predictor on D's features, trained on
+    /// the labelled real images, names the classes of the unlabelled ones for the
+    /// projection term. Needs a conditional model.
+    #[serde(default)]
+    pub class_predictor: bool,
+    /// Weight of the predictor's cross-entropy in D's loss.
+    #[serde(default = "one_f64")]
+    pub class_predictor_weight: f64,
+    /// The predictor's softmax for unlabelled images rather than its argmax.
+    #[serde(default)]
+    pub soft_predictions: bool,
 }
 
 fn one() -> usize {
     1
+}
+
+fn one_f64() -> f64 {
+    1.0
+}
+
+/// SSGAN's weight of the generated images' rotation loss.
+fn rotation_weight_g() -> f64 {
+    0.2
 }
 
 /// Scoring while training.
@@ -271,6 +303,12 @@ impl Default for TrainingConfig {
                 ema_rampup: 0.0,
                 g_warmup_steps: 0,
                 g_warmup_gap: 0.0,
+                rotation_batch_fraction: 0,
+                rotation_weight_d: 1.0,
+                rotation_weight_g: rotation_weight_g(),
+                class_predictor: false,
+                class_predictor_weight: 1.0,
+                soft_predictions: false,
             },
             eval: EvalConfig {
                 every_kimg: 10.0,
@@ -412,6 +450,25 @@ impl TrainingConfig {
         }
         if !(1..=MAX_SIZE).contains(&t.batch) {
             return Err(bad("train.batch", t.batch, &format!("in 1..={MAX_SIZE}")));
+        }
+        if t.rotation_batch_fraction > 0 {
+            crate::self_supervision::rotated_count(t.batch, t.rotation_batch_fraction)?;
+        }
+        for (name, v) in [
+            ("train.rotation_weight_d", t.rotation_weight_d),
+            ("train.rotation_weight_g", t.rotation_weight_g),
+            ("train.class_predictor_weight", t.class_predictor_weight),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(bad(name, v, "a finite number of at least 0"));
+            }
+        }
+        if t.class_predictor && !m.conditional {
+            return Err(bad(
+                "train.class_predictor",
+                true,
+                "false for an unconditional model (model.conditional = false)",
+            ));
         }
         if !(1..=100).contains(&t.d_steps) {
             return Err(bad("train.d_steps", t.d_steps, "in 1..=100"));

@@ -33,8 +33,10 @@
 //! ```
 
 pub mod attention;
+pub mod aux_heads;
 pub mod batch_norm;
 pub mod biggan;
+pub mod co_training;
 pub mod config;
 pub mod init;
 pub mod layer_norm;
@@ -44,9 +46,11 @@ pub mod model;
 pub mod norm;
 pub mod penalty;
 pub mod projection;
+pub mod real_classes;
 pub mod resnet_cifar;
 pub mod run;
 pub mod second_order;
+pub mod self_supervision;
 pub mod sndcgan;
 pub mod spectral_norm;
 pub mod study;
@@ -62,13 +66,14 @@ pub use config::{Architecture, EvalConfig, GeneratorNorm, Init, ModelConfig, Tra
 pub use init::{init_var_builder, seeded_var_builder};
 pub use layer_norm::LayerNorm;
 pub use loss::{DiscriminatorLoss, Loss};
-pub use model::{GanDiscriminator, GanGenerator};
+pub use model::{DiscriminatorOutput, GanDiscriminator, GanGenerator, ProjectionClasses};
 pub use norm::NormLayer;
 pub use penalty::Penalty;
 pub use projection::ProjectionHead;
+pub use real_classes::{RealClasses, one_hot};
 pub use resnet_cifar::{ResnetCifarDiscriminator, ResnetCifarGenerator};
 pub use run::{RUN_OUTPUTS, RunOptions, RunSummary, Scorer, train_run};
 pub use sndcgan::{SndcganDiscriminator, SndcganGenerator};
 pub use spectral_norm::SpectralNorm;
 pub use stylegan2::{StyleGan2Config, StyleGan2Discriminator, StyleGan2Generator};
-pub use trainer::{RealBatches, StepReport, Trainer, one_hot};
+pub use trainer::{RealBatches, StepReport, Trainer};

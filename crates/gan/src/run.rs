@@ -19,7 +19,8 @@ use labelgan_core::image_io::{contact_sheet, save_png, tensor_to_images};
 use labelgan_core::{Error, Progress, Result, RunRecord, SplitMix64};
 
 use crate::TrainingConfig;
-use crate::trainer::{RealBatches, Trainer, one_hot};
+use crate::real_classes::one_hot;
+use crate::trainer::{RealBatches, Trainer};
 
 /// What a run writes into its folder (and `restart` removes).
 pub const RUN_OUTPUTS: [&str; 7] = [

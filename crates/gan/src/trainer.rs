@@ -12,8 +12,12 @@ use labelgan_core::io::{TensorFile, save_safetensors};
 use labelgan_core::{Error, Result, SplitMix64};
 use labelgan_optim::{Adam, named_grads, named_vars};
 
+use crate::aux_heads::AuxiliaryHeads;
+use crate::co_training::{class_loss, projection_classes};
 use crate::init::init_var_builder;
 use crate::model::{GanDiscriminator, GanGenerator};
+use crate::real_classes::{RealClasses, one_hot};
+use crate::self_supervision::{rotated_classes, rotated_count, rotation_loss, with_rotations};
 use crate::{
     Architecture, BigGanDiscriminator, BigGanGenerator, BnMode, Penalty, ResnetCifarDiscriminator,
     ResnetCifarGenerator, SndcganDiscriminator, SndcganGenerator, StyleGan2Discriminator, StyleGan2Generator,
@@ -23,7 +27,7 @@ use crate::{
 /// Real images `[n, 3, R, R]` in [-1, 1] starting at image `start` of the data, with
 /// their classes (needed when the model is conditional). The same `start` must give
 /// the same images, so that a resumed run sees what an unbroken one would.
-pub type RealBatches<'a> = dyn FnMut(u64, usize) -> Result<(Tensor, Option<Vec<u32>>)> + 'a;
+pub type RealBatches<'a> = dyn FnMut(u64, usize) -> Result<(Tensor, Option<RealClasses>)> + 'a;
 
 /// Stream tags, so that the draws of one step never coincide.
 const Z_STREAM: u64 = 0x7a;
@@ -32,14 +36,25 @@ const PENALTY_STREAM: u64 = 0x70;
 const NOISE_STREAM: u64 = 0x6e;
 
 /// What one G step (with its D steps) did.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct StepReport {
-    /// D's loss (without the penalty), on its last step.
+    /// D's GAN loss (without the penalty and the heads' losses), on its last step.
     pub d_loss: f32,
     /// The penalty's value (0 without one), on D's last step.
     pub penalty: f32,
-    /// G's loss.
+    /// G's GAN loss (without the rotation loss).
     pub g_loss: f32,
+    /// The rotation loss on real images (0 without self-supervision), D's last step.
+    pub rotation_real: f32,
+    /// The rotation loss on generated images in G's step (0 without self-supervision).
+    pub rotation_fake: f32,
+    /// The class predictor's loss on labelled real images (0 without co-training).
+    pub class_loss: f32,
+}
+
+/// A loss's value as an `f32`.
+fn scalar(t: &Tensor) -> Result<f32> {
+    Ok(t.to_dtype(DType::F32)?.to_scalar::<f32>()?)
 }
 
 /// Both networks, their optimisers and the G weight average.
@@ -48,6 +63,8 @@ pub struct Trainer {
     pub config: TrainingConfig,
     g: Box<dyn GanGenerator + Send + Sync>,
     d: Box<dyn GanDiscriminator + Send + Sync>,
+    /// D's rotation head and class predictor, as the config asks.
+    heads: AuxiliaryHeads,
     g_vars: BTreeMap<String, Var>,
     d_vars: BTreeMap<String, Var>,
     opt_g: Adam,
@@ -105,23 +122,13 @@ fn networks(config: &TrainingConfig, device: &Device) -> Result<Networks> {
     Ok((g, named_vars(&gm), d, named_vars(&dm)))
 }
 
-/// One-hot rows of `classes`.
-pub fn one_hot(classes: &[u32], n: usize, device: &Device) -> Result<Tensor> {
-    if let Some(&c) = classes.iter().find(|&&c| c as usize >= n) {
-        return Err(Error::invalid(format!("class {c} of a model with {n} classes")));
-    }
-    let v: Vec<f32> = classes
-        .iter()
-        .flat_map(|&c| (0..n).map(move |j| f32::from(j == c as usize)))
-        .collect();
-    Ok(Tensor::from_vec(v, (classes.len(), n), device)?)
-}
-
 impl Trainer {
     /// Fresh networks for `config` (validated) on `device`, initialised from its seed.
     pub fn new(config: &TrainingConfig, device: &Device) -> Result<Self> {
         config.validate()?;
-        let (g, g_vars, d, d_vars) = networks(config, device)?;
+        let (g, g_vars, d, mut d_vars) = networks(config, device)?;
+        let (heads, head_vars) = AuxiliaryHeads::new(config, d.feature_dim(), device)?;
+        d_vars.extend(head_vars);
         let t = &config.train;
         // Lazy regularisation: D's Adam sees fewer, larger steps (StyleGAN2, appendix B).
         let lazy = t.penalty != Penalty::None && t.penalty_weight > 0.0 && t.penalty_interval > 1;
@@ -134,6 +141,7 @@ impl Trainer {
             config: config.clone(),
             g,
             d,
+            heads,
             g_vars,
             d_vars,
             opt_g: Adam::new(t.g_lr, (t.g_betas[0], t.g_betas[1])),
@@ -210,11 +218,33 @@ impl Trainer {
         Ok((z, y))
     }
 
+    /// How many images of a batch are turned for the rotation task (`None`: off).
+    fn rotated(&self) -> Result<Option<usize>> {
+        let t = &self.config.train;
+        match t.rotation_batch_fraction {
+            0 => Ok(None),
+            f => Ok(Some(rotated_count(t.batch, f)?)),
+        }
+    }
+
     /// One G step after `d_steps` D steps, on real images from `real`.
     pub fn train_step(&mut self, real: &mut RealBatches) -> Result<StepReport> {
         let t = self.config.train.clone();
         let m = self.config.model.clone();
-        let (mut d_loss, mut penalty) = (0f32, 0f32);
+        let rotated = self.rotated()?;
+        let turn = |x: &Tensor| -> Result<Tensor> {
+            match rotated {
+                Some(c) => with_rotations(x, c),
+                None => Ok(x.clone()),
+            }
+        };
+        let turn_classes = |y: &Option<Tensor>| -> Result<Option<Tensor>> {
+            match (rotated, y) {
+                (Some(c), Some(y)) => Ok(Some(rotated_classes(y, c)?)),
+                _ => Ok(y.clone()),
+            }
+        };
+        let mut report = StepReport::default();
         for k in 0..t.d_steps {
             let start = (self.step * t.d_steps as u64 + k as u64) * t.batch as u64;
             let (x, classes) = real(start, t.batch)?;
@@ -227,27 +257,67 @@ impl Trainer {
                 )));
             }
             let y_real = match (m.conditional, classes) {
-                (true, Some(c)) => Some(one_hot(&c, m.classes, &self.device)?),
+                (true, Some(c)) if c.len()? == t.batch => Some(c.rows(m.classes, &self.device)?),
+                (true, Some(c)) => {
+                    return Err(Error::invalid(format!(
+                        "{} real classes for a batch of {}",
+                        c.len()?,
+                        t.batch
+                    )));
+                }
                 (true, None) => return Err(Error::invalid("a conditional model needs the real images' classes")),
                 (false, _) => None,
             };
             let (z, y_fake) = self.latents(Z_STREAM, k as u64, t.batch)?;
             let mut noise = self.stream(NOISE_STREAM, k as u64);
             let fake = self.g.forward_train(&z, y_fake.as_ref(), &mut noise, false)?.detach();
-            let real_logits = self.d.forward(&x, y_real.as_ref(), true)?;
-            let fake_logits = self.d.forward(&fake, y_fake.as_ref(), false)?;
+            let (real_in, y_real_in) = (turn(&x)?, turn_classes(&y_real)?);
+            let (fake_in, y_fake_in) = (turn(&fake)?, turn_classes(&y_fake)?);
+            // Co-training: the predictor names unlabelled reals' classes from φ(x).
+            let mut predicted = None;
+            let real_out = {
+                let (predictor, soft) = (&self.heads.predictor, t.soft_predictions);
+                let mut classes = |phi: &Tensor| -> Result<Option<Tensor>> {
+                    match (predictor, &y_real_in) {
+                        (Some(p), Some(y)) => {
+                            let logits = p.logits(phi, true)?;
+                            let y = projection_classes(y, &logits, soft)?;
+                            predicted = Some(logits);
+                            Ok(Some(y))
+                        }
+                        (_, y) => Ok(y.clone()),
+                    }
+                };
+                self.d.forward_features(&real_in, &mut classes, true)?
+            };
+            let fake_out = self
+                .d
+                .forward_features(&fake_in, &mut |_| Ok(y_fake_in.clone()), false)?;
+            let real_logits = real_out.logits.narrow(0, 0, t.batch)?;
+            let fake_logits = fake_out.logits.narrow(0, 0, t.batch)?;
             let loss = t.loss.discriminator(&real_logits, &fake_logits)?;
-            d_loss = loss.total.to_dtype(DType::F32)?.to_scalar()?;
+            report.d_loss = scalar(&loss.total)?;
+            let mut total = loss.total;
+            if let (Some(head), Some(c)) = (&self.heads.rotation, rotated) {
+                let r = rotation_loss(&head.logits(&real_out.features, true)?, c)?;
+                report.rotation_real = scalar(&r)?;
+                total = (total + (r * t.rotation_weight_d)?)?;
+            }
+            if let (Some(logits), Some(y)) = (&predicted, &y_real) {
+                let c = class_loss(&logits.narrow(0, 0, t.batch)?, y)?;
+                report.class_loss = scalar(&c)?;
+                total = (total + (c * t.class_predictor_weight)?)?;
+            }
             let gap = (real_logits.mean_all()? - fake_logits.mean_all()?)?
                 .to_dtype(DType::F64)?
                 .to_scalar::<f64>()?;
             self.gap_average = 0.9 * self.gap_average + 0.1 * gap;
-            let mut grads = named_grads(&self.d_vars, &loss.total.backward()?);
+            let mut grads = named_grads(&self.d_vars, &total.backward()?);
             let update = self.step * t.d_steps as u64 + k as u64;
             if t.penalty != Penalty::None && t.penalty_weight > 0.0 && update.is_multiple_of(t.penalty_interval as u64)
             {
                 let (value, pg) = self.penalty_gradients(&x, &fake, y_real.as_ref(), k as u64)?;
-                penalty = value;
+                report.penalty = value;
                 for (name, g) in pg {
                     let sum = match grads.remove(&name) {
                         Some(a) => (a + g)?,
@@ -265,30 +335,41 @@ impl Trainer {
                 self.g_started = Some(self.step);
             }
         }
-        let g_value = if self.g_started.is_some() {
+        if self.g_started.is_some() {
             let (z, y) = self.latents(Z_STREAM, 255, t.batch)?;
             let mut noise = self.stream(NOISE_STREAM, 255);
             let fake = self.g.forward_train(&z, y.as_ref(), &mut noise, true)?;
-            let g_loss = t.loss.generator(&self.d.forward(&fake, y.as_ref(), false)?)?;
-            let g_value = g_loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
-            self.opt_g.update_from(&self.g_vars, &g_loss.backward()?)?;
-            g_value
-        } else {
-            0.0
-        };
+            let y_in = turn_classes(&y)?;
+            let out = self
+                .d
+                .forward_features(&turn(&fake)?, &mut |_| Ok(y_in.clone()), false)?;
+            let g_loss = t.loss.generator(&out.logits.narrow(0, 0, t.batch)?)?;
+            report.g_loss = scalar(&g_loss)?;
+            let mut total = g_loss;
+            if let (Some(head), Some(c)) = (&self.heads.rotation, rotated) {
+                let r = rotation_loss(&head.logits(&out.features, false)?, c)?;
+                report.rotation_fake = scalar(&r)?;
+                total = (total + (r * t.rotation_weight_g)?)?;
+            }
+            self.opt_g.update_from(&self.g_vars, &total.backward()?)?;
+        }
         self.step += 1;
         self.update_average()?;
-        if !(d_loss.is_finite() && g_value.is_finite() && penalty.is_finite()) {
+        let values = [
+            report.d_loss,
+            report.g_loss,
+            report.penalty,
+            report.rotation_real,
+            report.rotation_fake,
+            report.class_loss,
+        ];
+        if values.iter().any(|v| !v.is_finite()) {
             return Err(Error::invalid(format!(
-                "training diverged at step {}: D loss {d_loss}, G loss {g_value}, penalty {penalty}",
-                self.step
+                "training diverged at step {}: D loss {}, G loss {}, penalty {}, rotation {} / {}, class {}",
+                self.step, values[0], values[1], values[2], values[3], values[4], values[5]
             )));
         }
-        Ok(StepReport {
-            d_loss,
-            penalty,
-            g_loss: g_value,
-        })
+        Ok(report)
     }
 
     /// A generator for draw `index` of stream `tag` at the current step.
@@ -411,7 +492,9 @@ impl Trainer {
         for (k, t) in self.g.buffers() {
             out.insert(format!("g_buffer.{k}"), t);
         }
-        for (k, t) in self.d.buffers() {
+        let mut d_buffers = self.d.buffers();
+        self.heads.buffers(&mut d_buffers);
+        for (k, t) in d_buffers {
             out.insert(format!("d_buffer.{k}"), t);
         }
         if let Some(avg) = &self.ema {
@@ -472,7 +555,9 @@ impl Trainer {
                 .collect()
         };
         tr.g.set_buffers(&strip("g_buffer."))?;
-        tr.d.set_buffers(&strip("d_buffer."))?;
+        let d_buffers = strip("d_buffer.");
+        tr.d.set_buffers(&d_buffers)?;
+        tr.heads.set_buffers(&d_buffers)?;
         let avg = strip("g_average.");
         tr.ema = (!avg.is_empty()).then_some(avg);
         tr.step = file

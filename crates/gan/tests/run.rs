@@ -6,13 +6,14 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use labelgan_core::{Result, SplitMix64};
-use labelgan_gan::{Architecture, RunOptions, Trainer, TrainingConfig, train_run};
+use labelgan_gan::{Architecture, RealClasses, RunOptions, Trainer, TrainingConfig, train_run};
 
-fn real(start: u64, n: usize) -> Result<(Tensor, Option<Vec<u32>>)> {
+fn real(start: u64, n: usize) -> Result<(Tensor, Option<RealClasses>)> {
     let x = SplitMix64::derive(7, start)
         .normal_tensor(&[n, 3, 16, 16], &Device::Cpu)?
         .tanh()?;
-    Ok((x, Some((0..n as u64).map(|i| ((start + i) % 3) as u32).collect())))
+    let classes: Vec<u32> = (0..n as u64).map(|i| ((start + i) % 3) as u32).collect();
+    Ok((x, Some(classes.into())))
 }
 
 fn config(kimg: f64) -> TrainingConfig {

@@ -11,13 +11,14 @@ use std::collections::BTreeMap;
 use candle_core::{Device, Tensor};
 use common::checkpoint_values as state;
 use labelgan_core::{Generator, NoiseMode, Result, SplitMix64, Truncation};
-use labelgan_gan::{Architecture, Loss, Penalty, Trainer, TrainingConfig};
+use labelgan_gan::{Architecture, Loss, Penalty, RealClasses, Trainer, TrainingConfig};
 
-fn real(start: u64, n: usize) -> Result<(Tensor, Option<Vec<u32>>)> {
+fn real(start: u64, n: usize) -> Result<(Tensor, Option<RealClasses>)> {
     let x = SplitMix64::derive(7, start)
         .normal_tensor(&[n, 3, 16, 16], &Device::Cpu)?
         .tanh()?;
-    Ok((x, Some((0..n as u64).map(|i| ((start + i) % 3) as u32).collect())))
+    let classes: Vec<u32> = (0..n as u64).map(|i| ((start + i) % 3) as u32).collect();
+    Ok((x, Some(classes.into())))
 }
 
 fn config() -> TrainingConfig {

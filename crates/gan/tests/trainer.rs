@@ -7,15 +7,15 @@ mod common;
 use candle_core::{Device, Tensor};
 use common::checkpoint_values as state;
 use labelgan_core::{Result, SplitMix64};
-use labelgan_gan::{Architecture, Penalty, Trainer, TrainingConfig};
+use labelgan_gan::{Architecture, Penalty, RealClasses, Trainer, TrainingConfig};
 
 /// Deterministic "real" images and classes for image indices `start..start + n`.
-fn real(start: u64, n: usize) -> Result<(Tensor, Option<Vec<u32>>)> {
+fn real(start: u64, n: usize) -> Result<(Tensor, Option<RealClasses>)> {
     let x = SplitMix64::derive(99, start)
         .normal_tensor(&[n, 3, 16, 16], &Device::Cpu)?
         .tanh()?;
-    let classes = (0..n as u64).map(|i| ((start + i) % 4) as u32).collect();
-    Ok((x, Some(classes)))
+    let classes: Vec<u32> = (0..n as u64).map(|i| ((start + i) % 4) as u32).collect();
+    Ok((x, Some(classes.into())))
 }
 
 fn config() -> TrainingConfig {
