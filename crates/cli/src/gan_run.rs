@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 use labelgan_core::image_io::{file_names, image_files, load_images};
 use labelgan_core::{Error, Result, SplitMix64};
 use labelgan_dataset::ClassLabels;
-use labelgan_gan::{RealClasses, RunOptions, RunSummary, Trainer, TrainingConfig, one_hot, train_run};
+use labelgan_gan::{LabelledSet, RealClasses, RunOptions, RunSummary, Trainer, TrainingConfig, one_hot, train_run};
 use labelgan_lpips::classifier::load_extractor;
 use labelgan_metrics::{Features, KidConfig, MetricsConfig, compare, extract};
 use labelgan_toyworld::objects::object_batch;
@@ -125,6 +125,9 @@ fn shuffled_source(images: Tensor, classes: Option<Vec<u32>>, seed: u64) -> Resu
 fn sources(a: &DataArgs, cfg: &TrainingConfig) -> Result<(Source, Source, bool, String)> {
     let r = cfg.model.resolution;
     let seed = a.stream_seed;
+    if !cfg.labels.is_default() {
+        return few_label_sources(a, cfg);
+    }
     if a.objects {
         let stream = |s: u64| -> Source {
             Box::new(move |start, n| {
@@ -156,6 +159,56 @@ fn sources(a: &DataArgs, cfg: &TrainingConfig) -> Result<(Source, Source, bool, 
         has_classes,
         labelgan_core::record::fingerprint_path(dir)?,
     ))
+}
+
+/// The sources of a run with `[labels]` settings: a finite set (the first
+/// `labels.images` toy objects, or a folder's images) labelled as they say; scores
+/// compare with the held-out stream (objects) or the whole folder.
+fn few_label_sources(a: &DataArgs, cfg: &TrainingConfig) -> Result<(Source, Source, bool, String)> {
+    let (r, seed, k) = (cfg.model.resolution, a.stream_seed, cfg.model.classes);
+    let (images, classes, reference, id): (Tensor, Vec<u32>, Source, String) = if a.objects {
+        let n = cfg.labels.images;
+        if n == 0 {
+            return Err(Error::invalid(
+                "[labels] settings need a finite training set: set labels.images (e.g. 10000)",
+            ));
+        }
+        let (x, c) = object_batch(seed, 0, n, r, &Device::Cpu)?;
+        let reference: Source = Box::new(move |start, n| {
+            let (x, c) = object_batch(seed + 1, start, n, r, &Device::Cpu)?;
+            Ok((x, Some(c.into())))
+        });
+        (x, c, reference, format!("objects:{seed}:{n}"))
+    } else {
+        let dir = a
+            .data
+            .ok_or_else(|| Error::usage("[labels] settings need --objects or --data DIR with classes.json"))?;
+        let (images, classes) = load_folder(dir, r)?;
+        let Some((classes, _)) = classes else {
+            return Err(Error::invalid(format!(
+                "[labels] settings need the images' classes: {} has no classes.json",
+                dir.display()
+            )));
+        };
+        if cfg.labels.images != 0 && cfg.labels.images != classes.len() {
+            return Err(Error::invalid(format!(
+                "labels.images is {}, but {} holds {} images (0 takes them all)",
+                cfg.labels.images,
+                dir.display(),
+                classes.len()
+            )));
+        }
+        let reference = shuffled_source(images.clone(), Some(classes.clone()), cfg.seed)?;
+        (
+            images,
+            classes,
+            reference,
+            labelgan_core::record::fingerprint_path(dir)?,
+        )
+    };
+    let set = LabelledSet::new(images, &classes, k, &cfg.labels, cfg.seed)?;
+    let train: Source = Box::new(move |start, n| set.batch(start, n));
+    Ok((train, reference, true, id))
 }
 
 /// Runs the config path of `train-gan`.

@@ -133,6 +133,66 @@ fn config_runs_write_scores_and_refuse_bad_settings() {
             .count(),
         2
     );
+    // S3GAN on a quarter of the labels of a finite set: the heads' losses are logged.
+    let s3gan = root.join("s3gan");
+    let few = [
+        "--set",
+        "labels.images=40",
+        "--set",
+        "labels.fraction=0.25",
+        "--set",
+        "train.class_predictor=true",
+        "--set",
+        "train.rotation_batch_fraction=2",
+        "--set",
+        "train.kimg=0.016",
+    ];
+    let run = |extra: &[&str]| {
+        labelgan(
+            &[
+                &[
+                    "train-gan",
+                    "--config",
+                    c,
+                    "--objects",
+                    "--out",
+                    s3gan.to_str().unwrap(),
+                ][..],
+                &few,
+                extra,
+            ]
+            .concat(),
+        )
+    };
+    let r = run(&[]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let log = std::fs::read_to_string(s3gan.join("log.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    for k in ["rotation_real", "rotation_fake", "class_loss"] {
+        assert!(last[k].as_f64().unwrap() > 0.0, "{k}: {log}");
+    }
+    let resolved = std::fs::read_to_string(s3gan.join("config.toml")).unwrap();
+    assert!(
+        resolved.contains("[labels]") && resolved.contains("fraction = 0.25"),
+        "{resolved}"
+    );
+    // The labelled share is part of the run: another is refused, naming it.
+    let r = run(&["--set", "labels.fraction=0.5"]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.code() == Some(1) && err.contains("labels.fraction"), "{err}");
+    // Few labels need a finite set.
+    let r = labelgan(&[
+        "train-gan",
+        "--config",
+        c,
+        "--objects",
+        "--out",
+        f,
+        "--set",
+        "labels.fraction=0.5",
+    ]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.code() == Some(1) && err.contains("labels.images"), "{err}");
     std::fs::remove_dir_all(&root).unwrap();
 }
 

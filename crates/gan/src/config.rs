@@ -60,6 +60,7 @@ use serde::{Deserialize, Serialize};
 
 use labelgan_core::{Error, Result};
 
+use crate::few_labels::LabelsConfig;
 use crate::{Loss, Penalty, StyleGan2Config};
 
 /// Largest channel width, latent size, batch and class count accepted.
@@ -261,6 +262,9 @@ pub struct TrainingConfig {
     pub train: TrainConfig,
     /// Scoring while training.
     pub eval: EvalConfig,
+    /// Which training images keep their labels (all, by default).
+    #[serde(default)]
+    pub labels: LabelsConfig,
 }
 
 impl Default for TrainingConfig {
@@ -310,6 +314,7 @@ impl Default for TrainingConfig {
                 class_predictor_weight: 1.0,
                 soft_predictions: false,
             },
+            labels: LabelsConfig::default(),
             eval: EvalConfig {
                 every_kimg: 10.0,
                 images: 2000,
@@ -355,6 +360,14 @@ impl TrainingConfig {
     /// Errors on any option out of range or combination that cannot be built.
     pub fn validate(&self) -> Result<()> {
         let (m, t, e) = (&self.model, &self.train, &self.eval);
+        self.labels.validate()?;
+        if !self.labels.is_full() && !m.conditional {
+            return Err(bad(
+                "labels.fraction, labels.unlabelled",
+                format!("{}, {:?}", self.labels.fraction, self.labels.unlabelled),
+                "all labels (1, none) for an unconditional model",
+            ));
+        }
         if !m.resolution.is_power_of_two() || !(16..=1024).contains(&m.resolution) {
             return Err(bad("model.resolution", m.resolution, "a power of two in 16..=1024"));
         }

@@ -168,7 +168,8 @@ pub fn train_run(
     bar.set(t.images_seen());
     let (started, start_images) = (Instant::now(), t.images_seen());
     let (mut last_log, mut last_snap) = (Instant::now(), Instant::now());
-    let mut acc = (0f64, 0f64, 0f64, 0usize);
+    // Sums of the step reports' losses since the last log line, and their count.
+    let (mut acc, mut count) = ([0f64; 6], 0usize);
     let mut last_scores = vec![];
     loop {
         let seen = t.images_seen();
@@ -211,37 +212,50 @@ pub fn train_run(
             )));
         }
         let r = t.train_step(real)?;
-        acc = (
-            acc.0 + r.d_loss as f64,
-            acc.1 + r.g_loss as f64,
-            acc.2 + r.penalty as f64,
-            acc.3 + 1,
-        );
+        let values = [
+            r.d_loss,
+            r.g_loss,
+            r.penalty,
+            r.rotation_real,
+            r.rotation_fake,
+            r.class_loss,
+        ];
+        for (a, v) in acc.iter_mut().zip(values) {
+            *a += v as f64;
+        }
+        count += 1;
         if last_log.elapsed().as_secs_f64() >= 10.0 || t.images_seen() >= target {
-            let k = acc.3.max(1) as f64;
+            let k = count.max(1) as f64;
+            let mean = acc.map(|a| a / k);
             let rate = (t.images_seen() - start_images) as f64 / started.elapsed().as_secs_f64().max(1e-9);
             let line = format!(
-                "{{\"step\":{},\"kimg\":{},\"loss_d\":{},\"loss_g\":{},\"penalty\":{},\"gap_average\":{},\"img_per_s\":{rate},\"seconds\":{}}}\n",
+                "{{\"step\":{},\"kimg\":{},\"loss_d\":{},\"loss_g\":{},\"penalty\":{},\"rotation_real\":{},\"rotation_fake\":{},\"class_loss\":{},\"gap_average\":{},\"img_per_s\":{rate},\"seconds\":{}}}\n",
                 t.step,
                 t.images_seen() as f64 / 1000.0,
-                acc.0 / k,
-                acc.1 / k,
-                acc.2 / k,
+                mean[0],
+                mean[1],
+                mean[2],
+                mean[3],
+                mean[4],
+                mean[5],
                 t.gap_average,
                 started.elapsed().as_secs_f64()
             );
             log.write_all(line.as_bytes()).map_err(|e| Error::io(&log_path, e))?;
             let g = match t.g_started {
-                Some(_) => format!("{:.3}", acc.1 / k),
+                Some(_) => format!("{:.3}", mean[1]),
                 None => format!("resting (D gap {:.2})", t.gap_average),
             };
-            bar.note(format!(
-                "step {} | D {:.3} | G {g} | penalty {:.4}",
-                t.step,
-                acc.0 / k,
-                acc.2 / k
-            ));
-            acc = (0.0, 0.0, 0.0, 0);
+            let mut note = format!("step {} | D {:.3} | G {g} | penalty {:.4}", t.step, mean[0], mean[2]);
+            let tr = &t.config.train;
+            if tr.rotation_batch_fraction > 0 {
+                note += &format!(" | rotation {:.3} / {:.3}", mean[3], mean[4]);
+            }
+            if tr.class_predictor {
+                note += &format!(" | class {:.3}", mean[5]);
+            }
+            bar.note(note);
+            (acc, count) = ([0f64; 6], 0);
             last_log = Instant::now();
         }
         bar.set(t.images_seen());

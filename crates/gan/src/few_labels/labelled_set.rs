@@ -1,0 +1,181 @@
+//! A finite training set whose images keep their labels as a [`LabelsConfig`] says,
+//! visited in a seeded shuffled order, cycling: the real batches of a few-label run.
+
+use candle_core::{Device, Tensor};
+
+use labelgan_core::{Error, Result, SplitMix64};
+
+use super::{LabelSplit, LabelsConfig, Unlabelled};
+use crate::real_classes::RealClasses;
+
+/// Images, their classes, and which of them the run may read.
+#[derive(Debug, Clone)]
+pub struct LabelledSet {
+    images: Tensor,
+    /// What the run sees of each image's class (`None`: no label).
+    seen: Vec<Option<u32>>,
+    /// The images the run trains on, in visiting order.
+    order: Vec<usize>,
+    split: LabelSplit,
+}
+
+impl LabelledSet {
+    /// `images` `[N, 3, R, R]` with their true `classes` (of `k`), labelled as `labels`
+    /// says, visited in an order drawn from `order_seed`.
+    pub fn new(images: Tensor, classes: &[u32], k: usize, labels: &LabelsConfig, order_seed: u64) -> Result<Self> {
+        labels.validate()?;
+        let n = images.dim(0)?;
+        if classes.len() != n {
+            return Err(Error::invalid(format!("{} classes for {n} images", classes.len())));
+        }
+        if let Some(c) = classes.iter().find(|&&c| c as usize >= k) {
+            return Err(Error::invalid(format!("class {c} of {k}")));
+        }
+        let split = LabelSplit::new(n, labels.fraction, labels.seed)?;
+        let seen: Vec<Option<u32>> = match labels.unlabelled {
+            Unlabelled::Random => (0..n)
+                .map(|i| Some(SplitMix64::derive(labels.seed ^ 0x7261_6e64, i as u64).below(k as u64) as u32))
+                .collect(),
+            _ => (0..n).map(|i| split.is_labelled(i).then_some(classes[i])).collect(),
+        };
+        let mut order: Vec<usize> = match labels.unlabelled {
+            Unlabelled::Drop => split.labelled(),
+            _ => (0..n).collect(),
+        };
+        SplitMix64::new(order_seed).shuffle(&mut order);
+        Ok(Self {
+            images,
+            seen,
+            order,
+            split,
+        })
+    }
+
+    /// Images `start..start + n` of the visiting order (cycling) and what the run sees
+    /// of their classes.
+    pub fn batch(&self, start: u64, n: usize) -> Result<(Tensor, Option<RealClasses>)> {
+        let idx: Vec<usize> = (0..n)
+            .map(|i| self.order[(start as usize + i) % self.order.len()])
+            .collect();
+        let ids: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
+        let x = self
+            .images
+            .index_select(&Tensor::new(ids.as_slice(), &Device::Cpu)?, 0)?;
+        let seen: Vec<Option<u32>> = idx.iter().map(|&i| self.seen[i]).collect();
+        let classes = match seen.iter().all(Option::is_some) {
+            true => RealClasses::Ids(seen.into_iter().flatten().collect()),
+            false => RealClasses::Partial(seen),
+        };
+        Ok((x, Some(classes)))
+    }
+
+    /// Which images keep their labels.
+    pub fn split(&self) -> &LabelSplit {
+        &self.split
+    }
+
+    /// Images the run trains on.
+    pub fn training_images(&self) -> usize {
+        self.order.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::DType;
+
+    use super::*;
+
+    fn set(labels: &LabelsConfig) -> LabelledSet {
+        let images = Tensor::arange(0f32, 20.0, &Device::Cpu)
+            .unwrap()
+            .reshape((20, 1, 1, 1))
+            .unwrap()
+            .broadcast_as((20, 3, 2, 2))
+            .unwrap()
+            .contiguous()
+            .unwrap();
+        let classes: Vec<u32> = (0..20).map(|i| i % 4).collect();
+        LabelledSet::new(images, &classes, 4, labels, 3).unwrap()
+    }
+
+    fn first_pixels(x: &Tensor) -> Vec<usize> {
+        x.narrow(1, 0, 1)
+            .unwrap()
+            .flatten_from(1)
+            .unwrap()
+            .narrow(1, 0, 1)
+            .unwrap()
+            .squeeze(1)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .into_iter()
+            .map(|v| v as usize)
+            .collect()
+    }
+
+    #[test]
+    fn unlabelled_images_come_without_their_class() {
+        let labels = LabelsConfig {
+            fraction: 0.25,
+            ..LabelsConfig::default()
+        };
+        let s = set(&labels);
+        assert_eq!(s.training_images(), 20);
+        let (x, c) = s.batch(0, 20).unwrap();
+        let Some(RealClasses::Partial(seen)) = c else {
+            panic!("{c:?}")
+        };
+        let images = first_pixels(&x);
+        let mut visited = images.clone();
+        visited.sort();
+        assert_eq!(
+            visited,
+            (0..20).collect::<Vec<_>>(),
+            "one epoch visits every image once"
+        );
+        for (img, c) in images.iter().zip(&seen) {
+            match c {
+                Some(c) => assert!(s.split().is_labelled(*img) && *c as usize == img % 4),
+                None => assert!(!s.split().is_labelled(*img)),
+            }
+        }
+        assert_eq!(seen.iter().filter(|c| c.is_some()).count(), 5);
+        // Cycling: image 20 of the order is image 0 again.
+        assert_eq!(first_pixels(&s.batch(20, 1).unwrap().0), images[..1]);
+    }
+
+    #[test]
+    fn drop_trains_on_the_labelled_subset_and_random_relabels_all() {
+        let dropped = set(&LabelsConfig {
+            fraction: 0.25,
+            unlabelled: Unlabelled::Drop,
+            ..LabelsConfig::default()
+        });
+        assert_eq!(dropped.training_images(), 5);
+        let (x, c) = dropped.batch(0, 10).unwrap();
+        assert!(matches!(c, Some(RealClasses::Ids(_))));
+        assert!(first_pixels(&x).iter().all(|&i| dropped.split().is_labelled(i)));
+
+        let random = set(&LabelsConfig {
+            unlabelled: Unlabelled::Random,
+            ..LabelsConfig::default()
+        });
+        let (x, c) = random.batch(0, 20).unwrap();
+        let Some(RealClasses::Ids(ids)) = c else { panic!() };
+        let agree = first_pixels(&x)
+            .iter()
+            .zip(&ids)
+            .filter(|(i, c)| **i % 4 == **c as usize)
+            .count();
+        assert!(agree < 15, "random labels agree with the classes on {agree} of 20");
+        // Fixed per image: the second epoch sees the same labels.
+        let Some(RealClasses::Ids(again)) = random.batch(20, 20).unwrap().1 else {
+            panic!()
+        };
+        assert_eq!(ids, again);
+    }
+}
