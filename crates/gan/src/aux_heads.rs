@@ -1,7 +1,8 @@
 //! D's auxiliary heads on its features `φ(x)`, beside the real/fake logit: the rotation
 //! head of the self-supervision ([`crate::self_supervision`]) and the class predictor
 //! of co-training ([`crate::co_training`]), each present when the config asks for it.
-//! They train with D (their weights are D's, under `heads.`).
+//! Each is a dense layer, spectrally normalised when D's layers are. They train with
+//! D (their weights are D's, under `heads.`).
 
 use std::collections::BTreeMap;
 
@@ -9,12 +10,12 @@ use candle_core::{DType, Device, Var};
 use candle_nn::VarMap;
 
 use labelgan_core::Result;
+use labelgan_core::rotation::ROTATIONS;
 use labelgan_optim::named_vars;
 
 use crate::TrainingConfig;
-use crate::co_training::ClassPredictor;
 use crate::init::init_var_builder;
-use crate::self_supervision::RotationHead;
+use crate::layers::Dense;
 
 /// Seed tag of the heads' initialisation (apart from D's own layers).
 const HEADS_SEED: u64 = 0x6865_6164_7300;
@@ -22,10 +23,10 @@ const HEADS_SEED: u64 = 0x6865_6164_7300;
 /// The heads a config asks for.
 #[derive(Debug, Default)]
 pub struct AuxiliaryHeads {
-    /// The 4-way rotation head, with self-supervision.
-    pub rotation: Option<RotationHead>,
-    /// The class predictor, with co-training.
-    pub predictor: Option<ClassPredictor>,
+    /// The 4-way rotation head (logits `[N, 4]`), with self-supervision.
+    pub rotation: Option<Dense>,
+    /// The class predictor (logits `[N, classes]`), with co-training.
+    pub predictor: Option<Dense>,
 }
 
 impl AuxiliaryHeads {
@@ -38,13 +39,14 @@ impl AuxiliaryHeads {
         let vb = init_var_builder(&vm, seed, m.init, DType::F32, device).pp("heads");
         let sn = |k: u64| m.d_spectral_norm.then_some(seed.wrapping_add(k));
         let rotation = match t.rotation_batch_fraction > 0 {
-            true => Some(RotationHead::new(features, sn(1), m.init, vb.pp("rotation"))?),
+            true => Some(Dense::new(features, ROTATIONS, true, sn(1), m.init, vb.pp("rotation"))?),
             false => None,
         };
         let predictor = match t.class_predictor {
-            true => Some(ClassPredictor::new(
+            true => Some(Dense::new(
                 features,
                 m.classes,
+                true,
                 sn(2),
                 m.init,
                 vb.pp("predictor"),

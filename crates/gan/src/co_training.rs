@@ -4,47 +4,10 @@
 //! ones for the projection term (its argmax, or its softmax), with the gradient
 //! stopped, so that the projection never trains the predictor.
 
-use std::collections::BTreeMap;
-
 use candle_core::{D, DType, Tensor};
-use candle_nn::VarBuilder;
 
 use labelgan_core::cross_entropy::{log_softmax, target_cross_entropy};
 use labelgan_core::{Error, Result};
-
-use crate::Init;
-use crate::layers::Dense;
-
-/// The class predictor head.
-#[derive(Debug)]
-pub struct ClassPredictor {
-    dense: Dense,
-}
-
-impl ClassPredictor {
-    /// `classes` logits over `features`-vectors (spectrally normalised with seed `sn`,
-    /// like D's other layers), weights under `vb`.
-    pub fn new(features: usize, classes: usize, sn: Option<u64>, init: Init, vb: VarBuilder) -> Result<Self> {
-        Ok(Self {
-            dense: Dense::new(features, classes, true, sn, init, vb)?,
-        })
-    }
-
-    /// Logits `[N, classes]` of features `[N, F]`.
-    pub fn logits(&self, features: &Tensor, training: bool) -> Result<Tensor> {
-        self.dense.forward(features, training)
-    }
-
-    /// Spectral norm state, by name.
-    pub fn buffers(&self, out: &mut BTreeMap<String, Tensor>) {
-        self.dense.buffers(out)
-    }
-
-    /// Restores what [`Self::buffers`] wrote.
-    pub fn set_buffers(&self, from: &BTreeMap<String, Tensor>) -> Result<()> {
-        self.dense.set_buffers(from)
-    }
-}
 
 /// Rows of `y` (`[N, K]`) that hold a label (any non-zero entry), as a `[N, 1]` mask.
 pub fn labelled_rows(y: &Tensor) -> Result<Tensor> {

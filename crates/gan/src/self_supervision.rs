@@ -5,17 +5,11 @@
 //! the batch); the head's cross-entropy on the last `4 * count` rows (the upright
 //! `count`, then each turn) enters D's loss for real images and G's for generated ones.
 
-use std::collections::BTreeMap;
-
 use candle_core::Tensor;
-use candle_nn::VarBuilder;
 
 use labelgan_core::cross_entropy::cross_entropy;
 use labelgan_core::rotation::{ROTATIONS, rotate90};
 use labelgan_core::{Error, Result};
-
-use crate::Init;
-use crate::layers::Dense;
 
 /// How many images of a batch take part in the rotation task upright, and again in
 /// each turn: `batch / fraction / 4` (the reference's `rotated_batch_fraction`).
@@ -77,37 +71,6 @@ pub fn rotation_loss(logits: &Tensor, count: usize) -> Result<Tensor> {
     }
     let last = logits.narrow(0, n - ROTATIONS * count, ROTATIONS * count)?;
     cross_entropy(&last, &rotation_labels(count))
-}
-
-/// The 4-way rotation head on D's features.
-#[derive(Debug)]
-pub struct RotationHead {
-    dense: Dense,
-}
-
-impl RotationHead {
-    /// A head over `features`-vectors (spectrally normalised with seed `sn`, like D's
-    /// other layers), weights under `vb`.
-    pub fn new(features: usize, sn: Option<u64>, init: Init, vb: VarBuilder) -> Result<Self> {
-        Ok(Self {
-            dense: Dense::new(features, ROTATIONS, true, sn, init, vb)?,
-        })
-    }
-
-    /// Logits `[N, 4]` of features `[N, F]`.
-    pub fn logits(&self, features: &Tensor, training: bool) -> Result<Tensor> {
-        self.dense.forward(features, training)
-    }
-
-    /// Spectral norm state, by name.
-    pub fn buffers(&self, out: &mut BTreeMap<String, Tensor>) {
-        self.dense.buffers(out)
-    }
-
-    /// Restores what [`Self::buffers`] wrote.
-    pub fn set_buffers(&self, from: &BTreeMap<String, Tensor>) -> Result<()> {
-        self.dense.set_buffers(from)
-    }
 }
 
 #[cfg(test)]

@@ -280,7 +280,7 @@ impl Trainer {
                 let mut classes = |phi: &Tensor| -> Result<Option<Tensor>> {
                     match (predictor, &y_real_in) {
                         (Some(p), Some(y)) => {
-                            let logits = p.logits(phi, true)?;
+                            let logits = p.forward(phi, true)?;
                             let y = projection_classes(y, &logits, soft)?;
                             predicted = Some(logits);
                             Ok(Some(y))
@@ -299,7 +299,7 @@ impl Trainer {
             report.d_loss = scalar(&loss.total)?;
             let mut total = loss.total;
             if let (Some(head), Some(c)) = (&self.heads.rotation, rotated) {
-                let r = rotation_loss(&head.logits(&real_out.features, true)?, c)?;
+                let r = rotation_loss(&head.forward(&real_out.features, true)?, c)?;
                 report.rotation_real = scalar(&r)?;
                 total = (total + (r * t.rotation_weight_d)?)?;
             }
@@ -347,7 +347,7 @@ impl Trainer {
             report.g_loss = scalar(&g_loss)?;
             let mut total = g_loss;
             if let (Some(head), Some(c)) = (&self.heads.rotation, rotated) {
-                let r = rotation_loss(&head.logits(&out.features, false)?, c)?;
+                let r = rotation_loss(&head.forward(&out.features, false)?, c)?;
                 report.rotation_fake = scalar(&r)?;
                 total = (total + (r * t.rotation_weight_g)?)?;
             }
