@@ -8,7 +8,9 @@ use candle_core::{Device, Tensor};
 use labelgan_core::image_io::{file_names, image_files, load_images};
 use labelgan_core::{Error, Result, SplitMix64};
 use labelgan_dataset::ClassLabels;
-use labelgan_gan::{LabelledSet, RealClasses, RunOptions, RunSummary, Trainer, TrainingConfig, one_hot, train_run};
+use labelgan_gan::{
+    InferredLabels, LabelledSet, RealClasses, RunOptions, RunSummary, Trainer, TrainingConfig, one_hot, train_run,
+};
 use labelgan_lpips::classifier::load_extractor;
 use labelgan_metrics::{Features, KidConfig, MetricsConfig, compare, extract};
 use labelgan_toyworld::objects::object_batch;
@@ -206,7 +208,11 @@ fn few_label_sources(a: &DataArgs, cfg: &TrainingConfig) -> Result<(Source, Sour
             labelgan_core::record::fingerprint_path(dir)?,
         )
     };
-    let set = LabelledSet::new(images, &classes, k, &cfg.labels, cfg.seed)?;
+    let inferred = match cfg.labels.inferred.as_str() {
+        "" => None,
+        path => Some(InferredLabels::load(Path::new(path))?),
+    };
+    let set = LabelledSet::new(images, &classes, k, &cfg.labels, inferred.as_ref(), cfg.seed)?;
     let train: Source = Box::new(move |start, n| set.batch(start, n));
     Ok((train, reference, true, id))
 }
@@ -276,6 +282,10 @@ pub fn train_config(
     }
     if let Some(g) = init_generator {
         inputs.push(("--init-generator".into(), labelgan_core::record::fingerprint_path(g)?));
+    }
+    if !cfg.labels.inferred.is_empty() {
+        let path = Path::new(&cfg.labels.inferred);
+        inputs.push(("labels.inferred".into(), labelgan_core::record::fingerprint_path(path)?));
     }
     let opts = RunOptions {
         out,

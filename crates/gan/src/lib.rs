@@ -64,7 +64,7 @@ pub use attention::SelfAttention;
 pub use batch_norm::{BatchNorm, BnMode, ConditionalBatchNorm, SelfModulatedBatchNorm};
 pub use biggan::{BigGanDiscriminator, BigGanGenerator};
 pub use config::{Architecture, EvalConfig, GeneratorNorm, Init, ModelConfig, TrainConfig, TrainingConfig};
-pub use few_labels::{LabelSplit, LabelledSet, LabelsConfig, Unlabelled};
+pub use few_labels::{InferredLabels, LabelSplit, LabelledSet, LabelsConfig, Unlabelled};
 pub use init::{init_var_builder, seeded_var_builder};
 pub use layer_norm::LayerNorm;
 pub use loss::{DiscriminatorLoss, Loss};

@@ -5,15 +5,23 @@ use candle_core::{Device, Tensor};
 
 use labelgan_core::{Error, Result, SplitMix64};
 
-use super::{LabelSplit, LabelsConfig, Unlabelled};
+use super::{InferredLabels, LabelSplit, LabelsConfig, Unlabelled};
 use crate::real_classes::RealClasses;
+
+/// What the run sees of the images' classes.
+#[derive(Debug, Clone)]
+enum Seen {
+    /// A class, or none, per image.
+    Classes(Vec<Option<u32>>),
+    /// A distribution per image `[N, K]`.
+    Soft(Tensor),
+}
 
 /// Images, their classes, and which of them the run may read.
 #[derive(Debug, Clone)]
 pub struct LabelledSet {
     images: Tensor,
-    /// What the run sees of each image's class (`None`: no label).
-    seen: Vec<Option<u32>>,
+    seen: Seen,
     /// The images the run trains on, in visiting order.
     order: Vec<usize>,
     split: LabelSplit,
@@ -21,8 +29,16 @@ pub struct LabelledSet {
 
 impl LabelledSet {
     /// `images` `[N, 3, R, R]` with their true `classes` (of `k`), labelled as `labels`
-    /// says, visited in an order drawn from `order_seed`.
-    pub fn new(images: Tensor, classes: &[u32], k: usize, labels: &LabelsConfig, order_seed: u64) -> Result<Self> {
+    /// says (with `inferred` labels for `unlabelled = "inferred"`), visited in an order
+    /// drawn from `order_seed`.
+    pub fn new(
+        images: Tensor,
+        classes: &[u32],
+        k: usize,
+        labels: &LabelsConfig,
+        inferred: Option<&InferredLabels>,
+        order_seed: u64,
+    ) -> Result<Self> {
         labels.validate()?;
         let n = images.dim(0)?;
         if classes.len() != n {
@@ -32,11 +48,31 @@ impl LabelledSet {
             return Err(Error::invalid(format!("class {c} of {k}")));
         }
         let split = LabelSplit::new(n, labels.fraction, labels.seed)?;
-        let seen: Vec<Option<u32>> = match labels.unlabelled {
-            Unlabelled::Random => (0..n)
-                .map(|i| Some(SplitMix64::derive(labels.seed ^ 0x7261_6e64, i as u64).below(k as u64) as u32))
-                .collect(),
-            _ => (0..n).map(|i| split.is_labelled(i).then_some(classes[i])).collect(),
+        let seen = match (labels.unlabelled, inferred) {
+            (Unlabelled::Random, _) => Seen::Classes(
+                (0..n)
+                    .map(|i| Some(SplitMix64::derive(labels.seed ^ 0x7261_6e64, i as u64).below(k as u64) as u32))
+                    .collect(),
+            ),
+            (Unlabelled::Inferred, None) => {
+                return Err(Error::invalid(
+                    "labels.unlabelled = \"inferred\" needs the inferred labels",
+                ));
+            }
+            (Unlabelled::Inferred, Some(inf)) => {
+                inf.check_for(labels.fraction, labels.seed, n, k)?;
+                match labels.soft {
+                    true => {
+                        let p = inf
+                            .probabilities
+                            .as_slice()
+                            .ok_or_else(|| Error::invalid("inferred probabilities not in standard layout"))?;
+                        Seen::Soft(Tensor::from_slice(p, (n, k), &Device::Cpu)?)
+                    }
+                    false => Seen::Classes(inf.classes.iter().map(|&c| Some(c)).collect()),
+                }
+            }
+            _ => Seen::Classes((0..n).map(|i| split.is_labelled(i).then_some(classes[i])).collect()),
         };
         let mut order: Vec<usize> = match labels.unlabelled {
             Unlabelled::Drop => split.labelled(),
@@ -61,10 +97,15 @@ impl LabelledSet {
         let x = self
             .images
             .index_select(&Tensor::new(ids.as_slice(), &Device::Cpu)?, 0)?;
-        let seen: Vec<Option<u32>> = idx.iter().map(|&i| self.seen[i]).collect();
-        let classes = match seen.iter().all(Option::is_some) {
-            true => RealClasses::Ids(seen.into_iter().flatten().collect()),
-            false => RealClasses::Partial(seen),
+        let classes = match &self.seen {
+            Seen::Classes(all) => {
+                let seen: Vec<Option<u32>> = idx.iter().map(|&i| all[i]).collect();
+                match seen.iter().all(Option::is_some) {
+                    true => RealClasses::Ids(seen.into_iter().flatten().collect()),
+                    false => RealClasses::Partial(seen),
+                }
+            }
+            Seen::Soft(p) => RealClasses::Soft(p.index_select(&Tensor::new(ids.as_slice(), &Device::Cpu)?, 0)?),
         };
         Ok((x, Some(classes)))
     }
@@ -96,7 +137,7 @@ mod tests {
             .contiguous()
             .unwrap();
         let classes: Vec<u32> = (0..20).map(|i| i % 4).collect();
-        LabelledSet::new(images, &classes, 4, labels, 3).unwrap()
+        LabelledSet::new(images, &classes, 4, labels, None, 3).unwrap()
     }
 
     fn first_pixels(x: &Tensor) -> Vec<usize> {
@@ -146,6 +187,41 @@ mod tests {
         assert_eq!(seen.iter().filter(|c| c.is_some()).count(), 5);
         // Cycling: image 20 of the order is image 0 again.
         assert_eq!(first_pixels(&s.batch(20, 1).unwrap().0), images[..1]);
+    }
+
+    #[test]
+    fn inferred_labels_fill_in_hard_or_soft() {
+        let mut probabilities = ndarray::Array2::<f32>::zeros((20, 4));
+        for i in 0..20 {
+            probabilities[[i, 3 - i % 4]] = 1.0;
+        }
+        let inferred = InferredLabels {
+            classes: (0..20).map(|i| 3 - i % 4).collect(),
+            probabilities,
+            inference: crate::few_labels::Inference::LinearClassifier,
+            fraction: 0.25,
+            split_seed: 0,
+        };
+        let images = Tensor::zeros((20, 3, 2, 2), DType::F32, &Device::Cpu).unwrap();
+        let classes: Vec<u32> = (0..20).map(|i| i % 4).collect();
+        let mut labels = LabelsConfig {
+            fraction: 0.25,
+            unlabelled: Unlabelled::Inferred,
+            inferred: "inferred.safetensors".into(),
+            ..LabelsConfig::default()
+        };
+        let hard = LabelledSet::new(images.clone(), &classes, 4, &labels, Some(&inferred), 0).unwrap();
+        assert!(matches!(hard.batch(0, 4).unwrap().1, Some(RealClasses::Ids(_))));
+        labels.soft = true;
+        let soft = LabelledSet::new(images.clone(), &classes, 4, &labels, Some(&inferred), 0).unwrap();
+        let Some(RealClasses::Soft(p)) = soft.batch(0, 4).unwrap().1 else {
+            panic!()
+        };
+        assert_eq!(p.dims(), [4, 4]);
+        // Labels inferred for another split are refused.
+        labels.fraction = 0.5;
+        let e = LabelledSet::new(images, &classes, 4, &labels, Some(&inferred), 0).unwrap_err();
+        assert!(e.to_string().contains("labels.fraction = 0.25"), "{e}");
     }
 
     #[test]

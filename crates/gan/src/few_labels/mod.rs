@@ -4,9 +4,13 @@
 //! them unless co-training predicts one), nothing at all (the run trains on the
 //! labelled subset only), or a random label (the "random labels" baseline).
 
+mod inferred_labels;
+mod label_inference;
 mod labelled_set;
 mod split;
 
+pub use inferred_labels::{Inference, InferredLabels};
+pub use label_inference::{LinearProbe, ProbeReport, infer_with_classifier, infer_with_kmeans, standardise};
 pub use labelled_set::LabelledSet;
 pub use split::LabelSplit;
 
@@ -26,6 +30,9 @@ pub enum Unlabelled {
     /// Every image, labelled or not, gets a fixed random label (the baseline that
     /// shows what labels that carry no information do).
     Random,
+    /// They get the labels inferred for them (S2GAN): `labels.inferred` names the
+    /// file `labelgan infer-labels` wrote.
+    Inferred,
 }
 
 /// Which training images keep their labels.
@@ -46,6 +53,13 @@ pub struct LabelsConfig {
     /// What the other images get.
     #[serde(default)]
     pub unlabelled: Unlabelled,
+    /// With `unlabelled = "inferred"`: the inferred labels' file.
+    #[serde(default)]
+    pub inferred: String,
+    /// With inferred labels: their distributions (soft labels) rather than their
+    /// classes.
+    #[serde(default)]
+    pub soft: bool,
 }
 
 fn all() -> f64 {
@@ -59,6 +73,8 @@ impl Default for LabelsConfig {
             fraction: 1.0,
             seed: 0,
             unlabelled: Unlabelled::None,
+            inferred: String::new(),
+            soft: false,
         }
     }
 }
@@ -90,6 +106,15 @@ impl LabelsConfig {
                 "labels.images is {}, expected at most {MAX_IMAGES}",
                 self.images
             )));
+        }
+        let wants_file = self.unlabelled == Unlabelled::Inferred;
+        if wants_file == self.inferred.is_empty() {
+            return Err(Error::invalid(
+                "labels.inferred names the inferred labels' file with labels.unlabelled = \"inferred\", and only then",
+            ));
+        }
+        if self.soft && self.unlabelled != Unlabelled::Inferred {
+            return Err(Error::invalid("labels.soft needs labels.unlabelled = \"inferred\""));
         }
         Ok(())
     }
