@@ -16,6 +16,7 @@ mod fid;
 mod gan_run;
 mod generate;
 mod image_set;
+mod infer_labels;
 mod invert;
 mod lpips;
 mod metrics;
@@ -63,6 +64,9 @@ enum Command {
     TrainPerceptual(train_perceptual::TrainPerceptualArgs),
     /// Train an image classifier on labelled images (an extractor for `metrics`).
     TrainClassifier(train_classifier::TrainClassifierArgs),
+    /// Infer the labels of a folder's unlabelled images from self-supervised features
+    /// (S2GAN), for `train-gan --set labels.unlabelled=inferred`.
+    InferLabels(infer_labels::InferLabelsArgs),
 }
 
 fn main() -> ExitCode {
@@ -120,6 +124,7 @@ fn main() -> ExitCode {
         Command::TrainEncoder(a) => train_encoder::run(a),
         Command::TrainPerceptual(a) => train_perceptual::run(a),
         Command::TrainClassifier(a) => train_classifier::run(a),
+        Command::InferLabels(a) => infer_labels::run(a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

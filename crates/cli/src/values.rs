@@ -55,6 +55,16 @@ pub fn fraction(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A share in (0, 1].
+pub fn share(s: &str) -> Result<f64, String> {
+    let v = number(s)?;
+    if v > 0.0 && v <= 1.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not in (0, 1]"))
+    }
+}
+
 /// The mask id of unlabelled pixels, or none (every id is a class).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IgnoreIndex(pub Option<u32>);

@@ -12,7 +12,9 @@ use ndarray::{Array1, Array2, Axis};
 use rand_xoshiro::Xoshiro256Plus;
 use rand_xoshiro::rand_core::SeedableRng;
 
-use labelgan_core::{Error, Result, SplitMix64};
+use candle_core::{DType, Device, Tensor};
+
+use labelgan_core::{Error, FeatureExtractor, Progress, Result, SplitMix64};
 
 use super::{Inference, InferredLabels, LabelSplit};
 
@@ -47,6 +49,29 @@ pub struct ProbeReport {
     pub alpha: f64,
     /// Accuracy on the held-out labelled images with that weight.
     pub validation_accuracy: f64,
+}
+
+/// Features `[N, D]` of `images` (`[N, 3, R, R]` in [-1, 1], on the CPU) through
+/// `extractor` on `device`, 64 images at a time, with a progress line.
+pub fn image_features(extractor: &dyn FeatureExtractor, images: &Tensor, device: &Device) -> Result<Array2<f32>> {
+    let n = images.dim(0)?;
+    let d = extractor.dim();
+    let bar = Progress::new(n as u64, "features", "images");
+    let mut out = Vec::with_capacity(n * d);
+    for start in (0..n).step_by(64) {
+        let m = 64.min(n - start);
+        let f = extractor.features(&images.narrow(0, start, m)?.to_device(device)?)?;
+        if f.dims() != [m, d] {
+            return Err(Error::invalid(format!(
+                "the extractor gave features {:?} for {m} images, expected [{m}, {d}]",
+                f.dims()
+            )));
+        }
+        out.extend(f.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
+        bar.set((start + m) as u64);
+    }
+    bar.finish();
+    Array2::from_shape_vec((n, d), out).map_err(|e| Error::invalid(e.to_string()))
 }
 
 /// Features `[N, D]` standardised per dimension (mean 0, variance 1; constant

@@ -10,7 +10,9 @@ mod labelled_set;
 mod split;
 
 pub use inferred_labels::{Inference, InferredLabels};
-pub use label_inference::{LinearProbe, ProbeReport, infer_with_classifier, infer_with_kmeans, standardise};
+pub use label_inference::{
+    LinearProbe, ProbeReport, image_features, infer_with_classifier, infer_with_kmeans, standardise,
+};
 pub use labelled_set::LabelledSet;
 pub use split::LabelSplit;
 
