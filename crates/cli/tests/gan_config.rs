@@ -12,12 +12,7 @@ fn config_runs_write_scores_and_refuse_bad_settings() {
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
     let cfg = root.join("tiny.toml");
-    std::fs::write(
-        &cfg,
-        "[model]\narchitecture = \"sndcgan\"\nresolution = 16\ng_width = 16\nd_width = 4\nz_dim = 8\n\
-         [train]\nbatch = 8\nkimg = 0.032\n[eval]\nevery_kimg = 0.016\nimages = 24\n",
-    )
-    .unwrap();
+    std::fs::write(&cfg, common::TINY_SNDCGAN).unwrap();
     let p = root.join("p.safetensors");
     common::tiny_perceptual(&p);
     let out = root.join("run");

@@ -50,12 +50,7 @@ fn inferred_labels_are_written_scored_and_trained_on() {
 
     // train-gan reads them for the same split, and refuses them for another.
     let cfg = root.join("tiny.toml");
-    std::fs::write(
-        &cfg,
-        "[model]\narchitecture = \"sndcgan\"\nresolution = 16\ng_width = 16\nd_width = 4\nz_dim = 8\n\
-         [train]\nbatch = 8\nkimg = 0.016\n[eval]\nevery_kimg = 0.016\nimages = 24\n",
-    )
-    .unwrap();
+    std::fs::write(&cfg, common::TINY_SNDCGAN).unwrap();
     let run = root.join("run");
     let train = |fraction: &str| {
         labelgan(&[
@@ -75,6 +70,8 @@ fn inferred_labels_are_written_scored_and_trained_on() {
             &format!("labels.inferred={o:?}"),
             "--set",
             "labels.soft=true",
+            "--set",
+            "train.kimg=0.016",
         ])
     };
     let r = train("0.5");

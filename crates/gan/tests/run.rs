@@ -2,11 +2,13 @@
 //! interval; extending a finished run equals running to the longer length at once;
 //! other settings are refused.
 
+mod common;
+
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use labelgan_core::{Result, SplitMix64};
-use labelgan_gan::{Architecture, RealClasses, RunOptions, Trainer, TrainingConfig, train_run};
+use labelgan_gan::{RealClasses, RunOptions, Trainer, TrainingConfig, train_run};
 
 fn real(start: u64, n: usize) -> Result<(Tensor, Option<RealClasses>)> {
     let x = SplitMix64::derive(7, start)
@@ -17,16 +19,8 @@ fn real(start: u64, n: usize) -> Result<(Tensor, Option<RealClasses>)> {
 }
 
 fn config(kimg: f64) -> TrainingConfig {
-    let mut c = TrainingConfig::default();
-    c.model.architecture = Architecture::Sndcgan;
-    (
-        c.model.resolution,
-        c.model.classes,
-        c.model.z_dim,
-        c.model.g_width,
-        c.model.d_width,
-    ) = (16, 3, 8, 16, 4);
-    (c.train.batch, c.train.kimg, c.eval.every_kimg) = (4, kimg, 0.016);
+    let mut c = common::tiny_sndcgan(3, 4);
+    (c.train.kimg, c.eval.every_kimg) = (kimg, 0.016);
     c
 }
 

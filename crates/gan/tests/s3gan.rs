@@ -8,7 +8,7 @@ mod common;
 use candle_core::{Device, Tensor};
 use common::checkpoint_values as state;
 use labelgan_core::{Result, SplitMix64};
-use labelgan_gan::{Architecture, Loss, RealClasses, StepReport, Trainer, TrainingConfig};
+use labelgan_gan::{Loss, RealClasses, StepReport, Trainer, TrainingConfig};
 
 /// Images with every other one labelled.
 fn partial(start: u64, n: usize) -> Result<(Tensor, Option<RealClasses>)> {
@@ -22,17 +22,8 @@ fn partial(start: u64, n: usize) -> Result<(Tensor, Option<RealClasses>)> {
 }
 
 fn config() -> TrainingConfig {
-    let mut c = TrainingConfig::default();
-    c.model.architecture = Architecture::Sndcgan;
-    (
-        c.model.resolution,
-        c.model.classes,
-        c.model.z_dim,
-        c.model.g_width,
-        c.model.d_width,
-    ) = (16, 4, 8, 16, 4);
+    let mut c = common::tiny_sndcgan(4, 8);
     c.train.loss = Loss::Hinge;
-    c.train.batch = 8;
     c.train.rotation_batch_fraction = 2;
     c.train.class_predictor = true;
     c

@@ -7,7 +7,7 @@ mod common;
 use candle_core::{Device, Tensor};
 use common::checkpoint_values as state;
 use labelgan_core::{Result, SplitMix64};
-use labelgan_gan::{Architecture, Penalty, RealClasses, Trainer, TrainingConfig};
+use labelgan_gan::{Penalty, RealClasses, Trainer, TrainingConfig};
 
 /// Deterministic "real" images and classes for image indices `start..start + n`.
 fn real(start: u64, n: usize) -> Result<(Tensor, Option<RealClasses>)> {
@@ -19,16 +19,7 @@ fn real(start: u64, n: usize) -> Result<(Tensor, Option<RealClasses>)> {
 }
 
 fn config() -> TrainingConfig {
-    let mut c = TrainingConfig::default();
-    c.model.architecture = Architecture::Sndcgan;
-    (
-        c.model.resolution,
-        c.model.classes,
-        c.model.z_dim,
-        c.model.g_width,
-        c.model.d_width,
-    ) = (16, 4, 8, 16, 4);
-    c.train.batch = 4;
+    let mut c = common::tiny_sndcgan(4, 4);
     c.train.d_steps = 2;
     c.train.penalty = Penalty::WganGp;
     c.train.penalty_weight = 1.0;

@@ -80,3 +80,8 @@ pub fn labelgan(args: &[&str]) -> Output {
         .output()
         .expect("run labelgan")
 }
+
+/// A tiny conditional SNDCGAN config at 16 px for `train-gan --config`: 32 images of
+/// training, scored every 16 on 24 images.
+pub const TINY_SNDCGAN: &str = "[model]\narchitecture = \"sndcgan\"\nresolution = 16\ng_width = 16\nd_width = 4\nz_dim = 8\n\
+     [train]\nbatch = 8\nkimg = 0.032\n[eval]\nevery_kimg = 0.016\nimages = 24\n";
