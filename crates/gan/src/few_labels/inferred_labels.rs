@@ -11,8 +11,6 @@ use ndarray::Array2;
 use labelgan_core::io::{TensorFile, save_safetensors};
 use labelgan_core::{Error, Result};
 
-use super::LabelSplit;
-
 /// How the labels were inferred.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inference {
@@ -208,11 +206,6 @@ impl InferredLabels {
             )));
         }
         Ok(())
-    }
-
-    /// The split they were made for, over `n` images.
-    pub fn split(&self, n: usize) -> Result<LabelSplit> {
-        LabelSplit::new(n, self.fraction, self.split_seed)
     }
 }
 
