@@ -10,7 +10,8 @@ use labelgan_core::image_io::{contact_sheet, save_png, tensor_to_images};
 use labelgan_core::io::TensorFile;
 use labelgan_core::safetensors_stream::SafetensorsStream;
 use labelgan_core::{Error, Generator, NoiseMode, Progress, Result, Truncation};
-use labelgan_stylegan::StyleGan2;
+use labelgan_dataset::{ClassLabel, ClassLabels};
+use labelgan_gan::load_generator;
 
 use crate::device::DeviceArg;
 use crate::values;
@@ -29,11 +30,12 @@ pub enum NoiseArg {
     None,
 }
 
-/// Generate images from a StyleGAN2 generator.
+/// Generate images from a generator: StyleGAN2 (official layout) or one that
+/// `labelgan train-gan` exported (`RUN/generator.safetensors`).
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["latents", "count"])))]
 pub struct GenerateArgs {
-    /// Generator weights (official G_ema layout, safetensors).
+    /// Generator weights: StyleGAN2 (official G_ema layout) or a `train-gan` export.
     #[arg(long, value_name = "G.safetensors")]
     weights: PathBuf,
     /// Latents to render: `z` [N, z_dim] (plus `c` [N, c_dim] for a conditional
@@ -46,6 +48,11 @@ pub struct GenerateArgs {
     /// Seed of the sampled latents (default 0).
     #[arg(long, value_name = "S")]
     seed: Option<u64>,
+    /// For a conditional generator with --count: every image of class K (default:
+    /// classes in turn). The classes go to --out as `c` and to --png-dir as
+    /// classes.json.
+    #[arg(long, value_name = "K", conflicts_with = "latents")]
+    class: Option<u32>,
     /// Write `ws` [N, num_ws, w_dim] and `img` [N, C, H, W] (raw f32 output) here.
     #[arg(long, value_name = "OUT.safetensors", required_unless_present = "png_dir")]
     out: Option<PathBuf>,
@@ -77,12 +84,14 @@ const MAX_COUNT: usize = 100_000_000;
 /// Most images per forward pass.
 const MAX_BATCH: usize = 4096;
 
-/// What to render: z sampled batch by batch, given z (and c), or given ws.
+/// What to render: z sampled batch by batch (with classes), given z (and c), or given ws.
 enum Source {
-    /// `n` latents from one stream, drawn as they are rendered (never all in memory).
+    /// `n` latents from one stream, drawn as they are rendered (never all in memory),
+    /// with class `class` or classes in turn for a conditional generator.
     Sampled {
         n: usize,
         rng: labelgan_core::SplitMix64,
+        class: Option<u32>,
     },
     Z {
         z: Tensor,
@@ -100,24 +109,36 @@ impl Source {
         }
     }
 
+    /// The classes of images `b0..b0 + len` of a conditional generator (`[len, c_dim]`
+    /// one-hot), when the source knows them.
+    fn classes(&self, g: &dyn Generator, b0: usize, len: usize) -> Result<Option<Tensor>> {
+        let c_dim = g.spec().c_dim;
+        match self {
+            Source::Sampled { class, .. } if c_dim > 0 => {
+                let ids: Vec<u32> = (b0..b0 + len).map(|i| class.unwrap_or((i % c_dim) as u32)).collect();
+                Ok(Some(labelgan_gan::one_hot(&ids, c_dim, g.device())?))
+            }
+            Source::Z { c, .. } => Ok(c.as_ref().map(|c| c.narrow(0, b0, len)).transpose()?),
+            _ => Ok(None),
+        }
+    }
+
     /// The ws of images `b0..b0 + len` (called in order).
-    fn ws(&mut self, g: &StyleGan2, b0: usize, len: usize, truncation: Truncation) -> Result<Tensor> {
+    fn ws(&mut self, g: &dyn Generator, b0: usize, len: usize, truncation: Truncation) -> Result<Tensor> {
+        let c = self.classes(g, b0, len)?;
         match self {
             // The same stream as `Generator::sample_z(n, seed)`, drawn in pieces.
             Source::Sampled { rng, .. } => {
                 let z = rng.normal_tensor(&[len, g.spec().z_dim], g.device())?;
-                g.map(&z, None, truncation)
+                g.map(&z, c.as_ref(), truncation)
             }
-            Source::Z { z, c } => {
-                let c = c.as_ref().map(|c| c.narrow(0, b0, len)).transpose()?;
-                g.map(&z.narrow(0, b0, len)?, c.as_ref(), truncation)
-            }
+            Source::Z { z, .. } => g.map(&z.narrow(0, b0, len)?, c.as_ref(), truncation),
             Source::Ws(ws) => Ok(ws.narrow(0, b0, len)?),
         }
     }
 }
 
-fn read_latents(path: &Path, g: &StyleGan2, device: &Device) -> Result<Source> {
+fn read_latents(path: &Path, g: &dyn Generator, device: &Device) -> Result<Source> {
     let f = TensorFile::load(path, device)?;
     let spec = g.spec();
     let f32 = |t: &Tensor| t.to_dtype(candle_core::DType::F32);
@@ -174,7 +195,8 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         return Err(Error::usage(format!("--count must be in 1..={MAX_COUNT}")));
     }
     let device = a.device.open()?;
-    let g = StyleGan2::load(&a.weights, &device)?;
+    let g = load_generator(&a.weights, &device)?;
+    let g = g.as_ref();
     let spec = g.spec().clone();
     let truncation = Truncation {
         psi: a.truncation_psi,
@@ -189,17 +211,19 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         )));
     }
     let mut source = match (&a.latents, a.count) {
-        (Some(p), _) => read_latents(p, &g, &device)?,
+        (Some(p), _) => read_latents(p, g, &device)?,
         (None, Some(n)) => {
-            if spec.c_dim > 0 {
-                return Err(Error::invalid(format!(
-                    "the generator is conditional (c_dim {}): pass --latents with `z` and `c`",
-                    spec.c_dim
-                )));
+            match (a.class, spec.c_dim) {
+                (Some(_), 0) => return Err(Error::usage("--class: the generator is unconditional")),
+                (Some(k), c) if k as usize >= c => {
+                    return Err(Error::usage(format!("--class {k}: the generator has classes 0..{c}")));
+                }
+                _ => {}
             }
             Source::Sampled {
                 n,
                 rng: labelgan_core::SplitMix64::new(a.seed.unwrap_or(0)),
+                class: a.class,
             }
         }
         (None, None) => return Err(Error::invalid("give --latents or --count")),
@@ -218,17 +242,22 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         labelgan_core::io::remove_stale_temp_files(dir)?;
     }
     let n = source.len();
+    let has_classes = source.classes(g, 0, n.min(1))?.is_some();
+    let mut labels = Vec::new();
     // `ws` and `img` stream to --out batch by batch (a million images would not fit in
     // memory); the file appears under its name only once complete.
     let mut stream = match &a.out {
         Some(out) => {
-            let shapes = BTreeMap::from([
+            let mut shapes = BTreeMap::from([
                 ("ws".to_string(), vec![n, spec.num_ws, spec.w_dim]),
                 (
                     "img".to_string(),
                     vec![n, spec.img_channels, spec.resolution, spec.resolution],
                 ),
             ]);
+            if has_classes {
+                shapes.insert("c".to_string(), vec![n, spec.c_dim]);
+            }
             let meta = BTreeMap::from([
                 ("generator".to_string(), a.weights.display().to_string()),
                 ("truncation_psi".to_string(), a.truncation_psi.to_string()),
@@ -247,7 +276,8 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         // written.
         labelgan_core::stop::check(&format!("{b0} of {n} images rendered; --out not written"))?;
         let len = a.batch_size.min(n - b0);
-        let ws = source.ws(&g, b0, len, truncation)?;
+        let ws = source.ws(g, b0, len, truncation)?;
+        let classes = source.classes(g, b0, len)?;
         // A distinct noise draw per batch (the same for the same --batch-size).
         let noise = match noise {
             NoiseMode::Random(s) => NoiseMode::Random(labelgan_core::SplitMix64::derive(s, b0 as u64).next_u64()),
@@ -255,8 +285,13 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         };
         let img = g.image(&ws, noise)?.to_device(&Device::Cpu)?;
         if let Some(dir) = &a.png_dir {
+            let ids = classes.as_ref().map(|c| c.argmax(1)?.to_vec1::<u32>()).transpose()?;
             for (k, im) in tensor_to_images(&img)?.into_iter().enumerate() {
-                save_png(&im, &dir.join(format!("{:06}.png", b0 + k)))?;
+                let file = format!("{:06}.png", b0 + k);
+                save_png(&im, &dir.join(&file))?;
+                if let Some(ids) = &ids {
+                    labels.push(ClassLabel { file, class: ids[k] });
+                }
                 if sheet.len() < SHEET_MAX {
                     sheet.push(im);
                 }
@@ -265,6 +300,9 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         if let Some(st) = stream.as_mut() {
             st.append("ws", &ws)?;
             st.append("img", &img)?;
+            if let Some(c) = &classes {
+                st.append("c", &c.to_dtype(candle_core::DType::F32)?)?;
+            }
         }
         if n > a.batch_size {
             bar.inc(len as u64);
@@ -277,6 +315,13 @@ pub fn run(a: GenerateArgs) -> Result<()> {
             &contact_sheet(&sheet, cols, 2)?,
             &dir.join(labelgan_core::image_io::CONTACT_SHEET),
         )?;
+        if has_classes {
+            ClassLabels {
+                classes: (0..spec.c_dim).map(|k| k.to_string()).collect(),
+                images: labels,
+            }
+            .write(dir)?;
+        }
     }
     if let Some(st) = stream {
         st.finish()?;

@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 use clap::Args;
 use labelgan_core::image_io::{image_files, load_image, load_images};
 use labelgan_core::{Error, FeatureExtractor, Result, Truncation};
-use labelgan_stylegan::StyleGan2;
+use labelgan_gan::{AnyGenerator, load_generator};
 
 use crate::values;
 
@@ -54,8 +54,9 @@ pub enum ImageSet {
     Toyworld(u64),
     /// Toy objects `0..count` of a seed (classes in turn with the stream's draws).
     Objects(u64),
-    /// A generator's images of latent seeds `0..count`.
-    Generator(Box<StyleGan2>),
+    /// A generator's images of latent seeds `0..count` (a conditional one's classes in
+    /// turn).
+    Generator(AnyGenerator),
 }
 
 impl ImageSet {
@@ -73,7 +74,7 @@ impl ImageSet {
                 .map_err(|_| Error::invalid(format!("`{spec}`: the toyworld seed must be an integer")))?;
             Ok(ImageSet::Toyworld(seed))
         } else if let Some(path) = spec.strip_prefix("generator:") {
-            Ok(ImageSet::Generator(Box::new(StyleGan2::load(path, device)?)))
+            Ok(ImageSet::Generator(load_generator(path, device)?))
         } else {
             let dir = Path::new(spec);
             if !dir.is_dir() {
@@ -105,6 +106,22 @@ impl ImageSet {
                 Ok(labelgan_toyworld::objects::object_batch(*seed, start as u64, n, a.resolution, device)?.0)
             }
             ImageSet::Generator(g) => g.seeded_images(start as u64, n, Truncation::psi(a.psi)),
+        }
+    }
+
+    /// The classes of images `start..start + n`, where the set knows them: toy objects
+    /// and a conditional generator's images.
+    pub fn classes(&self, start: usize, n: usize) -> Result<Option<Vec<u32>>> {
+        match self {
+            ImageSet::Objects(seed) => Ok(Some(
+                (start as u64..(start + n) as u64)
+                    .map(|i| labelgan_toyworld::objects::object_scene(*seed, i).class as u32)
+                    .collect(),
+            )),
+            ImageSet::Generator(g) if g.spec().c_dim > 0 => Ok((start as u64..(start + n) as u64)
+                .map(|seed| g.seeded_class(seed))
+                .collect()),
+            _ => Ok(None),
         }
     }
 

@@ -1,6 +1,8 @@
 //! `labelgan metrics`: FID, KID, precision and recall (and the Inception Score, with a
 //! classifier) between two image sets through a feature extractor, or between two
-//! feature files. One JSON line on stdout.
+//! feature files; for sets whose classes are known (toy objects, a conditional
+//! generator's images) also per-class FID and class consistency. One JSON line on
+//! stdout.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -8,7 +10,7 @@ use std::time::Instant;
 use clap::Args;
 use labelgan_core::{Error, Result};
 use labelgan_lpips::classifier::load_extractor;
-use labelgan_metrics::{Features, KidConfig, MetricsConfig, compare};
+use labelgan_metrics::{Features, KidConfig, MetricsConfig, class_consistency, compare, per_class_fid};
 
 use crate::device::DeviceArg;
 use crate::image_set::{ImageSet, ImageSetArgs};
@@ -20,7 +22,9 @@ const MAX_SMALL: usize = 1000;
 ///
 /// Either two image sets and an extractor (--a, --b, --extractor), or two feature
 /// files (--features-a, --features-b: safetensors with a `features` tensor [N, D]).
-/// A set is a folder of images, `toyworld:SEED` or `generator:G.safetensors`.
+/// A set is a folder of images, `toyworld:SEED`, `toyworld-classes:SEED` (toy objects
+/// with their classes) or `generator:G.safetensors` (a conditional generator's classes
+/// in turn).
 #[derive(Debug, Args)]
 pub struct MetricsArgs {
     /// Reference (real) image set.
@@ -33,6 +37,10 @@ pub struct MetricsArgs {
     /// net, or converted LPIPS weights); its taps' spatial means are the features.
     #[arg(long, value_name = "P.safetensors")]
     extractor: Option<PathBuf>,
+    /// Classifier for class consistency of a conditional generator's set --b (default:
+    /// the extractor, when it has a class head).
+    #[arg(long, value_name = "C.safetensors")]
+    classifier: Option<PathBuf>,
     /// Reference features instead of --a.
     #[arg(long, value_name = "A.safetensors")]
     features_a: Option<PathBuf>,
@@ -90,6 +98,7 @@ pub fn run(a: MetricsArgs) -> Result<()> {
     let started = Instant::now();
     let images = (&a.a, &a.b, &a.extractor);
     let files = (&a.features_a, &a.features_b);
+    let mut by_class = serde_json::Map::new();
     let (fa, fb, probs, extractor) = match (images, files) {
         ((Some(sa), Some(sb), Some(p)), (None, None)) => {
             a.images.validate()?;
@@ -106,12 +115,44 @@ pub fn run(a: MetricsArgs) -> Result<()> {
                 fa.save(dir.join("a.safetensors"))?;
                 fb.save(dir.join("b.safetensors"))?;
             }
+            let classes_a = set_a.classes(0, fa.len())?;
+            let classes_b = set_b.classes(0, fb.len())?;
+            if let Some(cb) = &classes_b {
+                let class_probs = match &a.classifier {
+                    Some(c) if c != p => {
+                        let classifier = load_extractor(c, &device)?;
+                        set_b.extract(sb, &classifier, &a.images, &device)?.1.ok_or_else(|| {
+                            Error::format(c, "has no class head: --classifier needs a trained classifier")
+                        })?
+                    }
+                    _ => probs.clone().ok_or_else(|| {
+                        Error::usage(format!(
+                            "{sb} has classes: pass --classifier C (the extractor has no class head) for class consistency"
+                        ))
+                    })?,
+                };
+                by_class.insert("class_consistency".into(), class_consistency(&class_probs, cb)?.into());
+            }
+            if let (Some(ca), Some(cb)) = (&classes_a, &classes_b) {
+                let k = ca.iter().chain(cb).max().map_or(0, |&m| m as usize + 1);
+                let fewest = |c: &[u32]| (0..k as u32).map(|j| c.iter().filter(|&&x| x == j).count()).min();
+                match (fewest(ca), fewest(cb)) {
+                    (Some(x), Some(y)) if x >= 2 && y >= 2 => {
+                        let per = per_class_fid(&fa, ca, &fb, cb, k)?;
+                        by_class.insert("fid_per_class_mean".into(), (per.iter().sum::<f64>() / k as f64).into());
+                        by_class.insert("fid_per_class".into(), per.into());
+                    }
+                    _ => {
+                        eprintln!("note: no per-class FID: some class has fewer than 2 images in a set (raise --count)")
+                    }
+                }
+            }
             (fa, fb, probs, p.display().to_string())
         }
         ((None, None, None), (Some(pa), Some(pb))) => {
-            if a.save_features.is_some() {
+            if a.save_features.is_some() || a.classifier.is_some() {
                 return Err(Error::usage(
-                    "--save-features is for --a/--b: the features are already files",
+                    "--save-features and --classifier are for --a/--b: the features are already files",
                 ));
             }
             (
@@ -149,6 +190,7 @@ pub fn run(a: MetricsArgs) -> Result<()> {
     });
     if let (Some(l), Some(e)) = (line.as_object_mut(), extra.as_object()) {
         l.extend(e.clone());
+        l.extend(by_class);
     }
     println!("{line}");
     Ok(())

@@ -82,6 +82,36 @@ pub trait Generator {
     fn sample_z(&self, n: usize, seed: u64) -> Result<Tensor> {
         Ok(SplitMix64::new(seed).normal_tensor(&[n, self.spec().z_dim], self.device())?)
     }
+
+    /// The class image `seed` of [`Generator::seeded_images`] is made for: `seed` mod
+    /// `c_dim` (classes in turn); `None` for an unconditional generator.
+    fn seeded_class(&self, seed: u64) -> Option<u32> {
+        let c = self.spec().c_dim as u64;
+        (c > 0).then(|| (seed % c) as u32)
+    }
+
+    /// Images of latent seeds `first_seed .. first_seed + n`, clamped to [-1, 1]: image
+    /// `i` is made from `sample_z(1, first_seed + i)`, random noise of the same seed
+    /// and, for a conditional generator, the class [`Generator::seeded_class`]. Any
+    /// range of seeds gives the same image for the same seed.
+    fn seeded_images(&self, first_seed: u64, n: usize, truncation: Truncation) -> Result<Tensor> {
+        let c_dim = self.spec().c_dim;
+        let imgs = (first_seed..first_seed + n as u64)
+            .map(|seed| {
+                let c = self
+                    .seeded_class(seed)
+                    .map(|k| -> Result<Tensor> {
+                        let mut row = vec![0f32; c_dim];
+                        row[k as usize] = 1.0;
+                        Ok(Tensor::from_vec(row, (1, c_dim), self.device())?)
+                    })
+                    .transpose()?;
+                let ws = self.map(&self.sample_z(1, seed)?, c.as_ref(), truncation)?;
+                self.image(&ws, NoiseMode::Random(seed))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&imgs, 0)?.clamp(-1f32, 1f32)?)
+    }
 }
 
 /// Images to latents: the inverse of a generator's synthesis.

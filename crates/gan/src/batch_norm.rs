@@ -21,6 +21,9 @@ pub enum BnMode {
     Accumulate,
     /// Standing statistics if any were accumulated, else the moving averages.
     Eval,
+    /// The batch's own statistics, nothing stored: for weights whose moving averages
+    /// were never tracked, such as the generator's weight average.
+    Batch,
 }
 
 #[derive(Debug, Clone)]
@@ -38,7 +41,7 @@ pub struct BatchNorm {
     /// Weight of the newest batch in the moving averages.
     momentum: f64,
     moving: Mutex<Stats>,
-    /// Sums of batch means and variances, and how many batches.
+    /// The mean of the accumulated batches' means and variances, and how many.
     standing: Mutex<Option<(Stats, usize)>>,
 }
 
@@ -69,14 +72,24 @@ impl BatchNorm {
         (s.mean.clone(), s.var.clone())
     }
 
-    /// The moving averages as `PREFIX.moving_mean` and `PREFIX.moving_var`.
+    /// The statistics [`BnMode::Eval`] normalises with (the standing ones once
+    /// accumulated, else the moving averages) as `PREFIX.moving_mean` and
+    /// `PREFIX.moving_var`.
     pub fn buffers(&self, prefix: &str, out: &mut BTreeMap<String, Tensor>) {
-        let (m, v) = self.moving();
-        out.insert(format!("{prefix}.moving_mean"), m);
-        out.insert(format!("{prefix}.moving_var"), v);
+        let s = self.eval_stats();
+        out.insert(format!("{prefix}.moving_mean"), s.mean);
+        out.insert(format!("{prefix}.moving_var"), s.var);
     }
 
-    /// Restores what [`BatchNorm::buffers`] wrote under `prefix`.
+    fn eval_stats(&self) -> Stats {
+        match &*self.standing.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some((mean, _)) => mean.clone(),
+            None => self.moving.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
+    }
+
+    /// Restores what [`BatchNorm::buffers`] wrote under `prefix` as the moving
+    /// averages, and forgets any standing statistics.
     pub fn set_buffers(&self, prefix: &str, from: &BTreeMap<String, Tensor>) -> Result<()> {
         let get = |k: &str| {
             let name = format!("{prefix}.{k}");
@@ -94,6 +107,7 @@ impl BatchNorm {
             mean: get("moving_mean")?,
             var: get("moving_var")?,
         };
+        self.reset_standing();
         Ok(())
     }
 
@@ -110,7 +124,7 @@ impl BatchNorm {
         let count = (x.elem_count() / self.channels).max(1) as f64;
         let mut centred = None;
         let stats = match mode {
-            BnMode::Train | BnMode::Accumulate => {
+            BnMode::Train | BnMode::Accumulate | BnMode::Batch => {
                 let mean = (channel_sum(x)? / count)?;
                 let xc = channel_affine(x, None, Some(&mean.neg()?))?;
                 let var = (channel_sum(&xc.sqr()?)? / count)?;
@@ -128,28 +142,28 @@ impl BatchNorm {
                         mean: step(&m.mean, &fixed.mean)?,
                         var: step(&m.var, &fixed.var)?,
                     };
-                } else {
+                } else if mode == BnMode::Accumulate {
                     let mut s = self.standing.lock().unwrap_or_else(|e| e.into_inner());
+                    // The running mean over batches: m_k = m_(k-1) + (x_k - m_(k-1)) / k.
                     *s = Some(match s.take() {
-                        Some((sum, k)) => (
-                            Stats {
-                                mean: (sum.mean + &fixed.mean)?,
-                                var: (sum.var + &fixed.var)?,
-                            },
-                            k + 1,
-                        ),
+                        Some((m, k)) => {
+                            let step = |old: Tensor, new: &Tensor| -> Result<Tensor> {
+                                Ok((&old + ((new - &old)? / (k + 1) as f64)?)?)
+                            };
+                            (
+                                Stats {
+                                    mean: step(m.mean, &fixed.mean)?,
+                                    var: step(m.var, &fixed.var)?,
+                                },
+                                k + 1,
+                            )
+                        }
                         None => (fixed, 1),
                     });
                 }
                 Stats { mean, var }
             }
-            BnMode::Eval => match &*self.standing.lock().unwrap_or_else(|e| e.into_inner()) {
-                Some((sum, k)) => Stats {
-                    mean: (&sum.mean / *k as f64)?,
-                    var: (&sum.var / *k as f64)?,
-                },
-                None => self.moving.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            },
+            BnMode::Eval => self.eval_stats(),
         };
         let xc = match centred {
             Some(xc) => xc,
@@ -293,6 +307,30 @@ mod tests {
     }
 
     #[test]
+    fn batch_mode_standardises_and_stores_nothing() {
+        let bn = BatchNorm::new(2, DType::F64, &Device::Cpu).unwrap();
+        let x = randn(6, &[4, 2, 3, 3]).affine(2.0, 1.0).unwrap();
+        let got = bn.normalise(&x, BnMode::Batch).unwrap();
+        let (mean, var) = per_channel(&got);
+        for c in 0..2 {
+            assert!(mean[c].abs() < 1e-12 && (var[c] - 1.0).abs() < 1e-4, "{mean:?} {var:?}");
+        }
+        // Neither the moving averages nor the standing statistics moved.
+        assert_eq!(bn.moving().0.to_vec1::<f64>().unwrap(), vec![0.0, 0.0]);
+        assert_eq!(bn.moving().1.to_vec1::<f64>().unwrap(), vec![1.0, 1.0]);
+        let probe = randn(5, &[1, 2, 3, 3]);
+        assert_eq!(
+            bn.normalise(&probe, BnMode::Eval)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap(),
+            before_values(&probe)
+        );
+    }
+
+    #[test]
     fn eval_uses_standing_statistics_once_accumulated() {
         let bn = BatchNorm::new(2, DType::F64, &Device::Cpu).unwrap();
         let (a, b) = (randn(3, &[4, 2, 3, 3]), (randn(4, &[4, 2, 3, 3]) * 3.0).unwrap());
@@ -312,6 +350,31 @@ mod tests {
             let (m, v) = ((ma[c] + mb[c]) / 2.0, (va[c] + vb[c]) / 2.0);
             assert!((g - (x - m) / (v + 1e-5).sqrt()).abs() < 1e-12);
         }
+        // The buffers are what Eval uses: the standing statistics; restoring buffers
+        // (the moving averages) forgets them.
+        let mut saved = BTreeMap::new();
+        bn.buffers("bn", &mut saved);
+        let saved_mean: Vec<f64> = saved["bn.moving_mean"].to_vec1().unwrap();
+        for c in 0..2 {
+            assert!((saved_mean[c] - (ma[c] + mb[c]) / 2.0).abs() < 1e-12);
+        }
+        let mut fresh = BTreeMap::new();
+        BatchNorm::new(2, DType::F64, &Device::Cpu)
+            .unwrap()
+            .buffers("bn", &mut fresh);
+        let other = BatchNorm::new(2, DType::F64, &Device::Cpu).unwrap();
+        other.normalise(&a, BnMode::Accumulate).unwrap();
+        other.set_buffers("bn", &fresh).unwrap();
+        assert_eq!(
+            other
+                .normalise(&probe, BnMode::Eval)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap(),
+            before_values(&probe)
+        );
         // Accumulating leaves the moving averages alone; reset forgets.
         assert_eq!(bn.moving().0.to_vec1::<f64>().unwrap(), vec![0.0, 0.0]);
         bn.reset_standing();

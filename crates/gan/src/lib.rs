@@ -32,13 +32,16 @@
 //! # Ok::<(), labelgan_core::Error>(())
 //! ```
 
+pub mod architectures;
 pub mod attention;
 pub mod aux_heads;
 pub mod batch_norm;
 pub mod biggan;
 pub mod co_training;
+pub mod compare_gan_generator;
 pub mod config;
 pub mod few_labels;
+pub mod generator_file;
 pub mod init;
 pub mod layer_norm;
 pub mod layers;
@@ -63,8 +66,10 @@ pub mod trainer;
 pub use attention::SelfAttention;
 pub use batch_norm::{BatchNorm, BnMode, ConditionalBatchNorm, SelfModulatedBatchNorm};
 pub use biggan::{BigGanDiscriminator, BigGanGenerator};
+pub use compare_gan_generator::CompareGanGenerator;
 pub use config::{Architecture, EvalConfig, GeneratorNorm, Init, ModelConfig, TrainConfig, TrainingConfig};
 pub use few_labels::{InferredLabels, LabelSplit, LabelledSet, LabelsConfig, Unlabelled};
+pub use generator_file::{AnyGenerator, load_generator};
 pub use init::{init_var_builder, seeded_var_builder};
 pub use layer_norm::LayerNorm;
 pub use loss::{DiscriminatorLoss, Loss};

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use candle_core::Tensor;
 
-use labelgan_core::{Result, SplitMix64};
+use labelgan_core::{Result, SplitMix64, TapSpec};
 
 use crate::BnMode;
 
@@ -18,6 +18,17 @@ pub trait GanGenerator {
     /// `z` `[N, z_dim]` and, for a conditional model, one-hot classes `y`
     /// `[N, classes]` to images `[N, 3, R, R]`.
     fn forward(&self, z: &Tensor, y: Option<&Tensor>, mode: BnMode) -> Result<Tensor>;
+
+    /// The image and the feature maps that made it (each block's output), for a pixel
+    /// labeler; [`GanGenerator::tap_specs`] describes them. Default: no maps.
+    fn forward_taps(&self, z: &Tensor, y: Option<&Tensor>, mode: BnMode) -> Result<(Tensor, Vec<Tensor>)> {
+        Ok((self.forward(z, y, mode)?, Vec::new()))
+    }
+
+    /// What [`GanGenerator::forward_taps`] returns besides the image, in order.
+    fn tap_specs(&self) -> Vec<TapSpec> {
+        Vec::new()
+    }
 
     /// Images for a training step: [`GanGenerator::forward`] in training mode plus any
     /// randomness of the architecture's own, drawn from `rng` (StyleGAN2: style mixing

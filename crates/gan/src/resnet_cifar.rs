@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
-use labelgan_core::{Error, Result};
+use labelgan_core::{Error, Result, TapSpec};
 
 use crate::layer_norm::LayerNorm;
 use crate::layers::{Conv, Dense};
@@ -127,13 +127,25 @@ impl GanGenerator for ResnetCifarGenerator {
     }
 
     fn forward(&self, z: &Tensor, y: Option<&Tensor>, mode: BnMode) -> Result<Tensor> {
+        Ok(self.forward_taps(z, y, mode)?.0)
+    }
+
+    fn forward_taps(&self, z: &Tensor, y: Option<&Tensor>, mode: BnMode) -> Result<(Tensor, Vec<Tensor>)> {
         let n = z.dim(0)?;
         let mut h = self.dense.forward(z, false)?.reshape((n, self.width, 4, 4))?;
+        let mut taps = Vec::with_capacity(self.blocks.len());
         for b in &self.blocks {
             h = b.forward(&h, z, y, mode)?;
+            taps.push(h.clone());
         }
         let h = self.norm.forward(&h, z, y, mode)?.relu()?;
-        Ok(self.out.forward(&h, false)?.tanh()?)
+        Ok((self.out.forward(&h, false)?.tanh()?, taps))
+    }
+
+    fn tap_specs(&self) -> Vec<TapSpec> {
+        (0..self.blocks.len())
+            .map(|i| TapSpec::feature(format!("block{i}"), 8 << i, self.width))
+            .collect()
     }
 
     fn buffers(&self) -> BTreeMap<String, Tensor> {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
-use labelgan_core::{Error, Result};
+use labelgan_core::{Error, Result, TapSpec};
 
 use crate::layer_norm::LayerNorm;
 use crate::layers::{Conv, Dense, UpConv};
@@ -77,13 +77,25 @@ impl GanGenerator for SndcganGenerator {
     }
 
     fn forward(&self, z: &Tensor, y: Option<&Tensor>, mode: BnMode) -> Result<Tensor> {
+        Ok(self.forward_taps(z, y, mode)?.0)
+    }
+
+    fn forward_taps(&self, z: &Tensor, y: Option<&Tensor>, mode: BnMode) -> Result<(Tensor, Vec<Tensor>)> {
         let n = z.dim(0)?;
         let mut h = self.dense.forward(z, false)?.reshape((n, self.top, 4, 4))?;
         h = self.norms[0].forward(&h, z, y, mode)?.relu()?;
+        let mut taps = vec![h.clone()];
         for (up, norm) in self.ups.iter().zip(&self.norms[1..]) {
             h = norm.forward(&up.forward(&h)?, z, y, mode)?.relu()?;
+            taps.push(h.clone());
         }
-        Ok(self.out.forward(&h, false)?.tanh()?)
+        Ok((self.out.forward(&h, false)?.tanh()?, taps))
+    }
+
+    fn tap_specs(&self) -> Vec<TapSpec> {
+        (0..self.norms.len())
+            .map(|i| TapSpec::feature(format!("norm{i}"), 4 << i, (self.top >> i).max(1)))
+            .collect()
     }
 
     fn buffers(&self) -> BTreeMap<String, Tensor> {

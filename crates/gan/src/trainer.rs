@@ -6,23 +6,19 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::VarMap;
 
 use labelgan_core::io::{TensorFile, save_safetensors};
 use labelgan_core::{Error, Result, SplitMix64};
-use labelgan_optim::{Adam, named_grads, named_vars};
+use labelgan_optim::{Adam, named_grads};
 
+use crate::architectures::networks;
 use crate::aux_heads::AuxiliaryHeads;
 use crate::co_training::{class_loss, projection_classes};
-use crate::init::init_var_builder;
+use crate::compare_gan_generator::CompareGanGenerator;
 use crate::model::{GanDiscriminator, GanGenerator};
 use crate::real_classes::{RealClasses, one_hot};
 use crate::self_supervision::{rotated_classes, rotated_count, rotation_loss, with_rotations};
-use crate::{
-    Architecture, BigGanDiscriminator, BigGanGenerator, BnMode, Penalty, ResnetCifarDiscriminator,
-    ResnetCifarGenerator, SndcganDiscriminator, SndcganGenerator, StyleGan2Discriminator, StyleGan2Generator,
-    TrainingConfig,
-};
+use crate::{Architecture, BnMode, Penalty, StyleGan2Generator, TrainingConfig};
 
 /// Real images `[n, 3, R, R]` in [-1, 1] starting at image `start` of the data, with
 /// their classes (needed when the model is conditional). The same `start` must give
@@ -34,6 +30,12 @@ const Z_STREAM: u64 = 0x7a;
 const CLASS_STREAM: u64 = 0x63;
 const PENALTY_STREAM: u64 = 0x70;
 const NOISE_STREAM: u64 = 0x6e;
+const STANDING_STREAM: u64 = 0x7374_616e_6469_6e67;
+
+/// Batches, and images per batch, of the exported generator's standing statistics.
+pub const STANDING_BATCHES: u64 = 20;
+/// See [`STANDING_BATCHES`].
+pub const STANDING_BATCH: usize = 50;
 
 /// What one G step (with its D steps) did.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -78,48 +80,6 @@ pub struct Trainer {
     /// The step at which G started training (`None` while it rests: `g_warmup_steps`).
     pub g_started: Option<u64>,
     device: Device,
-}
-
-/// Both networks of `config` and their weights by name.
-type Networks = (
-    Box<dyn GanGenerator + Send + Sync>,
-    BTreeMap<String, Var>,
-    Box<dyn GanDiscriminator + Send + Sync>,
-    BTreeMap<String, Var>,
-);
-
-/// Fresh networks for `config`, initialised from its seed.
-fn networks(config: &TrainingConfig, device: &Device) -> Result<Networks> {
-    let m = &config.model;
-    if m.architecture == Architecture::Stylegan2 {
-        let (g, g_vars) = StyleGan2Generator::new(m, config.seed, device)?;
-        let (d, d_vars) = StyleGan2Discriminator::new(m, config.seed ^ 0x6469_7363, device)?;
-        return Ok((Box::new(g), g_vars, Box::new(d), d_vars));
-    }
-    let (gm, dm) = (VarMap::new(), VarMap::new());
-    let (gb, db) = (
-        init_var_builder(&gm, config.seed, m.init, DType::F32, device),
-        init_var_builder(&dm, config.seed ^ 0x6469_7363, m.init, DType::F32, device),
-    );
-    let (g, d): (
-        Box<dyn GanGenerator + Send + Sync>,
-        Box<dyn GanDiscriminator + Send + Sync>,
-    ) = match m.architecture {
-        Architecture::Sndcgan => (
-            Box::new(SndcganGenerator::new(m, gb)?),
-            Box::new(SndcganDiscriminator::new(m, config.seed, db)?),
-        ),
-        Architecture::ResnetCifar => (
-            Box::new(ResnetCifarGenerator::new(m, gb)?),
-            Box::new(ResnetCifarDiscriminator::new(m, config.seed, db)?),
-        ),
-        Architecture::Biggan => (
-            Box::new(BigGanGenerator::new(m, gb)?),
-            Box::new(BigGanDiscriminator::new(m, config.seed, db)?),
-        ),
-        Architecture::Stylegan2 => unreachable!("built above"),
-    };
-    Ok((g, named_vars(&gm), d, named_vars(&dm)))
 }
 
 impl Trainer {
@@ -443,32 +403,65 @@ impl Trainer {
         Ok(())
     }
 
+    /// Runs `f` with the weight average in the generator's place (the trained weights
+    /// put back after, whatever `f` returned).
+    fn with_average<T>(&self, avg: &BTreeMap<String, Tensor>, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let mut old = BTreeMap::new();
+        for (k, v) in &self.g_vars {
+            old.insert(k.clone(), v.as_tensor().detach().copy()?);
+            v.set(&avg[k])?;
+        }
+        let out = f();
+        for (k, v) in &self.g_vars {
+            v.set(&old[k])?;
+        }
+        out
+    }
+
     /// Images from latents `z` (and one-hot classes) with the generator in evaluation
-    /// mode, using the weight average when there is one and `average` asks for it.
+    /// mode, using the weight average when there is one and `average` asks for it (its
+    /// batch norm then normalises with the batch's statistics: the moving averages
+    /// belong to the trained weights, not to their average).
     pub fn generate(&self, z: &Tensor, y: Option<&Tensor>, average: bool) -> Result<Tensor> {
-        let swap = |from: &BTreeMap<String, Tensor>| -> Result<BTreeMap<String, Tensor>> {
-            let mut old = BTreeMap::new();
-            for (k, v) in &self.g_vars {
-                old.insert(k.clone(), v.as_tensor().detach().copy()?);
-                v.set(&from[k])?;
-            }
-            Ok(old)
-        };
         match (&self.ema, average) {
-            (Some(avg), true) => {
-                let old = swap(avg)?;
-                let out = self.g.forward(z, y, BnMode::Eval);
-                swap(&old)?;
-                out
-            }
+            (Some(avg), true) => self.with_average(avg, || self.g.forward(z, y, BnMode::Batch)),
             _ => self.g.forward(z, y, BnMode::Eval),
         }
     }
 
-    /// Writes the generator as a model file the rest of labelgan loads (StyleGAN2: the
-    /// official layout), with the weight average when there is one; `false` for an
-    /// architecture without such a file.
-    pub fn export_generator(&self, path: &Path) -> Result<bool> {
+    /// The batch-norm statistics the exported generator evaluates with: with a weight
+    /// average, standing statistics of the average itself over
+    /// [`STANDING_BATCHES`] batches of [`STANDING_BATCH`] (classes in turn, as Compare
+    /// GAN computes them before scoring); without one, the moving averages.
+    fn export_buffers(&self) -> Result<BTreeMap<String, Tensor>> {
+        let Some(avg) = &self.ema else {
+            return Ok(self.g.buffers());
+        };
+        let moving = self.g.buffers();
+        let m = &self.config.model;
+        let standing = self.with_average(avg, || {
+            for b in 0..STANDING_BATCHES {
+                let z =
+                    SplitMix64::derive(STANDING_STREAM, b).normal_tensor(&[STANDING_BATCH, m.z_dim], &self.device)?;
+                let y = if m.conditional {
+                    let classes: Vec<u32> = (0..STANDING_BATCH).map(|i| (i % m.classes) as u32).collect();
+                    Some(one_hot(&classes, m.classes, &self.device)?)
+                } else {
+                    None
+                };
+                self.g.forward(&z, y.as_ref(), BnMode::Accumulate)?;
+            }
+            Ok(self.g.buffers())
+        });
+        // Restoring the moving averages also forgets the standing statistics.
+        self.g.set_buffers(&moving)?;
+        standing
+    }
+
+    /// Writes the generator as a model file the rest of labelgan loads, with the
+    /// weight average when there is one: StyleGAN2 in the official layout, the Compare
+    /// GAN architectures as a [`CompareGanGenerator`] file.
+    pub fn export_generator(&self, path: &Path) -> Result<()> {
         let weights = match &self.ema {
             Some(avg) => avg.clone(),
             None => self
@@ -477,7 +470,10 @@ impl Trainer {
                 .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
                 .collect(),
         };
-        self.g.export(&weights, path)
+        if self.g.export(&weights, path)? {
+            return Ok(());
+        }
+        CompareGanGenerator::save(path, &self.config.model, &weights, &self.export_buffers()?)
     }
 
     /// Writes everything a resume needs (weights, buffers, optimiser moments, the

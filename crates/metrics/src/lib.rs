@@ -5,8 +5,9 @@
 //! [`fid()`] (the Frechet distance between Gaussians fitted to the two sets, with the
 //! running statistics [`FeatureStats`]), [`kid()`] (unbiased MMD^2 under the cubic
 //! kernel, over subsets), [`inception_score()`] (over any classifier's probabilities)
-//! [`precision_recall()`] (k-NN manifolds) and [`class_consistency()`] (a conditional
-//! generator's classes as a classifier sees them). Host-side linear algebra (covariances,
+//! [`precision_recall()`] (k-NN manifolds), [`class_consistency()`] (a conditional
+//! generator's classes as a classifier sees them) and [`per_class_fid()`] (FID within
+//! each class). Host-side linear algebra (covariances,
 //! the symmetric eigendecomposition, kernel and distance blocks) is faer's.
 //!
 //! ```
@@ -26,6 +27,7 @@ pub mod features;
 pub mod frechet;
 pub mod inception_score;
 pub mod kid;
+pub mod per_class_fid;
 pub mod precision_recall;
 
 pub use class_consistency::class_consistency;
@@ -36,4 +38,5 @@ pub use frechet::{FeatureStats, fid, frechet_distance};
 pub use inception_score::{InceptionScore, inception_score};
 pub use kid::{Kid, KidConfig, kid};
 pub use labelgan_core::FeatureExtractor;
+pub use per_class_fid::per_class_fid;
 pub use precision_recall::{PrecisionRecall, precision_recall};

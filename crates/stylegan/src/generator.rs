@@ -189,19 +189,6 @@ impl StyleGan2 {
         .init_kwargs()
     }
 
-    /// Images of latent seeds `first_seed .. first_seed + n`: image `i` is made from
-    /// `sample_z(1, first_seed + i)` with random noise of the same seed, clamped to
-    /// [-1, 1]. Any range of seeds gives the same image for the same seed.
-    pub fn seeded_images(&self, first_seed: u64, n: usize, truncation: Truncation) -> Result<Tensor> {
-        let imgs = (first_seed..first_seed + n as u64)
-            .map(|seed| {
-                let ws = self.map(&self.sample_z(1, seed)?, None, truncation)?;
-                self.image(&ws, NoiseMode::Random(seed))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Tensor::cat(&imgs, 0)?.clamp(-1f32, 1f32)?)
-    }
-
     /// Drops the kernels precomputed at load, so that forward passes follow weights
     /// that change (training, as `labelgan-gan`'s loop does).
     pub fn thaw(&mut self) {
