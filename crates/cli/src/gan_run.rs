@@ -121,10 +121,23 @@ fn shuffled_source(images: Tensor, classes: Option<Vec<u32>>, seed: u64) -> Resu
     Ok(source)
 }
 
-/// The real images of the run, the images scores compare with (a held-out stream when
-/// built in; a folder's own images), whether classes are known, and the data's
-/// identity for the run record.
-fn sources(a: &DataArgs, cfg: &TrainingConfig) -> Result<(Source, Source, bool, String)> {
+/// Where a run's images come from.
+struct Sources {
+    /// The real images it trains on.
+    train: Source,
+    /// The images scores compare with (a held-out stream when built in; a folder's
+    /// own images).
+    reference: Source,
+    /// Whether the images' classes are known.
+    has_classes: bool,
+    /// The data's identity, for the run record.
+    id: String,
+    /// Some images that train without their label, with their true classes (a
+    /// few-label run's): what co-training's inferred labels are scored on.
+    unlabelled: Option<(Tensor, Vec<u32>)>,
+}
+
+fn sources(a: &DataArgs, cfg: &TrainingConfig) -> Result<Sources> {
     let r = cfg.model.resolution;
     let seed = a.stream_seed;
     if !cfg.labels.is_default() {
@@ -137,14 +150,26 @@ fn sources(a: &DataArgs, cfg: &TrainingConfig) -> Result<(Source, Source, bool, 
                 Ok((x, Some(c.into())))
             })
         };
-        return Ok((stream(seed), stream(seed + 1), true, format!("objects:{seed}")));
+        return Ok(Sources {
+            train: stream(seed),
+            reference: stream(seed + 1),
+            has_classes: true,
+            id: format!("objects:{seed}"),
+            unlabelled: None,
+        });
     }
     if a.toyworld {
         labelgan_toyworld::check_resolution(r)?;
         let stream = |s: u64| -> Source {
             Box::new(move |start, n| Ok((labelgan_toyworld::batch_tensor(s, start, n, r, &Device::Cpu)?, None)))
         };
-        return Ok((stream(seed), stream(seed + 1), false, format!("toyworld:{seed}")));
+        return Ok(Sources {
+            train: stream(seed),
+            reference: stream(seed + 1),
+            has_classes: false,
+            id: format!("toyworld:{seed}"),
+            unlabelled: None,
+        });
     }
     let dir = a
         .data
@@ -155,18 +180,19 @@ fn sources(a: &DataArgs, cfg: &TrainingConfig) -> Result<(Source, Source, bool, 
     let has_classes = classes.is_some();
     let train = shuffled_source(images.clone(), classes.clone(), cfg.seed)?;
     let reference = shuffled_source(images, classes, cfg.seed)?;
-    Ok((
+    Ok(Sources {
         train,
         reference,
         has_classes,
-        labelgan_core::record::fingerprint_path(dir)?,
-    ))
+        id: labelgan_core::record::fingerprint_path(dir)?,
+        unlabelled: None,
+    })
 }
 
 /// The sources of a run with `[labels]` settings: a finite set (the first
 /// `labels.images` toy objects, or a folder's images) labelled as they say; scores
 /// compare with the held-out stream (objects) or the whole folder.
-fn few_label_sources(a: &DataArgs, cfg: &TrainingConfig) -> Result<(Source, Source, bool, String)> {
+fn few_label_sources(a: &DataArgs, cfg: &TrainingConfig) -> Result<Sources> {
     let (r, seed, k) = (cfg.model.resolution, a.stream_seed, cfg.model.classes);
     let (images, classes, reference, id): (Tensor, Vec<u32>, Source, String) = if a.objects {
         let n = cfg.labels.images;
@@ -213,8 +239,14 @@ fn few_label_sources(a: &DataArgs, cfg: &TrainingConfig) -> Result<(Source, Sour
         path => Some(InferredLabels::load(Path::new(path))?),
     };
     let set = LabelledSet::new(images, &classes, k, &cfg.labels, inferred.as_ref(), cfg.seed)?;
-    let train: Source = Box::new(move |start, n| set.batch(start, n));
-    Ok((train, reference, true, id))
+    let unlabelled = set.unlabelled_sample(cfg.eval.images)?;
+    Ok(Sources {
+        train: Box::new(move |start, n| set.batch(start, n)),
+        reference,
+        has_classes: true,
+        id,
+        unlabelled,
+    })
 }
 
 /// Runs the config path of `train-gan`.
@@ -270,7 +302,13 @@ pub fn train_config(
     init_generator: Option<&Path>,
     device: &Device,
 ) -> Result<RunSummary> {
-    let (mut real, mut reference_source, has_classes, data_id) = sources(data, cfg)?;
+    let Sources {
+        train: mut real,
+        reference: mut reference_source,
+        has_classes,
+        id: data_id,
+        unlabelled,
+    } = sources(data, cfg)?;
     if cfg.model.conditional && !has_classes {
         return Err(Error::invalid(
             "model.conditional needs class labels: --objects, or --data with classes.json (or --set model.conditional=false)",
@@ -313,9 +351,32 @@ pub fn train_config(
                 e.insert(extract(extractor, n, 50, "reference features", &mut images)?.0)
             }
         };
-        score(t, extractor, reference, n, device)
+        let mut scores = score(t, extractor, reference, n, device)?;
+        if let Some((x, truth)) = &unlabelled {
+            scores.extend(inferred_accuracy(t, x, truth)?.map(|a| ("inferred_accuracy".to_string(), a)));
+        }
+        Ok(scores)
     };
     train_run(cfg, &opts, &mut real, Some(&mut scorer), device)
+}
+
+/// How often D's class predictor names the true class of images `x` that train without
+/// their label (co-training's inferred labels); `None` without a predictor.
+fn inferred_accuracy(t: &Trainer, x: &Tensor, truth: &[u32]) -> Result<Option<f64>> {
+    let mut hits = 0usize;
+    for start in (0..truth.len()).step_by(50) {
+        let k = 50.min(truth.len() - start);
+        let Some(p) = t.predict_classes(&x.narrow(0, start, k)?)? else {
+            return Ok(None);
+        };
+        let best = p.argmax(1)?.to_vec1::<u32>()?;
+        hits += best
+            .iter()
+            .zip(&truth[start..start + k])
+            .filter(|(a, b)| a == b)
+            .count();
+    }
+    Ok(Some(hits as f64 / truth.len().max(1) as f64))
 }
 
 /// FID, KID, precision and recall of `n` images from the weight average (classes in

@@ -152,6 +152,8 @@ fn config_runs_write_scores_and_refuse_bad_settings() {
                     "--objects",
                     "--out",
                     s3gan.to_str().unwrap(),
+                    "--extractor",
+                    e,
                 ][..],
                 &few,
                 extra,
@@ -166,6 +168,12 @@ fn config_runs_write_scores_and_refuse_bad_settings() {
     for k in ["rotation_real", "rotation_fake", "class_loss"] {
         assert!(last[k].as_f64().unwrap() > 0.0, "{k}: {log}");
     }
+    // Scored with the predictor's accuracy on the unlabelled three quarters.
+    let scores = std::fs::read_to_string(s3gan.join("scores.csv")).unwrap();
+    let (head, row) = (scores.lines().next().unwrap(), scores.lines().last().unwrap());
+    assert!(head.ends_with(",inferred_accuracy"), "{scores}");
+    let acc: f64 = row.rsplit(',').next().unwrap().parse().unwrap();
+    assert!((0.0..=1.0).contains(&acc), "{scores}");
     let resolved = std::fs::read_to_string(s3gan.join("config.toml")).unwrap();
     assert!(
         resolved.contains("[labels]") && resolved.contains("fraction = 0.25"),

@@ -46,6 +46,13 @@ impl Progress {
         self.maybe_line(false);
     }
 
+    /// Starts from `done` already done (a resumed job): rate and ETA count only what
+    /// happens from here on.
+    pub fn resume_at(&self, done: u64) {
+        self.bar.set_position(done);
+        self.bar.reset_eta();
+    }
+
     /// Adds `n` to the count.
     pub fn inc(&self, n: u64) {
         self.bar.inc(n);

@@ -165,7 +165,7 @@ pub fn train_run(
         .open(&log_path)
         .map_err(|e| Error::io(&log_path, e))?;
     let bar = Progress::new(target, "training", "images");
-    bar.set(t.images_seen());
+    bar.resume_at(t.images_seen());
     let (started, start_images) = (Instant::now(), t.images_seen());
     let (mut last_log, mut last_snap) = (Instant::now(), Instant::now());
     // Sums of the step reports' losses since the last log line, and their count.

@@ -429,6 +429,22 @@ impl Trainer {
         }
     }
 
+    /// The class predictor's probabilities `[N, classes]` for images `x` (co-training's
+    /// inferred labels), with D in evaluation mode; `None` without a class predictor.
+    pub fn predict_classes(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        let Some(head) = &self.heads.predictor else {
+            return Ok(None);
+        };
+        let m = &self.config.model;
+        // Zero class rows: the projection term adds nothing, only φ(x) is wanted.
+        let none = Tensor::zeros((x.dim(0)?, m.classes), DType::F32, &self.device)?;
+        let out = self
+            .d
+            .forward_features(&x.to_device(&self.device)?, &mut |_| Ok(Some(none.clone())), false)?;
+        let logits = head.forward(&out.features, false)?;
+        Ok(Some(candle_nn::ops::softmax_last_dim(&logits)?))
+    }
+
     /// The batch-norm statistics the exported generator evaluates with: with a weight
     /// average, standing statistics of the average itself over
     /// [`STANDING_BATCHES`] batches of [`STANDING_BATCH`] (classes in turn, as Compare

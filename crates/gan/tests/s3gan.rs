@@ -130,3 +130,24 @@ fn settings_that_cannot_work_are_refused() {
     c.train.rotation_weight_g = f64::NAN;
     assert!(c.validate().unwrap_err().to_string().contains("rotation_weight_g"));
 }
+
+#[test]
+fn the_predictor_names_classes_without_touching_the_run() {
+    let (t, _) = steps(&config(), 2);
+    let before = state(&t);
+    let (x, _) = partial(100, 6).unwrap();
+    let p = t.predict_classes(&x).unwrap().unwrap();
+    assert_eq!(p.dims(), [6, 4]);
+    for row in p.to_vec2::<f32>().unwrap() {
+        assert!(
+            (row.iter().sum::<f32>() - 1.0).abs() < 1e-5 && row.iter().all(|&v| v > 0.0),
+            "{row:?}"
+        );
+    }
+    // Evaluation only: no spectral-norm step, no statistics moved.
+    assert_eq!(state(&t), before);
+    let mut plain = config();
+    plain.train.class_predictor = false;
+    let (t, _) = steps(&plain, 1);
+    assert!(t.predict_classes(&x).unwrap().is_none());
+}

@@ -21,6 +21,8 @@ enum Seen {
 #[derive(Debug, Clone)]
 pub struct LabelledSet {
     images: Tensor,
+    /// Every image's true class (what scores of inferred labels compare with).
+    truth: Vec<u32>,
     seen: Seen,
     /// The images the run trains on, in visiting order.
     order: Vec<usize>,
@@ -81,6 +83,7 @@ impl LabelledSet {
         SplitMix64::new(order_seed).shuffle(&mut order);
         Ok(Self {
             images,
+            truth: classes.to_vec(),
             seen,
             order,
             split,
@@ -119,6 +122,21 @@ impl LabelledSet {
     pub fn training_images(&self) -> usize {
         self.order.len()
     }
+
+    /// The first `max` images of the unlabelled share (in image order) and their true
+    /// classes, which the run never sees: what labels inferred for them (co-training's
+    /// predictions) are scored against. `None` when every image is labelled.
+    pub fn unlabelled_sample(&self, max: usize) -> Result<Option<(Tensor, Vec<u32>)>> {
+        let idx: Vec<usize> = self.split.unlabelled().into_iter().take(max).collect();
+        if idx.is_empty() {
+            return Ok(None);
+        }
+        let ids: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
+        let x = self
+            .images
+            .index_select(&Tensor::new(ids.as_slice(), &Device::Cpu)?, 0)?;
+        Ok(Some((x, idx.iter().map(|&i| self.truth[i]).collect())))
+    }
 }
 
 #[cfg(test)]
@@ -156,6 +174,22 @@ mod tests {
             .into_iter()
             .map(|v| v as usize)
             .collect()
+    }
+
+    #[test]
+    fn the_unlabelled_sample_is_the_unlabelled_share_with_its_true_classes() {
+        let labels = LabelsConfig {
+            fraction: 0.25,
+            ..LabelsConfig::default()
+        };
+        let s = set(&labels);
+        let (x, truth) = s.unlabelled_sample(100).unwrap().unwrap();
+        let want = s.split().unlabelled();
+        assert_eq!(want.len(), 15);
+        assert_eq!(first_pixels(&x), want);
+        assert_eq!(truth, want.iter().map(|&i| (i % 4) as u32).collect::<Vec<_>>());
+        assert_eq!(s.unlabelled_sample(4).unwrap().unwrap().1.len(), 4);
+        assert!(set(&LabelsConfig::default()).unlabelled_sample(10).unwrap().is_none());
     }
 
     #[test]
