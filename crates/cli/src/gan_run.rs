@@ -9,7 +9,8 @@ use labelgan_core::image_io::{file_names, image_files, load_images};
 use labelgan_core::{Error, Result, SplitMix64};
 use labelgan_dataset::ClassLabels;
 use labelgan_gan::{
-    InferredLabels, LabelledSet, RealClasses, RunOptions, RunSummary, Trainer, TrainingConfig, one_hot, train_run,
+    InferredLabels, LabelledSet, LabelsConfig, RealClasses, RunOptions, RunSummary, Trainer, TrainingConfig, one_hot,
+    train_run,
 };
 use labelgan_lpips::classifier::load_extractor;
 use labelgan_metrics::{Features, KidConfig, MetricsConfig, compare, extract};
@@ -104,29 +105,11 @@ pub(crate) fn load_folder(dir: &Path, resolution: usize) -> Result<(Tensor, Opti
 /// A folder's classes: each image's, and how many `classes.json` declares.
 pub(crate) type FolderClasses = (Vec<u32>, usize);
 
-/// Loaded images (and classes) visited in a fixed shuffled order (seeded), cycling.
-fn shuffled_source(images: Tensor, classes: Option<Vec<u32>>, seed: u64) -> Result<Source> {
-    let mut order: Vec<usize> = (0..images.dim(0)?).collect();
-    SplitMix64::new(seed).shuffle(&mut order);
-    let source: Source = Box::new(move |start, n| {
-        let idx: Vec<u32> = (0..n)
-            .map(|i| order[(start as usize + i) % order.len()] as u32)
-            .collect();
-        let x = images.index_select(&Tensor::new(idx.as_slice(), &Device::Cpu)?, 0)?;
-        let c = classes
-            .as_ref()
-            .map(|c| RealClasses::Ids(idx.iter().map(|&i| c[i as usize]).collect()));
-        Ok((x, c))
-    });
-    Ok(source)
-}
-
 /// Where a run's images come from.
 struct Sources {
     /// The real images it trains on.
     train: Source,
-    /// The images scores compare with (a held-out stream when built in; a folder's
-    /// own images).
+    /// The images scores compare with.
     reference: Source,
     /// Whether the images' classes are known.
     has_classes: bool,
@@ -137,28 +120,31 @@ struct Sources {
     unlabelled: Option<(Tensor, Vec<u32>)>,
 }
 
+/// A stream of toy objects with their classes.
+fn object_stream(seed: u64, resolution: usize) -> Source {
+    Box::new(move |start, n| {
+        let (x, c) = object_batch(seed, start, n, resolution, &Device::Cpu)?;
+        Ok((x, Some(c.into())))
+    })
+}
+
+/// A finite set, visited in its seeded shuffled order.
+fn set_source(set: LabelledSet) -> Source {
+    Box::new(move |start, n| set.batch(start, n))
+}
+
+/// The real images of a run and the images its scores compare with: the built-in
+/// streams (scored on the next seed's, held out), the first `labels.images` toy
+/// objects for a few-label run, or a folder's images (scored on themselves).
 fn sources(a: &DataArgs, cfg: &TrainingConfig) -> Result<Sources> {
-    let r = cfg.model.resolution;
-    let seed = a.stream_seed;
-    if !cfg.labels.is_default() {
-        return few_label_sources(a, cfg);
-    }
-    if a.objects {
-        let stream = |s: u64| -> Source {
-            Box::new(move |start, n| {
-                let (x, c) = object_batch(s, start, n, r, &Device::Cpu)?;
-                Ok((x, Some(c.into())))
-            })
-        };
-        return Ok(Sources {
-            train: stream(seed),
-            reference: stream(seed + 1),
-            has_classes: true,
-            id: format!("objects:{seed}"),
-            unlabelled: None,
-        });
-    }
+    let (r, seed) = (cfg.model.resolution, a.stream_seed);
+    let few = !cfg.labels.is_default();
     if a.toyworld {
+        if few {
+            return Err(Error::invalid(
+                "[labels] settings need the images' classes: --objects, or --data DIR with classes.json",
+            ));
+        }
         labelgan_toyworld::check_resolution(r)?;
         let stream = |s: u64| -> Source {
             Box::new(move |start, n| Ok((labelgan_toyworld::batch_tensor(s, start, n, r, &Device::Cpu)?, None)))
@@ -171,30 +157,17 @@ fn sources(a: &DataArgs, cfg: &TrainingConfig) -> Result<Sources> {
             unlabelled: None,
         });
     }
-    let dir = a
-        .data
-        .ok_or_else(|| Error::usage("give --data DIR, --objects or --toyworld"))?;
-    // Loaded once; the two sources share the tensor.
-    let (images, classes) = load_folder(dir, r)?;
-    let classes = classes.map(|(per_image, _)| per_image);
-    let has_classes = classes.is_some();
-    let train = shuffled_source(images.clone(), classes.clone(), cfg.seed)?;
-    let reference = shuffled_source(images, classes, cfg.seed)?;
-    Ok(Sources {
-        train,
-        reference,
-        has_classes,
-        id: labelgan_core::record::fingerprint_path(dir)?,
-        unlabelled: None,
-    })
-}
-
-/// The sources of a run with `[labels]` settings: a finite set (the first
-/// `labels.images` toy objects, or a folder's images) labelled as they say; scores
-/// compare with the held-out stream (objects) or the whole folder.
-fn few_label_sources(a: &DataArgs, cfg: &TrainingConfig) -> Result<Sources> {
-    let (r, seed, k) = (cfg.model.resolution, a.stream_seed, cfg.model.classes);
-    let (images, classes, reference, id): (Tensor, Vec<u32>, Source, String) = if a.objects {
+    if a.objects {
+        let reference = object_stream(seed + 1, r);
+        if !few {
+            return Ok(Sources {
+                train: object_stream(seed, r),
+                reference,
+                has_classes: true,
+                id: format!("objects:{seed}"),
+                unlabelled: None,
+            });
+        }
         let n = cfg.labels.images;
         if n == 0 {
             return Err(Error::invalid(
@@ -202,50 +175,68 @@ fn few_label_sources(a: &DataArgs, cfg: &TrainingConfig) -> Result<Sources> {
             ));
         }
         let (x, c) = object_batch(seed, 0, n, r, &Device::Cpu)?;
-        let reference: Source = Box::new(move |start, n| {
-            let (x, c) = object_batch(seed + 1, start, n, r, &Device::Cpu)?;
-            Ok((x, Some(c.into())))
-        });
-        (x, c, reference, format!("objects:{seed}:{n}"))
-    } else {
-        let dir = a
-            .data
-            .ok_or_else(|| Error::usage("[labels] settings need --objects or --data DIR with classes.json"))?;
-        let (images, classes) = load_folder(dir, r)?;
-        let Some((classes, _)) = classes else {
+        return labelled_sources(x, &c, cfg.model.classes, reference, format!("objects:{seed}:{n}"), cfg);
+    }
+    let dir = a
+        .data
+        .ok_or_else(|| Error::usage("give --data DIR, --objects or --toyworld"))?;
+    let (images, classes) = load_folder(dir, r)?;
+    let id = labelgan_core::record::fingerprint_path(dir)?;
+    let Some((classes, declared)) = classes else {
+        if few {
             return Err(Error::invalid(format!(
                 "[labels] settings need the images' classes: {} has no classes.json",
                 dir.display()
             )));
-        };
-        if cfg.labels.images != 0 && cfg.labels.images != classes.len() {
-            return Err(Error::invalid(format!(
-                "labels.images is {}, but {} holds {} images (0 takes them all)",
-                cfg.labels.images,
-                dir.display(),
-                classes.len()
-            )));
         }
-        let reference = shuffled_source(images.clone(), Some(classes.clone()), cfg.seed)?;
-        (
-            images,
-            classes,
-            reference,
-            labelgan_core::record::fingerprint_path(dir)?,
-        )
+        return Ok(Sources {
+            train: set_source(LabelledSet::unlabelled(images.clone(), cfg.seed)?),
+            reference: set_source(LabelledSet::unlabelled(images, cfg.seed)?),
+            has_classes: false,
+            id,
+            unlabelled: None,
+        });
     };
+    if few && cfg.labels.images != 0 && cfg.labels.images != classes.len() {
+        return Err(Error::invalid(format!(
+            "labels.images is {}, but {} holds {} images (0 takes them all)",
+            cfg.labels.images,
+            dir.display(),
+            classes.len()
+        )));
+    }
+    // A conditional model's classes must be among its own.
+    let k = if cfg.model.conditional {
+        cfg.model.classes
+    } else {
+        declared
+    };
+    let all = LabelsConfig::default();
+    let reference = set_source(LabelledSet::new(images.clone(), &classes, k, &all, None, cfg.seed)?);
+    labelled_sources(images, &classes, k, reference, id, cfg)
+}
+
+/// The sources of a finite set `images` with true `classes` (of `k`), labelled as the
+/// run's `[labels]` say.
+fn labelled_sources(
+    images: Tensor,
+    classes: &[u32],
+    k: usize,
+    reference: Source,
+    id: String,
+    cfg: &TrainingConfig,
+) -> Result<Sources> {
     let inferred = match cfg.labels.inferred.as_str() {
         "" => None,
         path => Some(InferredLabels::load(Path::new(path))?),
     };
-    let set = LabelledSet::new(images, &classes, k, &cfg.labels, inferred.as_ref(), cfg.seed)?;
-    let unlabelled = set.unlabelled_sample(cfg.eval.images)?;
+    let set = LabelledSet::new(images, classes, k, &cfg.labels, inferred.as_ref(), cfg.seed)?;
     Ok(Sources {
-        train: Box::new(move |start, n| set.batch(start, n)),
+        unlabelled: set.unlabelled_sample(cfg.eval.images)?,
+        train: set_source(set),
         reference,
         has_classes: true,
         id,
-        unlabelled,
     })
 }
 

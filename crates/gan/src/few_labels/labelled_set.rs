@@ -1,5 +1,6 @@
 //! A finite training set whose images keep their labels as a [`LabelsConfig`] says,
-//! visited in a seeded shuffled order, cycling: the real batches of a few-label run.
+//! visited in a seeded shuffled order, cycling: the real batches of any run on a finite
+//! set (a folder's images, with or without classes, or a few-label run's share).
 
 use candle_core::{Device, Tensor};
 
@@ -15,13 +16,15 @@ enum Seen {
     Classes(Vec<Option<u32>>),
     /// A distribution per image `[N, K]`.
     Soft(Tensor),
+    /// Nothing: the images have no classes.
+    Nothing,
 }
 
 /// Images, their classes, and which of them the run may read.
 #[derive(Debug, Clone)]
 pub struct LabelledSet {
     images: Tensor,
-    /// Every image's true class (what scores of inferred labels compare with).
+    /// Every image's true class, if known (what scores of inferred labels compare with).
     truth: Vec<u32>,
     seen: Seen,
     /// The images the run trains on, in visiting order.
@@ -90,6 +93,20 @@ impl LabelledSet {
         })
     }
 
+    /// Images without classes, all of them visited in an order drawn from `order_seed`.
+    pub fn unlabelled(images: Tensor, order_seed: u64) -> Result<Self> {
+        let n = images.dim(0)?;
+        let mut order: Vec<usize> = (0..n).collect();
+        SplitMix64::new(order_seed).shuffle(&mut order);
+        Ok(Self {
+            images,
+            truth: Vec::new(),
+            seen: Seen::Nothing,
+            order,
+            split: LabelSplit::new(n, 1.0, 0)?,
+        })
+    }
+
     /// Images `start..start + n` of the visiting order (cycling) and what the run sees
     /// of their classes.
     pub fn batch(&self, start: u64, n: usize) -> Result<(Tensor, Option<RealClasses>)> {
@@ -109,6 +126,7 @@ impl LabelledSet {
                 }
             }
             Seen::Soft(p) => RealClasses::Soft(p.index_select(&Tensor::new(ids.as_slice(), &Device::Cpu)?, 0)?),
+            Seen::Nothing => return Ok((x, None)),
         };
         Ok((x, Some(classes)))
     }
@@ -128,7 +146,7 @@ impl LabelledSet {
     /// predictions) are scored against. `None` when every image is labelled.
     pub fn unlabelled_sample(&self, max: usize) -> Result<Option<(Tensor, Vec<u32>)>> {
         let idx: Vec<usize> = self.split.unlabelled().into_iter().take(max).collect();
-        if idx.is_empty() {
+        if idx.is_empty() || self.truth.is_empty() {
             return Ok(None);
         }
         let ids: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
@@ -174,6 +192,19 @@ mod tests {
             .into_iter()
             .map(|v| v as usize)
             .collect()
+    }
+
+    #[test]
+    fn a_set_without_classes_visits_like_a_labelled_one() {
+        let labelled = set(&LabelsConfig::default());
+        let plain = LabelledSet::unlabelled(labelled.images.clone(), 3).unwrap();
+        for start in [0u64, 7, 19, 33] {
+            let (a, ca) = labelled.batch(start, 5).unwrap();
+            let (b, cb) = plain.batch(start, 5).unwrap();
+            assert_eq!(first_pixels(&a), first_pixels(&b));
+            assert!(matches!(ca, Some(RealClasses::Ids(_))) && cb.is_none());
+        }
+        assert!(plain.unlabelled_sample(5).unwrap().is_none());
     }
 
     #[test]
