@@ -13,6 +13,23 @@ use crate::Init;
 use crate::layers::Dense;
 use crate::model::{DiscriminatorOutput, ProjectionClasses};
 
+/// `logits + <embed(y), features>` row by row: the projection term of a conditional
+/// discriminator (`embed` `Some`, `y` one-hot or soft classes `[N, classes]`); the
+/// logits alone for an unconditional one. Classes missing where needed are an error.
+pub fn add_projection(
+    logits: Tensor,
+    embed: Option<&Dense>,
+    features: &Tensor,
+    y: Option<&Tensor>,
+    training: bool,
+) -> Result<Tensor> {
+    match (embed, y) {
+        (Some(e), Some(y)) => Ok((logits + (e.forward(y, training)? * features)?.sum(1)?)?),
+        (Some(_), None) => Err(Error::invalid("a conditional discriminator needs the classes")),
+        (None, _) => Ok(logits),
+    }
+}
+
 /// D's last layer over `features`-vectors.
 #[derive(Debug)]
 pub struct ProjectionHead {
@@ -51,11 +68,7 @@ impl ProjectionHead {
     /// Logits `[N]` of features `[N, F]` (and one-hot classes, when conditional).
     pub fn forward(&self, features: &Tensor, y: Option<&Tensor>, training: bool) -> Result<Tensor> {
         let logit = self.dense.forward(features, training)?.squeeze(1)?;
-        match (&self.projection, y) {
-            (Some(p), Some(y)) => Ok((logit + (p.forward(y, training)? * features)?.sum(1)?)?),
-            (Some(_), None) => Err(Error::invalid("a conditional discriminator needs the classes")),
-            (None, _) => Ok(logit),
-        }
+        add_projection(logit, self.projection.as_ref(), features, y, training)
     }
 
     /// Logits and features of pooled features `[N, F]`, the classes taken from

@@ -15,6 +15,7 @@ use crate::layer_norm::LayerNorm;
 use crate::layers::{Conv, Dense, UpConv};
 use crate::model::{DiscriminatorOutput, GanDiscriminator, GanGenerator, ProjectionClasses};
 use crate::norm::NormLayer;
+use crate::projection::add_projection;
 use crate::{BnMode, ModelConfig};
 
 /// Slope of D's leaky ReLUs.
@@ -205,15 +206,10 @@ impl GanDiscriminator for SndcganDiscriminator {
             h = a.maximum(&(&a * LEAK)?)?;
         }
         let n = h.dim(0)?;
-        let mut logits = self.dense.forward(&h.reshape((n, ()))?, training)?.squeeze(1)?;
+        let logits = self.dense.forward(&h.reshape((n, ()))?, training)?.squeeze(1)?;
         let features = h.sum((2, 3))?;
-        match (&self.projection, classes(&features)?) {
-            (Some(p), Some(y)) => {
-                logits = (logits + (p.forward(&y, training)? * &features)?.sum(1)?)?;
-            }
-            (Some(_), None) => return Err(Error::invalid("a conditional discriminator needs the classes")),
-            (None, _) => {}
-        }
+        let y = classes(&features)?;
+        let logits = add_projection(logits, self.projection.as_ref(), &features, y.as_ref(), training)?;
         Ok(DiscriminatorOutput { logits, features })
     }
 

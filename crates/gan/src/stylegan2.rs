@@ -27,6 +27,7 @@ use labelgan_stylegan::{GeneratorConfig, StyleGan2};
 
 use crate::layers::Dense;
 use crate::model::{DiscriminatorOutput, GanDiscriminator, GanGenerator, ProjectionClasses};
+use crate::projection::add_projection;
 use crate::{Architecture, BnMode, Init, ModelConfig, TrainingConfig};
 
 /// StyleGAN2's own settings (`[model.stylegan2]`).
@@ -360,12 +361,9 @@ impl GanDiscriminator for StyleGan2Discriminator {
         training: bool,
     ) -> Result<DiscriminatorOutput> {
         let features = self.d.features(x)?;
-        let mut logits = self.d.logits(&features)?;
-        match (&self.projection, classes(&features)?) {
-            (Some(p), Some(y)) => logits = (logits + (p.forward(&y, training)? * &features)?.sum(1)?)?,
-            (Some(_), None) => return Err(Error::invalid("a conditional discriminator needs the classes")),
-            (None, _) => {}
-        }
+        let logits = self.d.logits(&features)?;
+        let y = classes(&features)?;
+        let logits = add_projection(logits, self.projection.as_ref(), &features, y.as_ref(), training)?;
         Ok(DiscriminatorOutput { logits, features })
     }
 

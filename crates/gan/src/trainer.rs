@@ -233,8 +233,9 @@ impl Trainer {
             let fake = self.g.forward_train(&z, y_fake.as_ref(), &mut noise, false)?.detach();
             let (real_in, y_real_in) = (turn(&x)?, turn_classes(&y_real)?);
             let (fake_in, y_fake_in) = (turn(&fake)?, turn_classes(&y_fake)?);
-            // Co-training: the predictor names unlabelled reals' classes from φ(x).
-            let mut predicted = None;
+            // Co-training: the predictor names unlabelled reals' classes from φ(x); the
+            // penalty's pass uses the same classes (as the reference does).
+            let (mut predicted, mut y_projected) = (None, None);
             let real_out = {
                 let (predictor, soft) = (&self.heads.predictor, t.soft_predictions);
                 let mut classes = |phi: &Tensor| -> Result<Option<Tensor>> {
@@ -243,6 +244,7 @@ impl Trainer {
                             let logits = p.forward(phi, true)?;
                             let y = projection_classes(y, &logits, soft)?;
                             predicted = Some(logits);
+                            y_projected = Some(y.narrow(0, 0, t.batch)?);
                             Ok(Some(y))
                         }
                         (_, y) => Ok(y.clone()),
@@ -276,7 +278,8 @@ impl Trainer {
             let update = self.step * t.d_steps as u64 + k as u64;
             if t.penalty != Penalty::None && t.penalty_weight > 0.0 && update.is_multiple_of(t.penalty_interval as u64)
             {
-                let (value, pg) = self.penalty_gradients(&x, &fake, y_real.as_ref(), k as u64)?;
+                let y_penalty = y_projected.as_ref().or(y_real.as_ref());
+                let (value, pg) = self.penalty_gradients(&x, &fake, y_penalty, k as u64)?;
                 report.penalty = value;
                 for (name, g) in pg {
                     let sum = match grads.remove(&name) {

@@ -151,3 +151,27 @@ fn the_predictor_names_classes_without_touching_the_run() {
     let (t, _) = steps(&plain, 1);
     assert!(t.predict_classes(&x).unwrap().is_none());
 }
+
+/// With a gradient penalty, the penalty's pass through D sees the classes the predictor
+/// named for unlabelled reals, as the projection term of the loss does (not zero rows).
+#[test]
+fn the_penalty_sees_the_predicted_classes() {
+    let unlabelled = |start: u64, n: usize| -> Result<(Tensor, Option<RealClasses>)> {
+        let (x, _) = partial(start, n)?;
+        Ok((x, Some(RealClasses::Partial(vec![None; n]))))
+    };
+    let penalty = |predictor: bool| {
+        let mut c = config();
+        c.train.rotation_batch_fraction = 0;
+        c.train.loss = Loss::Wasserstein;
+        c.train.penalty = labelgan_gan::Penalty::WganGp;
+        c.train.penalty_weight = 10.0;
+        c.train.class_predictor = predictor;
+        c.train.class_predictor_weight = 0.0;
+        let mut t = Trainer::new(&c, &Device::Cpu).unwrap();
+        t.train_step(&mut { unlabelled }).unwrap().penalty
+    };
+    let (without, with) = (penalty(false), penalty(true));
+    assert!(without > 0.0 && with > 0.0);
+    assert!((without - with).abs() > 1e-6 * without, "{without} {with}");
+}
