@@ -10,13 +10,19 @@
 //!
 //! Each accumulates over images and reports at the end. [`unet`] is the small UNet
 //! trained on a dataset folder (`labelgan-dataset`) to measure it; [`downstream`] is the
-//! whole protocol (train UNets on one set, score them on another).
+//! whole protocol (train UNets on one set, score them on another);
+//! [`class_augmentation`] the image-level one (a classifier on few labelled images,
+//! with and without a conditional generator's images).
 
+pub mod class_augmentation;
 pub mod downstream;
 pub mod labeler_score;
 pub mod metrics;
 pub mod unet;
 
+pub use class_augmentation::{
+    ClassAugmentation, ClassAugmentationReport, compare_class_augmentation, generated_images,
+};
 pub use downstream::{
     DownstreamConfig, DownstreamJob, HeadKind, Scores, Selected, Selection, UNetProgress, score, select_unets,
     selection_score, train_unets,
