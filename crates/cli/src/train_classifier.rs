@@ -8,7 +8,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use clap::Args;
 use labelgan_core::io::check_output;
-use labelgan_core::{Error, Progress, Result, SplitMix64};
+use labelgan_core::{EpochOrder, Error, Progress, Result, select_rows};
 use labelgan_lpips::classifier::train_classifier;
 use labelgan_lpips::rotation::{RotationConfig, Task};
 use labelgan_toyworld::objects::object_batch;
@@ -99,12 +99,10 @@ pub fn run(a: TrainClassifierArgs) -> Result<()> {
                 a.holdout
             )));
         }
-        let mut order: Vec<usize> = (0..n).collect();
-        SplitMix64::new(a.seed).shuffle(&mut order);
+        // The held-out images first in one shuffled order, the rest visited in it.
+        let order = EpochOrder::new((0..n).collect(), a.seed)?.take(0, n);
         let pick = move |idx: &[usize]| -> Result<(Tensor, Vec<u32>)> {
-            let ids: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
-            let x = images.index_select(&Tensor::new(ids.as_slice(), &Device::Cpu)?, 0)?;
-            Ok((x, idx.iter().map(|&i| classes[i]).collect()))
+            Ok((select_rows(&images, idx)?, idx.iter().map(|&i| classes[i]).collect()))
         };
         let (h, hc) = pick(&order[..a.holdout])?;
         let train = order[a.holdout..].to_vec();

@@ -16,6 +16,7 @@
 
 pub mod cross_entropy;
 pub mod device;
+pub mod epoch_order;
 pub mod error;
 pub mod finite;
 pub mod image_io;
@@ -35,6 +36,7 @@ pub mod traits;
 pub mod truncation;
 
 pub use device::DeviceKind;
+pub use epoch_order::{EpochOrder, select_rows};
 pub use error::{Error, Result};
 pub use finite::{ensure_finite, max_abs_diff, max_rel_diff};
 pub use labels::{DEFAULT_IGNORE_INDEX, LabelKind, Labels, Prediction};

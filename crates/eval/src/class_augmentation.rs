@@ -7,7 +7,7 @@
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
-use labelgan_core::{Error, Generator, Result, SplitMix64, Truncation};
+use labelgan_core::{EpochOrder, Error, Generator, Result, Truncation, select_rows};
 use labelgan_lpips::classifier::train_classifier;
 use labelgan_lpips::rotation::{RotationConfig, RotationProgress, Task};
 
@@ -71,29 +71,25 @@ pub struct ClassAugmentationReport {
     pub generated: usize,
 }
 
-/// Images of a set by index, visited in a seeded shuffled order, cycling.
+/// A set's images visited in a seeded shuffled order, cycling.
 struct Cycle<'a> {
     images: &'a Tensor,
     classes: &'a [u32],
-    order: Vec<usize>,
+    order: EpochOrder,
 }
 
 impl<'a> Cycle<'a> {
-    fn new(images: &'a Tensor, classes: &'a [u32], seed: u64) -> Self {
-        let mut order: Vec<usize> = (0..classes.len()).collect();
-        SplitMix64::new(seed).shuffle(&mut order);
-        Self { images, classes, order }
+    fn new(images: &'a Tensor, classes: &'a [u32], seed: u64) -> Result<Self> {
+        let order = EpochOrder::new((0..classes.len()).collect(), seed)?;
+        Ok(Self { images, classes, order })
     }
 
     fn take(&self, start: u64, n: usize) -> Result<(Tensor, Vec<u32>)> {
-        let idx: Vec<usize> = (0..n)
-            .map(|i| self.order[(start as usize + i) % self.order.len()])
-            .collect();
-        let ids: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
-        let x = self
-            .images
-            .index_select(&Tensor::new(ids.as_slice(), self.images.device())?, 0)?;
-        Ok((x, idx.iter().map(|&i| self.classes[i]).collect()))
+        let idx = self.order.take(start, n);
+        Ok((
+            select_rows(self.images, &idx)?,
+            idx.iter().map(|&i| self.classes[i]).collect(),
+        ))
     }
 }
 
@@ -154,8 +150,8 @@ pub fn compare_class_augmentation(
             seed,
             ..cfg.classifier.clone()
         };
-        let real = Cycle::new(labelled.0, labelled.1, seed);
-        let fake = Cycle::new(generated.0, generated.1, seed ^ 0x0067_656e);
+        let real = Cycle::new(labelled.0, labelled.1, seed)?;
+        let fake = Cycle::new(generated.0, generated.1, seed ^ 0x0067_656e)?;
         let mut real_only = |start: u64, n: usize| real.take(start, n);
         let net = train_classifier(&config, &mut real_only, &test_x, test.1, device, &mut |p| {
             progress("real_only", seed, p)

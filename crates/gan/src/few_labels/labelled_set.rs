@@ -4,7 +4,7 @@
 
 use candle_core::{Device, Tensor};
 
-use labelgan_core::{Error, Result, SplitMix64};
+use labelgan_core::{EpochOrder, Error, Result, SplitMix64, select_rows};
 
 use super::{InferredLabels, LabelSplit, LabelsConfig, Unlabelled};
 use crate::real_classes::RealClasses;
@@ -28,7 +28,7 @@ pub struct LabelledSet {
     truth: Vec<u32>,
     seen: Seen,
     /// The images the run trains on, in visiting order.
-    order: Vec<usize>,
+    order: EpochOrder,
     split: LabelSplit,
 }
 
@@ -79,11 +79,13 @@ impl LabelledSet {
             }
             _ => Seen::Classes((0..n).map(|i| split.is_labelled(i).then_some(classes[i])).collect()),
         };
-        let mut order: Vec<usize> = match labels.unlabelled {
-            Unlabelled::Drop => split.labelled(),
-            _ => (0..n).collect(),
-        };
-        SplitMix64::new(order_seed).shuffle(&mut order);
+        let order = EpochOrder::new(
+            match labels.unlabelled {
+                Unlabelled::Drop => split.labelled(),
+                _ => (0..n).collect(),
+            },
+            order_seed,
+        )?;
         Ok(Self {
             images,
             truth: classes.to_vec(),
@@ -96,8 +98,7 @@ impl LabelledSet {
     /// Images without classes, all of them visited in an order drawn from `order_seed`.
     pub fn unlabelled(images: Tensor, order_seed: u64) -> Result<Self> {
         let n = images.dim(0)?;
-        let mut order: Vec<usize> = (0..n).collect();
-        SplitMix64::new(order_seed).shuffle(&mut order);
+        let order = EpochOrder::new((0..n).collect(), order_seed)?;
         Ok(Self {
             images,
             truth: Vec::new(),
@@ -110,13 +111,9 @@ impl LabelledSet {
     /// Images `start..start + n` of the visiting order (cycling) and what the run sees
     /// of their classes.
     pub fn batch(&self, start: u64, n: usize) -> Result<(Tensor, Option<RealClasses>)> {
-        let idx: Vec<usize> = (0..n)
-            .map(|i| self.order[(start as usize + i) % self.order.len()])
-            .collect();
+        let idx = self.order.take(start, n);
         let ids: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
-        let x = self
-            .images
-            .index_select(&Tensor::new(ids.as_slice(), &Device::Cpu)?, 0)?;
+        let x = select_rows(&self.images, &idx)?;
         let classes = match &self.seen {
             Seen::Classes(all) => {
                 let seen: Vec<Option<u32>> = idx.iter().map(|&i| all[i]).collect();
@@ -149,10 +146,7 @@ impl LabelledSet {
         if idx.is_empty() || self.truth.is_empty() {
             return Ok(None);
         }
-        let ids: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
-        let x = self
-            .images
-            .index_select(&Tensor::new(ids.as_slice(), &Device::Cpu)?, 0)?;
+        let x = select_rows(&self.images, &idx)?;
         Ok(Some((x, idx.iter().map(|&i| self.truth[i]).collect())))
     }
 }
