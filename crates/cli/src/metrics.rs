@@ -117,21 +117,26 @@ pub fn run(a: MetricsArgs) -> Result<()> {
             }
             let classes_a = set_a.classes(0, fa.len())?;
             let classes_b = set_b.classes(0, fb.len())?;
-            if let Some(cb) = &classes_b {
+            // Class consistency: a conditional generator's images against their classes.
+            if let (Some(cb), ImageSet::Generator(_)) = (&classes_b, &set_b) {
                 let class_probs = match &a.classifier {
                     Some(c) if c != p => {
                         let classifier = load_extractor(c, &device)?;
-                        set_b.extract(sb, &classifier, &a.images, &device)?.1.ok_or_else(|| {
+                        let probs = set_b.extract(sb, &classifier, &a.images, &device)?.1;
+                        Some(probs.ok_or_else(|| {
                             Error::format(c, "has no class head: --classifier needs a trained classifier")
-                        })?
+                        })?)
                     }
-                    _ => probs.clone().ok_or_else(|| {
-                        Error::usage(format!(
-                            "{sb} has classes: pass --classifier C (the extractor has no class head) for class consistency"
-                        ))
-                    })?,
+                    _ => probs.clone(),
                 };
-                by_class.insert("class_consistency".into(), class_consistency(&class_probs, cb)?.into());
+                match class_probs {
+                    Some(cp) => {
+                        by_class.insert("class_consistency".into(), class_consistency(&cp, cb)?.into());
+                    }
+                    None => {
+                        eprintln!("note: no class consistency: the extractor has no class head (pass --classifier C)")
+                    }
+                }
             }
             if let (Some(ca), Some(cb)) = (&classes_a, &classes_b) {
                 let k = ca.iter().chain(cb).max().map_or(0, |&m| m as usize + 1);

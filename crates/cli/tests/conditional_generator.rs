@@ -122,23 +122,35 @@ fn generate_and_score_a_conditional_generator() {
     assert!((line["fid_per_class_mean"].as_f64().unwrap() - mean).abs() < 1e-9);
     let cc = line["class_consistency"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&cc), "{line}");
-    // Faces have no classes: no per-class scores; an extractor without a class head
-    // cannot give class consistency and says so.
+    // An extractor without a class head gives the other scores and says why class
+    // consistency is missing; a --classifier without one is refused by name.
     let p = root.join("p.safetensors");
     common::tiny_perceptual(&p);
-    let o = labelgan(&[
-        "metrics",
-        "--a",
-        "toyworld-classes:5",
-        "--b",
-        &format!("generator:{g}"),
-        "--extractor",
-        p.to_str().unwrap(),
-        "--count",
-        "20",
-        "--resolution",
-        "16",
-    ]);
+    let ps = p.to_str().unwrap();
+    let b = format!("generator:{g}");
+    let metrics = |extractor: &str, with: &[&str]| {
+        let base = [
+            "metrics",
+            "--a",
+            "toyworld-classes:5",
+            "--b",
+            &b,
+            "--extractor",
+            extractor,
+            "--count",
+            "20",
+        ];
+        labelgan(&[&base[..], &["--resolution", "16"], with].concat())
+    };
+    let o = metrics(ps, &[]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("pass --classifier"), "{err}");
+    assert!(o.status.success() && err.contains("pass --classifier"), "{err}");
+    let line: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        line.get("class_consistency").is_none() && line["fid"].as_f64().unwrap().is_finite(),
+        "{line}"
+    );
+    let o = metrics(classifier, &["--classifier", ps]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("has no class head"), "{err}");
 }
