@@ -151,3 +151,39 @@ fn a_failed_run_is_reported_and_the_rest_go_on() {
     assert!(md.is_empty(), "collect is the caller's");
     assert_eq!(collect(&study, &out).unwrap().configs[1].seeds, 1);
 }
+
+/// Runs that score different things (an unconditional run has no class consistency, a
+/// co-training one an extra accuracy) gather into one table of the union of scores.
+#[test]
+fn runs_with_different_scores_gather_into_one_table() {
+    let dir = tmp("columns");
+    let study = Study::load(&study_file(&dir)).unwrap();
+    let out = dir.join("out");
+    run_study(&study, &out, Shard::ALL, &mut |r, d| {
+        std::fs::write(d.join("config.toml"), r.config.to_toml()?).unwrap();
+        let text = match r.name.as_str() {
+            "ns" => format!("kimg,step,fid\n2.016,63,{}\n", 10 + r.seed),
+            _ => format!("kimg,step,fid,extra\n2.016,63,{},0.{}\n", 20 + r.seed, 5 + r.seed),
+        };
+        std::fs::write(d.join("scores.csv"), text).unwrap();
+        Ok(())
+    })
+    .unwrap();
+    let results = collect(&study, &out).unwrap();
+    assert_eq!(results.finished, 4);
+    let (ns, hinge) = (&results.configs[0], &results.configs[1]);
+    assert_eq!(ns.scores.len(), 2);
+    assert!(ns.scores[1].name == "extra" && ns.scores[1].mean.is_nan());
+    assert!((hinge.scores[1].mean - 0.55).abs() < 1e-12);
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains("| ns | 2/2 | **10.5000 ± 0.7071** | - |"), "{md}");
+    assert!(
+        md.contains("| hinge | 2/2 | 20.5000 ± 0.7071 | 0.5500 ± 0.0707 |"),
+        "{md}"
+    );
+    let csv = std::fs::read_to_string(out.join("scores.csv")).unwrap();
+    assert!(
+        csv.starts_with("config,seed,kimg,step,fid,extra\nns,0,2.016,63,10,\nhinge,0,2.016,63,20,0.5\n"),
+        "{csv}"
+    );
+}

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use labelgan_core::{Error, Result};
+use labelgan_core::Result;
 
 use super::plot::plot_curves;
 use super::runner::run_finished;
@@ -27,7 +27,7 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
 pub struct ScoreSummary {
     /// The score's name.
     pub name: String,
-    /// Mean over the seeds (NaN without any).
+    /// Mean over the seeds that have the score (NaN without any).
     pub mean: f64,
     /// Sample standard deviation (0 for one seed).
     pub std: f64,
@@ -59,35 +59,34 @@ pub struct StudyResults {
 /// `out/results.md` and `out/fid.png` (the curves of the first score, FID when
 /// scored with an extractor); unfinished runs appear in the curves, not the table.
 pub fn collect(study: &Study, out: &Path) -> Result<StudyResults> {
-    let mut csv = String::new();
-    let mut names: Option<Vec<String>> = None;
+    // Runs may score different things (class consistency only when conditional, the
+    // predictor's accuracy only with co-training): the columns are the union, in order
+    // of first appearance, and a run's missing score is an empty cell.
     let mut per_run: Vec<(&StudyRun, RunScores, bool)> = vec![];
+    let mut names: Vec<String> = vec![];
     for run in &study.runs {
         let dir = run.dir(out);
         let Some(scores) = read_scores(&dir.join("scores.csv"))? else {
             continue;
         };
-        match &names {
-            None => {
-                csv = format!("config,seed,kimg,step,{}\n", scores.names.join(","));
-                names = Some(scores.names.clone());
+        for n in &scores.names {
+            if !names.contains(n) {
+                names.push(n.clone());
             }
-            Some(n) if *n != scores.names => {
-                return Err(Error::format(
-                    dir.join("scores.csv"),
-                    format!("scores {:?}, but other runs have {n:?}", scores.names),
-                ));
-            }
-            Some(_) => {}
-        }
-        for r in &scores.rows {
-            let v: Vec<String> = r.values.iter().map(|x| x.to_string()).collect();
-            let _ = writeln!(csv, "{},{},{},{},{}", run.name, run.seed, r.kimg, r.step, v.join(","));
         }
         let finished = run_finished(run, &dir)?;
         per_run.push((run, scores, finished));
     }
-    let names = names.unwrap_or_default();
+    let mut csv = format!("config,seed,kimg,step,{}\n", names.join(","));
+    for (run, scores, _) in &per_run {
+        for r in &scores.rows {
+            let v: Vec<String> = names
+                .iter()
+                .map(|n| scores.get(r, n).map_or(String::new(), |x| x.to_string()))
+                .collect();
+            let _ = writeln!(csv, "{},{},{},{},{}", run.name, run.seed, r.kimg, r.step, v.join(","));
+        }
+    }
     labelgan_core::io::write_atomic(&out.join("scores.csv"), csv.as_bytes())?;
 
     let mut configs = vec![];
@@ -99,9 +98,11 @@ pub fn collect(study: &Study, out: &Path) -> Result<StudyResults> {
             .collect();
         let scores = names
             .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                let last: Vec<f64> = done.iter().filter_map(|s| s.rows.last().map(|r| r.values[i])).collect();
+            .map(|n| {
+                let last: Vec<f64> = done
+                    .iter()
+                    .filter_map(|s| s.rows.last().and_then(|r| s.get(r, n)))
+                    .collect();
                 let (mean, std) = if last.is_empty() {
                     (f64::NAN, f64::NAN)
                 } else {
@@ -203,7 +204,7 @@ fn results_markdown(study: &Study, r: &StudyResults) -> String {
         cells.push(format!("{}/{}", c.seeds, study.config.seeds.len()));
         for (i, s) in c.scores.iter().enumerate() {
             let cell = match c.seeds {
-                0 => "-".to_string(),
+                _ if !s.mean.is_finite() => "-".to_string(),
                 1 => format!("{:.4}", s.mean),
                 _ => format!("{:.4} ± {:.4}", s.mean, s.std),
             };
