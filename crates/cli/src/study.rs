@@ -38,6 +38,10 @@ pub struct StudyArgs {
     /// Run only the K-th of N shards (runs dealt in turn); merge the folders after.
     #[arg(long, value_name = "K/N", default_value = "1/1")]
     shard: Shard,
+    /// Train only these configs (every seed of each), e.g. the rows a comparison needs
+    /// first; the table still gathers every finished run.
+    #[arg(long, value_name = "CONFIG", num_args = 1.., value_delimiter = ',', conflicts_with = "merge")]
+    only: Vec<String>,
     /// Instead of training: copy the finished runs of these shard folders into --out
     /// and gather the results.
     #[arg(long, value_name = "DIR", num_args = 1.., conflicts_with_all = ["data", "objects", "toyworld", "extractor"])]
@@ -72,7 +76,12 @@ pub fn run(a: StudyArgs) -> Result<()> {
             .as_deref()
             .ok_or_else(|| Error::usage("--extractor is required"))?;
         let mut scoring = Scoring::load(extractor, &device)?;
-        let report = run_study(&study, &a.out, a.shard, &mut |run, dir| {
+        let chosen = if a.only.is_empty() {
+            study.clone()
+        } else {
+            study.only(&a.only)?
+        };
+        let report = run_study(&chosen, &a.out, a.shard, &mut |run, dir| {
             train_config(&data, &run.config, dir, false, Some(&mut scoring), None, &device).map(|_| ())
         });
         // Whatever happened, gather what is there.

@@ -195,8 +195,31 @@ impl Study {
 
     /// The config names, in grid order.
     pub fn config_names(&self) -> Vec<&str> {
-        let per_seed = self.runs.len() / self.config.seeds.len();
-        self.runs[..per_seed].iter().map(|r| r.name.as_str()).collect()
+        let first = self.config.seeds[0];
+        self.runs
+            .iter()
+            .filter(|r| r.seed == first)
+            .map(|r| r.name.as_str())
+            .collect()
+    }
+
+    /// The study with only the configs named in `names` (every seed of each, in study
+    /// order): to train the runs a comparison needs first. A name the study lacks is an
+    /// error naming the ones it has.
+    pub fn only(&self, names: &[String]) -> Result<Study> {
+        let known = self.config_names();
+        if let Some(missing) = names.iter().find(|n| !known.contains(&n.as_str())) {
+            return Err(Error::usage(format!(
+                "{}: no config `{missing}`; it has {}",
+                self.path.display(),
+                known.join(", ")
+            )));
+        }
+        Ok(Study {
+            config: self.config.clone(),
+            path: self.path.clone(),
+            runs: self.runs.iter().filter(|r| names.contains(&r.name)).cloned().collect(),
+        })
     }
 }
 
@@ -301,6 +324,17 @@ values = [{ name = "sn", set = ["model.d_spectral_norm=true"] }, { name = "nosn"
             .collect();
         assert_eq!(shards[1], [1, 4, 7, 10]);
         assert_eq!(shards.iter().map(Vec::len).sum::<usize>(), 12);
+
+        let few = s.only(&["wgan_gp-sn".into(), "ns-sn".into()]).unwrap();
+        assert_eq!(few.config_names(), ["ns-sn", "wgan_gp-sn"], "in study order");
+        let picked: Vec<(&str, u64)> = few.runs.iter().map(|r| (r.name.as_str(), r.seed)).collect();
+        assert_eq!(
+            picked,
+            [("ns-sn", 4), ("wgan_gp-sn", 4), ("ns-sn", 5), ("wgan_gp-sn", 5)]
+        );
+        assert_eq!(few.runs[3], s.runs[10], "the same resolved runs");
+        let e = s.only(&["hinge".into()]).unwrap_err().to_string();
+        assert!(e.contains("no config `hinge`") && e.contains("hinge-sn"), "{e}");
     }
 
     #[test]
