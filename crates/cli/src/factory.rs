@@ -8,15 +8,15 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use labelgan_core::io::TensorFile;
-use labelgan_core::{Error, Generator, Inverter, Progress, Result};
-use labelgan_dataset::load_dataset;
+use labelgan_core::{Error, Inverter, Progress, Result};
+use labelgan_dataset::{ClassLabels, LabelledSet, load_dataset};
 use labelgan_factory::{
-    FactoryConfig, FactoryEvent, FactoryRun, FitOptions, PriorCalibration, Refinement, check_latents, clear_run,
-    run_factory,
+    FactoryConfig, FactoryEvent, FactoryRun, FitOptions, PriorCalibration, Refinement, candidate_class, check_latents,
+    clear_run, run_factory,
 };
-use labelgan_inversion::{Encoder, MeanInverter};
+use labelgan_gan::load_generator;
+use labelgan_inversion::{ClassMeanInverter, Encoder, MeanInverter};
 use labelgan_lpips::Lpips;
-use labelgan_stylegan::StyleGan2;
 
 use crate::device::DeviceArg;
 use crate::values;
@@ -34,12 +34,19 @@ pub enum Method {
 /// Make a labelled synthetic dataset from a generator and a few labelled images.
 #[derive(Debug, Args)]
 pub struct FactoryArgs {
+    /// A StyleGAN2 or an exported Compare GAN generator (conditional ones write a
+    /// class-labelled dataset: `class` in the manifest, `classes.json`).
     #[arg(long, value_name = "G.safetensors")]
     generator: PathBuf,
     /// Labelled images: DIR/images/*.png with DIR/masks/ (class ids), DIR/depth/
-    /// (16-bit) and/or DIR/keypoints.json, matched by file name.
+    /// (16-bit) and/or DIR/keypoints.json, matched by file name. For a conditional
+    /// generator without --encoder, DIR/classes.json too: HandsOff starts each image's
+    /// inversion at its class's mean latent.
     #[arg(long, value_name = "DIR")]
     data: PathBuf,
+    /// For a conditional generator: every image of class K (default: classes in turn).
+    #[arg(long, value_name = "K")]
+    class: Option<u32>,
     #[arg(long, value_enum, default_value_t = Method::Handsoff)]
     method: Method,
     /// HandsOff: the inversion encoder (default: start from w_avg).
@@ -147,6 +154,7 @@ pub fn run(a: FactoryArgs) -> Result<()> {
             psi: a.psi,
             filter_fraction: a.filter,
             block: a.block,
+            class: a.class,
             ..FactoryConfig::default()
         },
         inputs: Default::default(),
@@ -163,7 +171,9 @@ pub fn run(a: FactoryArgs) -> Result<()> {
     }
     let device = a.device.open()?;
     let started = Instant::now();
-    let g = StyleGan2::load(&a.generator, &device)?;
+    let loaded = load_generator(&a.generator, &device)?;
+    let g = loaded.as_ref();
+    candidate_class(&g, a.class, 0).map_err(|e| Error::usage(format!("--class: {e}")))?;
     let r = g.spec().resolution;
     let set = load_dataset(&a.data, r, None)?;
     if set.targets.is_empty() {
@@ -184,7 +194,18 @@ pub fn run(a: FactoryArgs) -> Result<()> {
         (Some(p), n) if n > 0 => Some(Lpips::load(p, &device)?),
         _ => None,
     };
-    let mean = MeanInverter::new(&g)?;
+    // Without an encoder: the mean latent, of each image's class for a conditional
+    // generator.
+    let mean: Option<Box<dyn Inverter>> = match (a.method, &encoder) {
+        (Method::Handsoff, None) if g.spec().c_dim > 0 => Some(Box::new(ClassMeanInverter::new(
+            &g,
+            &classes_of(&a.data, &set)?,
+            CLASS_MEAN_SAMPLES,
+            a.seed,
+        )?)),
+        (Method::Handsoff, None) => Some(Box::new(MeanInverter::new(&g)?)),
+        _ => None,
+    };
     let method = match (a.method, &a.latents) {
         (Method::Datasetgan, Some(path)) => {
             let ws = TensorFile::load(path, &device)?.get("ws")?.clone();
@@ -193,10 +214,11 @@ pub fn run(a: FactoryArgs) -> Result<()> {
             labelgan_factory::Method::DatasetGan { ws }
         }
         _ => labelgan_factory::Method::HandsOff {
-            inverter: match &encoder {
-                Some(e) => e as &dyn Inverter,
-                None => &mean,
-            },
+            inverter: encoder
+                .as_ref()
+                .map(|e| e as &dyn Inverter)
+                .or(mean.as_deref())
+                .ok_or_else(|| Error::invalid("internal: HandsOff without an inverter"))?,
             refine: lpips.as_ref().map(|l| Refinement::new(l, a.refine_steps)),
         },
     };
@@ -212,6 +234,35 @@ pub fn run(a: FactoryArgs) -> Result<()> {
         serde_json::json!({"images": out.images, "out": a.out.display().to_string(), "seconds": started.elapsed().as_secs_f64()})
     );
     Ok(())
+}
+
+/// Latents averaged per class for the class-mean inversion.
+const CLASS_MEAN_SAMPLES: usize = 1000;
+
+/// The classes of `set`'s images (in its order) from `data/classes.json`.
+fn classes_of(data: &std::path::Path, set: &LabelledSet) -> Result<Vec<u32>> {
+    let labels = ClassLabels::read(data)?.ok_or_else(|| {
+        Error::usage(format!(
+            "{}: no classes.json; a conditional generator's HandsOff inversion starts each image at its class's mean latent (or give --encoder)",
+            data.display()
+        ))
+    })?;
+    set.names
+        .iter()
+        .map(|name| {
+            labels
+                .images
+                .iter()
+                .find(|l| &l.file == name)
+                .map(|l| l.class)
+                .ok_or_else(|| {
+                    Error::format(
+                        data.join(labelgan_dataset::CLASS_LABELS_FILE),
+                        format!("no class for image {name}"),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// Prints a factory run's log lines and a progress bar over the images it writes; stops

@@ -1,6 +1,7 @@
 //! A conditional generator that `train-gan` exported is a generator like any other:
 //! `generate --class` writes class-labelled images (classes.json, `c`), and `metrics`
-//! scores it against toy objects with per-class FID and class consistency.
+//! scores it against toy objects with per-class FID and class consistency, and the
+//! factory makes class-labelled datasets with object masks from it.
 
 mod common;
 
@@ -153,4 +154,77 @@ fn generate_and_score_a_conditional_generator() {
     let o = metrics(classifier, &["--classifier", ps]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("has no class head"), "{err}");
+
+    // The factory (HandsOff from labelled toy objects, each inverted to its class's
+    // mean latent): a class-labelled dataset with object masks.
+    let data = root.join("objects");
+    let o = labelgan(&[
+        "toyworld",
+        "--classes",
+        "--count",
+        "6",
+        "--resolution",
+        "16",
+        "--out",
+        data.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let factory = |out: &std::path::Path, with: &[&str]| {
+        let base = [
+            "factory",
+            "--generator",
+            g,
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--count",
+            "5",
+            "--block",
+            "4",
+            "--members",
+            "1",
+            "--max-epochs",
+            "1",
+            "--pixels-per-image",
+            "64",
+            "--calibrate-images",
+            "4",
+        ];
+        labelgan(&[&base[..], with].concat())
+    };
+    let read_classes = |dir: &std::path::Path| -> Vec<u64> {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("classes.json")).unwrap()).unwrap();
+        v["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["class"].as_u64().unwrap())
+            .collect()
+    };
+    let made = root.join("made");
+    let o = factory(&made, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let manifest = std::fs::read_to_string(made.join("manifest.jsonl")).unwrap();
+    let rows: Vec<serde_json::Value> = manifest.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 5);
+    let turn: Vec<u64> = rows.iter().map(|r| r["candidate"].as_u64().unwrap() % 10).collect();
+    let classes: Vec<u64> = rows.iter().map(|r| r["class"].as_u64().unwrap()).collect();
+    assert_eq!(classes, turn, "classes in turn by candidate");
+    assert_eq!(read_classes(&made), classes);
+    assert!(made.join("masks/000004.png").is_file());
+    let one = root.join("one");
+    let o = factory(&one, &["--class", "7"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(read_classes(&one), [7; 5]);
+    // Refused by name: a class it lacks; labelled images without their classes.
+    let o = factory(&root.join("bad"), &["--class", "10"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--class") && err.contains("0..10"), "{err}");
+    std::fs::remove_file(data.join("classes.json")).unwrap();
+    let o = factory(&root.join("bad"), &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("no classes.json"), "{err}");
 }

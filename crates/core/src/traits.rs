@@ -100,11 +100,7 @@ pub trait Generator {
             .map(|seed| {
                 let c = self
                     .seeded_class(seed)
-                    .map(|k| -> Result<Tensor> {
-                        let mut row = vec![0f32; c_dim];
-                        row[k as usize] = 1.0;
-                        Ok(Tensor::from_vec(row, (1, c_dim), self.device())?)
-                    })
+                    .map(|k| crate::one_hot(&[k], c_dim, self.device()))
                     .transpose()?;
                 let ws = self.map(&self.sample_z(1, seed)?, c.as_ref(), truncation)?;
                 self.image(&ws, NoiseMode::Random(seed))

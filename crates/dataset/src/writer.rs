@@ -1,7 +1,8 @@
 //! The dataset folder, written image by image and resumably.
 //!
 //! Each manifest line: `{"index", "image", "mask"?, "depth"?, "keypoints"?, "candidate",
-//! "seed", "z", "score"}` (`candidate`: the latent's draw index; `z`: the latent).
+//! "seed", "z", "score", "class"?}` (`candidate`: the latent's draw index; `z`: the
+//! latent; `class`: a conditional generator's class, also in `classes.json`).
 //!
 //! Safety: every file is written atomically (temporary file, then rename), and an
 //! image's manifest line is appended (and flushed to disk) only after its files are in
@@ -19,6 +20,7 @@ use labelgan_core::image_io::{contact_sheet, load_image, save_png};
 use labelgan_core::io::remove_stale_temp_files;
 use labelgan_core::{Error, Result};
 
+use crate::class_labels::{ClassLabel, ClassLabels};
 use crate::files::{create_folders, write_keypoint_file, write_labelled_image};
 use crate::labels::ImageLabels;
 use crate::palette::preview;
@@ -40,6 +42,8 @@ pub struct Sample {
     pub labels: ImageLabels,
     /// Image uncertainty score (mean of the 10 % most uncertain pixels).
     pub score: f32,
+    /// The class a conditional generator made it for.
+    pub class: Option<u32>,
 }
 
 /// One manifest line.
@@ -66,6 +70,9 @@ pub struct ManifestEntry {
     pub z: Vec<f32>,
     /// Image uncertainty score.
     pub score: f32,
+    /// The class a conditional generator made it for.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub class: Option<u32>,
     /// SHA-256 of the image, mask and depth files: a resume checks the files against it.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub sha256: Option<String>,
@@ -267,6 +274,7 @@ impl DatasetWriter {
             seed: s.seed,
             z: s.z.clone(),
             score: s.score,
+            class: s.class,
             sha256: None,
         };
         entry.sha256 = entry.hash_files(&self.dir)?;
@@ -283,6 +291,25 @@ impl DatasetWriter {
         f.sync_data().map_err(|e| Error::io(&mp, e))?;
         self.entries.push(entry);
         Ok(())
+    }
+
+    /// Writes `classes.json` (the format of [`ClassLabels`]) with the class of every
+    /// image, `names` naming the ids; an image without a class is an error.
+    pub fn write_class_labels(&self, names: Vec<String>) -> Result<()> {
+        let images = self
+            .entries
+            .iter()
+            .map(|e| {
+                let class = e
+                    .class
+                    .ok_or_else(|| Error::invalid(format!("image {} has no class", e.index)))?;
+                Ok(ClassLabel {
+                    file: Self::name(e.index),
+                    class,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        ClassLabels { classes: names, images }.write(&self.dir)
     }
 
     /// Writes `keypoints.json` (with `meta` merged in) and the contact sheet.
@@ -347,6 +374,7 @@ mod tests {
                 keypoints: Some(vec![[1.0, 2.5], [7.0, 0.0]]),
             },
             score: 0.25 * i as f32,
+            class: None,
         }
     }
 
@@ -389,6 +417,36 @@ mod tests {
         let set = crate::load_dataset(&a, 8, None).unwrap();
         assert_eq!(set.targets.image(2), sample(2).labels.clone().with_depth_quantised());
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn classes_go_to_the_manifest_and_classes_json() {
+        let d = std::env::temp_dir().join(format!("lg-dataset-classes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let mut w = DatasetWriter::open(&d, 8).unwrap();
+        for i in 0..3 {
+            w.write(&Sample {
+                class: Some(2 - i as u32),
+                ..sample(i)
+            })
+            .unwrap();
+        }
+        let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        w.write_class_labels(names.clone()).unwrap();
+        let labels = ClassLabels::read(&d).unwrap().unwrap();
+        assert_eq!(labels.classes, names);
+        let read: Vec<(String, u32)> = labels.images.into_iter().map(|l| (l.file, l.class)).collect();
+        assert_eq!(
+            read,
+            [("000000.png", 2), ("000001.png", 1), ("000002.png", 0)].map(|(f, c)| (f.to_string(), c))
+        );
+        assert_eq!(DatasetWriter::open(&d, 8).unwrap().entries()[1].class, Some(1));
+        // A class the names do not cover, or an image without a class, is refused.
+        assert!(w.write_class_labels(names[..2].to_vec()).is_err());
+        w.write(&sample(3)).unwrap();
+        let e = w.write_class_labels(names).unwrap_err().to_string();
+        assert!(e.contains("image 3 has no class"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct PriorCalibration {
     pub psi: f64,
     /// Images per generator batch.
     pub batch: usize,
+    /// A conditional generator's class (use the dataset's; `None`: classes in turn).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub class: Option<u32>,
 }
 
 /// Most calibration images (their feature maps are held in memory, about 1 MB each at
@@ -90,6 +93,7 @@ impl Default for PriorCalibration {
             seed: 0,
             psi: 1.0,
             batch: 8,
+            class: None,
         }
     }
 }
@@ -185,7 +189,7 @@ pub fn calibrate_class_priors<G: Generator + ?Sized, L: ShiftClassLogits>(
     let mut batches: Vec<FeatureTaps> = Vec::new();
     for s in (0..opts.images).step_by(opts.batch) {
         let k = opts.batch.min(opts.images - s);
-        let (_, syn) = synthesize_candidates(g, seed, s as u64, k, opts.psi)?;
+        let (_, _, syn) = synthesize_candidates(g, seed, opts.class, s as u64, k, opts.psi)?;
         batches.push(syn.taps.features());
     }
     let measure = |e: &L| -> Result<Vec<f64>> {

@@ -19,6 +19,10 @@ pub struct FactoryConfig {
     pub block: usize,
     /// Images per generator batch.
     pub batch: usize,
+    /// For a conditional generator: every image of this class. `None`: classes in
+    /// turn, candidate `c` of class [`labelgan_core::Generator::seeded_class`]`(c)`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub class: Option<u32>,
 }
 
 impl Default for FactoryConfig {
@@ -30,6 +34,7 @@ impl Default for FactoryConfig {
             filter_fraction: 0.1,
             block: 50,
             batch: 8,
+            class: None,
         }
     }
 }

@@ -42,7 +42,7 @@ fn label_candidates<G: Generator + ?Sized, L: PixelLabeler>(
     let mut out = Vec::with_capacity(n);
     for s in (0..n).step_by(cfg.batch) {
         let k = cfg.batch.min(n - s);
-        let (zs, syn) = synthesize_candidates(g, cfg.seed, start + s as u64, k, cfg.psi)?;
+        let (zs, classes, syn) = synthesize_candidates(g, cfg.seed, cfg.class, start + s as u64, k, cfg.psi)?;
         let labelled = labelers.label(&syn.taps.features(), r)?;
         let images = tensor_to_images(&syn.image)?;
         for (j, (labels, score)) in labelled.into_iter().enumerate() {
@@ -54,6 +54,7 @@ fn label_candidates<G: Generator + ?Sized, L: PixelLabeler>(
                 rgb: images[j].to_rgb8().into_raw(),
                 labels,
                 score,
+                class: classes[j],
             });
         }
     }
@@ -102,6 +103,8 @@ pub fn generate_dataset<G: Generator + ?Sized, L: PixelLabeler>(
     if labelers.is_empty() {
         return Err(Error::invalid("the factory needs at least one labeler"));
     }
+    // A class the generator cannot make is named before anything is written.
+    crate::sampling::candidate_class(g, cfg.class, 0)?;
     let r = g.spec().resolution;
     // A block of candidates (image, mask, depth) is held in memory.
     let block_bytes = cfg.block as f64 * (r * r) as f64 * 11.0;
@@ -146,6 +149,10 @@ pub fn generate_dataset<G: Generator + ?Sized, L: PixelLabeler>(
                 return Ok(w.done());
             }
         }
+    }
+    let c_dim = g.spec().c_dim;
+    if c_dim > 0 {
+        w.write_class_labels((0..c_dim).map(|k| k.to_string()).collect())?;
     }
     w.finish(serde_json::json!({
         "generator_resolution": g.spec().resolution,

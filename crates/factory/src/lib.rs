@@ -35,4 +35,4 @@ pub use handsoff::{Refinement, check_latents, fit_datasetgan, fit_handsoff, inve
 pub use labelers::Labelers;
 pub use pipeline::{FactoryEvent, FactoryOutput, FactoryRun, Method, factory_record, run_factory};
 pub use record::{RUN_FILE, RUN_OUTPUTS, clear_run, generator_fingerprint};
-pub use sampling::{candidate_z, synthesize_candidates};
+pub use sampling::{candidate_class, candidate_z, synthesize_candidates};

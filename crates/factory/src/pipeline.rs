@@ -41,7 +41,8 @@ pub enum Method<'a, I: ?Sized> {
 pub struct FactoryRun {
     /// How the labelers are fitted.
     pub fit: FitOptions,
-    /// Class-prior calibration (`rounds: 0`: off). Its seed and psi are the dataset's.
+    /// Class-prior calibration (`rounds: 0`: off). Its seed, psi and class are the
+    /// dataset's.
     pub calibration: PriorCalibration,
     /// What to generate.
     pub dataset: FactoryConfig,
@@ -129,6 +130,7 @@ pub fn run_factory<G: Generator, I: Inverter + ?Sized>(
             let opts = PriorCalibration {
                 seed: run.dataset.seed,
                 psi: run.dataset.psi,
+                class: run.dataset.class,
                 ..run.calibration.clone()
             };
             calibrate_segmentation(

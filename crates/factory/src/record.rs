@@ -33,7 +33,7 @@ const PROBE_SEED: u64 = 0x9e0b_e5ee_d000_0001;
 /// A fingerprint of any generator: of the image and feature taps it makes from one
 /// fixed latent. Two generators that differ in any weight that matters differ here.
 pub fn generator_fingerprint<G: Generator + ?Sized>(g: &G) -> Result<String> {
-    let (_, syn) = synthesize_candidates(g, PROBE_SEED, 0, 1, 1.0)?;
+    let (_, _, syn) = synthesize_candidates(g, PROBE_SEED, None, 0, 1, 1.0)?;
     let mut parts = vec![fingerprint_tensor(&syn.image)?];
     for t in syn.taps.features().iter() {
         parts.push(t.name.clone());

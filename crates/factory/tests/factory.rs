@@ -3,12 +3,14 @@
 //! resumed ends byte-identical to an uninterrupted one; filtering drops the most
 //! uncertain candidates of each block.
 
+use labelgan_core::one_hot;
 use labelgan_core::{Generator, NoiseMode, Truncation};
+use labelgan_dataset::ClassLabels;
 use labelgan_dataset::{DatasetWriter, ImageLabels, folder_contents};
 use labelgan_factory::{FactoryConfig, Labelers, candidate_z, fit_labeler, generate_dataset};
 use labelgan_labeler::{Head, LabelerConfig};
 mod common;
-use common::tiny_g;
+use common::{tiny_g, tiny_g_with_classes};
 
 #[test]
 fn labels_filters_and_resumes_byte_identically() {
@@ -199,4 +201,109 @@ fn a_resume_with_other_settings_is_refused_until_restarted() {
     let log = fit(&more, &changed.targets);
     assert!(log.contains("input labels"), "{log}");
     std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// A conditional generator's dataset is class-labelled: classes in turn by candidate (or
+/// the one asked for) in the manifest and `classes.json`, each image made for its class;
+/// a class the generator cannot make is refused before anything is written.
+#[test]
+fn a_conditional_generator_makes_a_class_labelled_dataset() {
+    let g = tiny_g_with_classes(3);
+    let c = one_hot(&[0, 1, 2, 0], 3, &candle_core::Device::Cpu).unwrap();
+    let ws = g.map(&g.sample_z(4, 1).unwrap(), Some(&c), Truncation::NONE).unwrap();
+    let img = g.image(&ws, NoiseMode::Const).unwrap();
+    let red = img
+        .narrow(1, 0, 1)
+        .unwrap()
+        .flatten_from(1)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    let targets: Vec<ImageLabels> = red
+        .iter()
+        .map(|r| ImageLabels::mask(r.iter().map(|&v| (v > 0.0) as u32).collect()))
+        .collect();
+    let mut cfg = LabelerConfig::new(Head::Segmentation { classes: 2 }, 16);
+    cfg.members = 1;
+    cfg.hidden = Some((8, 4));
+    cfg.pixels_per_image = 64;
+    cfg.max_epochs = 1;
+    let (seg, _) = fit_labeler(&g, &ws, &targets, &cfg, |_| {}).unwrap();
+    let labelers = Labelers {
+        segmentation: Some(seg),
+        ..Labelers::default()
+    };
+    let fc = FactoryConfig {
+        count: 6,
+        seed: 3,
+        block: 4,
+        filter_fraction: 0.25,
+        batch: 3,
+        ..FactoryConfig::default()
+    };
+    let base = std::env::temp_dir().join(format!("lg-factory-classes-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let (turn, one) = (base.join("turn"), base.join("one"));
+    generate_dataset(&g, &labelers, &fc, &turn, &mut |_| true).unwrap();
+    let w = DatasetWriter::open(&turn, 16).unwrap();
+    let labels = ClassLabels::read(&turn).unwrap().expect("classes.json");
+    assert_eq!(labels.classes.len(), 3);
+    for (e, l) in w.entries().iter().zip(&labels.images) {
+        assert_eq!(e.class, Some((e.candidate % 3) as u32), "classes in turn");
+        assert_eq!(
+            (l.file.as_str(), l.class),
+            (DatasetWriter::name(e.index).as_str(), e.class.unwrap())
+        );
+    }
+    // The image on disk is the candidate's z rendered for its class.
+    let e = &w.entries()[1];
+    let z = candidate_z(&g, 3, e.candidate).unwrap();
+    let c = one_hot(&[e.class.unwrap()], 3, &candle_core::Device::Cpu).unwrap();
+    let want = g
+        .image(&g.map(&z, Some(&c), Truncation::NONE).unwrap(), NoiseMode::Const)
+        .unwrap();
+    let other = one_hot(&[(e.class.unwrap() + 1) % 3], 3, &candle_core::Device::Cpu).unwrap();
+    let not = g
+        .image(&g.map(&z, Some(&other), Truncation::NONE).unwrap(), NoiseMode::Const)
+        .unwrap();
+    let on_disk = labelgan_core::image_io::load_image(&turn.join(&e.image))
+        .unwrap()
+        .to_rgb8()
+        .into_raw();
+    let as_bytes = |t: &candle_core::Tensor| {
+        labelgan_core::image_io::tensor_to_images(t).unwrap()[0]
+            .to_rgb8()
+            .into_raw()
+    };
+    assert_eq!(on_disk, as_bytes(&want));
+    assert_ne!(on_disk, as_bytes(&not), "the class changes the image");
+
+    let fixed = FactoryConfig {
+        class: Some(2),
+        ..fc.clone()
+    };
+    generate_dataset(&g, &labelers, &fixed, &one, &mut |_| true).unwrap();
+    let w = DatasetWriter::open(&one, 16).unwrap();
+    assert!(w.entries().iter().all(|e| e.class == Some(2)));
+
+    let bad = base.join("bad");
+    let e = generate_dataset(
+        &g,
+        &labelers,
+        &FactoryConfig {
+            class: Some(3),
+            ..fc.clone()
+        },
+        &bad,
+        &mut |_| true,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("class 3") && e.contains("0..3"), "{e}");
+    let e = generate_dataset(&tiny_g(), &labelers, &fixed, &bad, &mut |_| true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unconditional"), "{e}");
+    assert!(!bad.exists(), "nothing written");
+    std::fs::remove_dir_all(&base).unwrap();
 }

@@ -71,13 +71,14 @@ pub use config::{Architecture, EvalConfig, GeneratorNorm, Init, ModelConfig, Tra
 pub use few_labels::{InferredLabels, LabelSplit, LabelledSet, LabelsConfig, Unlabelled};
 pub use generator_file::{AnyGenerator, load_generator};
 pub use init::{init_var_builder, seeded_var_builder};
+pub use labelgan_core::one_hot;
 pub use layer_norm::LayerNorm;
 pub use loss::{DiscriminatorLoss, Loss};
 pub use model::{DiscriminatorOutput, GanDiscriminator, GanGenerator, ProjectionClasses};
 pub use norm::NormLayer;
 pub use penalty::Penalty;
 pub use projection::ProjectionHead;
-pub use real_classes::{RealClasses, one_hot};
+pub use real_classes::RealClasses;
 pub use resnet_cifar::{ResnetCifarDiscriminator, ResnetCifarGenerator};
 pub use run::{RUN_OUTPUTS, RunOptions, RunSummary, Scorer, train_run};
 pub use sndcgan::{SndcganDiscriminator, SndcganGenerator};

@@ -5,7 +5,7 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use labelgan_core::{Error, Result};
+use labelgan_core::{Error, Result, check_class, one_hot};
 
 /// The classes of a batch of real images.
 #[derive(Debug, Clone)]
@@ -74,25 +74,6 @@ impl RealClasses {
             }
         }
     }
-}
-
-fn check_class(c: u32, n: usize) -> Result<()> {
-    if c as usize >= n {
-        return Err(Error::invalid(format!("class {c} of a model with {n} classes")));
-    }
-    Ok(())
-}
-
-/// One-hot rows of `classes`.
-pub fn one_hot(classes: &[u32], n: usize, device: &Device) -> Result<Tensor> {
-    for &c in classes {
-        check_class(c, n)?;
-    }
-    let v: Vec<f32> = classes
-        .iter()
-        .flat_map(|&c| (0..n).map(move |j| f32::from(j == c as usize)))
-        .collect();
-    Ok(Tensor::from_vec(v, (classes.len(), n), device)?)
 }
 
 #[cfg(test)]

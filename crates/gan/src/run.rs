@@ -19,8 +19,8 @@ use labelgan_core::image_io::{contact_sheet, save_png, tensor_to_images};
 use labelgan_core::{Error, Progress, Result, RunRecord, SplitMix64};
 
 use crate::TrainingConfig;
-use crate::real_classes::one_hot;
 use crate::trainer::{RealBatches, Trainer};
+use labelgan_core::one_hot;
 
 /// What a run writes into its folder (and `restart` removes).
 pub const RUN_OUTPUTS: [&str; 7] = [

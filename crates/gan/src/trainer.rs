@@ -16,9 +16,10 @@ use crate::aux_heads::AuxiliaryHeads;
 use crate::co_training::{class_loss, projection_classes};
 use crate::compare_gan_generator::CompareGanGenerator;
 use crate::model::{GanDiscriminator, GanGenerator};
-use crate::real_classes::{RealClasses, one_hot};
+use crate::real_classes::RealClasses;
 use crate::self_supervision::{rotated_classes, rotated_count, rotation_loss, with_rotations};
 use crate::{Architecture, BnMode, Penalty, StyleGan2Generator, TrainingConfig};
+use labelgan_core::one_hot;
 
 /// Real images `[n, 3, R, R]` in [-1, 1] starting at image `start` of the data, with
 /// their classes (needed when the model is conditional). The same `start` must give

@@ -5,6 +5,8 @@
 //! inversion, the better the labels. Two [`Inverter`]s and a refiner:
 //!
 //! - [`MeanInverter`]: every image to `w_avg`, the baseline every method must beat;
+//! - [`ClassMeanInverter`]: for a conditional generator, each image to its own class's
+//!   mean latent;
 //! - [`encoder::Encoder`]: a ResNet-style encoder from images to W+ offsets from
 //!   `w_avg`, trained first on the generator's own samples (latent loss, stage a), then
 //!   briefly fine-tuned on real images with LPIPS + MSE through the frozen generator
@@ -15,6 +17,7 @@
 //!
 //! [`metrics`] measures reconstructions (MSE, PSNR, LPIPS).
 
+pub mod class_mean;
 pub mod encoder;
 pub mod metrics;
 pub mod projector;
@@ -22,6 +25,7 @@ pub mod projector;
 use candle_core::Tensor;
 use labelgan_core::{Error, Generator, Inverter, Result};
 
+pub use class_mean::ClassMeanInverter;
 pub use encoder::{Encoder, EncoderConfig};
 pub use projector::{LatentSpace, ProjectorConfig, project, project_in_batches};
 
