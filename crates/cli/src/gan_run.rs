@@ -6,14 +6,14 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use labelgan_core::image_io::{file_names, image_files, load_images};
-use labelgan_core::{Error, Result, SplitMix64};
+use labelgan_core::{Error, Result};
 use labelgan_dataset::ClassLabels;
+use labelgan_gan::scoring::{inferred_accuracy, score_average};
 use labelgan_gan::{
-    InferredLabels, LabelledSet, LabelsConfig, RealClasses, RunOptions, RunSummary, Trainer, TrainingConfig, one_hot,
-    train_run,
+    InferredLabels, LabelledSet, LabelsConfig, RealClasses, RunOptions, RunSummary, Trainer, TrainingConfig, train_run,
 };
 use labelgan_lpips::classifier::load_extractor;
-use labelgan_metrics::{Features, KidConfig, MetricsConfig, compare, extract};
+use labelgan_metrics::{Features, extract};
 use labelgan_toyworld::objects::object_batch;
 
 use crate::device::DeviceArg;
@@ -342,78 +342,11 @@ pub fn train_config(
                 e.insert(extract(extractor, n, 50, "reference features", &mut images)?.0)
             }
         };
-        let mut scores = score(t, extractor, reference, n, device)?;
+        let mut scores = score_average(t, extractor, reference, n, device)?;
         if let Some((x, truth)) = &unlabelled {
             scores.extend(inferred_accuracy(t, x, truth)?.map(|a| ("inferred_accuracy".to_string(), a)));
         }
         Ok(scores)
     };
     train_run(cfg, &opts, &mut real, Some(&mut scorer), device)
-}
-
-/// How often D's class predictor names the true class of images `x` that train without
-/// their label (co-training's inferred labels); `None` without a predictor.
-fn inferred_accuracy(t: &Trainer, x: &Tensor, truth: &[u32]) -> Result<Option<f64>> {
-    let mut hits = 0usize;
-    for start in (0..truth.len()).step_by(50) {
-        let k = 50.min(truth.len() - start);
-        let Some(p) = t.predict_classes(&x.narrow(0, start, k)?)? else {
-            return Ok(None);
-        };
-        let best = p.argmax(1)?.to_vec1::<u32>()?;
-        hits += best
-            .iter()
-            .zip(&truth[start..start + k])
-            .filter(|(a, b)| a == b)
-            .count();
-    }
-    Ok(Some(hits as f64 / truth.len().max(1) as f64))
-}
-
-/// FID, KID, precision and recall of `n` images from the weight average (classes in
-/// turn) against `reference`; with a classifier also the Inception Score and, for a
-/// conditional model, class consistency.
-fn score(
-    t: &Trainer,
-    ex: &dyn labelgan_core::FeatureExtractor,
-    reference: &Features,
-    n: usize,
-    device: &Device,
-) -> Result<Vec<(String, f64)>> {
-    let m = &t.config.model;
-    let (features, probs) = extract(ex, n, 50, "scoring", &mut |start, k| {
-        let z = SplitMix64::derive(0x5c0e, start as u64).normal_tensor(&[k, m.z_dim], device)?;
-        let y = if m.conditional {
-            let classes: Vec<u32> = (start..start + k).map(|i| (i % m.classes) as u32).collect();
-            Some(one_hot(&classes, m.classes, device)?)
-        } else {
-            None
-        };
-        t.generate(&z, y.as_ref(), true)
-    })?;
-    let cfg = MetricsConfig {
-        kid: KidConfig {
-            subset_size: 1000.min(n),
-            ..KidConfig::default()
-        },
-        ..MetricsConfig::default()
-    };
-    let s = compare(reference, &features, &cfg)?;
-    let mut scores = vec![
-        ("fid".into(), s.fid),
-        ("kid".into(), s.kid),
-        ("precision".into(), s.precision),
-        ("recall".into(), s.recall),
-    ];
-    if let Some(p) = probs {
-        scores.push(("is".into(), labelgan_metrics::inception_score(&p, 10.min(n))?.mean));
-        if m.conditional {
-            let classes: Vec<u32> = (0..n).map(|i| (i % m.classes) as u32).collect();
-            scores.push((
-                "class_consistency".into(),
-                labelgan_metrics::class_consistency(&p, &classes)?,
-            ));
-        }
-    }
-    Ok(scores)
 }

@@ -11,6 +11,7 @@ use labelgan_core::io::TensorFile;
 use labelgan_core::safetensors_stream::SafetensorsStream;
 use labelgan_core::{Error, Generator, NoiseMode, Progress, Result, Truncation};
 use labelgan_dataset::{ClassLabel, ClassLabels};
+use labelgan_factory::candidate_class;
 use labelgan_gan::load_generator;
 
 use crate::device::DeviceArg;
@@ -115,11 +116,27 @@ impl Source {
         let c_dim = g.spec().c_dim;
         match self {
             Source::Sampled { class, .. } if c_dim > 0 => {
-                let ids: Vec<u32> = (b0..b0 + len).map(|i| class.unwrap_or((i % c_dim) as u32)).collect();
-                Ok(Some(labelgan_gan::one_hot(&ids, c_dim, g.device())?))
+                // Image i is made like the factory's candidate i.
+                let ids = (b0..b0 + len)
+                    .map(|i| {
+                        candidate_class(g, *class, i as u64)?
+                            .ok_or_else(|| Error::invalid("internal: a conditional generator without a class"))
+                    })
+                    .collect::<Result<Vec<u32>>>()?;
+                Ok(Some(labelgan_core::one_hot(&ids, c_dim, g.device())?))
             }
             Source::Z { c, .. } => Ok(c.as_ref().map(|c| c.narrow(0, b0, len)).transpose()?),
             _ => Ok(None),
+        }
+    }
+
+    /// Whether the images have classes: sampled from a conditional generator, or given
+    /// with `c`.
+    fn has_classes(&self, c_dim: usize) -> bool {
+        match self {
+            Source::Sampled { .. } => c_dim > 0,
+            Source::Z { c, .. } => c.is_some(),
+            Source::Ws(_) => false,
         }
     }
 
@@ -242,7 +259,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         labelgan_core::io::remove_stale_temp_files(dir)?;
     }
     let n = source.len();
-    let has_classes = source.classes(g, 0, n.min(1))?.is_some();
+    let has_classes = source.has_classes(spec.c_dim);
     let mut labels = Vec::new();
     // `ws` and `img` stream to --out batch by batch (a million images would not fit in
     // memory); the file appears under its name only once complete.

@@ -10,7 +10,7 @@ use std::time::Instant;
 use clap::Args;
 use labelgan_core::{Error, Result};
 use labelgan_lpips::classifier::load_extractor;
-use labelgan_metrics::{Features, KidConfig, MetricsConfig, class_consistency, compare, per_class_fid};
+use labelgan_metrics::{Features, KidConfig, MetricsConfig, class_consistency, compare, per_class_fid, short_class};
 
 use crate::device::DeviceArg;
 use crate::image_set::{ImageSet, ImageSetArgs};
@@ -140,16 +140,13 @@ pub fn run(a: MetricsArgs) -> Result<()> {
             }
             if let (Some(ca), Some(cb)) = (&classes_a, &classes_b) {
                 let k = ca.iter().chain(cb).max().map_or(0, |&m| m as usize + 1);
-                let fewest = |c: &[u32]| (0..k as u32).map(|j| c.iter().filter(|&&x| x == j).count()).min();
-                match (fewest(ca), fewest(cb)) {
-                    (Some(x), Some(y)) if x >= 2 && y >= 2 => {
+                match short_class(ca, cb, k) {
+                    None => {
                         let per = per_class_fid(&fa, ca, &fb, cb, k)?;
                         by_class.insert("fid_per_class_mean".into(), (per.iter().sum::<f64>() / k as f64).into());
                         by_class.insert("fid_per_class".into(), per.into());
                     }
-                    _ => {
-                        eprintln!("note: no per-class FID: some class has fewer than 2 images in a set (raise --count)")
-                    }
+                    Some(short) => eprintln!("note: no per-class FID: {short} (raise --count)"),
                 }
             }
             (fa, fb, probs, p.display().to_string())

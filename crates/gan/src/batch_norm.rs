@@ -318,16 +318,7 @@ mod tests {
         // Neither the moving averages nor the standing statistics moved.
         assert_eq!(bn.moving().0.to_vec1::<f64>().unwrap(), vec![0.0, 0.0]);
         assert_eq!(bn.moving().1.to_vec1::<f64>().unwrap(), vec![1.0, 1.0]);
-        let probe = randn(5, &[1, 2, 3, 3]);
-        assert_eq!(
-            bn.normalise(&probe, BnMode::Eval)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f64>()
-                .unwrap(),
-            before_values(&probe)
-        );
+        assert_evals_as_fresh(&bn, &randn(5, &[1, 2, 3, 3]));
     }
 
     #[test]
@@ -365,33 +356,30 @@ mod tests {
         let other = BatchNorm::new(2, DType::F64, &Device::Cpu).unwrap();
         other.normalise(&a, BnMode::Accumulate).unwrap();
         other.set_buffers("bn", &fresh).unwrap();
-        assert_eq!(
-            other
-                .normalise(&probe, BnMode::Eval)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f64>()
-                .unwrap(),
-            before_values(&probe)
-        );
+        assert_evals_as_fresh(&other, &probe);
         // Accumulating leaves the moving averages alone; reset forgets.
         assert_eq!(bn.moving().0.to_vec1::<f64>().unwrap(), vec![0.0, 0.0]);
         bn.reset_standing();
-        let after = bn.normalise(&probe, BnMode::Eval).unwrap();
-        assert_eq!(
-            after.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
-            before_values(&probe)
-        );
+        assert_evals_as_fresh(&bn, &probe);
     }
 
-    fn before_values(probe: &Tensor) -> Vec<f64> {
-        (probe / (1.0f64 + 1e-5).sqrt())
+    /// Asserts that `bn` in Eval normalises `probe` as a fresh layer does (moving mean
+    /// 0, variance 1).
+    fn assert_evals_as_fresh(bn: &BatchNorm, probe: &Tensor) {
+        let got: Vec<f64> = bn
+            .normalise(probe, BnMode::Eval)
             .unwrap()
             .flatten_all()
             .unwrap()
             .to_vec1()
+            .unwrap();
+        let fresh: Vec<f64> = (probe / (1.0f64 + 1e-5).sqrt())
             .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(got, fresh);
     }
 
     #[test]

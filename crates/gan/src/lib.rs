@@ -53,6 +53,7 @@ pub mod projection;
 pub mod real_classes;
 pub mod resnet_cifar;
 pub mod run;
+pub mod scoring;
 pub mod second_order;
 pub mod self_supervision;
 pub mod sndcgan;

@@ -38,5 +38,5 @@ pub use frechet::{FeatureStats, fid, frechet_distance};
 pub use inception_score::{InceptionScore, inception_score};
 pub use kid::{Kid, KidConfig, kid};
 pub use labelgan_core::FeatureExtractor;
-pub use per_class_fid::per_class_fid;
+pub use per_class_fid::{per_class_fid, short_class};
 pub use precision_recall::{PrecisionRecall, precision_recall};

@@ -29,20 +29,23 @@ pub fn per_class_fid(
             )));
         }
     }
+    if let Some(short) = short_class(a_classes, b_classes, classes) {
+        return Err(Error::invalid(format!("per-class FID: {short}")));
+    }
     let rows = |c: &[u32], k: usize| -> Vec<usize> { (0..c.len()).filter(|&i| c[i] as usize == k).collect() };
     (0..classes)
-        .map(|k| {
-            let (ra, rb) = (rows(a_classes, k), rows(b_classes, k));
-            if ra.len() < 2 || rb.len() < 2 {
-                return Err(Error::invalid(format!(
-                    "per-class FID: class {k} has {} reference and {} scored images (need 2 of each)",
-                    ra.len(),
-                    rb.len()
-                )));
-            }
-            fid(&a.select(&ra), &b.select(&rb))
-        })
+        .map(|k| fid(&a.select(&rows(a_classes, k)), &b.select(&rows(b_classes, k))))
         .collect()
+}
+
+/// The first class (of `0..classes`) with fewer than the two images per set that
+/// [`per_class_fid`] needs, said in words; `None` when every class has enough.
+pub fn short_class(a_classes: &[u32], b_classes: &[u32], classes: usize) -> Option<String> {
+    let count = |c: &[u32], k: usize| c.iter().filter(|&&x| x as usize == k).count();
+    (0..classes).find_map(|k| {
+        let (na, nb) = (count(a_classes, k), count(b_classes, k));
+        (na < 2 || nb < 2).then(|| format!("class {k} has {na} reference and {nb} scored images (need 2 of each)"))
+    })
 }
 
 #[cfg(test)]
@@ -82,6 +85,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("class 1 has 1 reference"), "{err}");
+        assert_eq!(short_class(&[0, 0, 1, 1], &[0, 0, 1, 1], 2), None);
+        assert!(
+            short_class(&[0, 0, 1, 1], &[0, 0, 1, 1], 3)
+                .unwrap()
+                .starts_with("class 2 has 0")
+        );
         let err = per_class_fid(&a, &[0, 0, 1], &a, &[0, 0, 1, 1], 2)
             .unwrap_err()
             .to_string();
