@@ -8,11 +8,11 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use labelgan_core::io::TensorFile;
-use labelgan_core::{Error, Inverter, Progress, Result};
+use labelgan_core::{Error, Inverter, Progress, Result, Shard};
 use labelgan_dataset::{ClassLabels, LabelledSet, load_dataset};
 use labelgan_factory::{
     FactoryConfig, FactoryEvent, FactoryRun, FitOptions, PriorCalibration, Refinement, candidate_class, check_latents,
-    clear_run, run_factory,
+    clear_run, copy_labelers, run_factory,
 };
 use labelgan_gan::load_generator;
 use labelgan_inversion::{ClassMeanInverter, Encoder, MeanInverter};
@@ -47,6 +47,18 @@ pub struct FactoryArgs {
     /// For a conditional generator: every image of class K (default: classes in turn).
     #[arg(long, value_name = "K")]
     class: Option<u32>,
+    /// Make only this machine's share of the dataset (its own resumable folder; join
+    /// the N folders with `labelgan merge`). `docs/scaling.md`.
+    #[arg(long, value_name = "K/N", conflicts_with = "shards")]
+    shard: Option<Shard>,
+    /// As --shard, with K from the cluster scheduler's 0-based array index
+    /// (JOB_COMPLETION_INDEX of a Kubernetes Indexed Job, SLURM_ARRAY_TASK_ID).
+    #[arg(long, value_name = "N")]
+    shards: Option<usize>,
+    /// Label with these fitted labelers (the `labelers/` folder of a run with
+    /// --count 0), copied into OUT/labelers, instead of fitting them here.
+    #[arg(long, value_name = "DIR")]
+    labelers: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Method::Handsoff)]
     method: Method,
     /// HandsOff: the inversion encoder (default: start from w_avg).
@@ -113,7 +125,13 @@ pub struct FactoryArgs {
 }
 
 pub fn run(a: FactoryArgs) -> Result<()> {
+    let shard = match (a.shard, a.shards) {
+        (Some(s), _) => Some(s),
+        (None, Some(n)) => Some(Shard::from_scheduler(n, |v| std::env::var(v).ok())?),
+        (None, None) => None,
+    };
     let mut inputs = vec![("--generator", a.generator.as_path()), ("--data", a.data.as_path())];
+    inputs.extend(a.labelers.as_deref().map(|p| ("--labelers", p)));
     inputs.extend(a.encoder.as_deref().map(|p| ("--encoder", p)));
     inputs.extend(a.perceptual.as_deref().map(|p| ("--perceptual", p)));
     inputs.extend(a.latents.as_deref().map(|p| ("--latents", p)));
@@ -155,6 +173,7 @@ pub fn run(a: FactoryArgs) -> Result<()> {
             filter_fraction: a.filter,
             block: a.block,
             class: a.class,
+            shard,
             ..FactoryConfig::default()
         },
         inputs: Default::default(),
@@ -168,6 +187,9 @@ pub fn run(a: FactoryArgs) -> Result<()> {
     }
     if a.restart {
         clear_run(&a.out)?;
+    }
+    if let Some(dir) = &a.labelers {
+        copy_labelers(dir, &a.out)?;
     }
     let device = a.device.open()?;
     let started = Instant::now();
@@ -229,10 +251,11 @@ pub fn run(a: FactoryArgs) -> Result<()> {
         a.count,
         a.out.display()
     ))?;
-    println!(
-        "{}",
-        serde_json::json!({"images": out.images, "out": a.out.display().to_string(), "seconds": started.elapsed().as_secs_f64()})
-    );
+    let mut line = serde_json::json!({"images": out.images, "out": a.out.display().to_string(), "seconds": started.elapsed().as_secs_f64()});
+    if let Some(s) = shard {
+        line["shard"] = s.to_string().into();
+    }
+    println!("{line}");
     Ok(())
 }
 

@@ -19,6 +19,7 @@ mod image_set;
 mod infer_labels;
 mod invert;
 mod lpips;
+mod merge;
 mod metrics;
 mod study;
 mod toyworld;
@@ -56,6 +57,8 @@ enum Command {
     Invert(invert::InvertArgs),
     /// Make a labelled synthetic dataset (HandsOff or DatasetGAN), resumably.
     Factory(factory::FactoryArgs),
+    /// Join the shard folders of a factory run (`factory --shard K/N`) into one dataset.
+    Merge(merge::MergeArgs),
     /// Train the evaluation UNet on a dataset folder and score it on another.
     Evaluate(evaluate::EvaluateArgs),
     /// Train the inversion encoder (generator samples, then real images with LPIPS).
@@ -120,6 +123,7 @@ fn main() -> ExitCode {
         },
         Command::Invert(a) => invert::run(a),
         Command::Factory(a) => factory::run(a),
+        Command::Merge(a) => merge::run(a),
         Command::Evaluate(a) => evaluate::run(a),
         Command::TrainEncoder(a) => train_encoder::run(a),
         Command::TrainPerceptual(a) => train_perceptual::run(a),

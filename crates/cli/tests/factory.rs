@@ -243,3 +243,84 @@ fn killed_and_restarted_equals_uninterrupted() {
     );
     drop(lock);
 }
+
+/// A cluster run: labelers fitted once (`--count 0`), three shards that take their
+/// index from a Kubernetes Indexed Job's variable and label with the shipped labelers,
+/// `labelgan merge`: the bytes of the same run on one machine.
+#[test]
+fn scheduler_shards_merge_into_the_run_of_one_machine() {
+    let t = |n: &str| common::tmp_in("factory-shards", n);
+    let gp = t("g.safetensors");
+    common::tiny_generator(&gp);
+    let data = t("labelled");
+    labelgan_toyworld::write_dataset(&data, 1, 3, 32, |_, _| {}).unwrap();
+    let run = |out: &Path, count: &str, extra: &[&str], index: Option<&str>| {
+        let mut args = vec![
+            "factory",
+            "--generator",
+            gp.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--count",
+            count,
+            "--block",
+            "5",
+            "--filter",
+            "0.2",
+            "--members",
+            "1",
+            "--pixels-per-image",
+            "100",
+            "--max-epochs",
+            "1",
+            "--calibrate-images",
+            "4",
+        ];
+        args.extend_from_slice(extra);
+        let mut c = Command::new(env!("CARGO_BIN_EXE_labelgan"));
+        c.args(&args)
+            .env_remove("JOB_COMPLETION_INDEX")
+            .env_remove("SLURM_ARRAY_TASK_ID");
+        if let Some(i) = index {
+            c.env("JOB_COMPLETION_INDEX", i);
+        }
+        c.output().unwrap()
+    };
+    let fit = t("fit");
+    let o = run(&fit, "0", &[], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let labelers = fit.join("labelers");
+    let l = labelers.to_str().unwrap();
+    let one = t("one");
+    let o = run(&one, "22", &["--labelers", l], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut dirs = vec![];
+    for i in ["0", "1", "2"] {
+        let dir = t(&format!("shard{i}"));
+        let o = run(&dir, "22", &["--labelers", l, "--shards", "3"], Some(i));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("fitted earlier"), "a shard fits nothing: {err}");
+        let line: serde_json::Value =
+            serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap()).unwrap();
+        assert_eq!(line["shard"], format!("{}/3", i.parse::<usize>().unwrap() + 1));
+        dirs.push(dir);
+    }
+    let merged = t("merged");
+    let mut args = vec!["merge", "--out", merged.to_str().unwrap()];
+    args.extend(dirs.iter().map(|d| d.to_str().unwrap()));
+    let o = common::labelgan(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    same_files(&one, &merged);
+
+    // No index to read: one line naming the variables, usage error.
+    let o = run(&t("noindex"), "22", &["--labelers", l, "--shards", "3"], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("JOB_COMPLETION_INDEX") && err.lines().count() == 1,
+        "{err}"
+    );
+}

@@ -278,6 +278,52 @@ impl DatasetWriter {
             sha256: None,
         };
         entry.sha256 = entry.hash_files(&self.dir)?;
+        self.append(entry)
+    }
+
+    /// Appends image `e` of the dataset folder `from` as the next image: its files and
+    /// preview copied under the next name, its manifest line renumbered (what joining
+    /// the shards of a dataset does). The copies must match `e`'s recorded SHA-256.
+    pub fn append_from(&mut self, from: &Path, e: &ManifestEntry) -> Result<()> {
+        let name = Self::name(self.done());
+        let rename = |rel: &str| -> String {
+            match rel.rsplit_once('/') {
+                Some((sub, _)) => format!("{sub}/{name}"),
+                None => name.clone(),
+            }
+        };
+        let entry = ManifestEntry {
+            index: self.done(),
+            image: rename(&e.image),
+            mask: e.mask.as_deref().map(rename),
+            depth: e.depth.as_deref().map(rename),
+            ..e.clone()
+        };
+        let preview = |dir: &Path, index: usize| dir.join("previews").join(Self::name(index));
+        let pairs = e
+            .files()
+            .into_iter()
+            .zip(entry.files())
+            .map(|(a, b)| (from.join(a), self.dir.join(b)))
+            .chain([(preview(from, e.index), preview(&self.dir, entry.index))]);
+        for (src, dst) in pairs {
+            if let Some(parent) = dst.parent() {
+                std::fs::create_dir_all(parent).map_err(|err| Error::io(parent, err))?;
+            }
+            let bytes = std::fs::read(&src).map_err(|err| Error::io(&src, err))?;
+            labelgan_core::io::write_atomic(&dst, &bytes)?;
+        }
+        if entry.hash_files(&self.dir)? != e.sha256 {
+            return Err(Error::format(
+                from.join(&e.image),
+                format!("image {}'s files differ from its manifest line", e.index),
+            ));
+        }
+        self.append(entry)
+    }
+
+    /// Appends `entry`'s manifest line, once its files are in place.
+    fn append(&mut self, entry: ManifestEntry) -> Result<()> {
         // The manifest line last: the image is done once it is on disk.
         let mut line = serde_json::to_string(&entry).map_err(|e| Error::invalid(e.to_string()))?;
         line.push('\n');

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use labelgan_core::{Error, Result};
+use labelgan_core::{Error, Result, Shard};
 
 /// What [`crate::generate_dataset`] makes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +23,10 @@ pub struct FactoryConfig {
     /// turn, candidate `c` of class [`labelgan_core::Generator::seeded_class`]`(c)`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub class: Option<u32>,
+    /// This machine's share of the dataset: the filtering blocks dealt to it
+    /// ([`crate::shards`]); `None`: all of it. `count` stays the whole dataset's.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub shard: Option<Shard>,
 }
 
 impl Default for FactoryConfig {
@@ -35,6 +39,7 @@ impl Default for FactoryConfig {
             block: 50,
             batch: 8,
             class: None,
+            shard: None,
         }
     }
 }
@@ -69,6 +74,9 @@ impl FactoryConfig {
             return Err(Error::invalid(
                 "block and batch must be positive and keep at least one image per block",
             ));
+        }
+        if let Some(s) = self.shard {
+            Shard::new(s.k, s.n)?;
         }
         for (what, v, max) in [
             ("count", self.count, MAX_COUNT),

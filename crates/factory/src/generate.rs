@@ -12,6 +12,7 @@ use crate::config::FactoryConfig;
 use crate::filter::keep_most_certain;
 use crate::labelers::Labelers;
 use crate::sampling::synthesize_candidates;
+use crate::shards::ShardPlan;
 
 /// Most memory one block of candidates may take (8 GB).
 const MAX_BLOCK_BYTES: f64 = 8e9;
@@ -87,7 +88,8 @@ fn kept_block<G: Generator + ?Sized, L: PixelLabeler>(
 }
 
 /// Samples, labels, filters ([`crate::filter`]) and writes `cfg.count` images to `out`
-/// with any generator and labelers, resuming a run that was interrupted (a restart
+/// (with `cfg.shard`, that shard's share of them: [`crate::shards`]) with any generator
+/// and labelers, resuming a run that was interrupted (a restart
 /// regenerates the block it was in and skips what the manifest already holds). Images
 /// in the manifest whose files are missing or altered are made again first.
 /// `progress` is called after every image; returning `false` stops the run (the folder
@@ -118,12 +120,21 @@ pub fn generate_dataset<G: Generator + ?Sized, L: PixelLabeler>(
     }
     let mut w = DatasetWriter::open(out, r)?;
     let keep = cfg.keep_per_block();
+    // The folder holds the images of this shard's blocks (all blocks without one),
+    // numbered from 0: the folder's block j is the dataset's block `plan.block(j)`.
+    let plan = ShardPlan::new(cfg);
+    let total = plan.len();
+    let local = |j: usize, s: Sample| Sample {
+        index: j * keep + (s.index - plan.block(j) * keep),
+        ..s
+    };
     // Images whose files were deleted or altered since they were written: their blocks
     // are made again and the files rewritten, byte-identical.
     let mut blocks: Vec<usize> = w.damaged().iter().map(|i| i / keep).collect();
     blocks.dedup();
-    for block in blocks {
-        for s in kept_block(g, labelers, cfg, block)? {
+    for j in blocks {
+        for s in kept_block(g, labelers, cfg, plan.block(j))? {
+            let s = local(j, s);
             if w.damaged().contains(&s.index) {
                 w.rewrite(&s)?;
             }
@@ -131,9 +142,14 @@ pub fn generate_dataset<G: Generator + ?Sized, L: PixelLabeler>(
     }
     let started = Instant::now();
     let first = w.done();
-    while w.done() < cfg.count {
-        for s in kept_block(g, labelers, cfg, w.done() / keep)? {
-            if s.index < w.done() || s.index >= cfg.count {
+    while w.done() < total {
+        let j = w.done() / keep;
+        for s in kept_block(g, labelers, cfg, plan.block(j))? {
+            if s.index >= cfg.count {
+                continue;
+            }
+            let s = local(j, s);
+            if s.index < w.done() {
                 continue;
             }
             w.write(&s)?;
@@ -141,9 +157,9 @@ pub fn generate_dataset<G: Generator + ?Sized, L: PixelLabeler>(
             let rate = done_here as f64 / started.elapsed().as_secs_f64().max(1e-9);
             let p = DatasetProgress {
                 written: w.done(),
-                count: cfg.count,
+                count: total,
                 rate,
-                eta_seconds: (cfg.count - w.done()) as f64 / rate.max(1e-9),
+                eta_seconds: (total - w.done()) as f64 / rate.max(1e-9),
             };
             if !progress(&p) {
                 return Ok(w.done());
@@ -154,14 +170,20 @@ pub fn generate_dataset<G: Generator + ?Sized, L: PixelLabeler>(
     if c_dim > 0 {
         w.write_class_labels((0..c_dim).map(|k| k.to_string()).collect())?;
     }
-    w.finish(serde_json::json!({
-        "generator_resolution": g.spec().resolution,
+    w.finish(dataset_meta(cfg, r))?;
+    Ok(w.done())
+}
+
+/// What `keypoints.json` records about how a dataset was made (besides each image's
+/// keypoints).
+pub(crate) fn dataset_meta(cfg: &FactoryConfig, resolution: usize) -> serde_json::Value {
+    serde_json::json!({
+        "generator_resolution": resolution,
         "config": cfg,
         "filtering": format!(
             "per block of {} candidates, the {} most uncertain dropped",
             cfg.block,
-            cfg.block - keep
+            cfg.block - cfg.keep_per_block()
         ),
-    }))?;
-    Ok(w.done())
+    })
 }

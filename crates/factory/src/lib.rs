@@ -10,7 +10,8 @@
 //! - [`sampling`], [`filter`], [`generate`]: candidates, HandsOff's uncertainty filter,
 //!   and the resumable dataset folder they are written to (`labelgan-dataset`);
 //! - [`pipeline`]: all of it in one call, [`run_factory`], recorded in [`record`] so
-//!   that a resume never mixes two runs.
+//!   that a resume never mixes two runs;
+//! - [`shards`]: one dataset made on N machines and joined, byte for byte.
 
 pub mod calibration;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod labelers;
 pub mod pipeline;
 pub mod record;
 pub mod sampling;
+pub mod shards;
 
 pub use calibration::{
     CALIBRATION_FILE, CALIBRATION_STREAM, CalibrationReport, PriorCalibration, ShiftClassLogits,
@@ -36,3 +38,4 @@ pub use labelers::Labelers;
 pub use pipeline::{FactoryEvent, FactoryOutput, FactoryRun, Method, factory_record, run_factory};
 pub use record::{RUN_FILE, RUN_OUTPUTS, clear_run, generator_fingerprint};
 pub use sampling::{candidate_class, candidate_z, synthesize_candidates};
+pub use shards::{LABELERS_DIR, copy_labelers, merge_shards};

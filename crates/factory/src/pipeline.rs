@@ -109,7 +109,7 @@ pub fn run_factory<G: Generator, I: Inverter + ?Sized>(
         RUN_FILE,
         "start over in a new folder (or pass --restart)",
     )?;
-    let cache = out.join("labelers");
+    let cache = out.join(crate::shards::LABELERS_DIR);
     let mut log = |l: &str| {
         events(FactoryEvent::Log(l));
     };

@@ -15,8 +15,9 @@ use crate::sampling::synthesize_candidates;
 pub const RUN_FILE: &str = "run.json";
 
 /// What a factory run writes into its folder, all of which [`clear_run`] removes.
-pub const RUN_OUTPUTS: [&str; 9] = [
+pub const RUN_OUTPUTS: [&str; 10] = [
     RUN_FILE,
+    labelgan_dataset::CLASS_LABELS_FILE,
     "manifest.jsonl",
     "keypoints.json",
     labelgan_core::image_io::CONTACT_SHEET,
@@ -24,7 +25,7 @@ pub const RUN_OUTPUTS: [&str; 9] = [
     "masks",
     "depth",
     "previews",
-    "labelers",
+    crate::shards::LABELERS_DIR,
 ];
 
 /// Latent seed of the probe image that fingerprints a generator.

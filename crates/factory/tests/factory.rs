@@ -307,3 +307,123 @@ fn a_conditional_generator_makes_a_class_labelled_dataset() {
     assert!(!bad.exists(), "nothing written");
     std::fs::remove_dir_all(&base).unwrap();
 }
+
+/// A dataset made as 3 shards (labelers fitted once, shipped to each as files) and
+/// merged is, byte for byte, the dataset one machine makes; merging refuses an
+/// unfinished shard, a missing one and shards of another run.
+#[test]
+fn three_shards_merge_into_the_bytes_of_one_machine() {
+    use labelgan_core::Shard;
+    use labelgan_dataset::{LabelledSet, Targets};
+    use labelgan_factory::{
+        FactoryRun, FitOptions, LABELERS_DIR, Method, PriorCalibration, copy_labelers, merge_shards, run_factory,
+    };
+    let g = tiny_g_with_classes(3);
+    let c = one_hot(&[0, 1, 2], 3, &candle_core::Device::Cpu).unwrap();
+    let ws = g.map(&g.sample_z(3, 5).unwrap(), Some(&c), Truncation::NONE).unwrap();
+    let masks: Vec<Vec<u32>> = (0..3)
+        .map(|i| (0..256).map(|p| ((p / 16 + i) % 3 == 0) as u32).collect())
+        .collect();
+    let set = LabelledSet {
+        images: g.image(&ws, NoiseMode::Const).unwrap(),
+        targets: Targets {
+            masks: Some(masks),
+            ..Targets::default()
+        },
+        names: (0..3).map(|i| format!("{i}.png")).collect(),
+    };
+    let run = |count: usize, shard: Option<Shard>| FactoryRun {
+        fit: FitOptions {
+            members: 1,
+            pixels_per_image: 64,
+            max_epochs: 1,
+            ..FitOptions::default()
+        },
+        calibration: PriorCalibration {
+            rounds: 2,
+            images: 4,
+            ..PriorCalibration::default()
+        },
+        dataset: FactoryConfig {
+            count,
+            block: 4,
+            filter_fraction: 0.25,
+            batch: 3,
+            shard,
+            ..FactoryConfig::default()
+        },
+        inputs: Default::default(),
+    };
+    let method: Method<'_, dyn labelgan_core::Inverter> = Method::DatasetGan { ws: ws.clone() };
+    let base = std::env::temp_dir().join(format!("lg-factory-shards-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    // Fit once (no images), then one machine and three shards label with those files.
+    let fit = base.join("fit");
+    run_factory(&g, &method, &set, &run(0, None), &fit, &mut |_| true).unwrap();
+    let labelers = fit.join(LABELERS_DIR);
+    let one = base.join("one");
+    copy_labelers(&labelers, &one).unwrap();
+    // 14 images, 3 kept per block: 5 blocks, the last one short, dealt 2/2/1.
+    run_factory(&g, &method, &set, &run(14, None), &one, &mut |_| true).unwrap();
+    let shard_dirs: Vec<_> = (1..=3).map(|k| base.join(format!("shard{k}"))).collect();
+    for (k, dir) in (1..4).zip(&shard_dirs).rev() {
+        copy_labelers(&labelers, dir).unwrap();
+        let shard = Some(Shard { k, n: 3 });
+        run_factory(&g, &method, &set, &run(14, shard), dir, &mut |_| true).unwrap();
+    }
+    let merged = base.join("merged");
+    let n = merge_shards(
+        &[shard_dirs[2].clone(), shard_dirs[0].clone(), shard_dirs[1].clone()],
+        &merged,
+    )
+    .unwrap();
+    assert_eq!(n, 14);
+    let (a, b) = (folder_contents(&one).unwrap(), folder_contents(&merged).unwrap());
+    let names = |v: &[(String, Vec<u8>)]| v.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&a), names(&b));
+    for ((p, x), (_, y)) in a.iter().zip(&b) {
+        assert!(x == y, "{p} differs");
+    }
+    assert!(merged.join("classes.json").exists());
+
+    // Refused: into a folder with a dataset, a shard missing, shards of another run,
+    // an unfinished shard.
+    let e = merge_shards(&shard_dirs, &merged).unwrap_err().to_string();
+    assert!(e.contains("already holds a dataset"), "{e}");
+    let e = merge_shards(&shard_dirs[..2], &base.join("m2"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("shard 1/3") && e.contains("2 folders"), "{e}");
+    let e = merge_shards(
+        &[shard_dirs[0].clone(), shard_dirs[0].clone(), shard_dirs[2].clone()],
+        &base.join("m3"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("shard 2/3 is missing"), "{e}");
+    let other = base.join("other2");
+    copy_labelers(&labelers, &other).unwrap();
+    let mut r = run(14, Some(Shard { k: 2, n: 3 }));
+    r.dataset.seed = 9;
+    run_factory(&g, &method, &set, &r, &other, &mut |_| true).unwrap();
+    let e = merge_shards(
+        &[shard_dirs[0].clone(), other.clone(), shard_dirs[2].clone()],
+        &base.join("m4"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("different runs") && e.contains("dataset.seed"), "{e}");
+    let part = base.join("part2");
+    copy_labelers(&labelers, &part).unwrap();
+    let shard2 = run(14, Some(Shard { k: 2, n: 3 }));
+    run_factory(&g, &method, &set, &shard2, &part, &mut |e| match e {
+        labelgan_factory::FactoryEvent::Written(p) => p.written < 2,
+        _ => true,
+    })
+    .unwrap();
+    let e = merge_shards(&[shard_dirs[0].clone(), part, shard_dirs[2].clone()], &base.join("m5"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("has not finished"), "{e}");
+    std::fs::remove_dir_all(&base).unwrap();
+}

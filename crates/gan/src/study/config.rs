@@ -223,44 +223,6 @@ impl Study {
     }
 }
 
-/// A shard of a study: the `k`-th of `n` (1-based), as `K/N`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    /// Which, 1..=n.
-    pub k: usize,
-    /// Of how many.
-    pub n: usize,
-}
-
-impl Shard {
-    /// The whole study.
-    pub const ALL: Shard = Shard { k: 1, n: 1 };
-
-    /// Whether run `index` (in study order) is this shard's: runs are dealt in turn, so
-    /// every shard gets early seeds of many configs.
-    pub fn holds(&self, index: usize) -> bool {
-        index % self.n == self.k - 1
-    }
-}
-
-impl std::str::FromStr for Shard {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        let (k, n) = s
-            .split_once('/')
-            .ok_or_else(|| format!("{s}: expected K/N, like 1/4"))?;
-        let (k, n): (usize, usize) = (
-            k.trim().parse().map_err(|_| format!("{s}: K is not a whole number"))?,
-            n.trim().parse().map_err(|_| format!("{s}: N is not a whole number"))?,
-        );
-        if n == 0 || n > 10_000 || k == 0 || k > n {
-            return Err(format!("{s}: expected 1 <= K <= N <= 10000"));
-        }
-        Ok(Shard { k, n })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,11 +281,6 @@ values = [{ name = "sn", set = ["model.d_spectral_norm=true"] }, { name = "nosn"
         assert!(r.config.model.d_spectral_norm);
         assert!(!s.runs[11].config.model.d_spectral_norm);
         assert_eq!(r.dir(Path::new("o")), Path::new("o/runs/wgan_gp-sn/seed5"));
-        let shards: Vec<Vec<usize>> = (1..=3)
-            .map(|k| (0..12).filter(|&i| Shard { k, n: 3 }.holds(i)).collect())
-            .collect();
-        assert_eq!(shards[1], [1, 4, 7, 10]);
-        assert_eq!(shards.iter().map(Vec::len).sum::<usize>(), 12);
 
         let few = s.only(&["wgan_gp-sn".into(), "ns-sn".into()]).unwrap();
         assert_eq!(few.config_names(), ["ns-sn", "wgan_gp-sn"], "in study order");
@@ -352,7 +309,5 @@ values = [{ name = "sn", set = ["model.d_spectral_norm=true"] }, { name = "nosn"
         assert!(e.contains("config `x`") && e.contains("train.lr"), "{e}");
         assert!(err("seeds = [0]\nbase = \"missing.toml\"").contains("missing.toml"));
         assert!(err("seeds = [0]\nsed = 1").contains("sed"));
-        assert!("0/2".parse::<Shard>().is_err() && "3/2".parse::<Shard>().is_err() && "1-2".parse::<Shard>().is_err());
-        assert_eq!("2/3".parse::<Shard>(), Ok(Shard { k: 2, n: 3 }));
     }
 }

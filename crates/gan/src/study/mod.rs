@@ -16,7 +16,8 @@ pub mod results;
 pub mod runner;
 pub mod scores;
 
-pub use config::{Axis, AxisValue, Shard, Study, StudyConfig, StudyRun};
+pub use config::{Axis, AxisValue, Study, StudyConfig, StudyRun};
+pub use labelgan_core::Shard;
 pub use merge::merge_studies;
 pub use results::{ConfigResult, ScoreSummary, StudyResults, collect};
 pub use runner::{StudyReport, run_finished, run_study};
