@@ -12,12 +12,16 @@ use labelgan_labeler::{Head, LabelerConfig};
 mod common;
 use common::{tiny_g, tiny_g_with_classes};
 
-#[test]
-fn labels_filters_and_resumes_byte_identically() {
-    let g = tiny_g();
-    // "Annotations" of 4 generated images: class 1 where the red channel is bright.
-    let ws = g.map(&g.sample_z(4, 1).unwrap(), None, Truncation::NONE).unwrap();
-    let img = g.image(&ws, NoiseMode::Const).unwrap();
+/// A segmentation labeler fitted on "annotations" of the generated images of `ws`:
+/// class 1 where the red channel is bright.
+fn red_channel_labelers(
+    g: &labelgan_stylegan::StyleGan2,
+    ws: &candle_core::Tensor,
+    members: usize,
+    pixels: usize,
+    epochs: usize,
+) -> Labelers {
+    let img = g.image(ws, NoiseMode::Const).unwrap();
     let red = img
         .narrow(1, 0, 1)
         .unwrap()
@@ -30,15 +34,22 @@ fn labels_filters_and_resumes_byte_identically() {
         .map(|r| ImageLabels::mask(r.iter().map(|&v| (v > 0.0) as u32).collect()))
         .collect();
     let mut cfg = LabelerConfig::new(Head::Segmentation { classes: 2 }, 16);
-    cfg.members = 2;
+    cfg.members = members;
     cfg.hidden = Some((8, 4));
-    cfg.pixels_per_image = 128;
-    cfg.max_epochs = 2;
-    let (seg, _) = fit_labeler(&g, &ws, &targets, &cfg, |_| {}).unwrap();
-    let labelers = Labelers {
+    cfg.pixels_per_image = pixels;
+    cfg.max_epochs = epochs;
+    let (seg, _) = fit_labeler(g, ws, &targets, &cfg, |_| {}).unwrap();
+    Labelers {
         segmentation: Some(seg),
         ..Labelers::default()
-    };
+    }
+}
+
+#[test]
+fn labels_filters_and_resumes_byte_identically() {
+    let g = tiny_g();
+    let ws = g.map(&g.sample_z(4, 1).unwrap(), None, Truncation::NONE).unwrap();
+    let labelers = red_channel_labelers(&g, &ws, 2, 128, 2);
     let fc = FactoryConfig {
         count: 7,
         seed: 3,
@@ -211,28 +222,7 @@ fn a_conditional_generator_makes_a_class_labelled_dataset() {
     let g = tiny_g_with_classes(3);
     let c = one_hot(&[0, 1, 2, 0], 3, &candle_core::Device::Cpu).unwrap();
     let ws = g.map(&g.sample_z(4, 1).unwrap(), Some(&c), Truncation::NONE).unwrap();
-    let img = g.image(&ws, NoiseMode::Const).unwrap();
-    let red = img
-        .narrow(1, 0, 1)
-        .unwrap()
-        .flatten_from(1)
-        .unwrap()
-        .to_vec2::<f32>()
-        .unwrap();
-    let targets: Vec<ImageLabels> = red
-        .iter()
-        .map(|r| ImageLabels::mask(r.iter().map(|&v| (v > 0.0) as u32).collect()))
-        .collect();
-    let mut cfg = LabelerConfig::new(Head::Segmentation { classes: 2 }, 16);
-    cfg.members = 1;
-    cfg.hidden = Some((8, 4));
-    cfg.pixels_per_image = 64;
-    cfg.max_epochs = 1;
-    let (seg, _) = fit_labeler(&g, &ws, &targets, &cfg, |_| {}).unwrap();
-    let labelers = Labelers {
-        segmentation: Some(seg),
-        ..Labelers::default()
-    };
+    let labelers = red_channel_labelers(&g, &ws, 1, 64, 1);
     let fc = FactoryConfig {
         count: 6,
         seed: 3,
