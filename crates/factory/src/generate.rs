@@ -12,7 +12,7 @@ use crate::config::FactoryConfig;
 use crate::filter::keep_most_certain;
 use crate::labelers::Labelers;
 use crate::sampling::synthesize_candidates;
-use crate::shards::ShardPlan;
+use crate::shard_plan::ShardPlan;
 
 /// Most memory one block of candidates may take (8 GB).
 const MAX_BLOCK_BYTES: f64 = 8e9;

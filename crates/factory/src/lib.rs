@@ -23,6 +23,7 @@ pub mod labelers;
 pub mod pipeline;
 pub mod record;
 pub mod sampling;
+mod shard_plan;
 pub mod shards;
 
 pub use calibration::{
@@ -36,6 +37,6 @@ pub use generate::{DatasetProgress, generate_dataset};
 pub use handsoff::{Refinement, check_latents, fit_datasetgan, fit_handsoff, invert};
 pub use labelers::Labelers;
 pub use pipeline::{FactoryEvent, FactoryOutput, FactoryRun, Method, factory_record, run_factory};
-pub use record::{RUN_FILE, RUN_OUTPUTS, clear_run, generator_fingerprint};
+pub use record::{LABELERS_DIR, RUN_FILE, RUN_OUTPUTS, clear_run, generator_fingerprint};
 pub use sampling::{candidate_class, candidate_z, synthesize_candidates};
-pub use shards::{LABELERS_DIR, copy_labelers, merge_shards};
+pub use shards::{copy_labelers, merge_shards};

@@ -17,7 +17,7 @@ use crate::fitting::FitOptions;
 use crate::generate::{DatasetProgress, generate_dataset};
 use crate::handsoff::{Refinement, fit_datasetgan, fit_handsoff};
 use crate::labelers::Labelers;
-use crate::record::{RUN_FILE, generator_fingerprint};
+use crate::record::{LABELERS_DIR, RUN_FILE, generator_fingerprint};
 
 /// Where the latents of the labelled images come from.
 #[derive(Debug, Clone)]
@@ -109,7 +109,7 @@ pub fn run_factory<G: Generator, I: Inverter + ?Sized>(
         RUN_FILE,
         "start over in a new folder (or pass --restart)",
     )?;
-    let cache = out.join(crate::shards::LABELERS_DIR);
+    let cache = out.join(LABELERS_DIR);
     let mut log = |l: &str| {
         events(FactoryEvent::Log(l));
     };

@@ -14,6 +14,9 @@ use crate::sampling::synthesize_candidates;
 /// The record's file name in a factory folder.
 pub const RUN_FILE: &str = "run.json";
 
+/// The folder of fitted labelers (and calibration) inside a factory folder.
+pub const LABELERS_DIR: &str = "labelers";
+
 /// What a factory run writes into its folder, all of which [`clear_run`] removes.
 pub const RUN_OUTPUTS: [&str; 10] = [
     RUN_FILE,
@@ -25,7 +28,7 @@ pub const RUN_OUTPUTS: [&str; 10] = [
     "masks",
     "depth",
     "previews",
-    crate::shards::LABELERS_DIR,
+    LABELERS_DIR,
 ];
 
 /// Latent seed of the probe image that fingerprints a generator.
