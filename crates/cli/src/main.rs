@@ -96,6 +96,7 @@ fn main() -> ExitCode {
     if matches!(
         cli.command,
         Command::Factory(_)
+            | Command::Merge(_)
             | Command::TrainGan(_)
             | Command::Study(_)
             | Command::TrainEncoder(_)

@@ -114,12 +114,14 @@ fn dataset_setting(record: &RunRecord) -> Option<serde_json::Result<FactoryConfi
 }
 
 /// Joins the finished shard folders `shards` (any order; every shard of one run, each
-/// once) into `out`, a new folder: images renumbered in dataset order, manifest,
-/// `keypoints.json`, `classes.json`, contact sheet, the labelers and the run record,
-/// exactly the bytes one machine's run writes. Shards of different runs, unfinished or
-/// damaged shards, missing ones, and shards labelled by different labelers are refused
-/// by name. Returns the number of images.
-pub fn merge_shards(shards: &[PathBuf], out: &Path) -> Result<usize> {
+/// once) into `out`: images renumbered in dataset order, manifest, `keypoints.json`,
+/// `classes.json`, contact sheet, the labelers and the run record, exactly the bytes
+/// one machine's run writes. Shards of different runs, unfinished or damaged shards,
+/// missing ones, shards labelled by different labelers and an `out` holding another
+/// run are refused by name. Resumable: a merge stopped (by `progress` returning
+/// `false`, or a kill) continues where it stopped. `progress(done, count)` is called
+/// after every image. Returns the number of images in `out`.
+pub fn merge_shards(shards: &[PathBuf], out: &Path, progress: &mut dyn FnMut(usize, usize) -> bool) -> Result<usize> {
     if shards.is_empty() {
         return Err(Error::invalid("no shard folders to merge"));
     }
@@ -207,9 +209,9 @@ pub fn merge_shards(shards: &[PathBuf], out: &Path) -> Result<usize> {
             )));
         }
     }
-    if out.join(RUN_FILE).exists() || out.join("manifest.jsonl").exists() {
+    if out.join("manifest.jsonl").exists() && !out.join(RUN_FILE).exists() {
         return Err(Error::invalid(format!(
-            "{} already holds a dataset: merge into a new folder",
+            "{} already holds a dataset without a run record: merge into a new folder",
             out.display()
         )));
     }
@@ -219,15 +221,26 @@ pub fn merge_shards(shards: &[PathBuf], out: &Path) -> Result<usize> {
         shard: None,
         ..first.config.clone()
     };
+    // The run's record first: a folder holding another run is refused, the same run's
+    // unfinished merge resumed.
     unsharded(&first.record).check_or_write(out, RUN_FILE, "merge into a new folder")?;
     copy_labelers(&first.dir.join(LABELERS_DIR), out)?;
     let resolution = first.resolution;
     let mut w = DatasetWriter::open(out, resolution)?;
+    if let Some(&i) = w.damaged().first() {
+        return Err(Error::invalid(format!(
+            "{}: image {i} was altered or removed since it was merged; merge into a new folder",
+            out.display()
+        )));
+    }
     let plan = ShardPlan::new(&first.config);
-    for index in 0..whole.count {
+    for index in w.done()..whole.count {
         let (k, local) = plan.locate(index);
         let f = &folders[k - 1];
         w.append_from(&f.dir, &f.writer.entries()[local])?;
+        if !progress(w.done(), whole.count) {
+            return Ok(w.done());
+        }
     }
     if let Some(labels) = ClassLabels::read(&first.dir)? {
         w.write_class_labels(labels.classes)?;

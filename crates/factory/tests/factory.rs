@@ -362,11 +362,16 @@ fn three_shards_merge_into_the_bytes_of_one_machine() {
         run_factory(&g, &method, &set, &run(14, shard), dir, &mut |_| true).unwrap();
     }
     let merged = base.join("merged");
-    let n = merge_shards(
-        &[shard_dirs[2].clone(), shard_dirs[0].clone(), shard_dirs[1].clone()],
-        &merged,
-    )
+    let any_order = [shard_dirs[2].clone(), shard_dirs[0].clone(), shard_dirs[1].clone()];
+    // Stopped after 5 images, then resumed.
+    let mut seen = vec![];
+    let n = merge_shards(&any_order, &merged, &mut |done, count| {
+        seen.push((done, count));
+        done < 5
+    })
     .unwrap();
+    assert_eq!((n, seen.last().copied()), (5, Some((5, 14))));
+    let n = merge_shards(&any_order, &merged, &mut |_, _| true).unwrap();
     assert_eq!(n, 14);
     let (a, b) = (folder_contents(&one).unwrap(), folder_contents(&merged).unwrap());
     let names = |v: &[(String, Vec<u8>)]| v.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
@@ -376,17 +381,20 @@ fn three_shards_merge_into_the_bytes_of_one_machine() {
     }
     assert!(merged.join("classes.json").exists());
 
-    // Refused: into a folder with a dataset, a shard missing, shards of another run,
-    // an unfinished shard.
-    let e = merge_shards(&shard_dirs, &merged).unwrap_err().to_string();
-    assert!(e.contains("already holds a dataset"), "{e}");
-    let e = merge_shards(&shard_dirs[..2], &base.join("m2"))
+    // Again: nothing to do. Refused: into a folder with another run's dataset, a shard
+    // missing, shards of another run, an unfinished shard.
+    let mut all = |_: usize, _: usize| true;
+    assert_eq!(merge_shards(&shard_dirs, &merged, &mut all).unwrap(), 14);
+    let e = merge_shards(&shard_dirs, &fit, &mut all).unwrap_err().to_string();
+    assert!(e.contains("dataset.count = 0, this run has 14"), "{e}");
+    let e = merge_shards(&shard_dirs[..2], &base.join("m2"), &mut all)
         .unwrap_err()
         .to_string();
     assert!(e.contains("shard 1/3") && e.contains("2 folders"), "{e}");
     let e = merge_shards(
         &[shard_dirs[0].clone(), shard_dirs[0].clone(), shard_dirs[2].clone()],
         &base.join("m3"),
+        &mut all,
     )
     .unwrap_err()
     .to_string();
@@ -399,6 +407,7 @@ fn three_shards_merge_into_the_bytes_of_one_machine() {
     let e = merge_shards(
         &[shard_dirs[0].clone(), other.clone(), shard_dirs[2].clone()],
         &base.join("m4"),
+        &mut all,
     )
     .unwrap_err()
     .to_string();
@@ -411,9 +420,13 @@ fn three_shards_merge_into_the_bytes_of_one_machine() {
         _ => true,
     })
     .unwrap();
-    let e = merge_shards(&[shard_dirs[0].clone(), part, shard_dirs[2].clone()], &base.join("m5"))
-        .unwrap_err()
-        .to_string();
+    let e = merge_shards(
+        &[shard_dirs[0].clone(), part, shard_dirs[2].clone()],
+        &base.join("m5"),
+        &mut all,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("has not finished"), "{e}");
     std::fs::remove_dir_all(&base).unwrap();
 }
