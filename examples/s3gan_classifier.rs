@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use labelgan::eval::{ClassAugmentation, compare_class_augmentation, generated_images};
+use labelgan::gan::study::mean_std;
 use labelgan::gan::{LabelSplit, load_generator};
 use labelgan::lpips::rotation::{RotationConfig, Task};
 use labelgan::prelude::*;
@@ -56,13 +57,6 @@ struct Args {
     batch: usize,
     #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
     seeds: Vec<u64>,
-}
-
-fn mean_std(v: &[f32]) -> (f64, f64) {
-    let n = v.len().max(1) as f64;
-    let m = v.iter().map(|&x| x as f64).sum::<f64>() / n;
-    let var = v.iter().map(|&x| (x as f64 - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (m, var.sqrt())
 }
 
 fn main() -> Result<()> {
@@ -122,8 +116,9 @@ fn main() -> Result<()> {
     )?;
     bar.finish();
     let round = |v: &[f32]| -> Vec<f64> { v.iter().map(|&x| (x as f64 * 1e4).round() / 1e4).collect() };
-    let (ra, rs) = mean_std(&report.real_only);
-    let (wa, ws) = mean_std(&report.with_generated);
+    let wide = |v: &[f32]| -> Vec<f64> { v.iter().map(|&x| x as f64).collect() };
+    let (ra, rs) = mean_std(&wide(&report.real_only));
+    let (wa, ws) = mean_std(&wide(&report.with_generated));
     let line = serde_json::json!({
         "generator": a.generator.display().to_string(),
         "labelled": lc.len(),

@@ -19,6 +19,7 @@ pub mod scores;
 pub use config::{Axis, AxisValue, Study, StudyConfig, StudyRun};
 pub use labelgan_core::Shard;
 pub use merge::merge_studies;
-pub use results::{ConfigResult, ScoreSummary, StudyResults, collect};
+pub use plot::plot_curves;
+pub use results::{ConfigResult, ScoreSummary, StudyResults, collect, mean_std};
 pub use runner::{StudyReport, run_finished, run_study};
 pub use scores::{RunScores, ScoreRow, read_scores};

@@ -18,8 +18,15 @@ fn register_font() {
     });
 }
 
-/// Plots `curves` (a name and its (x, y) points each) against kimg into `path`.
-pub fn plot_curves(path: &Path, title: &str, y_label: &str, curves: &[(String, Vec<(f64, f64)>)]) -> Result<()> {
+/// Plots `curves` (a name and its (x, y) points each; a single point is a dot) into
+/// `path`, the x axis from 0.
+pub fn plot_curves(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    curves: &[(String, Vec<(f64, f64)>)],
+) -> Result<()> {
     register_font();
     let finite = || {
         curves
@@ -48,7 +55,7 @@ pub fn plot_curves(path: &Path, title: &str, y_label: &str, curves: &[(String, V
             .map_err(|e| err(&e))?;
         chart
             .configure_mesh()
-            .x_desc("kimg (thousands of real images shown)")
+            .x_desc(x_label)
             .y_desc(y_label)
             .label_style(("sans-serif", 14))
             .draw()

@@ -11,7 +11,7 @@ use super::runner::run_finished;
 use super::scores::{RunScores, read_scores};
 use super::{Study, StudyRun};
 
-/// Mean and sample standard deviation (0 for one value).
+/// Mean and sample standard deviation (0 for one value; NaN mean for none).
 pub fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
@@ -155,6 +155,7 @@ pub fn collect(study: &Study, out: &Path) -> Result<StudyResults> {
         plot_curves(
             &out.join(format!("{first}.png")),
             &format!("{title}: {first} (mean over seeds)"),
+            "kimg (thousands of real images shown)",
             first,
             &curves,
         )?;
