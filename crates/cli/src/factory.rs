@@ -246,9 +246,9 @@ pub fn run(a: FactoryArgs) -> Result<()> {
     };
     let out = run_factory(&g, &method, &set, &run, &a.out, &mut print_events("generating"))?;
     labelgan_core::stop::check(&format!(
-        "{} of {} images are in {}; rerun the same command to resume",
+        "{} images{} are in {}; rerun the same command to resume",
         out.images,
-        a.count,
+        shard.map_or(format!(" of {}", a.count), |s| format!(" of shard {s}")),
         a.out.display()
     ))?;
     let mut line = serde_json::json!({"images": out.images, "out": a.out.display().to_string(), "seconds": started.elapsed().as_secs_f64()});
