@@ -270,22 +270,16 @@ fn classes_of(data: &std::path::Path, set: &LabelledSet) -> Result<Vec<u32>> {
             data.display()
         ))
     })?;
-    set.names
-        .iter()
-        .map(|name| {
-            labels
-                .images
-                .iter()
-                .find(|l| &l.file == name)
-                .map(|l| l.class)
-                .ok_or_else(|| {
-                    Error::format(
-                        data.join(labelgan_dataset::CLASS_LABELS_FILE),
-                        format!("no class for image {name}"),
-                    )
-                })
-        })
-        .collect()
+    labels.classes_of(data, &set.names)
+}
+
+/// Moves the bar over `count` images (made on first use) to `done`, finishing it there.
+pub fn show_images(bar: &mut Option<Progress>, label: &str, done: usize, count: usize) {
+    let b = bar.get_or_insert_with(|| Progress::new(count as u64, label, "images"));
+    b.set(done as u64);
+    if done == count {
+        b.finish();
+    }
 }
 
 /// Prints a factory run's log lines and a progress bar over the images it writes; stops
@@ -296,13 +290,7 @@ pub fn print_events(label: &str) -> impl FnMut(FactoryEvent<'_>) -> bool {
     move |e| {
         match e {
             FactoryEvent::Log(l) => eprintln!("{l}"),
-            FactoryEvent::Written(p) => {
-                let b = bar.get_or_insert_with(|| Progress::new(p.count as u64, &label, "images"));
-                b.set(p.written as u64);
-                if p.written == p.count {
-                    b.finish();
-                }
-            }
+            FactoryEvent::Written(p) => show_images(&mut bar, &label, p.written, p.count),
         }
         !labelgan_core::stop::requested()
     }

@@ -83,20 +83,7 @@ pub(crate) fn load_folder(dir: &Path, resolution: usize) -> Result<(Tensor, Opti
     let files = image_files(&images_dir)?;
     let images = load_images(&files, resolution)?;
     let classes = match ClassLabels::read(dir)? {
-        Some(labels) => {
-            // One lookup table, not a scan of the labels per image.
-            let by_file: std::collections::HashMap<&str, u32> =
-                labels.images.iter().map(|l| (l.file.as_str(), l.class)).collect();
-            let per: Vec<u32> = file_names(&files)
-                .iter()
-                .map(|n| {
-                    by_file.get(n.as_str()).copied().ok_or_else(|| {
-                        Error::invalid(format!("{} has no class in {}", n, dir.join("classes.json").display()))
-                    })
-                })
-                .collect::<Result<_>>()?;
-            Some((per, labels.classes.len()))
-        }
+        Some(labels) => Some((labels.classes_of(dir, &file_names(&files))?, labels.classes.len())),
         None => None,
     };
     Ok((images, classes))

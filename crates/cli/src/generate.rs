@@ -334,7 +334,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         )?;
         if has_classes {
             ClassLabels {
-                classes: (0..spec.c_dim).map(|k| k.to_string()).collect(),
+                classes: ClassLabels::numbered_names(spec.c_dim),
                 images: labels,
             }
             .write(dir)?;

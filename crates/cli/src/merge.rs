@@ -24,11 +24,7 @@ pub fn run(a: MergeArgs) -> Result<()> {
     check_output(("--out", &a.out), &inputs)?;
     let mut bar: Option<Progress> = None;
     let images = labelgan_factory::merge_shards(&a.shards, &a.out, &mut |done, count| {
-        let b = bar.get_or_insert_with(|| Progress::new(count as u64, "merging", "images"));
-        b.set(done as u64);
-        if done == count {
-            b.finish();
-        }
+        crate::factory::show_images(&mut bar, "merging", done, count);
         !labelgan_core::stop::requested()
     })?;
     labelgan_core::stop::check(&format!(

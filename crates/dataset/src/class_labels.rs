@@ -34,6 +34,11 @@ pub struct ClassLabels {
 }
 
 impl ClassLabels {
+    /// Class names for a generator that knows its classes only by number: "0", "1", ...
+    pub fn numbered_names(classes: usize) -> Vec<String> {
+        (0..classes).map(|k| k.to_string()).collect()
+    }
+
     /// Reads `DIR/classes.json`; `None` when the folder has none.
     pub fn read(dir: &Path) -> Result<Option<Self>> {
         let path = dir.join(CLASS_LABELS_FILE);
@@ -75,6 +80,23 @@ impl ClassLabels {
         Ok(())
     }
 
+    /// The class of each of `files` (in their order), for labels read from folder
+    /// `dir`; a file without a class is an error naming it and `dir`'s label file.
+    pub fn classes_of(&self, dir: &Path, files: &[String]) -> Result<Vec<u32>> {
+        // One lookup table, not a scan of the labels per file.
+        let by_file: std::collections::HashMap<&str, u32> =
+            self.images.iter().map(|l| (l.file.as_str(), l.class)).collect();
+        files
+            .iter()
+            .map(|f| {
+                by_file
+                    .get(f.as_str())
+                    .copied()
+                    .ok_or_else(|| Error::format(dir.join(CLASS_LABELS_FILE), format!("no class for image {f}")))
+            })
+            .collect()
+    }
+
     /// The class of `file`, if labelled.
     pub fn class_of(&self, file: &str) -> Option<u32> {
         self.images.iter().find(|l| l.file == file).map(|l| l.class)
@@ -106,6 +128,15 @@ mod tests {
         l.write(&dir).unwrap();
         let back = ClassLabels::read(&dir).unwrap().unwrap();
         assert_eq!((back.class_of("0.png"), back.class_of("2.png")), (Some(1), None));
+        assert_eq!(
+            back.classes_of(&dir, &["1.png".into(), "0.png".into()]).unwrap(),
+            [0, 1]
+        );
+        let e = back.classes_of(&dir, &["2.png".into()]).unwrap_err().to_string();
+        assert!(
+            e.contains("classes.json") && e.contains("no class for image 2.png"),
+            "{e}"
+        );
         let mut bad = l.clone();
         bad.images[0].class = 2;
         assert!(bad.write(&dir).unwrap_err().to_string().contains("only 2 classes"));

@@ -389,8 +389,7 @@ impl DatasetWriter {
 
 /// Every file under `dir` (recursively) as (relative path, bytes), sorted by path, but
 /// the run lock: what the resume tests compare between an interrupted and an
-/// uninterrupted run.
-#[doc(hidden)]
+/// uninterrupted run, and merging compares between shards' labelers.
 pub fn folder_contents(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     labelgan_core::io::files_under(dir, true)?
         .into_iter()

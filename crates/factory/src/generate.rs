@@ -168,7 +168,7 @@ pub fn generate_dataset<G: Generator + ?Sized, L: PixelLabeler>(
     }
     let c_dim = g.spec().c_dim;
     if c_dim > 0 {
-        w.write_class_labels((0..c_dim).map(|k| k.to_string()).collect())?;
+        w.write_class_labels(labelgan_dataset::ClassLabels::numbered_names(c_dim))?;
     }
     w.finish(dataset_meta(cfg, r))?;
     Ok(w.done())

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use labelgan_core::{Error, Result, RunLock, RunRecord, Shard};
-use labelgan_dataset::{ClassLabels, DatasetWriter};
+use labelgan_dataset::{ClassLabels, DatasetWriter, folder_contents};
 
 use crate::config::FactoryConfig;
 use crate::generate::dataset_meta;
@@ -194,14 +194,7 @@ pub fn merge_shards(shards: &[PathBuf], out: &Path, progress: &mut dyn FnMut(usi
                 }
             )));
         }
-        let theirs = labelgan_core::io::files_under(&f.dir.join(LABELERS_DIR), true)?;
-        let ours = labelgan_core::io::files_under(&first.dir.join(LABELERS_DIR), true)?;
-        let same = theirs == ours
-            && ours.iter().all(|rel| {
-                std::fs::read(f.dir.join(LABELERS_DIR).join(rel)).ok()
-                    == std::fs::read(first.dir.join(LABELERS_DIR).join(rel)).ok()
-            });
-        if !same {
+        if folder_contents(&f.dir.join(LABELERS_DIR))? != folder_contents(&first.dir.join(LABELERS_DIR))? {
             return Err(Error::invalid(format!(
                 "{} and {} were labelled by different labelers: fit once and pass the same --labelers to every shard",
                 first.dir.display(),
