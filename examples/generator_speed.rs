@@ -30,10 +30,17 @@ struct Args {
     /// cpu, cuda or metal.
     #[arg(long, default_value = "cpu")]
     device: DeviceKind,
+    /// Leave glibc's default heap behaviour (freed buffers go back to the kernel and
+    /// come back as fresh zeroed pages) instead of `keep_freed_memory`, as the CLI sets.
+    #[arg(long)]
+    default_heap: bool,
 }
 
 fn main() -> labelgan::core::Result<()> {
     let a = Args::parse();
+    if !a.default_heap {
+        labelgan::kernels::heap::keep_freed_memory();
+    }
     let device = a.device.open()?;
     let config = GeneratorConfig {
         img_resolution: a.resolution,

@@ -2,6 +2,9 @@
 //! GEMMs over shifted views of zero-padded images (no im2col), groups of images side by
 //! side in each GEMM's columns. [`crate::conv`] wraps them as differentiable ops.
 
+use rayon::prelude::*;
+
+use crate::bias_act::BiasAct;
 use crate::element::Element;
 
 /// How many images one GEMM of [`conv_cpu`] or [`weight_grad_cpu`] spans: enough that
@@ -58,7 +61,9 @@ impl Fold {
     }
 
     /// Copies images `first..first + nb` of `x [N, C, h, wd]` into the interior of the
-    /// padded buffer `xp` (borders stay as they are: zero).
+    /// padded buffer `xp` (borders stay as they are: zero), each channel times its
+    /// `scale [N * C]` when one is given.
+    #[allow(clippy::too_many_arguments)]
     fn fill<T: Element>(
         &self,
         xp: &mut [T],
@@ -67,6 +72,7 @@ impl Fold {
         p: usize,
         first: usize,
         nb: usize,
+        scale: Option<&[T]>,
     ) {
         debug_assert_eq!(self.hp, h + 2 * p);
         for i in 0..nb {
@@ -74,7 +80,16 @@ impl Fold {
                 for y in 0..h {
                     let s = (((first + i) * c + ch) * h + y) * wd;
                     let d = ch * self.row + i * self.plane + (y + p) * self.wp + p;
-                    xp[d..d + wd].copy_from_slice(&x[s..s + wd]);
+                    let (dst, src) = (&mut xp[d..d + wd], &x[s..s + wd]);
+                    match scale {
+                        None => dst.copy_from_slice(src),
+                        Some(sc) => {
+                            let m = sc[(first + i) * c + ch];
+                            for (a, &b) in dst.iter_mut().zip(src) {
+                                *a = b * m;
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -102,13 +117,39 @@ pub fn conv_cpu<T: Element>(
     bias: Option<&[T]>,
     relu: bool,
 ) -> Vec<T> {
+    conv_cpu_fused(x, w, dims, ok, p, None, &BiasAct::bias_relu(bias, relu))
+}
+
+/// [`conv_cpu`] with each input channel scaled by `in_scale [N * C]` as it is copied
+/// into the padded buffer, and `out` applied in the output pass: StyleGAN2's modulated
+/// convolution (styles in, demodulation, noise, bias and activation out) costs the
+/// convolution alone.
+///
+/// # Panics
+/// If the buffer lengths do not match the dimensions (a caller's bug).
+pub fn conv_cpu_fused<T: Element>(
+    x: &[T],
+    w: &[T],
+    dims: (usize, usize, usize, usize),
+    ok: (usize, usize),
+    p: usize,
+    in_scale: Option<&[T]>,
+    out: &BiasAct<T>,
+) -> Vec<T> {
     let (n, _, h, wd) = dims;
-    let nb = if std::env::var("XGROUP1").is_ok() {
-        1
-    } else {
-        images_per_gemm((h + 2 * p) * (wd + 2 * p), n, FORWARD_COLUMNS)
-    };
-    conv_cpu_grouped(x, w, dims, ok, p, bias, relu, nb)
+    let nb = images_per_gemm((h + 2 * p) * (wd + 2 * p), n, FORWARD_COLUMNS);
+    conv_cpu_group(x, w, dims, ok, p, (in_scale, out), (nb, Blocks::Auto))
+}
+
+/// How [`conv_cpu_group`] splits a group's columns.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Blocks {
+    /// Blocks of rows in parallel when the map is large enough to give every thread
+    /// several; otherwise the whole group in one GEMM per tap, split by gemm.
+    Auto,
+    /// Always blocks of this many padded rows (tests).
+    #[cfg(test)]
+    Rows(usize),
 }
 
 /// [`conv_cpu`] with `group` images per GEMM (at least 1) instead of the chosen number.
@@ -126,74 +167,115 @@ pub fn conv_cpu_grouped<T: Element>(
     relu: bool,
     group: usize,
 ) -> Vec<T> {
-    assert!(p < k && x.len() == n * c * h * wd && w.len() == o * c * k * k);
     assert!(bias.is_none_or(|b| b.len() == o));
+    conv_cpu_group(
+        x,
+        w,
+        (n, c, h, wd),
+        (o, k),
+        p,
+        (None, &BiasAct::bias_relu(bias, relu)),
+        (group, Blocks::Auto),
+    )
+}
+
+/// The body of [`conv_cpu_fused`] with `group` images per GEMM (at least 1).
+fn conv_cpu_group<T: Element>(
+    x: &[T],
+    w: &[T],
+    (n, c, h, wd): (usize, usize, usize, usize),
+    (o, k): (usize, usize),
+    p: usize,
+    (in_scale, act): (Option<&[T]>, &BiasAct<T>),
+    (group, blocks): (usize, Blocks),
+) -> Vec<T> {
+    assert!(p < k && x.len() == n * c * h * wd && w.len() == o * c * k * k);
+    assert!(in_scale.is_none_or(|s| s.len() == n * c));
     let nb = group.clamp(1, n.max(1));
     let f = Fold::new((h, wd), k, p, nb);
     let (ho, wo, wp) = (f.ho, f.wo, f.wp);
+    act.check(n, o, ho * wo);
     let mut xp = vec![T::ZERO; c * f.row];
     let mut ypw: Vec<T> = Vec::with_capacity(o * f.cols(nb));
-    let mut out: Vec<T> = Vec::with_capacity(n * o * ho * wo);
+    let mut out: Vec<T> = vec![T::ZERO; n * o * ho * wo];
     let threads = crate::threads::cpu_threads();
     for first in (0..n).step_by(nb) {
         let nb = nb.min(n - first);
-        f.fill(&mut xp, x, (c, h, wd), p, first, nb);
+        f.fill(&mut xp, x, (c, h, wd), p, first, nb, in_scale);
         let cols = f.cols(nb);
+        // Whole padded rows per block, enough columns for the microkernels, few enough
+        // that the block's [o, cols] accumulator stays in a core's L2 through all taps.
+        let rows = cols / wp;
+        let (rows_per_block, blocked) = match blocks {
+            Blocks::Auto => {
+                let r = (BLOCK_FLOATS / o).max(MIN_BLOCK_COLUMNS).div_ceil(wp);
+                (r, threads > 1 && rows >= 4 * threads * r)
+            }
+            #[cfg(test)]
+            Blocks::Rows(r) => (r, true),
+        };
+        if blocked {
+            // Blocks of output rows in parallel, each through all k*k taps at once: the
+            // accumulator is read and written in cache instead of k*k times in memory.
+            let out_rows = SharedRows(out.as_mut_ptr());
+            let blocks: Vec<usize> = (0..rows).step_by(rows_per_block).collect();
+            blocks.into_par_iter().for_each_init(
+                || vec![T::ZERO; o * rows_per_block * wp],
+                |acc, r0| {
+                    let r1 = (r0 + rows_per_block).min(rows);
+                    let ld = rows_per_block * wp;
+                    // SAFETY: acc holds o rows of ld >= (r1 - r0) * wp columns; the views
+                    // of xp start at column r0 * wp < cols (bounds as in `tap_gemms`).
+                    unsafe {
+                        tap_gemms(
+                            (o, (r1 - r0) * wp, c, k),
+                            (acc.as_mut_ptr(), ld),
+                            w,
+                            (xp.as_ptr().add(r0 * wp), f.row, wp),
+                            gemm::Parallelism::None,
+                        )
+                    };
+                    for r in r0..r1 {
+                        let (i, y) = (r / f.hp, r % f.hp);
+                        if y >= ho {
+                            continue; // between two images
+                        }
+                        for oo in 0..o {
+                            let d = (((first + i) * o + oo) * ho + y) * wo;
+                            // SAFETY: row y of channel oo of image first + i: inside out,
+                            // and written by this block alone (blocks own disjoint rows).
+                            let dst = unsafe { out_rows.row(d, wo) };
+                            act.row((first + i, oo, o), y * wo, &acc[oo * ld + (r - r0) * wp..][..wo], dst);
+                        }
+                    }
+                },
+            );
+            continue;
+        }
         let par = if threads > 1 && o * cols * c >= 1 << 16 {
             gemm::Parallelism::Rayon(threads)
         } else {
             gemm::Parallelism::None
         };
-        for dy in 0..k {
-            for dx in 0..k {
-                let first_tap = dy == 0 && dx == 0;
-                // SAFETY: dst [o, cols] is ypw (capacity o * f.cols(group) >= o * cols);
-                // lhs element (oo, cc) is w[oo*c*k*k + cc*k*k + dy*k + dx] < w.len(); rhs
-                // element (cc, j) is xp[dy*wp + dx + cc*row + j] with j < cols, at most
-                // (k-1)*wp + (k-1) + (c-1)*row + (nb-1)*plane + ho*wp - 1
-                // = (c-1)*row + nb*plane + k - 2 < c*row = xp.len().
-                unsafe {
-                    gemm::gemm(
-                        o,
-                        cols,
-                        c,
-                        ypw.spare_capacity_mut().as_mut_ptr().cast::<T>(),
-                        1,
-                        cols as isize,
-                        !first_tap,
-                        w.as_ptr().add(dy * k + dx),
-                        (k * k) as isize,
-                        (c * k * k) as isize,
-                        xp.as_ptr().add(dy * wp + dx),
-                        1,
-                        f.row as isize,
-                        T::ONE,
-                        T::ONE,
-                        false,
-                        false,
-                        false,
-                        par,
-                    );
-                }
-            }
+        // SAFETY: ypw has capacity o * f.cols(group) >= o * cols; the views of xp are
+        // bounded as `tap_gemms` requires.
+        unsafe {
+            tap_gemms(
+                (o, cols, c, k),
+                (ypw.spare_capacity_mut().as_mut_ptr().cast::<T>(), cols),
+                w,
+                (xp.as_ptr(), f.row, wp),
+                par,
+            );
+            // The first tap's GEMM wrote all `o * cols` elements.
+            ypw.set_len(o * cols);
         }
-        // SAFETY: the first tap's GEMM above wrote all `o * cols` elements.
-        unsafe { ypw.set_len(o * cols) };
         for i in 0..nb {
             for oo in 0..o {
-                let b = bias.map_or(T::ZERO, |b| b[oo]);
                 for y in 0..ho {
                     let s = oo * cols + i * f.plane + y * wp;
-                    let src = &ypw[s..s + wo];
-                    // Appended in output order: image, channel, row.
-                    match (bias.is_some(), relu) {
-                        (false, false) => out.extend_from_slice(src),
-                        (_, false) => out.extend(src.iter().map(|&s| s + b)),
-                        (_, true) => out.extend(src.iter().map(|&s| {
-                            let v = s + b;
-                            if v > T::ZERO { v } else { T::ZERO }
-                        })),
-                    }
+                    let d = (((first + i) * o + oo) * ho + y) * wo;
+                    act.row((first + i, oo, o), y * wo, &ypw[s..s + wo], &mut out[d..d + wo]);
                 }
             }
         }
@@ -201,6 +283,78 @@ pub fn conv_cpu_grouped<T: Element>(
         ypw.clear();
     }
     out
+}
+
+/// Floats of accumulator a block of the forward aims at (256 KiB: a core's L2 share).
+const BLOCK_FLOATS: usize = 64 << 10;
+
+/// The fewest columns a block of the forward spans.
+const MIN_BLOCK_COLUMNS: usize = 512;
+
+/// The output buffer of the blocked forward, written row by row from several threads.
+struct SharedRows<T>(*mut T);
+
+// SAFETY: the blocks write disjoint rows (see `SharedRows::row`'s callers).
+unsafe impl<T: Send> Send for SharedRows<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for SharedRows<T> {}
+
+impl<T> SharedRows<T> {
+    /// `len` elements from `start`.
+    ///
+    /// # Safety
+    /// The range must lie inside the buffer and no other live reference may touch it.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn row(&self, start: usize, len: usize) -> &mut [T] {
+        // SAFETY: as the caller guarantees.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
+    }
+}
+
+/// `dst [o, cols] (row stride ld) = Σ_{dy, dx} W_tap [o, c] · X_tap [c, cols]`, where
+/// `X_tap` is the view of the padded buffer starting `dy * wp + dx` after `xp` (rows
+/// `row` apart): the k*k GEMMs of the implicit convolution, the first overwriting.
+///
+/// # Safety
+/// `dst` must hold `(o - 1) * ld + cols` elements; every `xp[cc * row + dy * wp + dx +
+/// j]` with `cc < c`, `dy, dx < k`, `j < cols` must be readable; `w` is `[o, c, k, k]`.
+unsafe fn tap_gemms<T: Element>(
+    (o, cols, c, k): (usize, usize, usize, usize),
+    (dst, ld): (*mut T, usize),
+    w: &[T],
+    (xp, row, wp): (*const T, usize, usize),
+    par: gemm::Parallelism,
+) {
+    debug_assert_eq!(w.len(), o * c * k * k);
+    for dy in 0..k {
+        for dx in 0..k {
+            // SAFETY: lhs element (oo, cc) is w[oo*c*k*k + cc*k*k + dy*k + dx] < w.len();
+            // dst and rhs as the caller guarantees.
+            unsafe {
+                gemm::gemm(
+                    o,
+                    cols,
+                    c,
+                    dst,
+                    1,
+                    ld as isize,
+                    dy + dx > 0,
+                    w.as_ptr().add(dy * k + dx),
+                    (k * k) as isize,
+                    (c * k * k) as isize,
+                    xp.add(dy * wp + dx),
+                    1,
+                    row as isize,
+                    T::ONE,
+                    T::ONE,
+                    false,
+                    false,
+                    false,
+                    par,
+                );
+            }
+        }
+    }
 }
 
 /// The weight gradient of [`conv_cpu`] on raw CPU buffers:
@@ -225,11 +379,7 @@ pub fn weight_grad_cpu<T: Element>(
 ) -> Vec<T> {
     let (n, _, h, wd) = dims;
     let share = n.div_ceil(crate::threads::cpu_threads().clamp(1, n.max(1)));
-    let nb = if std::env::var("XGROUP1").is_ok() {
-        1
-    } else {
-        images_per_gemm((h + 2 * p) * (wd + 2 * p), share, WEIGHT_GRAD_COLUMNS)
-    };
+    let nb = images_per_gemm((h + 2 * p) * (wd + 2 * p), share, WEIGHT_GRAD_COLUMNS);
     weight_grad_cpu_grouped(x, g, dims, ok, p, nb)
 }
 
@@ -257,7 +407,7 @@ pub fn weight_grad_cpu_grouped<T: Element>(
         let mut gp = vec![T::ZERO; o * gcols];
         for first in images.clone().step_by(nb) {
             let nb = nb.min(images.end - first);
-            f.fill(&mut xp, x, (c, h, wd), p, first, nb);
+            f.fill(&mut xp, x, (c, h, wd), p, first, nb, None);
             let cols = f.cols(nb);
             for i in 0..nb {
                 for oo in 0..o {
@@ -340,4 +490,73 @@ pub fn flip_transpose_cpu<T: Element>(w: &[T], (o, i, k): (usize, usize, usize))
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bias_act::{Activation, AddPlane};
+
+    fn values(len: usize, seed: usize) -> Vec<f64> {
+        (0..len)
+            .map(|i| ((i * 7919 + seed * 104729) % 1000) as f64 / 500.0 - 1.0)
+            .collect()
+    }
+
+    /// Blocks of 1, 2 and 3 rows (one not dividing the row count; image groups with the
+    /// rows between images inside a block) give the same numbers as one GEMM per tap,
+    /// with every part of the output pass and an input scale.
+    #[test]
+    fn row_blocks_equal_whole_gemms() {
+        for (n, c, o, h, wd, k, p, group) in [
+            (3, 4, 5, 6, 7, 3, 1, 3),
+            (2, 3, 2, 9, 5, 3, 1, 1),
+            (4, 2, 3, 5, 5, 1, 0, 2),
+        ] {
+            let (ho, wo) = (h + 2 * p + 1 - k, wd + 2 * p + 1 - k);
+            let x = values(n * c * h * wd, 1);
+            let w = values(o * c * k * k, 2);
+            let scale_in = values(n * c, 3);
+            let scale_out = values(n * o, 4);
+            let plane = values(n * ho * wo, 5);
+            let bias = values(o, 6);
+            let act = BiasAct {
+                scale: Some(&scale_out),
+                add: Some(AddPlane {
+                    values: &plane,
+                    stride: ho * wo,
+                }),
+                bias: Some(&bias),
+                act: Activation::LeakyRelu { slope: 0.2, gain: 1.5 },
+                clamp: Some(2.0),
+            };
+            let dims = (n, c, h, wd);
+            let whole = conv_cpu_group(&x, &w, dims, (o, k), p, (Some(&scale_in), &act), (group, Blocks::Auto));
+            for r in 1..=3 {
+                let blocked = conv_cpu_group(
+                    &x,
+                    &w,
+                    dims,
+                    (o, k),
+                    p,
+                    (Some(&scale_in), &act),
+                    (group, Blocks::Rows(r)),
+                );
+                let e = whole
+                    .iter()
+                    .zip(&blocked)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f64::max);
+                assert!(
+                    e < 1e-12,
+                    "{n}x{c}x{h}x{wd} -> {o}, k {k}, group {group}, {r} rows: {e}"
+                );
+            }
+            // The input scale is the convolution of the scaled input.
+            let scaled: Vec<f64> = x.iter().enumerate().map(|(j, v)| v * scale_in[j / (h * wd)]).collect();
+            let plain = conv_cpu_group(&scaled, &w, dims, (o, k), p, (None, &act), (group, Blocks::Auto));
+            let e = whole.iter().zip(&plain).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            assert!(e < 1e-12, "input scale: {e}");
+        }
+    }
 }

@@ -7,6 +7,8 @@
 //! - [`conv`]: the stride-1 convolution as a differentiable op, with a backward that
 //!   is itself a forward convolution (derivatives of any order at forward speed);
 //! - [`implicit_gemm`]: its CPU body on raw buffers, GEMMs over shifted views;
+//! - [`bias_act`]: the fused output pass of a convolution (scale, added plane, bias,
+//!   activation, clamp);
 //! - [`element`]: the element types the CPU kernels take, and their storage as slices;
 //! - [`channel`]: per-channel sums and affine maps (biases, batch norm) whose
 //!   backward needs no strided reduction;
@@ -25,6 +27,7 @@
 //! trunk, the factored projection's fused rows) but take their SIMD level and thread
 //! count from here.
 
+pub mod bias_act;
 pub mod channel;
 pub mod conv;
 pub mod element;
@@ -38,6 +41,6 @@ pub mod simd;
 pub mod strided;
 pub mod threads;
 
-pub use path::{KernelPath, kernel_path, native_on};
+pub use path::{KernelPath, kernel_path, native_inference, native_on};
 pub use simd::{Simd, simd};
 pub use threads::cpu_threads;

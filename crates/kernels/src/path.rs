@@ -7,7 +7,7 @@
 
 use std::sync::OnceLock;
 
-use candle_core::Device;
+use candle_core::{DType, Device, Tensor};
 
 /// The two bodies a custom kernel has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +46,15 @@ pub fn kernel_path() -> KernelPath {
 /// on the CPU unless the generic path was asked for.
 pub fn native_on(device: &Device) -> bool {
     device.is_cpu() && kernel_path() == KernelPath::Native
+}
+
+/// Whether an inference-only CPU body (one with no backward) may run on `tensors`: the
+/// native path on the CPU, every tensor f32, and none of them a variable or computed from
+/// one, so no gradient can be asked of it.
+pub fn native_inference(tensors: &[&Tensor]) -> bool {
+    tensors
+        .iter()
+        .all(|t| native_on(t.device()) && t.dtype() == DType::F32 && !t.track_op())
 }
 
 #[cfg(test)]

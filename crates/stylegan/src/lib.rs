@@ -23,6 +23,7 @@
 //! Data", NeurIPS 2020.
 
 pub mod config;
+pub mod conv2d_resample;
 pub mod discriminator;
 pub mod equalized_conv;
 pub mod fc;

@@ -13,9 +13,19 @@ use candle_core::{D, Tensor};
 
 use labelgan_core::io::TensorFile;
 use labelgan_core::{NoiseMode, Result, SplitMix64};
+use labelgan_kernels::bias_act::{Activation, AddPlane, BiasAct};
+use labelgan_kernels::element::with_cpu_slice;
+use labelgan_kernels::implicit_gemm::conv_cpu_fused;
 
+use crate::conv2d_resample::upsample_conv_cpu;
 use crate::fc::{FullyConnected, lrelu_gain};
-use crate::upfirdn::{upsample_conv2d, upsample_conv2d_with, upsample_kernels};
+use crate::upfirdn::{filter_kernel, upsample_conv2d, upsample_conv2d_with, upsample_kernels};
+
+/// StyleGAN's `lrelu` with its gain, as the fused output pass applies it.
+const LRELU_GAIN: Activation = Activation::LeakyRelu {
+    slope: 0.2,
+    gain: std::f64::consts::SQRT_2,
+};
 
 /// A synthesis layer (`SynthesisLayer`): modulated 3x3 conv (upsampling for conv0),
 /// noise, bias, `lrelu * sqrt(2)`, clamp.
@@ -37,6 +47,9 @@ pub struct SynthesisLayer {
     pub up: bool,
     /// Phase kernels of the upsampling conv, precomputed by [`SynthesisLayer::freeze`].
     frozen_kernels: Option<Tensor>,
+    /// `sum_k W[o, i, k]^2` `[O, I]` for demodulation, precomputed by
+    /// [`SynthesisLayer::freeze`].
+    frozen_wsq: Option<Tensor>,
     /// Output resolution.
     pub resolution: usize,
     /// Clamp bound.
@@ -64,24 +77,32 @@ impl SynthesisLayer {
             resample_filter: file.get_shaped(&k("resample_filter"), &[4, 4])?,
             up,
             frozen_kernels: None,
+            frozen_wsq: None,
             resolution,
             conv_clamp,
         })
     }
 
-    /// Declares the weights fixed (inference): the upsampling conv's phase kernels are
-    /// computed now and reused by every forward pass. Call [`SynthesisLayer::thaw`]
-    /// before changing the weights.
+    /// Declares the weights fixed (inference): the upsampling conv's phase kernels and
+    /// the weights' squared sums for demodulation are computed now and reused by every
+    /// forward pass. Call [`SynthesisLayer::thaw`] before changing the weights.
     pub fn freeze(&mut self) -> Result<()> {
         if self.up {
             self.frozen_kernels = Some(upsample_kernels(&self.weight, &self.resample_filter)?);
         }
+        self.frozen_wsq = Some(self.weight_squares()?);
         Ok(())
     }
 
     /// Drops precomputed kernels: forward passes derive them from the weights again.
     pub fn thaw(&mut self) {
         self.frozen_kernels = None;
+        self.frozen_wsq = None;
+    }
+
+    /// `sum_k W[o, i, k]^2`, `[O, I]`.
+    fn weight_squares(&self) -> Result<Tensor> {
+        Ok(self.weight.sqr()?.sum(D::Minus1)?.sum(D::Minus1)?)
     }
 
     /// Output channels.
@@ -89,12 +110,39 @@ impl SynthesisLayer {
         self.weight.dims()[0]
     }
 
+    /// The styles `s [N, I]` of `w` and the demodulation coefficients `d [N, O]`.
+    fn styles(&self, w: &Tensor) -> Result<(Tensor, Tensor)> {
+        let s = self.affine.forward(w)?; // [N, I]
+        let wsq = match &self.frozen_wsq {
+            Some(wsq) => wsq.clone(),
+            None => self.weight_squares()?,
+        };
+        let d = (s.sqr()?.matmul(&wsq.t()?)? + 1e-8)?.sqrt()?.recip()?; // [N, O]
+        Ok((s, d))
+    }
+
     /// `x [N, I, R', R']` (R' = R/2 for conv0) and `w [N, w_dim]` to `[N, O, R, R]`.
     /// `noise_seed` is used by [`NoiseMode::Random`] only.
+    ///
+    /// When no gradient can be asked of the result (no variable among the inputs and
+    /// weights) and everything is f32 on the CPU, one fused pass runs
+    /// ([`SynthesisLayer::forward_inference`]); otherwise candle ops.
     pub fn forward(&self, x: &Tensor, w: &Tensor, noise: NoiseMode, noise_seed: u64) -> Result<Tensor> {
-        let s = self.affine.forward(w)?; // [N, I]
-        let wsq = self.weight.sqr()?.sum(D::Minus1)?.sum(D::Minus1)?; // [O, I]
-        let d = (s.sqr()?.matmul(&wsq.t()?)? + 1e-8)?.sqrt()?.recip()?; // [N, O]
+        let params = [
+            x,
+            w,
+            &self.weight,
+            &self.bias,
+            &self.noise_strength,
+            &self.noise_const,
+            &self.resample_filter,
+            &self.affine.weight,
+            &self.affine.bias,
+        ];
+        if labelgan_kernels::native_inference(&params) {
+            return self.forward_inference(x, w, noise, noise_seed);
+        }
+        let (s, d) = self.styles(w)?;
         let (n, i) = s.dims2()?;
         let x = x.broadcast_mul(&s.reshape((n, i, 1, 1))?)?;
         let x = if self.up {
@@ -125,6 +173,56 @@ impl SynthesisLayer {
             None => x,
         })
     }
+
+    /// [`SynthesisLayer::forward`] in one pass over the feature map on the CPU (f32, no
+    /// gradient): the styles scale the input as the convolution reads it; demodulation,
+    /// noise, bias, activation and clamp are applied as it writes. conv0 runs as the
+    /// official transposed convolution and FIR filter ([`upsample_conv_cpu`]).
+    pub fn forward_inference(&self, x: &Tensor, w: &Tensor, noise: NoiseMode, noise_seed: u64) -> Result<Tensor> {
+        let (n, i, h, wd) = x.dims4()?;
+        let (s, d) = self.styles(w)?;
+        let (o, r) = (self.out_channels(), self.resolution);
+        let noise = match noise {
+            NoiseMode::Const => Some((self.noise_const.broadcast_mul(&self.noise_strength)?, 0)),
+            NoiseMode::Random(_) => {
+                let nz = SplitMix64::new(noise_seed).normal_tensor(&[n, 1, r, r], x.device())?;
+                Some((nz.broadcast_mul(&self.noise_strength)?, r * r))
+            }
+            NoiseMode::None => None,
+        };
+        let noise = match noise {
+            Some((t, stride)) => Some((t.flatten_all()?.to_vec1::<f32>()?, stride)),
+            None => None,
+        };
+        let (s, d) = (s.flatten_all()?.to_vec1::<f32>()?, d.flatten_all()?.to_vec1::<f32>()?);
+        let bias = self.bias.to_vec1::<f32>()?;
+        let act = BiasAct {
+            scale: Some(&d),
+            add: noise.as_ref().map(|(values, stride)| AddPlane {
+                values,
+                stride: *stride,
+            }),
+            bias: Some(&bias),
+            act: LRELU_GAIN,
+            clamp: self.conv_clamp.map(|c| c as f32),
+        };
+        let filter: [f32; 16] = filter_kernel(&self.resample_filter)?
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .try_into()
+            .map_err(|_| labelgan_core::Error::invalid("resample filter must have 16 values"))?;
+        let (x, weight) = (x.contiguous()?, self.weight.contiguous()?);
+        let y = with_cpu_slice::<f32, _>(&x, |xv| {
+            with_cpu_slice::<f32, _>(&weight, |wv| {
+                if self.up {
+                    upsample_conv_cpu(xv, wv, (n, i, h, wd), o, &s, &filter, &act)
+                } else {
+                    conv_cpu_fused(xv, wv, (n, i, h, wd), (o, 3), 1, Some(&s), &act)
+                }
+            })
+        })??;
+        Ok(Tensor::from_vec(y, (n, o, r, r), x.device())?)
+    }
 }
 
 /// The 1x1 modulated conv without demodulation that turns features into RGB
@@ -154,10 +252,29 @@ impl ToRgb {
         })
     }
 
-    /// `x [N, I, R, R]`, `w [N, w_dim]` to `[N, img_channels, R, R]`.
+    /// `x [N, I, R, R]`, `w [N, w_dim]` to `[N, img_channels, R, R]`. Without a
+    /// gradient to track, on the CPU in f32, the styles, bias and clamp are applied in
+    /// the convolution's own passes.
     pub fn forward(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
-        let (n, i, _, _) = x.dims4()?;
+        let (n, i, h, wd) = x.dims4()?;
         let s = self.affine.forward(w)?.affine(1.0 / (i as f64).sqrt(), 0.0)?;
+        let params = [x, w, &self.weight, &self.bias, &self.affine.weight, &self.affine.bias];
+        if labelgan_kernels::native_inference(&params) {
+            let c = self.bias.dims()[0];
+            let (s, bias) = (s.flatten_all()?.to_vec1::<f32>()?, self.bias.to_vec1::<f32>()?);
+            let act = BiasAct {
+                bias: Some(&bias),
+                clamp: self.conv_clamp.map(|c| c as f32),
+                ..BiasAct::default()
+            };
+            let (x, weight) = (x.contiguous()?, self.weight.contiguous()?);
+            let y = with_cpu_slice::<f32, _>(&x, |xv| {
+                with_cpu_slice::<f32, _>(&weight, |wv| {
+                    conv_cpu_fused(xv, wv, (n, i, h, wd), (c, 1), 0, Some(&s), &act)
+                })
+            })??;
+            return Ok(Tensor::from_vec(y, (n, c, h, wd), x.device())?);
+        }
         let x = x.broadcast_mul(&s.reshape((n, i, 1, 1))?)?;
         let x = labelgan_kernels::conv::conv2d(&x, &self.weight, 0)?;
         let c = self.bias.dims()[0];
@@ -166,5 +283,91 @@ impl ToRgb {
             Some(c) => x.clamp(-c, c)?,
             None => x,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn randn(rng: &mut SplitMix64, shape: &[usize], scale: f64) -> Tensor {
+        rng.normal_tensor(shape, &Device::Cpu)
+            .unwrap()
+            .affine(scale, 0.0)
+            .unwrap()
+    }
+
+    fn layer(rng: &mut SplitMix64, (i, o): (usize, usize), r: usize, up: bool, clamp: Option<f64>) -> SynthesisLayer {
+        let w_dim = 8;
+        SynthesisLayer {
+            affine: FullyConnected {
+                weight: randn(rng, &[i, w_dim], 1.0),
+                bias: randn(rng, &[i], 0.3).affine(1.0, 1.0).unwrap(),
+                lr_multiplier: 1.0,
+                lrelu: false,
+            },
+            weight: randn(rng, &[o, i, 3, 3], 1.0),
+            bias: randn(rng, &[o], 0.5),
+            noise_strength: Tensor::new(0.7f32, &Device::Cpu).unwrap(),
+            noise_const: randn(rng, &[r, r], 1.0),
+            // Asymmetric, so that a flipped filter would show.
+            resample_filter: randn(rng, &[4, 4], 0.2).affine(1.0, 0.0625).unwrap(),
+            up,
+            frozen_kernels: None,
+            frozen_wsq: None,
+            resolution: r,
+            conv_clamp: clamp,
+        }
+    }
+
+    /// The fused inference pass against the candle-op path the same layer takes when a
+    /// gradient is tracked (x as a variable): conv0 and conv1, every noise mode, with and
+    /// without a clamp, images grouped into one GEMM (5x5 maps) and one per GEMM (48x48).
+    #[test]
+    fn the_fused_pass_equals_the_differentiable_one() {
+        let mut rng = SplitMix64::new(5);
+        for (up, size, n) in [(true, 5, 3), (false, 7, 3), (true, 48, 2), (false, 48, 2)] {
+            for clamp in [None, Some(0.5)] {
+                let r = if up { 2 * size } else { size };
+                let l = layer(&mut rng, (6, 5), r, up, clamp);
+                let x = randn(&mut rng, &[n, 6, size, size], 1.0);
+                let w = randn(&mut rng, &[n, 8], 1.0);
+                let tracked = Var::from_tensor(&x).unwrap();
+                for noise in [NoiseMode::Const, NoiseMode::Random(3), NoiseMode::None] {
+                    let fused = l.forward_inference(&x, &w, noise, 11).unwrap();
+                    let plain = l.forward(tracked.as_tensor(), &w, noise, 11).unwrap();
+                    assert!(plain.track_op(), "the reference must take the candle-op path");
+                    assert_eq!(fused.dims(), &[n, 5, r, r]);
+                    let e = labelgan_core::max_abs_diff(&fused, &plain).unwrap();
+                    assert!(e < 1e-4, "up {up}, {size}x{size}, {noise:?}, clamp {clamp:?}: {e}");
+                    // The public entry point takes the fused pass without a gradient.
+                    let e = labelgan_core::max_abs_diff(&l.forward(&x, &w, noise, 11).unwrap(), &fused).unwrap();
+                    assert_eq!(e, 0.0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn to_rgb_fused_equals_the_differentiable_one() {
+        let mut rng = SplitMix64::new(6);
+        let l = ToRgb {
+            affine: FullyConnected {
+                weight: randn(&mut rng, &[6, 8], 1.0),
+                bias: randn(&mut rng, &[6], 0.3),
+                lr_multiplier: 1.0,
+                lrelu: false,
+            },
+            weight: randn(&mut rng, &[3, 6, 1, 1], 1.0),
+            bias: randn(&mut rng, &[3], 0.5),
+            conv_clamp: Some(0.8),
+        };
+        let x = randn(&mut rng, &[2, 6, 9, 9], 1.0);
+        let w = randn(&mut rng, &[2, 8], 1.0);
+        let fused = l.forward(&x, &w).unwrap();
+        let plain = l.forward(Var::from_tensor(&x).unwrap().as_tensor(), &w).unwrap();
+        assert!(!fused.track_op() && plain.track_op());
+        assert!(labelgan_core::max_abs_diff(&fused, &plain).unwrap() < 1e-5);
     }
 }

@@ -115,6 +115,7 @@ impl Synthesis {
             if let Some(c0) = &mut b.conv0 {
                 c0.freeze()?;
             }
+            b.conv1.freeze()?;
         }
         Ok(())
     }
@@ -125,6 +126,7 @@ impl Synthesis {
             if let Some(c0) = &mut b.conv0 {
                 c0.thaw();
             }
+            b.conv1.thaw();
         }
     }
 

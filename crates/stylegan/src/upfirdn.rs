@@ -23,7 +23,7 @@ use candle_core::{DType, Tensor};
 use labelgan_core::{Error, Result};
 
 /// `4 * flip(f)`: the correlation kernel equal to upfirdn2d's gain-4 convolution.
-fn filter_kernel(filter: &Tensor) -> Result<Tensor> {
+pub(crate) fn filter_kernel(filter: &Tensor) -> Result<Tensor> {
     if filter.dims() != [4, 4] {
         return Err(Error::invalid(format!(
             "resample filter must be [4, 4], got {:?}",
