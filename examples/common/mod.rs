@@ -116,3 +116,27 @@ pub fn render(g: &StyleGan2, ws: &Tensor) -> labelgan::core::Result<Tensor> {
     }
     Ok(Tensor::cat(&out, 0)?)
 }
+
+/// A randomly initialised StyleGAN2 (`channel_base`, z = w = 512) and a segmentation
+/// ensemble of the published sizes (10 members, `classes` classes) on its feature taps:
+/// the factory's workload, whose cost does not depend on the weights.
+pub fn random_factory(
+    resolution: usize,
+    channel_base: usize,
+    classes: usize,
+    device: &Device,
+) -> labelgan::core::Result<(StyleGan2, Labelers)> {
+    let config = GeneratorConfig {
+        img_resolution: resolution,
+        channel_base,
+        ..Default::default()
+    };
+    let g = StyleGan2::random(&config, 0, device)?;
+    let cfg = LabelerConfig::new(Head::Segmentation { classes }, resolution);
+    let seg = Ensemble::init(&cfg, &g.spec().feature_taps(), device)?;
+    let labelers = Labelers {
+        segmentation: Some(seg),
+        ..Labelers::default()
+    };
+    Ok((g, labelers))
+}

@@ -177,7 +177,8 @@ impl SynthesisLayer {
     /// [`SynthesisLayer::forward`] in one pass over the feature map on the CPU (f32, no
     /// gradient): the styles scale the input as the convolution reads it; demodulation,
     /// noise, bias, activation and clamp are applied as it writes. conv0 runs as the
-    /// official transposed convolution and FIR filter ([`upsample_conv_cpu`]).
+    /// official transposed convolution and FIR filter ([`upsample_conv_cpu`]). CPU
+    /// tensors only.
     pub fn forward_inference(&self, x: &Tensor, w: &Tensor, noise: NoiseMode, noise_seed: u64) -> Result<Tensor> {
         let (n, i, h, wd) = x.dims4()?;
         let (s, d) = self.styles(w)?;
@@ -341,9 +342,14 @@ mod tests {
                     assert_eq!(fused.dims(), &[n, 5, r, r]);
                     let e = labelgan_core::max_abs_diff(&fused, &plain).unwrap();
                     assert!(e < 1e-4, "up {up}, {size}x{size}, {noise:?}, clamp {clamp:?}: {e}");
-                    // The public entry point takes the fused pass without a gradient.
+                    // Without a gradient the public entry point takes the fused pass
+                    // (unless LABELGAN_KERNELS=generic sends it down the candle ops).
                     let e = labelgan_core::max_abs_diff(&l.forward(&x, &w, noise, 11).unwrap(), &fused).unwrap();
-                    assert_eq!(e, 0.0);
+                    if labelgan_kernels::native_on(&Device::Cpu) {
+                        assert_eq!(e, 0.0);
+                    } else {
+                        assert!(e < 1e-4);
+                    }
                 }
             }
         }
