@@ -88,7 +88,13 @@ fn trains_resumes_exports_and_rests() {
         .image(&g.map(&z, Some(&y), Truncation::NONE).unwrap(), NoiseMode::Const)
         .unwrap();
     assert_eq!(exported.dims(), &[2, 3, 16, 16]);
-    assert_eq!(flat(&exported), flat(&whole.generate(&z, Some(&y), true).unwrap()));
+    // The loaded generator runs the fused inference passes, the loop its differentiable
+    // ones: the same numbers up to summation order.
+    let e = labelgan_core::max_abs_diff(&exported, &whole.generate(&z, Some(&y), true).unwrap()).unwrap();
+    assert!(
+        e < 1e-4,
+        "the exported generator's images differ from the loop's by {e}"
+    );
     assert_eq!(flat(&g.mapping.w_avg), a["g_buffer.mapping.w_avg"]);
 
     // From a trained generator with a fresh D: G rests for 2 steps, then trains.

@@ -7,6 +7,7 @@
 //! - [`conv`]: the stride-1 convolution as a differentiable op, with a backward that
 //!   is itself a forward convolution (derivatives of any order at forward speed);
 //! - [`implicit_gemm`]: its CPU body on raw buffers, GEMMs over shifted views;
+//! - [`activation`]: StyleGAN's leaky ReLU with gain, one pass each way;
 //! - [`bias_act`]: the fused output pass of a convolution (scale, added plane, bias,
 //!   activation, clamp);
 //! - [`element`]: the element types the CPU kernels take, and their storage as slices;
@@ -27,6 +28,7 @@
 //! trunk, the factored projection's fused rows) but take their SIMD level and thread
 //! count from here.
 
+pub mod activation;
 pub mod bias_act;
 pub mod channel;
 pub mod conv;

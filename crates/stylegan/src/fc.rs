@@ -13,9 +13,8 @@ use labelgan_core::io::TensorFile;
 use labelgan_core::{Error, Result};
 
 /// `lrelu(x, 0.2) * sqrt(2)`: StyleGAN's activation with its gain.
-pub fn lrelu_gain(x: &Tensor) -> candle_core::Result<Tensor> {
-    let g = std::f64::consts::SQRT_2;
-    x.affine(g, 0.0)?.maximum(&x.affine(0.2 * g, 0.0)?)
+pub fn lrelu_gain(x: &Tensor) -> Result<Tensor> {
+    labelgan_kernels::activation::leaky_relu(x, 0.2, std::f64::consts::SQRT_2)
 }
 
 /// A fully connected layer with equalized learning rate.

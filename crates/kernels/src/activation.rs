@@ -1,0 +1,126 @@
+//! StyleGAN's leaky ReLU with its gain, `gain * (x > 0 ? x : slope * x)`, as one op.
+//!
+//! candle composes it from two scalings and a maximum: three passes forward, and a
+//! backward of masks and selects over several more. On the CPU this op is one pass each
+//! way. Its backward multiplies the incoming gradient by the piecewise-constant slope
+//! map with a candle op, so it differentiates again (R1's second-order gradients go
+//! through it); the map's own derivative is zero almost everywhere.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+
+use crate::element::{Element, cpu_slice};
+use labelgan_core::Result;
+
+/// `gain * x` where `x > 0`, `gain * slope * x` elsewhere.
+pub fn leaky_relu(x: &Tensor, slope: f64, gain: f64) -> Result<Tensor> {
+    if !crate::native_on(x.device()) || !matches!(x.dtype(), candle_core::DType::F32 | candle_core::DType::F64) {
+        return Ok(x.affine(gain, 0.0)?.maximum(&x.affine(slope * gain, 0.0)?)?);
+    }
+    let op = LeakyRelu {
+        slope,
+        gain,
+        slope_map: false,
+    };
+    Ok(if x.track_op() {
+        x.apply_op1(op)?
+    } else {
+        x.apply_op1_no_bwd(&op)?
+    })
+}
+
+/// The op; with `slope_map` it returns its derivative (`gain` or `gain * slope`)
+/// instead of its value.
+#[derive(Clone, Copy)]
+struct LeakyRelu {
+    slope: f64,
+    gain: f64,
+    slope_map: bool,
+}
+
+impl LeakyRelu {
+    fn run<T: Element>(&self, x: &[T]) -> Vec<T> {
+        let (pos, neg) = (T::from_f64(self.gain), T::from_f64(self.gain * self.slope));
+        if self.slope_map {
+            x.iter().map(|&v| if v > T::ZERO { pos } else { neg }).collect()
+        } else {
+            x.iter().map(|&v| if v > T::ZERO { v * pos } else { v * neg }).collect()
+        }
+    }
+}
+
+impl CustomOp1 for LeakyRelu {
+    fn name(&self) -> &'static str {
+        "labelgan-leaky-relu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let storage = match s {
+            CpuStorage::F32(_) => CpuStorage::F32(self.run(cpu_slice::<f32>(s, l)?)),
+            CpuStorage::F64(_) => CpuStorage::F64(self.run(cpu_slice::<f64>(s, l)?)),
+            _ => return Err(candle_core::Error::Msg("leaky_relu: f32 or f64 only".into())),
+        };
+        Ok((storage, l.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let map = arg.contiguous()?.apply_op1_no_bwd(&LeakyRelu {
+            slope_map: true,
+            ..*self
+        })?;
+        Ok(Some(grad_res.mul(&map)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn reference(x: &Tensor) -> Tensor {
+        let g = std::f64::consts::SQRT_2;
+        x.affine(g, 0.0)
+            .unwrap()
+            .maximum(&x.affine(0.2 * g, 0.0).unwrap())
+            .unwrap()
+    }
+
+    #[test]
+    fn value_and_gradient_match_the_candle_composition() {
+        let x =
+            Var::from_tensor(&Tensor::new(&[[-1.5f64, -0.25, 0.5], [2.0, -3.0, 0.75]], &Device::Cpu).unwrap()).unwrap();
+        let w = Tensor::new(&[[0.3f64, -1.0, 2.0], [1.5, 0.5, -0.7]], &Device::Cpu).unwrap();
+        let y = leaky_relu(x.as_tensor(), 0.2, std::f64::consts::SQRT_2).unwrap();
+        let want = reference(x.as_tensor());
+        assert!(labelgan_core::max_abs_diff(&y, &want).unwrap() < 1e-12);
+        let g = y.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+        let gw = reference(x.as_tensor())
+            .mul(&w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let (a, b) = (g.get(x.as_tensor()).unwrap(), gw.get(x.as_tensor()).unwrap());
+        assert!(labelgan_core::max_abs_diff(a, b).unwrap() < 1e-12);
+    }
+
+    /// The gradient by finite differences, away from the kink.
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let xs = [-2.0f64, -0.3, 0.4, 1.7];
+        let x = Var::from_tensor(&Tensor::new(&xs, &Device::Cpu).unwrap()).unwrap();
+        let f = |t: &Tensor| leaky_relu(t, 0.2, 1.5).unwrap().sqr().unwrap().sum_all().unwrap();
+        let g = f(x.as_tensor()).backward().unwrap();
+        let got = g.get(x.as_tensor()).unwrap().to_vec1::<f64>().unwrap();
+        for (k, &v) in xs.iter().enumerate() {
+            let h = 1e-6;
+            let mut p = xs;
+            p[k] = v + h;
+            let mut m = xs;
+            m[k] = v - h;
+            let fp = f(&Tensor::new(&p, &Device::Cpu).unwrap()).to_scalar::<f64>().unwrap();
+            let fm = f(&Tensor::new(&m, &Device::Cpu).unwrap()).to_scalar::<f64>().unwrap();
+            assert!((got[k] - (fp - fm) / (2.0 * h)).abs() < 1e-6, "x = {v}");
+        }
+    }
+}
