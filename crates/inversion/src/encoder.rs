@@ -174,7 +174,7 @@ impl ResBlock {
             Some(s) => s.forward(x)?,
             None => x.clone(),
         };
-        avg_pool2(&(lrelu(&(h + skip)?)? * std::f64::consts::FRAC_1_SQRT_2)?)
+        labelgan_kernels::resample::avg_pool2(&(lrelu(&(h + skip)?)? * std::f64::consts::FRAC_1_SQRT_2)?)
     }
 }
 
@@ -203,12 +203,7 @@ impl std::fmt::Debug for Encoder {
 }
 
 fn lrelu(x: &Tensor) -> Result<Tensor> {
-    Ok(x.maximum(&(x * 0.2)?)?)
-}
-
-fn avg_pool2(x: &Tensor) -> Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    Ok(x.reshape((n, c, h / 2, 2, w / 2, 2))?.mean(5)?.mean(3)?)
+    labelgan_kernels::activation::leaky_relu(x, 0.2, 1.0)
 }
 
 impl Encoder {
