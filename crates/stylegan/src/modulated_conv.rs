@@ -45,8 +45,10 @@ pub struct SynthesisLayer {
     pub resample_filter: Tensor,
     /// Upsample by 2 (conv0).
     pub up: bool,
-    /// Phase kernels of the upsampling conv, precomputed by [`SynthesisLayer::freeze`].
-    frozen_kernels: Option<Tensor>,
+    /// Phase kernels of the upsampling conv once [`SynthesisLayer::freeze`] was called:
+    /// made at the first differentiable forward that needs them (the fused inference
+    /// pass does not; at 512 px they would hold 4x conv0's weights for nothing).
+    frozen_kernels: Option<std::sync::OnceLock<Tensor>>,
     /// `sum_k W[o, i, k]^2` `[O, I]` for demodulation, precomputed by
     /// [`SynthesisLayer::freeze`].
     frozen_wsq: Option<Tensor>,
@@ -83,12 +85,13 @@ impl SynthesisLayer {
         })
     }
 
-    /// Declares the weights fixed (inference): the upsampling conv's phase kernels and
-    /// the weights' squared sums for demodulation are computed now and reused by every
-    /// forward pass. Call [`SynthesisLayer::thaw`] before changing the weights.
+    /// Declares the weights fixed (inference): the weights' squared sums for
+    /// demodulation are computed now, the upsampling conv's phase kernels at their first
+    /// use, and both reused by every forward pass. Call [`SynthesisLayer::thaw`] before
+    /// changing the weights.
     pub fn freeze(&mut self) -> Result<()> {
         if self.up {
-            self.frozen_kernels = Some(upsample_kernels(&self.weight, &self.resample_filter)?);
+            self.frozen_kernels = Some(std::sync::OnceLock::new());
         }
         self.frozen_wsq = Some(self.weight_squares()?);
         Ok(())
@@ -147,7 +150,16 @@ impl SynthesisLayer {
         let x = x.broadcast_mul(&s.reshape((n, i, 1, 1))?)?;
         let x = if self.up {
             match &self.frozen_kernels {
-                Some(k) => upsample_conv2d_with(&x, k)?,
+                Some(cell) => {
+                    let k = match cell.get() {
+                        Some(k) => k,
+                        None => {
+                            let k = upsample_kernels(&self.weight, &self.resample_filter)?;
+                            cell.get_or_init(|| k)
+                        }
+                    };
+                    upsample_conv2d_with(&x, k)?
+                }
                 None => upsample_conv2d(&x, &self.weight, &self.resample_filter)?,
             }
         } else {
