@@ -8,11 +8,12 @@ The counterpart of `cargo run --release --example compare_gan_speed`; prints one
     pip install torch
     python tools/compare_gan_speed.py [--threads 2] [--batch 64] [--g-width 256] [--d-width 128]
 """
-import argparse, json, time
+import argparse, json
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
+from timing import seconds_per_step
 
 p = argparse.ArgumentParser()
 p.add_argument("--threads", type=int, default=2)
@@ -119,7 +120,7 @@ real = torch.tanh(torch.randn(n, 3, 32, 32))
 y = F.one_hot(torch.arange(n) % a.classes, a.classes).float()
 
 
-def step():
+def step(_i):
     z = torch.randn(n, a.z_dim)
     fake = g(z, y).detach()
     loss_d = F.relu(1 - d(real, y)).mean() + F.relu(1 + d(fake, y)).mean()
@@ -133,12 +134,7 @@ def step():
     og.step()
 
 
-for _ in range(a.warmup):
-    step()
-t = time.perf_counter()
-for _ in range(a.steps):
-    step()
-s = time.perf_counter() - t
+s = seconds_per_step(step, a.steps, a.warmup) * a.steps
 print(json.dumps({
     "framework": f"PyTorch {torch.__version__}",
     "architecture": "ResnetCifar",

@@ -9,7 +9,7 @@ latents (probability 0.5), images with random noise and no gradient, latent MSE,
 
     python tools/encoder_step_speed.py --official PATH/TO/stylegan2-ada-pytorch [--threads 2] [--steps 10]
 """
-import argparse, json, math, sys, time
+import argparse, json, math, sys
 
 p = argparse.ArgumentParser()
 p.add_argument("--official", required=True)
@@ -23,6 +23,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from training.networks import Generator  # noqa: E402
+from timing import seconds_per_step  # noqa: E402
 
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
@@ -71,7 +72,7 @@ E = Encoder()
 opt = torch.optim.Adam(E.parameters(), lr=5e-4)
 
 
-def step():
+def step(_i):
     n = a.batch
     with torch.no_grad():
         w = G.mapping(torch.randn(2 * n, 256), None)
@@ -86,11 +87,6 @@ def step():
     opt.step()
 
 
-for _ in range(a.warmup):
-    step()
-t = time.perf_counter()
-for _ in range(a.steps):
-    step()
-s = (time.perf_counter() - t) / a.steps
+s = seconds_per_step(step, a.steps, a.warmup)
 print(json.dumps({"framework": "pytorch", "resolution": 64, "batch": a.batch, "steps": a.steps,
                   "threads": torch.get_num_threads(), "seconds_per_step": s, "images_per_second": a.batch / s}))

@@ -11,7 +11,7 @@ base 1024, channel max 64, batch 16). Prints one JSON line.
 
     python tools/stylegan2_step_speed.py --official PATH/TO/stylegan2-ada-pytorch [--threads 2] [--steps 16]
 """
-import argparse, copy, json, sys, time
+import argparse, copy, json, sys
 
 p = argparse.ArgumentParser()
 p.add_argument("--official", required=True)
@@ -28,6 +28,7 @@ sys.path.insert(0, a.official)
 import torch  # noqa: E402
 from training.networks import Generator, Discriminator  # noqa: E402
 from training.loss import StyleGAN2Loss  # noqa: E402
+from timing import seconds_per_step  # noqa: E402
 
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
@@ -73,12 +74,7 @@ def step(i):
             be.copy_(b)
 
 
-for i in range(a.warmup):
-    step(i + 1)  # no R1 in the warm-up unless the interval is 1
-t = time.perf_counter()
-for i in range(a.steps):
-    step(i)
-s = time.perf_counter() - t
+s = seconds_per_step(step, a.steps, a.warmup) * a.steps  # R1 at i = 0 of the timed steps
 print(json.dumps({
     "framework": "stylegan2-ada-pytorch", "resolution": a.resolution, "batch": a.batch,
     "channel_base": a.channel_base, "channel_max": a.channel_max, "steps": a.steps,

@@ -14,3 +14,15 @@ def median_seconds(step, repeats):
         ts.append(time.perf_counter() - t)
     ts.sort()
     return ts[len(ts) // 2]
+
+
+def seconds_per_step(step, steps, warmup):
+    """Mean seconds per call over `steps` (at least 1) timed calls of `step(i)`, `i` the
+    call's index, after `warmup` untimed calls (indices 1..=warmup): training steps,
+    timed over a run as labelgan's step examples do."""
+    for i in range(warmup):
+        step(i + 1)
+    t = time.perf_counter()
+    for i in range(max(steps, 1)):
+        step(i)
+    return (time.perf_counter() - t) / max(steps, 1)
