@@ -29,6 +29,10 @@ struct Args {
     pixels: usize,
     #[arg(long, default_value_t = 1)]
     epochs: usize,
+    /// The labeler's `feature_budget_mb`: training rows gathered per group of images
+    /// (default: the labeler's own default).
+    #[arg(long)]
+    feature_budget_mb: Option<usize>,
 }
 
 fn main() -> labelgan::core::Result<()> {
@@ -67,11 +71,14 @@ fn main() -> labelgan::core::Result<()> {
     let targets: Vec<ImageLabels> = (0..a.images)
         .map(|_| ImageLabels::mask((0..n).map(|_| rng.below(8) as u32).collect()))
         .collect();
-    let cfg = LabelerConfig {
+    let mut cfg = LabelerConfig {
         pixels_per_image: a.pixels,
         max_epochs: a.epochs,
         ..LabelerConfig::new(Head::Segmentation { classes: 8 }, a.resolution)
     };
+    if let Some(mb) = a.feature_budget_mb {
+        cfg.feature_budget_mb = mb;
+    }
     let (_, report) = fit(&cfg, &source, &targets, |line| eprintln!("{line}"))?;
     println!(
         "{}",
@@ -83,6 +90,7 @@ fn main() -> labelgan::core::Result<()> {
             "dim": dim,
             "epochs": report.epochs,
             "train_pixels": report.train_pixels,
+            "feature_budget_mb": cfg.feature_budget_mb,
             "seconds": (start.elapsed().as_secs_f64() * 10.0).round() / 10.0,
             "peak_rss_mb": common::peak_rss_mb(),
         })

@@ -13,7 +13,7 @@ use candle_nn::VarBuilder;
 
 use labelgan_core::Result;
 
-use crate::fc::lrelu_gain;
+use crate::fc::lrelu_gain_times;
 
 /// A convolution with equalized learning rate.
 #[derive(Debug, Clone)]
@@ -50,11 +50,14 @@ impl EqualizedConv {
     /// then times `gain`.
     pub fn forward(&self, x: &Tensor, pad: usize, act: bool, gain: f64) -> Result<Tensor> {
         let y = labelgan_kernels::conv::conv2d(x, &self.scaled_weight()?, pad)?;
-        let mut y = self.add_bias(y)?;
-        if act {
-            y = lrelu_gain(&y)?;
-        }
-        Ok(if gain != 1.0 { y.affine(gain, 0.0)? } else { y })
+        let y = self.add_bias(y)?;
+        Ok(if act {
+            lrelu_gain_times(&y, gain)?
+        } else if gain != 1.0 {
+            y.affine(gain, 0.0)?
+        } else {
+            y
+        })
     }
 
     /// 3x3 convolution with stride 2 on an even-sized map (no padding), then bias.

@@ -14,7 +14,12 @@ use labelgan_core::{Error, Result};
 
 /// `lrelu(x, 0.2) * sqrt(2)`: StyleGAN's activation with its gain.
 pub fn lrelu_gain(x: &Tensor) -> Result<Tensor> {
-    labelgan_kernels::activation::leaky_relu(x, 0.2, std::f64::consts::SQRT_2)
+    lrelu_gain_times(x, 1.0)
+}
+
+/// [`lrelu_gain`] times a further `gain`, in the same pass.
+pub fn lrelu_gain_times(x: &Tensor, gain: f64) -> Result<Tensor> {
+    labelgan_kernels::activation::leaky_relu(x, 0.2, std::f64::consts::SQRT_2 * gain)
 }
 
 /// A fully connected layer with equalized learning rate.
