@@ -16,7 +16,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
 
-use crate::element::{Element, cpu_slice, with_cpu_slice};
+use crate::element::{Element, cpu_slice, with_cpu_slice, with_cpu_slices};
 use crate::implicit_gemm::{conv_cpu, weight_grad_cpu};
 
 use labelgan_core::Result;
@@ -314,9 +314,7 @@ fn weight_grad_tensor<T: Element>(
     (o, k): (usize, usize),
     pad: usize,
 ) -> candle_core::Result<Tensor> {
-    let dw = with_cpu_slice::<T, _>(x, |xs| {
-        with_cpu_slice::<T, _>(g, |gs| weight_grad_cpu(xs, gs, dims, (o, k), pad))
-    })??;
+    let dw = with_cpu_slices::<T, _>(x, g, |xs, gs| weight_grad_cpu(xs, gs, dims, (o, k), pad))?;
     Tensor::from_vec(dw, (o, dims.1, k, k), x.device())
 }
 

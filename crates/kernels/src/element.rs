@@ -73,3 +73,12 @@ pub fn with_cpu_slice<T: Element, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> c
         _ => Err(candle_core::Error::Msg("expected a CPU tensor".into())),
     }
 }
+
+/// [`with_cpu_slice`] over two tensors of the same element type at once.
+pub fn with_cpu_slices<T: Element, R>(
+    a: &Tensor,
+    b: &Tensor,
+    f: impl FnOnce(&[T], &[T]) -> R,
+) -> candle_core::Result<R> {
+    with_cpu_slice::<T, _>(a, |av| with_cpu_slice::<T, _>(b, |bv| f(av, bv)))?
+}

@@ -17,30 +17,18 @@ use labelgan_kernels::linalg::sgemm_strided;
 use rayon::prelude::*;
 
 /// The most bytes the nine GEMM outputs of one chunk of output channels take.
-const Y_BYTES: usize = 64 << 20;
+pub const Y_BYTES: usize = 64 << 20;
 
 /// `x [N, I, H, W]`, each input channel times `in_scale [N * I]`, transposed-convolved
 /// with `weight [O, I, 3, 3]` at stride 2 (`[N, O, 2H+1, 2W+1]`), padded by 1 and
 /// correlated with `g` (the 4x4 filter kernel, row-major, gain included), then `out`:
-/// `[N, O, 2H, 2W]`.
+/// `[N, O, 2H, 2W]`. The output channels go in chunks whose nine GEMM outputs take at
+/// most `y_bytes` ([`Y_BYTES`] unless a test wants smaller ones).
 ///
 /// # Panics
 /// If the buffer lengths do not match the dimensions (a caller's bug).
-pub fn upsample_conv_cpu(
-    x: &[f32],
-    weight: &[f32],
-    (n, i, h, w): (usize, usize, usize, usize),
-    o: usize,
-    in_scale: &[f32],
-    g: &[f32; 16],
-    out: &BiasAct<f32>,
-) -> Vec<f32> {
-    upsample_conv_chunked(x, weight, (n, i, h, w), o, in_scale, g, out, Y_BYTES)
-}
-
-/// [`upsample_conv_cpu`] with chunks of output channels under `y_bytes`.
 #[allow(clippy::too_many_arguments)]
-fn upsample_conv_chunked(
+pub fn upsample_conv_cpu(
     x: &[f32],
     weight: &[f32],
     (n, i, h, w): (usize, usize, usize, usize),
@@ -155,10 +143,10 @@ mod tests {
             act: Activation::LeakyRelu { slope: 0.2, gain: 1.4 },
             ..BiasAct::default()
         };
-        let whole = upsample_conv_chunked(&x, &weight, (n, i, h, w), o, &scale, &g, &act, usize::MAX);
+        let whole = upsample_conv_cpu(&x, &weight, (n, i, h, w), o, &scale, &g, &act, usize::MAX);
         let ld = (n * h * w).max(h * w) + 16;
         let three = 9 * 3 * ld * 4;
-        let chunked = upsample_conv_chunked(&x, &weight, (n, i, h, w), o, &scale, &g, &act, three);
+        let chunked = upsample_conv_cpu(&x, &weight, (n, i, h, w), o, &scale, &g, &act, three);
         assert_eq!(whole.len(), n * o * 4 * h * w);
         let e = whole
             .iter()

@@ -14,10 +14,10 @@ use candle_core::{D, Tensor};
 use labelgan_core::io::TensorFile;
 use labelgan_core::{NoiseMode, Result, SplitMix64};
 use labelgan_kernels::bias_act::{Activation, AddPlane, BiasAct};
-use labelgan_kernels::element::with_cpu_slice;
+use labelgan_kernels::element::with_cpu_slices;
 use labelgan_kernels::implicit_gemm::conv_cpu_fused;
 
-use crate::conv2d_resample::upsample_conv_cpu;
+use crate::conv2d_resample::{Y_BYTES, upsample_conv_cpu};
 use crate::fc::{FullyConnected, lrelu_gain};
 use crate::upfirdn::{filter_kernel, upsample_conv2d, upsample_conv2d_with, upsample_kernels};
 
@@ -167,17 +167,8 @@ impl SynthesisLayer {
         };
         let o = self.out_channels();
         let mut x = x.broadcast_mul(&d.reshape((n, o, 1, 1))?)?;
-        let r = self.resolution;
-        match noise {
-            NoiseMode::Const => {
-                let nz = self.noise_const.broadcast_mul(&self.noise_strength)?;
-                x = x.broadcast_add(&nz.reshape((1, 1, r, r))?)?;
-            }
-            NoiseMode::Random(_) => {
-                let nz = SplitMix64::new(noise_seed).normal_tensor(&[n, 1, r, r], x.device())?;
-                x = x.broadcast_add(&nz.broadcast_mul(&self.noise_strength)?)?;
-            }
-            NoiseMode::None => {}
+        if let Some(nz) = self.noise_plane(noise, n, noise_seed)? {
+            x = x.broadcast_add(&nz)?;
         }
         let x = lrelu_gain(&x.broadcast_add(&self.bias.reshape((1, o, 1, 1))?)?)?;
         Ok(match self.conv_clamp {
@@ -195,16 +186,12 @@ impl SynthesisLayer {
         let (n, i, h, wd) = x.dims4()?;
         let (s, d) = self.styles(w)?;
         let (o, r) = (self.out_channels(), self.resolution);
-        let noise = match noise {
-            NoiseMode::Const => Some((self.noise_const.broadcast_mul(&self.noise_strength)?, 0)),
-            NoiseMode::Random(_) => {
-                let nz = SplitMix64::new(noise_seed).normal_tensor(&[n, 1, r, r], x.device())?;
-                Some((nz.broadcast_mul(&self.noise_strength)?, r * r))
-            }
-            NoiseMode::None => None,
-        };
-        let noise = match noise {
-            Some((t, stride)) => Some((t.flatten_all()?.to_vec1::<f32>()?, stride)),
+        // One plane for every image (stride 0) or one per image.
+        let noise = match self.noise_plane(noise, n, noise_seed)? {
+            Some(t) => Some((
+                t.flatten_all()?.to_vec1::<f32>()?,
+                if t.dim(0)? == 1 { 0 } else { r * r },
+            )),
             None => None,
         };
         let (s, d) = (s.flatten_all()?.to_vec1::<f32>()?, d.flatten_all()?.to_vec1::<f32>()?);
@@ -224,18 +211,39 @@ impl SynthesisLayer {
             .to_vec1::<f32>()?
             .try_into()
             .map_err(|_| labelgan_core::Error::invalid("resample filter must have 16 values"))?;
-        let (x, weight) = (x.contiguous()?, self.weight.contiguous()?);
-        let y = with_cpu_slice::<f32, _>(&x, |xv| {
-            with_cpu_slice::<f32, _>(&weight, |wv| {
-                if self.up {
-                    upsample_conv_cpu(xv, wv, (n, i, h, wd), o, &s, &filter, &act)
-                } else {
-                    conv_cpu_fused(xv, wv, (n, i, h, wd), (o, 3), 1, Some(&s), &act)
-                }
-            })
-        })??;
-        Ok(Tensor::from_vec(y, (n, o, r, r), x.device())?)
+        fused_pass(x, &self.weight, (n, o, r, r), |xv, wv| {
+            if self.up {
+                upsample_conv_cpu(xv, wv, (n, i, h, wd), o, &s, &filter, &act, Y_BYTES)
+            } else {
+                conv_cpu_fused(xv, wv, (n, i, h, wd), (o, 3), 1, Some(&s), &act)
+            }
+        })
     }
+
+    /// The noise added before the bias, `[1, 1, R, R]` (const) or `[N, 1, R, R]`
+    /// (random, from `noise_seed`), strength applied; `None` without noise.
+    fn noise_plane(&self, noise: NoiseMode, n: usize, noise_seed: u64) -> Result<Option<Tensor>> {
+        let r = self.resolution;
+        let plane = match noise {
+            NoiseMode::Const => self.noise_const.reshape((1, 1, r, r))?,
+            NoiseMode::Random(_) => SplitMix64::new(noise_seed).normal_tensor(&[n, 1, r, r], self.weight.device())?,
+            NoiseMode::None => return Ok(None),
+        };
+        Ok(Some(plane.broadcast_mul(&self.noise_strength)?))
+    }
+}
+
+/// Runs a fused CPU pass `f(x, weight)` on the f32 elements of `x` and `weight` and
+/// wraps its output as a tensor of `shape`.
+fn fused_pass(
+    x: &Tensor,
+    weight: &Tensor,
+    shape: (usize, usize, usize, usize),
+    f: impl FnOnce(&[f32], &[f32]) -> Vec<f32>,
+) -> Result<Tensor> {
+    let (x, weight) = (x.contiguous()?, weight.contiguous()?);
+    let y = with_cpu_slices::<f32, _>(&x, &weight, f)?;
+    Ok(Tensor::from_vec(y, shape, x.device())?)
 }
 
 /// The 1x1 modulated conv without demodulation that turns features into RGB
@@ -280,13 +288,9 @@ impl ToRgb {
                 clamp: self.conv_clamp.map(|c| c as f32),
                 ..BiasAct::default()
             };
-            let (x, weight) = (x.contiguous()?, self.weight.contiguous()?);
-            let y = with_cpu_slice::<f32, _>(&x, |xv| {
-                with_cpu_slice::<f32, _>(&weight, |wv| {
-                    conv_cpu_fused(xv, wv, (n, i, h, wd), (c, 1), 0, Some(&s), &act)
-                })
-            })??;
-            return Ok(Tensor::from_vec(y, (n, c, h, wd), x.device())?);
+            return fused_pass(x, &self.weight, (n, c, h, wd), |xv, wv| {
+                conv_cpu_fused(xv, wv, (n, i, h, wd), (c, 1), 0, Some(&s), &act)
+            });
         }
         let x = x.broadcast_mul(&s.reshape((n, i, 1, 1))?)?;
         let x = labelgan_kernels::conv::conv2d(&x, &self.weight, 0)?;
