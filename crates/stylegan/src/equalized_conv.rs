@@ -41,7 +41,7 @@ impl EqualizedConv {
 
     fn add_bias(&self, y: Tensor) -> Result<Tensor> {
         Ok(match &self.bias {
-            Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?,
+            Some(b) => labelgan_kernels::channel::channel_affine(&y, None, Some(b))?,
             None => y,
         })
     }

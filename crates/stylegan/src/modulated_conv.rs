@@ -14,6 +14,7 @@ use candle_core::{D, Tensor};
 use labelgan_core::io::TensorFile;
 use labelgan_core::{NoiseMode, Result, SplitMix64};
 use labelgan_kernels::bias_act::{Activation, AddPlane, BiasAct};
+use labelgan_kernels::channel::channel_affine;
 use labelgan_kernels::element::with_cpu_slices;
 use labelgan_kernels::implicit_gemm::conv_cpu_fused;
 
@@ -170,7 +171,7 @@ impl SynthesisLayer {
         if let Some(nz) = self.noise_plane(noise, n, noise_seed)? {
             x = x.broadcast_add(&nz)?;
         }
-        let x = lrelu_gain(&x.broadcast_add(&self.bias.reshape((1, o, 1, 1))?)?)?;
+        let x = lrelu_gain(&channel_affine(&x, None, Some(&self.bias))?)?;
         Ok(match self.conv_clamp {
             Some(c) => x.clamp(-c, c)?,
             None => x,
@@ -294,8 +295,7 @@ impl ToRgb {
         }
         let x = x.broadcast_mul(&s.reshape((n, i, 1, 1))?)?;
         let x = labelgan_kernels::conv::conv2d(&x, &self.weight, 0)?;
-        let c = self.bias.dims()[0];
-        let x = x.broadcast_add(&self.bias.reshape((1, c, 1, 1))?)?;
+        let x = channel_affine(&x, None, Some(&self.bias))?;
         Ok(match self.conv_clamp {
             Some(c) => x.clamp(-c, c)?,
             None => x,
