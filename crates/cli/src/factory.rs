@@ -109,6 +109,11 @@ pub struct FactoryArgs {
     pixels_per_image: usize,
     #[arg(long, default_value_t = 20)]
     max_epochs: usize,
+    /// Memory for the labelers' training rows gathered at a time, in MB (images are
+    /// fitted in groups that fit, one image at least; a 512 px fit peaks at about
+    /// 1.5 GB plus this).
+    #[arg(long, default_value_t = labelgan_labeler::config::DEFAULT_FEATURE_BUDGET_MB)]
+    feature_budget_mb: usize,
     /// Keypoint heatmap std in pixels.
     #[arg(long, default_value_t = 2.0, value_parser = values::positive_f32)]
     sigma: f32,
@@ -160,6 +165,7 @@ pub fn run(a: FactoryArgs) -> Result<()> {
             sigma: a.sigma,
             seed: a.seed,
             ignore_index: a.ignore_index.0,
+            feature_budget_mb: a.feature_budget_mb,
         },
         calibration: PriorCalibration {
             images: a.calibrate_images,

@@ -75,6 +75,11 @@ fn every_command_refuses_bad_input_in_one_line_and_leaves_nothing() {
         case(&f(&["--calibrate-images", "1000000000000"]), 2, "calibration images"),
         case(&f(&["--classes", "1000000000"]), 2, "classes is 1000000000"),
         case(&f(&["--max-epochs", "0"]), 2, "max epochs is 0"),
+        case(
+            &f(&["--feature-budget-mb", "1000000000000000"]),
+            2,
+            "feature budget (MB) is 1000000000000000",
+        ),
         case(&f(&["--sigma", "NaN"]), 2, "--sigma"),
         case(&f(&["--psi", "inf"]), 2, "--psi"),
         case(&f(&["--filter", "1"]), 2, "--filter"),

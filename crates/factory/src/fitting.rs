@@ -61,6 +61,15 @@ pub struct FitOptions {
     /// class).
     #[serde(default = "labelgan_core::labels::default_ignore_index")]
     pub ignore_index: Option<u32>,
+    /// Memory for the training rows gathered at a time, in MB: images are fitted in
+    /// groups that fit (at least one image per group). The peak of a 512 px fit is
+    /// about 1.5 GB plus this budget.
+    #[serde(default = "default_feature_budget_mb")]
+    pub feature_budget_mb: usize,
+}
+
+fn default_feature_budget_mb() -> usize {
+    labelgan_labeler::config::DEFAULT_FEATURE_BUDGET_MB
 }
 
 impl Default for FitOptions {
@@ -73,6 +82,7 @@ impl Default for FitOptions {
             sigma: 2.0,
             seed: 0,
             ignore_index: labelgan_core::DEFAULT_IGNORE_INDEX,
+            feature_budget_mb: default_feature_budget_mb(),
         }
     }
 }
@@ -85,7 +95,7 @@ pub const MAX_EPOCHS: usize = 100_000;
 impl FitOptions {
     /// Checks the settings before any work.
     pub fn validate(&self) -> Result<()> {
-        use labelgan_labeler::config::{MAX_CLASSES, MAX_MEMBERS};
+        use labelgan_labeler::config::{MAX_CLASSES, MAX_FEATURE_BUDGET_MB, MAX_MEMBERS};
         let bad = |what: &str, v: &dyn std::fmt::Display, want: String| {
             Err(Error::invalid(format!("{what} is {v}; it must be {want}")))
         };
@@ -109,6 +119,13 @@ impl FitOptions {
         }
         if !(self.sigma.is_finite() && self.sigma > 0.0) {
             return bad("sigma", &self.sigma, "a finite number above 0".into());
+        }
+        if self.feature_budget_mb > MAX_FEATURE_BUDGET_MB {
+            return bad(
+                "feature budget (MB)",
+                &self.feature_budget_mb,
+                format!("at most {MAX_FEATURE_BUDGET_MB}"),
+            );
         }
         Ok(())
     }
@@ -158,6 +175,7 @@ pub fn fit_labelers<G: Generator>(
         cfg.max_epochs = options.max_epochs;
         cfg.seed = options.seed;
         cfg.ignore_index = options.ignore_index;
+        cfg.feature_budget_mb = options.feature_budget_mb;
         // A cached labeler is used only if it was fitted with these settings on these
         // labels (its record beside it says so); otherwise it is fitted again.
         let record = RunRecord::new()

@@ -88,6 +88,13 @@ pub struct LabelerConfig {
     pub tile_pixels: usize,
 }
 
+/// The default [`LabelerConfig::feature_budget_mb`].
+pub const DEFAULT_FEATURE_BUDGET_MB: usize = 1024;
+
+/// The largest [`LabelerConfig::feature_budget_mb`]: beyond it the budget in bytes
+/// would not fit a 64-bit count.
+pub const MAX_FEATURE_BUDGET_MB: usize = 1 << 30;
+
 /// Most classes (or keypoints) a labeler takes: masks are 8-bit in the dataset format,
 /// and far more would only allocate without purpose.
 pub const MAX_CLASSES: usize = 4096;
@@ -118,7 +125,7 @@ impl LabelerConfig {
             holdout: 0.1,
             max_holdout_pixels: default_max_holdout_pixels(),
             ignore_index: labelgan_core::DEFAULT_IGNORE_INDEX,
-            feature_budget_mb: 1024,
+            feature_budget_mb: DEFAULT_FEATURE_BUDGET_MB,
             tile_pixels: 1024,
         }
     }
@@ -154,6 +161,13 @@ impl LabelerConfig {
         }
         if !(self.holdout.is_finite() && (0.0..1.0).contains(&self.holdout)) {
             return bad("holdout", &self.holdout, "in [0, 1)");
+        }
+        if self.feature_budget_mb > MAX_FEATURE_BUDGET_MB {
+            return bad(
+                "feature_budget_mb",
+                &self.feature_budget_mb,
+                &format!("at most {MAX_FEATURE_BUDGET_MB} (1 PB)"),
+            );
         }
         let (h1, h2) = self.hidden_sizes();
         for (what, v) in [
@@ -254,6 +268,13 @@ mod tests {
                     ..ok.clone()
                 },
                 "`hidden.0` is 0",
+            ),
+            (
+                LabelerConfig {
+                    feature_budget_mb: usize::MAX,
+                    ..ok.clone()
+                },
+                "`feature_budget_mb` is 18446744073709551615",
             ),
         ];
         for (cfg, want) in cases {

@@ -117,7 +117,7 @@ pub(crate) fn fit_on(
     let mut held_parts: Vec<Option<(Tensor, Tensor)>> = vec![None; targets.len()];
     let (mut held_x, mut held_y) = (Tensor::zeros(0, DType::F16, &dev)?, Tensor::zeros(0, DType::U32, &dev)?);
     let per_image_bytes = splits.iter().map(|s| s.train.len()).max().unwrap_or(1) * d * 4;
-    let group = (config.feature_budget_mb * (1 << 20) / per_image_bytes.max(1)).max(1);
+    let group = (config.feature_budget_mb.saturating_mul(1 << 20) / per_image_bytes.max(1)).max(1);
     let mut best = vec![f32::INFINITY; m];
     let mut best_epoch = vec![0usize; m];
     let mut best_params: Vec<(String, Tensor)> = opt
