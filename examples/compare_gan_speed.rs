@@ -28,10 +28,17 @@ struct Args {
     /// Untimed steps first.
     #[arg(long, default_value_t = 2)]
     warmup: usize,
+    /// Leave glibc's default heap behaviour (freed buffers go back to the kernel and
+    /// come back as fresh zeroed pages) instead of `keep_freed_memory`, as the CLI sets.
+    #[arg(long)]
+    default_heap: bool,
 }
 
 fn main() -> labelgan::core::Result<()> {
     let a = Args::parse();
+    if !a.default_heap {
+        labelgan::kernels::heap::keep_freed_memory();
+    }
     // As `labelgan train-gan`. SAFETY: no other thread exists yet.
     let pool = unsafe { labelgan::gan::second_order::r1_training_pool()? };
     pool.install(|| run(a))
