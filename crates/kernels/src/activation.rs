@@ -6,21 +6,19 @@
 //! map with a candle op, so it differentiates again (R1's second-order gradients go
 //! through it); the map's own derivative is zero almost everywhere.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
+
+use crate::bias_act::Activation;
 
 use crate::element::{Element, cpu_slice};
 use labelgan_core::Result;
 
 /// `gain * x` where `x > 0`, `gain * slope * x` elsewhere.
 pub fn leaky_relu(x: &Tensor, slope: f64, gain: f64) -> Result<Tensor> {
-    if !crate::native_on(x.device()) || !matches!(x.dtype(), candle_core::DType::F32 | candle_core::DType::F64) {
+    if !crate::native_on(x.device()) || !matches!(x.dtype(), DType::F32 | DType::F64) {
         return Ok(x.affine(gain, 0.0)?.maximum(&x.affine(slope * gain, 0.0)?)?);
     }
-    let op = LeakyRelu {
-        slope,
-        gain,
-        slope_map: false,
-    };
+    let op = LeakyRelu { slope, gain };
     Ok(if x.track_op() {
         x.apply_op1(op)?
     } else {
@@ -28,24 +26,25 @@ pub fn leaky_relu(x: &Tensor, slope: f64, gain: f64) -> Result<Tensor> {
     })
 }
 
-/// The op; with `slope_map` it returns its derivative (`gain` or `gain * slope`)
-/// instead of its value.
+/// The slope of `act` at each of its outputs `y` (also at each of its inputs: the signs
+/// agree), a constant of the graph: the map a backward pass multiplies the incoming
+/// gradient by.
+pub fn slope_map(y: &Tensor, act: Activation) -> Result<Tensor> {
+    if !crate::native_on(y.device()) || !matches!(y.dtype(), DType::F32 | DType::F64) {
+        let positive = y.gt(0.0)?.to_dtype(y.dtype())?;
+        return Ok(match act {
+            Activation::Linear => y.ones_like()?,
+            Activation::Relu => positive,
+            Activation::LeakyRelu { slope, gain } => positive.affine(gain - gain * slope, gain * slope)?,
+        });
+    }
+    Ok(y.contiguous()?.apply_op1_no_bwd(&SlopeMap(act))?)
+}
+
 #[derive(Clone, Copy)]
 struct LeakyRelu {
     slope: f64,
     gain: f64,
-    slope_map: bool,
-}
-
-impl LeakyRelu {
-    fn run<T: Element>(&self, x: &[T]) -> Vec<T> {
-        let (pos, neg) = (T::from_f64(self.gain), T::from_f64(self.gain * self.slope));
-        if self.slope_map {
-            x.iter().map(|&v| if v > T::ZERO { pos } else { neg }).collect()
-        } else {
-            x.iter().map(|&v| if v > T::ZERO { v * pos } else { v * neg }).collect()
-        }
-    }
 }
 
 impl CustomOp1 for LeakyRelu {
@@ -54,20 +53,46 @@ impl CustomOp1 for LeakyRelu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        fn run<T: Element>(op: &LeakyRelu, x: &[T]) -> Vec<T> {
+            let (pos, neg) = (T::from_f64(op.gain), T::from_f64(op.gain * op.slope));
+            x.iter().map(|&v| if v > T::ZERO { v * pos } else { v * neg }).collect()
+        }
         let storage = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(self.run(cpu_slice::<f32>(s, l)?)),
-            CpuStorage::F64(_) => CpuStorage::F64(self.run(cpu_slice::<f64>(s, l)?)),
+            CpuStorage::F32(_) => CpuStorage::F32(run(self, cpu_slice::<f32>(s, l)?)),
+            CpuStorage::F64(_) => CpuStorage::F64(run(self, cpu_slice::<f64>(s, l)?)),
             _ => return Err(candle_core::Error::Msg("leaky_relu: f32 or f64 only".into())),
         };
         Ok((storage, l.shape().clone()))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let map = arg.contiguous()?.apply_op1_no_bwd(&LeakyRelu {
-            slope_map: true,
-            ..*self
-        })?;
+        let act = Activation::LeakyRelu {
+            slope: self.slope,
+            gain: self.gain,
+        };
+        let map = slope_map(arg, act).map_err(candle_core::Error::wrap)?;
         Ok(Some(grad_res.mul(&map)?))
+    }
+}
+
+/// [`slope_map`]'s op.
+struct SlopeMap(Activation);
+
+impl CustomOp1 for SlopeMap {
+    fn name(&self) -> &'static str {
+        "labelgan-slope-map"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        fn run<T: Element>(act: Activation, y: &[T]) -> Vec<T> {
+            y.iter().map(|&v| act.slope_at_output(v)).collect()
+        }
+        let storage = match s {
+            CpuStorage::F32(_) => CpuStorage::F32(run(self.0, cpu_slice::<f32>(s, l)?)),
+            CpuStorage::F64(_) => CpuStorage::F64(run(self.0, cpu_slice::<f64>(s, l)?)),
+            _ => return Err(candle_core::Error::Msg("slope_map: f32 or f64 only".into())),
+        };
+        Ok((storage, l.shape().clone()))
     }
 }
 

@@ -25,6 +25,34 @@ pub enum Activation {
     },
 }
 
+impl Activation {
+    /// The derivative at the point where the activation's output is `y` (the sign of the
+    /// output is the sign of the input for each of these).
+    #[inline]
+    pub fn slope_at_output<T: Element>(self, y: T) -> T {
+        match self {
+            Activation::Linear => T::ONE,
+            Activation::Relu => {
+                if y > T::ZERO {
+                    T::ONE
+                } else {
+                    T::ZERO
+                }
+            }
+            Activation::LeakyRelu { slope, gain } => T::from_f64(if y > T::ZERO { gain } else { gain * slope }),
+        }
+    }
+
+    /// The activation applied to a tensor, differentiably.
+    pub fn apply(self, x: &candle_core::Tensor) -> labelgan_core::Result<candle_core::Tensor> {
+        match self {
+            Activation::Linear => Ok(x.clone()),
+            Activation::Relu => Ok(x.relu()?),
+            Activation::LeakyRelu { slope, gain } => crate::activation::leaky_relu(x, slope, gain),
+        }
+    }
+}
+
 /// A plane added to every channel of an image: `values[n * stride + p]` (`stride` 0:
 /// one plane for every image).
 #[derive(Debug, Clone, Copy)]

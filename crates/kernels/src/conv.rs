@@ -16,8 +16,9 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
 
+use crate::bias_act::{Activation, BiasAct};
 use crate::element::{Element, cpu_slice, with_cpu_slice, with_cpu_slices};
-use crate::implicit_gemm::{conv_cpu, weight_grad_cpu};
+use crate::implicit_gemm::{conv_cpu, conv_cpu_fused, weight_grad_cpu};
 
 use labelgan_core::Result;
 
@@ -32,8 +33,9 @@ pub fn conv2d(x: &Tensor, w: &Tensor, pad: usize) -> Result<Tensor> {
 /// `conv2d(x, w, 0, 2, 1, 1)`. Computed as a stride-1 2x2 convolution of the four
 /// polyphase components (`[N, 4C, H/2, W/2]`) with the kernel split likewise (padded to
 /// 4x4): 16 C multiply-adds per output instead of the 36 C of a stride-1 conv followed by
-/// subsampling, and its gradients are [`conv2d`]'s fast ones.
-pub fn conv3x3_stride2(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+/// subsampling, and its gradients are [`conv2d`]'s fast ones. With `bias`, the bias and
+/// `act` are applied in the convolution's output pass ([`conv2d_bias`]).
+pub fn conv3x3_stride2(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, act: Activation) -> Result<Tensor> {
     let (n, c, h, wd) = x.dims4()?;
     let (o, ci, kh, kw) = w.dims4()?;
     if (kh, kw) != (3, 3) || ci != c || h % 2 != 0 || wd % 2 != 0 || h < 4 || wd < 4 {
@@ -56,16 +58,21 @@ pub fn conv3x3_stride2(x: &Tensor, w: &Tensor) -> Result<Tensor> {
         .reshape((o, c, 2, 2, 2, 2))?
         .permute((0, 1, 3, 5, 2, 4))?
         .reshape((o, 4 * c, 2, 2))?;
-    conv2d(&xs, &k, 0)
+    match bias {
+        Some(b) => conv2d_bias(&xs, &k, b, 0, act),
+        None => act.apply(&conv2d(&xs, &k, 0)?),
+    }
 }
 
-/// `conv2d(x, w, pad) + b` per output channel, then a ReLU if `relu`: one op on the
-/// CPU, with bias and ReLU applied in the conv's output pass and a backward that masks
-/// the gradient, sums the bias gradient and runs the two convolution gradients
-/// directly (no broadcast, ReLU or reduction ops in the graph). `b` is `[O]`. Other
-/// devices and dtypes compose candle's ops. Not differentiable twice through the mask
-/// or the bias gradient (use [`conv2d`] plus candle ops for second-order gradients).
-pub fn conv2d_bias(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, relu: bool) -> Result<Tensor> {
+/// `act(conv2d(x, w, pad) + b)` with `b` per output channel (`[O]`): one op on the CPU,
+/// with bias and activation applied in the conv's output pass, and a backward that
+/// scales the gradient by the activation's slope, sums the bias gradient per plane and
+/// runs the two convolution gradients directly (no broadcast, activation or strided
+/// reduction ops in the graph). Where the incoming gradient is itself tracked (a
+/// penalty on an input gradient), the backward is made of differentiable ops, so it
+/// differentiates again; the slope map's own derivative is zero almost everywhere.
+/// Other devices and dtypes compose candle's ops.
+pub fn conv2d_bias(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, act: Activation) -> Result<Tensor> {
     let o = w.dim(0)?;
     if b.dims() != [o] {
         return Err(labelgan_core::Error::invalid(format!(
@@ -84,10 +91,10 @@ pub fn conv2d_bias(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, relu: bool) -
         && x.dim(3)? + 2 * pad >= k;
     if !crate::native_on(x.device()) || !float || !fits {
         let y = conv2d_raw(x, w, pad)?.broadcast_add(&b.reshape((1, o, 1, 1))?)?;
-        return Ok(if relu { y.relu()? } else { y });
+        return act.apply(&y);
     }
     let (x, w, b) = (x.contiguous()?, w.contiguous()?, b.contiguous()?);
-    let op = ConvBias { pad, relu };
+    let op = ConvBias { pad, act };
     Ok(if x.track_op() || w.track_op() || b.track_op() {
         x.apply_op3(&w, &b, op)?
     } else {
@@ -97,7 +104,7 @@ pub fn conv2d_bias(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, relu: bool) -
 
 struct ConvBias {
     pad: usize,
-    relu: bool,
+    act: Activation,
 }
 
 impl CustomOp3 for ConvBias {
@@ -124,15 +131,19 @@ impl CustomOp3 for ConvBias {
             dims: (usize, usize, usize, usize),
             ok: (usize, usize),
         ) -> candle_core::Result<CpuStorage> {
-            let b = cpu_slice::<T>(s3, l3)?;
-            Ok(T::storage(conv_cpu::<T>(
+            let out = BiasAct {
+                bias: Some(cpu_slice::<T>(s3, l3)?),
+                act: op.act,
+                ..BiasAct::default()
+            };
+            Ok(T::storage(conv_cpu_fused::<T>(
                 cpu_slice(s1, l1)?,
                 cpu_slice(s2, l2)?,
                 dims,
                 ok,
                 op.pad,
-                Some(b),
-                op.relu,
+                None,
+                &out,
             )))
         }
         let args = (s1, l1, s2, l2, s3, l3);
@@ -155,18 +166,17 @@ impl CustomOp3 for ConvBias {
         let o = w.dim(0)?;
         // The pre-activation's gradient and the bias gradient, in one pass.
         let (gz, gb) = if g.track_op() {
-            let gz = if self.relu {
-                (g * y.gt(0.0)?.to_dtype(g.dtype())?)?
-            } else {
-                g.clone()
+            let gz = match self.act {
+                Activation::Linear => g.clone(),
+                act => g.mul(&crate::activation::slope_map(y, act).map_err(candle_core::Error::wrap)?)?,
             };
-            let gb = gz.sum((0, 2, 3))?;
+            let gb = crate::channel::channel_sum(&gz).map_err(candle_core::Error::wrap)?;
             (gz, gb)
         } else {
             let g = g.contiguous()?;
             match g.dtype() {
-                DType::F32 => mask_and_sum::<f32>(&g, y, o, self.relu)?,
-                _ => mask_and_sum::<f64>(&g, y, o, self.relu)?,
+                DType::F32 => slope_and_sum::<f32>(&g, y, o, self.act)?,
+                _ => slope_and_sum::<f64>(&g, y, o, self.act)?,
             }
         };
         let gx = if x.track_op() {
@@ -183,19 +193,22 @@ impl CustomOp3 for ConvBias {
     }
 }
 
-/// `g` masked where the ReLU's output `y` is 0 (if `relu`) and its sum per channel
-/// (`[N, O, H, W]` -> `[O]`), on contiguous CPU tensors.
-fn mask_and_sum<T: Element>(g: &Tensor, y: &Tensor, o: usize, relu: bool) -> candle_core::Result<(Tensor, Tensor)> {
+/// `g` times the slope of `act` at its output `y`, and its sum per channel (`[N, O, H,
+/// W]` -> `[O]`), on contiguous CPU tensors.
+fn slope_and_sum<T: Element>(
+    g: &Tensor,
+    y: &Tensor,
+    o: usize,
+    act: Activation,
+) -> candle_core::Result<(Tensor, Tensor)> {
     let (n, _, h, w) = g.dims4()?;
     let hw = h * w;
     let mut gz: Vec<T> = with_cpu_slice::<T, _>(g, |gs| gs.to_vec())?;
-    if relu {
+    if act != Activation::Linear {
         let y = y.contiguous()?;
         with_cpu_slice::<T, _>(&y, |ys| {
             for (a, &v) in gz.iter_mut().zip(ys) {
-                if v <= T::ZERO {
-                    *a = T::ZERO;
-                }
+                *a *= act.slope_at_output(v);
             }
         })?;
     }
@@ -463,34 +476,50 @@ mod tests {
     }
 
     #[test]
-    fn fused_bias_relu_matches_candle_ops() {
+    fn fused_bias_activation_matches_candle_ops() {
         let mut rng = SplitMix64::new(33);
         let dev = Device::Cpu;
-        for (relu, pad, k) in [(true, 1, 3), (false, 1, 3), (true, 0, 1), (true, 2, 3)] {
+        let leaky = Activation::LeakyRelu { slope: 0.2, gain: 1.3 };
+        for (act, pad, k) in [
+            (Activation::Relu, 1, 3),
+            (Activation::Linear, 1, 3),
+            (Activation::Relu, 0, 1),
+            (Activation::Relu, 2, 3),
+            (leaky, 1, 3),
+            (leaky, 0, 1),
+        ] {
             let x = Var::from_tensor(&rng.normal_tensor(&[3, 4, 7, 6], &dev).unwrap()).unwrap();
             let w = Var::from_tensor(&rng.normal_tensor(&[5, 4, k, k], &dev).unwrap()).unwrap();
             let b = Var::from_tensor(&rng.normal_tensor(&[5], &dev).unwrap()).unwrap();
-            let got = conv2d_bias(x.as_tensor(), w.as_tensor(), b.as_tensor(), pad, relu).unwrap();
+            let got = conv2d_bias(x.as_tensor(), w.as_tensor(), b.as_tensor(), pad, act).unwrap();
             let want = x
                 .as_tensor()
                 .conv2d(w.as_tensor(), pad, 1, 1, 1)
                 .unwrap()
                 .broadcast_add(&b.as_tensor().reshape((1, 5, 1, 1)).unwrap())
                 .unwrap();
-            let want = if relu { want.relu().unwrap() } else { want };
+            let want = match act {
+                Activation::Linear => want,
+                Activation::Relu => want.relu().unwrap(),
+                Activation::LeakyRelu { slope, gain } => want
+                    .affine(gain, 0.0)
+                    .unwrap()
+                    .maximum(&want.affine(slope * gain, 0.0).unwrap())
+                    .unwrap(),
+            };
             assert!(max_abs_diff(&got, &want).unwrap() < 1e-5);
             let r = rng.normal_tensor(got.dims(), &dev).unwrap();
             let g1 = (got * &r).unwrap().sum_all().unwrap().backward().unwrap();
             let g2 = (want * &r).unwrap().sum_all().unwrap().backward().unwrap();
             for v in [&x, &w, &b] {
                 let (a, e) = (g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
-                assert!(max_abs_diff(a, e).unwrap() < 1e-4, "relu {relu} pad {pad} k {k}");
+                assert!(max_abs_diff(a, e).unwrap() < 1e-4, "{act:?} pad {pad} k {k}");
             }
         }
         let x = Tensor::zeros((1, 4, 5, 5), DType::F32, &dev).unwrap();
         let w = Tensor::zeros((5, 4, 3, 3), DType::F32, &dev).unwrap();
         let bad = Tensor::zeros(4, DType::F32, &dev).unwrap();
-        assert!(conv2d_bias(&x, &w, &bad, 1, true).is_err());
+        assert!(conv2d_bias(&x, &w, &bad, 1, Activation::Relu).is_err());
     }
 
     #[test]
@@ -498,7 +527,7 @@ mod tests {
         let mut rng = SplitMix64::new(5);
         let x = Var::from_tensor(&rng.normal_tensor(&[2, 3, 10, 8], &Device::Cpu).unwrap()).unwrap();
         let w = Var::from_tensor(&rng.normal_tensor(&[4, 3, 3, 3], &Device::Cpu).unwrap()).unwrap();
-        let got = conv3x3_stride2(x.as_tensor(), w.as_tensor()).unwrap();
+        let got = conv3x3_stride2(x.as_tensor(), w.as_tensor(), None, Activation::Linear).unwrap();
         let want = x.as_tensor().conv2d(w.as_tensor(), 0, 2, 1, 1).unwrap();
         assert_eq!(got.dims(), [2, 4, 4, 3]);
         assert!(max_abs_diff(&got, &want).unwrap() < 1e-5);
@@ -511,6 +540,6 @@ mod tests {
             assert!(max_abs_diff(a, b).unwrap() < 1e-4);
         }
         let odd = Tensor::zeros((1, 3, 9, 8), DType::F32, &Device::Cpu).unwrap();
-        assert!(conv3x3_stride2(&odd, w.as_tensor()).is_err());
+        assert!(conv3x3_stride2(&odd, w.as_tensor(), None, Activation::Linear).is_err());
     }
 }

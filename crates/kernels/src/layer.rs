@@ -7,6 +7,7 @@ use candle_nn::{VarBuilder, VarMap};
 
 use labelgan_core::{Result, SplitMix64};
 
+use crate::bias_act::Activation;
 use crate::conv::{conv2d, conv2d_bias};
 
 /// A `k x k` convolution with bias, stride 1, zero padding `k / 2` (sizes kept for odd
@@ -40,10 +41,10 @@ impl Conv2d {
         Ok(y.broadcast_add(&self.bias.reshape((1, self.bias.dim(0)?, 1, 1))?)?)
     }
 
-    /// `conv(x) + bias`, then a ReLU if `relu`, as one op on the CPU
-    /// ([`conv2d_bias`]; first-order gradients only).
+    /// `conv(x) + bias`, then a ReLU if `relu`, as one op on the CPU ([`conv2d_bias`]).
     pub fn forward_fused(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
-        conv2d_bias(x, &self.weight, &self.bias, self.pad()?, relu)
+        let act = if relu { Activation::Relu } else { Activation::Linear };
+        conv2d_bias(x, &self.weight, &self.bias, self.pad()?, act)
     }
 }
 

@@ -83,7 +83,13 @@ impl BasicConv {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (_, _, kh, kw) = self.w.dims4()?;
         if self.stride == 1 && kh == kw && self.pad.0 == self.pad.1 {
-            return labelgan_kernels::conv::conv2d_bias(x, &self.w, &self.b, self.pad.0, true);
+            return labelgan_kernels::conv::conv2d_bias(
+                x,
+                &self.w,
+                &self.b,
+                self.pad.0,
+                labelgan_kernels::bias_act::Activation::Relu,
+            );
         }
         let x = x
             .pad_with_zeros(2, self.pad.0, self.pad.0)?

@@ -20,7 +20,7 @@ use labelgan_kernels::resample::separable2d;
 use labelgan_optim::named_vars;
 
 use crate::equalized_conv::EqualizedConv;
-use crate::fc::{FullyConnected, lrelu_gain_times};
+use crate::fc::FullyConnected;
 
 /// Widths of the discriminator (same rule as the generator's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -102,8 +102,9 @@ impl Block {
             .forward(&separable2d(&h, &self.down, &self.down)?, 0, false, half)?;
         let h = self.conv0.forward(&h, 1, true, 1.0)?;
         // conv1: blur (pad 2), then a 3x3 conv with stride 2.
-        let h = self.conv1.forward_stride2(&separable2d(&h, &self.blur, &self.blur)?)?;
-        let h = lrelu_gain_times(&h, half)?;
+        let h = self
+            .conv1
+            .forward_stride2(&separable2d(&h, &self.blur, &self.blur)?, half)?;
         Ok((y + h)?)
     }
 }

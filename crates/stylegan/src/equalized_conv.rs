@@ -13,7 +13,8 @@ use candle_nn::VarBuilder;
 
 use labelgan_core::Result;
 
-use crate::fc::lrelu_gain_times;
+use labelgan_kernels::bias_act::Activation;
+use labelgan_kernels::conv::{conv2d, conv2d_bias, conv3x3_stride2};
 
 /// A convolution with equalized learning rate.
 #[derive(Debug, Clone)]
@@ -39,30 +40,37 @@ impl EqualizedConv {
         Ok(self.weight.affine(1.0 / ((i * kh * kw) as f64).sqrt(), 0.0)?)
     }
 
-    fn add_bias(&self, y: Tensor) -> Result<Tensor> {
-        Ok(match &self.bias {
-            Some(b) => labelgan_kernels::channel::channel_affine(&y, None, Some(b))?,
-            None => y,
-        })
+    /// `lrelu * sqrt(2) * gain` if `act`, else the identity.
+    fn activation(act: bool, gain: f64) -> Activation {
+        if act {
+            Activation::LeakyRelu {
+                slope: 0.2,
+                gain: std::f64::consts::SQRT_2 * gain,
+            }
+        } else {
+            Activation::Linear
+        }
     }
 
     /// Stride-1 convolution with zero padding `pad`, bias, optional `lrelu * sqrt(2)`,
-    /// then times `gain`.
+    /// then times `gain`. Bias and activation run in the convolution's output pass.
     pub fn forward(&self, x: &Tensor, pad: usize, act: bool, gain: f64) -> Result<Tensor> {
-        let y = labelgan_kernels::conv::conv2d(x, &self.scaled_weight()?, pad)?;
-        let y = self.add_bias(y)?;
-        Ok(if act {
-            lrelu_gain_times(&y, gain)?
-        } else if gain != 1.0 {
-            y.affine(gain, 0.0)?
-        } else {
-            y
-        })
+        let w = self.scaled_weight()?;
+        let y = match &self.bias {
+            Some(b) => conv2d_bias(x, &w, b, pad, Self::activation(act, gain))?,
+            None => Self::activation(act, gain).apply(&conv2d(x, &w, pad)?)?,
+        };
+        Ok(if !act && gain != 1.0 { y.affine(gain, 0.0)? } else { y })
     }
 
-    /// 3x3 convolution with stride 2 on an even-sized map (no padding), then bias.
-    pub fn forward_stride2(&self, x: &Tensor) -> Result<Tensor> {
-        let y = labelgan_kernels::conv::conv3x3_stride2(x, &self.scaled_weight()?)?;
-        self.add_bias(y)
+    /// 3x3 convolution with stride 2 on an even-sized map (no padding), bias, then
+    /// `lrelu * sqrt(2) * gain`, in one op.
+    pub fn forward_stride2(&self, x: &Tensor, gain: f64) -> Result<Tensor> {
+        conv3x3_stride2(
+            x,
+            &self.scaled_weight()?,
+            self.bias.as_ref(),
+            Self::activation(true, gain),
+        )
     }
 }
