@@ -1,5 +1,6 @@
 //! Per-channel sums and affine maps of `[N, C, ...]` activations: the bias of a
-//! convolution and batch normalisation.
+//! convolution and batch normalisation; and per-plane scales (one factor per image and
+//! channel), StyleGAN2's modulation and demodulation.
 //!
 //! Written with candle's broadcast ops, each backward pass sums the gradient over
 //! batch and space with candle's strided reduction, a tenth of a GAN training step on
@@ -8,7 +9,7 @@
 //! so it differentiates again (penalties take gradients of gradients). Other devices
 //! and dtypes compose candle's ops.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
 
 use crate::element::{Element, cpu_slice};
 use labelgan_core::{Error, Result};
@@ -62,6 +63,48 @@ pub fn channel_affine(x: &Tensor, a: Option<&Tensor>, b: Option<&Tensor>) -> Res
         None => Tensor::zeros(c, x.dtype(), x.device())?,
     };
     Ok(x.contiguous()?.apply_op3(&a, &b, ChannelAffine)?)
+}
+
+/// `x [N, C, ...]` times `s[n, c]` over each plane, for `s` of shape `[N, C]`.
+///
+/// Its backward is this op again (`g` scaled by `s`) and [`plane_dot`] (`sum g * x`
+/// per plane, `[N, C]`), each one pass and each differentiable, where candle's
+/// `broadcast_mul` would expand `s` to the full shape, multiply, and reduce it back.
+pub fn plane_scale(x: &Tensor, s: &Tensor) -> Result<Tensor> {
+    let (n, c) = batch_and_channels(x)?;
+    if s.dims() != [n, c] || s.dtype() != x.dtype() {
+        return Err(Error::invalid(format!(
+            "plane_scale: scales of shape {:?} and {:?} for activations {:?} of {:?}",
+            s.dims(),
+            s.dtype(),
+            x.dims(),
+            x.dtype()
+        )));
+    }
+    if !fast(x) {
+        let shape: Vec<usize> = (0..x.rank()).map(|i| if i < 2 { x.dims()[i] } else { 1 }).collect();
+        return Ok(x.broadcast_mul(&s.reshape(shape.as_slice())?)?);
+    }
+    Ok(x.contiguous()?.apply_op2(&s.contiguous()?, PlaneScale)?)
+}
+
+/// `sum_p a[n, c, p] * b[n, c, p]`: `[N, C]` from two `[N, C, ...]` tensors of one shape
+/// (the scale gradient of [`plane_scale`]).
+pub fn plane_dot(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (n, c) = batch_and_channels(a)?;
+    if a.dims() != b.dims() || a.dtype() != b.dtype() {
+        return Err(Error::invalid(format!(
+            "plane_dot: {:?} of {:?} against {:?} of {:?}",
+            a.dims(),
+            a.dtype(),
+            b.dims(),
+            b.dtype()
+        )));
+    }
+    if !fast(a) {
+        return Ok((a * b)?.reshape((n, c, ()))?.sum(2)?);
+    }
+    Ok(a.contiguous()?.apply_op2(&b.contiguous()?, PlaneDot)?)
 }
 
 fn batch_and_channels(x: &Tensor) -> Result<(usize, usize)> {
@@ -211,6 +254,123 @@ impl CustomOp3 for ChannelAffine {
     }
 }
 
+fn scale_planes<T: Element>(x: &[T], s: &[T], hw: usize) -> Vec<T> {
+    let mut out = vec![T::ZERO; x.len()];
+    if hw == 0 {
+        return out;
+    }
+    let map = |(k, (o, i)): (usize, (&mut [T], &[T]))| {
+        let f = s[k];
+        for (o, &v) in o.iter_mut().zip(i) {
+            *o = v * f;
+        }
+    };
+    if x.len() >= PARALLEL_ELEMENTS && crate::cpu_threads() > 1 {
+        use rayon::prelude::*;
+        out.par_chunks_mut(hw).zip(x.par_chunks(hw)).enumerate().for_each(map);
+    } else {
+        out.chunks_mut(hw).zip(x.chunks(hw)).enumerate().for_each(map);
+    }
+    out
+}
+
+fn dot_planes<T: Element>(a: &[T], b: &[T], hw: usize) -> Vec<T> {
+    if hw == 0 {
+        return vec![T::ZERO; a.len()];
+    }
+    let dot = |(p, q): (&[T], &[T])| p.iter().zip(q).fold(T::ZERO, |acc, (&u, &v)| acc + u * v);
+    if a.len() >= PARALLEL_ELEMENTS && crate::cpu_threads() > 1 {
+        use rayon::prelude::*;
+        a.par_chunks(hw).zip(b.par_chunks(hw)).map(dot).collect()
+    } else {
+        a.chunks(hw).zip(b.chunks(hw)).map(dot).collect()
+    }
+}
+
+struct PlaneScale;
+
+impl CustomOp2 for PlaneScale {
+    fn name(&self) -> &'static str {
+        "labelgan-plane-scale"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (_, _, hw) = planes(l1);
+        let out = match s1 {
+            CpuStorage::F32(_) => f32::storage(scale_planes::<f32>(cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, hw)),
+            _ => f64::storage(scale_planes::<f64>(cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, hw)),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        s: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let err = |e: Error| candle_core::Error::Msg(e.to_string());
+        let gx = match x.track_op() {
+            true => Some(plane_scale(g, s).map_err(err)?),
+            false => None,
+        };
+        let gs = match s.track_op() {
+            true => Some(plane_dot(g, x).map_err(err)?),
+            false => None,
+        };
+        Ok((gx, gs))
+    }
+}
+
+struct PlaneDot;
+
+impl CustomOp2 for PlaneDot {
+    fn name(&self) -> &'static str {
+        "labelgan-plane-dot"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, c, hw) = planes(l1);
+        let out = match s1 {
+            CpuStorage::F32(_) => f32::storage(dot_planes::<f32>(cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, hw)),
+            _ => f64::storage(dot_planes::<f64>(cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, hw)),
+        };
+        Ok((out, Shape::from((n, c))))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let err = |e: Error| candle_core::Error::Msg(e.to_string());
+        let ga = match a.track_op() {
+            true => Some(plane_scale(b, g).map_err(err)?),
+            false => None,
+        };
+        let gb = match b.track_op() {
+            true => Some(plane_scale(a, g).map_err(err)?),
+            false => None,
+        };
+        Ok((ga, gb))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,5 +426,38 @@ mod tests {
         assert!(channel_affine(&x, Some(&bad), None).is_err());
         assert!(channel_affine(&x, None, Some(&bad)).is_err());
         assert!(channel_sum(&Tensor::zeros(3, DType::F32, &dev).unwrap()).is_err());
+    }
+
+    #[test]
+    fn plane_scales_and_dots_match_broadcast_ops_to_second_order() {
+        let mut rng = SplitMix64::new(8);
+        let dev = Device::Cpu;
+        for dims in [[2usize, 3, 4, 5], [4, 32, 48, 48]] {
+            let x = Var::from_tensor(&rng.normal_tensor(&dims, &dev).unwrap()).unwrap();
+            let s = Var::from_tensor(&rng.normal_tensor(&dims[..2], &dev).unwrap()).unwrap();
+            let got = plane_scale(x.as_tensor(), s.as_tensor()).unwrap();
+            let want = x
+                .as_tensor()
+                .broadcast_mul(&s.as_tensor().reshape((dims[0], dims[1], 1, 1)).unwrap())
+                .unwrap();
+            assert!(max_abs_diff(&got, &want).unwrap() < 1e-5);
+            let r = rng.normal_tensor(&dims, &dev).unwrap();
+            // First order, and second order: a penalty on the gradient with respect to x.
+            let grads = |y: &Tensor| {
+                let g1 = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                let gx = g1.get(x.as_tensor()).unwrap().clone();
+                let gs = g1.get(s.as_tensor()).unwrap().clone();
+                let g2 = gx.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+                (gx, gs, g2.get(s.as_tensor()).unwrap().clone())
+            };
+            let (a, b) = (grads(&got), grads(&want));
+            for (p, q, what) in [(&a.0, &b.0, "x"), (&a.1, &b.1, "s"), (&a.2, &b.2, "s, second order")] {
+                let tol = 1e-4 * q.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1.0);
+                assert!(max_abs_diff(p, q).unwrap() < tol, "{dims:?}: {what}");
+            }
+        }
+        let x = Tensor::zeros((2, 3, 4, 4), DType::F32, &dev).unwrap();
+        assert!(plane_scale(&x, &Tensor::zeros((3, 2), DType::F32, &dev).unwrap()).is_err());
+        assert!(plane_dot(&x, &Tensor::zeros((2, 3, 4, 5), DType::F32, &dev).unwrap()).is_err());
     }
 }

@@ -14,7 +14,7 @@ use candle_core::{D, Tensor};
 use labelgan_core::io::TensorFile;
 use labelgan_core::{NoiseMode, Result, SplitMix64};
 use labelgan_kernels::bias_act::{Activation, AddPlane, BiasAct};
-use labelgan_kernels::channel::channel_affine;
+use labelgan_kernels::channel::{channel_affine, plane_scale};
 use labelgan_kernels::element::with_cpu_slices;
 use labelgan_kernels::implicit_gemm::conv_cpu_fused;
 
@@ -147,8 +147,8 @@ impl SynthesisLayer {
             return self.forward_inference(x, w, noise, noise_seed);
         }
         let (s, d) = self.styles(w)?;
-        let (n, i) = s.dims2()?;
-        let x = x.broadcast_mul(&s.reshape((n, i, 1, 1))?)?;
+        let n = s.dim(0)?;
+        let x = plane_scale(x, &s)?;
         let x = if self.up {
             match &self.frozen_kernels {
                 Some(cell) => {
@@ -166,8 +166,7 @@ impl SynthesisLayer {
         } else {
             labelgan_kernels::conv::conv2d(&x, &self.weight, 1)?
         };
-        let o = self.out_channels();
-        let mut x = x.broadcast_mul(&d.reshape((n, o, 1, 1))?)?;
+        let mut x = plane_scale(&x, &d)?;
         if let Some(nz) = self.noise_plane(noise, n, noise_seed)? {
             x = x.broadcast_add(&nz)?;
         }
@@ -293,7 +292,7 @@ impl ToRgb {
                 conv_cpu_fused(xv, wv, (n, i, h, wd), (c, 1), 0, Some(&s), &act)
             });
         }
-        let x = x.broadcast_mul(&s.reshape((n, i, 1, 1))?)?;
+        let x = plane_scale(x, &s)?;
         let x = labelgan_kernels::conv::conv2d(&x, &self.weight, 0)?;
         let x = channel_affine(&x, None, Some(&self.bias))?;
         Ok(match self.conv_clamp {
