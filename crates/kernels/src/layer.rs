@@ -34,11 +34,12 @@ impl Conv2d {
         Ok(self.weight.dim(2)? / 2)
     }
 
-    /// `conv(x) + bias` from candle ops on the convolution's output: differentiable to
-    /// any order (what second-order gradients and leaky activations compose with).
+    /// `conv(x) + bias`, the bias as a per-channel op ([`crate::channel::channel_affine`]):
+    /// differentiable to any order (what second-order gradients and leaky activations
+    /// compose with).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = conv2d(x, &self.weight, self.pad()?)?;
-        Ok(y.broadcast_add(&self.bias.reshape((1, self.bias.dim(0)?, 1, 1))?)?)
+        crate::channel::channel_affine(&y, None, Some(&self.bias))
     }
 
     /// `conv(x) + bias`, then a ReLU if `relu`, as one op on the CPU ([`conv2d_bias`]).
