@@ -85,7 +85,7 @@ pub fn plane_scale(x: &Tensor, s: &Tensor) -> Result<Tensor> {
         let shape: Vec<usize> = (0..x.rank()).map(|i| if i < 2 { x.dims()[i] } else { 1 }).collect();
         return Ok(x.broadcast_mul(&s.reshape(shape.as_slice())?)?);
     }
-    Ok(x.contiguous()?.apply_op2(&s.contiguous()?, PlaneScale)?)
+    Ok(x.contiguous()?.apply_op2(&s.contiguous()?, PlaneOp::Scale)?)
 }
 
 /// `sum_p a[n, c, p] * b[n, c, p]`: `[N, C]` from two `[N, C, ...]` tensors of one shape
@@ -104,7 +104,7 @@ pub fn plane_dot(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if !fast(a) {
         return Ok((a * b)?.reshape((n, c, ()))?.sum(2)?);
     }
-    Ok(a.contiguous()?.apply_op2(&b.contiguous()?, PlaneDot)?)
+    Ok(a.contiguous()?.apply_op2(&b.contiguous()?, PlaneOp::Dot)?)
 }
 
 fn batch_and_channels(x: &Tensor) -> Result<(usize, usize)> {
@@ -287,53 +287,19 @@ fn dot_planes<T: Element>(a: &[T], b: &[T], hw: usize) -> Vec<T> {
     }
 }
 
-struct PlaneScale;
-
-impl CustomOp2 for PlaneScale {
-    fn name(&self) -> &'static str {
-        "labelgan-plane-scale"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (_, _, hw) = planes(l1);
-        let out = match s1 {
-            CpuStorage::F32(_) => f32::storage(scale_planes::<f32>(cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, hw)),
-            _ => f64::storage(scale_planes::<f64>(cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, hw)),
-        };
-        Ok((out, l1.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        s: &Tensor,
-        _y: &Tensor,
-        g: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let err = |e: Error| candle_core::Error::Msg(e.to_string());
-        let gx = match x.track_op() {
-            true => Some(plane_scale(g, s).map_err(err)?),
-            false => None,
-        };
-        let gs = match s.track_op() {
-            true => Some(plane_dot(g, x).map_err(err)?),
-            false => None,
-        };
-        Ok((gx, gs))
-    }
+/// [`plane_scale`] and [`plane_dot`]: each is the other's backward.
+#[derive(Clone, Copy)]
+enum PlaneOp {
+    Scale,
+    Dot,
 }
 
-struct PlaneDot;
-
-impl CustomOp2 for PlaneDot {
+impl CustomOp2 for PlaneOp {
     fn name(&self) -> &'static str {
-        "labelgan-plane-dot"
+        match self {
+            PlaneOp::Scale => "labelgan-plane-scale",
+            PlaneOp::Dot => "labelgan-plane-dot",
+        }
     }
 
     fn cpu_fwd(
@@ -343,12 +309,22 @@ impl CustomOp2 for PlaneDot {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        fn run<T: Element>(op: PlaneOp, a: &[T], b: &[T], hw: usize) -> Vec<T> {
+            match op {
+                PlaneOp::Scale => scale_planes(a, b, hw),
+                PlaneOp::Dot => dot_planes(a, b, hw),
+            }
+        }
         let (n, c, hw) = planes(l1);
         let out = match s1 {
-            CpuStorage::F32(_) => f32::storage(dot_planes::<f32>(cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, hw)),
-            _ => f64::storage(dot_planes::<f64>(cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, hw)),
+            CpuStorage::F32(_) => f32::storage(run::<f32>(*self, cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, hw)),
+            _ => f64::storage(run::<f64>(*self, cpu_slice(s1, l1)?, cpu_slice(s2, l2)?, hw)),
         };
-        Ok((out, Shape::from((n, c))))
+        let shape = match self {
+            PlaneOp::Scale => l1.shape().clone(),
+            PlaneOp::Dot => Shape::from((n, c)),
+        };
+        Ok((out, shape))
     }
 
     fn bwd(
@@ -359,15 +335,19 @@ impl CustomOp2 for PlaneDot {
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let err = |e: Error| candle_core::Error::Msg(e.to_string());
-        let ga = match a.track_op() {
-            true => Some(plane_scale(b, g).map_err(err)?),
-            false => None,
+        let (ga, gb) = match self {
+            // y = a * b[n, c]: ga = g * b, gb = sum g * a.
+            PlaneOp::Scale => (
+                a.track_op().then(|| plane_scale(g, b)),
+                b.track_op().then(|| plane_dot(g, a)),
+            ),
+            // y[n, c] = sum a * b: ga = b * g, gb = a * g.
+            PlaneOp::Dot => (
+                a.track_op().then(|| plane_scale(b, g)),
+                b.track_op().then(|| plane_scale(a, g)),
+            ),
         };
-        let gb = match b.track_op() {
-            true => Some(plane_scale(a, g).map_err(err)?),
-            false => None,
-        };
-        Ok((ga, gb))
+        Ok((ga.transpose().map_err(err)?, gb.transpose().map_err(err)?))
     }
 }
 
