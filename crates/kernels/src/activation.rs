@@ -1,4 +1,5 @@
-//! StyleGAN's leaky ReLU with its gain, `gain * (x > 0 ? x : slope * x)`, as one op.
+//! Activations with their gains ([`Activation`]), their slopes, and StyleGAN's leaky
+//! ReLU with its gain, `gain * (x > 0 ? x : slope * x)`, as one op.
 //!
 //! candle composes it from two scalings and a maximum: three passes forward, and a
 //! backward of masks and selects over several more. On the CPU this op is one pass each
@@ -8,10 +9,54 @@
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 
-use crate::bias_act::Activation;
-
 use crate::element::{Element, cpu_slice};
 use labelgan_core::Result;
+
+/// An activation with its gain, as [`crate::bias_act::BiasAct`] applies it in an output
+/// pass and [`conv2d_bias`](crate::conv::conv2d_bias) in a convolution's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Activation {
+    /// None.
+    Linear,
+    /// `max(v, 0)`.
+    Relu,
+    /// `v` where positive, `slope * v` elsewhere, both times `gain` (StyleGAN's `lrelu`
+    /// with gain `sqrt(2)`).
+    LeakyRelu {
+        /// Slope of the negative side.
+        slope: f64,
+        /// Gain applied after the activation.
+        gain: f64,
+    },
+}
+
+impl Activation {
+    /// The derivative at the point where the activation's output is `y` (the sign of the
+    /// output is the sign of the input for each of these).
+    #[inline]
+    pub fn slope_at_output<T: Element>(self, y: T) -> T {
+        match self {
+            Activation::Linear => T::ONE,
+            Activation::Relu => {
+                if y > T::ZERO {
+                    T::ONE
+                } else {
+                    T::ZERO
+                }
+            }
+            Activation::LeakyRelu { slope, gain } => T::from_f64(if y > T::ZERO { gain } else { gain * slope }),
+        }
+    }
+
+    /// The activation applied to a tensor, differentiably.
+    pub fn apply(self, x: &candle_core::Tensor) -> labelgan_core::Result<candle_core::Tensor> {
+        match self {
+            Activation::Linear => Ok(x.clone()),
+            Activation::Relu => Ok(x.relu()?),
+            Activation::LeakyRelu { slope, gain } => leaky_relu(x, slope, gain),
+        }
+    }
+}
 
 /// `gain * x` where `x > 0`, `gain * slope * x` elsewhere.
 pub fn leaky_relu(x: &Tensor, slope: f64, gain: f64) -> Result<Tensor> {

@@ -6,52 +6,8 @@
 //! Per output value `v` of image `n`, channel `o`, pixel `p`:
 //! `clamp(act(v * scale[n, o] + add[n, p] + bias[o]) * gain, -c, c)`.
 
+pub use crate::activation::Activation;
 use crate::element::Element;
-
-/// The activation of a [`BiasAct`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Activation {
-    /// None.
-    Linear,
-    /// `max(v, 0)`.
-    Relu,
-    /// `v` where positive, `slope * v` elsewhere, both times `gain` (StyleGAN's `lrelu`
-    /// with gain `sqrt(2)`).
-    LeakyRelu {
-        /// Slope of the negative side.
-        slope: f64,
-        /// Gain applied after the activation.
-        gain: f64,
-    },
-}
-
-impl Activation {
-    /// The derivative at the point where the activation's output is `y` (the sign of the
-    /// output is the sign of the input for each of these).
-    #[inline]
-    pub fn slope_at_output<T: Element>(self, y: T) -> T {
-        match self {
-            Activation::Linear => T::ONE,
-            Activation::Relu => {
-                if y > T::ZERO {
-                    T::ONE
-                } else {
-                    T::ZERO
-                }
-            }
-            Activation::LeakyRelu { slope, gain } => T::from_f64(if y > T::ZERO { gain } else { gain * slope }),
-        }
-    }
-
-    /// The activation applied to a tensor, differentiably.
-    pub fn apply(self, x: &candle_core::Tensor) -> labelgan_core::Result<candle_core::Tensor> {
-        match self {
-            Activation::Linear => Ok(x.clone()),
-            Activation::Relu => Ok(x.relu()?),
-            Activation::LeakyRelu { slope, gain } => crate::activation::leaky_relu(x, slope, gain),
-        }
-    }
-}
 
 /// A plane added to every channel of an image: `values[n * stride + p]` (`stride` 0:
 /// one plane for every image).
