@@ -127,7 +127,8 @@ fn planes(l: &Layout) -> (usize, usize, usize) {
     (d[0], d[1], d[2..].iter().product())
 }
 
-fn sum_planes<T: Element>(x: &[T], (n, c, hw): (usize, usize, usize)) -> Vec<T> {
+/// Sum of each channel's planes over the batch: the backward of a per-channel bias.
+pub(crate) fn sum_planes<T: Element>(x: &[T], (n, c, hw): (usize, usize, usize)) -> Vec<T> {
     let one = |ch: usize| -> T {
         (0..n).fold(T::ZERO, |acc, i| {
             let p = &x[(i * c + ch) * hw..(i * c + ch + 1) * hw];

@@ -212,12 +212,8 @@ fn slope_and_sum<T: Element>(
             }
         })?;
     }
-    let mut gb = vec![T::ZERO; o];
-    for (i, plane) in gz.chunks_exact(hw).enumerate() {
-        let acc = plane.iter().fold(T::ZERO, |acc, &v| acc + v);
-        gb[i % o] += acc;
-    }
     debug_assert_eq!(gz.len(), n * o * hw);
+    let gb = crate::channel::sum_planes(&gz, (n, o, hw));
     Ok((
         Tensor::from_vec(gz, (n, o, h, w), g.device())?,
         Tensor::from_vec(gb, o, g.device())?,
