@@ -48,6 +48,26 @@ impl Activation {
         }
     }
 
+    /// The activation applied in place: the one home of its values on the CPU paths. A
+    /// NaN becomes 0 under ReLU and leaky ReLU, as `x > 0` is false for it.
+    #[inline]
+    pub fn apply_in_place<T: Element>(self, xs: &mut [T]) {
+        match self {
+            Activation::Linear => {}
+            Activation::Relu => {
+                for v in xs.iter_mut() {
+                    *v = if *v > T::ZERO { *v } else { T::ZERO };
+                }
+            }
+            Activation::LeakyRelu { slope, gain } => {
+                let (pos, neg) = (T::from_f64(gain), T::from_f64(gain * slope));
+                for v in xs.iter_mut() {
+                    *v = if *v > T::ZERO { *v * pos } else { *v * neg };
+                }
+            }
+        }
+    }
+
     /// The activation applied to a tensor, differentiably.
     pub fn apply(self, x: &candle_core::Tensor) -> labelgan_core::Result<candle_core::Tensor> {
         match self {
@@ -92,6 +112,15 @@ struct LeakyRelu {
     gain: f64,
 }
 
+impl LeakyRelu {
+    fn activation(self) -> Activation {
+        Activation::LeakyRelu {
+            slope: self.slope,
+            gain: self.gain,
+        }
+    }
+}
+
 impl CustomOp1 for LeakyRelu {
     fn name(&self) -> &'static str {
         "labelgan-leaky-relu"
@@ -99,8 +128,9 @@ impl CustomOp1 for LeakyRelu {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         fn run<T: Element>(op: &LeakyRelu, x: &[T]) -> Vec<T> {
-            let (pos, neg) = (T::from_f64(op.gain), T::from_f64(op.gain * op.slope));
-            x.iter().map(|&v| if v > T::ZERO { v * pos } else { v * neg }).collect()
+            let mut y = x.to_vec();
+            op.activation().apply_in_place(&mut y);
+            y
         }
         let storage = match s {
             CpuStorage::F32(_) => CpuStorage::F32(run(self, cpu_slice::<f32>(s, l)?)),
@@ -111,11 +141,7 @@ impl CustomOp1 for LeakyRelu {
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let act = Activation::LeakyRelu {
-            slope: self.slope,
-            gain: self.gain,
-        };
-        let map = slope_map(arg, act).map_err(candle_core::Error::wrap)?;
+        let map = slope_map(arg, self.activation()).map_err(candle_core::Error::wrap)?;
         Ok(Some(grad_res.mul(&map)?))
     }
 }

@@ -92,21 +92,7 @@ impl<T: Element> BiasAct<'_, T> {
                 }
             }
         }
-        match self.act {
-            Activation::Linear => {}
-            Activation::Relu => {
-                for d in dst.iter_mut() {
-                    // NaN becomes 0, as the plain convolution's ReLU had it.
-                    *d = if *d > T::ZERO { *d } else { T::ZERO };
-                }
-            }
-            Activation::LeakyRelu { slope, gain } => {
-                let (pos, neg) = (T::from_f64(gain), T::from_f64(gain * slope));
-                for d in dst.iter_mut() {
-                    *d = if *d > T::ZERO { *d * pos } else { *d * neg };
-                }
-            }
-        }
+        self.act.apply_in_place(dst);
         if let Some(c) = self.clamp {
             let lo = T::ZERO - c;
             for d in dst.iter_mut() {
