@@ -26,4 +26,4 @@ pub mod sparse;
 pub use dense::dense;
 pub use factored::{FactoredProjection, project};
 pub use interp::{AxisInterp, Upsample};
-pub use sparse::{sparse, sparse_into};
+pub use sparse::{RowValue, sparse, sparse_into};

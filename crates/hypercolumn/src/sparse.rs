@@ -65,17 +65,39 @@ pub fn sparse(taps: &FeatureTaps, image: usize, pixels: &[u32], target: usize, m
     Ok(Tensor::cat(&cols, 0)?.t()?.contiguous()?)
 }
 
+/// A value type [`sparse_into`] writes rows in: `f32`, or `f16` for rows kept for a whole
+/// training run at half the memory (values beyond f16's range become infinities, for the
+/// caller to refuse).
+pub trait RowValue: Copy {
+    /// The value nearest `v`.
+    fn from_f32(v: f32) -> Self;
+}
+
+impl RowValue for f32 {
+    #[inline]
+    fn from_f32(v: f32) -> Self {
+        v
+    }
+}
+
+impl RowValue for half::f16 {
+    #[inline]
+    fn from_f32(v: f32) -> Self {
+        half::f16::from_f32(v)
+    }
+}
+
 /// [`sparse`]'s rows written into `out` (row-major `[P, D]`, `P * D` long) on the host,
 /// one tap at a time: no `[D, P]` intermediate and no second copy of the rows, so a
 /// caller gathering many images into one buffer holds them once. Any device's taps are
 /// read (copied to the host a tap at a time).
-pub fn sparse_into(
+pub fn sparse_into<O: RowValue>(
     taps: &FeatureTaps,
     image: usize,
     pixels: &[u32],
     target: usize,
     mode: Upsample,
-    out: &mut [f32],
+    out: &mut [O],
 ) -> Result<()> {
     check(taps, image, pixels, target)?;
     let d: usize = taps.iter().map(|t| t.channels).sum();
@@ -107,7 +129,11 @@ pub fn sparse_into(
             let dst = &mut row[offset..offset + c];
             let src = |iy: usize, ix: usize| &x[(iy * r + ix) * c..(iy * r + ix + 1) * c];
             match mode {
-                Upsample::Nearest => dst.copy_from_slice(src(a.i0[y], a.i0[xx])),
+                Upsample::Nearest => {
+                    for (v, &s) in dst.iter_mut().zip(src(a.i0[y], a.i0[xx])) {
+                        *v = O::from_f32(s);
+                    }
+                }
                 Upsample::Bilinear => {
                     let corners = [
                         (src(a.i0[y], a.i0[xx]), a.w0[y] * a.w0[xx]),
@@ -116,7 +142,7 @@ pub fn sparse_into(
                         (src(a.i1[y], a.i1[xx]), a.w1[y] * a.w1[xx]),
                     ];
                     for (j, v) in dst.iter_mut().enumerate() {
-                        *v = corners.iter().map(|(s, w)| w * s[j]).sum();
+                        *v = O::from_f32(corners.iter().map(|(s, w)| w * s[j]).sum());
                     }
                 }
             }

@@ -54,6 +54,16 @@ fn sparse_rows_equal_dense_rows() {
         assert!(e < 1e-5, "case {case}: relative error {e}");
         let mut into = vec![f32::NAN; s.elem_count()];
         sparse_into(&taps, image, &pixels, target, mode, &mut into).unwrap();
+        // The f16 rows are the f32 rows, each rounded to the nearest f16.
+        let mut half_rows = vec![half::f16::NAN; into.len()];
+        sparse_into(&taps, image, &pixels, target, mode, &mut half_rows).unwrap();
+        for (k, (h, &f)) in half_rows.iter().zip(&into).enumerate() {
+            assert_eq!(
+                h.to_bits(),
+                half::f16::from_f32(f).to_bits(),
+                "case {case}: f16 row value {k}"
+            );
+        }
         let into = Tensor::from_vec(into, s.dims(), &Device::Cpu).unwrap();
         let e = rel_err(&into, &want);
         assert!(e < 1e-5, "case {case}: sparse_into's relative error {e}");

@@ -81,15 +81,16 @@ pub struct LabelerConfig {
     /// default, as in torchvision and mmseg).
     #[serde(default = "labelgan_core::labels::default_ignore_index")]
     pub ignore_index: Option<u32>,
-    /// Memory for gathered training features at a time, in MB (images are processed in
-    /// groups that fit).
+    /// Memory for gathered training rows at a time, in MB: images are processed in groups
+    /// whose rows (f16) fit, at least one image per group. Larger groups mix more images
+    /// into each minibatch; one-image groups cost the fit (docs/performance.md).
     pub feature_budget_mb: usize,
     /// Pixels per inference tile.
     pub tile_pixels: usize,
 }
 
 /// The default [`LabelerConfig::feature_budget_mb`].
-pub const DEFAULT_FEATURE_BUDGET_MB: usize = 1024;
+pub const DEFAULT_FEATURE_BUDGET_MB: usize = 512;
 
 /// The largest [`LabelerConfig::feature_budget_mb`]: beyond it the budget in bytes
 /// would not fit a 64-bit count.

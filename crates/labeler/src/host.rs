@@ -8,6 +8,8 @@
 //! into a reused buffer, and only two GEMMs run per step: `X W` and `Xᵀ G`. The rest of
 //! the network (small) stays in candle, starting from the first layer's output.
 
+use half::f16;
+use half::slice::HalfFloatSliceExt;
 use labelgan_kernels::linalg::sgemm_threads;
 use labelgan_optim::AdamStep;
 
@@ -44,15 +46,16 @@ impl HostLayer {
         }
     }
 
-    /// Gathers member k's rows `group[order[k][i]]` for `i < batch` into the batch buffer.
-    pub fn gather(&mut self, group: &[f32], order: &[&[u32]], batch: usize) {
+    /// Gathers member k's rows `group[order[k][i]]` for `i < batch` into the batch buffer
+    /// (in f32, the GEMMs' type).
+    pub fn gather(&mut self, group: &[f16], order: &[&[u32]], batch: usize) {
         let d = self.dim;
         self.rows.resize(self.members * batch * d, 0.0);
         for (k, idx) in order.iter().enumerate() {
             for (i, &r) in idx[..batch].iter().enumerate() {
                 let r = r as usize;
                 let dst = (k * batch + i) * d;
-                self.rows[dst..dst + d].copy_from_slice(&group[r * d..(r + 1) * d]);
+                group[r * d..(r + 1) * d].convert_to_f32_slice(&mut self.rows[dst..dst + d]);
             }
         }
     }

@@ -3,8 +3,8 @@
 //!
 //! Memory: the training set is never a stack of full-resolution hypercolumns. Taps come
 //! from a [`TapSource`] (kept at native resolution in f16, or regenerated from latents),
-//! and only the sampled pixels' rows are gathered, a group of images at a time within
-//! `feature_budget_mb`; the held-out rows are kept in f16.
+//! and only the sampled pixels' rows are gathered, in f16, a group of images at a time
+//! within `feature_budget_mb`; the held-out rows are kept in f16 too.
 
 mod network;
 mod sources;
@@ -13,6 +13,7 @@ mod targets;
 use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Tensor, Var};
+use half::f16;
 
 use labelgan_core::{Error, Result, SplitMix64, TapSpec};
 use labelgan_dataset::ImageLabels;
@@ -110,13 +111,13 @@ pub(crate) fn fit_on(
     };
     let mut opt = Optimiser::new(&init, config.lr, use_host)?;
     // The host path's gathered group rows `[n, D]`, reused across groups.
-    let mut group_rows: Vec<f32> = vec![];
+    let mut group_rows: Vec<f16> = vec![];
 
     // Held-out rows (f16) and targets, gathered during the first epoch from the same
     // taps as the training rows: one tap generation per image per epoch.
     let mut held_parts: Vec<Option<(Tensor, Tensor)>> = vec![None; targets.len()];
     let (mut held_x, mut held_y) = (Tensor::zeros(0, DType::F16, &dev)?, Tensor::zeros(0, DType::U32, &dev)?);
-    let per_image_bytes = splits.iter().map(|s| s.train.len()).max().unwrap_or(1) * d * 4;
+    let per_image_bytes = splits.iter().map(|s| s.train.len()).max().unwrap_or(1) * d * size_of::<f16>();
     let group = (config.feature_budget_mb.saturating_mul(1 << 20) / per_image_bytes.max(1)).max(1);
     let mut best = vec![f32::INFINITY; m];
     let mut best_epoch = vec![0usize; m];
@@ -277,7 +278,7 @@ impl Optimiser {
     fn step(
         &mut self,
         x: Option<&Tensor>,
-        group_rows: &[f32],
+        group_rows: &[f16],
         order: &[&[u32]],
         idx: &Tensor,
         yb: &Tensor,
@@ -306,7 +307,7 @@ impl Optimiser {
                 (out, stats, loss)
             }
             (None, Some(x)) => {
-                let xb = x.index_select(idx, 0)?.reshape((m, b, d))?;
+                let xb = x.index_select(idx, 0)?.to_dtype(DType::F32)?.reshape((m, b, d))?;
                 let pre = xb.matmul(self.w1.as_tensor())?;
                 let (out, stats) = forward_from_pre(&self.state, &pre, true)?;
                 let loss = member_loss(head, &out, yb)?.sum_all()?;
@@ -331,9 +332,9 @@ impl Optimiser {
     }
 }
 
-/// Gathers the hypercolumn rows of a group of images' sampled pixels: the training
-/// rows (on the CPU's host path straight into one buffer, never held twice) and, the
-/// first time an image is seen, its held-out rows (f16) and targets.
+/// Gathers the hypercolumn rows of a group of images' sampled pixels in f16: the
+/// training rows (on the CPU's host path straight into one buffer, never held twice)
+/// and, the first time an image is seen, its held-out rows and targets.
 struct Rows<'a> {
     config: &'a LabelerConfig,
     source: &'a dyn TapSource,
@@ -350,7 +351,7 @@ impl Rows<'_> {
     fn gather(
         &self,
         chunk: &[usize],
-        group_rows: &mut Vec<f32>,
+        group_rows: &mut Vec<f16>,
         held_parts: &mut [Option<(Tensor, Tensor)>],
     ) -> Result<(Option<Tensor>, Tensor)> {
         let (config, splits, d, dev) = (self.config, self.splits, self.d, self.dev);
@@ -375,24 +376,27 @@ impl Rows<'_> {
                     )?;
                 }
                 let hx = if self.use_host {
-                    let mut v = vec![0f32; splits[i].held.len() * d];
+                    let mut v = vec![f16::ZERO; splits[i].held.len() * d];
                     sparse_into(&taps, 0, &splits[i].held, t, mode, &mut v)?;
+                    in_f16_range(&v, i)?;
                     Tensor::from_vec(v, (splits[i].held.len(), d), dev)?
                 } else {
-                    sparse(&taps, 0, &splits[i].held, t, mode)?
+                    let hx = sparse(&taps, 0, &splits[i].held, t, mode)?.to_dtype(DType::F16)?;
+                    labelgan_core::ensure_finite(&hx, &beyond_f16(i))?;
+                    hx
                 };
-                held_parts[i] = Some((
-                    hx.to_dtype(DType::F16)?,
-                    targets_for(config, &self.targets[i], &splits[i].held, dev)?,
-                ));
+                held_parts[i] = Some((hx, targets_for(config, &self.targets[i], &splits[i].held, dev)?));
             }
             if self.use_host {
                 // Straight into the group buffer: the rows are never held twice.
                 let at = group_rows.len();
-                group_rows.resize(at + splits[i].train.len() * d, 0.0);
+                group_rows.resize(at + splits[i].train.len() * d, f16::ZERO);
                 sparse_into(&taps, 0, &splits[i].train, t, mode, &mut group_rows[at..])?;
+                in_f16_range(&group_rows[at..], i)?;
             } else {
-                xs.push(sparse(&taps, 0, &splits[i].train, t, mode)?);
+                let x = sparse(&taps, 0, &splits[i].train, t, mode)?.to_dtype(DType::F16)?;
+                labelgan_core::ensure_finite(&x, &beyond_f16(i))?;
+                xs.push(x);
             }
             ys.push(targets_for(config, &self.targets[i], &splits[i].train, dev)?);
         }
@@ -403,6 +407,22 @@ impl Rows<'_> {
         };
         Ok((x, Tensor::cat(&ys, 0)?))
     }
+}
+
+/// Refuses rows of training image `image` that f16 cannot hold (the taps were checked
+/// finite, so an infinity here is a feature beyond ±65,504).
+fn in_f16_range(rows: &[f16], image: usize) -> Result<()> {
+    match rows.iter().position(|v| v.is_infinite()) {
+        None => Ok(()),
+        Some(k) => Err(Error::invalid(format!(
+            "{} hold an infinity at row value {k}",
+            beyond_f16(image)
+        ))),
+    }
+}
+
+fn beyond_f16(image: usize) -> String {
+    format!("the f16 training rows of image {image} (a feature beyond f16's ±65504 becomes infinite)")
 }
 
 /// Held-out loss per member (eval-mode BatchNorm) over rows `held_x` `[P, D]` (f16)
@@ -468,6 +488,18 @@ mod tests {
     use super::*;
     use crate::config::Head;
     use labelgan_core::{FeatureTaps, Tap};
+
+    /// A tap source that keeps the taps as given (f32).
+    struct F32Taps(Vec<FeatureTaps>);
+
+    impl TapSource for F32Taps {
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn taps(&self, i: usize) -> Result<FeatureTaps> {
+            Ok(self.0[i].clone())
+        }
+    }
 
     fn taps(rng: &mut SplitMix64) -> FeatureTaps {
         let mut t = FeatureTaps::new();
@@ -577,12 +609,51 @@ mod tests {
         let e = ens.predict(&bad).unwrap_err().to_string();
         assert!(e.contains("tap `l1`") && e.contains("non-finite"), "{e}");
         images[1] = bad;
-        let source = InMemoryTaps::from_batches(&images).unwrap();
+        let e = InMemoryTaps::from_batches(&images).err().unwrap().to_string();
+        assert!(e.contains("image 1's tap `l1`") && e.contains("non-finite"), "{e}");
+        let source = F32Taps(images);
         let e = fit(&cfg, &source, &targets, |_| {}).unwrap_err().to_string();
         assert!(
             e.contains("training image 1") && e.contains("`l1`") && e.contains("non-finite"),
             "{e}"
         );
+    }
+
+    /// A feature f16 cannot hold is refused on both paths, naming the image, instead of
+    /// training on an infinity.
+    #[test]
+    fn features_beyond_f16_are_refused() {
+        let mut rng = SplitMix64::new(13);
+        let mut images: Vec<FeatureTaps> = (0..2).map(|_| taps(&mut rng)).collect();
+        let mut big = FeatureTaps::new();
+        for (k, tap) in images[1].iter().enumerate() {
+            let scale = if k == 0 { 1e6 } else { 1.0 };
+            big.push(Tap::new(tap.name.clone(), (&tap.tensor * scale).unwrap()).unwrap())
+                .unwrap();
+        }
+        images[1] = big;
+        let e = InMemoryTaps::from_batches(&images).err().unwrap().to_string();
+        assert!(e.contains("image 1's tap `l0` in f16") && e.contains("65504"), "{e}");
+        // A source that keeps f32 taps reaches the labeler's own rows.
+        let source = F32Taps(images);
+        let targets: Vec<ImageLabels> = (0..2)
+            .map(|_| ImageLabels {
+                mask: Some((0..256).map(|_| rng.below(3) as u32).collect()),
+                ..ImageLabels::default()
+            })
+            .collect();
+        let cfg = LabelerConfig {
+            members: 2,
+            hidden: Some((8, 4)),
+            pixels_per_image: 60,
+            batch_size: 20,
+            max_epochs: 1,
+            ..LabelerConfig::new(Head::Segmentation { classes: 3 }, 16)
+        };
+        for host in [true, false] {
+            let e = fit_on(&cfg, &source, &targets, |_| {}, host).unwrap_err().to_string();
+            assert!(e.contains("image 1") && e.contains("65504"), "host {host}: {e}");
+        }
     }
 
     /// Each pixel at most once, held-out pixels never also training ones, at most every

@@ -21,7 +21,8 @@ pub trait TapSource {
 pub struct InMemoryTaps(pub Vec<FeatureTaps>);
 
 impl InMemoryTaps {
-    /// Keeps each image of `taps` (any batch size), converting to f16.
+    /// Keeps each image of `taps` (any batch size), converting to f16; refuses a
+    /// non-finite feature or one f16 cannot hold.
     pub fn from_batches(batches: &[FeatureTaps]) -> Result<Self> {
         let mut out = Vec::new();
         for b in batches {
@@ -29,7 +30,16 @@ impl InMemoryTaps {
                 let mut one = FeatureTaps::new();
                 for t in b.narrow_batch(i, 1)?.iter() {
                     let mut t = t.clone();
+                    labelgan_core::ensure_finite(&t.tensor, &format!("image {}'s tap `{}`", out.len(), t.name))?;
                     t.tensor = t.tensor.to_dtype(DType::F16)?;
+                    labelgan_core::ensure_finite(
+                        &t.tensor,
+                        &format!(
+                            "image {}'s tap `{}` in f16 (a feature beyond f16's ±65504 becomes infinite)",
+                            out.len(),
+                            t.name
+                        ),
+                    )?;
                     one.push(t)?;
                 }
                 out.push(one);
