@@ -136,7 +136,17 @@ pub fn conv_cpu_fused<T: Element>(
     in_scale: Option<&[T]>,
     out: &BiasAct<T>,
 ) -> Vec<T> {
-    let (n, _, h, wd) = dims;
+    let (n, c, h, wd) = dims;
+    let (o, k) = ok;
+    if p < k
+        && crate::winograd::suits(
+            k,
+            (c, o),
+            ((h + 2 * p + 1).saturating_sub(k), (wd + 2 * p + 1).saturating_sub(k)),
+        )
+    {
+        return crate::winograd::conv3x3(x, w, dims, o, p, in_scale, out);
+    }
     let nb = images_per_gemm((h + 2 * p) * (wd + 2 * p), n, FORWARD_COLUMNS);
     conv_cpu_group(x, w, dims, ok, p, (in_scale, out), (nb, Blocks::Auto))
 }
@@ -292,7 +302,7 @@ const BLOCK_FLOATS: usize = 64 << 10;
 const MIN_BLOCK_COLUMNS: usize = 512;
 
 /// The output buffer of the blocked forward, written row by row from several threads.
-struct SharedRows<T>(*mut T);
+pub(crate) struct SharedRows<T>(pub(crate) *mut T);
 
 // SAFETY: the blocks write disjoint rows (see `SharedRows::row`'s callers).
 unsafe impl<T: Send> Send for SharedRows<T> {}
@@ -305,7 +315,7 @@ impl<T> SharedRows<T> {
     /// # Safety
     /// The range must lie inside the buffer and no other live reference may touch it.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn row(&self, start: usize, len: usize) -> &mut [T] {
+    pub(crate) unsafe fn row(&self, start: usize, len: usize) -> &mut [T] {
         // SAFETY: as the caller guarantees.
         unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
     }

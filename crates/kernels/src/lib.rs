@@ -42,6 +42,7 @@ pub mod resample;
 pub mod simd;
 pub mod strided;
 pub mod threads;
+pub mod winograd;
 
 pub use path::{KernelPath, kernel_path, native_inference, native_on};
 pub use simd::{Simd, simd};
