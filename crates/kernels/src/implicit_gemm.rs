@@ -309,6 +309,18 @@ unsafe impl<T: Send> Send for SharedRows<T> {}
 // SAFETY: as above.
 unsafe impl<T: Send> Sync for SharedRows<T> {}
 
+impl<T: Copy> SharedRows<T> {
+    /// Copies `src` to the buffer from `start`, which may be uninitialised memory.
+    ///
+    /// # Safety
+    /// `start..start + src.len()` must lie inside the buffer's allocation and no other
+    /// thread may touch it.
+    pub(crate) unsafe fn write(&self, start: usize, src: &[T]) {
+        // SAFETY: as the caller guarantees; `src` is a distinct live slice.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.0.add(start), src.len()) };
+    }
+}
+
 impl<T> SharedRows<T> {
     /// `len` elements from `start`.
     ///

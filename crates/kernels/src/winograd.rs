@@ -28,10 +28,14 @@ pub fn suits(k: usize, (c, o): (usize, usize), (ho, wo): (usize, usize)) -> bool
     k == 3 && c >= 16 && o >= 16 && ho >= 4 && wo >= 4
 }
 
-/// The kernel `w [O, C, 3, 3]` transformed: `U [16, O, C]`, `U_ξ = (G g Gᵀ)_ξ`.
-fn transform_kernel<T: Element>(w: &[T], o: usize, c: usize) -> Vec<T> {
+/// The kernel `w [O, C, 3, 3]` transformed: `U [16, O, C]`, `U_ξ = (G g Gᵀ)_ξ`. A
+/// network with fixed weights transforms them once and calls [`conv3x3_transformed`].
+pub fn transform_kernel<T: Element>(w: &[T], o: usize, c: usize) -> Vec<T> {
+    assert_eq!(w.len(), o * c * 9, "winograd: the kernel is not [O, C, 3, 3]");
     let half = T::from_f64(0.5);
-    let mut u = vec![T::ZERO; 16 * o * c];
+    let len = 16 * o * c;
+    let mut u: Vec<T> = Vec::with_capacity(len);
+    let spare = &mut u.spare_capacity_mut()[..len];
     let g3 = |a: T, b: T, d: T| [a, (a + b + d) * half, (a - b + d) * half, d];
     for oc in 0..o * c {
         let g = &w[oc * 9..oc * 9 + 9];
@@ -40,10 +44,12 @@ fn transform_kernel<T: Element>(w: &[T], o: usize, c: usize) -> Vec<T> {
         for i in 0..4 {
             let r = g3(cols[0][i], cols[1][i], cols[2][i]);
             for (j, &v) in r.iter().enumerate() {
-                u[(i * 4 + j) * o * c + oc] = v;
+                spare[(i * 4 + j) * o * c + oc].write(v);
             }
         }
     }
+    // SAFETY: the loops wrote every (ξ, oc) of the 16 * o * c elements.
+    unsafe { u.set_len(len) };
     u
 }
 
@@ -57,25 +63,56 @@ fn transform_kernel<T: Element>(w: &[T], o: usize, c: usize) -> Vec<T> {
 pub fn conv3x3<T: Element>(
     x: &[T],
     w: &[T],
+    dims: (usize, usize, usize, usize),
+    o: usize,
+    p: usize,
+    in_scale: Option<&[T]>,
+    out: &BiasAct<T>,
+) -> Vec<T> {
+    let u = transform_kernel(w, o, dims.1);
+    conv3x3_transformed(x, (&u, Orientation::AsIs), dims, o, p, in_scale, out)
+}
+
+/// How [`conv3x3_transformed`] reads a transformed kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Orientation {
+    /// `u` is the transform of this convolution's kernel `[O, C, 3, 3]`.
+    AsIs,
+    /// `u` is the transform of a kernel `[C, O, 3, 3]` whose flipped transpose this
+    /// convolution applies: a convolution's input gradient, from the forward's transform.
+    /// Flipping a kernel swaps positions 0 and 3 of its transform along each axis, so
+    /// nothing new is stored.
+    FlippedTransposed,
+}
+
+/// [`conv3x3`] with the kernel already transformed by [`transform_kernel`] (`u [16, O,
+/// C]`, or `[16, C, O]` read as `orientation` says).
+///
+/// # Panics
+/// If the buffer lengths do not match the dimensions (a caller's bug).
+#[allow(clippy::too_many_arguments)]
+pub fn conv3x3_transformed<T: Element>(
+    x: &[T],
+    (u, orientation): (&[T], Orientation),
     (n, c, h, wd): (usize, usize, usize, usize),
     o: usize,
     p: usize,
     in_scale: Option<&[T]>,
     out: &BiasAct<T>,
 ) -> Vec<T> {
-    assert!(p < 3 && x.len() == n * c * h * wd && w.len() == o * c * 9);
+    assert!(p < 3 && x.len() == n * c * h * wd && u.len() == 16 * o * c);
     assert!(in_scale.is_none_or(|s| s.len() == n * c));
     let (ho, wo) = (h + 2 * p - 2, wd + 2 * p - 2);
     out.check(n, o, ho * wo);
     let (th, tw) = (ho.div_ceil(2), wo.div_ceil(2));
-    let u = transform_kernel(w, o, c);
     // Tile rows per block: the block's V [16, C, T] and M [16, O, T] within BLOCK_BYTES,
     // at least MIN_BLOCK_TILES tiles, and enough blocks for every thread.
     let per_tile = 16 * (c + o) * size_of::<T>();
     let tiles = (BLOCK_BYTES / per_tile).max(MIN_BLOCK_TILES);
     let threads = crate::threads::cpu_threads();
     let rows_per_block = tiles.div_ceil(tw).min(th.div_ceil(threads.max(1)).max(1)).max(1);
-    let mut y: Vec<T> = vec![T::ZERO; n * o * ho * wo];
+    let len = n * o * ho * wo;
+    let mut y: Vec<T> = Vec::with_capacity(len);
     let out_rows = crate::implicit_gemm::SharedRows(y.as_mut_ptr());
     let blocks: Vec<(usize, usize)> = (0..n)
         .flat_map(|i| (0..th).step_by(rows_per_block).map(move |r| (i, r)))
@@ -90,8 +127,17 @@ pub fn conv3x3<T: Element>(
         }
         transform_input(x, &mut scratch.v, (c, h, wd), p, (img, r0, r1, tw), in_scale);
         for xi in 0..16 {
-            // SAFETY: M_ξ is [o, t], U_ξ is [o, c] and V_ξ is [c, t], all row-major
-            // inside their buffers.
+            // U_ξ [o, c]: row-major, or the transpose of U_σ(ξ) [c, o] with σ swapping
+            // positions 0 and 3 along each axis.
+            let (src, lhs_cs, lhs_rs) = match orientation {
+                Orientation::AsIs => (xi, 1, c as isize),
+                Orientation::FlippedTransposed => {
+                    let s = |a: usize| [3, 1, 2, 0][a];
+                    (s(xi / 4) * 4 + s(xi % 4), o as isize, 1)
+                }
+            };
+            // SAFETY: M_ξ is [o, t] and V_ξ is [c, t], row-major inside their buffers;
+            // U_src is o * c elements read with the strides above.
             unsafe {
                 gemm::gemm(
                     o,
@@ -101,9 +147,9 @@ pub fn conv3x3<T: Element>(
                     1,
                     t as isize,
                     false,
-                    u.as_ptr().add(xi * o * c),
-                    1,
-                    c as isize,
+                    u.as_ptr().add(src * o * c),
+                    lhs_cs,
+                    lhs_rs,
                     scratch.v.as_ptr().add(xi * c * t),
                     1,
                     t as isize,
@@ -117,7 +163,8 @@ pub fn conv3x3<T: Element>(
             }
         }
         let m = &scratch.m;
-        let [row0, row1, y00, y01, y10, y11] = &mut scratch.rows;
+        let [row0, row1, y00, y01, y10, y11, done] = &mut scratch.rows;
+        let done = &mut done[..wo];
         for oo in 0..o {
             for ty in r0..r1 {
                 let base = oo * t + (ty - r0) * tw;
@@ -128,11 +175,12 @@ pub fn conv3x3<T: Element>(
                 for (dy, src) in [&row0[..wo], &row1[..wo]].into_iter().enumerate() {
                     let yy = 2 * ty + dy;
                     if yy < ho {
+                        out.row((img, oo, o), yy * wo, src, done);
                         let d = ((img * o + oo) * ho + yy) * wo;
-                        // SAFETY: row yy of channel oo of image img lies inside y, and
-                        // only this block writes it (blocks own disjoint tile rows).
-                        let dst = unsafe { out_rows.row(d, wo) };
-                        out.row((img, oo, o), yy * wo, src, dst);
+                        // SAFETY: row yy of channel oo of image img lies inside y's
+                        // capacity, and only this block writes it (blocks own disjoint
+                        // tile rows).
+                        unsafe { out_rows.write(d, done) };
                     }
                 }
             }
@@ -146,15 +194,19 @@ pub fn conv3x3<T: Element>(
             block(&mut scratch, b);
         }
     }
+    // SAFETY: the blocks cover every tile row of every image, and each wrote all `o`
+    // channels' output rows of its tile rows: all `len` elements.
+    unsafe { y.set_len(len) };
     y
 }
 
 /// A block's transformed input `V [16, C, T]`, products `M [16, O, T]`, two output
-/// rows and their even and odd halves, reused across the blocks a thread runs.
+/// rows, their even and odd halves and a finished row, reused across the blocks a
+/// thread runs.
 struct Scratch<T> {
     v: Vec<T>,
     m: Vec<T>,
-    rows: [Vec<T>; 6],
+    rows: [Vec<T>; 7],
 }
 
 impl<T> Default for Scratch<T> {
@@ -224,14 +276,16 @@ fn transform_input<T: Element>(
                 if yy >= 0 && (yy as usize) < h {
                     // Input column xx lands at patch column xx + p.
                     let (even, odd) = prow.split_at_mut(half);
-                    for (xx, &a) in plane[yy as usize * wd..][..wd].iter().enumerate() {
-                        let col = xx + p;
-                        let dst = if col.is_multiple_of(2) {
-                            &mut even[col / 2]
-                        } else {
-                            &mut odd[col / 2]
-                        };
-                        *dst = a * s;
+                    let src = &plane[yy as usize * wd..][..wd];
+                    // The input columns landing on even patch columns, then on odd ones.
+                    let (first_even, first_odd) = (p % 2, 1 - p % 2);
+                    let to_even = src.iter().skip(first_even).step_by(2);
+                    for (d, &a) in even[(first_even + p) / 2..].iter_mut().zip(to_even) {
+                        *d = a * s;
+                    }
+                    let to_odd = src.iter().skip(first_odd).step_by(2);
+                    for (d, &a) in odd[(first_odd + p) / 2..].iter_mut().zip(to_odd) {
+                        *d = a * s;
                     }
                 }
             }
@@ -315,6 +369,31 @@ mod tests {
             let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
             assert!(err < 1e-12, "case {case}: max error {err}");
         }
+    }
+
+    /// The forward kernel's transform, read flipped and transposed, convolves as the
+    /// transform of the flipped transpose does: the input gradient without a second
+    /// transformed kernel.
+    #[test]
+    fn flipped_transposed_reads_the_forward_transform() {
+        let (n, c, o, h, wd) = (2, 16, 20, 9, 8);
+        // The forward kernel is [c, o, 3, 3]; this convolution takes c channels to o.
+        let wf = lcg(7, c * o * 9);
+        let flipped = crate::implicit_gemm::flip_transpose_cpu(&wf, (c, o, 3));
+        let x = lcg(8, n * c * h * wd);
+        let want = conv3x3(&x, &flipped, (n, c, h, wd), o, 1, None, &BiasAct::default());
+        let u = transform_kernel(&wf, c, o);
+        let got = conv3x3_transformed(
+            &x,
+            (&u, Orientation::FlippedTransposed),
+            (n, c, h, wd),
+            o,
+            1,
+            None,
+            &BiasAct::default(),
+        );
+        let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(err < 1e-12, "max error {err}");
     }
 
     /// f32 keeps the direct convolution's accuracy on a VGG-sized layer.

@@ -19,8 +19,10 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 
 use labelgan_core::{Error, Result};
+use labelgan_kernels::bias_act::BiasAct;
 use labelgan_kernels::element::{Element, cpu_slice, with_cpu_slice as with_slice};
 use labelgan_kernels::implicit_gemm::{conv_cpu, flip_transpose_cpu};
+use labelgan_kernels::winograd::{Orientation, conv3x3_transformed, transform_kernel};
 
 use crate::conv::Conv;
 
@@ -35,6 +37,9 @@ enum Step {
         i: usize,
         k: usize,
         pad: usize,
+        /// 3x3 kernels: `w` in Winograd's domain, transformed once (the backward reads
+        /// it flipped and transposed).
+        winograd: Option<Tensor>,
     },
     /// 2x2 max-pool, stride 2, floor mode.
     Pool,
@@ -109,6 +114,7 @@ impl Trunk {
                             w.device(),
                         )?,
                     };
+                    let winograd = if k == 3 { Some(winograd_kernel(&w, o, i)?) } else { None };
                     Step::Conv {
                         b: b.to_dtype(w.dtype())?.contiguous()?,
                         w,
@@ -117,6 +123,7 @@ impl Trunk {
                         i,
                         k,
                         pad,
+                        winograd,
                     }
                 }
                 Layer::Conv(_) => return Ok(None), // strided: not a trunk conv
@@ -257,6 +264,22 @@ fn pool_bwd<T: Element>(x: &[T], g: &[T], planes: usize, h: usize, w: usize) -> 
     out
 }
 
+/// A 3x3 kernel `[o, i, 3, 3]` in Winograd's domain (`[16, o, i]`, same dtype).
+fn winograd_kernel(w: &Tensor, o: usize, i: usize) -> Result<Tensor> {
+    Ok(match w.dtype() {
+        DType::F32 => Tensor::from_vec(
+            with_slice(w, |v: &[f32]| transform_kernel(v, o, i))?,
+            (16, o, i),
+            w.device(),
+        )?,
+        _ => Tensor::from_vec(
+            with_slice(w, |v: &[f64]| transform_kernel(v, o, i))?,
+            (16, o, i),
+            w.device(),
+        )?,
+    })
+}
+
 impl TrunkOp {
     fn forward<T: Element>(&self, x: &[T], x_dims: (usize, usize, usize, usize)) -> candle_core::Result<Vec<T>> {
         let n = x_dims.0;
@@ -274,12 +297,30 @@ impl TrunkOp {
             let input: &[T] = cur.as_ref().map_or(x, |(_, v)| v);
             let next = match s {
                 Step::Conv {
-                    w: wt, b, o, k, pad, ..
-                } => with_slice(wt, |wv| {
-                    with_slice(b, |bv| {
-                        conv_cpu(input, wv, (n, c, h, w), (*o, *k), *pad, Some(bv), true)
-                    })
-                })??,
+                    w: wt,
+                    b,
+                    o,
+                    k,
+                    pad,
+                    winograd,
+                    ..
+                } => {
+                    let out_hw = (h + 2 * pad + 1 - k, w + 2 * pad + 1 - k);
+                    match winograd {
+                        Some(u) if labelgan_kernels::winograd::suits(*k, (c, *o), out_hw) => with_slice(u, |uv| {
+                            with_slice(b, |bv| {
+                                let act = BiasAct::bias_relu(Some(bv), true);
+                                let u = (uv, Orientation::AsIs);
+                                conv3x3_transformed(input, u, (n, c, h, w), *o, *pad, None, &act)
+                            })
+                        })??,
+                        _ => with_slice(wt, |wv| {
+                            with_slice(b, |bv| {
+                                conv_cpu(input, wv, (n, c, h, w), (*o, *k), *pad, Some(bv), true)
+                            })
+                        })??,
+                    }
+                }
                 Step::Pool => pool_fwd(input, n * c, h, w),
                 Step::Tap => {
                     out.extend_from_slice(input);
@@ -335,7 +376,13 @@ impl TrunkOp {
                     }
                 }
                 Step::Conv {
-                    flipped, o, i, k, pad, ..
+                    flipped,
+                    o,
+                    i,
+                    k,
+                    pad,
+                    winograd,
+                    ..
                 } => {
                     let Some(mut gy) = g.take() else { continue };
                     let y = input_of(j + 1)?;
@@ -343,9 +390,16 @@ impl TrunkOp {
                         .zip(y)
                         .for_each(|(g, &y)| *g = if y > T::ZERO { *g } else { T::ZERO });
                     let (ho, wo) = (h + 2 * pad + 1 - k, w + 2 * pad + 1 - k);
-                    g = Some(with_slice(flipped, |fw| {
-                        conv_cpu(&gy, fw, (n, *o, ho, wo), (*i, *k), k - 1 - pad, None, false)
-                    })?);
+                    g = Some(match winograd {
+                        Some(u) if labelgan_kernels::winograd::suits(*k, (*o, *i), (h, w)) => with_slice(u, |uv| {
+                            let u = (uv, Orientation::FlippedTransposed);
+                            let act = BiasAct::default();
+                            conv3x3_transformed(&gy, u, (n, *o, ho, wo), *i, k - 1 - pad, None, &act)
+                        })?,
+                        _ => with_slice(flipped, |fw| {
+                            conv_cpu(&gy, fw, (n, *o, ho, wo), (*i, *k), k - 1 - pad, None, false)
+                        })?,
+                    });
                 }
                 Step::Pool => {
                     let Some(gy) = g.take() else { continue };
