@@ -109,9 +109,9 @@ pub struct FactoryArgs {
     pixels_per_image: usize,
     #[arg(long, default_value_t = 20)]
     max_epochs: usize,
-    /// Memory for the labelers' training rows gathered at a time, in MB (images are
-    /// fitted in groups that fit, one image at least; a 512 px fit peaks at about
-    /// 1.5 GB plus this).
+    /// Memory for the labelers' training rows (f16) gathered at a time, in MB (images
+    /// are fitted in groups that fit, one image at least; a 512 px fit peaks at about
+    /// 1.5 GB plus the rows: 1.9 GB with the default).
     #[arg(long, default_value_t = labelgan_labeler::config::DEFAULT_FEATURE_BUDGET_MB)]
     feature_budget_mb: usize,
     /// Keypoint heatmap std in pixels.

@@ -501,6 +501,28 @@ mod tests {
         }
     }
 
+    /// `n` random 16x16 masks of 3 classes.
+    fn random_masks(rng: &mut SplitMix64, n: usize) -> Vec<ImageLabels> {
+        (0..n)
+            .map(|_| ImageLabels {
+                mask: Some((0..256).map(|_| rng.below(3) as u32).collect()),
+                ..ImageLabels::default()
+            })
+            .collect()
+    }
+
+    /// A small 3-class segmentation labeler at 16 px, trained for `epochs`.
+    fn small_segmentation(epochs: usize) -> LabelerConfig {
+        LabelerConfig {
+            members: 2,
+            hidden: Some((8, 4)),
+            pixels_per_image: 60,
+            batch_size: 20,
+            max_epochs: epochs,
+            ..LabelerConfig::new(Head::Segmentation { classes: 3 }, 16)
+        }
+    }
+
     fn taps(rng: &mut SplitMix64) -> FeatureTaps {
         let mut t = FeatureTaps::new();
         for (i, (c, r)) in [(7, 4), (5, 8), (4, 16)].into_iter().enumerate() {
@@ -581,20 +603,8 @@ mod tests {
         use labelgan_core::PixelLabeler;
         let mut rng = SplitMix64::new(12);
         let mut images: Vec<FeatureTaps> = (0..3).map(|_| taps(&mut rng)).collect();
-        let targets: Vec<ImageLabels> = (0..3)
-            .map(|_| ImageLabels {
-                mask: Some((0..256).map(|_| rng.below(3) as u32).collect()),
-                ..ImageLabels::default()
-            })
-            .collect();
-        let cfg = LabelerConfig {
-            members: 2,
-            hidden: Some((8, 4)),
-            pixels_per_image: 60,
-            batch_size: 20,
-            max_epochs: 2,
-            ..LabelerConfig::new(Head::Segmentation { classes: 3 }, 16)
-        };
+        let targets = random_masks(&mut rng, 3);
+        let cfg = small_segmentation(2);
         let clean = InMemoryTaps::from_batches(&images).unwrap();
         let (ens, _) = fit(&cfg, &clean, &targets, |_| {}).unwrap();
         let mut bad = FeatureTaps::new();
@@ -636,20 +646,8 @@ mod tests {
         assert!(e.contains("image 1's tap `l0` in f16") && e.contains("65504"), "{e}");
         // A source that keeps f32 taps reaches the labeler's own rows.
         let source = F32Taps(images);
-        let targets: Vec<ImageLabels> = (0..2)
-            .map(|_| ImageLabels {
-                mask: Some((0..256).map(|_| rng.below(3) as u32).collect()),
-                ..ImageLabels::default()
-            })
-            .collect();
-        let cfg = LabelerConfig {
-            members: 2,
-            hidden: Some((8, 4)),
-            pixels_per_image: 60,
-            batch_size: 20,
-            max_epochs: 1,
-            ..LabelerConfig::new(Head::Segmentation { classes: 3 }, 16)
-        };
+        let targets = random_masks(&mut rng, 2);
+        let cfg = small_segmentation(1);
         for host in [true, false] {
             let e = fit_on(&cfg, &source, &targets, |_| {}, host).unwrap_err().to_string();
             assert!(e.contains("image 1") && e.contains("65504"), "host {host}: {e}");
