@@ -6,6 +6,7 @@ use rayon::prelude::*;
 
 use crate::bias_act::BiasAct;
 use crate::element::Element;
+use crate::shared_rows::SharedRows;
 
 /// How many images one GEMM of [`conv_cpu`] or [`weight_grad_cpu`] spans: enough that
 /// its columns (`plane` per image) reach about `columns`, spread evenly over the `n`
@@ -300,38 +301,6 @@ const BLOCK_FLOATS: usize = 64 << 10;
 
 /// The fewest columns a block of the forward spans.
 const MIN_BLOCK_COLUMNS: usize = 512;
-
-/// The output buffer of the blocked forward, written row by row from several threads.
-pub(crate) struct SharedRows<T>(pub(crate) *mut T);
-
-// SAFETY: the blocks write disjoint rows (see `SharedRows::row`'s callers).
-unsafe impl<T: Send> Send for SharedRows<T> {}
-// SAFETY: as above.
-unsafe impl<T: Send> Sync for SharedRows<T> {}
-
-impl<T: Copy> SharedRows<T> {
-    /// Copies `src` to the buffer from `start`, which may be uninitialised memory.
-    ///
-    /// # Safety
-    /// `start..start + src.len()` must lie inside the buffer's allocation and no other
-    /// thread may touch it.
-    pub(crate) unsafe fn write(&self, start: usize, src: &[T]) {
-        // SAFETY: as the caller guarantees; `src` is a distinct live slice.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.0.add(start), src.len()) };
-    }
-}
-
-impl<T> SharedRows<T> {
-    /// `len` elements from `start`.
-    ///
-    /// # Safety
-    /// The range must lie inside the buffer and no other live reference may touch it.
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn row(&self, start: usize, len: usize) -> &mut [T] {
-        // SAFETY: as the caller guarantees.
-        unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
-    }
-}
 
 /// `dst [o, cols] (row stride ld) = Σ_{dy, dx} W_tap [o, c] · X_tap [c, cols]`, where
 /// `X_tap` is the view of the padded buffer starting `dy * wp + dx` after `xp` (rows

@@ -39,6 +39,7 @@ pub mod layer;
 pub mod linalg;
 pub mod path;
 pub mod resample;
+mod shared_rows;
 pub mod simd;
 pub mod strided;
 pub mod threads;

@@ -113,7 +113,7 @@ pub fn conv3x3_transformed<T: Element>(
     let rows_per_block = tiles.div_ceil(tw).min(th.div_ceil(threads.max(1)).max(1)).max(1);
     let len = n * o * ho * wo;
     let mut y: Vec<T> = Vec::with_capacity(len);
-    let out_rows = crate::implicit_gemm::SharedRows(y.as_mut_ptr());
+    let out_rows = crate::shared_rows::SharedRows(y.as_mut_ptr());
     let blocks: Vec<(usize, usize)> = (0..n)
         .flat_map(|i| (0..th).step_by(rows_per_block).map(move |r| (i, r)))
         .collect();
