@@ -101,6 +101,10 @@ pub fn conv3x3_transformed<T: Element>(
     out: &BiasAct<T>,
 ) -> Vec<T> {
     assert!(p < 3 && x.len() == n * c * h * wd && u.len() == 16 * o * c);
+    assert!(
+        h + 2 * p >= 3 && wd + 2 * p >= 3,
+        "winograd: a {h}x{wd} map padded by {p} is smaller than the kernel"
+    );
     assert!(in_scale.is_none_or(|s| s.len() == n * c));
     let (ho, wo) = (h + 2 * p - 2, wd + 2 * p - 2);
     out.check(n, o, ho * wo);
