@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use crate::bias_act::BiasAct;
 use crate::element::Element;
 use crate::shared_rows::SharedRows;
+use crate::winograd::Orientation;
 
 /// How many images one GEMM of [`conv_cpu`] or [`weight_grad_cpu`] spans: enough that
 /// its columns (`plane` per image) reach about `columns`, spread evenly over the `n`
@@ -137,6 +138,45 @@ pub fn conv_cpu_fused<T: Element>(
     in_scale: Option<&[T]>,
     out: &BiasAct<T>,
 ) -> Vec<T> {
+    conv_cpu_kernel(x, Kernel::of(w), dims, ok, p, in_scale, out)
+}
+
+/// A convolution's weights `[O, C, k, k]` and, for a fixed 3x3 kernel applied many
+/// times, its Winograd transform made once ([`transform_kernel`](crate::winograd::transform_kernel)),
+/// read in the orientation given.
+#[derive(Debug, Clone, Copy)]
+pub struct Kernel<'a, T> {
+    /// `[O, C, k, k]`: the direct path's kernel.
+    pub weights: &'a [T],
+    /// `weights` in Winograd's domain (`[16, O, C]`, or `[16, C, O]` for
+    /// [`Orientation::FlippedTransposed`]).
+    pub transformed: Option<(&'a [T], Orientation)>,
+}
+
+impl<'a, T> Kernel<'a, T> {
+    /// Weights alone: a Winograd transform, where one is taken, is made per call.
+    pub fn of(weights: &'a [T]) -> Self {
+        Self {
+            weights,
+            transformed: None,
+        }
+    }
+}
+
+/// [`conv_cpu_fused`] with `kernel`'s stored Winograd transform, where it has one. The
+/// one place that chooses between Winograd's path and the direct one.
+///
+/// # Panics
+/// If the buffer lengths do not match the dimensions (a caller's bug).
+pub fn conv_cpu_kernel<T: Element>(
+    x: &[T],
+    kernel: Kernel<'_, T>,
+    dims: (usize, usize, usize, usize),
+    ok: (usize, usize),
+    p: usize,
+    in_scale: Option<&[T]>,
+    out: &BiasAct<T>,
+) -> Vec<T> {
     let (n, c, h, wd) = dims;
     let (o, k) = ok;
     if p < k
@@ -146,10 +186,13 @@ pub fn conv_cpu_fused<T: Element>(
             ((h + 2 * p + 1).saturating_sub(k), (wd + 2 * p + 1).saturating_sub(k)),
         )
     {
-        return crate::winograd::conv3x3(x, w, dims, o, p, in_scale, out);
+        return match kernel.transformed {
+            Some(u) => crate::winograd::conv3x3_transformed(x, u, dims, o, p, in_scale, out),
+            None => crate::winograd::conv3x3(x, kernel.weights, dims, o, p, in_scale, out),
+        };
     }
     let nb = images_per_gemm((h + 2 * p) * (wd + 2 * p), n, FORWARD_COLUMNS);
-    conv_cpu_group(x, w, dims, ok, p, (in_scale, out), (nb, Blocks::Auto))
+    conv_cpu_group(x, kernel.weights, dims, ok, p, (in_scale, out), (nb, Blocks::Auto))
 }
 
 /// How [`conv_cpu_group`] splits a group's columns.

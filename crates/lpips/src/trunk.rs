@@ -21,8 +21,8 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 use labelgan_core::{Error, Result};
 use labelgan_kernels::bias_act::BiasAct;
 use labelgan_kernels::element::{Element, cpu_slice, with_cpu_slice as with_slice};
-use labelgan_kernels::implicit_gemm::{conv_cpu, flip_transpose_cpu};
-use labelgan_kernels::winograd::{Orientation, conv3x3_transformed, transform_kernel};
+use labelgan_kernels::implicit_gemm::{Kernel, conv_cpu_kernel, flip_transpose_cpu};
+use labelgan_kernels::winograd::{Orientation, transform_kernel};
 
 use crate::conv::Conv;
 
@@ -102,19 +102,10 @@ impl Trunk {
                         return Ok(None);
                     }
                     let w = w.contiguous()?;
-                    let flipped = match w.dtype() {
-                        DType::F32 => Tensor::from_vec(
-                            with_slice(&w, |v: &[f32]| flip_transpose_cpu(v, (o, i, k)))?,
-                            (i, o, k, k),
-                            w.device(),
-                        )?,
-                        _ => Tensor::from_vec(
-                            with_slice(&w, |v: &[f64]| flip_transpose_cpu(v, (o, i, k)))?,
-                            (i, o, k, k),
-                            w.device(),
-                        )?,
+                    let (flipped, winograd) = match w.dtype() {
+                        DType::F32 => fixed_kernels::<f32>(&w, (o, i, k))?,
+                        _ => fixed_kernels::<f64>(&w, (o, i, k))?,
                     };
-                    let winograd = if k == 3 { Some(winograd_kernel(&w, o, i)?) } else { None };
                     Step::Conv {
                         b: b.to_dtype(w.dtype())?.contiguous()?,
                         w,
@@ -264,20 +255,39 @@ fn pool_bwd<T: Element>(x: &[T], g: &[T], planes: usize, h: usize, w: usize) -> 
     out
 }
 
-/// A 3x3 kernel `[o, i, 3, 3]` in Winograd's domain (`[16, o, i]`, same dtype).
-fn winograd_kernel(w: &Tensor, o: usize, i: usize) -> Result<Tensor> {
-    Ok(match w.dtype() {
-        DType::F32 => Tensor::from_vec(
-            with_slice(w, |v: &[f32]| transform_kernel(v, o, i))?,
-            (16, o, i),
-            w.device(),
-        )?,
-        _ => Tensor::from_vec(
-            with_slice(w, |v: &[f64]| transform_kernel(v, o, i))?,
-            (16, o, i),
-            w.device(),
-        )?,
-    })
+/// What the backward and the forward read of a fixed kernel `w [o, i, k, k]`, made
+/// once: its flipped transpose `[i, o, k, k]` and, for 3x3, its Winograd transform
+/// `[16, o, i]` (the backward reads it flipped and transposed).
+fn fixed_kernels<T: Element>(w: &Tensor, (o, i, k): (usize, usize, usize)) -> Result<(Tensor, Option<Tensor>)> {
+    let dev = w.device();
+    with_slice(w, |v: &[T]| -> Result<_> {
+        let flipped = Tensor::from_vec(flip_transpose_cpu(v, (o, i, k)), (i, o, k, k), dev)?;
+        let winograd = if k == 3 {
+            Some(Tensor::from_vec(transform_kernel(v, o, i), (16, o, i), dev)?)
+        } else {
+            None
+        };
+        Ok((flipped, winograd))
+    })?
+}
+
+/// `f` on a conv's kernel: `weights` and, where stored, its Winograd transform read in
+/// `orientation`.
+fn with_kernel<T: Element, R>(
+    weights: &Tensor,
+    transformed: Option<&Tensor>,
+    orientation: Orientation,
+    f: impl FnOnce(Kernel<'_, T>) -> R,
+) -> candle_core::Result<R> {
+    with_slice(weights, |wv| match transformed {
+        Some(u) => with_slice(u, |uv| {
+            f(Kernel {
+                weights: wv,
+                transformed: Some((uv, orientation)),
+            })
+        }),
+        None => Ok(f(Kernel::of(wv))),
+    })?
 }
 
 impl TrunkOp {
@@ -304,23 +314,12 @@ impl TrunkOp {
                     pad,
                     winograd,
                     ..
-                } => {
-                    let out_hw = (h + 2 * pad + 1 - k, w + 2 * pad + 1 - k);
-                    match winograd {
-                        Some(u) if labelgan_kernels::winograd::suits(*k, (c, *o), out_hw) => with_slice(u, |uv| {
-                            with_slice(b, |bv| {
-                                let act = BiasAct::bias_relu(Some(bv), true);
-                                let u = (uv, Orientation::AsIs);
-                                conv3x3_transformed(input, u, (n, c, h, w), *o, *pad, None, &act)
-                            })
-                        })??,
-                        _ => with_slice(wt, |wv| {
-                            with_slice(b, |bv| {
-                                conv_cpu(input, wv, (n, c, h, w), (*o, *k), *pad, Some(bv), true)
-                            })
-                        })??,
-                    }
-                }
+                } => with_slice(b, |bv| {
+                    with_kernel(wt, winograd.as_ref(), Orientation::AsIs, |kernel| {
+                        let act = BiasAct::bias_relu(Some(bv), true);
+                        conv_cpu_kernel(input, kernel, (n, c, h, w), (*o, *k), *pad, None, &act)
+                    })
+                })??,
                 Step::Pool => pool_fwd(input, n * c, h, w),
                 Step::Tap => {
                     out.extend_from_slice(input);
@@ -390,16 +389,22 @@ impl TrunkOp {
                         .zip(y)
                         .for_each(|(g, &y)| *g = if y > T::ZERO { *g } else { T::ZERO });
                     let (ho, wo) = (h + 2 * pad + 1 - k, w + 2 * pad + 1 - k);
-                    g = Some(match winograd {
-                        Some(u) if labelgan_kernels::winograd::suits(*k, (*o, *i), (h, w)) => with_slice(u, |uv| {
-                            let u = (uv, Orientation::FlippedTransposed);
-                            let act = BiasAct::default();
-                            conv3x3_transformed(&gy, u, (n, *o, ho, wo), *i, k - 1 - pad, None, &act)
-                        })?,
-                        _ => with_slice(flipped, |fw| {
-                            conv_cpu(&gy, fw, (n, *o, ho, wo), (*i, *k), k - 1 - pad, None, false)
-                        })?,
-                    });
+                    g = Some(with_kernel(
+                        flipped,
+                        winograd.as_ref(),
+                        Orientation::FlippedTransposed,
+                        |kernel| {
+                            conv_cpu_kernel(
+                                &gy,
+                                kernel,
+                                (n, *o, ho, wo),
+                                (*i, *k),
+                                k - 1 - pad,
+                                None,
+                                &BiasAct::default(),
+                            )
+                        },
+                    )?);
                 }
                 Step::Pool => {
                     let Some(gy) = g.take() else { continue };
