@@ -79,7 +79,10 @@ fn main() -> labelgan::core::Result<()> {
     if let Some(mb) = a.feature_budget_mb {
         cfg.feature_budget_mb = mb;
     }
-    let (_, report) = fit(&cfg, &source, &targets, |line| eprintln!("{line}"))?;
+    // The peak so far after each line shows which phase sets it.
+    let (_, report) = fit(&cfg, &source, &targets, |line| {
+        eprintln!("{line} (peak RSS so far {} MB)", common::peak_rss_mb())
+    })?;
     println!(
         "{}",
         serde_json::json!({

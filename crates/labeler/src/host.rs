@@ -24,7 +24,8 @@ pub(crate) struct HostLayer {
     second: Vec<f32>,
     /// Gathered batch rows `[M, B, D]`.
     rows: Vec<f32>,
-    /// Weight gradient `[M, D, h]`.
+    /// One member's weight gradient `[D, h]`: each member's step is taken before the
+    /// next member's gradient, so the gradients of all members are never held at once.
     grad: Vec<f32>,
     threads: usize,
 }
@@ -41,7 +42,7 @@ impl HostLayer {
             first: vec![0.0; n],
             second: vec![0.0; n],
             rows: vec![],
-            grad: vec![0.0; n],
+            grad: vec![0.0; dim * hidden],
             threads: labelgan_kernels::cpu_threads(),
         }
     }
@@ -87,6 +88,8 @@ impl HostLayer {
     pub fn backward_step(&mut self, out_grad: &[f32], batch: usize, step: &AdamStep) {
         let (d, h) = (self.dim, self.hidden);
         assert_eq!(out_grad.len(), self.members * batch * h, "first-layer output gradient");
+        use rayon::prelude::*;
+        let chunk = (d * h).div_ceil(self.threads.max(1)).max(1);
         for k in 0..self.members {
             // lhs = X_kᵀ: element (i, c) = X_k[c, i], rows stride 1, columns stride d.
             sgemm_threads(
@@ -94,22 +97,22 @@ impl HostLayer {
                 d,
                 h,
                 batch,
-                &mut self.grad[k * d * h..(k + 1) * d * h],
+                &mut self.grad,
                 false,
                 &self.rows[k * batch * d..(k + 1) * batch * d],
                 1,
                 d,
                 &out_grad[k * batch * h..(k + 1) * batch * h],
             );
+            // One pass over member k's weights and moments, split into `threads` parts
+            // on rayon's pool.
+            let part = k * d * h..(k + 1) * d * h;
+            self.weights[part.clone()]
+                .par_chunks_mut(chunk)
+                .zip(self.first[part.clone()].par_chunks_mut(chunk))
+                .zip(self.second[part].par_chunks_mut(chunk))
+                .zip(self.grad.par_chunks(chunk))
+                .for_each(|(((w, m), v), g)| step.update_slices(w, m, v, g));
         }
-        // One pass over weights and moments, split into `threads` parts on rayon's pool.
-        use rayon::prelude::*;
-        let chunk = self.weights.len().div_ceil(self.threads.max(1)).max(1);
-        self.weights
-            .par_chunks_mut(chunk)
-            .zip(self.first.par_chunks_mut(chunk))
-            .zip(self.second.par_chunks_mut(chunk))
-            .zip(self.grad.par_chunks(chunk))
-            .for_each(|(((w, m), v), g)| step.update_slices(w, m, v, g));
     }
 }

@@ -90,7 +90,7 @@ pub(crate) fn fit_on(
         .map(|t| t.tensor.device().clone())
         .unwrap_or(Device::Cpu);
     let d: usize = specs.iter().map(|t| t.channels).sum();
-    let init = Ensemble::init(config, &specs, &dev)?;
+    let mut ens = Ensemble::init(config, &specs, &dev)?;
     let m = config.members;
     let mut rng = SplitMix64::derive(config.seed, 0xDA7A);
     let splits = targets
@@ -109,13 +109,16 @@ pub(crate) fn fit_on(
         dev: &dev,
         use_host,
     };
-    let mut opt = Optimiser::new(&init, config.lr, use_host)?;
+    let mut opt = Optimiser::new(&ens, config.lr, use_host)?;
+    // The optimiser holds its own copies; the best ones come back at the end.
+    ens.params.clear();
     // The host path's gathered group rows `[n, D]`, reused across groups.
     let mut group_rows: Vec<f16> = vec![];
 
     // Held-out rows (f16) and targets, gathered during the first epoch from the same
-    // taps as the training rows: one tap generation per image per epoch.
-    let mut held_parts: Vec<Option<(Tensor, Tensor)>> = vec![None; targets.len()];
+    // taps as the training rows (one tap generation per image per epoch), then joined
+    // into `held_x` and `held_y`.
+    let mut held = Some(HeldOut::new(&splits, d, use_host));
     let (mut held_x, mut held_y) = (Tensor::zeros(0, DType::F16, &dev)?, Tensor::zeros(0, DType::U32, &dev)?);
     let per_image_bytes = splits.iter().map(|s| s.train.len()).max().unwrap_or(1) * d * size_of::<f16>();
     let group = (config.feature_budget_mb.saturating_mul(1 << 20) / per_image_bytes.max(1)).max(1);
@@ -138,7 +141,7 @@ pub(crate) fn fit_on(
         let mut loss_sum = 0f64;
         let mut steps = 0usize;
         for chunk in order.chunks(group) {
-            let (x, y) = rows.gather(chunk, &mut group_rows, &mut held_parts)?;
+            let (x, y) = rows.gather(chunk, &mut group_rows, held.as_mut())?;
             let n = y.dim(0)?;
             let b = config.batch_size.min(n).max(1);
             // Each member walks its own permutation of the group's pixels.
@@ -173,10 +176,8 @@ pub(crate) fn fit_on(
                 (steps * b * m) as f64 / epoch_start.elapsed().as_secs_f64()
             ));
         }
-        if epoch == 0 {
-            let (hx, hy): (Vec<Tensor>, Vec<Tensor>) = held_parts.iter_mut().filter_map(Option::take).unzip();
-            held_x = Tensor::cat(&hx, 0)?;
-            held_y = Tensor::cat(&hy, 0)?;
+        if let Some(h) = held.take() {
+            (held_x, held_y) = h.into_tensors(&dev)?;
         }
         opt.sync_first_layer()?;
         let val = held_out_loss(&opt.state, opt.w1.as_tensor(), &held_x, &held_y, &config.head)?;
@@ -197,7 +198,6 @@ pub(crate) fn fit_on(
             break;
         }
     }
-    let mut ens = init;
     for (name, t) in best_params {
         ens.params.insert(name, t);
     }
@@ -338,7 +338,7 @@ impl Optimiser {
 struct Rows<'a> {
     config: &'a LabelerConfig,
     source: &'a dyn TapSource,
-    targets: &'a [PixelTargets],
+    targets: &'a [PixelTargets<'a>],
     splits: &'a [targets::Split],
     d: usize,
     dev: &'a Device,
@@ -352,13 +352,15 @@ impl Rows<'_> {
         &self,
         chunk: &[usize],
         group_rows: &mut Vec<f16>,
-        held_parts: &mut [Option<(Tensor, Tensor)>],
+        mut held: Option<&mut HeldOut>,
     ) -> Result<(Option<Tensor>, Tensor)> {
         let (config, splits, d, dev) = (self.config, self.splits, self.d, self.dev);
         let (t, mode) = (config.resolution, config.upsample());
         let mut xs = vec![];
         let mut ys = vec![];
-        group_rows.clear();
+        // Freed, not cleared: the last group's rows would otherwise stay resident while
+        // this group's taps are generated.
+        *group_rows = Vec::new();
         if self.use_host {
             // Sized once: growing it would copy the group while holding it twice.
             let rows: usize = chunk.iter().map(|&i| splits[i].train.len()).sum();
@@ -366,7 +368,7 @@ impl Rows<'_> {
         }
         for &i in chunk {
             let taps = self.source.taps(i)?;
-            if held_parts[i].is_none() {
+            if let Some(held) = held.as_deref_mut().filter(|h| !h.has(i)) {
                 // First epoch: the image's features are checked once (a NaN feature
                 // trains NaN weights without a word otherwise).
                 for tap in taps.iter() {
@@ -375,17 +377,15 @@ impl Rows<'_> {
                         &format!("the features of training image {i} (tap `{}`)", tap.name),
                     )?;
                 }
-                let hx = if self.use_host {
-                    let mut v = vec![f16::ZERO; splits[i].held.len() * d];
-                    sparse_into(&taps, 0, &splits[i].held, t, mode, &mut v)?;
-                    in_f16_range(&v, i)?;
-                    Tensor::from_vec(v, (splits[i].held.len(), d), dev)?
+                if let Some(rows) = held.host_rows(i) {
+                    sparse_into(&taps, 0, &splits[i].held, t, mode, rows)?;
+                    in_f16_range(rows, i)?;
                 } else {
                     let hx = sparse(&taps, 0, &splits[i].held, t, mode)?.to_dtype(DType::F16)?;
                     labelgan_core::ensure_finite(&hx, &beyond_f16(i))?;
-                    hx
-                };
-                held_parts[i] = Some((hx, targets_for(config, &self.targets[i], &splits[i].held, dev)?));
+                    held.parts[i] = Some(hx);
+                }
+                held.targets[i] = Some(targets_for(config, &self.targets[i], &splits[i].held, dev)?);
             }
             if self.use_host {
                 // Straight into the group buffer: the rows are never held twice.
@@ -406,6 +406,69 @@ impl Rows<'_> {
             Some(Tensor::cat(&xs, 0)?)
         };
         Ok((x, Tensor::cat(&ys, 0)?))
+    }
+}
+
+/// The held-out rows (f16) and targets, gathered image by image during the first epoch.
+/// On the CPU's host path every image's rows go straight into one buffer at the
+/// image's offset, so joining them never holds the rows twice.
+struct HeldOut {
+    /// Host path: all held-out rows `[P, D]`, image `i`'s from `offsets[i]` rows.
+    rows: Vec<f16>,
+    offsets: Vec<usize>,
+    /// Elsewhere: each image's rows as a tensor.
+    parts: Vec<Option<Tensor>>,
+    targets: Vec<Option<Tensor>>,
+    d: usize,
+    host: bool,
+}
+
+impl HeldOut {
+    fn new(splits: &[targets::Split], d: usize, host: bool) -> Self {
+        let mut offsets = Vec::with_capacity(splits.len() + 1);
+        offsets.push(0);
+        for s in splits {
+            offsets.push(offsets[offsets.len() - 1] + s.held.len());
+        }
+        let rows = if host {
+            vec![f16::ZERO; offsets[splits.len()] * d]
+        } else {
+            vec![]
+        };
+        Self {
+            rows,
+            offsets,
+            parts: vec![None; splits.len()],
+            targets: vec![None; splits.len()],
+            d,
+            host,
+        }
+    }
+
+    /// Whether image `i`'s held-out rows are gathered.
+    fn has(&self, i: usize) -> bool {
+        self.targets[i].is_some()
+    }
+
+    /// Image `i`'s rows in the host buffer (`None` off the host path).
+    fn host_rows(&mut self, i: usize) -> Option<&mut [f16]> {
+        if !self.host {
+            return None;
+        }
+        let d = self.d;
+        Some(&mut self.rows[self.offsets[i] * d..self.offsets[i + 1] * d])
+    }
+
+    /// All held-out rows `[P, D]` and targets, in image order.
+    fn into_tensors(self, dev: &Device) -> Result<(Tensor, Tensor)> {
+        let y: Vec<Tensor> = self.targets.into_iter().flatten().collect();
+        let x = if self.host {
+            let n = self.offsets.last().copied().unwrap_or(0);
+            Tensor::from_vec(self.rows, (n, self.d), dev)?
+        } else {
+            Tensor::cat(&self.parts.into_iter().flatten().collect::<Vec<_>>(), 0)?
+        };
+        Ok((x, Tensor::cat(&y, 0)?))
     }
 }
 
@@ -663,16 +726,14 @@ mod tests {
         let mask: Vec<u32> = (0..r * r)
             .map(|p| if p % 5 == 0 { 255 } else { (p % 3) as u32 })
             .collect();
+        let depth = vec![0.5; r * r];
         let heads = [
-            (
-                Head::Segmentation { classes: 3 },
-                PixelTargets::Segmentation(mask.clone()),
-            ),
+            (Head::Segmentation { classes: 3 }, PixelTargets::Segmentation(&mask)),
             (
                 Head::Keypoints { count: 2, sigma: 2.0 },
                 PixelTargets::Keypoints(vec![(1.0, 1.0), (6.0, 5.0)]),
             ),
-            (Head::Depth, PixelTargets::Depth(vec![0.5; r * r])),
+            (Head::Depth, PixelTargets::Depth(&depth)),
         ];
         for (head, t) in heads {
             for want in [10, 40, 1000] {
@@ -706,7 +767,7 @@ mod tests {
             ignore_index: None,
             ..LabelerConfig::new(Head::Segmentation { classes: 3 }, r)
         };
-        let e = sample_pixels(&cfg, &PixelTargets::Segmentation(mask), 1, &mut SplitMix64::new(0));
+        let e = sample_pixels(&cfg, &PixelTargets::Segmentation(&mask), 1, &mut SplitMix64::new(0));
         assert!(e.is_err_and(|e| e.to_string().contains("class 255")));
     }
 
@@ -717,7 +778,8 @@ mod tests {
             holdout: 0.5,
             ..LabelerConfig::new(Head::Depth, 16)
         };
-        let t = PixelTargets::Depth(vec![0.5; 256]);
+        let depth = vec![0.5; 256];
+        let t = PixelTargets::Depth(&depth);
         let mut rng = SplitMix64::new(1);
         let s = sample_pixels(&cfg, &t, 10, &mut rng).unwrap();
         assert_eq!((s.held.len(), s.train.len()), (10, 90));

@@ -8,24 +8,26 @@ use labelgan_dataset::ImageLabels;
 
 use crate::config::{Head, LabelerConfig};
 
-/// Ground truth of one training image at the labeler's resolution T, for its head.
+/// Ground truth of one training image at the labeler's resolution T, for its head. The
+/// per-pixel kinds borrow the caller's labels: a copy would hold every full-resolution
+/// mask twice for the whole fit.
 #[derive(Debug, Clone)]
-pub(crate) enum PixelTargets {
+pub(crate) enum PixelTargets<'a> {
     /// Class per pixel, `T*T`.
-    Segmentation(Vec<u32>),
+    Segmentation(&'a [u32]),
     /// (x, y) per keypoint, in pixels.
     Keypoints(Vec<(f32, f32)>),
     /// Depth per pixel, `T*T`.
-    Depth(Vec<f32>),
+    Depth(&'a [f32]),
 }
 
-impl PixelTargets {
+impl<'a> PixelTargets<'a> {
     /// The labels of image `i` that `head` learns; an error names the kind it lacks.
-    pub(crate) fn of(head: &Head, labels: &ImageLabels, i: usize) -> Result<Self> {
+    pub(crate) fn of(head: &Head, labels: &'a ImageLabels, i: usize) -> Result<Self> {
         let missing = |what: &str| Error::invalid(format!("training image {i} has no {what} for the {head:?} head"));
         Ok(match head {
             Head::Segmentation { .. } => {
-                PixelTargets::Segmentation(labels.mask.clone().ok_or_else(|| missing("mask"))?)
+                PixelTargets::Segmentation(labels.mask.as_deref().ok_or_else(|| missing("mask"))?)
             }
             Head::Keypoints { .. } => PixelTargets::Keypoints(
                 labels
@@ -36,7 +38,7 @@ impl PixelTargets {
                     .map(|p| (p[0], p[1]))
                     .collect(),
             ),
-            Head::Depth => PixelTargets::Depth(labels.depth.clone().ok_or_else(|| missing("depth map"))?),
+            Head::Depth => PixelTargets::Depth(labels.depth.as_deref().ok_or_else(|| missing("depth map"))?),
         })
     }
 }
@@ -62,7 +64,7 @@ pub(crate) fn sample_pixels(
     // Pixels of the ignore index are taken from the start: never sampled.
     let mut taken = vec![false; n];
     if let PixelTargets::Segmentation(cls) = t {
-        for (x, &c) in taken.iter_mut().zip(cls) {
+        for (x, &c) in taken.iter_mut().zip(cls.iter()) {
             *x = Some(c) == cfg.ignore_index;
         }
     }
