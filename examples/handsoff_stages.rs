@@ -21,7 +21,7 @@ use labelgan::eval::{Confusion, UNet, UNetConfig};
 use labelgan::factory::fit_labeler;
 use labelgan::inversion::metrics::reconstruction;
 use labelgan::inversion::{Encoder, ProjectorConfig, project_in_batches};
-use labelgan::labeler::{Ensemble, Head, LabelerConfig};
+use labelgan::labeler::{Ensemble, Head, LabelerConfig, Precision};
 use labelgan::lpips::Lpips;
 use labelgan::prelude::*;
 
@@ -68,6 +68,11 @@ struct Args {
     /// well the inversion keeps the parts in place, independent of the labeler.
     #[arg(long, default_value_t = 0)]
     unet_real: usize,
+    /// Also label the held-out faces with the labeler's first layer in bf16
+    /// (`Precision::Bf16`, on AMX's tiles where the CPU has them) and report its mIoU
+    /// and the share of pixels whose label differs from the f32 labels.
+    #[arg(long)]
+    compare_bf16: bool,
 }
 
 const NAMES: [&str; 8] = ["bg", "skin", "hair", "l-eye", "r-eye", "brows", "nose", "mouth"];
@@ -143,26 +148,45 @@ fn main() -> labelgan::core::Result<()> {
         rep.epochs,
         rep.best_epoch
     );
-    let eval = |name: &str, e: &Ensemble, ws: &Tensor, truth: &[Vec<u32>]| -> labelgan::core::Result<f64> {
+    let eval = |name: &str, e: &Ensemble, ws: &Tensor, truth: &[Vec<u32>]| -> labelgan::core::Result<Vec<Vec<u32>>> {
         let mut c = Confusion::new(8);
+        let mut labels = Vec::with_capacity(truth.len());
         for s in (0..truth.len()).step_by(16) {
             let n = 16.min(truth.len() - s);
             let taps = g.synthesize(&ws.narrow(0, s, n)?, NoiseMode::Const)?.taps.features();
             let labelgan::core::Labels::Segmentation(cls) = e.predict(&taps)?.labels else {
                 unreachable!()
             };
-            for (j, v) in cls.flatten_from(1)?.to_vec2::<u32>()?.iter().enumerate() {
-                c.add(&truth[s + j], v)?;
+            for (j, v) in cls.flatten_from(1)?.to_vec2::<u32>()?.into_iter().enumerate() {
+                c.add(&truth[s + j], &v)?;
+                labels.push(v);
             }
         }
-        let rep = c.report();
-        print_iou(name, &rep);
-        Ok(rep.miou)
+        print_iou(name, &c.report());
+        Ok(labels)
     };
     eval("labeler on its training faces", &e, &ws_l, masks)?;
     let (ws_t, rec_t) = invert(&test.images)?;
     let test_masks = test.targets.masks.as_ref().expect("masks");
-    eval("labeler on held-out faces", &e, &ws_t, test_masks)?;
+    let f32_labels = eval("labeler on held-out faces", &e, &ws_t, test_masks)?;
+    if a.compare_bf16 {
+        let mut e16 = e.clone();
+        e16.config.precision = Precision::Bf16;
+        let t = Instant::now();
+        let bf16_labels = eval("the same, first layer in bf16", &e16, &ws_t, test_masks)?;
+        let (same, all) = f32_labels
+            .iter()
+            .zip(&bf16_labels)
+            .fold((0usize, 0usize), |(s, n), (x, y)| {
+                (s + x.iter().zip(y).filter(|(p, q)| p == q).count(), n + x.len())
+            });
+        println!(
+            "bf16 (AMX {}): {:.4} % of held-out pixels labelled differently from f32 ({} s)",
+            labelgan::kernels::amx::available(),
+            100.0 * (all - same) as f64 / all.max(1) as f64,
+            t.elapsed().as_secs()
+        );
+    }
     if a.unet_real > 0 {
         let mut real = write("real", 5000 + a.seed, a.unet_real)?;
         (real.targets.keypoints, real.targets.depth) = (None, None);

@@ -60,7 +60,7 @@ pub mod prelude {
     pub use labelgan_hypercolumn::{FactoredProjection, Upsample, dense, sparse};
     pub use labelgan_inversion::encoder::EncoderTrainer;
     pub use labelgan_inversion::{Encoder, EncoderConfig, LatentSpace, MeanInverter, ProjectorConfig, project};
-    pub use labelgan_labeler::{Ensemble, GeneratorTaps, Head, InMemoryTaps, LabelerConfig, TapSource, fit};
+    pub use labelgan_labeler::{Ensemble, GeneratorTaps, Head, InMemoryTaps, LabelerConfig, Precision, TapSource, fit};
     pub use labelgan_lpips::Lpips;
     pub use labelgan_metrics::{
         FeatureExtractor, FeatureStats, Features, KidConfig, MetricsConfig, compare, fid, frechet_distance,

@@ -125,8 +125,19 @@ pub struct FactoryArgs {
     /// Generated images the calibration measures the class shares on.
     #[arg(long, default_value_t = 64)]
     calibrate_images: usize,
+    /// The labelers' first-layer arithmetic while labelling: f32, or bf16 (features and
+    /// weights rounded to bf16, sums in f32) on Intel AMX's tiles where the CPU has
+    /// them, several times faster (docs/performance.md: how labels change).
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    precision: PrecisionArg,
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PrecisionArg {
+    F32,
+    Bf16,
 }
 
 pub fn run(a: FactoryArgs) -> Result<()> {
@@ -180,6 +191,10 @@ pub fn run(a: FactoryArgs) -> Result<()> {
             block: a.block,
             class: a.class,
             shard,
+            precision: match a.precision {
+                PrecisionArg::F32 => labelgan_labeler::Precision::F32,
+                PrecisionArg::Bf16 => labelgan_labeler::Precision::Bf16,
+            },
             ..FactoryConfig::default()
         },
         inputs: Default::default(),

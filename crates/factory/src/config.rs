@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use labelgan_core::{Error, Result, Shard};
+use labelgan_labeler::Precision;
 
 /// What [`crate::generate_dataset`] makes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +28,11 @@ pub struct FactoryConfig {
     /// ([`crate::shards`]); `None`: all of it. `count` stays the whole dataset's.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub shard: Option<Shard>,
+    /// The labelers' first-layer arithmetic while labelling ([`Precision::Bf16`]: on
+    /// AMX's tiles where the CPU has them). [`crate::run_factory`] sets it on its
+    /// labelers; callers of [`crate::generate_dataset`] set it on theirs.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl Default for FactoryConfig {
@@ -40,6 +46,7 @@ impl Default for FactoryConfig {
             batch: 8,
             class: None,
             shard: None,
+            precision: Precision::F32,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Property tests over random tap shapes: the sparse rows equal the dense rows, and the
 //! factored projection equals `dense · W + b` (relative 1e-5), both upsampling modes,
-//! on the CPU fast path and the device-generic path.
+//! on the CPU fast path and the device-generic path; the bf16 path against the f32
+//! projection of bf16-rounded inputs.
 
 use candle_core::{DType, Device, Tensor};
 use labelgan_core::{FeatureTaps, SplitMix64, Tap};
@@ -171,6 +172,82 @@ fn factored_projection_equals_dense_times_w() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("block width 4 does not divide"), "{e}");
+}
+
+/// The bf16 path equals the f32 projection of the taps and weights rounded to bf16
+/// (rounding commutes with nothing, but upsampling and projecting do, so the reference
+/// is exact up to f32 sums), on the tile and the block paths. Runs where the CPU has AMX.
+#[test]
+fn bf16_projection_equals_projection_of_rounded_inputs() {
+    let round = |t: &Tensor| t.to_dtype(DType::BF16).unwrap().to_dtype(DType::F32).unwrap();
+    let mut rng = SplitMix64::new(9);
+    let taps = random_taps(&mut rng, 20);
+    let w = rng.normal_tensor(&[taps.total_channels(), 31], &Device::Cpu).unwrap();
+    let mut p = FactoredProjection::new(&w, None, &taps.specs()).unwrap();
+    assert!(!p.set_bf16(true).unwrap(), "K = 31 is not a multiple of 32: f32 stays");
+    if !labelgan_kernels::amx::available() {
+        eprintln!("AMX is not available here: the bf16 projection is not checked");
+        return;
+    }
+    for case in 0..8 {
+        let target = 8 + rng.below(40) as usize;
+        let taps = random_taps(&mut rng, target);
+        let mut rounded = FeatureTaps::new();
+        for t in taps.iter() {
+            rounded
+                .push(Tap::new(t.name.clone(), round(&t.tensor)).unwrap())
+                .unwrap();
+        }
+        let k = 32 * (1 + rng.below(3) as usize);
+        let w = rng.normal_tensor(&[taps.total_channels(), k], &Device::Cpu).unwrap();
+        let b = rng.normal_tensor(&[k], &Device::Cpu).unwrap();
+        let mode = if case % 2 == 0 {
+            Upsample::Bilinear
+        } else {
+            Upsample::Nearest
+        };
+        let want = dense(&rounded, target, mode)
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .matmul(&round(&w))
+            .unwrap()
+            .broadcast_add(&b)
+            .unwrap()
+            .relu()
+            .unwrap();
+        let mut p = FactoredProjection::new(&w, Some(&b), &taps.specs()).unwrap();
+        p.relu = true;
+        p.chunk_pixels = 1 + rng.below((target * target) as u64) as usize;
+        assert!(p.set_bf16(true).unwrap());
+        let tile = 1 + rng.below((target * target) as u64) as usize;
+        let e = rel_err(&p.project(&taps, 0, target, mode).unwrap(), &want);
+        assert!(e < 1e-4, "case {case} (bf16 tiles): relative error {e}");
+        let mut rows = vec![];
+        p.for_each_cpu_block(
+            &taps,
+            0,
+            target,
+            mode,
+            tile,
+            32,
+            |_, v| Ok(v.to_vec()),
+            |ys, blocks| {
+                for i in 0..ys.len() * target {
+                    for v in &blocks {
+                        rows.extend_from_slice(&v[i * 32..(i + 1) * 32]);
+                    }
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+        let got = Tensor::from_vec(rows, (target * target, k), &Device::Cpu).unwrap();
+        let e = rel_err(&got, &want);
+        assert!(e < 1e-4, "case {case} (bf16 blocks): relative error {e}");
+        // And off again: the f32 projection.
+        assert!(!p.set_bf16(false).unwrap());
+    }
 }
 
 #[test]

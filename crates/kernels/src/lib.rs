@@ -17,6 +17,7 @@
 //! - [`resample`]: separable linear resampling (bilinear resize, blurs, pooling) as
 //!   two matrix products, differentiable;
 //! - [`linalg`]: f32 GEMM helpers on `gemm`, split across threads;
+//! - [`amx`]: Intel AMX's bf16 tile product, for GEMMs whose caller allows bf16 inputs;
 //! - [`path`]: whether the hand-written CPU bodies run (`LABELGAN_KERNELS=generic`
 //!   sends the CPU down the candle-op bodies other devices take, to test them);
 //! - [`mod@simd`]: which vector instructions the kernels use, decided once per process;
@@ -29,6 +30,7 @@
 //! count from here.
 
 pub mod activation;
+pub mod amx;
 pub mod bias_act;
 pub mod channel;
 pub mod conv;

@@ -87,6 +87,24 @@ pub struct LabelerConfig {
     pub feature_budget_mb: usize,
     /// Pixels per inference tile.
     pub tile_pixels: usize,
+    /// The arithmetic of inference's first layer on the CPU.
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+/// The arithmetic of inference's first layer (the projection of the hypercolumn, almost
+/// all of labelling's work) on the CPU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 throughout.
+    #[default]
+    F32,
+    /// Features and weights rounded to bf16 (8 significant bits), products summed in
+    /// f32, on Intel AMX's tiles where the CPU has them (elsewhere f32). Several times
+    /// faster; a pixel whose members' votes are nearly tied can change its label
+    /// (measured in docs/performance.md).
+    Bf16,
 }
 
 /// The default [`LabelerConfig::feature_budget_mb`].
@@ -128,6 +146,7 @@ impl LabelerConfig {
             ignore_index: labelgan_core::DEFAULT_IGNORE_INDEX,
             feature_budget_mb: DEFAULT_FEATURE_BUDGET_MB,
             tile_pixels: 1024,
+            precision: Precision::F32,
         }
     }
 

@@ -23,7 +23,7 @@ mod host;
 pub mod predict;
 pub mod train;
 
-pub use config::{Head, LabelerConfig};
+pub use config::{Head, LabelerConfig, Precision};
 pub use ensemble::Ensemble;
 pub use predict::{ImagePrediction, Prepared};
 pub use train::{GeneratorTaps, InMemoryTaps, TapSource, TrainReport, fit};

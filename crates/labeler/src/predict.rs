@@ -13,7 +13,7 @@ use labelgan_core::{Error, FeatureTaps, LabelKind, Labels, PixelLabeler, Predict
 use labelgan_hypercolumn::FactoredProjection;
 use labelgan_kernels::linalg::{sgemm_strided, sgemm_threads};
 
-use crate::config::Head;
+use crate::config::{Head, Precision};
 use crate::ensemble::{BN_EPS, Ensemble};
 
 /// One image's prediction, on the CPU.
@@ -62,6 +62,7 @@ impl Ensemble {
         let b1 = self.param("b1")?.reshape(m * h1)?;
         let mut proj = FactoredProjection::new(&w1.to_device(device)?, Some(&b1.to_device(device)?), &self.taps)?;
         proj.relu = true;
+        proj.set_bf16(self.config.precision == Precision::Bf16)?;
         let (s1, t1) = bn_affine(self, "bn1")?;
         let (s2, t2) = bn_affine(self, "bn2")?;
         let (w2, b2, w3, b3) = (

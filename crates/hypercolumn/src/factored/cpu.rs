@@ -5,12 +5,21 @@
 use std::ops::Range;
 
 use labelgan_core::Result;
+use labelgan_kernels::amx::{Bf16Lhs, Bf16Rhs, gemm_bf16};
 use labelgan_kernels::linalg::sgemm_rhs_rows;
 
 use super::fuse::{fuse_cols, fuse_rows};
 use super::rows::{CpuSlice, Group, Stack};
 use super::{FactoredProjection, Scratch};
 use crate::interp::{AxisInterp, Upsample};
+
+/// A tile's full-resolution rows as the block GEMMs read them.
+enum FullRows<'s> {
+    /// Converted to bf16 (in a separate buffer), with the weights in bf16.
+    Bf16(&'s Bf16Rhs),
+    /// Pixel-major f32 `(rows, row stride, column stride)`, channels, weights `[C, K]`.
+    F32((&'s [f32], usize, usize), usize, &'s [f32]),
+}
 
 pub struct CpuProjector<'a> {
     pub relu: bool,
@@ -30,7 +39,7 @@ pub struct CpuProjector<'a> {
 
 impl<'a> CpuProjector<'a> {
     pub fn new(
-        p: &FactoredProjection,
+        p: &'a FactoredProjection,
         taps: &[&'a [f32]],
         weights: &'a [CpuSlice<'a>],
         bias: Vec<f32>,
@@ -41,7 +50,7 @@ impl<'a> CpuProjector<'a> {
         let mut full = None;
         let mut groups = Vec::new();
         let mut spare_rows = scratch.rows.into_iter();
-        for (g, w) in p.groups.iter().zip(weights) {
+        for (gi, (g, w)) in p.groups.iter().zip(weights).enumerate() {
             let parts: Vec<(&[f32], usize)> = g.taps.iter().map(|&i| (taps[i], p.specs[i].channels)).collect();
             let c = parts.iter().map(|x| x.1).sum();
             let stack = Stack {
@@ -49,6 +58,7 @@ impl<'a> CpuProjector<'a> {
                 c,
                 parts,
                 w: w.slice()?,
+                w16: p.bf16.as_ref().map(|v| &v[gi]),
             };
             if g.resolution == target {
                 full = Some(stack);
@@ -122,9 +132,17 @@ impl<'a> CpuProjector<'a> {
             ..
         } = self;
         bufs.resize_with(threads, Vec::new);
-        let full = full
-            .as_ref()
-            .map(|st| ((st.rows_pixel_major(ys.start, ys.end, lhs), st.c, 1), st.c, st.w));
+        // In bf16 the rows are converted once here, for every block; in f32 they are
+        // made pixel-major once, for gemm to read in place.
+        let mut a16 = Bf16Lhs::new();
+        let full = full.as_ref().map(|st| match st.w16 {
+            Some(w16) => {
+                a16.fill(px, st.rows_lhs(ys.start, ys.end, lhs), st.c);
+                FullRows::Bf16(w16)
+            }
+            None => FullRows::F32((st.rows_pixel_major(ys.start, ys.end, lhs), st.c, 1), st.c, st.w),
+        });
+        let a16 = &a16;
         let (groups, bias, relu): (&[Group], &[f32], bool) = (groups, bias, *relu);
         let y_start = ys.start;
         // On rayon's pool: no OS thread is started per tile, and a caller that runs on
@@ -140,9 +158,10 @@ impl<'a> CpuProjector<'a> {
                     let mut out = Vec::new();
                     for b in (ti..blocks).step_by(threads) {
                         let k0 = b * width;
-                        match full {
-                            Some(((l, lrs, lcs), c, w)) => {
-                                sgemm_rhs_rows(1, px, width, c, buf, false, l, lrs, lcs, &w[k0..], k)
+                        match &full {
+                            Some(FullRows::Bf16(w16)) => gemm_bf16(a16, 0..px, w16, k0..k0 + width, buf),
+                            Some(FullRows::F32((l, lrs, lcs), c, w)) => {
+                                sgemm_rhs_rows(1, px, width, *c, buf, false, l, *lrs, *lcs, &w[k0..], k)
                             }
                             None => buf.fill(0.0),
                         }

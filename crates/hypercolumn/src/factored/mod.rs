@@ -17,6 +17,7 @@ use std::ops::Range;
 use candle_core::{DType, Device, Tensor};
 
 use labelgan_core::{Error, FeatureTaps, Result, TapSpec};
+use labelgan_kernels::amx::Bf16Rhs;
 
 mod cpu;
 mod fuse;
@@ -59,6 +60,8 @@ pub struct FactoredProjection {
     /// once per GEMM, so small GEMMs waste time; larger windows cost memory).
     #[doc(hidden)]
     pub chunk_pixels: usize,
+    /// Each group's weights in bf16 for AMX's tile product ([`FactoredProjection::set_bf16`]).
+    bf16: Option<Vec<Bf16Rhs>>,
     /// The CPU path's buffers, kept from one image to the next.
     scratch: ScratchCache,
 }
@@ -155,8 +158,30 @@ impl FactoredProjection {
             relu: false,
             force_generic: false,
             chunk_pixels: 1024,
+            bf16: None,
             scratch: ScratchCache::default(),
         })
+    }
+
+    /// On the CPU, round the taps and weights to bf16 and multiply them on AMX's tiles
+    /// (sums stay f32), where this CPU has them (`labelgan_kernels::amx`) and K is a
+    /// multiple of 32; else the f32 path stays. Returns whether the bf16 path is on.
+    pub fn set_bf16(&mut self, on: bool) -> Result<bool> {
+        let k = self.out_dim();
+        self.bf16 = None;
+        if on && labelgan_kernels::amx::available() && k.is_multiple_of(32) {
+            let packed = self
+                .groups
+                .iter()
+                .map(|g| {
+                    let (c, _) = g.w.dims2()?;
+                    let w = g.w.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+                    Ok(Bf16Rhs::pack(&w, c, k, k))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            self.bf16 = Some(packed);
+        }
+        Ok(self.bf16.is_some())
     }
 
     /// Output width K.

@@ -5,6 +5,7 @@
 use candle_core::{DType, Storage, Tensor};
 
 use labelgan_core::{Error, Result};
+use labelgan_kernels::amx::{Bf16Lhs, Bf16Rhs, gemm_bf16};
 use labelgan_kernels::linalg::sgemm;
 
 use crate::interp::AxisInterp;
@@ -45,6 +46,8 @@ pub struct Stack<'a> {
     pub c: usize,
     pub parts: Vec<(&'a [f32], usize)>,
     pub w: &'a [f32],
+    /// `w` in bf16 for AMX's tile product, when the projection runs in bf16.
+    pub w16: Option<&'a Bf16Rhs>,
 }
 
 impl Stack<'_> {
@@ -54,7 +57,20 @@ impl Stack<'_> {
     pub fn project_rows(&self, a: usize, b: usize, k: usize, dst: &mut [f32], lhs: &mut Vec<f32>) {
         let px = (b - a) * self.r;
         let (l, lrs, lcs) = self.rows_lhs(a, b, lhs);
-        sgemm(px, k, self.c, dst, false, l, lrs, lcs, self.w);
+        match self.w16 {
+            // Parts of 32-row multiples on rayon's pool, one tile product each.
+            Some(w16) => {
+                use rayon::prelude::*;
+                let mut a16 = Bf16Lhs::new();
+                a16.fill(px, (l, lrs, lcs), self.c);
+                let per = px.div_ceil(labelgan_kernels::cpu_threads() * 32).max(1) * 32;
+                dst[..px * k].par_chunks_mut(per * k).enumerate().for_each(|(i, part)| {
+                    let r0 = i * per;
+                    gemm_bf16(&a16, r0..r0 + part.len() / k, w16, 0..k, part)
+                });
+            }
+            None => sgemm(px, k, self.c, dst, false, l, lrs, lcs, self.w),
+        }
     }
 
     /// The left-hand side `[px, C]` of source rows `a..b` as (slice, row stride, column
