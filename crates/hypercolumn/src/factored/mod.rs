@@ -164,12 +164,14 @@ impl FactoredProjection {
     }
 
     /// On the CPU, round the taps and weights to bf16 and multiply them on AMX's tiles
-    /// (sums stay f32), where this CPU has them (`labelgan_kernels::amx`) and K is a
-    /// multiple of 32; else the f32 path stays. Returns whether the bf16 path is on.
+    /// (sums stay f32), where this CPU has them (`labelgan_kernels::amx`), the
+    /// projection takes the hand-written CPU path and K is a multiple of 32; else the
+    /// f32 path stays. Returns whether the bf16 path is on.
     pub fn set_bf16(&mut self, on: bool) -> Result<bool> {
         let k = self.out_dim();
         self.bf16 = None;
-        if on && labelgan_kernels::amx::available() && k.is_multiple_of(32) {
+        let native = labelgan_kernels::native_on(self.bias.device()) && !self.force_generic;
+        if on && native && labelgan_kernels::amx::available() && k.is_multiple_of(32) {
             let packed = self
                 .groups
                 .iter()
