@@ -87,8 +87,9 @@ pub struct LabelerConfig {
     pub feature_budget_mb: usize,
     /// Pixels per inference tile.
     pub tile_pixels: usize,
-    /// The arithmetic of inference's first layer on the CPU.
-    #[serde(default)]
+    /// The arithmetic of inference's first layer on the CPU (written to files only when
+    /// not f32, so records made before it existed still match).
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
 }
 
@@ -105,6 +106,13 @@ pub enum Precision {
     /// faster; a pixel whose members' votes are nearly tied can change its label
     /// (measured in docs/performance.md).
     Bf16,
+}
+
+impl Precision {
+    /// Whether this is [`Precision::F32`], the default.
+    pub fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
 }
 
 /// The default [`LabelerConfig::feature_budget_mb`].
@@ -227,6 +235,21 @@ impl LabelerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// f32 is not written, so records and files made before the setting existed still
+    /// match; bf16 is written and read back; a file without it reads as f32.
+    #[test]
+    fn precision_is_written_only_when_not_f32() {
+        let mut cfg = LabelerConfig::new(Head::Depth, 32);
+        let json = serde_json::to_value(&cfg).unwrap();
+        assert!(json.get("precision").is_none(), "{json}");
+        let back: LabelerConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(back.precision, Precision::F32);
+        cfg.precision = Precision::Bf16;
+        let json = serde_json::to_value(&cfg).unwrap();
+        assert_eq!(json["precision"], "bf16");
+        assert_eq!(serde_json::from_value::<LabelerConfig>(json).unwrap(), cfg);
+    }
 
     #[test]
     fn settings_are_validated_naming_the_setting() {
