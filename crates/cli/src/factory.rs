@@ -127,7 +127,8 @@ pub struct FactoryArgs {
     calibrate_images: usize,
     /// The labelers' first-layer arithmetic while labelling: f32, or bf16 (features and
     /// weights rounded to bf16, sums in f32) on Intel AMX's tiles where the CPU has
-    /// them, several times faster (docs/performance.md: how labels change).
+    /// them, labelling in about two thirds of the f32 time (docs/performance.md: the
+    /// figures, and how labels change).
     #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
     precision: PrecisionArg,
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]

@@ -102,9 +102,9 @@ pub enum Precision {
     #[default]
     F32,
     /// Features and weights rounded to bf16 (8 significant bits), products summed in
-    /// f32, on Intel AMX's tiles where the CPU has them (elsewhere f32). Several times
-    /// faster; a pixel whose members' votes are nearly tied can change its label
-    /// (measured in docs/performance.md).
+    /// f32, on Intel AMX's tiles where the CPU has them (elsewhere f32). Labelling takes
+    /// about two thirds of the f32 time; a pixel whose members' votes are nearly tied
+    /// can change its label (both measured in docs/performance.md).
     Bf16,
 }
 
