@@ -16,6 +16,7 @@ use labelgan_factory::{
 };
 use labelgan_gan::load_generator;
 use labelgan_inversion::{ClassMeanInverter, Encoder, MeanInverter};
+use labelgan_labeler::Precision;
 use labelgan_lpips::Lpips;
 
 use crate::device::DeviceArg;
@@ -129,16 +130,10 @@ pub struct FactoryArgs {
     /// weights rounded to bf16, sums in f32) on Intel AMX's tiles where the CPU has
     /// them, labelling in about two thirds of the f32 time (docs/performance.md: the
     /// figures, and how labels change).
-    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
-    precision: PrecisionArg,
+    #[arg(long, default_value_t = Precision::F32)]
+    precision: Precision,
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum PrecisionArg {
-    F32,
-    Bf16,
 }
 
 pub fn run(a: FactoryArgs) -> Result<()> {
@@ -192,10 +187,7 @@ pub fn run(a: FactoryArgs) -> Result<()> {
             block: a.block,
             class: a.class,
             shard,
-            precision: match a.precision {
-                PrecisionArg::F32 => labelgan_labeler::Precision::F32,
-                PrecisionArg::Bf16 => labelgan_labeler::Precision::Bf16,
-            },
+            precision: a.precision,
             ..FactoryConfig::default()
         },
         inputs: Default::default(),

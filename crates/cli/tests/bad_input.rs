@@ -83,6 +83,7 @@ fn every_command_refuses_bad_input_in_one_line_and_leaves_nothing() {
         case(&f(&["--sigma", "NaN"]), 2, "--sigma"),
         case(&f(&["--psi", "inf"]), 2, "--psi"),
         case(&f(&["--filter", "1"]), 2, "--filter"),
+        case(&f(&["--precision", "fp16"]), 2, "expected f32 or bf16"),
         case(&f(&["--ignore-index", "300"]), 2, "--ignore-index"),
         case(&f(&["--refine-steps", "5"]), 2, "--refine-steps needs --perceptual"),
         case(&f(&["--latents", g]), 2, "--latents is for --method datasetgan"),

@@ -2,7 +2,7 @@
 
 use labelgan_core::{Error, FeatureTaps, Labels, PixelLabeler, Result};
 use labelgan_dataset::ImageLabels;
-use labelgan_labeler::Ensemble;
+use labelgan_labeler::{Ensemble, Precision};
 
 /// One labeler per label kind; any may be missing. The first present of
 /// segmentation, keypoints, depth gives the uncertainty score used for filtering.
@@ -91,6 +91,18 @@ impl<L: PixelLabeler> Labelers<L> {
             }
         }
         Ok(out)
+    }
+}
+
+impl Labelers<Ensemble> {
+    /// Sets the first-layer arithmetic every present labeler labels with.
+    pub fn set_precision(&mut self, precision: Precision) {
+        for e in [&mut self.segmentation, &mut self.keypoints, &mut self.depth]
+            .into_iter()
+            .flatten()
+        {
+            e.config.precision = precision;
+        }
     }
 }
 

@@ -148,12 +148,7 @@ pub fn run_factory<G: Generator, I: Inverter + ?Sized>(
     if let Some(rep) = &calibration {
         log(&rep.summary());
     }
-    for e in [&mut labelers.segmentation, &mut labelers.keypoints, &mut labelers.depth]
-        .into_iter()
-        .flatten()
-    {
-        e.config.precision = run.dataset.precision;
-    }
+    labelers.set_precision(run.dataset.precision);
     let images = generate_dataset(g, &labelers, &run.dataset, out, &mut |p| {
         events(FactoryEvent::Written(p))
     })?;

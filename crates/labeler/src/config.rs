@@ -113,6 +113,33 @@ impl Precision {
     pub fn is_f32(&self) -> bool {
         *self == Precision::F32
     }
+
+    /// The name configs and command lines use.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+
+    /// `f32` or `bf16`, as in configs.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            _ => Err(Error::invalid(format!("precision {s:?}: expected f32 or bf16"))),
+        }
+    }
 }
 
 /// The default [`LabelerConfig::feature_budget_mb`].
@@ -249,6 +276,17 @@ mod tests {
         let json = serde_json::to_value(&cfg).unwrap();
         assert_eq!(json["precision"], "bf16");
         assert_eq!(serde_json::from_value::<LabelerConfig>(json).unwrap(), cfg);
+    }
+
+    /// The command line's names are the config files' names.
+    #[test]
+    fn precision_parses_the_names_configs_use() {
+        for p in [Precision::F32, Precision::Bf16] {
+            assert_eq!(p.to_string().parse::<Precision>().unwrap(), p);
+            assert_eq!(serde_json::to_value(p).unwrap(), p.name());
+        }
+        let e = "fp16".parse::<Precision>().unwrap_err().to_string();
+        assert!(e.contains("\"fp16\"") && e.contains("f32 or bf16"), "{e}");
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct CpuProjector<'a> {
     pub full: Option<Stack<'a>>,
     pub groups: Vec<Group<'a>>,
     pub lhs: Vec<f32>,
+    /// The left-hand side in bf16, when the projection runs in bf16.
+    pub lhs16: Bf16Lhs,
     /// The output tile, reused across tiles.
     pub acc: Vec<f32>,
     /// One block buffer per worker, reused across tiles.
@@ -82,6 +84,7 @@ impl<'a> CpuProjector<'a> {
             full,
             groups,
             lhs: scratch.lhs,
+            lhs16: scratch.lhs16,
             acc: scratch.acc,
             bufs: scratch.bufs,
         })
@@ -92,6 +95,7 @@ impl<'a> CpuProjector<'a> {
         Scratch {
             rows: self.groups.into_iter().map(|g| g.rows).collect(),
             lhs: self.lhs,
+            lhs16: self.lhs16,
             bufs: self.bufs,
             acc: self.acc,
         }
@@ -103,7 +107,7 @@ impl<'a> CpuProjector<'a> {
             let lo = ys.clone().map(|y| g.interp.i0[y]).min().unwrap_or(0);
             let hi = ys.clone().map(|y| g.interp.i1[y]).max().unwrap_or(0) + 1;
             let chunk = self.chunk_pixels.div_ceil(g.r()).max(1);
-            g.ensure(lo, hi, self.k, chunk, &mut self.lhs);
+            g.ensure(lo, hi, self.k, chunk, &mut self.lhs, &mut self.lhs16);
         }
     }
 
@@ -126,6 +130,7 @@ impl<'a> CpuProjector<'a> {
             full,
             groups,
             lhs,
+            lhs16,
             bias,
             relu,
             bufs,
@@ -134,15 +139,14 @@ impl<'a> CpuProjector<'a> {
         bufs.resize_with(threads, Vec::new);
         // In bf16 the rows are converted once here, for every block; in f32 they are
         // made pixel-major once, for gemm to read in place.
-        let mut a16 = Bf16Lhs::new();
         let full = full.as_ref().map(|st| match st.w16 {
             Some(w16) => {
-                a16.fill(px, st.rows_lhs(ys.start, ys.end, lhs), st.c);
+                lhs16.fill(px, st.rows_lhs(ys.start, ys.end, lhs), st.c);
                 FullRows::Bf16(w16)
             }
             None => FullRows::F32((st.rows_pixel_major(ys.start, ys.end, lhs), st.c, 1), st.c, st.w),
         });
-        let a16 = &a16;
+        let a16 = &*lhs16;
         let (groups, bias, relu): (&[Group], &[f32], bool) = (groups, bias, *relu);
         let y_start = ys.start;
         // On rayon's pool: no OS thread is started per tile, and a caller that runs on
@@ -187,7 +191,7 @@ impl<'a> CpuProjector<'a> {
         acc.resize(px * k, 0.0);
         match &self.full {
             // Overwrites the tile (gemm without reading dst).
-            Some(full) => full.project_rows(ys.start, ys.end, k, &mut acc, &mut self.lhs),
+            Some(full) => full.project_rows(ys.start, ys.end, k, &mut acc, &mut self.lhs, &mut self.lhs16),
             None => acc.iter_mut().for_each(|v| *v = 0.0),
         }
         self.ensure_groups(&ys);

@@ -66,13 +66,15 @@ pub struct FactoredProjection {
     scratch: ScratchCache,
 }
 
-/// Buffers of the CPU path (source-row windows, the gathered left-hand side, block
+/// Buffers of the CPU path (source-row windows, the gathered left-hand side in f32 and
+/// bf16, block
 /// buffers, the tile), kept between images: allocated afresh, their tens of megabytes
 /// are faulted in page by page for every image.
 #[derive(Default)]
 struct Scratch {
     rows: Vec<Vec<f32>>,
     lhs: Vec<f32>,
+    lhs16: labelgan_kernels::amx::Bf16Lhs,
     bufs: Vec<Vec<f32>>,
     acc: Vec<f32>,
 }

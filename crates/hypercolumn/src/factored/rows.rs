@@ -53,20 +53,21 @@ pub struct Stack<'a> {
 impl Stack<'_> {
     /// `dst [(b-a)*r, K] = x[source rows a..b] · w`. The taps are channel-major, so the
     /// rows' pixels are a column-major `[px, C]` matrix: read in place for one tap,
-    /// or copied channel by channel (contiguous runs) when several taps share `r`.
-    pub fn project_rows(&self, a: usize, b: usize, k: usize, dst: &mut [f32], lhs: &mut Vec<f32>) {
+    /// or copied channel by channel (contiguous runs) when several taps share `r`; in
+    /// bf16 then converted into `lhs16`.
+    pub fn project_rows(&self, a: usize, b: usize, k: usize, dst: &mut [f32], lhs: &mut Vec<f32>, lhs16: &mut Bf16Lhs) {
         let px = (b - a) * self.r;
         let (l, lrs, lcs) = self.rows_lhs(a, b, lhs);
         match self.w16 {
             // Parts of 32-row multiples on rayon's pool, one tile product each.
             Some(w16) => {
                 use rayon::prelude::*;
-                let mut a16 = Bf16Lhs::new();
-                a16.fill(px, (l, lrs, lcs), self.c);
+                lhs16.fill(px, (l, lrs, lcs), self.c);
+                let a16 = &*lhs16;
                 let per = px.div_ceil(labelgan_kernels::cpu_threads() * 32).max(1) * 32;
                 dst[..px * k].par_chunks_mut(per * k).enumerate().for_each(|(i, part)| {
                     let r0 = i * per;
-                    gemm_bf16(&a16, r0..r0 + part.len() / k, w16, 0..k, part)
+                    gemm_bf16(a16, r0..r0 + part.len() / k, w16, 0..k, part)
                 });
             }
             None => sgemm(px, k, self.c, dst, false, l, lrs, lcs, self.w),
@@ -150,7 +151,7 @@ impl Group<'_> {
     /// Makes source rows `a..b` available (requests move down the image). Missing rows
     /// are projected at least `chunk` at a time, so every GEMM has enough pixels to
     /// amortise packing the weights.
-    pub fn ensure(&mut self, a: usize, b: usize, k: usize, chunk: usize, lhs: &mut Vec<f32>) {
+    pub fn ensure(&mut self, a: usize, b: usize, k: usize, chunk: usize, lhs: &mut Vec<f32>, lhs16: &mut Bf16Lhs) {
         if a >= self.lo && b <= self.hi {
             return;
         }
@@ -166,7 +167,7 @@ impl Group<'_> {
         self.rows.resize((end - a) * row, 0.0);
         let start = self.hi;
         self.stack
-            .project_rows(start, end, k, &mut self.rows[(start - a) * row..], lhs);
+            .project_rows(start, end, k, &mut self.rows[(start - a) * row..], lhs, lhs16);
         self.lo = a;
         self.hi = end;
     }
