@@ -191,9 +191,23 @@ fn bf16_projection_equals_projection_of_rounded_inputs() {
         eprintln!("AMX or the CPU kernel path is not available here: the bf16 projection is not checked");
         return;
     }
-    for case in 0..8 {
+    for case in 0..9 {
         let target = 8 + rng.below(40) as usize;
-        let taps = random_taps(&mut rng, target);
+        let taps = if case < 8 {
+            random_taps(&mut rng, target)
+        } else {
+            // Several taps at the target and at a lower resolution: their channels are
+            // converted side by side from where each tap lies.
+            let mut taps = FeatureTaps::new();
+            for (i, (r, c)) in [(target, 3), (target, 5), (target / 2, 4), (target / 2, 2)]
+                .into_iter()
+                .enumerate()
+            {
+                let t = rng.normal_tensor(&[1, c, r, r], &Device::Cpu).unwrap();
+                taps.push(Tap::new(format!("tap{i}"), t).unwrap()).unwrap();
+            }
+            taps
+        };
         let mut rounded = FeatureTaps::new();
         for t in taps.iter() {
             rounded

@@ -11,6 +11,8 @@
 use std::ops::Range;
 use std::sync::OnceLock;
 
+use crate::linalg::Strided;
+
 /// f32 to bf16, rounded to nearest even (NaN stays NaN).
 #[inline]
 pub fn bf16_bits(x: f32) -> u16 {
@@ -104,11 +106,24 @@ impl Bf16Lhs {
     ///
     /// # Panics
     /// If `lhs` is shorter than its dimensions say (a caller's bug).
-    pub fn fill(&mut self, m: usize, (l, lrs, lcs): (&[f32], usize, usize), k: usize) {
-        assert!(
-            m == 0 || k == 0 || l.len() > (m - 1) * lrs + (k - 1) * lcs,
-            "bf16 lhs: too short"
-        );
+    pub fn fill(&mut self, m: usize, lhs: Strided<'_, &[f32]>, k: usize) {
+        self.fill_blocks(m, &[(lhs, k)]);
+    }
+
+    /// Converts the column blocks `(data, row stride, column stride), columns`, side by
+    /// side, as one `[m, Σ columns]` left-hand side: several taps' channels are read
+    /// where they lie instead of being gathered into one f32 matrix first.
+    ///
+    /// # Panics
+    /// If a block is shorter than its dimensions say (a caller's bug).
+    pub fn fill_blocks(&mut self, m: usize, blocks: &[(Strided<'_, &[f32]>, usize)]) {
+        for &((l, lrs, lcs), k) in blocks {
+            assert!(
+                m == 0 || k == 0 || l.len() > (m - 1) * lrs + (k - 1) * lcs,
+                "bf16 lhs: too short"
+            );
+        }
+        let k: usize = blocks.iter().map(|b| b.1).sum();
         let kp = k.div_ceil(32) * 32;
         let mp = m.div_ceil(32) * 32;
         (self.m, self.kp) = (m, kp);
@@ -118,20 +133,24 @@ impl Bf16Lhs {
         self.data.par_chunks_mut(32 * kp).enumerate().for_each(|(b, part)| {
             let i0 = b * 32;
             let rows = 32.min(m.saturating_sub(i0));
-            if lcs == 1 {
-                for r in 0..rows {
-                    let src = &l[(i0 + r) * lrs..(i0 + r) * lrs + k];
-                    for (d, &v) in part[r * kp..r * kp + k].iter_mut().zip(src) {
-                        *d = bf16_bits(v);
-                    }
-                }
-            } else {
-                // Column-major sources: read each column's run of rows in order.
-                for c in 0..k {
+            let mut c0 = 0;
+            for &((l, lrs, lcs), k) in blocks {
+                if lcs == 1 {
                     for r in 0..rows {
-                        part[r * kp + c] = bf16_bits(l[(i0 + r) * lrs + c * lcs]);
+                        let src = &l[(i0 + r) * lrs..(i0 + r) * lrs + k];
+                        for (d, &v) in part[r * kp + c0..r * kp + c0 + k].iter_mut().zip(src) {
+                            *d = bf16_bits(v);
+                        }
+                    }
+                } else {
+                    // Column-major sources: read each column's run of rows in order.
+                    for c in 0..k {
+                        for r in 0..rows {
+                            part[r * kp + c0 + c] = bf16_bits(l[(i0 + r) * lrs + c * lcs]);
+                        }
                     }
                 }
+                c0 += k;
             }
         });
     }
@@ -378,6 +397,27 @@ mod tests {
             let cols = 32..96;
             let mut a = Bf16Lhs::new();
             a.fill(m, (&l, lrs, lcs), k);
+            // The same matrix as two column blocks, the second in the other layout,
+            // converts to the same bits.
+            let (k1, k2) = (k / 3, k - k / 3);
+            let second: Vec<f32> = if lcs == 1 {
+                (0..k2)
+                    .flat_map(|c| (0..m).map(move |i| (i, c)))
+                    .map(|(i, c)| lhs[i * k + k1 + c])
+                    .collect()
+            } else {
+                (0..m)
+                    .flat_map(|i| (0..k2).map(move |c| (i, c)))
+                    .map(|(i, c)| lhs[i * k + k1 + c])
+                    .collect()
+            };
+            let second_layout = if lcs == 1 { (1, m) } else { (k2, 1) };
+            let mut split = Bf16Lhs::new();
+            split.fill_blocks(
+                m,
+                &[((&l, lrs, lcs), k1), ((&second, second_layout.0, second_layout.1), k2)],
+            );
+            assert_eq!(split.data, a.data, "two blocks, layout ({lrs}, {lcs})");
             // All rows, then rows from 32 on (the tail block alone).
             let mut dst = vec![f32::NAN; m * cols.len()];
             gemm_bf16(&a, 0..m, &packed, cols.clone(), &mut dst);

@@ -141,7 +141,7 @@ impl<'a> CpuProjector<'a> {
         // made pixel-major once, for gemm to read in place.
         let full = full.as_ref().map(|st| match st.w16 {
             Some(w16) => {
-                lhs16.fill(px, st.rows_lhs(ys.start, ys.end, lhs), st.c);
+                st.fill_bf16(ys.start, ys.end, lhs16);
                 FullRows::Bf16(w16)
             }
             None => FullRows::F32((st.rows_pixel_major(ys.start, ys.end, lhs), st.c, 1), st.c, st.w),

@@ -6,7 +6,7 @@ use candle_core::{DType, Storage, Tensor};
 
 use labelgan_core::{Error, Result};
 use labelgan_kernels::amx::{Bf16Lhs, Bf16Rhs, gemm_bf16};
-use labelgan_kernels::linalg::sgemm;
+use labelgan_kernels::linalg::{Strided, sgemm};
 
 use crate::interp::AxisInterp;
 
@@ -54,15 +54,14 @@ impl Stack<'_> {
     /// `dst [(b-a)*r, K] = x[source rows a..b] · w`. The taps are channel-major, so the
     /// rows' pixels are a column-major `[px, C]` matrix: read in place for one tap,
     /// or copied channel by channel (contiguous runs) when several taps share `r`; in
-    /// bf16 then converted into `lhs16`.
+    /// bf16 converted into `lhs16` from where the taps lie.
     pub fn project_rows(&self, a: usize, b: usize, k: usize, dst: &mut [f32], lhs: &mut Vec<f32>, lhs16: &mut Bf16Lhs) {
         let px = (b - a) * self.r;
-        let (l, lrs, lcs) = self.rows_lhs(a, b, lhs);
         match self.w16 {
             // Parts of 32-row multiples on rayon's pool, one tile product each.
             Some(w16) => {
                 use rayon::prelude::*;
-                lhs16.fill(px, (l, lrs, lcs), self.c);
+                self.fill_bf16(a, b, lhs16);
                 let a16 = &*lhs16;
                 let per = px.div_ceil(labelgan_kernels::cpu_threads() * 32).max(1) * 32;
                 dst[..px * k].par_chunks_mut(per * k).enumerate().for_each(|(i, part)| {
@@ -70,23 +69,39 @@ impl Stack<'_> {
                     gemm_bf16(a16, r0..r0 + part.len() / k, w16, 0..k, part)
                 });
             }
-            None => sgemm(px, k, self.c, dst, false, l, lrs, lcs, self.w),
+            None => {
+                let (l, lrs, lcs) = self.rows_lhs(a, b, lhs);
+                sgemm(px, k, self.c, dst, false, l, lrs, lcs, self.w)
+            }
         }
+    }
+
+    /// Each tap's source rows `a..b` as a column-major block `[px, C_t]` where it lies.
+    fn blocks(&self, a: usize, b: usize) -> impl Iterator<Item = (Strided<'_, &[f32]>, usize)> {
+        let (n, px0) = (self.r * self.r, a * self.r);
+        debug_assert!(b <= self.r);
+        self.parts.iter().map(move |&(data, ct)| ((&data[px0..], 1, n), ct))
+    }
+
+    /// Source rows `a..b` (`[px, C]`) converted to bf16 into `out`.
+    pub fn fill_bf16(&self, a: usize, b: usize, out: &mut Bf16Lhs) {
+        let blocks: Vec<_> = self.blocks(a, b).collect();
+        out.fill_blocks((b - a) * self.r, &blocks);
     }
 
     /// The left-hand side `[px, C]` of source rows `a..b` as (slice, row stride, column
     /// stride): in place for one tap, else copied into `lhs`.
     pub fn rows_lhs<'s>(&'s self, a: usize, b: usize, lhs: &'s mut Vec<f32>) -> (&'s [f32], usize, usize) {
-        let (n, px0, px) = (self.r * self.r, a * self.r, (b - a) * self.r);
+        let px = (b - a) * self.r;
         if let [(data, _)] = self.parts[..] {
-            return (&data[px0..], 1, n);
+            return (&data[a * self.r..], 1, self.r * self.r);
         }
         lhs.clear();
         lhs.resize(px * self.c, 0.0);
         let mut off = 0;
-        for &(data, ct) in &self.parts {
+        for ((data, _, n), ct) in self.blocks(a, b) {
             for ch in 0..ct {
-                lhs[(off + ch) * px..(off + ch + 1) * px].copy_from_slice(&data[ch * n + px0..ch * n + px0 + px]);
+                lhs[(off + ch) * px..(off + ch + 1) * px].copy_from_slice(&data[ch * n..ch * n + px]);
             }
             off += ct;
         }
