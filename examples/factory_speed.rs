@@ -42,8 +42,8 @@ struct Args {
     device: DeviceKind,
     /// The labelers' first-layer arithmetic: f32, or bf16 (on AMX's tiles where the CPU
     /// has them, else f32).
-    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
-    precision: String,
+    #[arg(long, default_value_t = Precision::F32)]
+    precision: Precision,
 }
 
 fn main() -> labelgan::core::Result<()> {
@@ -51,14 +51,7 @@ fn main() -> labelgan::core::Result<()> {
     labelgan::kernels::heap::keep_freed_memory();
     let dev = a.device.open()?;
     let (g, mut labelers) = common::random_factory(a.resolution, a.channel_base, a.classes, &dev)?;
-    let precision = if a.precision == "bf16" {
-        Precision::Bf16
-    } else {
-        Precision::F32
-    };
-    if let Some(e) = labelers.segmentation.as_mut() {
-        e.config.precision = precision;
-    }
+    labelers.set_precision(a.precision);
     let features = g.spec().feature_taps();
     let members = labelers.segmentation.as_ref().map_or(0, |e| e.config.members);
     // The stages alone: one batch generated, then labelled (medians of 3 after a warm-up).
@@ -94,8 +87,8 @@ fn main() -> labelgan::core::Result<()> {
             "channel_base": a.channel_base,
             "hypercolumn_dim": features.iter().map(|t| t.channels).sum::<usize>(),
             "members": members,
-            "precision": a.precision,
-            "amx": precision == Precision::Bf16 && labelgan::kernels::amx::available(),
+            "precision": a.precision.name(),
+            "amx": a.precision == Precision::Bf16 && labelgan::kernels::amx::available(),
             "classes": a.classes,
             "images": written,
             "candidates": candidates,

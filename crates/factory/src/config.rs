@@ -30,7 +30,8 @@ pub struct FactoryConfig {
     pub shard: Option<Shard>,
     /// The labelers' first-layer arithmetic while labelling ([`Precision::Bf16`]: on
     /// AMX's tiles where the CPU has them). [`crate::run_factory`] sets it on its
-    /// labelers; callers of [`crate::generate_dataset`] set it on theirs. Written to
+    /// labelers; callers of [`crate::generate_dataset`] set it on theirs
+    /// ([`crate::Labelers::set_precision`]). Written to
     /// records only when not f32, so a run begun before it existed resumes.
     #[serde(default, skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,

@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use labelgan_core::Result;
 use labelgan_kernels::amx::{Bf16Lhs, Bf16Rhs, gemm_bf16};
-use labelgan_kernels::linalg::sgemm_rhs_rows;
+use labelgan_kernels::linalg::{Strided, sgemm_rhs_rows};
 
 use super::fuse::{fuse_cols, fuse_rows};
 use super::rows::{CpuSlice, Group, Stack};
@@ -18,7 +18,7 @@ enum FullRows<'s> {
     /// Converted to bf16 (in a separate buffer), with the weights in bf16.
     Bf16(&'s Bf16Rhs),
     /// Pixel-major f32 `(rows, row stride, column stride)`, channels, weights `[C, K]`.
-    F32((&'s [f32], usize, usize), usize, &'s [f32]),
+    F32(Strided<'s, &'s [f32]>, usize, &'s [f32]),
 }
 
 pub struct CpuProjector<'a> {

@@ -17,7 +17,7 @@ use std::ops::Range;
 use candle_core::{DType, Device, Tensor};
 
 use labelgan_core::{Error, FeatureTaps, Result, TapSpec};
-use labelgan_kernels::amx::Bf16Rhs;
+use labelgan_kernels::amx::{Bf16Lhs, Bf16Rhs};
 
 mod cpu;
 mod fuse;
@@ -67,14 +67,13 @@ pub struct FactoredProjection {
 }
 
 /// Buffers of the CPU path (source-row windows, the gathered left-hand side in f32 and
-/// bf16, block
-/// buffers, the tile), kept between images: allocated afresh, their tens of megabytes
-/// are faulted in page by page for every image.
+/// in bf16, block buffers, the tile), kept between images: allocated afresh, their tens
+/// of megabytes are faulted in page by page for every image.
 #[derive(Default)]
 struct Scratch {
     rows: Vec<Vec<f32>>,
     lhs: Vec<f32>,
-    lhs16: labelgan_kernels::amx::Bf16Lhs,
+    lhs16: Bf16Lhs,
     bufs: Vec<Vec<f32>>,
     acc: Vec<f32>,
 }
